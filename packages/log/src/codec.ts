@@ -1,0 +1,131 @@
+import { createHash } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { LogError } from './errors.js';
+import type { CommitFields, EventInput, LogEvent, Metadata, MetadataValue } from './events.js';
+
+/** Version of the stored record layout. */
+export const RECORD_FORMAT_VERSION = 1;
+
+// Plain msgpack: no records extension, no typed-array extension; maps decode as objects.
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
+
+function canonical(v: MetadataValue): MetadataValue {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === 'object') {
+    const out: { [k: string]: MetadataValue } = {};
+    for (const k of Object.keys(v).sort()) out[k] = canonical(v[k] as MetadataValue);
+    return out;
+  }
+  return v;
+}
+
+function vectorBytes(v: Float32Array): Buffer {
+  // Float32 little-endian bytes (the platform order on every supported target).
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function bytesToVector(b: Uint8Array): Float32Array {
+  if (b.byteLength % 4 !== 0) throw new LogError('LOG_CORRUPT_RECORD', 'vector bytes are not a multiple of 4');
+  const out = new Float32Array(b.byteLength / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+/**
+ * The canonical payload of an event: msgpack of
+ * `[version, seq, ts, type, collection, actor|null, body]` with object keys sorted and the
+ * vector as raw Float32 bytes. The same event always encodes to the same bytes.
+ */
+export function encodePayload(e: EventInput, seq: number, ts: number): Buffer {
+  let body: unknown;
+  switch (e.type) {
+    case 'collection.created':
+      body = { dimension: e.body.dimension, hnsw: { M: e.body.hnsw.M, efConstruction: e.body.hnsw.efConstruction, efSearch: e.body.hnsw.efSearch }, metric: e.body.metric };
+      break;
+    case 'collection.dropped':
+      body = {};
+      break;
+    case 'vector.upserted':
+      body = { id: e.body.id, metadata: e.body.metadata === undefined ? null : canonical(e.body.metadata), vector: vectorBytes(e.body.vector) };
+      break;
+    case 'vector.deleted':
+      body = { id: e.body.id };
+      break;
+  }
+  return packr.pack([RECORD_FORMAT_VERSION, seq, ts, e.type, e.collection, e.actor ?? null, body]);
+}
+
+/** Decodes a canonical payload into the event's fields (without hashes). */
+export function decodePayload(payload: Uint8Array): EventInput & { seq: number; ts: number } {
+  let arr: unknown;
+  try {
+    arr = packr.unpack(payload);
+  } catch (cause) {
+    throw new LogError('LOG_CORRUPT_RECORD', 'record payload is not valid msgpack', {}, { cause });
+  }
+  if (!Array.isArray(arr) || arr.length !== 7 || arr[0] !== RECORD_FORMAT_VERSION) throw new LogError('LOG_CORRUPT_RECORD', 'record payload has an unknown layout');
+  const [, seq, ts, type, collection, actor, body] = arr as [number, unknown, unknown, unknown, unknown, unknown, Record<string, unknown>];
+  if (typeof seq !== 'number' || typeof ts !== 'number' || typeof type !== 'string' || typeof collection !== 'string' || typeof body !== 'object' || body === null) {
+    throw new LogError('LOG_CORRUPT_RECORD', 'record payload has fields of the wrong type');
+  }
+  const base = { seq, ts, collection, ...(typeof actor === 'string' ? { actor } : {}) };
+  switch (type) {
+    case 'collection.created': {
+      const hnsw = body['hnsw'] as { M: number; efConstruction: number; efSearch: number };
+      return { ...base, type, body: { dimension: body['dimension'] as number, metric: body['metric'] as 'cosine', hnsw: { M: hnsw.M, efConstruction: hnsw.efConstruction, efSearch: hnsw.efSearch } } };
+    }
+    case 'collection.dropped':
+      return { ...base, type, body: {} };
+    case 'vector.upserted': {
+      const vb = body['vector'];
+      if (!(vb instanceof Uint8Array)) throw new LogError('LOG_CORRUPT_RECORD', 'vector is not bytes');
+      const md = body['metadata'];
+      return { ...base, type, body: { id: body['id'] as string, vector: bytesToVector(vb), ...(md !== null && md !== undefined ? { metadata: md as Metadata } : {}) } };
+    }
+    case 'vector.deleted':
+      return { ...base, type, body: { id: body['id'] as string } };
+    default:
+      throw new LogError('LOG_CORRUPT_RECORD', `unknown event type ${type}`);
+  }
+}
+
+/** SHA-256(prevHash ‖ payload). */
+export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(prevHash).update(payload).digest());
+}
+
+/** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */
+export function encodeRecord(prevHash: Uint8Array, hash: Uint8Array, payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(64 + payload.byteLength);
+  out.set(prevHash, 0);
+  out.set(hash, 32);
+  out.set(payload, 64);
+  return out;
+}
+
+/** The parts of a stored record, without decoding the payload. */
+export function splitRecord(rec: Uint8Array): { prevHash: Uint8Array; hash: Uint8Array; payload: Uint8Array } {
+  if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
+  return { prevHash: rec.subarray(0, 32), hash: rec.subarray(32, 64), payload: rec.subarray(64) };
+}
+
+/** Decodes a stored record into a LogEvent (hashes copied out of the record buffer). */
+export function decodeRecord(rec: Uint8Array): LogEvent {
+  const { prevHash, hash, payload } = splitRecord(rec);
+  const e = decodePayload(payload);
+  const commit: CommitFields = { seq: e.seq, ts: e.ts, prevHash: new Uint8Array(prevHash), hash: new Uint8Array(hash) };
+  return { ...e, ...commit };
+}
+
+/** Encodes a committed event as its stored record (re-deriving the payload). */
+export function encodeEvent(e: LogEvent): Buffer {
+  return encodeRecord(e.prevHash, e.hash, encodePayload(e, e.seq, e.ts));
+}
+
+/** Builds the committed form of `input` at `seq`/`ts` after `prevHash`: payload, hash and record. */
+export function sealEvent(input: EventInput, seq: number, ts: number, prevHash: Uint8Array): { event: LogEvent; record: Buffer } {
+  const payload = encodePayload(input, seq, ts);
+  const hash = chainHash(prevHash, payload);
+  const event: LogEvent = { ...input, seq, ts, prevHash, hash };
+  return { event, record: encodeRecord(prevHash, hash, payload) };
+}

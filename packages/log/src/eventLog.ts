@@ -1,0 +1,756 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { Observable, Subject } from 'rxjs';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
+import type { BreakerState } from './circuitBreaker.js';
+import { systemClock } from './clock.js';
+import type { Clock } from './clock.js';
+import { chainHash, decodePayload, decodeRecord, sealEvent, splitRecord } from './codec.js';
+import { LogError, isLogError } from './errors.js';
+import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
+import type { EventInput, LogEvent } from './events.js';
+import { Failpoints } from './failpoints.js';
+import { acquireWriterLock } from './writerLock.js';
+import type { WriterLock } from './writerLock.js';
+import { WAL_ERROR_TYPES, classifyWalError, isRetryable, toWalError } from './walErrors.js';
+
+/** Settings of the WAL error handling (the sketch's `error_recovery.wal`). */
+export interface WalOptions {
+  /** Attempts for a retryable (I/O) error, the first included. Default 5. */
+  retryAttempts: number;
+  /** First backoff delay, ms; doubles per attempt. Default 10. */
+  retryBaseDelayMs: number;
+  /** Largest backoff delay, ms. Default 1000. */
+  retryMaxDelayMs: number;
+  /** Consecutive failed appends that open the breaker. Default 3. */
+  circuitBreakerThreshold: number;
+  /** How long the breaker stays open before one probe is let through, ms. Default 60 000. */
+  circuitBreakerTimeoutMs: number;
+}
+
+/** Defaults of the sketch: 5 attempts, breaker at 3 failures, open 60 s. */
+export const defaultWalOptions: WalOptions = Object.freeze({
+  retryAttempts: 5,
+  retryBaseDelayMs: 10,
+  retryMaxDelayMs: 1000,
+  circuitBreakerThreshold: 3,
+  circuitBreakerTimeoutMs: 60_000,
+});
+
+/** A structured log line from the event log. */
+export type LogSink = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** Options of `EventLog.open`. */
+export interface EventLogOptions {
+  /** The data dir. The log lives in `<dir>/log.mdb`; the writer lock in `<dir>/kyrodb.lock`. Created if absent (unless read-only). */
+  dir: string;
+  /** Open for reading only: no writer lock, no appends; the head is re-read from disk on each call. Default false. */
+  readOnly?: boolean;
+  /** Registry for the `wal_*` metrics. Default: a private registry. */
+  registry?: Registry;
+  /** Failpoints (`wal.append`, `wal.flush`). Default: from `KYRODB_FAILPOINTS`. */
+  failpoints?: Failpoints;
+  /** Time source for `ts`, backoff and the breaker. Default the system clock. */
+  clock?: Clock;
+  /** WAL error handling. */
+  wal?: Partial<WalOptions>;
+  /** Largest batch `append` accepts. Default 10 000 events. */
+  maxBatchEvents?: number;
+  /** Largest number of events one group commit takes. Default 20 000. */
+  maxGroupEvents?: number;
+  /** Where log lines go. Default: JSON lines on stderr for warn/error. */
+  logger?: LogSink;
+}
+
+/** The head of the log: the last committed event, or seq 0 and the genesis hash when empty. */
+export interface LogHead {
+  seq: number;
+  /** Microseconds since the epoch; 0 when empty. */
+  ts: number;
+  hash: Uint8Array;
+}
+
+/** What `append` resolves to once the batch is durable. */
+export interface AppendResult {
+  firstSeq: number;
+  lastSeq: number;
+  /** Commit ts of the batch (all its events share it). */
+  ts: number;
+  events: LogEvent[];
+}
+
+/** A problem `verify` found. */
+export type VerifyProblem = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_mismatch' | 'seq_gap' | 'ts_regression' | 'decode_error' | 'head_mismatch' | 'digest_mismatch' | 'digest_beyond_head';
+
+/** The result of `verify`. */
+export type VerifyReport =
+  | { ok: true; checked: number; head: LogHead }
+  | { ok: false; checked: number; seq: number; problem: VerifyProblem; message: string };
+
+/** Options of `verify`. */
+export interface VerifyOptions {
+  /** Start at this seq (default 1). The record before it is trusted as the anchor. */
+  fromSeq?: number;
+  /** A digest the log must extend: the event at `seq` must have `hash`. */
+  digest?: { seq: number; hash: Uint8Array };
+  /** Called every `progressEvery` events with the seq reached. */
+  onProgress?: (seq: number, head: number) => void;
+  progressEvery?: number;
+}
+
+/** Options of `tail`. */
+export interface TailOptions {
+  /** Poll the disk for commits by other processes every N ms (default: 0 = in-process commits only, unless read-only, then 100). */
+  pollMs?: number;
+  /** Events read from disk per step while catching up. Default 1000. */
+  chunk?: number;
+}
+
+interface Pending {
+  inputs: EventInput[];
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+interface Prepared {
+  events: LogEvent[];
+  records: Buffer[];
+  head: LogHead;
+}
+
+const HEAD_KEY = 'head';
+const FORMAT_KEY = 'format';
+const FORMAT_VERSION = 1;
+const EMPTY = Buffer.alloc(0);
+const DOC_LEVEL = ''; // by-doc id for collection-level events
+
+/**
+ * The event log: durable, hash-chained, totally ordered. One process writes (the writer lock);
+ * any number read. `append` resolves only once its batch is flushed to disk; concurrent appends
+ * share one commit and one flush (group commit). Failed writes are classified, retried after a
+ * reopen (never in place), and guarded by a circuit breaker; reads keep working throughout.
+ */
+export class EventLog {
+  private env!: RootDatabase;
+  private events!: Database<Buffer, number>;
+  private byTime!: Database<Buffer, [number, number]>;
+  private byDoc!: Database<Buffer, [string, string, number]>;
+  private meta!: Database<unknown, string>;
+  private cachedHead: LogHead = { seq: 0, ts: 0, hash: GENESIS_HASH };
+  private readonly queue: Pending[] = [];
+  private committing = false;
+  private closed = false;
+  private lock: WriterLock | undefined;
+  private readonly committed$ = new Subject<LogEvent>();
+  private readonly opts: Required<Omit<EventLogOptions, 'wal' | 'registry'>> & { wal: WalOptions };
+  /** The WAL circuit breaker (exposed for admin reset and health). */
+  readonly breaker: CircuitBreaker;
+  private readonly metrics: {
+    writes: Counter<'status'>;
+    errors: Counter<'type'>;
+    retries: Counter;
+    breakerState: Gauge<'state'>;
+  };
+  private lastFailureType: string | undefined;
+
+  private constructor(options: EventLogOptions) {
+    const wal = { ...defaultWalOptions, ...options.wal };
+    this.opts = {
+      dir: options.dir,
+      readOnly: options.readOnly ?? false,
+      failpoints: options.failpoints ?? Failpoints.fromEnv(),
+      clock: options.clock ?? systemClock,
+      maxBatchEvents: options.maxBatchEvents ?? 10_000,
+      maxGroupEvents: options.maxGroupEvents ?? 20_000,
+      logger: options.logger ?? defaultLogger,
+      wal,
+    };
+    this.breaker = new CircuitBreaker('wal', {
+      failureThreshold: wal.circuitBreakerThreshold,
+      openTimeoutMs: wal.circuitBreakerTimeoutMs,
+      clock: this.opts.clock,
+      onStateChange: (to, from, reason) => this.opts.logger(to === 'open' ? 'error' : 'info', `WAL circuit breaker ${from} -> ${to}`, { reason }),
+    });
+    const registry = options.registry ?? new Registry();
+    const breaker = this.breaker;
+    this.metrics = {
+      writes: new Counter({ name: 'wal_writes_total', help: 'WAL appends by outcome', labelNames: ['status'], registers: [registry] }),
+      errors: new Counter({ name: 'wal_errors_total', help: 'WAL write errors by class', labelNames: ['type'], registers: [registry] }),
+      retries: new Counter({ name: 'wal_retry_attempts_total', help: 'WAL write retries after a failed attempt', registers: [registry] }),
+      breakerState: new Gauge({
+        name: 'wal_circuit_breaker_state',
+        help: 'WAL circuit breaker state (1 for the current state)',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          const st = breaker.state;
+          for (const s of BREAKER_STATES) this.set({ state: s }, s === st ? 1 : 0);
+        },
+      }),
+    };
+    for (const s of ['success', 'failure']) this.metrics.writes.inc({ status: s }, 0);
+    for (const t of WAL_ERROR_TYPES) this.metrics.errors.inc({ type: t }, 0);
+  }
+
+  /** Opens (creating if needed) the log in `options.dir`. Throws LOG_LOCKED if another live process writes it. */
+  static async open(options: EventLogOptions): Promise<EventLog> {
+    const log = new EventLog(options);
+    if (!log.opts.readOnly) {
+      fs.mkdirSync(options.dir, { recursive: true });
+      log.lock = acquireWriterLock(options.dir);
+    } else if (!fs.existsSync(path.join(options.dir, 'log.mdb'))) {
+      throw new LogError('LOG_CLOSED', `no log at ${options.dir}`, { dir: options.dir });
+    }
+    try {
+      log.openEnv();
+      log.checkFormat();
+      log.cachedHead = log.readHeadFromDisk();
+      if (!log.opts.readOnly) await log.checkTail(16);
+    } catch (err) {
+      await log.close();
+      throw err;
+    }
+    return log;
+  }
+
+  /** The data dir. */
+  get dir(): string {
+    return this.opts.dir;
+  }
+
+  /** Whether the log was opened read-only. */
+  get readOnly(): boolean {
+    return this.opts.readOnly;
+  }
+
+  /** The failpoints registry in use. */
+  get failpoints(): Failpoints {
+    return this.opts.failpoints;
+  }
+
+  private openEnv(): void {
+    this.env = openLmdb({
+      path: path.join(this.opts.dir, 'log.mdb'),
+      noSubdir: true,
+      maxDbs: 8,
+      readOnly: this.opts.readOnly,
+      compression: false,
+      overlappingSync: true,
+      cache: false,
+    });
+    this.events = this.env.openDB<Buffer, number>({ name: 'events', encoding: 'binary' });
+    this.byTime = this.env.openDB<Buffer, [number, number]>({ name: 'by-time', encoding: 'binary' });
+    this.byDoc = this.env.openDB<Buffer, [string, string, number]>({ name: 'by-doc', encoding: 'binary' });
+    this.meta = this.env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  }
+
+  private checkFormat(): void {
+    const v = this.meta.get(FORMAT_KEY);
+    if (v === undefined) {
+      if (!this.opts.readOnly) this.meta.putSync(FORMAT_KEY, FORMAT_VERSION);
+      return;
+    }
+    if (v !== FORMAT_VERSION) throw new LogError('LOG_FORMAT_VERSION', `data dir format ${JSON.stringify(v)} is not supported (expected ${FORMAT_VERSION})`, { found: v as unknown });
+  }
+
+  /** The head as stored on disk: the last record of `events`, cross-checked with `meta.head`. */
+  private readHeadFromDisk(): LogHead {
+    let last: LogHead = { seq: 0, ts: 0, hash: GENESIS_HASH };
+    for (const { value } of this.events.getRange({ reverse: true, limit: 1 })) {
+      const { hash, payload } = splitRecord(value);
+      const p = decodePayload(payload);
+      last = { seq: p.seq, ts: p.ts, hash: new Uint8Array(hash) };
+    }
+    return last;
+  }
+
+  /** Re-hashes the last `n` records and checks their links; throws LOG_CHAIN_BROKEN naming the seq. */
+  private async checkTail(n: number): Promise<void> {
+    const head = this.cachedHead.seq;
+    if (head === 0) return;
+    const from = Math.max(1, head - n + 1);
+    const report = this.verify({ fromSeq: from });
+    if (!report.ok) throw new LogError('LOG_CHAIN_BROKEN', `the tail of the log does not verify at seq ${report.seq}: ${report.message}`, { seq: report.seq, problem: report.problem });
+    await Promise.resolve();
+  }
+
+  /** The last committed event's seq, ts and hash. */
+  head(): LogHead {
+    if (this.opts.readOnly) this.cachedHead = this.readHeadFromDisk();
+    return { ...this.cachedHead };
+  }
+
+  // ---------------------------------------------------------------- appends
+
+  /**
+   * Appends a batch atomically and resolves once it is flushed to disk. Every event gets the
+   * next seq, the batch's commit ts (µs, never less than the previous ts) and its chain hash.
+   * Rejects, writing nothing, with LOG_EMPTY_BATCH, LOG_BATCH_TOO_LARGE, LOG_INVALID_EVENT,
+   * LOG_NON_FINITE_VECTOR, WAL_CIRCUIT_OPEN, WAL_DISK_FULL, WAL_QUOTA_EXCEEDED, WAL_IO_ERROR,
+   * WAL_PERMISSION_DENIED, LOG_CLOSED or LOG_READ_ONLY.
+   */
+  append(inputs: readonly EventInput[]): Promise<AppendResult> {
+    try {
+      if (this.closed) throw new LogError('LOG_CLOSED', 'the log is closed');
+      if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
+      if (!Array.isArray(inputs) || inputs.length === 0) throw new LogError('LOG_EMPTY_BATCH', 'an append batch must hold at least one event');
+      if (inputs.length > this.opts.maxBatchEvents) throw new LogError('LOG_BATCH_TOO_LARGE', `a batch holds at most ${this.opts.maxBatchEvents} events (got ${inputs.length})`, { max: this.opts.maxBatchEvents });
+      const copies = inputs.map((e, i) => {
+        validateEventInput(e, i);
+        return copyInput(e);
+      });
+      const permit = this.breaker.tryAcquire();
+      if (!permit.allowed) {
+        this.metrics.writes.inc({ status: 'failure' });
+        const diskFull = this.lastFailureType === 'disk_full';
+        throw new LogError(diskFull ? 'WAL_DISK_FULL' : 'WAL_CIRCUIT_OPEN', `WAL writes are blocked: circuit breaker open (${permit.reason}); retry in ${Math.ceil(permit.retryAfterMs / 1000)} s or reset the breaker`, {
+          retryAfterMs: permit.retryAfterMs,
+          reason: permit.reason,
+        });
+      }
+      return new Promise<AppendResult>((resolve, reject) => {
+        this.queue.push({ inputs: copies, resolve, reject });
+        void this.runCommitter();
+      });
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private async runCommitter(): Promise<void> {
+    if (this.committing) return;
+    this.committing = true;
+    try {
+      while (this.queue.length > 0) {
+        const group: Pending[] = [];
+        let n = 0;
+        while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0]!.inputs.length <= this.opts.maxGroupEvents)) {
+          const p = this.queue.shift()!;
+          n += p.inputs.length;
+          group.push(p);
+        }
+        try {
+          const results = await this.commitGroup(group.map((p) => p.inputs));
+          this.breaker.recordSuccess();
+          this.lastFailureType = undefined;
+          this.metrics.writes.inc({ status: 'success' }, group.length);
+          for (const ev of results.flatMap((r) => r.events)) this.committed$.next(ev);
+          group.forEach((p, i) => p.resolve(results[i]!));
+        } catch (err) {
+          const e = toWalError(err, this.opts.wal.retryAttempts);
+          const type = (e.details['type'] as string | undefined) ?? classifyWalError(err);
+          this.lastFailureType = type;
+          this.metrics.writes.inc({ status: 'failure' }, group.length);
+          if (e.code === 'WAL_DISK_FULL') this.breaker.trip(`disk full: ${e.message}`);
+          else this.breaker.recordFailure(e.message);
+          this.opts.logger('error', 'WAL append failed', { code: e.code, message: e.message, requests: group.length });
+          for (const p of group) p.reject(e);
+        }
+      }
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  /**
+   * Commits one group (several requests' batches) in one transaction and one flush. On failure
+   * it never retries in place: it reopens the environment, re-reads the head, verifies the
+   * tail, and re-appends only what is not already there. Retries I/O errors with backoff.
+   */
+  private async commitGroup(batches: EventInput[][]): Promise<AppendResult[]> {
+    const { retryAttempts, retryBaseDelayMs, retryMaxDelayMs } = this.opts.wal;
+    let prepared = this.prepare(batches, this.cachedHead);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.writeAndFlush(prepared);
+        this.cachedHead = prepared.head;
+        return splitResults(batches, prepared.events);
+      } catch (err) {
+        const type = classifyWalError(err);
+        this.metrics.errors.inc({ type });
+        this.opts.logger('warn', 'WAL write attempt failed', { attempt, type, message: err instanceof Error ? err.message : String(err) });
+        // Never trust the page cache after a failed commit or flush: reopen and look.
+        const onDisk = await this.recover(prepared);
+        if (onDisk) {
+          this.cachedHead = prepared.head;
+          return splitResults(batches, prepared.events);
+        }
+        if (!isRetryable(type) || attempt >= retryAttempts || isLogError(err, 'FAILPOINT_PANIC')) throw err instanceof Error ? err : new Error(String(err));
+        this.metrics.retries.inc();
+        const delay = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** (attempt - 1));
+        await this.opts.clock.sleep(delay);
+        prepared = this.prepare(batches, this.cachedHead);
+      }
+    }
+  }
+
+  private prepare(batches: EventInput[][], head: LogHead): Prepared {
+    let { seq, hash } = head;
+    const ts = Math.max(this.opts.clock.nowMicros(), head.ts);
+    const events: LogEvent[] = [];
+    const records: Buffer[] = [];
+    for (const batch of batches) {
+      for (const input of batch) {
+        seq += 1;
+        const sealed = sealEvent(input, seq, ts, hash);
+        hash = sealed.event.hash;
+        events.push(sealed.event);
+        records.push(sealed.record);
+      }
+    }
+    return { events, records, head: { seq, ts, hash } };
+  }
+
+  private async writeAndFlush(p: Prepared): Promise<void> {
+    await this.opts.failpoints.hit('wal.append');
+    const { events, records, head } = p;
+    await this.env.transaction(() => {
+      for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
+      void this.meta.put(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
+    });
+    await this.opts.failpoints.hit('wal.flush');
+    await this.env.flushed;
+  }
+
+  private putIndexed(e: LogEvent, record: Uint8Array): void {
+    // Inside a transaction callback these writes apply synchronously to that transaction.
+    void this.events.put(e.seq, record as Buffer);
+    void this.byTime.put([e.ts, e.seq], EMPTY);
+    void this.byDoc.put([e.collection, eventDocId(e) ?? DOC_LEVEL, e.seq], EMPTY);
+  }
+
+  /**
+   * After a failed attempt: close and reopen the environment, re-read the head from disk,
+   * verify the tail, and report whether `p` is already durably there (compared by hash).
+   */
+  private async recover(p: Prepared): Promise<boolean> {
+    try {
+      await this.env.close();
+    } catch {
+      // The environment may already be unusable; reopening is what matters.
+    }
+    this.openEnv();
+    const diskHead = this.readHeadFromDisk();
+    this.cachedHead = diskHead;
+    await this.checkTail(16);
+    const first = p.events[0]!;
+    if (diskHead.seq < first.seq) return false;
+    for (const e of p.events) {
+      const rec = this.events.get(e.seq);
+      if (rec === undefined || !Buffer.from(splitRecord(rec).hash).equals(Buffer.from(e.hash))) {
+        throw new LogError('LOG_CHAIN_BROKEN', `after a failed write, seq ${e.seq} on disk is not the event that was written`, { seq: e.seq });
+      }
+    }
+    // The data reached LMDB; make it durable with a fresh flush of a new transaction.
+    await this.env.transaction(() => {
+      void this.meta.put('recovered_at', this.opts.clock.now());
+    });
+    await this.env.flushed;
+    this.opts.logger('warn', 'WAL batch found on disk after a failed flush; not re-appended', { firstSeq: first.seq, lastSeq: p.head.seq });
+    return true;
+  }
+
+  /**
+   * Imports already-sealed records (from a backup) after the head: each must link to the
+   * previous hash and re-hash correctly, or nothing is written (LOG_CHAIN_BROKEN).
+   * Resolves once flushed. Used by restore to build a data dir.
+   */
+  async importRecords(records: readonly Uint8Array[]): Promise<LogHead> {
+    if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
+    if (records.length === 0) return this.head();
+    let { seq, ts, hash } = this.cachedHead;
+    const events: LogEvent[] = [];
+    for (const rec of records) {
+      const e = decodeRecord(rec);
+      const { payload } = splitRecord(rec);
+      if (e.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${e.seq}`, { seq: seq + 1, problem: 'seq_gap' });
+      if (!Buffer.from(e.prevHash).equals(Buffer.from(hash))) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} does not link to the previous hash`, { seq: e.seq, problem: 'prev_hash_mismatch' });
+      if (!Buffer.from(chainHash(e.prevHash, payload)).equals(Buffer.from(e.hash))) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} does not hash to its stored hash`, { seq: e.seq, problem: 'hash_mismatch' });
+      if (e.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} goes back in time`, { seq: e.seq, problem: 'ts_regression' });
+      seq = e.seq;
+      ts = e.ts;
+      hash = e.hash;
+      events.push(e);
+    }
+    const head = { seq, ts, hash };
+    await this.env.transaction(() => {
+      for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
+      void this.meta.put(HEAD_KEY, { seq, ts, hash: Buffer.from(hash) });
+    });
+    await this.env.flushed;
+    this.cachedHead = head;
+    for (const e of events) this.committed$.next(e);
+    return { ...head };
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The event at `seq`, or undefined. Throws LOG_CORRUPT_RECORD if it cannot be decoded. */
+  get(seq: number): LogEvent | undefined {
+    const rec = this.events.get(seq);
+    return rec === undefined ? undefined : decodeRecord(rec);
+  }
+
+  /** The stored record bytes at `seq` (prevHash ‖ hash ‖ payload). */
+  getRecord(seq: number): Buffer | undefined {
+    return this.events.get(seq);
+  }
+
+  /** Events with `fromSeq ≤ seq ≤ toSeq` in order (toSeq defaults to the head), at most `limit`. */
+  *read(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<LogEvent> {
+    for (const rec of this.readRecords(fromSeq, toSeq, limit)) yield decodeRecord(rec.record);
+  }
+
+  /** Stored records with `fromSeq ≤ seq ≤ toSeq` in order, undecoded (for backup and verify). */
+  *readRecords(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<{ seq: number; record: Buffer }> {
+    if (toSeq < fromSeq || limit <= 0) return;
+    const end = toSeq >= Number.MAX_SAFE_INTEGER ? undefined : toSeq + 1;
+    for (const { key, value } of this.events.getRange({ start: Math.max(1, fromSeq), ...(end !== undefined ? { end } : {}), limit })) {
+      yield { seq: key, record: value };
+    }
+  }
+
+  /** The largest seq whose ts ≤ `tsMicros` (0 when none): the log prefix as of that instant. */
+  seqAtTime(tsMicros: number): number {
+    for (const key of this.byTime.getKeys({ start: [tsMicros, Number.MAX_SAFE_INTEGER], reverse: true, limit: 1 })) return key[1];
+    return 0;
+  }
+
+  /** Events with ts ≤ `tsMicros` (a prefix of the log), from `fromSeq`. */
+  *readUntilTime(tsMicros: number, fromSeq = 1): Generator<LogEvent> {
+    yield* this.read(fromSeq, this.seqAtTime(tsMicros));
+  }
+
+  /** Every event that concerned document `id` of `collection`, oldest first. */
+  history(collection: string, id: string): LogEvent[] {
+    const out: LogEvent[] = [];
+    for (const key of this.byDoc.getKeys({ start: [collection, id, 0], end: [collection, id, Number.MAX_SAFE_INTEGER] })) {
+      const e = this.get(key[2]);
+      if (e !== undefined) out.push(e);
+    }
+    return out;
+  }
+
+  private lastDocKeyAtOrBefore(collection: string, id: string, seq: number): number {
+    for (const key of this.byDoc.getKeys({ start: [collection, id, seq], end: [collection, id, 0], reverse: true, limit: 1 })) return key[2];
+    return 0;
+  }
+
+  /**
+   * The document's upsert event if it was live at `tsMicros` (default: now), else undefined
+   * (never written, deleted, or its collection dropped since). O(log n) through `by-doc`.
+   */
+  docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
+    const maxSeq = tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros);
+    if (maxSeq === 0) return undefined;
+    const docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
+    if (docSeq === 0) return undefined;
+    const lifeSeq = this.lastDocKeyAtOrBefore(collection, DOC_LEVEL, maxSeq);
+    if (lifeSeq > docSeq) return undefined; // dropped (and maybe re-created) after the write
+    const e = this.get(docSeq);
+    return e !== undefined && e.type === 'vector.upserted' ? e : undefined;
+  }
+
+  /**
+   * Committed events from `fromSeq` on, as an Observable: first caught up from disk in chunks,
+   * then live, with no gap and no duplicate at the seam. Never completes on its own.
+   */
+  tail(fromSeq = 1, options: TailOptions = {}): Observable<LogEvent> {
+    const chunk = options.chunk ?? 1000;
+    const pollMs = options.pollMs ?? (this.opts.readOnly ? 100 : 0);
+    return new Observable<LogEvent>((sub) => {
+      let next = Math.max(1, fromSeq);
+      let live = false;
+      let stopped = false;
+      let timer: NodeJS.Timeout | undefined;
+      const pump = (upTo: number, max: number): number => {
+        let n = 0;
+        for (const e of this.read(next, upTo, max)) {
+          if (e.seq !== next) {
+            sub.error(new LogError('LOG_CHAIN_BROKEN', `tail expected seq ${next}, found ${e.seq}`, { seq: next }));
+            stopped = true;
+            return n;
+          }
+          next += 1;
+          n += 1;
+          sub.next(e);
+          if (stopped) return n;
+        }
+        return n;
+      };
+      const liveSub = this.committed$.subscribe((e) => {
+        if (!live || stopped) return;
+        if (e.seq < next) return;
+        if (e.seq > next) pump(e.seq - 1, Number.MAX_SAFE_INTEGER);
+        if (e.seq === next) {
+          next += 1;
+          sub.next(e);
+        }
+      });
+      const catchUp = (): void => {
+        if (stopped) return;
+        try {
+          const headSeq = this.head().seq;
+          if (next <= headSeq) {
+            pump(headSeq, chunk);
+            setImmediate(catchUp);
+            return;
+          }
+          live = true;
+          if (pollMs > 0) {
+            const poll = (): void => {
+              if (stopped) return;
+              try {
+                const h = this.head().seq;
+                if (h >= next) pump(h, Number.MAX_SAFE_INTEGER);
+              } catch (err) {
+                sub.error(err);
+                return;
+              }
+              timer = setTimeout(poll, pollMs);
+            };
+            timer = setTimeout(poll, pollMs);
+          }
+        } catch (err) {
+          sub.error(err);
+        }
+      };
+      setImmediate(catchUp);
+      return () => {
+        stopped = true;
+        liveSub.unsubscribe();
+        if (timer) clearTimeout(timer);
+      };
+    });
+  }
+
+  /**
+   * Walks the chain from `fromSeq` (default 1) to the head and reports the first bad record:
+   * a stored hash that does not match its payload, a broken link, a seq gap or mismatch, a ts
+   * going back, an undecodable record, or a head that disagrees. With `digest`, also checks
+   * that the event at `digest.seq` has `digest.hash` (the log extends the auditor's digest).
+   */
+  verify(options: VerifyOptions = {}): VerifyReport {
+    const fromSeq = Math.max(1, options.fromSeq ?? 1);
+    const every = options.progressEvery ?? 10_000;
+    let prevHash: Uint8Array = GENESIS_HASH;
+    let prevTs = 0;
+    if (fromSeq > 1) {
+      const anchor = this.events.get(fromSeq - 1);
+      if (anchor === undefined) return { ok: false, checked: 0, seq: fromSeq - 1, problem: 'seq_gap', message: `seq ${fromSeq - 1} is missing` };
+      try {
+        const { hash, payload } = splitRecord(anchor);
+        prevHash = new Uint8Array(hash);
+        prevTs = decodePayload(payload).ts;
+      } catch (err) {
+        return { ok: false, checked: 0, seq: fromSeq - 1, problem: 'decode_error', message: String(err) };
+      }
+    }
+    const digest = options.digest;
+    const stored = this.head();
+    if (digest !== undefined && digest.seq > stored.seq) {
+      return { ok: false, checked: 0, seq: digest.seq, problem: 'digest_beyond_head', message: `the digest's seq ${digest.seq} is beyond the head ${stored.seq}: the log was truncated or is not the one digested` };
+    }
+    let expected = fromSeq;
+    let checked = 0;
+    let last: LogHead = { seq: fromSeq - 1, ts: prevTs, hash: prevHash };
+    for (const { key, value } of this.events.getRange({ start: fromSeq })) {
+      const seq = key;
+      if (seq !== expected) return { ok: false, checked, seq: expected, problem: 'seq_gap', message: `seq ${expected} is missing (next stored is ${seq})` };
+      let prev: Uint8Array, hash: Uint8Array, payload: Uint8Array, p: { seq: number; ts: number };
+      try {
+        ({ prevHash: prev, hash, payload } = splitRecord(value));
+        p = decodePayload(payload);
+      } catch (err) {
+        return { ok: false, checked, seq, problem: 'decode_error', message: `seq ${seq} cannot be decoded: ${err instanceof Error ? err.message : String(err)}` };
+      }
+      if (p.seq !== seq) return { ok: false, checked, seq, problem: 'seq_mismatch', message: `record stored at seq ${seq} says seq ${p.seq}` };
+      if (!bytesEqual(prev, prevHash)) return { ok: false, checked, seq, problem: 'prev_hash_mismatch', message: `seq ${seq} does not link to the hash of seq ${seq - 1}` };
+      const h = chainHash(prev, payload);
+      if (!bytesEqual(h, hash)) return { ok: false, checked, seq, problem: 'hash_mismatch', message: `seq ${seq} does not hash to its stored hash (content altered)` };
+      if (p.ts < prevTs) return { ok: false, checked, seq, problem: 'ts_regression', message: `seq ${seq} has ts ${p.ts} before the previous ${prevTs}` };
+      if (digest !== undefined && seq === digest.seq && !bytesEqual(h, digest.hash)) {
+        return { ok: false, checked, seq, problem: 'digest_mismatch', message: `seq ${seq} has hash ${toHex(h)}, the digest says ${toHex(digest.hash)}: history was rewritten` };
+      }
+      prevHash = h;
+      prevTs = p.ts;
+      last = { seq, ts: p.ts, hash: h };
+      checked += 1;
+      expected += 1;
+      if (options.onProgress && checked % every === 0) options.onProgress(seq, stored.seq);
+    }
+    const metaHead = this.meta.get(HEAD_KEY) as { seq: number; hash: Uint8Array } | undefined;
+    if (metaHead !== undefined && (metaHead.seq !== last.seq || !bytesEqual(new Uint8Array(metaHead.hash), last.hash))) {
+      return { ok: false, checked, seq: last.seq + (metaHead.seq > last.seq ? 1 : 0), problem: 'head_mismatch', message: `the stored head says seq ${metaHead.seq}, the chain ends at ${last.seq}` };
+    }
+    return { ok: true, checked, head: last };
+  }
+
+  // ---------------------------------------------------------------- cursors
+
+  /** A small durable value stored by a consumer (e.g. continuous backup's shipped position). */
+  getCursor<T = unknown>(name: string): T | undefined {
+    return this.meta.get(`cursor:${name}`) as T | undefined;
+  }
+
+  /** Stores a cursor durably (resolves after the flush). */
+  async setCursor(name: string, value: unknown): Promise<void> {
+    if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
+    await this.meta.put(`cursor:${name}`, value);
+    await this.env.flushed;
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  /** Closes the WAL circuit breaker by hand (after freeing space, say). */
+  resetBreaker(): void {
+    this.breaker.reset();
+    this.lastFailureType = undefined;
+  }
+
+  /** The breaker's state and why it last opened. */
+  breakerStatus(): { state: BreakerState; reason: string; retryAfterMs: number; lastFailureType: string | null } {
+    return { state: this.breaker.state, reason: this.breaker.reason, retryAfterMs: this.breaker.retryAfterMs, lastFailureType: this.lastFailureType ?? null };
+  }
+
+  /** Waits for queued appends, then closes the environment and releases the writer lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.committing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+    this.committed$.complete();
+    try {
+      if (this.env !== undefined) await this.env.close();
+    } finally {
+      this.lock?.release();
+    }
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
+}
+
+function copyInput(e: EventInput): EventInput {
+  if (e.type !== 'vector.upserted') return e;
+  return { ...e, body: { ...e.body, vector: new Float32Array(e.body.vector) } };
+}
+
+function splitResults(batches: EventInput[][], events: LogEvent[]): AppendResult[] {
+  const out: AppendResult[] = [];
+  let i = 0;
+  for (const b of batches) {
+    const evs = events.slice(i, i + b.length);
+    i += b.length;
+    out.push({ firstSeq: evs[0]!.seq, lastSeq: evs[evs.length - 1]!.seq, ts: evs[0]!.ts, events: evs });
+  }
+  return out;
+}
+
+const defaultLogger: LogSink = (level, msg, fields) => {
+  if (level === 'info') return;
+  process.stderr.write(JSON.stringify({ level, component: 'log', msg, ...fields }) + '\n');
+};

@@ -1,0 +1,42 @@
+export { LogError, LogErrorCodes, isLogError } from './errors.js';
+export type { LogErrorCode } from './errors.js';
+export {
+  COLLECTION_NAME_RE,
+  DOC_ID_RE,
+  EVENT_TYPES,
+  GENESIS_HASH,
+  MAX_DIMENSION,
+  METRICS,
+  defaultHnswParams,
+  eventDocId,
+  fromHex,
+  toHex,
+  validateEventInput,
+} from './events.js';
+export type {
+  CollectionCreatedBody,
+  CommitFields,
+  EventInput,
+  EventType,
+  HnswParams,
+  LogEvent,
+  Metadata,
+  MetadataValue,
+  Metric,
+  VectorDeletedBody,
+  VectorUpsertedBody,
+} from './events.js';
+export { RECORD_FORMAT_VERSION, chainHash, decodePayload, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { EventLog, defaultWalOptions } from './eventLog.js';
+export type { AppendResult, EventLogOptions, LogHead, LogSink, TailOptions, VerifyOptions, VerifyProblem, VerifyReport, WalOptions } from './eventLog.js';
+export { Failpoints, failpointError, parseFailpointAction } from './failpoints.js';
+export type { FailpointAction } from './failpoints.js';
+export { BREAKER_STATES, CircuitBreaker, defaultCircuitBreakerOptions } from './circuitBreaker.js';
+export type { BreakerPermit, BreakerState, CircuitBreakerOptions } from './circuitBreaker.js';
+export { FakeClock, systemClock } from './clock.js';
+export type { Clock } from './clock.js';
+export { WAL_ERROR_TYPES, classifyWalError, isRetryable, toWalError } from './walErrors.js';
+export type { WalErrorType } from './walErrors.js';
+export { acquireWriterLock, lockHolder, lockPath } from './writerLock.js';
+export type { WriterLock } from './writerLock.js';
+export { startWorker } from './worker.js';

@@ -1,0 +1,61 @@
+import { LogError, isLogError } from './errors.js';
+import type { LogErrorCode } from './errors.js';
+
+/** The classes of WAL write errors (the sketch §1). */
+export type WalErrorType = 'disk_full' | 'quota' | 'io_error' | 'permission';
+/** The classes, for metric labels. */
+export const WAL_ERROR_TYPES: readonly WalErrorType[] = ['disk_full', 'quota', 'io_error', 'permission'];
+
+const BY_CODE: Record<string, WalErrorType> = {
+  ENOSPC: 'disk_full',
+  EDQUOT: 'quota',
+  EACCES: 'permission',
+  EPERM: 'permission',
+  EROFS: 'permission',
+};
+
+const BY_MESSAGE: [RegExp, WalErrorType][] = [
+  [/no space left|ENOSPC|MDB_MAP_FULL/i, 'disk_full'],
+  [/quota|EDQUOT/i, 'quota'],
+  [/permission denied|read-only file system|EACCES|EPERM|EROFS/i, 'permission'],
+];
+
+/**
+ * Classifies an error from a WAL write. Anything not recognised as disk full, quota or
+ * permission is an `io_error` (EIO and unknown failures of the storage layer), which is the
+ * class that is retried.
+ */
+export function classifyWalError(err: unknown): WalErrorType {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && BY_CODE[code] !== undefined) return BY_CODE[code];
+  const msg = err instanceof Error ? err.message : String(err);
+  for (const [re, type] of BY_MESSAGE) if (re.test(msg)) return type;
+  return 'io_error';
+}
+
+/** Whether a class of error is worth retrying in place (after the reopen). */
+export function isRetryable(type: WalErrorType): boolean {
+  return type === 'io_error';
+}
+
+/** The stable code a caller sees for a class of WAL error. */
+export function walErrorCode(type: WalErrorType): LogErrorCode {
+  switch (type) {
+    case 'disk_full':
+      return 'WAL_DISK_FULL';
+    case 'quota':
+      return 'WAL_QUOTA_EXCEEDED';
+    case 'permission':
+      return 'WAL_PERMISSION_DENIED';
+    case 'io_error':
+      return 'WAL_IO_ERROR';
+  }
+}
+
+/** Wraps a storage error in the LogError its class maps to. LogErrors pass through. */
+export function toWalError(err: unknown, attempts: number): LogError {
+  if (isLogError(err)) return err;
+  const type = classifyWalError(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  return new LogError(walErrorCode(type), `WAL write failed (${type}) after ${attempts} attempt(s): ${msg}`, { type, attempts }, { cause: err });
+}
