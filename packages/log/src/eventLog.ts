@@ -15,7 +15,7 @@ import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
-import { WAL_ERROR_TYPES, classifyWalError, isRetryable, toWalError } from './walErrors.js';
+import { WAL_ERROR_TYPES, classifyWalError, isRetryable, toWalError, unwrapStorageError } from './walErrors.js';
 
 /** Settings of the WAL error handling (the sketch's `error_recovery.wal`). */
 export interface WalOptions {
@@ -238,7 +238,11 @@ export class EventLog {
       maxDbs: 8,
       readOnly: this.opts.readOnly,
       compression: false,
-      overlappingSync: true,
+      // Each write transaction commits with a sync (LMDB's default durable commit), so a resolved
+      // transaction is on disk. Not overlappingSync: after a failed commit lmdb-js never settles
+      // its pending flush promise, so `close()` and `flushed` would hang and recovery could not
+      // reopen the environment. (It is also not faster here: see bench/src/log.ts.)
+      overlappingSync: false,
       cache: false,
     });
     this.events = this.env.openDB<Buffer, number>({ name: 'events', encoding: 'binary' });
@@ -368,7 +372,8 @@ export class EventLog {
         await this.writeAndFlush(prepared);
         this.cachedHead = prepared.head;
         return splitResults(batches, prepared.events);
-      } catch (err) {
+      } catch (thrown) {
+        const err = await unwrapStorageError(thrown);
         const type = classifyWalError(err);
         this.metrics.errors.inc({ type });
         this.opts.logger('warn', 'WAL write attempt failed', { attempt, type, message: err instanceof Error ? err.message : String(err) });
@@ -378,7 +383,7 @@ export class EventLog {
           this.cachedHead = prepared.head;
           return splitResults(batches, prepared.events);
         }
-        if (!isRetryable(type) || attempt >= retryAttempts || isLogError(err, 'FAILPOINT_PANIC')) throw err instanceof Error ? err : new Error(String(err));
+        if (!isRetryable(type) || attempt >= retryAttempts || isLogError(err, 'FAILPOINT_PANIC')) throw toWalError(err, attempt);
         this.metrics.retries.inc();
         const delay = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** (attempt - 1));
         await this.opts.clock.sleep(delay);
@@ -409,17 +414,18 @@ export class EventLog {
     const { events, records, head } = p;
     await this.env.transaction(() => {
       for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
-      void this.meta.put(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
+      this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
     });
     await this.opts.failpoints.hit('wal.flush');
     await this.env.flushed;
   }
 
   private putIndexed(e: LogEvent, record: Uint8Array): void {
-    // Inside a transaction callback these writes apply synchronously to that transaction.
-    void this.events.put(e.seq, record as Buffer);
-    void this.byTime.put([e.ts, e.seq], EMPTY);
-    void this.byDoc.put([e.collection, eventDocId(e) ?? DOC_LEVEL, e.seq], EMPTY);
+    // Inside a transaction callback, putSync writes into that transaction (no per-put promise
+    // that could reject unobserved when the commit fails).
+    this.events.putSync(e.seq, record as Buffer);
+    this.byTime.putSync([e.ts, e.seq], EMPTY);
+    this.byDoc.putSync([e.collection, eventDocId(e) ?? DOC_LEVEL, e.seq], EMPTY);
   }
 
   /**
@@ -446,7 +452,7 @@ export class EventLog {
     }
     // The data reached LMDB; make it durable with a fresh flush of a new transaction.
     await this.env.transaction(() => {
-      void this.meta.put('recovered_at', this.opts.clock.now());
+      this.meta.putSync('recovered_at', this.opts.clock.now());
     });
     await this.env.flushed;
     this.opts.logger('warn', 'WAL batch found on disk after a failed flush; not re-appended', { firstSeq: first.seq, lastSeq: p.head.seq });
@@ -478,7 +484,7 @@ export class EventLog {
     const head = { seq, ts, hash };
     await this.env.transaction(() => {
       for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
-      void this.meta.put(HEAD_KEY, { seq, ts, hash: Buffer.from(hash) });
+      this.meta.putSync(HEAD_KEY, { seq, ts, hash: Buffer.from(hash) });
     });
     await this.env.flushed;
     this.cachedHead = head;

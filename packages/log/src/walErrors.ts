@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import { LogError, isLogError } from './errors.js';
 import type { LogErrorCode } from './errors.js';
 
@@ -26,11 +27,37 @@ const BY_MESSAGE: [RegExp, WalErrorType][] = [
  * class that is retried.
  */
 export function classifyWalError(err: unknown): WalErrorType {
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = errnoName((err as { code?: unknown } | null)?.code);
   if (typeof code === 'string' && BY_CODE[code] !== undefined) return BY_CODE[code];
   const msg = err instanceof Error ? err.message : String(err);
   for (const [re, type] of BY_MESSAGE) if (re.test(msg)) return type;
   return 'io_error';
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/** The symbolic name of an errno code: `28` → `ENOSPC` (lmdb reports numbers); strings pass through. */
+export function errnoName(code: unknown): string | undefined {
+  if (typeof code === 'string') return code;
+  if (typeof code === 'number') return ERRNO_NAMES.get(Math.abs(code));
+  return undefined;
+}
+
+/**
+ * The underlying storage error of a failed write. lmdb-js rejects a failed commit with a generic
+ * "Commit failed" error whose `commitError` is a promise rejected with the real one (which carries
+ * the errno); this waits for it (and so also observes it, which avoids an unhandled rejection).
+ * Anything else is returned as is.
+ */
+export async function unwrapStorageError(err: unknown): Promise<unknown> {
+  const inner = (err as { commitError?: unknown } | null)?.commitError;
+  if (inner === null || typeof inner !== 'object' || typeof (inner as { then?: unknown }).then !== 'function') return err;
+  try {
+    await (inner as PromiseLike<unknown>);
+    return err;
+  } catch (cause) {
+    return cause ?? err;
+  }
 }
 
 /** Whether a class of error is worth retrying in place (after the reopen). */
