@@ -9,7 +9,12 @@ export const RECORD_FORMAT_VERSION = 1;
 // Plain msgpack: no records extension, no typed-array extension; maps decode as objects.
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, variableMapSize: true });
 
+/**
+ * Metadata in canonical form: object keys sorted, and numbers as JSON has them (`-0` is `0`,
+ * which is also what msgpack stores). Vectors are not metadata: they keep every bit, -0 included.
+ */
 function canonical(v: MetadataValue): MetadataValue {
+  if (typeof v === 'number') return v === 0 ? 0 : v;
   if (Array.isArray(v)) return v.map(canonical);
   if (v !== null && typeof v === 'object') {
     const out: { [k: string]: MetadataValue } = {};

@@ -260,15 +260,24 @@ export class EventLog {
     if (v !== FORMAT_VERSION) throw new LogError('LOG_FORMAT_VERSION', `data dir format ${JSON.stringify(v)} is not supported (expected ${FORMAT_VERSION})`, { found: v as unknown });
   }
 
-  /** The head as stored on disk: the last record of `events`, cross-checked with `meta.head`. */
+  /**
+   * The head as stored on disk: the last record of `events` (its key is the seq). A damaged head
+   * record does not make this throw — `verify()` (and, for a writer, the tail check at open)
+   * names it; its ts then falls back to `meta.head`'s.
+   */
   private readHeadFromDisk(): LogHead {
-    let last: LogHead = { seq: 0, ts: 0, hash: GENESIS_HASH };
-    for (const { value } of this.events.getRange({ reverse: true, limit: 1 })) {
-      const { hash, payload } = splitRecord(value);
-      const p = decodePayload(payload);
-      last = { seq: p.seq, ts: p.ts, hash: new Uint8Array(hash) };
+    for (const { key, value } of this.events.getRange({ reverse: true, limit: 1 })) {
+      const hash = value.byteLength >= 64 ? new Uint8Array(value.subarray(32, 64)) : new Uint8Array(GENESIS_HASH);
+      let ts: number;
+      try {
+        ts = decodePayload(splitRecord(value).payload).ts;
+      } catch {
+        const m = this.meta.get(HEAD_KEY) as { ts?: unknown } | undefined;
+        ts = typeof m?.ts === 'number' ? m.ts : 0;
+      }
+      return { seq: key, ts, hash };
     }
-    return last;
+    return { seq: 0, ts: 0, hash: GENESIS_HASH };
   }
 
   /** Re-hashes the last `n` records and checks their links; throws LOG_CHAIN_BROKEN naming the seq. */

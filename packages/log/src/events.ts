@@ -18,7 +18,7 @@ export interface HnswParams {
 /** Defaults for HnswParams. */
 export const defaultHnswParams: HnswParams = Object.freeze({ M: 16, efConstruction: 200, efSearch: 64 });
 
-/** A metadata value: JSON. Filters match top-level keys. */
+/** A metadata value: JSON (numbers as JSON has them: -0 is stored as 0). Filters match top-level keys. */
 export type MetadataValue = string | number | boolean | null | MetadataValue[] | { [key: string]: MetadataValue };
 /** Metadata of a vector: a JSON object. */
 export type Metadata = { [key: string]: MetadataValue };
