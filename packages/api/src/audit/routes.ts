@@ -1,0 +1,249 @@
+import { PassThrough } from 'node:stream';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
+import type { Clock, EventLog } from '@kyrodb/log';
+import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
+import { digestFromParts, parseDigest, verifyDigest } from './digest.js';
+import type { Digest } from './digest.js';
+import { collectionAsOf, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { exportStateAsOf } from './exportState.js';
+import { formatMicros, parseAsOf, parseInstant } from './time.js';
+
+/** Options of `auditRoutes`. */
+export interface AuditRoutesOptions {
+  /** The event log (a read-only one works: nothing here writes). */
+  log: EventLog;
+  /** Time source for the "T in the future" rule. Default: the system clock. */
+  clock?: Clock;
+  /** Largest page of `GET /v1/log`. Default 1000; the default page is 100. */
+  maxPage?: number;
+}
+
+const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
+} as const;
+
+const headSchema = {
+  type: 'object',
+  properties: { seq: { type: 'integer' }, ts: { type: 'integer' }, ts_iso: { type: ['string', 'null'] }, hash: { type: 'string' } },
+} as const;
+
+const eventSchema = {
+  type: 'object',
+  additionalProperties: true,
+  properties: {
+    seq: { type: 'integer' },
+    ts: { type: 'integer' },
+    ts_iso: { type: 'string' },
+    type: { type: 'string' },
+    collection: { type: 'string' },
+    actor: { type: ['string', 'null'] },
+    body: { type: 'object', additionalProperties: true },
+    prev_hash: { type: 'string' },
+    hash: { type: 'string' },
+  },
+} as const;
+
+const asOfQuery = { type: 'object', additionalProperties: false, properties: { asOf: { type: 'string', maxLength: 64 } } } as const;
+
+function sendError(reply: FastifyReply, err: unknown): FastifyReply {
+  if (isAuditError(err)) return reply.code(auditErrorStatus[err.code]).send({ error: { code: err.code, message: err.message } });
+  throw err;
+}
+
+/**
+ * The audit HTTP routes, as a fastify plugin (register with `app.register(auditRoutes, { log })`):
+ *
+ * - `GET /v1/audit/head` → `{seq, ts, ts_iso, hash}`: a digest for the auditor to keep.
+ * - `POST /v1/audit/verify` `{seq, hash}` or `{digest: "SEQ:HASH"}` (or `{}`: chain only) →
+ *   200 `{ok: true, extends, head, checked}` when the whole chain verifies and extends the
+ *   digest, 409 `{ok: false, seq, problem, message}` naming the first bad seq otherwise.
+ * - `GET /v1/audit/state?asOf=T` → the `kyrodb-state` NDJSON export as of T (default: now).
+ * - `GET /v1/audit/collections/:name?asOf=T` → `{collection, as_of, head, documents}` (404 if
+ *   it did not exist at T).
+ * - `GET /v1/audit/collections/:name/vectors/:id?asOf=T` → the document's value as of T (404
+ *   if it was not live), O(log n).
+ * - `GET /v1/log?fromSeq=&toSeq=&fromTime=&toTime=&limit=` → `{events, next}` (next: the
+ *   `fromSeq` of the next page, or null).
+ * - `GET /v1/log/stream?fromSeq=` → NDJSON live tail (catch-up, then live); ends when the
+ *   client disconnects.
+ * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`.
+ *
+ * Times (asOf, fromTime, toTime) are ISO-8601 with timezone or integer µs; the as-of rule is
+ * in `time.ts`. Errors: `{error: {code, message}}` with AUDIT_* codes (see `auditErrorStatus`).
+ */
+export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Promise<void> {
+  const { log } = opts;
+  const clock = opts.clock ?? systemClock;
+  const maxPage = opts.maxPage ?? 1000;
+  const now = (): number => Math.max(clock.nowMicros(), log.head().ts);
+  const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
+
+  // Encapsulated in this plugin: schema failures and audit errors as {error: {code, message}}.
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    if (isAuditError(err)) return reply.code(auditErrorStatus[err.code]).send({ error: { code: err.code, message: err.message } });
+    const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
+    if (e.validation !== undefined) return reply.code(400).send({ error: { code: 'AUDIT_BAD_REQUEST', message: e.message ?? 'invalid request' } });
+    if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: e.code ?? 'AUDIT_BAD_REQUEST', message: e.message ?? 'bad request' } });
+    app.log.error(err);
+    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
+  });
+
+  app.get('/v1/audit/head', { schema: { response: { 200: headSchema } } }, () => headToJson(log.head()));
+
+  app.post<{ Body: { seq?: number; hash?: string; digest?: string } | undefined }>(
+    '/v1/audit/verify',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { seq: { type: 'integer', minimum: 1 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
+        },
+        response: { 400: errorSchema },
+      },
+    },
+    (req, reply) => {
+      const b = req.body ?? {};
+      let digest: Digest | undefined;
+      try {
+        if (b.digest !== undefined) {
+          if (b.seq !== undefined || b.hash !== undefined) throw new AuditError('AUDIT_BAD_DIGEST', 'give either {digest} or {seq, hash}, not both');
+          digest = parseDigest(b.digest);
+        } else if (b.seq !== undefined || b.hash !== undefined) {
+          digest = digestFromParts(b.seq, b.hash);
+        }
+      } catch (err) {
+        return sendError(reply, err);
+      }
+      const r = verifyDigest(log, digest);
+      if (r.ok) return reply.send({ ok: true, extends: r.extends, head: headToJson(r.head), checked: r.checked });
+      return reply.code(409).send({ ok: false, seq: r.seq, problem: r.problem, message: r.message });
+    },
+  );
+
+  app.get<{ Querystring: { asOf?: string } }>('/v1/audit/state', { schema: { querystring: asOfQuery } }, (req, reply) => {
+    let t: number;
+    try {
+      t = asOfParam(req.query.asOf);
+    } catch (err) {
+      return sendError(reply, err);
+    }
+    const out = new PassThrough();
+    exportStateAsOf(log, t, out).then(
+      () => out.end(),
+      (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+    );
+    return reply.type('application/x-ndjson').send(out);
+  });
+
+  const nameParams = { type: 'object', properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source } }, required: ['name'] } as const;
+  const docParams = {
+    type: 'object',
+    properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source }, id: { type: 'string', pattern: DOC_ID_RE.source } },
+    required: ['name', 'id'],
+  } as const;
+
+  app.get<{ Params: { name: string }; Querystring: { asOf?: string } }>('/v1/audit/collections/:name', { schema: { params: nameParams, querystring: asOfQuery } }, (req, reply) => {
+    try {
+      const t = asOfParam(req.query.asOf);
+      const c = collectionAsOf(log, req.params.name, t);
+      if (c === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${req.params.name} did not exist at ${formatMicros(t)}`);
+      const documents = [...c.docs.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((d) => docToJson(c.info.name, d));
+      const i = c.info;
+      return reply.send({
+        collection: { name: i.name, dimension: i.dimension, metric: i.metric, hnsw: i.hnsw, created_seq: i.createdSeq, version: i.version, count: c.docs.size },
+        as_of: formatMicros(t),
+        as_of_micros: t,
+        head: headToJson(c.head),
+        documents,
+      });
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
+
+  app.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(
+    '/v1/audit/collections/:name/vectors/:id',
+    { schema: { params: docParams, querystring: asOfQuery } },
+    (req, reply) => {
+      try {
+        const t = asOfParam(req.query.asOf);
+        const d = docValueAsOf(log, req.params.name, req.params.id, t);
+        if (d === undefined) throw new AuditError('AUDIT_DOC_NOT_FOUND', `document ${req.params.id} of ${req.params.name} was not live at ${formatMicros(t)}`);
+        return reply.send({ ...docToJson(req.params.name, d), as_of: formatMicros(t), as_of_micros: t });
+      } catch (err) {
+        return sendError(reply, err);
+      }
+    },
+  );
+
+  app.get<{ Querystring: { fromSeq?: number; toSeq?: number; fromTime?: string; toTime?: string; limit?: number } }>(
+    '/v1/log',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            fromSeq: { type: 'integer', minimum: 1 },
+            toSeq: { type: 'integer', minimum: 0 },
+            fromTime: { type: 'string', maxLength: 64 },
+            toTime: { type: 'string', maxLength: 64 },
+            limit: { type: 'integer', minimum: 1, maximum: maxPage },
+          },
+        },
+        response: { 200: { type: 'object', properties: { events: { type: 'array', items: eventSchema }, next: { type: ['integer', 'null'] } } } },
+      },
+    },
+    (req, reply) => {
+      try {
+        const q = req.query;
+        let from = q.fromSeq ?? 1;
+        let to = q.toSeq ?? Number.MAX_SAFE_INTEGER;
+        // Time bounds map to seq bounds through the by-time index: ts ≥ fromTime, ts ≤ toTime.
+        if (q.fromTime !== undefined) {
+          const ft = parseInstant(q.fromTime);
+          from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
+        }
+        if (q.toTime !== undefined) to = Math.min(to, log.seqAtTime(parseInstant(q.toTime)));
+        const limit = q.limit ?? 100;
+        const events = [...log.read(from, to, limit)].map(eventToJson);
+        const last = events.length > 0 ? events[events.length - 1]!.seq : from - 1;
+        const end = Math.min(to, log.head().seq);
+        return reply.send({ events, next: events.length === limit && last < end ? last + 1 : null });
+      } catch (err) {
+        return sendError(reply, err);
+      }
+    },
+  );
+
+  app.get<{ Querystring: { fromSeq?: number } }>(
+    '/v1/log/stream',
+    { schema: { querystring: { type: 'object', additionalProperties: false, properties: { fromSeq: { type: 'integer', minimum: 1 } } } } },
+    (req, reply) => {
+      const out = new PassThrough();
+      const sub = log.tail(req.query.fromSeq ?? 1).subscribe({
+        next: (e) => {
+          out.write(JSON.stringify(eventToJson(e)) + '\n');
+        },
+        error: (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+        complete: () => out.end(),
+      });
+      const stop = (): void => {
+        sub.unsubscribe();
+        if (!out.destroyed) out.end();
+      };
+      // The response closes when the client goes away (or the server shuts down).
+      reply.raw.on('close', stop);
+      return reply.type('application/x-ndjson').send(out);
+    },
+  );
+
+  app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
+    const events = log.history(req.params.name, req.params.id).map(eventToJson);
+    return reply.send({ collection: req.params.name, id: req.params.id, events });
+  });
+  return Promise.resolve();
+}

@@ -1,0 +1,77 @@
+import { AuditError } from './errors.js';
+
+/**
+ * The as-of rule, in one place (README "Auditing" states the same):
+ *
+ * - T is ISO-8601 with an explicit timezone (`2026-11-26T00:50:23.123456Z`, `…+02:00`; up to
+ *   microsecond precision, finer digits are truncated) or an integer of microseconds since the
+ *   epoch. Anything else is AUDIT_BAD_TIME.
+ * - The state as of T is the log prefix of every event with `ts ≤ T` (inclusive). Event ts are
+ *   non-decreasing in seq, so that is always a prefix.
+ * - T before the first event is not an error: the state is empty (head digest seq 0, genesis hash).
+ * - T in the future — after both the current time and the head's ts — is refused with
+ *   AUDIT_TIME_IN_FUTURE, because events committed later could still get a ts ≤ T and the
+ *   answer would change. (The head's ts counts as "now" too: if the clock stepped back, events
+ *   up to the head's ts are already history.) Every answer carries the head digest at T
+ *   (seq, ts, hash) so an auditor can pin exactly which prefix it describes.
+ */
+export const AS_OF_RULE = 'state as of T = all events with ts <= T; T before the first event = empty state; T after max(now, head ts) = AUDIT_TIME_IN_FUTURE';
+
+const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Parses an instant (ISO-8601 with timezone, or integer µs) into microseconds since the epoch
+ * without checking it against the present. Throws AUDIT_BAD_TIME.
+ */
+export function parseInstant(s: string): number {
+  if (typeof s !== 'string') throw new AuditError('AUDIT_BAD_TIME', 'a timestamp must be a string');
+  const t = s.trim();
+  if (/^\d{1,16}$/.test(t)) {
+    const n = Number(t);
+    if (!Number.isSafeInteger(n)) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is too large`, { input: s });
+    return n;
+  }
+  const m = ISO_RE.exec(t);
+  if (m === null) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is neither ISO-8601 with a timezone (e.g. 2026-01-02T03:04:05.123456Z) nor integer microseconds`, { input: s });
+  const [, y, mo, d, h, mi, sec, frac, tz] = m as unknown as [string, string, string, string, string, string, string, string | undefined, string];
+  const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), minute = Number(mi), second = Number(sec);
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
+  const check = new Date(ms);
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) {
+    throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is not a valid date and time`, { input: s });
+  }
+  let offsetMin = 0;
+  if (tz !== 'Z') {
+    const sign = tz.startsWith('-') ? -1 : 1;
+    const oh = Number(tz.slice(1, 3)), om = Number(tz.slice(4, 6));
+    if (oh > 23 || om > 59) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} has an invalid timezone offset`, { input: s });
+    offsetMin = sign * (oh * 60 + om);
+  }
+  const micros = (ms - offsetMin * 60_000) * 1000 + (frac === undefined ? 0 : Number(frac.padEnd(6, '0').slice(0, 6)));
+  if (micros < 0 || !Number.isSafeInteger(micros)) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is before 1970 or out of range`, { input: s });
+  return micros;
+}
+
+/**
+ * Parses an as-of time T (see the rule above) into microseconds since the epoch. `nowMicros`
+ * is the present: pass `max(clock.nowMicros(), log.head().ts)`. Throws AUDIT_BAD_TIME or
+ * AUDIT_TIME_IN_FUTURE; a T before the first event is fine (the state is empty).
+ */
+export function parseAsOf(s: string, nowMicros: number): number {
+  const t = parseInstant(s);
+  if (t > nowMicros) {
+    throw new AuditError('AUDIT_TIME_IN_FUTURE', `as-of time ${formatMicros(t)} is in the future (now is ${formatMicros(nowMicros)}); an audit answer must not change later, so only past instants are accepted`, {
+      asOf: t,
+      now: nowMicros,
+    });
+  }
+  return t;
+}
+
+/** ISO-8601 in UTC with microseconds: `2026-11-26T00:50:23.123456Z`. */
+export function formatMicros(micros: number): string {
+  const ms = Math.floor(micros / 1000);
+  const us = micros - ms * 1000;
+  const iso = new Date(ms).toISOString(); // …SS.mmmZ
+  return `${iso.slice(0, -1)}${String(us).padStart(3, '0')}Z`;
+}
