@@ -1,0 +1,149 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EventLog, FakeClock, GENESIS_HASH } from '@kyrodb/log';
+import {
+  AuditErrorCodes,
+  auditErrorStatus,
+  exportStateAsOf,
+  formatDigest,
+  formatMicros,
+  importState,
+  isAuditError,
+  parseAsOf,
+  parseDigest,
+  parseInstant,
+  stateAsOf,
+  verifyDigest,
+} from '../packages/api/src/audit/index.js';
+import { createColl, tmpDir, upsert } from './auditHelpers.js';
+
+function code(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return isAuditError(err) ? err.code : `not an AuditError: ${String(err)}`;
+  }
+  return undefined;
+}
+
+describe('parseDigest', () => {
+  const h = 'ab'.repeat(32);
+  it('accepts SEQ:HASH (any hex case, surrounding spaces)', () => {
+    const d = parseDigest(` 42:${h.toUpperCase()} `);
+    expect(d.seq).toBe(42);
+    expect(formatDigest(d)).toBe(`42:${h}`);
+  });
+  it.each([
+    '',
+    '42',
+    `:${h}`,
+    `0:${h}`,
+    `-1:${h}`,
+    `01:${h}`,
+    `1.5:${h}`,
+    `1:${h.slice(1)}`,
+    `1:${h}0`,
+    `1:${'zz'.repeat(32)}`,
+    `1:${h}:x`,
+    `99999999999999999:${h}`,
+    `1 :${h}`,
+  ])('rejects %j with AUDIT_BAD_DIGEST', (s) => {
+    expect(code(() => parseDigest(s))).toBe('AUDIT_BAD_DIGEST');
+  });
+});
+
+describe('parseAsOf: the as-of rule', () => {
+  const now = 1_800_000_000_000_000;
+  it('parses ISO-8601 with a timezone to microseconds (µs kept, finer digits truncated)', () => {
+    expect(parseInstant('1970-01-01T00:00:00Z')).toBe(0);
+    expect(parseInstant('2026-11-26T00:50:23.123456Z')).toBe(Date.UTC(2026, 10, 26, 0, 50, 23) * 1000 + 123_456);
+    expect(parseInstant('2026-11-26T00:50:23.1234567Z')).toBe(Date.UTC(2026, 10, 26, 0, 50, 23) * 1000 + 123_456);
+    expect(parseInstant('2026-11-26T02:50:23.5+02:00')).toBe(Date.UTC(2026, 10, 26, 0, 50, 23) * 1000 + 500_000);
+    expect(parseInstant('2026-11-25T19:50:23-05:00')).toBe(Date.UTC(2026, 10, 26, 0, 50, 23) * 1000);
+    expect(parseInstant('1764118223123456')).toBe(1764118223123456);
+  });
+  it('formatMicros round-trips', () => {
+    for (const t of [0, 1, 999, 1_764_118_223_123_456, 1_700_000_000_000_000]) expect(parseInstant(formatMicros(t))).toBe(t);
+  });
+  it.each(['', 'now', '2026-11-26', '2026-11-26T00:50:23', '2026-11-26 00:50:23Z', '2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-26T24:00:00Z', '2026-11-26T00:00:00+25:00', '-5', '1.5', '1e6', '1969-12-31T23:59:59Z', '99999999999999999'])(
+    'rejects %j with AUDIT_BAD_TIME',
+    (s) => {
+      expect(code(() => parseAsOf(s, now))).toBe('AUDIT_BAD_TIME');
+    },
+  );
+  it('T in the future is refused with AUDIT_TIME_IN_FUTURE; T = now is accepted', () => {
+    expect(code(() => parseAsOf(String(now + 1), now))).toBe('AUDIT_TIME_IN_FUTURE');
+    expect(code(() => parseAsOf('2200-01-01T00:00:00Z', now))).toBe('AUDIT_TIME_IN_FUTURE');
+    expect(parseAsOf(String(now), now)).toBe(now);
+  });
+  it('every error code is documented and has an HTTP status', () => {
+    for (const c of Object.keys(AuditErrorCodes)) expect(auditErrorStatus[c as keyof typeof auditErrorStatus]).toBeGreaterThanOrEqual(400);
+    expect(Object.keys(auditErrorStatus).sort()).toEqual(Object.keys(AuditErrorCodes).sort());
+  });
+});
+
+describe('state as of T at the edges', () => {
+  it('T before the first event is an empty state with the genesis digest (not an error), exported and re-imported', async () => {
+    const dir = tmpDir();
+    const clock = new FakeClock();
+    const log = await EventLog.open({ dir, clock, logger: () => {} });
+    try {
+      const r = await log.append([createColl('c', 2), upsert('c', 'a', [1, 2])]);
+      const before = r.ts - 1;
+      const s = stateAsOf(log, before);
+      expect(s.collections.size).toBe(0);
+      expect(s.head.seq).toBe(0);
+      expect(Buffer.from(s.head.hash).equals(Buffer.from(GENESIS_HASH))).toBe(true);
+      const file = path.join(dir, 'empty.ndjson');
+      const out = fs.createWriteStream(file);
+      const sum = await exportStateAsOf(log, before, out);
+      await new Promise<void>((res) => out.end(res));
+      expect(sum).toMatchObject({ collections: 0, documents: 0 });
+      const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines[0]).toMatchObject({ kind: 'header', format: 'kyrodb-state', version: 1, head: { seq: 0, ts_iso: null, hash: '0'.repeat(64) } });
+      expect(lines[1]).toEqual({ kind: 'footer', collections: 0, documents: 0 });
+      const back = await importState(file);
+      expect(back.collections.size).toBe(0);
+      // T = the commit ts includes the batch (ts ≤ T is inclusive).
+      expect(stateAsOf(log, r.ts).collections.get('c')?.docs.size).toBe(1);
+      // On an empty log, verify is fine and a digest is beyond the head.
+      const empty = await EventLog.open({ dir: tmpDir(), logger: () => {} });
+      expect(verifyDigest(empty)).toMatchObject({ ok: true, checked: 0 });
+      expect(verifyDigest(empty, parseDigest(`1:${'00'.repeat(32)}`))).toMatchObject({ ok: false, seq: 1, problem: 'digest_beyond_head' });
+      await empty.close();
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('importState rejects files that do not follow the format, naming the line', async () => {
+    const dir = tmpDir();
+    const clock = new FakeClock();
+    const log = await EventLog.open({ dir, clock, logger: () => {} });
+    const r = await log.append([createColl('c', 2), upsert('c', 'a', [1, 2], { k: 'v' }), upsert('c', 'b', [3, 4])]);
+    const file = path.join(dir, 'ok.ndjson');
+    const out = fs.createWriteStream(file);
+    await exportStateAsOf(log, r.ts, out);
+    await new Promise<void>((res) => out.end(res));
+    await log.close();
+    const good = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    expect(good.length).toBe(5);
+    expect((await importState(file)).collections.get('c')?.docs.size).toBe(2);
+    const cases: [string, string[]][] = [
+      ['truncated (no footer)', good.slice(0, 4)],
+      ['empty', []],
+      ['a document dropped', [good[0]!, good[1]!, good[2]!, good[4]!]],
+      ['not JSON', [good[0]!, '{oops', ...good.slice(1)]],
+      ['header missing', good.slice(1)],
+      ['unknown kind', [good[0]!, '{"kind":"mystery"}', ...good.slice(1)]],
+      ['wrong version', [good[0]!.replace('"version":1', '"version":2'), ...good.slice(1)]],
+      ['content after footer', [...good, good[2]!]],
+    ];
+    for (const [name, lines] of cases) {
+      const f = path.join(dir, `bad-${name.replace(/\W+/g, '_')}.ndjson`);
+      fs.writeFileSync(f, lines.join('\n') + (lines.length ? '\n' : ''));
+      await expect(importState(f), name).rejects.toMatchObject({ code: 'AUDIT_BAD_EXPORT' });
+    }
+  });
+});
