@@ -1,0 +1,139 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventLog, FakeClock } from '@kyrodb/log';
+import type { LogHead } from '@kyrodb/log';
+import { verifyDigest } from '../packages/api/src/audit/index.js';
+import type { DigestVerifyResult } from '../packages/api/src/audit/index.js';
+import { alterEvent, copyDir, createColl, rawEdit, rewriteHistory, tmpDir, upsert } from './auditHelpers.js';
+
+// One real data dir with 40 events; every case tampers with its own copy.
+let dir: string;
+let early: LogHead; // a digest an auditor took at seq 20
+let late: LogHead; // a digest at the head (seq 40)
+
+beforeAll(async () => {
+  dir = tmpDir();
+  const clock = new FakeClock();
+  const log = await EventLog.open({ dir, clock, logger: () => {} });
+  await log.append([createColl('c', 3, 'admin')]);
+  for (let i = 2; i <= 40; i++) {
+    clock.advance(3);
+    // Seq 15's actor carries a marker we can find in the raw file.
+    await log.append([upsert('c', `d${i % 7}`, [i, -i, i / 3], { i, tag: `t${i}` }, i === 15 ? 'MARKERactorXYZ' : 'writer')]);
+  }
+  early = { ...(log.get(20) as { seq: number; ts: number; hash: Uint8Array }) };
+  late = log.head();
+  expect(late.seq).toBe(40);
+  expect(verifyDigest(log, early)).toMatchObject({ ok: true, extends: true });
+  await log.close();
+});
+
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function verifyCopy(copy: string, digest: LogHead): Promise<DigestVerifyResult> {
+  const log = await EventLog.open({ dir: copy, readOnly: true, logger: () => {} });
+  try {
+    return verifyDigest(log, digest);
+  } finally {
+    await log.close();
+  }
+}
+
+describe('tampering with a copy of the data dir is caught and the seq named', () => {
+  it('an untouched copy verifies against both digests', async () => {
+    const copy = copyDir(dir);
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: true, extends: true, checked: 40 });
+    expect(await verifyCopy(copy, late)).toMatchObject({ ok: true, extends: true });
+  });
+
+  const edits: [string, number, Parameters<typeof alterEvent>[2]][] = [
+    ['metadata value', 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e)],
+    ['vector', 7, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, vector: new Float32Array([7, -7, 2.5]) } } : e)],
+    ['actor', 15, (e) => ({ ...e, actor: 'someone-else' })],
+    ['timestamp', 9, (e) => ({ ...e, ts: e.ts + 1 })],
+    ['document id', 18, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, id: 'other' } } : e)],
+    ['the genesis event', 1, (e) => (e.type === 'collection.created' ? { ...e, body: { ...e.body, dimension: 4 } } : e)],
+  ];
+  for (const [what, seq, change] of edits) {
+    it(`altered ${what} at seq ${seq} (stored hashes kept): hash_mismatch at ${seq}`, async () => {
+      const copy = copyDir(dir);
+      alterEvent(copy, seq, change);
+      expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq, problem: 'hash_mismatch' });
+      expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq });
+    });
+  }
+
+  it('two records swapped (order): fails at the first of them', async () => {
+    const copy = copyDir(dir);
+    rawEdit(copy, ({ events }) => {
+      const a: Buffer = Buffer.from(events.get(10));
+      const b: Buffer = Buffer.from(events.get(11));
+      events.putSync(10, b);
+      events.putSync(11, a);
+    });
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 10, problem: 'seq_mismatch' });
+  });
+
+  it('a record deleted from the middle: seq_gap naming it', async () => {
+    const copy = copyDir(dir);
+    rawEdit(copy, ({ events }) => {
+      events.removeSync(17);
+    });
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 17, problem: 'seq_gap' });
+  });
+
+  it('the last records deleted (and the stored head rewritten to match): the later digest is beyond the head', async () => {
+    const copy = copyDir(dir);
+    rawEdit(copy, ({ events, meta }) => {
+      for (let s = 31; s <= 40; s++) events.removeSync(s);
+      const h = events.get(30) as Buffer;
+      meta.putSync('head', { seq: 30, ts: 0, hash: Buffer.from(h.subarray(32, 64)) });
+    });
+    // The early digest (seq 20) is still extended by the truncated log; the late one is not.
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: true });
+    expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 40, problem: 'digest_beyond_head' });
+  });
+
+  it('the last record deleted but the stored head left alone: head_mismatch', async () => {
+    const copy = copyDir(dir);
+    rawEdit(copy, ({ events }) => {
+      events.removeSync(40);
+    });
+    const r = await verifyCopy(copy, early);
+    expect(r.ok).toBe(false);
+    expect(r).toMatchObject({ problem: 'head_mismatch' });
+  });
+
+  it('a rewrite that re-chains every later hash verifies alone, but not against a digest taken before it', async () => {
+    const copy = copyDir(dir);
+    rewriteHistory(copy, 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e));
+    const log = await EventLog.open({ dir: copy, readOnly: true, logger: () => {} });
+    try {
+      expect(verifyDigest(log)).toMatchObject({ ok: true }); // self-consistent chain
+    } finally {
+      await log.close();
+    }
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 20, problem: 'digest_mismatch' });
+    expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 40, problem: 'digest_mismatch' });
+  });
+
+  it('a flipped byte in the LMDB file itself: hash_mismatch at that event', async () => {
+    const copy = copyDir(dir);
+    const file = path.join(copy, 'log.mdb');
+    const buf = fs.readFileSync(file);
+    const marker = Buffer.from('MARKERactorXYZ');
+    let at = buf.indexOf(marker);
+    let n = 0;
+    while (at >= 0) {
+      buf[at] = 'N'.charCodeAt(0); // 'M' -> 'N' (also in any stale copy of the page)
+      n += 1;
+      at = buf.indexOf(marker, at + 1);
+    }
+    expect(n).toBeGreaterThan(0);
+    fs.writeFileSync(file, buf);
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 15, problem: 'hash_mismatch' });
+  });
+});
