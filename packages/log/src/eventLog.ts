@@ -459,11 +459,21 @@ export class EventLog {
         throw new LogError('LOG_CHAIN_BROKEN', `after a failed write, seq ${e.seq} on disk is not the event that was written`, { seq: e.seq });
       }
     }
-    // The data reached LMDB; make it durable with a fresh flush of a new transaction.
-    await this.env.transaction(() => {
-      this.meta.putSync('recovered_at', this.opts.clock.now());
-    });
-    await this.env.flushed;
+    // The data reached LMDB; make it durable with a fresh flush of a new transaction. If that
+    // flush fails too, the append rejects (outcome unknown to the caller: the whole batch is
+    // either there or not, never part of it) and is NOT retried: re-preparing would append the
+    // batch a second time after itself.
+    try {
+      await this.opts.failpoints.hit('wal.flush');
+      await this.env.transaction(() => {
+        this.meta.putSync('recovered_at', this.opts.clock.now());
+      });
+      await this.env.flushed;
+    } catch (thrown) {
+      const err = await unwrapStorageError(thrown);
+      this.metrics.errors.inc({ type: classifyWalError(err) });
+      throw toWalError(err, 1);
+    }
     this.opts.logger('warn', 'WAL batch found on disk after a failed flush; not re-appended', { firstSeq: first.seq, lastSeq: p.head.seq });
     return true;
   }

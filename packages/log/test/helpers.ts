@@ -121,3 +121,12 @@ export function fcParams(numRuns: number): fc.Parameters<unknown> {
   const seed = env !== undefined ? Number(env) : process.env['CI'] ? 20_261_126 : Date.now() % 2 ** 31;
   return { numRuns, seed, verbose: 1 };
 }
+
+/** Polls `cond` (on real time) until true; fails after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('waitFor: condition not met in time');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}

@@ -1,0 +1,216 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import { EventLog, FakeClock } from '@kyrodb/log';
+import type { LogErrorCode } from '@kyrodb/log';
+import { created, metricValue, openTestLog, quietLogger, upsert, waitFor } from './helpers.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const fast = { retryBaseDelayMs: 1, retryMaxDelayMs: 4 };
+
+async function setup(wal: Record<string, number> = {}, clock?: FakeClock) {
+  const t = await openTestLog({ wal: { ...fast, ...wal }, ...(clock ? { clock } : {}) });
+  dirs.push(t.dir);
+  await t.log.append([created('c', 3)]);
+  await t.log.append([upsert('a', [1, 2, 3]), upsert('b', [4, 5, 6])]);
+  return t;
+}
+
+function sameHead(a: { seq: number; hash: Uint8Array }, b: { seq: number; hash: Uint8Array }): boolean {
+  return a.seq === b.seq && Buffer.from(a.hash).equals(Buffer.from(b.hash));
+}
+
+const table: [errno: string, code: LogErrorCode, type: string, attempts: number, breaker: string][] = [
+  ['ENOSPC', 'WAL_DISK_FULL', 'disk_full', 1, 'open'],
+  ['EIO', 'WAL_IO_ERROR', 'io_error', 5, 'closed'],
+  ['EACCES', 'WAL_PERMISSION_DENIED', 'permission', 1, 'closed'],
+  ['EDQUOT', 'WAL_QUOTA_EXCEEDED', 'quota', 1, 'closed'],
+];
+
+describe('WAL faults through the wal.append failpoint', () => {
+  it.each(table)('error(%s) → %s; the log is exactly as before; classification and metrics', async (errno, code, type, attempts, breakerAfter) => {
+    const { log, registry, failpoints, dir } = await setup();
+    const before = log.head();
+    failpoints.set('wal.append', `error(${errno})`);
+    await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code, details: { type, attempts } });
+    expect(sameHead(log.head(), before)).toBe(true);
+    expect(log.verify()).toMatchObject({ ok: true, checked: before.seq });
+    expect(await metricValue(registry, 'wal_errors_total', { type })).toBe(attempts);
+    expect(await metricValue(registry, 'wal_retry_attempts_total')).toBe(attempts - 1);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'failure' })).toBe(1);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'success' })).toBe(2);
+    expect(await metricValue(registry, 'wal_circuit_breaker_state', { state: breakerAfter })).toBe(1);
+    for (const other of ['disk_full', 'io_error', 'permission', 'quota'].filter((t) => t !== type)) expect(await metricValue(registry, 'wal_errors_total', { type: other })).toBe(0);
+
+    // reads keep working
+    expect([...log.read()].map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(log.docAsOf('c', 'a')?.seq).toBe(2);
+
+    // the next good append gets the next seq (after a reset if the breaker opened)
+    failpoints.clear('wal.append');
+    if (breakerAfter === 'open') {
+      await expect(log.append([upsert('y', [1, 1, 1])])).rejects.toMatchObject({ code: 'WAL_DISK_FULL' });
+      log.resetBreaker();
+    }
+    const r = await log.append([upsert('y', [1, 1, 1])]);
+    expect(r.firstSeq).toBe(before.seq + 1);
+    expect(Buffer.from(r.events[0]!.prevHash).equals(Buffer.from(before.hash))).toBe(true);
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.verify()).toMatchObject({ ok: true, checked: before.seq + 1 });
+    await again.close();
+  });
+
+  it('2*error(EIO) is retried with exponential backoff and succeeds on the 3rd attempt', async () => {
+    const clock = new FakeClock();
+    const { log, registry, failpoints } = await setup({ retryBaseDelayMs: 10, retryMaxDelayMs: 1000 }, clock);
+    failpoints.set('wal.append', '2*error(EIO)');
+    let done = false;
+    const p = log.append([upsert('x', [0, 0, 1])]).finally(() => (done = true));
+    await waitFor(() => clock.pendingSleeps === 1);
+    clock.advance(9);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(clock.pendingSleeps).toBe(1); // first backoff is 10 ms
+    clock.advance(1);
+    await waitFor(() => clock.pendingSleeps === 1); // second backoff
+    clock.advance(19);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(clock.pendingSleeps).toBe(1); // ... is 20 ms
+    expect(done).toBe(false);
+    clock.advance(1);
+    const r = await p;
+    expect(r.firstSeq).toBe(4);
+    expect(await metricValue(registry, 'wal_retry_attempts_total')).toBe(2);
+    expect(await metricValue(registry, 'wal_errors_total', { type: 'io_error' })).toBe(2);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'success' })).toBe(3);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'failure' })).toBe(0);
+    expect(log.breaker.state).toBe('closed');
+    expect([...log.read()].filter((e) => e.type === 'vector.upserted' && e.body.id === 'x').length).toBe(1);
+    expect(log.verify().ok).toBe(true);
+    await log.close();
+  });
+
+  it('disk full opens the breaker at once: appends fail fast with WAL_DISK_FULL, reads and tail keep working', async () => {
+    const { log, failpoints, registry } = await setup();
+    failpoints.set('wal.append', '1*error(ENOSPC)');
+    await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_DISK_FULL' });
+    expect(log.breaker.state).toBe('open');
+    expect(failpoints.active).toBe(false); // the failpoint is spent: what follows is the breaker failing fast
+    const err: unknown = await log.append([upsert('x', [0, 0, 1])]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'WAL_DISK_FULL' });
+    expect((err as { details: { retryAfterMs: number } }).details.retryAfterMs).toBeGreaterThan(0);
+    expect(log.breakerStatus()).toMatchObject({ state: 'open', lastFailureType: 'disk_full' });
+    expect(await metricValue(registry, 'wal_circuit_breaker_state', { state: 'open' })).toBe(1);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'failure' })).toBe(2);
+    expect(log.verify().ok).toBe(true);
+    expect(log.get(3)?.seq).toBe(3);
+    const tailed: number[] = [];
+    const sub = log.tail(1).subscribe((e) => tailed.push(e.seq));
+    await waitFor(() => tailed.length === 3);
+    sub.unsubscribe();
+    log.resetBreaker();
+    expect(await metricValue(registry, 'wal_circuit_breaker_state', { state: 'closed' })).toBe(1);
+    expect((await log.append([upsert('x', [0, 0, 1])])).firstSeq).toBe(4);
+    await log.close();
+  });
+
+  it('3 consecutive failed appends open the breaker: WAL_CIRCUIT_OPEN; reset closes it', async () => {
+    const { log, failpoints } = await setup({ retryAttempts: 1 });
+    failpoints.set('wal.append', 'error(EIO)');
+    for (let i = 0; i < 3; i++) await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    expect(log.breaker.state).toBe('open');
+    failpoints.clear('wal.append');
+    await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_CIRCUIT_OPEN' });
+    expect(log.head().seq).toBe(3);
+    log.resetBreaker();
+    expect(log.breaker.state).toBe('closed');
+    expect((await log.append([upsert('x', [0, 0, 1])])).firstSeq).toBe(4);
+    await log.close();
+  });
+
+  it('a success between failures resets the count (only consecutive failures open the breaker)', async () => {
+    const { log, failpoints } = await setup({ retryAttempts: 1 });
+    for (let i = 0; i < 4; i++) {
+      failpoints.set('wal.append', '2*error(EACCES)');
+      await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_PERMISSION_DENIED' });
+      await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_PERMISSION_DENIED' });
+      await log.append([upsert('x', [0, 0, 1])]);
+    }
+    expect(log.breaker.state).toBe('closed');
+    expect(log.head().seq).toBe(7);
+    await log.close();
+  });
+
+  it('with a FakeClock: open → half-open after the timeout → exactly one probe; success closes, failure re-opens', async () => {
+    const clock = new FakeClock();
+    const { log, failpoints, registry } = await setup({ retryAttempts: 1, circuitBreakerTimeoutMs: 60_000 }, clock);
+    failpoints.set('wal.append', 'error(EIO)');
+    for (let i = 0; i < 3; i++) await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    expect(log.breaker.state).toBe('open');
+    clock.advance(59_999);
+    await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_CIRCUIT_OPEN', details: { retryAfterMs: 1 } });
+    clock.advance(1);
+    expect(log.breaker.state).toBe('half_open');
+    expect(await metricValue(registry, 'wal_circuit_breaker_state', { state: 'half_open' })).toBe(1);
+    // the probe fails (the failpoint is still armed): re-opened for another timeout
+    await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    expect(log.breaker.state).toBe('open');
+    failpoints.clear('wal.append');
+    clock.advance(60_000);
+    // exactly one probe: a second append while the probe is in flight is refused
+    const probe = log.append([upsert('p', [0, 0, 1])]);
+    await expect(log.append([upsert('q', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_CIRCUIT_OPEN' });
+    expect((await probe).firstSeq).toBe(4);
+    expect(log.breaker.state).toBe('closed');
+    expect((await log.append([upsert('q', [0, 0, 1])])).firstSeq).toBe(5);
+    await log.close();
+  });
+});
+
+describe('fsyncgate: a failed flush is never retried in place', () => {
+  it('wal.flush = 1*error(EIO) after the data reached LMDB: the batch appears exactly once and the append resolves', async () => {
+    const { log, failpoints, registry, dir } = await setup();
+    failpoints.set('wal.flush', '1*error(EIO)');
+    // several requests in one group commit
+    const results = await Promise.all([log.append([upsert('x', [0, 0, 1]), upsert('y', [0, 1, 0])]), log.append([upsert('z', [1, 0, 0])])]);
+    expect(results.map((r) => [r.firstSeq, r.lastSeq])).toEqual([
+      [4, 5],
+      [6, 6],
+    ]);
+    expect(await metricValue(registry, 'wal_errors_total', { type: 'io_error' })).toBe(1);
+    expect(await metricValue(registry, 'wal_retry_attempts_total')).toBe(0); // found on disk: not re-appended
+    const ids = [...log.read()].flatMap((e) => (e.type === 'vector.upserted' ? [e.body.id] : []));
+    expect(ids).toEqual(['a', 'b', 'x', 'y', 'z']);
+    expect(log.verify()).toMatchObject({ ok: true, checked: 6 });
+    expect((await log.append([upsert('w', [1, 1, 1])])).firstSeq).toBe(7);
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.verify()).toMatchObject({ ok: true, checked: 7 });
+    expect(again.head().seq).toBe(7);
+    await again.close();
+  });
+
+  it('wal.flush failing every time: the append rejects, and what reached LMDB is consistent after reopen', async () => {
+    const { log, failpoints, dir } = await setup();
+    const before = log.head();
+    failpoints.set('wal.flush', 'error(EIO)');
+    await expect(log.append([upsert('x', [0, 0, 1]), upsert('y', [0, 1, 0])])).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    failpoints.clearAll();
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    const head = again.head();
+    const report = again.verify();
+    expect(report.ok).toBe(true);
+    if (report.ok) expect(report.head.seq).toBe(head.seq); // meta head = the chain's end
+    // all or nothing, and never twice
+    expect([before.seq, before.seq + 2]).toContain(head.seq);
+    const ids = [...again.read()].flatMap((e) => (e.type === 'vector.upserted' ? [e.body.id] : []));
+    expect(ids).toEqual(head.seq === before.seq ? ['a', 'b'] : ['a', 'b', 'x', 'y']);
+    expect((await again.append([upsert('w', [1, 1, 1])])).firstSeq).toBe(head.seq + 1);
+    expect(again.verify().ok).toBe(true);
+    await again.close();
+  });
+});
