@@ -89,7 +89,7 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     const copy = copyDir(dir);
     rawEdit(copy, ({ events, meta }) => {
       for (let s = 31; s <= 40; s++) events.removeSync(s);
-      const h = events.get(30) as Buffer;
+      const h = events.get(30);
       meta.putSync('head', { seq: 30, ts: 0, hash: Buffer.from(h.subarray(32, 64)) });
     });
     // The early digest (seq 20) is still extended by the truncated log; the late one is not.

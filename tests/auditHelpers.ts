@@ -5,14 +5,31 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { decodeRecord, encodePayload, chainHash } from '@kyrodb/log';
 import type { EventInput, LogEvent } from '@kyrodb/log';
+import type { auditRoutes } from '../packages/api/src/audit/index.js';
+
+/** The fastify instance type, reached through the plugin's signature (fastify is not a dependency of tests/). */
+export type App = Parameters<typeof auditRoutes>[0];
+
+/** The few lmdb calls the tamper helpers use. */
+export interface RawDb {
+  get(key: unknown): Buffer;
+  putSync(key: unknown, value: unknown): void;
+  removeSync(key: unknown): void;
+  getRange(o: { start: unknown }): Iterable<{ key: number; value: Buffer }>;
+}
+interface RawEnv {
+  openDB(o: { name: string; encoding: string }): RawDb;
+  transactionSync(fn: () => void): void;
+  close(): void;
+}
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 
 // lmdb and fastify are dependencies of the packages, not of tests/: resolve them from there.
 const requireFromLog = createRequire(path.join(ROOT, 'packages/log/package.json'));
 const requireFromApi = createRequire(path.join(ROOT, 'packages/api/package.json'));
-export const lmdb = requireFromLog('lmdb') as { open: (o: Record<string, unknown>) => any };
-export const Fastify = requireFromApi('fastify') as (o?: Record<string, unknown>) => any;
+export const lmdb = requireFromLog('lmdb') as { open: (o: Record<string, unknown>) => RawEnv };
+export const Fastify = requireFromApi('fastify') as (o?: Record<string, unknown>) => App;
 
 export function tmpDir(prefix = 'kyro-audit-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -42,7 +59,7 @@ export const upsert = (collection: string, id: string, vector: number[], metadat
  * Raw access to a (closed) data dir's LMDB, the way an attacker with disk access would edit it:
  * read/write the stored record bytes of `events`, delete records, rewrite `meta.head`.
  */
-export function rawEdit(dir: string, fn: (db: { events: any; meta: any; env: any }) => void): void {
+export function rawEdit(dir: string, fn: (db: { events: RawDb; meta: RawDb; env: RawEnv }) => void): void {
   const env = lmdb.open({ path: path.join(dir, 'log.mdb'), noSubdir: true, maxDbs: 8, compression: false, cache: false });
   const events = env.openDB({ name: 'events', encoding: 'binary' });
   const meta = env.openDB({ name: 'meta', encoding: 'msgpack' });
@@ -56,7 +73,7 @@ export function rawEdit(dir: string, fn: (db: { events: any; meta: any; env: any
 /** Rewrites the event at `seq` with `change` applied, keeping the stored hashes (a naive edit). */
 export function alterEvent(dir: string, seq: number, change: (e: LogEvent) => EventInput & { seq: number; ts: number }): void {
   rawEdit(dir, ({ events }) => {
-    const rec: Buffer = events.get(seq);
+    const rec = events.get(seq);
     const e = decodeRecord(rec);
     const changed = change(e);
     const payload = encodePayload(changed, changed.seq, changed.ts);

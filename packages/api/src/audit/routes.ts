@@ -80,6 +80,22 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const now = (): number => Math.max(clock.nowMicros(), log.head().ts);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
 
+  // `additionalProperties: false` must reject, not strip: fastify's default Ajv removes unknown
+  // keys silently (removeAdditional), so check them before validation, for every route here.
+  app.addHook('preValidation', (req, _reply, done) => {
+    const schema = req.routeOptions.schema as { querystring?: unknown; body?: unknown } | undefined;
+    for (const [part, value] of [['querystring', req.query], ['body', req.body]] as const) {
+      const sch = schema?.[part] as { additionalProperties?: boolean; properties?: Record<string, unknown> } | undefined;
+      if (sch?.additionalProperties !== false || value === null || typeof value !== 'object') continue;
+      const unknown = Object.keys(value).filter((k) => !(k in (sch.properties ?? {})));
+      if (unknown.length > 0) {
+        done(new AuditError('AUDIT_BAD_REQUEST', `unknown ${part === 'body' ? 'body field' : 'query parameter'}${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`));
+        return;
+      }
+    }
+    done();
+  });
+
   // Encapsulated in this plugin: schema failures and audit errors as {error: {code, message}}.
   app.setErrorHandler((err: unknown, _req, reply) => {
     if (isAuditError(err)) return reply.code(auditErrorStatus[err.code]).send({ error: { code: err.code, message: err.message } });

@@ -1,0 +1,202 @@
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventLog, FakeClock, toHex } from '@kyrodb/log';
+import type { AppendResult } from '@kyrodb/log';
+import { auditRoutes, formatMicros } from '../packages/api/src/audit/index.js';
+import { Fastify, alterEvent, copyDir, createColl, tmpDir, upsert } from './auditHelpers.js';
+import type { App } from './auditHelpers.js';
+
+type Ev = { seq: number; type: string; actor: string | null; body: { id?: string } };
+
+let dir: string;
+let log: EventLog;
+let clock: FakeClock;
+let app: App;
+const commits: AppendResult[] = [];
+
+beforeAll(async () => {
+  dir = tmpDir();
+  clock = new FakeClock();
+  log = await EventLog.open({ dir, clock, logger: () => {} });
+  commits.push(await log.append([createColl('c', 2, 'admin')]));
+  clock.advance(5);
+  commits.push(await log.append([upsert('c', 'a', [1, 2], { v: 1 }, 'alice'), upsert('c', 'b', [0.1, -0.5])]));
+  clock.advance(5);
+  commits.push(await log.append([upsert('c', 'a', [3, 4], { v: 2 }, 'bob')]));
+  clock.advance(5);
+  commits.push(await log.append([{ type: 'vector.deleted', collection: 'c', actor: 'bob', body: { id: 'b' } }]));
+  clock.advance(5);
+  app = Fastify();
+  await app.register(auditRoutes, { log, clock });
+  await app.ready();
+});
+
+afterAll(async () => {
+  await app.close();
+  await log.close();
+});
+
+describe('audit HTTP routes (fastify inject)', () => {
+  it('GET /v1/audit/head returns the head digest', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/audit/head' });
+    expect(r.statusCode).toBe(200);
+    const h = log.head();
+    expect(r.json()).toEqual({ seq: 5, ts: h.ts, ts_iso: formatMicros(h.ts), hash: toHex(h.hash) });
+  });
+
+  it('POST /v1/audit/verify: {seq, hash} and {digest} that the log extends -> 200', async () => {
+    const e2 = log.get(2)!;
+    const a = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { seq: 2, hash: toHex(e2.hash) } });
+    expect(a.statusCode).toBe(200);
+    expect(a.json()).toMatchObject({ ok: true, extends: true, checked: 5, head: { seq: 5 } });
+    const b = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { digest: `2:${toHex(e2.hash)}` } });
+    expect(b.statusCode).toBe(200);
+    const c = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: {} });
+    expect(c.json()).toMatchObject({ ok: true, extends: false });
+  });
+
+  it('POST /v1/audit/verify: a digest the log does not extend -> 409 naming the seq', async () => {
+    const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { seq: 3, hash: 'ab'.repeat(32) } });
+    expect(r.statusCode).toBe(409);
+    expect(r.json()).toMatchObject({ ok: false, seq: 3, problem: 'digest_mismatch' });
+    const beyond = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { seq: 99, hash: 'ab'.repeat(32) } });
+    expect(beyond.statusCode).toBe(409);
+    expect(beyond.json()).toMatchObject({ ok: false, seq: 99, problem: 'digest_beyond_head' });
+  });
+
+  it('POST /v1/audit/verify on a tampered copy -> 409 naming the altered seq', async () => {
+    const copy = copyDir(dir);
+    alterEvent(copy, 3, (e) => ({ ...e, actor: 'mallory' }));
+    const ro = await EventLog.open({ dir: copy, readOnly: true, logger: () => {} });
+    const app2 = Fastify();
+    await app2.register(auditRoutes, { log: ro });
+    const r = await app2.inject({ method: 'POST', url: '/v1/audit/verify', payload: { digest: `5:${toHex(log.head().hash)}` } });
+    expect(r.statusCode).toBe(409);
+    expect(r.json()).toMatchObject({ ok: false, seq: 3, problem: 'hash_mismatch' });
+    await app2.close();
+    await ro.close();
+  });
+
+  it('POST /v1/audit/verify: malformed digests -> 400 AUDIT_BAD_DIGEST / schema errors -> 400', async () => {
+    for (const payload of [{ digest: 'nope' }, { digest: '0:' + 'ab'.repeat(32) }, { seq: 1 }, { hash: 'ab'.repeat(32) }, { seq: 1, hash: 'xyz' }, { digest: `1:${'ab'.repeat(32)}`, seq: 1 }]) {
+      const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
+      expect(r.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(r.json().error.code).toBe('AUDIT_BAD_DIGEST');
+    }
+    for (const payload of [{ extra: 1 }, { seq: 'x', hash: 'ab'.repeat(32) }, { seq: 0, hash: 'ab'.repeat(32) }]) {
+      const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
+      expect(r.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(r.json().error).toMatchObject({ code: 'AUDIT_BAD_REQUEST' });
+    }
+  });
+
+  it('GET /v1/audit/state?asOf= streams the kyrodb-state export as of T', async () => {
+    const t = commits[2]!.ts; // after a->[3,4], before the delete of b
+    const r = await app.inject({ method: 'GET', url: `/v1/audit/state?asOf=${encodeURIComponent(formatMicros(t))}` });
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['content-type']).toContain('application/x-ndjson');
+    const lines = r.body.trim().split('\n').map((l: string) => JSON.parse(l));
+    expect(lines[0]).toMatchObject({ kind: 'header', as_of_micros: t, head: { seq: 4 }, collections: 1, documents: 2 });
+    expect(lines[1]).toMatchObject({ kind: 'collection', name: 'c', count: 2, version: 4 });
+    expect(lines[2]).toEqual({ kind: 'doc', collection: 'c', id: 'a', vector: [3, 4], metadata: { v: 2 }, seq: 4, ts: t });
+    expect(lines[3]).toMatchObject({ kind: 'doc', id: 'b', vector: [Math.fround(0.1), -0.5], metadata: null });
+    expect(lines[4]).toEqual({ kind: 'footer', collections: 1, documents: 2 });
+  });
+
+  it('as-of T: before the first event is empty; in the future is 422; malformed is 400', async () => {
+    const before = await app.inject({ method: 'GET', url: `/v1/audit/state?asOf=${commits[0]!.ts - 1}` });
+    expect(before.statusCode).toBe(200);
+    expect(before.body.trim().split('\n').map((l: string) => JSON.parse(l))[0]).toMatchObject({ head: { seq: 0 }, documents: 0 });
+    const future = await app.inject({ method: 'GET', url: `/v1/audit/state?asOf=${clock.nowMicros() + 1_000_000}` });
+    expect(future.statusCode).toBe(422);
+    expect(future.json().error.code).toBe('AUDIT_TIME_IN_FUTURE');
+    const bad = await app.inject({ method: 'GET', url: '/v1/audit/state?asOf=yesterday' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('AUDIT_BAD_TIME');
+    const unknown = await app.inject({ method: 'GET', url: '/v1/audit/state?as_of=1' });
+    expect(unknown.statusCode).toBe(400);
+  });
+
+  it('GET /v1/audit/collections/:name[/vectors/:id]?asOf= answer as of T', async () => {
+    const t1 = commits[1]!.ts;
+    const c = await app.inject({ method: 'GET', url: `/v1/audit/collections/c?asOf=${t1}` });
+    expect(c.statusCode).toBe(200);
+    expect(c.json()).toMatchObject({ collection: { name: 'c', count: 2 }, head: { seq: 3 }, documents: [{ id: 'a', vector: [1, 2], metadata: { v: 1 } }, { id: 'b' }] });
+    const d = await app.inject({ method: 'GET', url: `/v1/audit/collections/c/vectors/a?asOf=${t1}` });
+    expect(d.json()).toMatchObject({ id: 'a', vector: [1, 2], metadata: { v: 1 }, seq: 2 });
+    const now = await app.inject({ method: 'GET', url: '/v1/audit/collections/c/vectors/a' });
+    expect(now.json()).toMatchObject({ vector: [3, 4], seq: 4 });
+    const gone = await app.inject({ method: 'GET', url: '/v1/audit/collections/c/vectors/b' });
+    expect(gone.statusCode).toBe(404);
+    expect(gone.json().error.code).toBe('AUDIT_DOC_NOT_FOUND');
+    const noColl = await app.inject({ method: 'GET', url: `/v1/audit/collections/c?asOf=${commits[0]!.ts - 1}` });
+    expect(noColl.statusCode).toBe(404);
+    expect(noColl.json().error.code).toBe('AUDIT_UNKNOWN_COLLECTION');
+  });
+
+  it('GET /v1/log pages by seq and by time', async () => {
+    const p1 = await app.inject({ method: 'GET', url: '/v1/log?limit=2' });
+    expect(p1.statusCode).toBe(200);
+    const j1 = p1.json();
+    expect(j1.events.map((e: Ev) => e.seq)).toEqual([1, 2]);
+    expect(j1.next).toBe(3);
+    expect(j1.events[1]).toMatchObject({ type: 'vector.upserted', collection: 'c', actor: 'alice', body: { id: 'a', vector: [1, 2], metadata: { v: 1 } }, prev_hash: toHex(log.get(1)!.hash), hash: toHex(log.get(2)!.hash) });
+    expect(j1.events[0]).toMatchObject({ actor: 'admin', body: { dimension: 2, metric: 'l2' }, prev_hash: '0'.repeat(64) });
+    const p2 = await app.inject({ method: 'GET', url: `/v1/log?fromSeq=${j1.next}&limit=2` });
+    expect(p2.json().events.map((e: Ev) => e.seq)).toEqual([3, 4]);
+    const p3 = await app.inject({ method: 'GET', url: `/v1/log?fromSeq=5&limit=2` });
+    expect(p3.json()).toMatchObject({ next: null });
+    expect(p3.json().events.map((e: Ev) => e.seq)).toEqual([5]);
+    const byTime = await app.inject({ method: 'GET', url: `/v1/log?fromTime=${commits[1]!.ts}&toTime=${encodeURIComponent(formatMicros(commits[2]!.ts))}` });
+    expect(byTime.json().events.map((e: Ev) => e.seq)).toEqual([2, 3, 4]);
+    expect((await app.inject({ method: 'GET', url: '/v1/log?limit=0' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/v1/log?limit=100000' })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'GET', url: '/v1/log?bogus=1' })).statusCode).toBe(400);
+  });
+
+  it('GET /v1/collections/:name/vectors/:id/history lists every event of the document', async () => {
+    const r = await app.inject({ method: 'GET', url: '/v1/collections/c/vectors/b/history' });
+    expect(r.statusCode).toBe(200);
+    expect(r.json().events.map((e: Ev) => [e.seq, e.type, e.actor])).toEqual([
+      [3, 'vector.upserted', null],
+      [5, 'vector.deleted', 'bob'],
+    ]);
+    const bad = await app.inject({ method: 'GET', url: '/v1/collections/c%20x/vectors/b/history' });
+    expect(bad.statusCode).toBe(400);
+  });
+
+  it('GET /v1/log/stream tails the log live (catch-up, then new commits) until the client disconnects', async () => {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as { port: number }).port;
+    const seen: Ev[] = [];
+    let req!: http.ClientRequest;
+    const gotSeven = new Promise<void>((resolve, reject) => {
+      req = http.get({ host: '127.0.0.1', port, path: '/v1/log/stream?fromSeq=4' }, (res) => {
+        expect(res.statusCode).toBe(200);
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            seen.push(JSON.parse(buf.slice(0, i)) as Ev);
+            buf = buf.slice(i + 1);
+            if (seen.length === 2) {
+              // Caught up (4, 5): now commit live events.
+              void log.append([upsert('c', 'z', [9, 9], undefined, 'live')]).then(() => log.append([upsert('c', 'y', [8, 8])]));
+            }
+            if (seen.length === 4) resolve();
+          }
+        });
+        res.on('error', () => {});
+      });
+      req.on('error', reject);
+    });
+    await gotSeven;
+    expect(seen.map((e) => e.seq)).toEqual([4, 5, 6, 7]);
+    expect(seen[2]).toMatchObject({ actor: 'live', body: { id: 'z' } });
+    req.destroy();
+    // The server side ends the stream: a later commit must not throw or leak.
+    await log.append([upsert('c', 'w', [1, 1])]);
+  });
+});
