@@ -1,0 +1,249 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { splitRecord, toHex } from '@kyrodb/log';
+import type { EventLog, HnswParams, Metadata, Metric } from '@kyrodb/log';
+import { ProjectionError } from './errors.js';
+import type { CollectionInfo, DocValue, MaterializedState } from './state.js';
+
+/** Format version of a checkpoint directory. */
+export const CHECKPOINT_FORMAT_VERSION = 1;
+/** The metadata file of a checkpoint, written last. */
+export const METADATA_FILE = 'metadata.json';
+
+/** Options of checkpointing. */
+export interface CheckpointOptions {
+  /** Write a checkpoint after this many applied events. 0 = never by count. Default 100 000. */
+  everyEvents: number;
+  /** Write a checkpoint every this many seconds when something changed. 0 = never by time. Default 300. */
+  everySecs: number;
+  /** Generations kept; older ones are deleted after a successful write. Default 10. */
+  keepGenerations: number;
+}
+
+/** Defaults (the sketch's `checkpoint:` keys). */
+export const defaultCheckpointOptions: CheckpointOptions = Object.freeze({ everyEvents: 100_000, everySecs: 300, keepGenerations: 10 });
+
+/** Per-collection entry of the metadata. */
+export interface CheckpointCollection {
+  name: string;
+  dimension: number;
+  metric: Metric;
+  /** Live vectors in the projection state (docs files). */
+  count: number;
+  /** Live vectors in the cold index. */
+  coldCount: number;
+}
+
+/** `metadata.json`. */
+export interface CheckpointMetadata {
+  format: number;
+  /** When it was written, ms since the epoch. */
+  createdMs: number;
+  /** The projection state's watermark: the catalog and docs are exactly the log prefix 1..seq. */
+  watermark: { seq: number; ts: number; hash: string };
+  /** The cold indexes hold the log prefix 1..cold.seq (≤ watermark.seq). */
+  cold: { seq: number };
+  collections: CheckpointCollection[];
+  /** Every other file of the directory with its size and SHA-256. */
+  files: Record<string, { size: number; sha256: string }>;
+}
+
+/** A validated checkpoint, ready to load. */
+export interface LoadedCheckpoint {
+  dir: string;
+  meta: CheckpointMetadata;
+  state: MaterializedState;
+}
+
+/** One generation on disk. */
+export interface Generation {
+  seq: number;
+  dir: string;
+}
+
+/** `<dataDir>/checkpoints`. */
+export function checkpointsDir(dataDir: string): string {
+  return path.join(dataDir, 'checkpoints');
+}
+
+/** The directory name of a generation: the seq zero-padded to 16 digits. */
+export function generationName(seq: number): string {
+  return String(seq).padStart(16, '0');
+}
+
+/** Generations on disk, newest first (temp dirs ignored). */
+export function listGenerations(dataDir: string): Generation[] {
+  const root = checkpointsDir(dataDir);
+  if (!fs.existsSync(root)) return [];
+  return fs
+    .readdirSync(root)
+    .filter((n) => /^\d{16}$/.test(n))
+    .map((n) => ({ seq: Number(n), dir: path.join(root, n) }))
+    .sort((a, b) => b.seq - a.seq);
+}
+
+/** Removes temp dirs left by a crash mid-write. */
+export function removeTempDirs(dataDir: string): void {
+  const root = checkpointsDir(dataDir);
+  if (!fs.existsSync(root)) return;
+  for (const n of fs.readdirSync(root)) if (n.startsWith('.tmp-')) fs.rmSync(path.join(root, n), { recursive: true, force: true });
+}
+
+/** Deletes all but the newest `keep` generations; returns the ones kept. */
+export function pruneGenerations(dataDir: string, keep: number): Generation[] {
+  const gens = listGenerations(dataDir);
+  for (const g of gens.slice(Math.max(1, keep))) fs.rmSync(g.dir, { recursive: true, force: true });
+  return gens.slice(0, Math.max(1, keep));
+}
+
+function sha256File(file: string): { size: number; sha256: string } {
+  const buf = fs.readFileSync(file);
+  return { size: buf.length, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
+}
+
+function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+type DocRow = [string, number, number, Metadata | null];
+
+/**
+ * Serializes the catalog and docs of `state` synchronously (so the snapshot is exactly at
+ * `state.seq`): `catalog.json`, and per collection `docs-<name>.json` + `docs-<name>.f32`.
+ */
+export function serializeState(state: MaterializedState): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const catalog: CollectionInfo[] = [];
+  for (const [name, c] of state.collections) {
+    catalog.push({ ...c.info, hnsw: { ...c.info.hnsw } });
+    const rows: DocRow[] = [];
+    const vec = new Float32Array(c.docs.size * c.info.dimension);
+    let i = 0;
+    for (const d of c.docs.values()) {
+      rows.push([d.id, d.seq, d.ts, d.metadata ?? null]);
+      vec.set(d.vector, i * c.info.dimension);
+      i++;
+    }
+    out.set(`docs-${name}.json`, Buffer.from(JSON.stringify(rows)));
+    out.set(`docs-${name}.f32`, Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength));
+  }
+  out.set('catalog.json', Buffer.from(JSON.stringify({ seq: state.seq, collections: catalog })));
+  return out;
+}
+
+/** Writes `files` into `dir` and fsyncs each. */
+export async function writeFilesSynced(dir: string, files: Map<string, Buffer>): Promise<void> {
+  for (const [name, buf] of files) {
+    const fh = await fs.promises.open(path.join(dir, name), 'w');
+    try {
+      await fh.writeFile(buf);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/**
+ * Seals a temp dir as a generation: hashes every file, writes `metadata.json` last, fsyncs the
+ * files and the dir, renames it to `checkpoints/<seq>` and fsyncs the parent. Returns the final dir.
+ */
+export function sealCheckpoint(dataDir: string, tmp: string, meta: Omit<CheckpointMetadata, 'files'>): string {
+  const files: CheckpointMetadata['files'] = {};
+  for (const n of fs.readdirSync(tmp).sort()) {
+    if (n === METADATA_FILE) continue;
+    fsyncPath(path.join(tmp, n));
+    files[n] = sha256File(path.join(tmp, n));
+  }
+  const full: CheckpointMetadata = { ...meta, files };
+  const mf = path.join(tmp, METADATA_FILE);
+  fs.writeFileSync(mf, JSON.stringify(full, null, 1));
+  fsyncPath(mf);
+  fsyncPath(tmp);
+  const final = path.join(checkpointsDir(dataDir), generationName(meta.watermark.seq));
+  if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(tmp, final);
+  fsyncPath(checkpointsDir(dataDir));
+  return final;
+}
+
+/** A fresh temp dir under `checkpoints/`. */
+export function makeTempDir(dataDir: string): string {
+  const root = checkpointsDir(dataDir);
+  fs.mkdirSync(root, { recursive: true });
+  return fs.mkdtempSync(path.join(root, '.tmp-'));
+}
+
+function corrupt(dir: string, why: string): never {
+  throw new ProjectionError('PROJ_CHECKPOINT_CORRUPT', `checkpoint ${path.basename(dir)}: ${why}`, { dir, reason: why });
+}
+
+/** The hex hash of the event at `seq` in `log` ('' for seq 0, undefined when absent). */
+export function logHashAt(log: EventLog, seq: number): string | undefined {
+  if (seq === 0) return '';
+  const rec = log.getRecord(seq);
+  return rec === undefined ? undefined : toHex(splitRecord(rec).hash);
+}
+
+/**
+ * Validates a generation against itself and the log, and decodes its projection state:
+ * format version, SHA-256 and size of every listed file, no listed file missing, the watermark's
+ * event present in the log with the recorded hash, the catalog agreeing with the metadata
+ * (names, dimensions), and docs files holding exactly `count × dimension` floats.
+ * Throws PROJ_CHECKPOINT_CORRUPT naming the problem. The cold files are checked by the worker on load.
+ */
+export function validateCheckpoint(dir: string, log: EventLog): LoadedCheckpoint {
+  const mf = path.join(dir, METADATA_FILE);
+  if (!fs.existsSync(mf)) corrupt(dir, 'metadata.json is missing');
+  let meta: CheckpointMetadata;
+  try {
+    meta = JSON.parse(fs.readFileSync(mf, 'utf8')) as CheckpointMetadata;
+  } catch (err) {
+    corrupt(dir, `metadata.json does not parse: ${String(err)}`);
+  }
+  if (meta.format !== CHECKPOINT_FORMAT_VERSION) corrupt(dir, `format ${String(meta.format)} is not ${CHECKPOINT_FORMAT_VERSION}`);
+  if (typeof meta.files !== 'object' || meta.files === null || !Array.isArray(meta.collections)) corrupt(dir, 'metadata.json lacks files or collections');
+  if (!(meta.cold.seq <= meta.watermark.seq)) corrupt(dir, 'cold seq is beyond the watermark');
+  for (const [name, want] of Object.entries(meta.files)) {
+    const f = path.join(dir, name);
+    if (!fs.existsSync(f)) corrupt(dir, `${name} is missing`);
+    const got = sha256File(f);
+    if (got.size !== want.size) corrupt(dir, `${name} has ${got.size} bytes, expected ${want.size}`);
+    if (got.sha256 !== want.sha256) corrupt(dir, `${name} fails its SHA-256`);
+  }
+  const h = logHashAt(log, meta.watermark.seq);
+  if (h === undefined) corrupt(dir, `its watermark seq ${meta.watermark.seq} is beyond the log head`);
+  if (h !== meta.watermark.hash) corrupt(dir, `the log's event ${meta.watermark.seq} has a different hash: the checkpoint belongs to another history`);
+  const need = ['catalog.json', ...meta.collections.flatMap((c) => [`docs-${c.name}.json`, `docs-${c.name}.f32`, `cold-${c.name}.hnsw`, `cold-${c.name}.labels.json`])];
+  for (const n of need) if (meta.files[n] === undefined) corrupt(dir, `${n} is not listed`);
+  const catalog = JSON.parse(fs.readFileSync(path.join(dir, 'catalog.json'), 'utf8')) as { seq: number; collections: CollectionInfo[] };
+  if (catalog.seq !== meta.watermark.seq) corrupt(dir, 'catalog seq differs from the watermark');
+  if (catalog.collections.length !== meta.collections.length) corrupt(dir, 'catalog and metadata list different collections');
+  const state: MaterializedState = { seq: meta.watermark.seq, collections: new Map() };
+  for (const mc of meta.collections) {
+    const info = catalog.collections.find((c) => c.name === mc.name);
+    if (info === undefined) corrupt(dir, `collection ${mc.name} is not in the catalog`);
+    if (info.dimension !== mc.dimension) corrupt(dir, `collection ${mc.name}: metadata dimension ${mc.dimension}, catalog ${info.dimension}`);
+    if (info.metric !== mc.metric) corrupt(dir, `collection ${mc.name}: metadata metric ${mc.metric}, catalog ${info.metric}`);
+    const rows = JSON.parse(fs.readFileSync(path.join(dir, `docs-${mc.name}.json`), 'utf8')) as DocRow[];
+    const raw = fs.readFileSync(path.join(dir, `docs-${mc.name}.f32`));
+    if (rows.length !== mc.count || info.count !== mc.count) corrupt(dir, `collection ${mc.name}: ${rows.length} docs, metadata says ${mc.count}`);
+    if (raw.length !== mc.count * mc.dimension * 4) corrupt(dir, `collection ${mc.name}: vector file has ${raw.length} bytes, expected ${mc.count}×${mc.dimension}×4`);
+    const all = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+    const docs = new Map<string, DocValue>();
+    rows.forEach(([id, seq, ts, md], i) => {
+      const d: DocValue = { id, vector: all.subarray(i * mc.dimension, (i + 1) * mc.dimension), seq, ts };
+      if (md !== null) d.metadata = md;
+      docs.set(id, d);
+    });
+    const hnsw: HnswParams = { M: info.hnsw.M, efConstruction: info.hnsw.efConstruction, efSearch: info.hnsw.efSearch };
+    state.collections.set(mc.name, { info: { ...info, hnsw, count: docs.size }, docs });
+  }
+  return { dir, meta, state };
+}

@@ -1,0 +1,47 @@
+import type { Metadata, Metric } from '@kyrodb/log';
+import type { Filter } from './filter.js';
+
+/** One change for the cold tier, in log order. Upsert vectors live in the batch's buffer at `off`. */
+export type ColdOp =
+  | { op: 'create'; coll: string; dim: number; metric: Metric; M: number; efC: number; efS: number; createdSeq: number }
+  | { op: 'drop'; coll: string }
+  | { op: 'upsert'; coll: string; id: string; seq: number; off: number; len: number; meta?: Metadata }
+  | { op: 'delete'; coll: string; id: string };
+
+/** An injected fault, decided in the main thread from the failpoints and carried out by the worker. */
+export type ColdFault = { kind: 'panic' } | { kind: 'error'; code: string } | { kind: 'delay'; ms: number };
+
+/** Messages to the cold worker. */
+export type ToCold =
+  | { type: 'apply'; ops: ColdOp[]; vectors: Float32Array; seq: number; fault?: ColdFault }
+  | { type: 'search'; reqId: number; coll: string; vector: Float32Array; k: number; filter?: Filter; fault?: ColdFault }
+  | { type: 'save'; reqId: number; dir: string }
+  | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
+  | { type: 'stats'; reqId: number };
+
+/** What the cold worker saved for one collection. */
+export interface ColdSavedCollection {
+  name: string;
+  dim: number;
+  live: number;
+  files: string[];
+}
+
+/** Per-collection cold stats. */
+export interface ColdStats {
+  watermark: number;
+  collections: { name: string; dim: number; live: number; capacity: number }[];
+}
+
+/** A cold hit: the id and the seq of the version the index holds. */
+export interface ColdHit {
+  id: string;
+  seq: number;
+}
+
+/** Messages from the cold worker. */
+export type FromCold =
+  | { type: 'ready' }
+  | { type: 'applied'; seq: number }
+  | { type: 'reply'; reqId: number; ok: true; value: unknown }
+  | { type: 'reply'; reqId: number; ok: false; error: string };

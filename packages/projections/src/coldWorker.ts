@@ -1,0 +1,205 @@
+// The cold tier: one hnswlib-node index per collection, in a worker thread. Receives batches of
+// ops in log order, answers searches, saves and loads checkpoint files. It trusts its input; the
+// main thread validates everything.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parentPort } from 'node:worker_threads';
+import hnswlib from 'hnswlib-node';
+import type { Metadata, Metric } from '@kyrodb/log';
+import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
+import { matchesFilter } from './filter.js';
+
+interface Entry {
+  id: string;
+  seq: number;
+  meta?: Metadata;
+}
+interface Coll {
+  index: hnswlib.HierarchicalNSW;
+  dim: number;
+  metric: Metric;
+  M: number;
+  efC: number;
+  efS: number;
+  createdSeq: number;
+  labels: (Entry | undefined)[];
+  byId: Map<string, number>;
+  capacity: number;
+}
+
+const port = parentPort!;
+const colls = new Map<string, Coll>();
+let watermark = 0;
+
+function send(m: FromCold): void {
+  port.postMessage(m);
+}
+
+function hang(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Carries out an injected fault: a panic is a real uncaught crash, a delay a real hang. */
+function injure(f: ColdFault | undefined, what: string): void {
+  if (f === undefined) return;
+  if (f.kind === 'delay') hang(f.ms);
+  // A panic escapes the message handler: an uncaught exception ends the thread, a real crash.
+  else if (f.kind === 'panic') throw new Error(`failpoint ${what} panicked`);
+  else throw new Error(`${f.code}: injected by failpoint ${what}`);
+}
+
+function newIndex(metric: Metric, dim: number, capacity: number, M: number, efC: number): hnswlib.HierarchicalNSW {
+  const idx = new hnswlib.HierarchicalNSW(metric, dim);
+  idx.initIndex({ maxElements: capacity, m: M, efConstruction: efC, randomSeed: 100 });
+  return idx;
+}
+
+function apply(ops: ColdOp[], vectors: Float32Array): void {
+  for (const o of ops) {
+    switch (o.op) {
+      case 'create':
+        if (colls.has(o.coll)) break;
+        colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024 });
+        break;
+      case 'drop':
+        colls.delete(o.coll);
+        break;
+      case 'upsert': {
+        const c = colls.get(o.coll);
+        if (c === undefined || o.len !== c.dim) break;
+        const old = c.byId.get(o.id);
+        if (old !== undefined) {
+          c.index.markDelete(old);
+          c.labels[old] = undefined;
+        }
+        const label = c.labels.length;
+        if (label >= c.capacity) {
+          c.capacity = Math.max(c.capacity * 2, label + 1);
+          c.index.resizeIndex(c.capacity);
+        }
+        c.index.addPoint(Array.from(vectors.subarray(o.off, o.off + c.dim)), label);
+        const e: Entry = { id: o.id, seq: o.seq };
+        if (o.meta !== undefined) e.meta = o.meta;
+        c.labels.push(e);
+        c.byId.set(o.id, label);
+        break;
+      }
+      case 'delete': {
+        const c = colls.get(o.coll);
+        const old = c?.byId.get(o.id);
+        if (c === undefined || old === undefined) break;
+        c.index.markDelete(old);
+        c.labels[old] = undefined;
+        c.byId.delete(o.id);
+        break;
+      }
+    }
+  }
+}
+
+function search(coll: string, vector: Float32Array, k: number, filter: ToCold & { type: 'search' }): ColdHit[] {
+  const c = colls.get(coll);
+  if (c === undefined || c.byId.size === 0) return [];
+  const kk = Math.min(k, c.byId.size);
+  c.index.setEf(Math.max(c.efS, kk));
+  const f = filter.filter;
+  const labels = c.labels;
+  const fn = f === undefined ? (label: number) => labels[label] !== undefined : (label: number) => {
+    const e = labels[label];
+    return e !== undefined && matchesFilter(e.meta, f);
+  };
+  const r = c.index.searchKnn(Array.from(vector), kk, fn);
+  const out: ColdHit[] = [];
+  for (const label of r.neighbors) {
+    const e = labels[label];
+    if (e !== undefined) out.push({ id: e.id, seq: e.seq });
+  }
+  return out;
+}
+
+function save(dir: string): { watermark: number; collections: ColdSavedCollection[] } {
+  const out: ColdSavedCollection[] = [];
+  for (const [name, c] of colls) {
+    const idxFile = `cold-${name}.hnsw`;
+    const lblFile = `cold-${name}.labels.json`;
+    c.index.writeIndexSync(path.join(dir, idxFile));
+    const labels = c.labels.map((e, i) => (e === undefined ? null : [i, e.id, e.seq, e.meta ?? null]));
+    const body = { name, dim: c.dim, metric: c.metric, M: c.M, efC: c.efC, efS: c.efS, createdSeq: c.createdSeq, capacity: c.capacity, nextLabel: c.labels.length, labels: labels.filter((x) => x !== null) };
+    fs.writeFileSync(path.join(dir, lblFile), JSON.stringify(body));
+    out.push({ name, dim: c.dim, live: c.byId.size, files: [idxFile, lblFile] });
+  }
+  return { watermark, collections: out };
+}
+
+interface LabelsFile {
+  name: string;
+  dim: number;
+  metric: Metric;
+  M: number;
+  efC: number;
+  efS: number;
+  createdSeq: number;
+  capacity: number;
+  nextLabel: number;
+  labels: [number, string, number, Metadata | null][];
+}
+
+function load(dir: string, names: string[], seq: number): ColdStats {
+  const loaded = new Map<string, Coll>();
+  for (const name of names) {
+    const lf = JSON.parse(fs.readFileSync(path.join(dir, `cold-${name}.labels.json`), 'utf8')) as LabelsFile;
+    const index = new hnswlib.HierarchicalNSW(lf.metric, lf.dim);
+    index.readIndexSync(path.join(dir, `cold-${name}.hnsw`));
+    if (index.getNumDimensions() !== lf.dim) throw new Error(`cold index ${name} has dimension ${index.getNumDimensions()}, its labels say ${lf.dim}`);
+    if (index.getCurrentCount() !== lf.nextLabel) throw new Error(`cold index ${name} holds ${index.getCurrentCount()} points, its labels say ${lf.nextLabel}`);
+    const labels: (Entry | undefined)[] = new Array<Entry | undefined>(lf.nextLabel).fill(undefined);
+    const byId = new Map<string, number>();
+    for (const [label, id, s, meta] of lf.labels) {
+      const e: Entry = { id, seq: s };
+      if (meta !== null) e.meta = meta;
+      labels[label] = e;
+      byId.set(id, label);
+    }
+    const capacity = Math.max(index.getMaxElements(), lf.nextLabel);
+    loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, createdSeq: lf.createdSeq, labels, byId, capacity });
+  }
+  colls.clear();
+  for (const [k, v] of loaded) colls.set(k, v);
+  watermark = seq;
+  return stats();
+}
+
+function stats(): ColdStats {
+  return { watermark, collections: [...colls].map(([name, c]) => ({ name, dim: c.dim, live: c.byId.size, capacity: c.capacity })) };
+}
+
+port.on('message', (m: ToCold) => {
+  switch (m.type) {
+    case 'apply':
+      injure(m.fault, 'projection.cold.insert');
+      apply(m.ops, m.vectors);
+      watermark = m.seq;
+      send({ type: 'applied', seq: m.seq });
+      return;
+    case 'search':
+      if (m.fault?.kind === 'panic') injure(m.fault, 'projection.cold.search');
+      try {
+        injure(m.fault, 'projection.cold.search');
+        send({ type: 'reply', reqId: m.reqId, ok: true, value: search(m.coll, m.vector, m.k, m) });
+      } catch (err) {
+        send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+    case 'save':
+    case 'load':
+    case 'stats':
+      try {
+        const value = m.type === 'save' ? save(m.dir) : m.type === 'load' ? load(m.dir, m.collections, m.seq) : stats();
+        send({ type: 'reply', reqId: m.reqId, ok: true, value });
+      } catch (err) {
+        send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
+      }
+      return;
+  }
+});
+send({ type: 'ready' });

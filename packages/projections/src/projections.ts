@@ -1,0 +1,723 @@
+import fs from 'node:fs';
+import type { Subscription } from 'rxjs';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { BREAKER_STATES, CircuitBreaker, Failpoints, defaultCircuitBreakerOptions, systemClock } from '@kyrodb/log';
+import type { Clock, EventLog, LogEvent, LogSink } from '@kyrodb/log';
+import {
+  CHECKPOINT_FORMAT_VERSION,
+  defaultCheckpointOptions,
+  listGenerations,
+  logHashAt,
+  makeTempDir,
+  pruneGenerations,
+  removeTempDirs,
+  sealCheckpoint,
+  serializeState,
+  validateCheckpoint,
+  writeFilesSynced,
+} from './checkpoints.js';
+import type { CheckpointCollection, CheckpointMetadata, CheckpointOptions, Generation } from './checkpoints.js';
+import type { ColdHit, ColdOp, ColdStats } from './coldProtocol.js';
+import { ColdTier } from './coldTier.js';
+import { ProjectionError, isProjectionError } from './errors.js';
+import { filterKey, validateFilter } from './filter.js';
+import { HotTier, defaultHotTierOptions } from './hotTier.js';
+import type { HotTierOptions } from './hotTier.js';
+import { compareHits, score } from './scoring.js';
+import { applyEvent, checkQuery, emptyState, exactSearch, materialize, toHit } from './state.js';
+import type { CollectionInfo, DocValue, MaterializedState, SearchHit, SearchRequest, SearchResponse } from './state.js';
+
+/** The query layers, in the order they are consulted. */
+export type QueryLayer = 'cache' | 'hot' | 'cold';
+/** The layers, for metric labels. */
+export const QUERY_LAYERS: readonly QueryLayer[] = ['cache', 'hot', 'cold'];
+
+/** A query to the cache layer. `version` is the collection's version; `nowMs` the clock's time. */
+export interface CacheQuery {
+  collection: string;
+  vector: Float32Array;
+  k: number;
+  filterKey: string;
+  version: number;
+  nowMs: number;
+}
+
+/**
+ * The cache seam: the tiered executor calls `lookup` first (under the cache timeout and breaker)
+ * and `offer`s every complete (non-degraded) answer. Both are synchronous.
+ */
+export interface QueryCacheLayer {
+  /** Results for a query similar enough to a cached one AND the collection version unchanged (or within an opt-in staleness); else undefined. */
+  lookup(q: CacheQuery): SearchHit[] | undefined;
+  /** Offers a fresh answer; the cache decides admission. */
+  offer(q: CacheQuery, results: SearchHit[]): void;
+}
+
+/** Settings of the tiered query executor (the sketch's `error_recovery.query`). */
+export interface QueryOptions {
+  /** Cache layer budget, ms. Default 10. A synchronous layer cannot be interrupted: an answer that took longer is discarded and counted as a timeout. */
+  cacheTimeoutMs: number;
+  /** Hot tier budget, ms. Default 50. Synchronous, like the cache: an overrun is counted as a timeout (and a breaker failure), the answer kept. */
+  hotTimeoutMs: number;
+  /** Cold tier (worker) timeout, ms: a real timeout. Default 1000. */
+  coldTimeoutMs: number;
+  /** Consecutive failures or timeouts that open a layer's breaker. Default 3. */
+  breakerThreshold: number;
+  /** How long an open layer breaker waits before one probe, ms. Default 60 000. */
+  breakerTimeoutMs: number;
+}
+
+/** Defaults of the sketch: 10/50/1000 ms, breakers at 3 failures, open 60 s. */
+export const defaultQueryOptions: QueryOptions = Object.freeze({
+  cacheTimeoutMs: 10,
+  hotTimeoutMs: 50,
+  coldTimeoutMs: 1000,
+  breakerThreshold: defaultCircuitBreakerOptions.failureThreshold,
+  breakerTimeoutMs: defaultCircuitBreakerOptions.openTimeoutMs,
+});
+
+/** Options of `Projections.open`. */
+export interface ProjectionsOptions {
+  /** The log to project (read-only is fine; the live tail then polls). */
+  log: EventLog;
+  /** The data dir; checkpoints go to `<dataDir>/checkpoints/<seq>/`. */
+  dataDir: string;
+  /** Registry for the metrics. Default: a private registry. */
+  registry?: Registry;
+  /** Failpoints `projection.cold.search`, `projection.cold.insert`. Default: the log's. */
+  failpoints?: Failpoints;
+  /** Time source for breakers, cache queries and checkpoint ages. Default the system clock. */
+  clock?: Clock;
+  /** Checkpoint cadence and retention. */
+  checkpoint?: Partial<CheckpointOptions>;
+  /** Query timeouts and breakers. */
+  query?: Partial<QueryOptions>;
+  /** Hot tier bound. */
+  hotTier?: Partial<HotTierOptions>;
+  /** The cache layer; absent = no cache layer. */
+  cache?: QueryCacheLayer;
+  /** Where log lines go. Default: JSON lines on stderr for warn/error. */
+  logger?: LogSink;
+}
+
+/** What `health()` reports. */
+export interface ProjectionsHealth {
+  /** Seq the catalog and hot tier have applied. */
+  applied: number;
+  /** Seq the cold tier has absorbed. */
+  coldWatermark: number;
+  /** Vectors in the hot tier. */
+  hotVectors: number;
+  /** applied − coldWatermark. */
+  lagEvents: number;
+  /** State of each layer's breaker. */
+  breakers: Record<string, string>;
+  /** Seq of the newest checkpoint (0 when none). */
+  lastCheckpointSeq: number;
+}
+
+const COLD_BATCH_EVENTS = 2000;
+const COLD_MAX_IN_FLIGHT = 2;
+
+const defaultLogger: LogSink = (level, msg, fields) => {
+  if (level === 'info') return;
+  process.stderr.write(JSON.stringify({ level, component: 'projections', msg, ...fields }) + '\n');
+};
+
+/**
+ * The projections of the log: catalog, hot tier (exact, updated synchronously as events commit),
+ * cold tier (HNSW in a worker thread), checkpoints with corruption fallback, and the tiered
+ * query executor. Everything is rebuildable from the log: a corrupt checkpoint costs time,
+ * never data.
+ */
+export class Projections {
+  private state: MaterializedState = emptyState();
+  private readonly hot = new HotTier();
+  private cold: ColdTier | undefined;
+  private coldSentSeq = 0;
+  private coldWatermark = 0;
+  private coldRestarts = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private pumpScheduled = false;
+  private sub: Subscription | undefined;
+  private waiters: { seq: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private closed = false;
+  private generations: (Generation & { createdMs: number; coldSeq: number })[] = [];
+  private checkpointing: Promise<{ seq: number; dir: string }> | undefined;
+  private eventsSinceCheckpoint = 0;
+  private cpTimer: NodeJS.Timeout | undefined;
+  private asOfCache: MaterializedState | undefined;
+  private ingest = { lastMs: 0, lastSeq: 0, rate: 0 };
+  private readonly log: EventLog;
+  private readonly dataDir: string;
+  private readonly clock: Clock;
+  private readonly failpoints: Failpoints;
+  private readonly logger: LogSink;
+  private readonly cache: QueryCacheLayer | undefined;
+  private readonly cpOpts: CheckpointOptions;
+  private readonly qOpts: QueryOptions;
+  private readonly hotOpts: HotTierOptions;
+  /** One breaker per query layer. */
+  readonly breakers: Record<QueryLayer, CircuitBreaker>;
+  private readonly m: {
+    corruption: Counter;
+    recovery: Counter<'result'>;
+    timeouts: Counter<'layer'>;
+    degradation: Counter<'fallback_to'>;
+    coldRestarts: Counter;
+  };
+
+  private constructor(o: ProjectionsOptions) {
+    this.log = o.log;
+    this.dataDir = o.dataDir;
+    this.clock = o.clock ?? systemClock;
+    this.failpoints = o.failpoints ?? o.log.failpoints ?? new Failpoints();
+    this.logger = o.logger ?? defaultLogger;
+    this.cache = o.cache;
+    this.cpOpts = Object.freeze({ ...defaultCheckpointOptions, ...o.checkpoint });
+    this.qOpts = Object.freeze({ ...defaultQueryOptions, ...o.query });
+    this.hotOpts = Object.freeze({ ...defaultHotTierOptions, ...o.hotTier });
+    const mk = (layer: QueryLayer): CircuitBreaker =>
+      new CircuitBreaker(`query.${layer}`, {
+        failureThreshold: this.qOpts.breakerThreshold,
+        openTimeoutMs: this.qOpts.breakerTimeoutMs,
+        clock: this.clock,
+        onStateChange: (to, from, reason) => this.logger(to === 'open' ? 'warn' : 'info', `query layer ${layer} breaker ${from} -> ${to}`, { reason }),
+      });
+    this.breakers = { cache: mk('cache'), hot: mk('hot'), cold: mk('cold') };
+    const registry = o.registry ?? new Registry();
+    const breakers = this.breakers;
+    const gens = (): { createdMs: number }[] => this.generations;
+    const now = (): number => this.clock.now();
+    const applied = (): number => this.state.seq;
+    const coldWm = (): number => this.coldWatermark;
+    const hotSize = (): number => this.hot.size();
+    this.m = {
+      corruption: new Counter({ name: 'hnsw_corruption_detected_total', help: 'Checkpoints found corrupt or inconsistent on load', registers: [registry] }),
+      recovery: new Counter({ name: 'hnsw_recovery_attempts_total', help: 'Checkpoint load attempts by result (success, failure, rebuild)', labelNames: ['result'], registers: [registry] }),
+      timeouts: new Counter({ name: 'query_timeouts_total', help: 'Query layer timeouts', labelNames: ['layer'], registers: [registry] }),
+      degradation: new Counter({ name: 'query_degradation_total', help: 'Degraded answers by the layer that answered', labelNames: ['fallback_to'], registers: [registry] }),
+      coldRestarts: new Counter({ name: 'projection_cold_restarts_total', help: 'Cold-tier worker restarts after a crash', registers: [registry] }),
+    };
+    for (const r of ['success', 'failure', 'rebuild']) this.m.recovery.inc({ result: r }, 0);
+    for (const l of QUERY_LAYERS) this.m.timeouts.inc({ layer: l }, 0);
+    for (const l of QUERY_LAYERS) this.m.degradation.inc({ fallback_to: l }, 0);
+    new Gauge({
+      name: 'query_layer_circuit_breaker_state',
+      help: 'Query layer breaker state (1 for the current state)',
+      labelNames: ['layer', 'state'],
+      registers: [registry],
+      collect() {
+        for (const l of QUERY_LAYERS) {
+          const st = breakers[l].state;
+          for (const s of BREAKER_STATES) this.set({ layer: l, state: s }, s === st ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'hnsw_snapshot_age_seconds',
+      help: 'Age of each kept checkpoint generation (0 = newest)',
+      labelNames: ['generation'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const t = now();
+        gens().forEach((g, i) => this.set({ generation: String(i) }, Math.max(0, (t - g.createdMs) / 1000)));
+      },
+    });
+    new Gauge({ name: 'projection_applied_seq', help: 'Seq applied by the catalog and hot tier', registers: [registry], collect() { this.set(applied()); } });
+    new Gauge({ name: 'projection_cold_watermark_seq', help: 'Seq absorbed by the cold tier', registers: [registry], collect() { this.set(coldWm()); } });
+    new Gauge({ name: 'projection_hot_tier_vectors', help: 'Vectors plus tombstones in the hot tier', registers: [registry], collect() { this.set(hotSize()); } });
+  }
+
+  /**
+   * Opens the projections: loads the newest valid checkpoint (falling back generation by
+   * generation, counting corruption; rebuilding from the log when none is valid), replays the log
+   * from its watermark, and resolves once the catalog and hot tier have applied the log head as
+   * of the call. The cold tier catches up in the background (the hot tier covers the gap).
+   */
+  static async open(o: ProjectionsOptions): Promise<Projections> {
+    const p = new Projections(o);
+    try {
+      await p.init();
+    } catch (err) {
+      await p.close();
+      throw err;
+    }
+    return p;
+  }
+
+  private async init(): Promise<void> {
+    removeTempDirs(this.dataDir);
+    this.cold = await this.startCold();
+    const gens = listGenerations(this.dataDir);
+    let loaded = false;
+    for (const g of gens) {
+      try {
+        const cp = validateCheckpoint(g.dir, this.log);
+        const stats = await this.cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq);
+        checkColdStats(g.dir, cp.meta, stats);
+        this.state = cp.state;
+        this.coldSentSeq = this.coldWatermark = cp.meta.cold.seq;
+        this.m.recovery.inc({ result: 'success' });
+        if (g !== gens[0]) this.logger('warn', 'loaded an older checkpoint generation after corruption', { dir: g.dir, seq: g.seq });
+        loaded = true;
+        break;
+      } catch (err) {
+        if (!isProjectionError(err, 'PROJ_CHECKPOINT_CORRUPT') && !isProjectionError(err, 'PROJ_COLD_UNAVAILABLE') && !(err instanceof SyntaxError)) throw err;
+        this.m.corruption.inc();
+        this.m.recovery.inc({ result: 'failure' });
+        this.logger('error', 'checkpoint corrupt; trying the next older generation', { dir: g.dir, error: err.message });
+        if (!this.cold.alive) this.cold = await this.startCold();
+      }
+    }
+    if (!loaded) {
+      if (gens.length > 0) this.logger('error', 'no valid checkpoint; rebuilding from the log', { generations: gens.length });
+      this.m.recovery.inc({ result: 'rebuild' });
+      this.state = emptyState();
+      this.coldSentSeq = this.coldWatermark = 0;
+    }
+    this.generations = gens.flatMap((g) => {
+      try {
+        const meta = JSON.parse(fs.readFileSync(`${g.dir}/metadata.json`, 'utf8')) as CheckpointMetadata;
+        return [{ ...g, createdMs: meta.createdMs, coldSeq: meta.cold.seq }];
+      } catch {
+        return [];
+      }
+    });
+    this.hot.reset(this.state, this.coldWatermark, this.log);
+    const head = this.log.head().seq;
+    this.sub = this.log.tail(this.state.seq + 1).subscribe({
+      next: (e) => this.apply(e),
+      error: (err: unknown) => this.logger('error', 'log tail failed', { error: String(err) }),
+    });
+    await this.waitForApplied(head);
+    // The tail goes live one turn after its catch-up ends; from then on appends are applied
+    // before they resolve.
+    await new Promise((r) => setImmediate(r));
+    this.schedulePump();
+    if (this.cpOpts.everySecs > 0) {
+      this.cpTimer = setInterval(() => {
+        if (this.state.seq > (this.generations[0]?.seq ?? 0) && this.checkpointing === undefined) this.autoCheckpoint();
+      }, this.cpOpts.everySecs * 1000);
+      this.cpTimer.unref();
+    }
+  }
+
+  private startCold(): Promise<ColdTier> {
+    return ColdTier.start(
+      this.failpoints,
+      (seq) => this.onColdApplied(seq),
+      (reason) => this.onColdExit(reason),
+    );
+  }
+
+  // ------------------------------------------------------------------ runner
+
+  private apply(e: LogEvent): void {
+    if (e.seq <= this.state.seq) return;
+    const a = applyEvent(this.state, e);
+    this.hot.onApplied(a);
+    this.eventsSinceCheckpoint += 1;
+    if (this.waiters.length > 0) {
+      const due = this.waiters.filter((w) => w.seq <= e.seq);
+      if (due.length > 0) {
+        this.waiters = this.waiters.filter((w) => w.seq > e.seq);
+        for (const w of due) w.resolve();
+      }
+    }
+    this.schedulePump();
+    if (this.cpOpts.everyEvents > 0 && this.eventsSinceCheckpoint >= this.cpOpts.everyEvents && this.checkpointing === undefined) this.autoCheckpoint();
+  }
+
+  private autoCheckpoint(): void {
+    this.checkpoint().catch((err: unknown) => this.logger('error', 'checkpoint failed', { error: String(err) }));
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pumpCold();
+    });
+  }
+
+  /** Feeds the cold tier from the log in batches, at most COLD_MAX_IN_FLIGHT unacknowledged (unless `force`: a checkpoint needs everything sent). */
+  private pumpCold(force = false): void {
+    const cold = this.cold;
+    if (this.closed || cold === undefined || !cold.alive) return;
+    while ((force || cold.inFlight < COLD_MAX_IN_FLIGHT) && this.coldSentSeq < this.state.seq) {
+      const ops: ColdOp[] = [];
+      const vecs: Float32Array[] = [];
+      let floats = 0;
+      let last = this.coldSentSeq;
+      for (const e of this.log.read(this.coldSentSeq + 1, this.state.seq, COLD_BATCH_EVENTS)) {
+        last = e.seq;
+        switch (e.type) {
+          case 'collection.created':
+            ops.push({ op: 'create', coll: e.collection, dim: e.body.dimension, metric: e.body.metric, M: e.body.hnsw.M, efC: e.body.hnsw.efConstruction, efS: e.body.hnsw.efSearch, createdSeq: e.seq });
+            break;
+          case 'collection.dropped':
+            ops.push({ op: 'drop', coll: e.collection });
+            break;
+          case 'vector.upserted': {
+            const op: ColdOp = { op: 'upsert', coll: e.collection, id: e.body.id, seq: e.seq, off: floats, len: e.body.vector.length };
+            if (e.body.metadata !== undefined) op.meta = e.body.metadata;
+            ops.push(op);
+            vecs.push(e.body.vector);
+            floats += e.body.vector.length;
+            break;
+          }
+          case 'vector.deleted':
+            ops.push({ op: 'delete', coll: e.collection, id: e.body.id });
+            break;
+        }
+      }
+      if (last === this.coldSentSeq) break;
+      const buf = new Float32Array(floats);
+      let off = 0;
+      for (const v of vecs) {
+        buf.set(v, off);
+        off += v.length;
+      }
+      cold.apply(ops, buf, last);
+      this.coldSentSeq = last;
+    }
+  }
+
+  private onColdApplied(seq: number): void {
+    const now = this.clock.now();
+    if (this.ingest.lastMs > 0 && now > this.ingest.lastMs) {
+      const r = ((seq - this.ingest.lastSeq) * 1000) / (now - this.ingest.lastMs);
+      this.ingest.rate = this.ingest.rate === 0 ? r : 0.8 * this.ingest.rate + 0.2 * r;
+    }
+    this.ingest.lastMs = now;
+    this.ingest.lastSeq = seq;
+    this.coldWatermark = seq;
+    this.hot.shed(seq);
+    this.pumpCold();
+  }
+
+  private onColdExit(reason: string): void {
+    if (this.closed) return;
+    this.logger('error', 'cold tier worker died; restarting', { reason, restarts: this.coldRestarts });
+    // Until the new worker catches up, the hot tier must cover everything it will not have.
+    const base = this.generations[0]?.coldSeq ?? 0;
+    this.coldWatermark = Math.min(this.coldWatermark, base);
+    this.hot.reset(this.state, this.coldWatermark, this.log);
+    const delay = Math.min(5000, 100 * 2 ** Math.min(this.coldRestarts, 6));
+    this.restartTimer = setTimeout(() => void this.restartCold(), delay);
+  }
+
+  private async restartCold(): Promise<void> {
+    this.restartTimer = undefined;
+    if (this.closed) return;
+    this.coldRestarts += 1;
+    this.m.coldRestarts.inc();
+    let cold: ColdTier;
+    try {
+      cold = await this.startCold();
+    } catch (err) {
+      this.onColdExit(`restart failed: ${String(err)}`);
+      return;
+    }
+    if (this.closed) {
+      await cold.stop();
+      return;
+    }
+    let base = 0;
+    const g = this.generations[0];
+    if (g !== undefined) {
+      try {
+        const cp = validateCheckpoint(g.dir, this.log);
+        checkColdStats(g.dir, cp.meta, await cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq));
+        base = cp.meta.cold.seq;
+      } catch (err) {
+        this.logger('warn', 'cold restart could not load the newest checkpoint; rebuilding the cold tier from the log', { error: String(err) });
+        if (!cold.alive) return; // its own exit handler schedules the next try
+      }
+    }
+    this.cold = cold;
+    this.coldSentSeq = this.coldWatermark = base;
+    this.hot.reset(this.state, base, this.log);
+    this.logger('info', 'cold tier restarted; catching up', { from: base, to: this.state.seq });
+    this.pumpCold();
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /** Seq the catalog and hot tier have applied. After `await log.append(...)` resolves, `applied() ≥` its seq. */
+  applied(): number {
+    return this.state.seq;
+  }
+
+  /** Resolves once `applied() ≥ seq`; rejects PROJ_CLOSED if closed first. */
+  waitForApplied(seq: number): Promise<void> {
+    if (this.state.seq >= seq) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ProjectionError('PROJ_CLOSED', 'the projections are closed'));
+    return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
+  }
+
+  /** The collections, sorted by name (copies). */
+  listCollections(): CollectionInfo[] {
+    return [...this.state.collections.values()].map((c) => copyInfo(c.info)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** One collection (a copy), or undefined. */
+  getCollection(name: string): CollectionInfo | undefined {
+    const c = this.state.collections.get(name);
+    return c === undefined ? undefined : copyInfo(c.info);
+  }
+
+  /** The live value of a document, or undefined. */
+  getDoc(collection: string, id: string): DocValue | undefined {
+    return this.state.collections.get(collection)?.docs.get(id);
+  }
+
+  /** The live state (read-only by contract): the catalog and every live doc at `applied()`. */
+  liveState(): MaterializedState {
+    return this.state;
+  }
+
+  /** Backpressure: `ok: false` while the hot tier holds more than `hotTier.maxVectors`. */
+  admission(): { ok: true } | { ok: false; retryAfterMs: number } {
+    const excess = this.hot.size() - this.hotOpts.maxVectors;
+    if (excess <= 0) return { ok: true };
+    const rate = this.ingest.rate > 0 ? this.ingest.rate : 1000;
+    return { ok: false, retryAfterMs: Math.max(100, Math.min(10_000, Math.round((excess / rate) * 1000))) };
+  }
+
+  /**
+   * Top-k of hot ∪ cold (or the cache), scores consistent across tiers (rescored exactly).
+   * With `asOf`, an exact search of the log prefix with ts ≤ asOf (no cache, no tiers).
+   * Throws PROJ_UNKNOWN_COLLECTION, PROJ_DIMENSION_MISMATCH, PROJ_INVALID_QUERY,
+   * PROJ_INVALID_FILTER, PROJ_NO_LAYER_AVAILABLE, PROJ_CLOSED.
+   */
+  async search(collection: string, req: SearchRequest): Promise<SearchResponse> {
+    if (this.closed) throw new ProjectionError('PROJ_CLOSED', 'the projections are closed');
+    if (req.filter !== undefined) validateFilter(req.filter);
+    if (req.asOf !== undefined) return { results: this.searchAsOf(collection, req), degraded: false, layers: [] };
+    const c0 = this.state.collections.get(collection);
+    if (c0 === undefined) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `no collection ${collection}`, { collection });
+    checkQuery(c0.info, req);
+
+    let cq: CacheQuery | undefined;
+    if (this.cache !== undefined) {
+      cq = { collection, vector: req.vector, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, nowMs: this.clock.now() };
+      const hit = this.runSync('cache', this.qOpts.cacheTimeoutMs, true, () => this.cache!.lookup(cq!));
+      if (hit !== undefined && hit !== null) return { results: hit, degraded: false, layers: ['cache'] };
+    }
+
+    // Cold first (it runs in the worker), hot after it answers, so both reflect one instant.
+    let coldHits: ColdHit[] | undefined;
+    let coldAnswered: boolean;
+    const coldUseful = this.hot.createdSeq(collection) <= this.coldWatermark || this.coldSentSeq >= c0.info.createdSeq;
+    if (coldUseful) {
+      coldHits = await this.searchCold(collection, req);
+      coldAnswered = coldHits !== undefined;
+    } else coldAnswered = true; // the cold tier has nothing of this collection yet: the hot tier is complete
+
+    const c = this.state.collections.get(collection);
+    if (c === undefined || c.info.createdSeq !== c0.info.createdSeq) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `collection ${collection} was dropped during the search`, { collection });
+    const hotHits = this.runSync('hot', this.qOpts.hotTimeoutMs, false, () => this.hot.search(c.info, req));
+
+    if (hotHits === undefined && !coldAnswered) throw new ProjectionError('PROJ_NO_LAYER_AVAILABLE', `no layer could answer a search of ${collection}`, { collection });
+    const merged = new Map<string, SearchHit>();
+    for (const h of hotHits ?? []) merged.set(h.id, h);
+    for (const h of coldHits ?? []) {
+      if (merged.has(h.id)) continue;
+      const d = c.docs.get(h.id);
+      if (d === undefined || d.seq !== h.seq) continue; // deleted, or a newer version lives in the hot tier
+      merged.set(h.id, toHit(d, score(c.info.metric, req.vector, d.vector)));
+    }
+    const results = [...merged.values()].sort(compareHits).slice(0, req.k);
+    const layers: ('hot' | 'cold')[] = [];
+    if (hotHits !== undefined) layers.push('hot');
+    if (coldUseful && coldAnswered) layers.push('cold');
+    const degraded = hotHits === undefined || !coldAnswered;
+    if (degraded) this.m.degradation.inc({ fallback_to: hotHits !== undefined ? 'hot' : 'cold' });
+    else if (cq !== undefined) {
+      try {
+        this.cache!.offer(cq, results);
+      } catch (err) {
+        this.logger('warn', 'cache offer failed', { error: String(err) });
+      }
+    }
+    return { results, degraded, layers };
+  }
+
+  /** Runs a synchronous layer under its breaker; undefined when refused, failed, or (if `discardLate`) late. */
+  private runSync<T>(layer: QueryLayer, budgetMs: number, discardLate: boolean, fn: () => T): T | undefined {
+    const b = this.breakers[layer];
+    const permit = b.tryAcquire();
+    if (!permit.allowed) return undefined;
+    const t0 = performance.now();
+    try {
+      const r = fn();
+      if (performance.now() - t0 > budgetMs) {
+        this.m.timeouts.inc({ layer });
+        b.recordFailure(`${layer} layer took longer than ${budgetMs} ms`);
+        return discardLate ? undefined : r;
+      }
+      b.recordSuccess();
+      return r;
+    } catch (err) {
+      b.recordFailure(String(err));
+      this.logger('warn', `${layer} layer failed`, { error: String(err) });
+      return undefined;
+    }
+  }
+
+  private async searchCold(collection: string, req: SearchRequest): Promise<ColdHit[] | undefined> {
+    const b = this.breakers.cold;
+    const cold = this.cold;
+    const permit = b.tryAcquire();
+    if (!permit.allowed) return undefined;
+    if (cold === undefined || !cold.alive) {
+      b.recordFailure('cold tier is restarting');
+      return undefined;
+    }
+    try {
+      const hits = await cold.search(collection, req.vector, req.k + this.hot.changedCount(collection), req.filter, this.qOpts.coldTimeoutMs);
+      b.recordSuccess();
+      return hits;
+    } catch (err) {
+      if (isProjectionError(err) && err.details['timeout'] === true) this.m.timeouts.inc({ layer: 'cold' });
+      b.recordFailure(err instanceof Error ? err.message : String(err));
+      return undefined;
+    }
+  }
+
+  private searchAsOf(collection: string, req: SearchRequest): SearchHit[] {
+    const seq = this.log.seqAtTime(req.asOf!);
+    let st = this.asOfCache;
+    if (st === undefined || st.seq > seq) st = emptyState();
+    st = materialize(this.log, seq, undefined, st);
+    this.asOfCache = st;
+    const { asOf: _asOf, ...rest } = req;
+    return exactSearch(st, collection, rest);
+  }
+
+  // ------------------------------------------------------------------ checkpoints
+
+  /**
+   * Writes a checkpoint of the current state (catalog and docs at `applied()`, cold indexes at
+   * what the worker has been sent) atomically, then prunes to `keepGenerations`. Concurrent calls
+   * share one write. Rejects PROJ_COLD_UNAVAILABLE when the cold worker is down.
+   */
+  checkpoint(): Promise<{ seq: number; dir: string }> {
+    if (this.closed) return Promise.reject(new ProjectionError('PROJ_CLOSED', 'the projections are closed'));
+    if (this.checkpointing !== undefined) return this.checkpointing;
+    const p = this.writeCheckpoint().finally(() => {
+      this.checkpointing = undefined;
+    });
+    this.checkpointing = p;
+    return p;
+  }
+
+  private async writeCheckpoint(): Promise<{ seq: number; dir: string }> {
+    const cold = this.cold;
+    if (cold === undefined || !cold.alive) throw new ProjectionError('PROJ_COLD_UNAVAILABLE', 'cannot checkpoint while the cold tier is down');
+    const seq = this.state.seq;
+    const head = seq === 0 ? undefined : this.log.get(seq);
+    const hash = logHashAt(this.log, seq) ?? '';
+    const tmp = makeTempDir(this.dataDir);
+    try {
+      // Synchronously, in one turn: send the cold tier everything up to `seq`, snapshot the docs at
+      // `seq`, and ask the worker to save (it applies messages in order, so it saves at `seq`).
+      this.pumpCold(true);
+      const files = serializeState(this.state);
+      const expectCold = this.coldSentSeq;
+      const collections: CheckpointCollection[] = [...this.state.collections.values()].map((c) => ({ name: c.info.name, dimension: c.info.dimension, metric: c.info.metric, count: c.docs.size, coldCount: 0 }));
+      const saved = cold.save(tmp);
+      this.eventsSinceCheckpoint = 0;
+      await writeFilesSynced(tmp, files);
+      const s = await saved;
+      if (s.watermark !== expectCold) throw new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier saved at ${s.watermark}, expected ${expectCold}`);
+      for (const c of collections) {
+        const sc = s.collections.find((x) => x.name === c.name);
+        if (sc === undefined) throw new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier has no index for ${c.name} at ${expectCold}`);
+        c.coldCount = sc.live;
+      }
+      const createdMs = this.clock.now();
+      const dir = sealCheckpoint(this.dataDir, tmp, {
+        format: CHECKPOINT_FORMAT_VERSION,
+        createdMs,
+        watermark: { seq, ts: head?.ts ?? 0, hash },
+        cold: { seq: expectCold },
+        collections,
+      });
+      const kept = pruneGenerations(this.dataDir, this.cpOpts.keepGenerations);
+      const known = new Map(this.generations.map((g) => [g.seq, g]));
+      known.set(seq, { seq, dir, createdMs, coldSeq: expectCold });
+      this.generations = kept.map((g) => known.get(g.seq) ?? { ...g, createdMs, coldSeq: 0 });
+      this.logger('info', 'checkpoint written', { seq, coldSeq: expectCold, dir });
+      return { seq, dir };
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ admin
+
+  /** Applied seq, cold watermark, hot size, lag, breaker states, newest checkpoint. */
+  health(): ProjectionsHealth {
+    return {
+      applied: this.state.seq,
+      coldWatermark: this.coldWatermark,
+      hotVectors: this.hot.vectors(),
+      lagEvents: this.state.seq - this.coldWatermark,
+      breakers: { cache: this.breakers.cache.state, hot: this.breakers.hot.state, cold: this.breakers.cold.state },
+      lastCheckpointSeq: this.generations[0]?.seq ?? 0,
+    };
+  }
+
+  /** Closes a layer's breaker by hand. */
+  resetBreaker(layer: QueryLayer): void {
+    this.breakers[layer].reset();
+  }
+
+  /** Resolves once the cold tier has absorbed `seq` (for tests and benchmarks). */
+  async waitForCold(seq: number, pollMs = 10): Promise<void> {
+    while (this.coldWatermark < seq) {
+      if (this.closed) throw new ProjectionError('PROJ_CLOSED', 'the projections are closed');
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  /** The cold worker's own counts (undefined when it is down). */
+  async coldStats(): Promise<ColdStats | undefined> {
+    const c = this.cold;
+    if (c === undefined || !c.alive) return undefined;
+    return c.stats(5000);
+  }
+
+  /** Stops the tail, the timers and the worker. Writes no checkpoint by itself. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sub?.unsubscribe();
+    if (this.cpTimer) clearInterval(this.cpTimer);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    for (const w of this.waiters) w.reject(new ProjectionError('PROJ_CLOSED', 'the projections are closed'));
+    this.waiters = [];
+    if (this.checkpointing) await this.checkpointing.catch(() => undefined);
+    await this.cold?.stop();
+  }
+}
+
+function copyInfo(i: CollectionInfo): CollectionInfo {
+  return { ...i, hnsw: { ...i.hnsw } };
+}
+
+/** The cold indexes loaded from a checkpoint must match its metadata (dimension and live count). */
+function checkColdStats(dir: string, meta: CheckpointMetadata, stats: ColdStats): void {
+  for (const c of meta.collections) {
+    const s = stats.collections.find((x) => x.name === c.name);
+    if (s === undefined) throw new ProjectionError('PROJ_CHECKPOINT_CORRUPT', `checkpoint ${dir}: cold index ${c.name} missing`);
+    if (s.dim !== c.dimension) throw new ProjectionError('PROJ_CHECKPOINT_CORRUPT', `checkpoint ${dir}: cold index ${c.name} has dimension ${s.dim}, metadata says ${c.dimension}`);
+    if (s.live !== c.coldCount) throw new ProjectionError('PROJ_CHECKPOINT_CORRUPT', `checkpoint ${dir}: cold index ${c.name} holds ${s.live} live vectors, metadata says ${c.coldCount}`);
+  }
+}

@@ -1,0 +1,67 @@
+import type { Metric } from '@kyrodb/log';
+
+/**
+ * The score of `b` for query `a` under `metric`; higher is better for every metric:
+ * cosine → cosine similarity (0 when either vector is zero), ip → dot product,
+ * l2 → negative squared L2 distance. Computed in float64.
+ */
+export function score(metric: Metric, a: Float32Array, b: Float32Array): number {
+  const n = a.length;
+  if (metric === 'l2') {
+    let s = 0;
+    for (let i = 0; i < n; i++) {
+      const d = a[i]! - b[i]!;
+      s += d * d;
+    }
+    return s === 0 ? 0 : -s;
+  }
+  let dot = 0;
+  if (metric === 'ip') {
+    for (let i = 0; i < n; i++) dot += a[i]! * b[i]!;
+    return dot;
+  }
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < n; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  if (na === 0 || nb === 0) return 0;
+  return dot / Math.sqrt(na * nb);
+}
+
+/** Order of results: score descending, ties by id ascending. */
+export function compareHits(a: { id: string; score: number }, b: { id: string; score: number }): number {
+  if (a.score !== b.score) return b.score - a.score;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * Keeps the best `k` of a stream of hits without sorting everything: a bounded sorted buffer.
+ * `push` is O(k) worst case, O(1) for hits worse than the current k-th.
+ */
+export class TopK<T extends { id: string; score: number }> {
+  private readonly items: T[] = [];
+  constructor(private readonly k: number) {}
+  /** Offers a hit. */
+  push(h: T): void {
+    const items = this.items;
+    if (this.k <= 0) return;
+    if (items.length === this.k && compareHits(h, items[items.length - 1]!) >= 0) return;
+    let i = items.length;
+    items.push(h);
+    while (i > 0 && compareHits(h, items[i - 1]!) < 0) {
+      items[i] = items[i - 1]!;
+      i--;
+    }
+    items[i] = h;
+    if (items.length > this.k) items.pop();
+  }
+  /** The kept hits, best first. */
+  result(): T[] {
+    return this.items.slice();
+  }
+}
