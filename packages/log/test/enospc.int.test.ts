@@ -1,0 +1,88 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { EventLog } from '@kyrodb/log';
+import type { EventInput } from '@kyrodb/log';
+import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir } from './helpers.js';
+
+// A real ENOSPC: the test mounts its own 1 MiB tmpfs (needs root / CAP_SYS_ADMIN).
+const dir = tempDir('kyro-enospc-');
+function probeMount(): string | undefined {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+    return undefined;
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
+    return `cannot mount a tmpfs at ${dir} (${stderr || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
+  }
+}
+const skipReason = probeMount();
+const mounted = skipReason === undefined;
+if (!mounted) console.warn(`SKIPPED real ENOSPC test: ${skipReason}`);
+
+afterAll(() => {
+  if (mounted) execFileSync('umount', [dir]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function batch(n: number, from: number): EventInput[] {
+  return Array.from({ length: n }, (_, i) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `d${from + i}`, vector: randomVector(128) } }));
+}
+
+describe('a real disk full (tmpfs)', () => {
+  it.skipIf(!mounted)(`fills a 1 MiB tmpfs until WAL_DISK_FULL; the log is as before; after space is freed and the breaker reset, appends resume${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, async () => {
+    // a filler file we can delete later to free space
+    const filler = path.join(dir, 'filler.bin');
+    fs.writeFileSync(filler, Buffer.alloc(256 * 1024, 7));
+    const { log, registry } = await openTestLog({ dir, wal: { retryBaseDelayMs: 1, retryMaxDelayMs: 2 } });
+    await log.append([created('c', 128)]);
+    let n = 0;
+    let failure: unknown;
+    let before = log.head();
+    for (let i = 0; i < 10_000 && failure === undefined; i++) {
+      before = log.head();
+      try {
+        await log.append(batch(10, n));
+        n += 10;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    expect(failure).toMatchObject({ name: 'LogError', code: 'WAL_DISK_FULL', details: { type: 'disk_full' } });
+    expect(n).toBeGreaterThan(100);
+
+    // exactly as before: same head, the chain verifies, nothing of the failed batch is there
+    const head = log.head();
+    expect(head.seq).toBe(before.seq);
+    expect(Buffer.from(head.hash).equals(Buffer.from(before.hash))).toBe(true);
+    expect(log.verify()).toMatchObject({ ok: true, checked: before.seq });
+    expect(log.get(before.seq + 1)).toBeUndefined();
+    expect(await metricValue(registry, 'wal_errors_total', { type: 'disk_full' })).toBe(1);
+    expect(log.breaker.state).toBe('open');
+    // fails fast while open; reads work
+    await expect(log.append(batch(1, n))).rejects.toMatchObject({ code: 'WAL_DISK_FULL' });
+    expect([...log.read(before.seq - 2)].map((e) => e.seq)).toEqual([before.seq - 2, before.seq - 1, before.seq]);
+
+    // a second reader sees the same on-disk state
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    expect(ro.verify()).toMatchObject({ ok: true, checked: before.seq });
+    await ro.close();
+
+    // free space, reset the breaker: appends resume at the next seq
+    fs.rmSync(filler);
+    log.resetBreaker();
+    const r = await log.append(batch(10, n));
+    expect(r.firstSeq).toBe(before.seq + 1);
+    expect(Buffer.from(r.events[0]!.prevHash).equals(Buffer.from(before.hash))).toBe(true);
+    await log.close();
+
+    // and a remount with more space: everything is there after reopen
+    execFileSync('mount', ['-o', 'remount,size=8m', dir]);
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.verify()).toMatchObject({ ok: true, checked: before.seq + 10 });
+    for (let i = 0; i < 20; i++) await again.append(batch(10, n + 10 + i * 10));
+    expect(again.verify()).toMatchObject({ ok: true, checked: before.seq + 210 });
+    await again.close();
+  });
+});
