@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventLog, FakeClock, toHex } from '@kyrodb/log';
+import type { AppendResult } from '@kyrodb/log';
+import { formatMicros, importState, stateAsOf } from '../packages/api/src/audit/index.js';
+import { ROOT, alterEvent, copyDir, createColl, tmpDir, upsert } from './auditHelpers.js';
+
+const ENTRY = path.join(ROOT, 'packages/api/src/audit/cliMain.ts');
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', ENTRY, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+let dir: string;
+let log: EventLog; // stays open for writing: the CLI runs beside a live writer
+const commits: AppendResult[] = [];
+
+beforeAll(async () => {
+  dir = tmpDir();
+  const clock = new FakeClock();
+  log = await EventLog.open({ dir, clock, logger: () => {} });
+  commits.push(await log.append([createColl('c', 2, 'admin'), createColl('d', 1)]));
+  for (let i = 0; i < 6; i++) {
+    clock.advance(10);
+    commits.push(await log.append([upsert('c', `k${i % 3}`, [i, 0.1 * i], { i }, 'writer'), upsert('d', 'one', [i])]));
+  }
+});
+
+afterAll(async () => {
+  await log.close();
+});
+
+describe('kyrodb audit CLI (spawned; read-only beside a running writer)', () => {
+  it('audit head prints SEQ:HASH (and JSON)', async () => {
+    const h = log.head();
+    const r = await run(['audit', 'head', '--data-dir', dir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(`${h.seq}:${toHex(h.hash)}`);
+    const j = await run(['audit', 'head', '--data-dir', dir, '--json']);
+    expect(JSON.parse(j.stdout)).toEqual({ seq: h.seq, ts: h.ts, ts_iso: formatMicros(h.ts), hash: toHex(h.hash), digest: `${h.seq}:${toHex(h.hash)}` });
+  });
+
+  it('audit verify exits 0 when the chain verifies and extends the digest', async () => {
+    const e = log.get(5)!;
+    const r = await run(['audit', 'verify', '--data-dir', dir, '--digest', `5:${toHex(e.hash)}`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('ok: 14 events verified');
+    const j = await run(['audit', 'verify', '--data-dir', dir, '--json']);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, extends: false, checked: 14, head: { seq: 14 } });
+  });
+
+  it('audit verify exits 3 naming the first bad seq on a tampered copy, and on a digest not extended', async () => {
+    const digest = `${log.head().seq}:${toHex(log.head().hash)}`;
+    const copy = copyDir(dir);
+    alterEvent(copy, 8, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, vector: new Float32Array(e.body.vector.length).fill(42) } } : e));
+    const r = await run(['audit', 'verify', '--data-dir', copy, '--digest', digest]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toContain('FAILED at seq 8: hash_mismatch');
+    const j = await run(['audit', 'verify', '--data-dir', copy, '--digest', digest, '--json']);
+    expect(j.code).toBe(3);
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: false, seq: 8, problem: 'hash_mismatch' });
+    const other = await run(['audit', 'verify', '--data-dir', dir, '--digest', `3:${'00'.repeat(32)}`]);
+    expect(other.code).toBe(3);
+    expect(other.stdout).toContain('FAILED at seq 3: digest_mismatch');
+  });
+
+  it('bad input exits 2: malformed digest, missing data dir, missing option, unknown option, future or malformed time', async () => {
+    const cases: string[][] = [
+      ['audit', 'verify', '--data-dir', dir, '--digest', '12:abc'],
+      ['audit', 'verify', '--data-dir', path.join(dir, 'does-not-exist')],
+      ['audit', 'verify'],
+      ['audit', 'verify', '--data-dir', dir, '--bogus'],
+      ['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', 'last tuesday', '--out', path.join(dir, 'x.ndjson')],
+    ];
+    for (const args of cases) {
+      const r = await run(args);
+      expect(r.code, args.join(' ')).toBe(2);
+    }
+    const d = await run(['audit', 'verify', '--data-dir', dir, '--digest', 'nope']);
+    expect(d.stderr).toContain('AUDIT_BAD_DIGEST');
+    const f = await run(['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')]);
+    expect(f.stderr).toContain('AUDIT_TIME_IN_FUTURE');
+    expect(fs.existsSync(path.join(dir, 'x.ndjson'))).toBe(false);
+  });
+
+  it('audit replay --to T --out FILE writes the state as of T, which re-imports equal to the state at T', async () => {
+    const t = commits[3]!.ts;
+    const out = path.join(tmpDir(), 'state.ndjson');
+    const r = await run(['audit', 'replay', '--data-dir', dir, '--to', formatMicros(t), '--out', out, '--json']);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary).toMatchObject({ as_of_micros: t, collections: 2, documents: 4, head: { seq: 8 } });
+    const back = await importState(out);
+    const want = stateAsOf(log, t);
+    expect(back.head.seq).toBe(want.head.seq);
+    expect([...back.collections.keys()]).toEqual(['c', 'd']);
+    for (const [name, c] of want.collections) {
+      const got = back.collections.get(name)!;
+      expect(got.info).toEqual(c.info);
+      expect([...got.docs.keys()].sort()).toEqual([...c.docs.keys()].sort());
+      for (const [id, doc] of c.docs) expect(got.docs.get(id)).toEqual(doc);
+    }
+    // T before the first event: an empty state, exit 0.
+    const empty = path.join(tmpDir(), 'empty.ndjson');
+    const e = await run(['audit', 'replay', '--data-dir', dir, '--to', String(commits[0]!.ts - 1), '--out', empty]);
+    expect(e.code).toBe(0);
+    expect((await importState(empty)).collections.size).toBe(0);
+  });
+
+  it('audit history lists the events of one document', async () => {
+    const r = await run(['audit', 'history', '--data-dir', dir, '--collection', 'c', '--doc-id', 'k1']);
+    expect(r.code).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => l.split('\t'));
+    expect(rows.map((x) => [x[0], x[2], x[3]])).toEqual(log.history('c', 'k1').map((e) => [String(e.seq), e.type, e.actor ?? '-']));
+    const j = await run(['audit', 'history', '--data-dir', dir, '--collection', 'c', '--doc-id', 'k1', '--json']);
+    expect(j.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual(log.history('c', 'k1').map((e) => e.seq));
+  });
+});
