@@ -1,0 +1,401 @@
+#!/usr/bin/env node
+/**
+ * The `kyrodb` command line: `serve`, `backup …`, `restore`, `admin …`, `query`, `audit …`.
+ * Exit codes are `EXIT` (documented in `--help`).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { EventLog, lockHolder } from '@kyrodb/log';
+import type { KyroConfig } from './config.js';
+import { dataDirOf, loadConfig } from './config.js';
+import { requireBackup } from './components.js';
+import type { Progress } from './contracts.js';
+import { ApiError } from './errors.js';
+import { encryptionOf, openConfiguredStore, startNode } from './node.js';
+import { microsToIso, parseIsoMicros } from './time.js';
+import { registerAuditCommands } from './audit/index.js';
+
+/** Exit codes of every `kyrodb` command. */
+export const EXIT = Object.freeze({
+  /** Done. For health-check: the server is ready. */
+  OK: 0,
+  /** An unexpected failure (the message says what). */
+  FAILURE: 1,
+  /** Bad usage, bad config or bad input (unknown option, bad timestamp, invalid config key). */
+  USAGE: 2,
+  /** The data dir is held by a running server (restore, or a second serve), or the target exists without --force. */
+  LOCKED: 3,
+  /** The backup, collection or document does not exist. */
+  NOT_FOUND: 4,
+  /** A verification failed: backup checksum or chain, restore check. */
+  VERIFY_FAILED: 5,
+  /** The server cannot be reached, or it is not ready / a breaker is open (health-check). */
+  UNAVAILABLE: 6,
+  /** The feature is not available in this build (e.g. @kyrodb/backup missing). */
+  NOT_AVAILABLE: 7,
+});
+
+const EXIT_HELP = `
+Exit codes:
+  0  done (health-check: ready)
+  1  unexpected failure
+  2  bad usage, config or input (the message names the key or flag)
+  3  the data dir is held by a running server, or the target exists (restore without --force)
+  4  backup, collection or document not found
+  5  verification failed (checksums, hash chain, restore check)
+  6  server unreachable, or not ready / breaker open (health-check)
+  7  feature not available in this build
+Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
+KYRODB_API_KEY is sent by admin/query commands, KYRODB_FAILPOINTS arms failpoints (testing).`;
+
+interface CommonOpts {
+  config?: string;
+  dataDir?: string;
+  json?: boolean;
+}
+
+function exitCodeFor(err: unknown): number {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string') return EXIT.FAILURE;
+  if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
+  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
+  if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
+  if (code.includes('CHECKSUM') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
+  if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
+  if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
+  return EXIT.FAILURE;
+}
+
+function fail(err: unknown, json: boolean | undefined): never {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) process.stdout.write(JSON.stringify({ error: { code: typeof code === 'string' ? code : 'ERROR', message } }) + '\n');
+  process.stderr.write(`kyrodb: ${typeof code === 'string' ? code + ': ' : ''}${message}\n`);
+  process.exit(exitCodeFor(err));
+}
+
+function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroConfig {
+  return loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
+}
+
+function out(json: boolean | undefined, value: unknown, human: string): void {
+  process.stdout.write((json ? JSON.stringify(value) : human) + '\n');
+}
+
+/** A progress callback drawing a bar when stdout is a terminal (and not --json); no-op otherwise. */
+function progress(json: boolean | undefined, label: string): { onProgress: Progress | undefined; stop: () => void } {
+  if (json || !process.stdout.isTTY) return { onProgress: undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {value}/{total} {phase}`, hideCursor: true }, cliProgress.Presets.shades_classic);
+  let started = false;
+  return {
+    onProgress: (done, total, phase) => {
+      if (!started) {
+        bar.start(Math.max(1, total), 0, { phase: phase ?? '' });
+        started = true;
+      }
+      bar.setTotal(Math.max(1, total));
+      bar.update(done, { phase: phase ?? '' });
+    },
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'YAML config file (default: the embedded default config)')
+    .option('--data-dir <dir>', 'data directory (overrides storage.data_dir)')
+    .option('--json', 'print JSON for scripts')
+    .addHelpText('after', EXIT_HELP);
+}
+
+function defaultUrl(cfg: KyroConfig): string {
+  const host = cfg.server.host === '0.0.0.0' || cfg.server.host === '::' ? '127.0.0.1' : cfg.server.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${cfg.server.port}`;
+}
+
+async function http(url: string, method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+  const headers: Record<string, string> = {};
+  const key = process.env['KYRODB_API_KEY'];
+  if (key !== undefined && key !== '') headers['authorization'] = `Bearer ${key}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res: Response;
+  try {
+    res = await fetch(new URL(p, url), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  } catch (err) {
+    throw new ApiError('API_SERVER_UNREACHABLE', `cannot reach ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+  }
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text) as unknown;
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, json };
+}
+
+function httpError(r: { status: number; json: unknown }): Error {
+  const e = (r.json as { error?: { code?: string; message?: string } } | undefined)?.error;
+  const err = new Error(e?.message ?? `HTTP ${r.status}`) as Error & { code?: string };
+  if (e?.code !== undefined) err.code = e.code;
+  return err;
+}
+
+/** Builds the `kyrodb` program (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command('kyrodb')
+    .description('KyroDB: an event-sourced vector database. The log is the database.')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .addHelpText('after', EXIT_HELP);
+  program.exitOverride((err) => {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version' || err.exitCode === 0) process.exit(0);
+    process.exit(EXIT.USAGE);
+  });
+
+  // ------------------------------------------------------------------ serve
+  common(program.command('serve').description('run the HTTP server (holds the writer lock on the data dir; runs scheduled and continuous backups)'))
+    .option('--host <host>', 'bind address (overrides server.host)')
+    .option('--port <n>', 'TCP port, 0 = any free port (overrides server.port)')
+    .action(async (o: CommonOpts & { host?: string; port?: string }) => {
+      try {
+        const port = o.port === undefined ? undefined : /^\d+$/.test(o.port) ? Number(o.port) : NaN;
+        if (Number.isNaN(port)) throw new ApiError('API_CONFIG_INVALID', `--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
+        const cfg = configFrom(o, { 'server.host': o.host, 'server.port': port });
+        const node = await startNode(cfg);
+        out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), components: node.components, pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
+        let stopping = false;
+        const stop = (sig: string): void => {
+          if (stopping) {
+            process.stderr.write(`kyrodb: ${sig} again, exiting now\n`);
+            process.exit(EXIT.FAILURE);
+          }
+          stopping = true;
+          process.stderr.write(`kyrodb: ${sig}: shutting down (finishing in-flight requests, checkpointing)\n`);
+          node.close().then(
+            () => process.exit(EXIT.OK),
+            (err: unknown) => {
+              process.stderr.write(`kyrodb: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+              process.exit(EXIT.FAILURE);
+            },
+          );
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+
+  // ------------------------------------------------------------------ backup
+  const backup = program.command('backup').description('create, list, verify and prune backups (works online: opens the log read-only)').addHelpText('after', EXIT_HELP);
+  const storeOpts = (c: Command): Command => common(c).option('--output <dir>', 'backup directory (overrides backup.local_dir)').option('--s3 <url>', 'S3 store URL s3://bucket/prefix (overrides the config)');
+  const storeUrl = (o: { output?: string; s3?: string }): string | undefined => (o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.output !== undefined ? 'file://' + path.resolve(o.output) : undefined);
+
+  storeOpts(backup.command('create').description('create a full or incremental backup now'))
+    .addOption(new Option('--full', 'a full backup').conflicts('incremental'))
+    .addOption(new Option('--incremental', 'an incremental backup (events since the last backup)').conflicts('full'))
+    .option('--since <iso>', 'incremental: events committed after this instant')
+    .option('--tag <tag>', 'a tag to restore by')
+    .option('--description <text>', 'free text kept in the manifest')
+    .action(async (o: CommonOpts & { full?: boolean; incremental?: boolean; since?: string; tag?: string; description?: string; output?: string; s3?: string }) => {
+      let log: EventLog | undefined;
+      const bar = progress(o.json, 'backup');
+      try {
+        if (!o.full && !o.incremental) throw new ApiError('API_CONFIG_INVALID', 'backup create: give --full or --incremental');
+        const since = o.since !== undefined ? parseIsoMicros(o.since, '--since') : undefined;
+        const cfg = configFrom(o);
+        const mod = await requireBackup();
+        const store = openConfiguredStore(mod, cfg, storeUrl(o));
+        log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
+        const enc = encryptionOf(cfg);
+        const mgr = new mod.BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
+        const m = o.full
+          ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
+          : await mgr.createIncremental(since !== undefined ? { since } : {});
+        bar.stop();
+        out(o.json, m, `backup ${m.backup_id} (${m.type}) seq ${m.from_seq}..${m.to_seq}, ${m.vector_count} vectors, in ${store.url}`);
+      } catch (err) {
+        bar.stop();
+        fail(err, o.json);
+      } finally {
+        await log?.close();
+      }
+    });
+
+  storeOpts(backup.command('list').description('list backups, oldest first'))
+    .option('--before <iso>', 'only backups created before this instant')
+    .action(async (o: CommonOpts & { before?: string; output?: string; s3?: string }) => {
+      try {
+        const before = o.before !== undefined ? parseIsoMicros(o.before, '--before') : undefined;
+        const cfg = configFrom(o);
+        const mod = await requireBackup();
+        const store = openConfiguredStore(mod, cfg, storeUrl(o));
+        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const list = await mgr.list(before !== undefined ? { before } : {});
+        out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  seq ${m.from_seq}..${m.to_seq}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+
+  storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare)'))
+    .requiredOption('--backup-id <id>', 'backup id, or "latest"')
+    .option('--deep', 'also restore into a temp dir and compare')
+    .action(async (o: CommonOpts & { backupId: string; deep?: boolean; output?: string; s3?: string }) => {
+      try {
+        const cfg = configFrom(o);
+        const mod = await requireBackup();
+        const store = openConfiguredStore(mod, cfg, storeUrl(o));
+        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const rep = await mgr.verify(o.backupId, o.deep ? { deep: true } : {});
+        out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
+        if (!rep.ok) process.exit(EXIT.VERIFY_FAILED);
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+
+  storeOpts(backup.command('prune').description('delete backups outside the retention (config backup.retention, or --retention-days); prints the plan'))
+    .option('--retention-days <n>', 'keep backups younger than N days (and what they need)')
+    .option('--dry-run', 'print the plan only')
+    .action(async (o: CommonOpts & { retentionDays?: string; dryRun?: boolean; output?: string; s3?: string }) => {
+      try {
+        if (o.retentionDays !== undefined && !/^\d+$/.test(o.retentionDays)) throw new ApiError('API_CONFIG_INVALID', `--retention-days: expected a non-negative integer, got ${JSON.stringify(o.retentionDays)}`);
+        const cfg = configFrom(o);
+        const mod = await requireBackup();
+        const store = openConfiguredStore(mod, cfg, storeUrl(o));
+        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const r = cfg.backup.retention;
+        const res = await mgr.prune({
+          ...(o.retentionDays !== undefined ? { retentionDays: Number(o.retentionDays) } : { policy: { keepHourly: r.keep_hourly, keepDaily: r.keep_daily, keepWeekly: r.keep_weekly, keepMonthly: r.keep_monthly } }),
+          dryRun: o.dryRun === true,
+        });
+        out(o.json, res, JSON.stringify(res, null, 2));
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+
+  // ------------------------------------------------------------------ restore
+  common(program.command('restore').description('restore a data dir from backups (refuses while a server holds the data dir)'))
+    .option('--backup-id <id>', 'restore this backup (and its incremental parents)')
+    .option('--point-in-time <iso>', 'restore every event with ts <= this instant')
+    .option('--tag <tag>', 'restore the newest backup with this tag')
+    .option('--s3 <url>', 'S3 store URL (s3://bucket/prefix, or …/backup_<id> to name the backup)')
+    .option('--from <dir>', 'backup directory (overrides backup.local_dir)')
+    .option('--dry-run', 'print the restore plan only')
+    .option('--force', 'replace an existing data dir (kept as a restore point until the new one verifies)')
+    .action(async (o: CommonOpts & { backupId?: string; pointInTime?: string; tag?: string; s3?: string; from?: string; dryRun?: boolean; force?: boolean }) => {
+      const bar = progress(o.json, 'restore');
+      try {
+        const pit = o.pointInTime !== undefined ? parseIsoMicros(o.pointInTime, '--point-in-time') : undefined;
+        let url = o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.from !== undefined ? 'file://' + path.resolve(o.from) : undefined;
+        let backupId = o.backupId;
+        const m = url !== undefined ? /^(s3:\/\/.+)\/backup_([^/]+)$/.exec(url) : null;
+        if (m !== null && backupId === undefined) {
+          url = m[1]!;
+          backupId = m[2]!;
+        }
+        if (backupId === undefined && pit === undefined && o.tag === undefined) throw new ApiError('API_CONFIG_INVALID', 'restore: give --backup-id, --point-in-time or --tag');
+        const cfg = configFrom(o);
+        const dataDir = dataDirOf(cfg);
+        const holder = lockHolder(dataDir);
+        if (holder !== undefined && !o.dryRun) {
+          throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (pid ${holder}); stop it before restoring`), { code: 'LOG_LOCKED' });
+        }
+        const mod = await requireBackup();
+        const store = openConfiguredStore(mod, cfg, url);
+        const enc = encryptionOf(cfg);
+        const rep = await mod.restore({
+          store,
+          dataDir,
+          ...(backupId !== undefined ? { backupId } : {}),
+          ...(o.tag !== undefined ? { tag: o.tag } : {}),
+          ...(pit !== undefined ? { pointInTime: pit } : {}),
+          dryRun: o.dryRun === true,
+          force: o.force === true,
+          ...(enc ? { encryption: enc } : {}),
+          ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+        });
+        bar.stop();
+        out(o.json, rep, typeof rep === 'object' && rep !== null && typeof (rep as { plan?: unknown }).plan === 'string' ? String((rep as { plan: string }).plan) : JSON.stringify(rep, null, 2));
+      } catch (err) {
+        bar.stop();
+        fail(err, o.json);
+      }
+    });
+
+  // ------------------------------------------------------------------ admin
+  const admin = program.command('admin').description('talk to a running server').addHelpText('after', EXIT_HELP);
+  const urlOpt = (c: Command): Command => common(c).option('--url <url>', 'server URL (default: from config server.host/port)');
+  urlOpt(admin.command('reset-circuit-breaker').description('close a circuit breaker by hand (after freeing disk space, say)'))
+    .addOption(new Option('--name <name>', 'which breaker').choices(['wal', 'cold', 'hot', 'cache']).makeOptionMandatory())
+    .action(async (o: CommonOpts & { name: string; url?: string }) => {
+      try {
+        const url = o.url ?? defaultUrl(configFrom(o));
+        const r = await http(url, 'POST', `/v1/admin/circuit-breakers/${o.name}/reset`);
+        if (r.status !== 200) throw httpError(r);
+        out(o.json, r.json, `breaker ${o.name}: ${(r.json as { state?: string }).state ?? 'reset'}`);
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+  urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
+    try {
+      const url = o.url ?? defaultUrl(configFrom(o));
+      const h = await http(url, 'GET', '/v1/admin/health');
+      if (h.status !== 200) throw httpError(h);
+      const ready = await http(url, 'GET', '/readyz');
+      const body = { ready: ready.status === 200, ...(h.json as Record<string, unknown>) };
+      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number } };
+      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      if (!body.ready) process.exit(EXIT.UNAVAILABLE);
+    } catch (err) {
+      fail(err, o.json);
+    }
+  });
+
+  // ------------------------------------------------------------------ query
+  common(program.command('query').description('read a document (live, or as of an instant) from the data dir read-only, or from a server with --url'))
+    .requiredOption('--doc-id <id>', 'document id')
+    .requiredOption('--collection <name>', 'collection')
+    .option('--as-of <iso>', 'the value as of this instant')
+    .option('--url <url>', 'ask a running server instead of reading the data dir')
+    .action(async (o: CommonOpts & { docId: string; collection: string; asOf?: string; url?: string }) => {
+      let log: EventLog | undefined;
+      try {
+        const asOf = o.asOf !== undefined ? parseIsoMicros(o.asOf, '--as-of') : undefined;
+        let doc: Record<string, unknown>;
+        if (o.url !== undefined) {
+          const q = o.asOf !== undefined ? `?asOf=${encodeURIComponent(o.asOf)}` : '';
+          const r = await http(o.url, 'GET', `/v1/collections/${encodeURIComponent(o.collection)}/vectors/${encodeURIComponent(o.docId)}${q}`);
+          if (r.status !== 200) throw httpError(r);
+          doc = r.json as Record<string, unknown>;
+        } else {
+          const cfg = configFrom(o);
+          log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
+          const e = log.docAsOf(o.collection, o.docId, asOf);
+          if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${o.docId} does not exist in ${o.collection}${o.asOf ? ` at ${o.asOf}` : ''}`);
+          doc = { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
+        }
+        out(o.json, doc, JSON.stringify(doc, null, 2));
+      } catch (err) {
+        fail(err, o.json);
+      } finally {
+        await log?.close();
+      }
+    });
+
+  registerAuditCommands(program);
+  return program;
+}
+
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isMain) {
+  await buildProgram().parseAsync(process.argv);
+}

@@ -1,0 +1,201 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Cron } from 'croner';
+import type { FastifyInstance } from 'fastify';
+import { Gauge, Registry } from 'prom-client';
+import { EventLog, Failpoints } from '@kyrodb/log';
+import type { KyroConfig } from './config.js';
+import { backupStoreUrl, dataDirOf } from './config.js';
+import type { BackupManagerPort, BackupModule, ContinuousBackupPort, ObjectStore, ProjectionsPort } from './contracts.js';
+import { filterValidator, loadBackup, openProjections } from './components.js';
+import type { ComponentsInfo } from './components.js';
+import { ensureSketchMetrics } from './metrics.js';
+import { buildApp } from './server.js';
+
+/** A structured log line. */
+export type NodeLogger = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** Options of `startNode`. */
+export interface StartNodeOptions {
+  /** Failpoints for every component. Default Failpoints.fromEnv() (KYRODB_FAILPOINTS). */
+  failpoints?: Failpoints;
+  /** Serve POST /v1/admin/failpoints. Default: env KYRODB_TEST_FAILPOINTS_API === '1'. */
+  failpointsApi?: boolean;
+  /** Registry for every metric. Default a fresh one. */
+  registry?: Registry;
+  /** Where log lines go. Default JSON lines on stderr. */
+  logger?: NodeLogger;
+  /** Listen on host:port (default true). false = build the app only (tests use app.inject). */
+  listen?: boolean;
+  /** Run the cron-scheduled backups (default config.backup.enabled). */
+  schedule?: boolean;
+}
+
+/** A running KyroDB node: log + projections + backups + HTTP app. */
+export interface KyroNode {
+  readonly app: FastifyInstance;
+  readonly log: EventLog;
+  readonly projections: ProjectionsPort;
+  readonly registry: Registry;
+  readonly failpoints: Failpoints;
+  readonly components: ComponentsInfo;
+  /** `http://host:port` once listening. */
+  readonly url: string | undefined;
+  /** Graceful stop: refuse new requests, finish in-flight ones, stop schedules and continuous backup, checkpoint, close. */
+  close(): Promise<void>;
+}
+
+/** The object store the config names, with the S3 options from config. */
+export function openConfiguredStore(mod: BackupModule, cfg: KyroConfig, url?: string): ObjectStore {
+  const u = url ?? backupStoreUrl(cfg);
+  if (u.startsWith('file://')) fs.mkdirSync(u.slice('file://'.length), { recursive: true });
+  const s3 = cfg.backup.s3;
+  return mod.openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
+}
+
+/** Reads the encryption key named by the config (hex or raw 32 bytes), or undefined when off. */
+export function encryptionOf(cfg: KyroConfig): { key: Buffer; keyId: string } | undefined {
+  const e = cfg.backup.encryption;
+  if (!e.enabled || e.key_file === null) return undefined;
+  const raw = fs.readFileSync(e.key_file);
+  const text = raw.toString('utf8').trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : raw;
+  return { key, keyId: path.basename(e.key_file) };
+}
+
+const defaultLogger: NodeLogger = (level, msg, fields) => {
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'api', msg, ...fields }) + '\n');
+};
+
+/**
+ * Opens the data dir as its writer (the writer lock: LOG_LOCKED if a server holds it), the
+ * projections, the backup manager and schedules, and (unless `listen: false`) listens on
+ * `server.host:server.port`.
+ */
+export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Promise<KyroNode> {
+  const registry = o.registry ?? new Registry();
+  const failpoints = o.failpoints ?? Failpoints.fromEnv();
+  const logger = o.logger ?? defaultLogger;
+  const dataDir = dataDirOf(cfg);
+  const wal = cfg.error_recovery.wal;
+  const log = await EventLog.open({
+    dir: dataDir,
+    registry,
+    failpoints,
+    wal: { retryAttempts: wal.retry_attempts, circuitBreakerThreshold: wal.circuit_breaker_threshold, circuitBreakerTimeoutMs: wal.circuit_breaker_timeout_seconds * 1000 },
+    maxBatchEvents: Math.max(10_000, cfg.server.max_batch),
+    logger: (level, msg, fields) => logger(level, msg, { component: 'log', ...fields }),
+  });
+  let projections: ProjectionsPort | undefined;
+  const crons: Cron[] = [];
+  let continuous: ContinuousBackupPort | undefined;
+  try {
+    const q = cfg.error_recovery.query;
+    const opened = await openProjections({
+      log,
+      dataDir,
+      registry,
+      failpoints,
+      checkpoint: { everyEvents: cfg.checkpoint.every_events, everySecs: cfg.checkpoint.every_secs, keepGenerations: cfg.checkpoint.keep_generations },
+      query: { cacheTimeoutMs: q.cache_timeout_ms, hotTimeoutMs: q.hot_tier_timeout_ms, coldTimeoutMs: q.cold_tier_timeout_ms },
+    });
+    projections = opened.projections;
+    const proj = projections;
+    if (opened.kind === 'exact-fallback') logger('warn', '@kyrodb/projections does not export Projections yet; serving from the exact in-memory fallback');
+
+    let backup: { manager: BackupManagerPort; continuous?: ContinuousBackupPort } | undefined;
+    const mod = await loadBackup();
+    if (mod !== undefined) {
+      const store = openConfiguredStore(mod, cfg);
+      const enc = encryptionOf(cfg);
+      const manager = new mod.BackupManager({ log, dataDir, store, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
+      backup = { manager };
+      if (cfg.backup.continuous.enabled) {
+        continuous = new mod.ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry });
+        await continuous.start();
+        backup.continuous = continuous;
+        const c = continuous;
+        if (registry.getSingleMetric('continuous_backup_lag_events') === undefined) {
+          new Gauge({ name: 'continuous_backup_lag_events', help: 'events committed but not yet shipped by continuous backup', registers: [registry], collect() { this.set(c.status().lagEvents); } });
+        }
+        if (registry.getSingleMetric('continuous_backup_lag_seconds') === undefined) {
+          new Gauge({ name: 'continuous_backup_lag_seconds', help: 'age of the oldest unshipped event, seconds', registers: [registry], collect() { this.set(c.status().lagSeconds); } });
+        }
+      }
+      if (o.schedule ?? cfg.backup.enabled) {
+        let running = false;
+        const job = (type: 'full' | 'incremental') => async (): Promise<void> => {
+          if (running) {
+            logger('warn', `scheduled ${type} backup skipped: another backup is running`);
+            return;
+          }
+          running = true;
+          try {
+            const m = type === 'full' ? await manager.createFull({ tag: 'scheduled' }) : await manager.createIncremental();
+            logger('info', `scheduled ${type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
+          } catch (err) {
+            logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
+          } finally {
+            running = false;
+          }
+        };
+        crons.push(new Cron(cfg.backup.full_backup_schedule, { protect: true }, job('full')));
+        crons.push(new Cron(cfg.backup.incremental_backup_schedule, { protect: true }, job('incremental')));
+      }
+    } else {
+      logger('warn', '@kyrodb/backup does not export BackupManager yet; backups are not available in this server');
+    }
+    ensureSketchMetrics(registry);
+
+    const components: ComponentsInfo = { projections: opened.kind, backup: mod !== undefined ? 'kyrodb' : 'missing' };
+    const app = await buildApp({
+      config: cfg,
+      log,
+      projections: proj,
+      registry,
+      failpoints,
+      backup,
+      components,
+      failpointsApi: o.failpointsApi ?? process.env['KYRODB_TEST_FAILPOINTS_API'] === '1',
+      validateFilter: await filterValidator(),
+    });
+    let url: string | undefined;
+    if (o.listen !== false) {
+      await app.listen({ host: cfg.server.host, port: cfg.server.port });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : cfg.server.port;
+      url = `http://${cfg.server.host.includes(':') ? `[${cfg.server.host}]` : cfg.server.host}:${port}`;
+    }
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        (app as unknown as { drain: () => void }).drain();
+        for (const c of crons) c.stop();
+        const t = setTimeout(() => {
+          app.server.closeAllConnections();
+        }, cfg.server.shutdown_timeout_ms);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(t);
+        }
+        if (continuous !== undefined) await continuous.stop();
+        try {
+          await proj.checkpoint();
+        } catch (err) {
+          logger('error', 'checkpoint at shutdown failed', { error: err instanceof Error ? err.message : String(err) });
+        }
+        await proj.close();
+        await log.close();
+      })();
+      return closing;
+    };
+    return { app, log, projections: proj, registry, failpoints, components, url, close };
+  } catch (err) {
+    for (const c of crons) c.stop();
+    if (continuous !== undefined) await continuous.stop().catch(() => undefined);
+    if (projections !== undefined) await projections.close().catch(() => undefined);
+    await log.close();
+    throw err;
+  }
+}

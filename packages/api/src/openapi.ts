@@ -1,0 +1,46 @@
+import type { RouteOptions } from 'fastify';
+
+/**
+ * Builds an OpenAPI 3.0 document from the registered routes' JSON Schemas (params, querystring,
+ * body), so the document can never drift from what the server validates.
+ */
+export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const methods = (Array.isArray(r.method) ? r.method : [r.method]).map((m) => String(m).toLowerCase()).filter((m) => m !== 'head');
+    const url = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+    const s = (r.schema ?? {}) as { summary?: string; params?: SchemaObj; querystring?: SchemaObj; body?: unknown };
+    const parameters: unknown[] = [];
+    for (const [where, sch] of [['path', s.params], ['query', s.querystring]] as const) {
+      for (const [name, p] of Object.entries(sch?.properties ?? {})) parameters.push({ name, in: where, required: where === 'path' || (sch?.required ?? []).includes(name), schema: p });
+    }
+    const roles = (r.config as { roles?: string[] } | undefined)?.roles;
+    for (const m of methods) {
+      paths[url] ??= {};
+      paths[url][m] = {
+        summary: s.summary ?? '',
+        ...(roles ? { description: `Roles: ${roles.join(', ')} (or admin) when auth keys are configured.`, security: [{ bearer: [] }] } : {}),
+        parameters,
+        ...(s.body !== undefined ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
+        responses: {
+          '200': { description: 'OK' },
+          default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+        },
+      };
+    }
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title: 'KyroDB', version: '0.1.0', description: 'An event-sourced vector database. Errors are {error: {code, message}}; 503 answers carry Retry-After.' },
+    paths,
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } } },
+    },
+  };
+}
+
+interface SchemaObj {
+  properties?: Record<string, unknown>;
+  required?: string[];
+}

@@ -1,0 +1,430 @@
+import { createHash } from 'node:crypto';
+import Fastify from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { Registry } from 'prom-client';
+import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams } from '@kyrodb/log';
+import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
+import type { KyroConfig, Role } from './config.js';
+import type { BackupManagerPort, CollectionInfo, ContinuousBackupPort, Filter, ProjectionsPort, SearchRequest } from './contracts.js';
+import type { ComponentsInfo } from './components.js';
+import { ApiError, errorBody, httpStatusFor, retryAfterSeconds } from './errors.js';
+import { registerHttpMetrics } from './metrics.js';
+import { buildOpenApi } from './openapi.js';
+import { microsToIso, parseIsoMicros } from './time.js';
+import { validateFilterShape } from './exactProjections.js';
+import { auditRoutes } from './audit/index.js';
+
+/** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
+export interface AppDeps {
+  config: KyroConfig;
+  log: EventLog;
+  projections: ProjectionsPort;
+  /** Registry for /metrics (components register theirs on the same one). */
+  registry: Registry;
+  failpoints: Failpoints;
+  /** Backups; absent = the backup routes answer 501 API_NOT_AVAILABLE. */
+  backup?: { manager: BackupManagerPort; continuous?: ContinuousBackupPort | undefined } | undefined;
+  /** Which implementations are in use (reported by /v1/admin/health). */
+  components?: ComponentsInfo;
+  /** Serve `POST /v1/admin/failpoints` (tests only). Default false. */
+  failpointsApi?: boolean;
+  /** Filter validator (the projections' when available). */
+  validateFilter?: (f: unknown) => Filter;
+  /** Training task status for /v1/admin/health, when the projections expose one. */
+  training?: () => unknown;
+  /** Register prom-client default process metrics. Default true (set false when several apps share a process). */
+  defaultMetrics?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Roles that may call the route (admin may call all); absent = open. */
+    roles?: Role[];
+  }
+  interface FastifyRequest {
+    actor?: string;
+  }
+  interface FastifySchema {
+    /** One line for the OpenAPI document. */
+    summary?: string;
+  }
+}
+
+const NAME_PATTERN = COLLECTION_NAME_RE.source;
+const nameParam = { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string' } } } as const;
+const nameIdParams = { type: 'object', additionalProperties: false, required: ['name', 'id'], properties: { name: { type: 'string' }, id: { type: 'string' } } } as const;
+const hnswSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { M: { type: 'integer', minimum: 2, maximum: 256 }, efConstruction: { type: 'integer', minimum: 2, maximum: 10000 }, efSearch: { type: 'integer', minimum: 2, maximum: 10000 } },
+} as const;
+const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a time zone, e.g. 2024-01-15T10:00:00Z' } as const;
+
+const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+function checkName(name: string): void {
+  if (!COLLECTION_NAME_RE.test(name)) throw new ApiError('API_INVALID_NAME', `collection name must match ${NAME_PATTERN} (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)`);
+}
+function checkId(id: unknown, where = 'id'): asserts id is string {
+  if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
+}
+
+/** A JSON number list → Float32Array; rejects non-numbers ("NaN", null, …) and non-finite values (1e400). */
+function toVector(v: unknown, where: string): Float32Array {
+  if (!Array.isArray(v)) throw new ApiError('API_INVALID_REQUEST', `${where} must be an array of numbers`);
+  if (v.length === 0 || v.length > MAX_DIMENSION) throw new ApiError('API_DIMENSION_MISMATCH', `${where} must have 1..${MAX_DIMENSION} values (got ${v.length})`);
+  const out = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== 'number' || !Number.isFinite(x)) throw new ApiError('API_NON_FINITE_VECTOR', `${where}[${i}] is ${JSON.stringify(x) ?? String(x)}; expected a finite number`);
+    const f = Math.fround(x);
+    if (!Number.isFinite(f)) throw new ApiError('API_NON_FINITE_VECTOR', `${where}[${i}] = ${x} overflows float32`);
+    out[i] = f;
+  }
+  return out;
+}
+
+function collectionJson(c: CollectionInfo): Record<string, unknown> {
+  return { name: c.name, dimension: c.dimension, metric: c.metric, hnsw: c.hnsw, count: c.count, createdSeq: c.createdSeq, version: c.version };
+}
+
+/** A promise-chain mutex: collection-level changes (create/drop) are decided one at a time. */
+function mutex(): <T>(fn: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+}
+
+/**
+ * Builds the fastify app (DESIGN.md §4): every route has a JSON Schema with
+ * `additionalProperties: false`; errors are `{error: {code, message}}` with the status from
+ * `httpStatusFor`; writes answer `{seq, ts, tsMicros}` only after the durable commit and after
+ * the projections applied them (read-your-writes). Does not listen; call `app.listen`.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, log, projections, registry } = deps;
+  const validateFilter = deps.validateFilter ?? validateFilterShape;
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.server.body_limit_bytes,
+    routerOptions: { maxParamLength: 600 },
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+  });
+  const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
+  const serial = mutex();
+  const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));
+  const authOn = config.auth.keys.length > 0;
+  let draining = false;
+
+  app.decorateRequest('actor', undefined);
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (draining) {
+      void reply.header('Connection', 'close');
+      throw new ApiError('API_SHUTTING_DOWN', 'the server is shutting down');
+    }
+    const roles = req.routeOptions.config.roles;
+    if (!authOn || roles === undefined) return;
+    const auth = req.headers.authorization;
+    const raw = typeof auth === 'string' && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : req.headers['x-api-key'];
+    if (typeof raw !== 'string' || raw === '') throw new ApiError('API_UNAUTHORIZED', 'an API key is required: Authorization: Bearer KEY or x-api-key: KEY');
+    const key = keysByHash.get(createHash('sha256').update(raw).digest('hex'));
+    if (key === undefined) throw new ApiError('API_UNAUTHORIZED', 'unknown API key');
+    if (!key.roles.includes('admin') && !roles.some((r) => key.roles.includes(r))) throw new ApiError('API_FORBIDDEN', `key ${key.name} needs one of the roles ${roles.join(', ')}`);
+    req.actor = key.name;
+  });
+
+  if (metrics !== undefined) {
+    app.addHook('onResponse', async (req, reply) => {
+      const route = req.routeOptions.url ?? 'unmatched';
+      metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+      metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    });
+  }
+
+  app.setErrorHandler(async (err: unknown, _req, reply) => {
+    const { message } = errorBody(err);
+    let { code } = errorBody(err);
+    const e = err as { code?: unknown; validation?: unknown; statusCode?: unknown; validationContext?: unknown };
+    if (e.validation !== undefined) {
+      code = 'API_INVALID_REQUEST';
+    } else if (typeof e.code === 'string' && e.code.startsWith('FST_')) {
+      if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') code = 'API_PAYLOAD_TOO_LARGE';
+      else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || e.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') code = e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
+      else if (e.code.startsWith('FST_ERR_CTP_') || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') code = 'API_MALFORMED_JSON';
+      else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) code = 'API_INVALID_REQUEST';
+    } else if (err instanceof SyntaxError || (typeof e.statusCode === 'number' && e.statusCode === 400 && code === 'API_INTERNAL')) {
+      code = 'API_MALFORMED_JSON';
+    } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && code === 'API_INTERNAL') {
+      code = e.statusCode === 413 ? 'API_PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
+    }
+    const status = httpStatusFor(code);
+    const retry = retryAfterSeconds(err, code);
+    if (retry !== undefined) void reply.header('Retry-After', String(retry));
+    if (status >= 500 && code === 'API_INTERNAL') process.stderr.write(JSON.stringify({ level: 'error', component: 'api', msg: 'internal error', error: err instanceof Error ? err.stack : String(err) }) + '\n');
+    return reply.status(status).send({ error: { code, message } });
+  });
+
+  app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}` } }));
+
+  const routes: RouteOptions[] = [];
+  app.addHook('onRoute', (r) => {
+    routes.push(r);
+  });
+
+  const committed = async (res: { firstSeq: number; lastSeq: number; ts: number; events: unknown[] }): Promise<Record<string, unknown>> => {
+    await projections.waitForApplied(res.lastSeq);
+    return { seq: res.lastSeq, firstSeq: res.firstSeq, count: res.events.length, ts: microsToIso(res.ts), tsMicros: res.ts };
+  };
+  const requireCollection = (name: string): CollectionInfo => {
+    checkName(name);
+    const c = projections.getCollection(name);
+    if (c === undefined) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    return c;
+  };
+  const actorOf = (req: FastifyRequest): { actor?: string } => (req.actor !== undefined ? { actor: req.actor } : {});
+  const admit = (): void => {
+    const a = projections.admission();
+    if (!a.ok) throw new ApiError('API_BACKPRESSURE', `the hot tier is full; retry in ${Math.ceil(a.retryAfterMs / 1000)} s`, { retryAfterMs: a.retryAfterMs });
+  };
+
+  // ------------------------------------------------------------ collections
+  await app.register(async (r) => {
+    r.put<{ Params: { name: string }; Body: { dimension: number; metric: Metric; hnsw?: Partial<HnswParams> } }>(
+      '/v1/collections/:name',
+      {
+        config: { roles: ['write'] },
+        schema: {
+          summary: 'Create a collection (idempotent: the same settings again → 200, other settings → 409)',
+          params: nameParam,
+          querystring: emptyQuery,
+          body: { type: 'object', additionalProperties: false, required: ['dimension', 'metric'], properties: { dimension: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION }, metric: { type: 'string', enum: ['cosine', 'l2', 'ip'] }, hnsw: hnswSchema } },
+        },
+      },
+      async (req, reply) => {
+        const { name } = req.params;
+        checkName(name);
+        const hnsw: HnswParams = { ...defaultHnswParams, ...req.body.hnsw };
+        return serial(async () => {
+          const existing = projections.getCollection(name);
+          if (existing !== undefined) {
+            const same = existing.dimension === req.body.dimension && existing.metric === req.body.metric && existing.hnsw.M === hnsw.M && existing.hnsw.efConstruction === hnsw.efConstruction && existing.hnsw.efSearch === hnsw.efSearch;
+            if (!same) throw new ApiError('API_COLLECTION_EXISTS', `collection ${name} exists with other settings (dimension ${existing.dimension}, metric ${existing.metric}, hnsw ${JSON.stringify(existing.hnsw)})`);
+            return reply.status(200).send({ created: false, collection: collectionJson(existing) });
+          }
+          const res = await log.append([{ type: 'collection.created', collection: name, ...actorOf(req), body: { dimension: req.body.dimension, metric: req.body.metric, hnsw } }]);
+          const out = await committed(res);
+          const info = projections.getCollection(name);
+          return reply.status(201).send({ created: true, ...out, collection: info ? collectionJson(info) : { name } });
+        });
+      },
+    );
+    r.get('/v1/collections', { config: { roles: ['read'] }, schema: { summary: 'List collections', querystring: emptyQuery } }, () => ({ collections: projections.listCollections().map(collectionJson) }));
+    r.get<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['read'] }, schema: { summary: 'One collection', params: nameParam, querystring: emptyQuery } }, (req) => collectionJson(requireCollection(req.params.name)));
+    r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery } }, async (req) =>
+      serial(async () => {
+        requireCollection(req.params.name);
+        const res = await log.append([{ type: 'collection.dropped', collection: req.params.name, ...actorOf(req), body: {} }]);
+        return committed(res);
+      }),
+    );
+
+    // ---------------------------------------------------------- vectors
+    r.post<{ Params: { name: string }; Body: { vectors: { id: string; vector: unknown[]; metadata?: Metadata }[] } }>(
+      '/v1/collections/:name/vectors',
+      {
+        config: { roles: ['write'] },
+        schema: {
+          summary: 'Upsert a batch of vectors atomically; answers {seq, ts} after the durable commit. Rules: 1..server.max_batch vectors (413 above), ids unique within the batch (400 API_DUPLICATE_ID), finite numbers only.',
+          params: nameParam,
+          querystring: emptyQuery,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['vectors'],
+            properties: {
+              vectors: {
+                type: 'array',
+                items: { type: 'object', additionalProperties: false, required: ['id', 'vector'], properties: { id: { type: 'string' }, vector: { type: 'array' }, metadata: { type: 'object' } } },
+              },
+            },
+          },
+        },
+      },
+      async (req) => {
+        const c = requireCollection(req.params.name);
+        const vs = req.body.vectors;
+        if (vs.length === 0) throw new ApiError('API_EMPTY_BATCH', 'vectors must hold at least one vector');
+        if (vs.length > config.server.max_batch) throw new ApiError('API_BATCH_TOO_LARGE', `a batch holds at most ${config.server.max_batch} vectors (got ${vs.length})`, { max: config.server.max_batch });
+        const seen = new Set<string>();
+        const events: EventInput[] = vs.map((v, i) => {
+          checkId(v.id, `vectors[${i}].id`);
+          if (seen.has(v.id)) throw new ApiError('API_DUPLICATE_ID', `vectors[${i}].id ${JSON.stringify(v.id)} appears more than once in the batch; send one upsert per id`);
+          seen.add(v.id);
+          const vector = toVector(v.vector, `vectors[${i}].vector`);
+          if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
+          return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
+        });
+        admit();
+        return committed(await log.append(events));
+      },
+    );
+    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery } }, async (req) => {
+      const c = requireCollection(req.params.name);
+      checkId(req.params.id);
+      if (projections.getDoc(c.name, req.params.id) === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
+      admit();
+      return committed(await log.append([{ type: 'vector.deleted', collection: c.name, ...actorOf(req), body: { id: req.params.id } }]));
+    });
+    r.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(
+      '/v1/collections/:name/vectors/:id',
+      { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: isoString } } } },
+      (req) => {
+        checkName(req.params.name);
+        checkId(req.params.id);
+        if (req.query.asOf !== undefined) {
+          const at = parseIsoMicros(req.query.asOf, 'asOf');
+          const e = log.docAsOf(req.params.name, req.params.id, at);
+          if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} did not exist in ${req.params.name} at ${req.query.asOf}`);
+          return { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
+        }
+        const c = requireCollection(req.params.name);
+        const d = projections.getDoc(c.name, req.params.id);
+        if (d === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
+        return { id: d.id, vector: Array.from(d.vector), ...(d.metadata !== undefined ? { metadata: d.metadata } : {}), seq: d.seq, ts: microsToIso(d.ts), tsMicros: d.ts };
+      },
+    );
+    // ---------------------------------------------------------- search
+    r.post<{ Params: { name: string }; Body: { vector: unknown[]; k: number; filter?: unknown; asOf?: string } }>(
+      '/v1/collections/:name/search',
+      {
+        config: { roles: ['read'] },
+        schema: {
+          summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant',
+          params: nameParam,
+          querystring: emptyQuery,
+          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: isoString } },
+        },
+      },
+      async (req) => {
+        checkName(req.params.name);
+        const vector = toVector(req.body.vector, 'vector');
+        const sr: SearchRequest = { vector, k: req.body.k };
+        if (req.body.filter !== undefined) {
+          try {
+            sr.filter = validateFilter(req.body.filter);
+          } catch (err) {
+            const { code, message } = errorBody(err);
+            throw new ApiError('API_INVALID_FILTER', code === 'API_INTERNAL' ? message : message);
+          }
+        }
+        if (req.body.asOf !== undefined) sr.asOf = parseIsoMicros(req.body.asOf, 'asOf');
+        else {
+          const c = requireCollection(req.params.name);
+          if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
+        }
+        return projections.search(req.params.name, sr);
+      },
+    );
+
+    // ---------------------------------------------------------- log and audit (packages/api/src/audit)
+    await r.register(async (sub) => {
+      sub.addHook('onRoute', (route) => {
+        route.config = { ...(route.config ?? {}), roles: route.url.endsWith('/history') ? ['read', 'audit'] : ['audit'] };
+      });
+      await sub.register(auditRoutes, { log });
+    });
+
+    // ---------------------------------------------------------- backups
+    const needBackup = (): BackupManagerPort => {
+      if (deps.backup === undefined) throw new ApiError('API_NOT_AVAILABLE', 'backups are not available in this server (@kyrodb/backup missing or backup disabled)');
+      return deps.backup.manager;
+    };
+    r.get<{ Querystring: { before?: string } }>('/v1/backups', { config: { roles: ['admin'] }, schema: { summary: 'Backup manifests, oldest first', querystring: { type: 'object', additionalProperties: false, properties: { before: isoString } } } }, async (req) => {
+      const m = needBackup();
+      return { backups: await m.list(req.query.before !== undefined ? { before: parseIsoMicros(req.query.before, 'before') } : {}) };
+    });
+    r.post<{ Body: { type: 'full' | 'incremental'; tag?: string; description?: string; since?: string } }>(
+      '/v1/backups',
+      {
+        config: { roles: ['admin'] },
+        schema: {
+          summary: 'Create a backup now (online); answers the manifest',
+          querystring: emptyQuery,
+          body: { type: 'object', additionalProperties: false, required: ['type'], properties: { type: { type: 'string', enum: ['full', 'incremental'] }, tag: { type: 'string', maxLength: 128 }, description: { type: 'string', maxLength: 1024 }, since: isoString } },
+        },
+      },
+      async (req, reply) => {
+        const m = needBackup();
+        const b = req.body;
+        const manifest =
+          b.type === 'full'
+            ? await m.createFull({ ...(b.tag !== undefined ? { tag: b.tag } : {}), ...(b.description !== undefined ? { description: b.description } : {}) })
+            : await m.createIncremental(b.since !== undefined ? { since: parseIsoMicros(b.since, 'since') } : {});
+        return reply.status(201).send(manifest);
+      },
+    );
+
+    // ---------------------------------------------------------- admin
+    r.post<{ Params: { name: 'wal' | 'cold' | 'hot' | 'cache' } }>(
+      '/v1/admin/circuit-breakers/:name/reset',
+      { config: { roles: ['admin'] }, schema: { summary: 'Close a circuit breaker by hand', params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', enum: ['wal', 'cold', 'hot', 'cache'] } } }, querystring: emptyQuery } },
+      (req) => {
+        if (req.params.name === 'wal') log.resetBreaker();
+        else projections.resetBreaker(req.params.name);
+        return { name: req.params.name, state: req.params.name === 'wal' ? log.breakerStatus().state : (projections.health().breakers[req.params.name] ?? 'closed') };
+      },
+    );
+    r.get('/v1/admin/health', { config: { roles: ['admin'] }, schema: { summary: 'Breakers, training task, projections lag, continuous-backup lag', querystring: emptyQuery } }, () => health());
+    r.post<{ Body: { name: string; action: string } }>(
+      '/v1/admin/failpoints',
+      { config: { roles: ['admin'] }, schema: { summary: 'Arm a failpoint (only when started with KYRODB_TEST_FAILPOINTS_API=1)', querystring: emptyQuery, body: { type: 'object', additionalProperties: false, required: ['name', 'action'], properties: { name: { type: 'string', pattern: '^[a-z0-9_.-]{1,64}$' }, action: { type: 'string', maxLength: 64 } } } } },
+      (req) => {
+        if (deps.failpointsApi !== true) throw new ApiError('API_FAILPOINTS_DISABLED', 'the failpoints API is off; start the server with KYRODB_TEST_FAILPOINTS_API=1');
+        deps.failpoints.set(req.body.name, req.body.action);
+        return { failpoints: deps.failpoints.list() };
+      },
+    );
+
+    // ---------------------------------------------------------- operations
+    r.get('/healthz', { schema: { summary: 'Alive', querystring: emptyQuery } }, () => ({ status: 'ok' }));
+    r.get('/readyz', { schema: { summary: 'Ready: projections caught up with the log and the WAL breaker closed (else 503)', querystring: emptyQuery } }, async (_req, reply) => {
+      const head = log.head().seq;
+      const applied = projections.applied();
+      const wal = log.breakerStatus().state;
+      const ready = applied >= head && wal === 'closed';
+      return reply.status(ready ? 200 : 503).send({ ready, head, applied, wal });
+    });
+    r.get('/metrics', { schema: { summary: 'Prometheus metrics', querystring: emptyQuery } }, async (_req, reply) => {
+      const text = await registry.metrics();
+      return reply.header('content-type', registry.contentType).send(text);
+    });
+    r.get('/openapi.json', { schema: { summary: 'This OpenAPI document', querystring: emptyQuery } }, () => buildOpenApi(routes));
+  });
+
+  function health(): Record<string, unknown> {
+    const p = projections.health();
+    const wal = log.breakerStatus();
+    const head = log.head();
+    const cont = deps.backup?.continuous?.status();
+    return {
+      head: { seq: head.seq, ts: microsToIso(head.ts), tsMicros: head.ts },
+      breakers: { wal: wal.state, ...p.breakers },
+      wal,
+      projections: { ...p, lagEvents: Math.max(0, head.seq - p.applied) },
+      training: deps.training?.() ?? null,
+      continuousBackup: cont ?? null,
+      components: deps.components ?? null,
+    };
+  }
+
+  /** Stops accepting new requests (503 API_SHUTTING_DOWN) ahead of `app.close()`. */
+  app.decorate('drain', () => {
+    draining = true;
+  });
+  return app;
+}
