@@ -1,0 +1,364 @@
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { GENESIS_HASH, decodeRecord, toHex, type EventLog } from '@kyrodb/log';
+import { Registry } from 'prom-client';
+import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
+import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
+import { backupMetrics, type BackupMetrics } from './metrics.js';
+import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
+import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments } from './pieces.js';
+import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
+import { executeRestore } from './restore.js';
+import { backupChain, planRestore } from './restorePlan.js';
+import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
+import { encodeSegment, recordSeqTs, type SegmentEntry } from './segment.js';
+import { exactTopK, IncrementalCounter, ReplayState } from './state.js';
+import type { ObjectStore } from './stores/objectStore.js';
+
+/** Options of BackupManager. */
+export interface BackupManagerOptions {
+  /** The log to back up (read-only is fine; a server may write it meanwhile). */
+  log: EventLog;
+  /** The data dir (checkpoints are read from `<dataDir>/checkpoints/<seq>/`). */
+  dataDir: string;
+  store: ObjectStore;
+  /** Registry for the backup metrics. Default: a private registry. */
+  registry?: Registry;
+  /** Compression of files. Default 'zstd'. */
+  compression?: Compression;
+  /** Encrypt files with this AES-256-GCM key (see `loadKey`). Default: none. */
+  encryption?: EncryptionKey;
+  /** Events per events file. Default 50 000. */
+  eventsPerFile?: number;
+  onProgress?: ProgressFn;
+  logger?: BackupLogger;
+  /** Time source for `created`, ms. Default Date.now. */
+  now?: () => number;
+}
+
+/** Defaults of BackupManagerOptions. */
+export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000 });
+
+/** What `verify` found. `ok: false` carries the error code naming the problem. */
+export interface BackupVerifyReport {
+  ok: boolean;
+  backupId: string;
+  /** The chain checked, base full first. */
+  chain: string[];
+  files: number;
+  events: number;
+  code?: BackupErrorCode;
+  message?: string;
+  /** With `deep`: what the scratch restore found. */
+  deep?: { events: number; headHash: string; vectorCount: number; probes: number; probeHits: number };
+}
+
+/** What `prune` did (or would do, with dryRun). */
+export interface PruneResult extends RetentionPlan {
+  dryRun: boolean;
+  deletedObjects: number;
+}
+
+function newBackupId(nowMs: number, type: 'full' | 'incremental'): string {
+  const t = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${t}-${type === 'full' ? 'full' : 'incr'}-${randomBytes(3).toString('hex')}`;
+}
+
+/**
+ * Creates, lists, verifies and prunes backups of one log in one object store. A backup is a
+ * prefix of the log from one snapshot (the head read at start; records are immutable once
+ * committed) plus, for full backups, the newest checkpoint ≤ it; its manifest is written
+ * last, so a backup interrupted at any point is never listed.
+ */
+export class BackupManager {
+  private readonly o: BackupManagerOptions & typeof defaultBackupManagerOptions;
+  private readonly metrics: BackupMetrics;
+  private readonly logger: BackupLogger;
+  private readonly now: () => number;
+
+  constructor(o: BackupManagerOptions) {
+    this.o = { ...defaultBackupManagerOptions, ...o };
+    this.metrics = backupMetrics(o.registry ?? new Registry());
+    this.logger = o.logger ?? defaultBackupLogger;
+    this.now = o.now ?? Date.now;
+  }
+
+  /** A full backup of events 1..head (+ newest checkpoint ≤ head). Tagged backups are never pruned. */
+  async createFull(opts: { tag?: string; description?: string } = {}): Promise<BackupManifest> {
+    return this.timed('full', async () => {
+      const head = this.o.log.head();
+      if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
+      const id = newBackupId(this.now(), 'full');
+      const state = new ReplayState(false);
+      const files = await this.writeEvents(id, 1, head.seq, (rec) => state.applyRecord(rec));
+      const cp = await this.writeCheckpoint(id, head.seq);
+      files.push(...cp.files);
+      const first = decodeRecord(this.o.log.getRecord(1)!);
+      const m: BackupManifest = {
+        ...this.base(id, 'full', null, opts),
+        from_seq: 1,
+        to_seq: head.seq,
+        from_ts: first.ts,
+        to_ts: head.ts,
+        prev_hash: toHex(GENESIS_HASH),
+        head_hash: toHex(head.hash),
+        event_count: head.seq,
+        vector_count: state.vectorCount(),
+        collections: state.counts(),
+        checkpoint_seq: cp.seq,
+        files,
+      };
+      await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
+      return m;
+    });
+  }
+
+  /**
+   * An incremental backup of (parent.to_seq, head]. The parent is the newest backup, or with
+   * `since` (µs) the newest backup ending at or before that time. BACKUP_NOT_FOUND without a
+   * parent; BACKUP_LOG_DIVERGED if the log's hash at the parent's head differs.
+   */
+  async createIncremental(opts: { since?: number; tag?: string; description?: string } = {}): Promise<BackupManifest> {
+    return this.timed('incremental', async () => {
+      const { manifests } = await loadManifests(this.o.store);
+      const sorted = manifests.sort(compareNewestFirst);
+      const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
+      if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
+      const head = this.o.log.head();
+      const at = this.o.log.getRecord(parent.to_seq);
+      if (at === undefined || toHex(decodeRecord(at).hash) !== parent.head_hash || head.seq < parent.to_seq) {
+        throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq})`, { parent: parent.backup_id });
+      }
+      const id = newBackupId(this.now(), 'incremental');
+      const from = parent.to_seq + 1;
+      const counter = new IncrementalCounter(this.o.log, from, parent.collections);
+      const files = head.seq >= from ? await this.writeEvents(id, from, head.seq, (rec) => counter.apply(decodeRecord(rec))) : [];
+      const firstTs = head.seq >= from ? decodeRecord(this.o.log.getRecord(from)!).ts : parent.to_ts;
+      const m: BackupManifest = {
+        ...this.base(id, 'incremental', parent.backup_id, opts),
+        from_seq: from,
+        to_seq: Math.max(head.seq, parent.to_seq),
+        from_ts: firstTs,
+        to_ts: head.seq >= from ? head.ts : parent.to_ts,
+        prev_hash: parent.head_hash,
+        head_hash: head.seq >= from ? toHex(head.hash) : parent.head_hash,
+        event_count: Math.max(0, head.seq - parent.to_seq),
+        vector_count: counter.total(),
+        collections: counter.record(),
+        checkpoint_seq: null,
+        files,
+      };
+      await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
+      return m;
+    });
+  }
+
+  /** Complete backups (with a manifest), newest first; `before` (µs): only those created before it. */
+  async list(opts: { before?: number } = {}): Promise<BackupManifest[]> {
+    const { manifests } = await loadManifests(this.o.store);
+    return manifests.filter((m) => opts.before === undefined || createdMs(m) * 1000 < opts.before).sort(compareNewestFirst);
+  }
+
+  /**
+   * Checks a backup (or `latest`) and its chain: every file's size and SHA-256, decryption,
+   * decoding, and the hash chain across files and backups. With `deep`, also restores into a
+   * scratch dir, compares event count / head hash / vector count with the manifest, and runs
+   * recall probes (each probe vector searched by brute force must find itself on top).
+   * Never throws for a bad backup: the report's `code` names the problem.
+   */
+  async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number } = {}): Promise<BackupVerifyReport> {
+    const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
+    try {
+      const { manifests, incomplete } = await loadManifests(this.o.store);
+      let m: BackupManifest | undefined;
+      if (idOrLatest === 'latest') m = [...manifests].sort(compareNewestFirst)[0];
+      else m = manifests.find((x) => x.backup_id === idOrLatest || x.tag === idOrLatest);
+      if (m === undefined) {
+        if (incomplete.includes(idOrLatest)) throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${idOrLatest} has no manifest: it never completed`, { backupId: idOrLatest });
+        throw new BackupError('BACKUP_NOT_FOUND', `no backup ${idOrLatest}`, { backupId: idOrLatest });
+      }
+      report.backupId = m.backup_id;
+      const chain = backupChain(manifests, m);
+      report.chain = chain.map((x) => x.backup_id);
+      let prev = toHex(GENESIS_HASH);
+      let total = 0;
+      for (const b of chain) {
+        if (b.prev_hash !== prev) throw new BackupError('BACKUP_CHAIN_BROKEN', `backup ${b.backup_id} does not link to its parent's head`, { backupId: b.backup_id });
+        let expectSeq = b.from_seq;
+        for (const f of b.files) {
+          if (f.kind === 'checkpoint') {
+            await fetchChecked(this.o.store, f);
+            report.files += 1;
+            continue;
+          }
+          if (f.first_seq !== expectSeq) throw new BackupError('BACKUP_CHAIN_GAP', `backup ${b.backup_id}: file ${f.key} starts at seq ${String(f.first_seq)}, expected ${expectSeq}`, { key: f.key });
+          const seg = await fetchEventsFile(this.o.store, b, f, this.o.encryption);
+          prev = checkChain(seg.entries, prev, f.key);
+          expectSeq = seg.header.last_seq + 1;
+          report.files += 1;
+          report.events += seg.entries.length;
+          total += seg.entries.length;
+          this.o.onProgress?.({ phase: 'verify', done: total, total: m.to_seq });
+        }
+        if (expectSeq !== b.to_seq + 1) throw new BackupError('BACKUP_CHAIN_GAP', `backup ${b.backup_id} holds events up to ${expectSeq - 1}, its manifest says ${b.to_seq}`, { backupId: b.backup_id });
+        if (prev !== b.head_hash) throw new BackupError('BACKUP_CHAIN_BROKEN', `backup ${b.backup_id}: the last event's hash differs from the manifest's head hash`, { backupId: b.backup_id });
+      }
+      if (opts.deep === true) report.deep = await this.deepCheck(manifests, m, opts.probes ?? 32);
+      report.ok = true;
+    } catch (err) {
+      if (!isBackupError(err)) throw err;
+      report.code = err.code;
+      report.message = err.message;
+    }
+    return report;
+  }
+
+  private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number): Promise<NonNullable<BackupVerifyReport['deep']>> {
+    const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'kyrodb-verify-'));
+    try {
+      const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
+      const r = await executeRestore(plan, { store: this.o.store, dataDir: path.join(scratch, 'data'), keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
+      const state = r.state!;
+      // Recall probes: evenly spaced live vectors; each must be its own top hit (or tie with it).
+      const all: { c: string; id: string; v: Float32Array }[] = [];
+      for (const [c, col] of state.collections) for (const [id, d] of col.docs) if (d !== null) all.push({ c, id, v: d.vector });
+      const n = Math.min(probes, all.length);
+      let hits = 0;
+      for (let i = 0; i < n; i++) {
+        const p = all[Math.floor((i * all.length) / n)]!;
+        const col = state.collections.get(p.c)!;
+        const top = exactTopK(col, p.v, 1)[0];
+        const self = exactTopK({ ...col, docs: new Map([[p.id, col.docs.get(p.id)!]]) }, p.v, 1)[0];
+        if (top !== undefined && self !== undefined && (top.id === p.id || top.score === self.score)) hits += 1;
+      }
+      if (hits < n) throw new BackupError('BACKUP_VERIFY_FAILED', `recall probes: ${hits} of ${n} vectors found themselves`, { hits, probes: n });
+      return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, probes: n, probeHits: hits };
+    } finally {
+      await fsp.rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Applies retention: plans (pure, see `planRetention`) then, unless `dryRun`, deletes the
+   * pruned backups (manifest first, so a half-deleted backup is never listed) and segments.
+   */
+  async prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number }): Promise<PruneResult> {
+    const { manifests, incomplete } = await loadManifests(this.o.store);
+    const segments = await loadSegments(this.o.store);
+    const plan = planRetention(manifests, segments, {
+      now: opts.now ?? this.now(),
+      ...(opts.retentionDays !== undefined ? { retentionDays: opts.retentionDays } : {}),
+      ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
+    });
+    let deletedObjects = 0;
+    if (opts.dryRun !== true) {
+      for (const id of plan.delete) {
+        await this.o.store.delete(manifestKey(id));
+        for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
+        deletedObjects += 1;
+      }
+      for (const k of plan.deleteSegments) {
+        await this.o.store.delete(k);
+        deletedObjects += 1;
+      }
+      void incomplete; // incomplete backups may still be uploading; they are left alone
+    }
+    return { ...plan, dryRun: opts.dryRun === true, deletedObjects };
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private base(id: string, type: 'full' | 'incremental', parent: string | null, opts: { tag?: string; description?: string }): Pick<BackupManifest, 'backup_id' | 'type' | 'parent' | 'created' | 'format_version' | 'compression' | 'encryption'> & { tag?: string; description?: string } {
+    return {
+      backup_id: id,
+      type,
+      parent,
+      created: new Date(this.now()).toISOString(),
+      ...(opts.tag !== undefined ? { tag: opts.tag } : {}),
+      ...(opts.description !== undefined ? { description: opts.description } : {}),
+      format_version: BACKUP_FORMAT_VERSION,
+      compression: this.o.compression,
+      encryption: this.o.encryption === undefined ? null : { algorithm: 'aes-256-gcm', key_id: this.o.encryption.keyId },
+    };
+  }
+
+  private async timed(type: 'full' | 'incremental', fn: () => Promise<BackupManifest>): Promise<BackupManifest> {
+    const t0 = performance.now();
+    try {
+      const m = await fn();
+      this.metrics.success.inc({ type });
+      this.metrics.duration.observe({ type }, (performance.now() - t0) / 1000);
+      this.metrics.size.set({ type }, m.files.reduce((n, f) => n + f.size, 0));
+      this.logger('info', `${type} backup ${m.backup_id} done`, { seq: m.to_seq, files: m.files.length });
+      return m;
+    } catch (err) {
+      this.metrics.failure.inc({ type });
+      this.logger('error', `${type} backup failed`, { error: String(err) });
+      throw err;
+    }
+  }
+
+  /** Writes events from..to as events files; at most one upload in flight while the next file is encoded. */
+  private async writeEvents(id: string, from: number, to: number, onRecord: (rec: Buffer) => void): Promise<BackupFile[]> {
+    const files: BackupFile[] = [];
+    let inFlight: Promise<void> | undefined;
+    for (let start = from; start <= to; start += this.o.eventsPerFile) {
+      const end = Math.min(to, start + this.o.eventsPerFile - 1);
+      const entries: SegmentEntry[] = [];
+      for (const { seq, record } of this.o.log.readRecords(start, end)) {
+        if (seq !== start + entries.length) throw new BackupError('BACKUP_CHAIN_GAP', `the log is missing seq ${start + entries.length}`, { seq });
+        entries.push({ seq, ts: recordSeqTs(record).ts, record });
+        onRecord(record);
+      }
+      if (entries.length !== end - start + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the log holds ${entries.length} of seqs ${start}..${end}`, { from: start, to: end });
+      const body = encodeObject(encodeSegment(entries).body, this.o.compression, this.o.encryption);
+      const key = `${backupPrefix(id)}events-${padSeq(start)}-${padSeq(end)}`;
+      files.push({ key, kind: 'events', size: body.length, sha256: sha256Hex(body), first_seq: start, last_seq: end });
+      if (inFlight !== undefined) await inFlight;
+      inFlight = this.o.store.put(key, body);
+      this.o.onProgress?.({ phase: 'events', done: end - from + 1, total: to - from + 1 });
+    }
+    if (inFlight !== undefined) await inFlight;
+    return files;
+  }
+
+  /** Copies the newest `<dataDir>/checkpoints/<seq>/` with seq ≤ `maxSeq`, if any (a checkpoint vanishing mid-copy is skipped). */
+  private async writeCheckpoint(id: string, maxSeq: number): Promise<{ seq: number | null; files: BackupFile[] }> {
+    const root = path.join(this.o.dataDir, 'checkpoints');
+    let names: string[];
+    try {
+      names = await fsp.readdir(root);
+    } catch {
+      return { seq: null, files: [] };
+    }
+    const seqs = names.filter((n) => /^\d+$/.test(n)).map(Number).filter((s) => s <= maxSeq).sort((a, b) => b - a);
+    const seq = seqs[0];
+    if (seq === undefined) return { seq: null, files: [] };
+    const dir = path.join(root, String(seq));
+    const files: BackupFile[] = [];
+    try {
+      const walk = async (d: string, rel: string): Promise<void> => {
+        for (const e of await fsp.readdir(d, { withFileTypes: true })) {
+          const r = rel === '' ? e.name : `${rel}/${e.name}`;
+          if (e.isDirectory()) await walk(path.join(d, e.name), r);
+          else if (e.isFile()) {
+            const body = encodeObject(await fsp.readFile(path.join(d, e.name)), this.o.compression, this.o.encryption);
+            const key = `${backupPrefix(id)}checkpoint/${r}`;
+            await this.o.store.put(key, body);
+            files.push({ key, kind: 'checkpoint', size: body.length, sha256: sha256Hex(body), path: r });
+          }
+        }
+      };
+      await walk(dir, '');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.logger('warn', `checkpoint ${seq} vanished during the backup; backing up without it`, {});
+        return { seq: null, files: [] };
+      }
+      throw err;
+    }
+    return { seq, files };
+  }
+}

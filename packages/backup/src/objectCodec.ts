@@ -1,0 +1,114 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { compress, decompress } from 'zstd-napi';
+import { BackupError } from './errors.js';
+
+/** Compression of backup files. */
+export type Compression = 'zstd' | 'none';
+
+/** An AES-256-GCM key and its id (the first 8 bytes of SHA-256 of the key, hex). */
+export interface EncryptionKey {
+  key: Buffer;
+  keyId: string;
+}
+
+/** What a manifest records about encryption. */
+export interface EncryptionInfo {
+  algorithm: 'aes-256-gcm';
+  key_id: string;
+}
+
+const ENC_MAGIC = Buffer.from('KYE1');
+const IV_LEN = 12;
+const TAG_LEN = 16;
+
+/** The key id of a key: hex of the first 8 bytes of its SHA-256. */
+export function keyIdOf(key: Buffer): string {
+  return createHash('sha256').update(key).digest().subarray(0, 8).toString('hex');
+}
+
+/** Parses 32 bytes given as 64 hex chars or base64. BACKUP_KEY_INVALID otherwise. */
+export function parseKey(text: string): EncryptionKey {
+  const t = text.trim();
+  let key: Buffer | undefined;
+  if (/^[0-9a-fA-F]{64}$/.test(t)) key = Buffer.from(t, 'hex');
+  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) key = Buffer.from(t, 'base64');
+  if (key?.length !== 32) throw new BackupError('BACKUP_KEY_INVALID', 'the backup key must be 32 bytes: 64 hex characters or base64');
+  return { key, keyId: keyIdOf(key) };
+}
+
+/**
+ * Loads the encryption key: from `file` if given (its text, or 32 raw bytes), else from the
+ * env variable `KYRODB_BACKUP_KEY`, else undefined (no encryption).
+ */
+export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): EncryptionKey | undefined {
+  if (o.file !== undefined) {
+    const raw = fs.readFileSync(o.file);
+    if (raw.length === 32) return { key: raw, keyId: keyIdOf(raw) };
+    return parseKey(raw.toString('utf8'));
+  }
+  const v = (o.env ?? process.env)['KYRODB_BACKUP_KEY'];
+  return v === undefined || v === '' ? undefined : parseKey(v);
+}
+
+/** Compresses then encrypts a file body as stored. */
+export function encodeObject(raw: Buffer, compression: Compression, key: EncryptionKey | undefined): Buffer {
+  let b = compression === 'zstd' ? compress(raw, { compressionLevel: 3 }) : raw;
+  if (key !== undefined) {
+    const iv = randomBytes(IV_LEN);
+    const c = createCipheriv('aes-256-gcm', key.key, iv);
+    const ct = Buffer.concat([c.update(b), c.final()]);
+    b = Buffer.concat([ENC_MAGIC, Buffer.from(key.keyId, 'hex'), iv, ct, c.getAuthTag()]);
+  }
+  return b;
+}
+
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+const KEYID_LEN = 8;
+
+/** How a stored body is wrapped, read from its first bytes. */
+export function objectWrapping(stored: Buffer): { encrypted: boolean; keyId?: string } {
+  if (stored.length >= 4 + KEYID_LEN && stored.subarray(0, 4).equals(ENC_MAGIC)) return { encrypted: true, keyId: stored.subarray(4, 4 + KEYID_LEN).toString('hex') };
+  return { encrypted: false };
+}
+
+/**
+ * Decrypts (checking the GCM tag) then decompresses a stored body; the wrapping is read from
+ * the body itself (`KYE1` envelope with the key id, zstd magic). BACKUP_KEY_REQUIRED /
+ * BACKUP_DECRYPT_FAILED / BACKUP_CORRUPT name what failed. `expect` (from a manifest) pins
+ * the wrapping: a body that should be encrypted but is not is BACKUP_CORRUPT.
+ */
+export function decodeObject(stored: Buffer, key: EncryptionKey | undefined, name: string, expect: { encrypted?: boolean; compression?: Compression } = {}): Buffer {
+  const expectEncrypted = expect.encrypted;
+  let b = stored;
+  const w = objectWrapping(b);
+  if (expectEncrypted === true && !w.encrypted) throw new BackupError('BACKUP_CORRUPT', `${name} should be encrypted but is not`, { file: name });
+  if (w.encrypted) {
+    if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', `${name} is encrypted (key id ${w.keyId}); set KYRODB_BACKUP_KEY or give a key file`, { file: name, keyId: w.keyId });
+    if (key.keyId !== w.keyId) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} was encrypted with key id ${w.keyId}, the given key has id ${key.keyId}`, { file: name, keyId: w.keyId });
+    const start = 4 + KEYID_LEN;
+    if (b.length < start + IV_LEN + TAG_LEN) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} is too short to be encrypted`, { file: name });
+    const iv = b.subarray(start, start + IV_LEN);
+    const tag = b.subarray(b.length - TAG_LEN);
+    const d = createDecipheriv('aes-256-gcm', key.key, iv);
+    d.setAuthTag(tag);
+    try {
+      b = Buffer.concat([d.update(b.subarray(start + IV_LEN, b.length - TAG_LEN)), d.final()]);
+    } catch (cause) {
+      throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} does not decrypt: wrong key or altered data`, { file: name }, { cause });
+    }
+  }
+  if (expect.compression === 'zstd' || (expect.compression === undefined && b.length >= 4 && b.subarray(0, 4).equals(ZSTD_MAGIC))) {
+    try {
+      b = decompress(b);
+    } catch (cause) {
+      throw new BackupError('BACKUP_CORRUPT', `${name} does not decompress`, { file: name }, { cause });
+    }
+  }
+  return b;
+}
+
+/** Hex SHA-256 of bytes. */
+export function sha256Hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}

@@ -1,0 +1,104 @@
+import { chainHash, splitRecord, toHex } from '@kyrodb/log';
+import { BackupError, isBackupError } from './errors.js';
+import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
+import { decodeObject, sha256Hex, type EncryptionKey } from './objectCodec.js';
+import { decodeSegment, type SegmentEntry, type SegmentHeader } from './segment.js';
+import type { ObjectStore } from './stores/objectStore.js';
+
+/** A continuous-backup segment as listed: its key and seq range (from the deterministic key). */
+export interface SegmentInfo {
+  key: string;
+  first_seq: number;
+  last_seq: number;
+}
+
+const SEGMENT_RE = /^segments\/(\d+)-(\d+)$/;
+
+/** Store key of a continuous segment. */
+export function segmentKey(first: number, last: number): string {
+  return `segments/${String(first).padStart(16, '0')}-${String(last).padStart(16, '0')}`;
+}
+
+/** The segments in the store, by first seq. */
+export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
+  const out: SegmentInfo[] = [];
+  for (const key of await store.list('segments/')) {
+    const m = SEGMENT_RE.exec(key);
+    if (m !== null) out.push({ key, first_seq: Number(m[1]), last_seq: Number(m[2]) });
+  }
+  return out.sort((a, b) => a.first_seq - b.first_seq || a.last_seq - b.last_seq);
+}
+
+/** Every complete backup (with a manifest) and the ids of incomplete ones (objects, no manifest). */
+export async function loadManifests(store: ObjectStore): Promise<{ manifests: BackupManifest[]; incomplete: string[] }> {
+  const keys = await store.list('backups/');
+  const ids = new Map<string, boolean>();
+  for (const k of keys) {
+    const parts = k.split('/');
+    const id = parts[1];
+    if (id === undefined) continue;
+    ids.set(id, (ids.get(id) ?? false) || (parts.length === 3 && parts[2] === 'manifest.json'));
+  }
+  const manifests: BackupManifest[] = [];
+  const incomplete: string[] = [];
+  for (const [id, has] of ids) {
+    if (!has) {
+      incomplete.push(id);
+      continue;
+    }
+    manifests.push(parseManifest(await store.get(manifestKey(id)), manifestKey(id)));
+  }
+  return { manifests, incomplete };
+}
+
+/** Downloads one file of a backup and checks its size and SHA-256 against the manifest. */
+export async function fetchChecked(store: ObjectStore, f: BackupFile): Promise<Buffer> {
+  let b: Buffer;
+  try {
+    b = await store.get(f.key);
+  } catch (err) {
+    if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `backup file ${f.key} is missing`, { key: f.key });
+    throw err;
+  }
+  if (b.length !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${b.length} bytes, the manifest says ${f.size} (truncated or altered)`, { key: f.key });
+  const h = sha256Hex(b);
+  if (h !== f.sha256) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has SHA-256 ${h}, the manifest says ${f.sha256}`, { key: f.key });
+  return b;
+}
+
+/** Downloads, checks and decodes an events file of a backup. */
+export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: BackupFile, key: EncryptionKey | undefined): Promise<{ header: SegmentHeader; entries: SegmentEntry[] }> {
+  const raw = decodeObject(await fetchChecked(store, f), key, f.key, { encrypted: m.encryption !== null, compression: m.compression });
+  const seg = decodeSegment(raw, f.key);
+  if (seg.header.first_seq !== f.first_seq || seg.header.last_seq !== f.last_seq) throw new BackupError('BACKUP_CORRUPT', `${f.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${f.first_seq}..${f.last_seq}`, { key: f.key });
+  return seg;
+}
+
+/** Downloads and decodes a continuous segment, checking that it holds the range its key names. */
+export async function fetchSegment(store: ObjectStore, s: SegmentInfo, key: EncryptionKey | undefined): Promise<{ header: SegmentHeader; entries: SegmentEntry[] }> {
+  let b: Buffer;
+  try {
+    b = await store.get(s.key);
+  } catch (err) {
+    if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.key} is missing`, { key: s.key });
+    throw err;
+  }
+  const seg = decodeSegment(decodeObject(b, key, s.key), s.key);
+  if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
+  return seg;
+}
+
+/**
+ * Checks that `entries` re-hash to their stored hashes and link to `prevHash` (hex) and to each
+ * other; returns the hash of the last entry. BACKUP_CHAIN_BROKEN names the first bad seq.
+ */
+export function checkChain(entries: readonly SegmentEntry[], prevHash: string, name: string): string {
+  let prev = Buffer.from(prevHash, 'hex');
+  for (const e of entries) {
+    const { prevHash: p, hash, payload } = splitRecord(e.record);
+    if (!prev.equals(p)) throw new BackupError('BACKUP_CHAIN_BROKEN', `${name}: seq ${e.seq} does not link to the hash of seq ${e.seq - 1}`, { seq: e.seq, file: name });
+    if (!Buffer.from(chainHash(p, payload)).equals(hash)) throw new BackupError('BACKUP_CHAIN_BROKEN', `${name}: seq ${e.seq} does not hash to its stored hash`, { seq: e.seq, file: name });
+    prev = Buffer.from(hash);
+  }
+  return toHex(prev);
+}

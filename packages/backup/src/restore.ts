@@ -1,0 +1,269 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { EventLog, decodeRecord, isLogError, lockHolder, toHex } from '@kyrodb/log';
+import { Registry } from 'prom-client';
+import { BackupError } from './errors.js';
+import { backupMetrics } from './metrics.js';
+import type { EncryptionKey } from './objectCodec.js';
+import { decodeObject } from './objectCodec.js';
+import { fetchChecked, fetchEventsFile, fetchSegment, loadManifests, loadSegments } from './pieces.js';
+import type { ProgressFn } from './progress.js';
+import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
+import { ReplayState } from './state.js';
+import type { SegmentEntry } from './segment.js';
+import type { ObjectStore } from './stores/objectStore.js';
+import { fsyncDir } from './stores/localDirStore.js';
+
+/** Options of `executeRestore`. */
+export interface ExecuteRestoreOptions {
+  store: ObjectStore;
+  /** The data dir to build. Its parent must be writable (staging happens beside it). */
+  dataDir: string;
+  /** Replace an existing non-empty data dir (it is kept as `<dataDir>.pre-restore-<ts>` until the new one verifies). Default false. */
+  force?: boolean;
+  /** Keep the previous data dir after a successful restore instead of removing it. Default false. */
+  keepPrevious?: boolean;
+  /** Registry for the restore metrics. Default: a private registry. */
+  registry?: Registry;
+  onProgress?: ProgressFn;
+  /** Key for encrypted backups. */
+  encryption?: EncryptionKey;
+  /** Keep the replayed vectors in the report's `state` (deep verify uses it). Default false. */
+  keepState?: boolean;
+}
+
+/** What a restore did. */
+export interface RestoreReport {
+  dataDir: string;
+  /** Last restored seq and its hash (hex). */
+  seq: number;
+  headHash: string;
+  headTs: number;
+  events: number;
+  vectorCount: number;
+  pointInTime: number | null;
+  checkpointSeq: number | null;
+  /** The previous data dir if kept (`keepPrevious`), else null. */
+  previousDir: string | null;
+  durationMs: number;
+  plan: string;
+  /** The replayed state (only with `keepState`). */
+  state?: ReplayState;
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:.]/g, '');
+}
+
+async function nonEmptyDir(dir: string): Promise<boolean> {
+  try {
+    return (await fsp.readdir(dir)).length > 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return true;
+    throw err;
+  }
+}
+
+const IMPORT_BATCH = 10_000;
+
+/**
+ * Carries out a plan: downloads each file into memory one at a time, verifies checksums, the
+ * GCM tags and the hash chain, imports the records into a NEW data dir built in a staging dir
+ * beside the target (`EventLog.importRecords` re-checks every link), copies the checkpoint,
+ * checks event count / head hash / vector count against the plan, and swaps the new dir in by
+ * rename. Any failure removes the staging dir and leaves the target exactly as it was.
+ * Refuses with BACKUP_TARGET_IN_USE while a live process holds the target's writer lock, and
+ * BACKUP_TARGET_EXISTS for a non-empty target without `force`.
+ */
+export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions): Promise<RestoreReport> {
+  const metrics = backupMetrics(o.registry ?? new Registry());
+  const started = performance.now();
+  const dataDir = path.resolve(o.dataDir);
+  let staging: string | undefined;
+  let log: EventLog | undefined;
+  try {
+    const holder = lockHolder(dataDir);
+    if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
+    const exists = await nonEmptyDir(dataDir);
+    if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
+    await fsp.mkdir(path.dirname(dataDir), { recursive: true });
+    staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
+    log = await EventLog.open({ dir: staging });
+    const state = new ReplayState(o.keepState === true);
+    const T = plan.pointInTime;
+    let cur = 0;
+    let curHash = '';
+    let headTs = 0;
+    let reachedT = false;
+    let pending: Buffer[] = [];
+    const total = plan.toSeq;
+    const flush = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      try {
+        await log!.importRecords(pending);
+      } catch (err) {
+        if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
+        throw err;
+      }
+      pending = [];
+      o.onProgress?.({ phase: 'import', done: cur, total });
+    };
+    const take = async (entries: readonly SegmentEntry[], name: string): Promise<void> => {
+      for (const e of entries) {
+        if (e.seq <= cur) continue;
+        if (e.seq !== cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${cur + 1} is missing`, { seq: cur + 1 });
+        if (T !== null && e.ts > T) {
+          reachedT = true;
+          return;
+        }
+        if (T === null && e.seq > plan.toSeq) return;
+        pending.push(e.record);
+        const ev = decodeRecord(e.record);
+        if (ev.ts !== e.ts) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
+        state.apply(ev);
+        cur = e.seq;
+        curHash = toHex(ev.hash);
+        headTs = e.ts;
+        if (pending.length >= IMPORT_BATCH) await flush();
+      }
+    };
+    for (const step of plan.steps) {
+      if (reachedT) break;
+      if (step.first_seq > cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${cur + 1}..${step.first_seq - 1}`, { from: cur + 1, to: step.first_seq - 1 });
+      if (step.kind === 'backup') {
+        const m = step.manifest;
+        for (const f of m.files) {
+          if (f.kind !== 'events' || reachedT) continue;
+          if ((f.last_seq ?? 0) <= cur) continue;
+          const seg = await fetchEventsFile(o.store, m, f, o.encryption);
+          o.onProgress?.({ phase: 'download', done: f.last_seq ?? 0, total });
+          await take(seg.entries, f.key);
+        }
+      } else {
+        const seg = await fetchSegment(o.store, step.segment, o.encryption);
+        await take(seg.entries, step.segment.key);
+      }
+    }
+    await flush();
+    if (T !== null && !reachedT && plan.gapAfterSeq !== null && cur <= plan.gapAfterSeq) {
+      throw new BackupError('BACKUP_CHAIN_GAP', `the chain stops at seq ${cur} with a gap before later data; cannot restore to ${T} µs`, { seq: cur, pointInTime: T });
+    }
+    if (cur === 0) throw new BackupError('BACKUP_NOT_FOUND', 'the plan restores no events', {});
+    const head = log.head();
+    if (head.seq !== cur || toHex(head.hash) !== curHash) throw new BackupError('BACKUP_VERIFY_FAILED', `the new log's head is ${head.seq}, expected ${cur}`, { seq: head.seq });
+    if (plan.expected !== null) {
+      const x = plan.expected;
+      if (cur !== x.to_seq) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${cur} events, backup ${x.backup_id} has ${x.to_seq}`, { seq: cur, expected: x.to_seq });
+      if (curHash !== x.head_hash) throw new BackupError('BACKUP_VERIFY_FAILED', `restored head hash ${curHash} differs from the manifest's ${x.head_hash}`, {});
+      if (state.vectorCount() !== x.vector_count) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${state.vectorCount()} vectors, the manifest says ${x.vector_count}`, {});
+    }
+    // The checkpoint (only if it describes a prefix of what was restored).
+    let checkpointSeq: number | null = null;
+    const cp = plan.checkpoint;
+    if (cp !== null && cp.seq <= cur) {
+      const dir = path.join(staging, 'checkpoints', String(cp.seq));
+      for (const f of cp.files) {
+        const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
+        const dest = path.join(dir, ...(f.path ?? '').split('/'));
+        if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
+        await fsp.mkdir(path.dirname(dest), { recursive: true });
+        await fsp.writeFile(dest, body);
+      }
+      checkpointSeq = cp.seq;
+    }
+    await log.close();
+    log = undefined;
+    // Swap in: previous → .pre-restore-<ts>, staging → target; roll back if the new dir does not open.
+    let previousDir: string | null = null;
+    if (fs.existsSync(dataDir)) {
+      if (lockHolder(dataDir) !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
+      previousDir = `${dataDir}.pre-restore-${stamp()}`;
+      await fsp.rename(dataDir, previousDir);
+    }
+    try {
+      await fsp.rename(staging, dataDir);
+      staging = undefined;
+      await fsyncDir(path.dirname(dataDir));
+      const check = await EventLog.open({ dir: dataDir, readOnly: true });
+      try {
+        const h = check.head();
+        if (h.seq !== cur || toHex(h.hash) !== curHash) throw new BackupError('BACKUP_VERIFY_FAILED', `the swapped-in data dir has head ${h.seq}, expected ${cur}`, {});
+      } finally {
+        await check.close();
+      }
+    } catch (err) {
+      if (staging === undefined) await fsp.rm(dataDir, { recursive: true, force: true });
+      if (previousDir !== null) await fsp.rename(previousDir, dataDir);
+      throw err;
+    }
+    if (previousDir !== null && o.keepPrevious !== true) {
+      await fsp.rm(previousDir, { recursive: true, force: true });
+      previousDir = null;
+    }
+    metrics.restoreSuccess.inc();
+    if (T !== null) metrics.pitrSuccess.inc();
+    const durationMs = performance.now() - started;
+    metrics.restoreDuration.observe(durationMs / 1000);
+    return {
+      dataDir,
+      seq: cur,
+      headHash: curHash,
+      headTs,
+      events: cur,
+      vectorCount: state.vectorCount(),
+      pointInTime: T,
+      checkpointSeq,
+      previousDir,
+      durationMs,
+      plan: describePlan(plan),
+      ...(o.keepState === true ? { state } : {}),
+    };
+  } catch (err) {
+    metrics.restoreFailure.inc();
+    if (log !== undefined) await log.close().catch(() => undefined);
+    if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Options of `restore`: the target plus the executor's options. */
+export interface RestoreOptions extends Omit<ExecuteRestoreOptions, 'keepState'>, RestoreTarget {
+  /** Only plan and validate (every manifest/segment the plan needs exists); touch nothing. */
+  dryRun?: boolean;
+}
+
+/**
+ * Convenience: loads manifests and segments, plans, and executes (or, with `dryRun`, checks
+ * that every file the plan needs is in the store with the right size and returns the plan
+ * text with `seq` = the planned seq, touching nothing).
+ */
+export async function restore(o: RestoreOptions): Promise<RestoreReport> {
+  const { manifests } = await loadManifests(o.store);
+  const segments = await loadSegments(o.store);
+  const target: RestoreTarget = {};
+  if (o.backupId !== undefined) target.backupId = o.backupId;
+  if (o.tag !== undefined) target.tag = o.tag;
+  if (o.pointInTime !== undefined) target.pointInTime = o.pointInTime;
+  if (o.backupId === undefined && o.tag === undefined && o.pointInTime === undefined && manifests.length === 0 && o.dryRun !== true) {
+    throw new BackupError('BACKUP_NOT_FOUND', `no backups in ${o.store.url}`);
+  }
+  const plan = planRestore({ manifests, segments }, target);
+  if (o.dryRun === true) {
+    for (const s of plan.steps) {
+      if (s.kind === 'backup') {
+        for (const f of s.manifest.files) {
+          const h = await o.store.head(f.key);
+          if (h === undefined) throw new BackupError('BACKUP_FILE_MISSING', `backup file ${f.key} is missing`, { key: f.key });
+          if (h.size !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${h.size} bytes, the manifest says ${f.size}`, { key: f.key });
+        }
+      } else if ((await o.store.head(s.segment.key)) === undefined) {
+        throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
+      }
+    }
+    return { dataDir: path.resolve(o.dataDir), seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) };
+  }
+  return executeRestore(plan, o);
+}
+

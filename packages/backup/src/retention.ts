@@ -1,0 +1,118 @@
+import { compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
+import type { SegmentInfo } from './pieces.js';
+
+/** Grandfather-father-son retention: keep the newest backup of each of the last N hours/days/weeks/months. */
+export interface RetentionPolicy {
+  /** Hourly slots kept. Default 24. */
+  hourly: number;
+  /** Daily slots kept. Default 7. */
+  daily: number;
+  /** Weekly (ISO week, UTC) slots kept. Default 4. */
+  weekly: number;
+  /** Monthly slots kept. Default 12. */
+  monthly: number;
+}
+
+/** The sketch's defaults: hourly 24, daily 7, weekly 4, monthly 12. */
+export const defaultRetentionPolicy: RetentionPolicy = Object.freeze({ hourly: 24, daily: 7, weekly: 4, monthly: 12 });
+
+/** Inputs of a retention plan. */
+export interface RetentionOptions {
+  /** GFS slots (used when given, or when `retentionDays` is absent). */
+  policy?: Partial<RetentionPolicy>;
+  /** Keep every backup created in the last N days, and keep PITR possible to any instant in them. */
+  retentionDays?: number;
+  /** Now, ms since the epoch (plans are pure: the caller passes the time). */
+  now: number;
+}
+
+/** The result of planning: what to delete and why each kept backup stays. */
+export interface RetentionPlan {
+  keep: { backup_id: string; reasons: string[] }[];
+  delete: string[];
+  /** Segments no kept restore point needs (wholly before the PITR base). */
+  deleteSegments: string[];
+}
+
+function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7;
+  t.setUTCDate(t.getUTCDate() + 4 - day);
+  const y = t.getUTCFullYear();
+  const w = Math.ceil(((t.getTime() - Date.UTC(y, 0, 1)) / 86_400_000 + 1) / 7);
+  return `${y}-W${w}`;
+}
+
+const slotKeys: Record<keyof RetentionPolicy, (d: Date) => string> = {
+  hourly: (d) => d.toISOString().slice(0, 13),
+  daily: (d) => d.toISOString().slice(0, 10),
+  weekly: isoWeek,
+  monthly: (d) => d.toISOString().slice(0, 7),
+};
+
+/**
+ * Decides, without I/O, which backups retention deletes. Kept: tagged backups (always), the
+ * newest backup, the GFS slots (when a policy is given or no `retentionDays`), everything
+ * created within `retentionDays`, plus the newest full backup ending before the window start
+ * (the PITR base). Then every parent of a kept backup is kept too, so nothing kept ever loses
+ * what it depends on. Segments are deletable only if they end at or before the PITR base (or,
+ * with no window, before the oldest kept full backup).
+ */
+export function planRetention(manifests: readonly BackupManifest[], segments: readonly SegmentInfo[], o: RetentionOptions): RetentionPlan {
+  const sorted = [...manifests].sort((a, b) => createdMs(b) - createdMs(a) || compareNewestFirst(a, b));
+  const reasons = new Map<string, string[]>();
+  const keep = (m: BackupManifest, why: string): void => {
+    const r = reasons.get(m.backup_id) ?? [];
+    r.push(why);
+    reasons.set(m.backup_id, r);
+  };
+  const newest = [...manifests].sort(compareNewestFirst)[0];
+  if (newest !== undefined) keep(newest, 'newest');
+  for (const m of sorted) if (m.tag !== undefined) keep(m, `tag ${m.tag}`);
+  const usePolicy = o.policy !== undefined || o.retentionDays === undefined;
+  if (usePolicy) {
+    const p = { ...defaultRetentionPolicy, ...o.policy };
+    for (const kind of ['hourly', 'daily', 'weekly', 'monthly'] as const) {
+      const seen = new Set<string>();
+      for (const m of sorted) {
+        if (seen.size >= p[kind]) break;
+        const slot = slotKeys[kind](new Date(createdMs(m)));
+        if (seen.has(slot)) continue;
+        seen.add(slot);
+        keep(m, `${kind} ${slot}`);
+      }
+    }
+  }
+  let pitrBaseSeq: number | undefined;
+  if (o.retentionDays !== undefined) {
+    const start = o.now - o.retentionDays * 86_400_000;
+    for (const m of sorted) if (createdMs(m) >= start) keep(m, `within ${o.retentionDays} days`);
+    const base = sorted.filter((m) => m.type === 'full' && m.to_ts <= start * 1000).sort(compareNewestFirst)[0];
+    if (base !== undefined) {
+      keep(base, 'PITR window base');
+      pitrBaseSeq = base.to_seq;
+      // Incrementals after the base carry the window's history even if created before it.
+      for (const m of sorted) if (m.type === 'incremental' && m.to_seq > base.to_seq) keep(m, 'PITR window');
+    } else {
+      pitrBaseSeq = 0;
+    }
+  }
+  // Close over parents.
+  const byId = new Map(manifests.map((m) => [m.backup_id, m]));
+  for (const id of [...reasons.keys()]) {
+    let m = byId.get(id);
+    while (m?.parent != null) {
+      const p = byId.get(m.parent);
+      if (p === undefined) break;
+      keep(p, `parent of ${m.backup_id}`);
+      m = p;
+    }
+  }
+  const keptFulls = manifests.filter((m) => m.type === 'full' && reasons.has(m.backup_id));
+  const segLimit = pitrBaseSeq ?? (keptFulls.length === 0 ? 0 : Math.min(...keptFulls.map((m) => m.to_seq)));
+  return {
+    keep: sorted.filter((m) => reasons.has(m.backup_id)).map((m) => ({ backup_id: m.backup_id, reasons: reasons.get(m.backup_id)! })),
+    delete: sorted.filter((m) => !reasons.has(m.backup_id)).map((m) => m.backup_id),
+    deleteSegments: segments.filter((s) => s.last_seq <= segLimit).map((s) => s.key),
+  };
+}

@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BackupError } from '../errors.js';
+import { checkKey, type ObjectStore } from './objectStore.js';
+
+const TMP_MARK = '.tmp-';
+
+/**
+ * An object store in a local directory (`file:///abs/path`), the embedded default. A put
+ * writes a temp file, fsyncs it, renames it into place and fsyncs the directory, so a crash
+ * leaves either the whole object or none (temp files are never listed).
+ */
+export class LocalDirStore implements ObjectStore {
+  readonly url: string;
+  readonly root: string;
+
+  /** `rootOrUrl`: an absolute path or a `file://` URL. The directory is created on first put. */
+  constructor(rootOrUrl: string) {
+    const root = rootOrUrl.startsWith('file:') ? fileURLToPath(rootOrUrl) : rootOrUrl;
+    if (!path.isAbsolute(root)) throw new BackupError('BACKUP_INVALID_URL', `local store path must be absolute: ${rootOrUrl}`, { url: rootOrUrl });
+    this.root = path.resolve(root);
+    this.url = pathToFileURL(this.root).href;
+  }
+
+  private file(key: string): string {
+    checkKey(key);
+    if (path.basename(key).includes(TMP_MARK)) throw new BackupError('BACKUP_INVALID_URL', `object key may not contain ${TMP_MARK}`, { key });
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    const file = this.file(key);
+    const existing = await readIfExists(file);
+    if (existing !== undefined) {
+      if (existing.equals(body)) return;
+      throw new BackupError('BACKUP_OBJECT_CONFLICT', `object ${key} already exists with different bytes`, { key });
+    }
+    const dir = path.dirname(file);
+    await fsp.mkdir(dir, { recursive: true });
+    const tmp = `${file}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
+    const fh = await fsp.open(tmp, 'wx');
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      // link() fails if the key appeared meanwhile, keeping objects immutable under races.
+      await fsp.link(tmp, file);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return this.put(key, body);
+      throw err;
+    }
+    await fsp.rm(tmp, { force: true });
+    await fsyncDir(dir);
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const b = await readIfExists(this.file(key));
+    if (b === undefined) throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
+    return b;
+  }
+
+  async head(key: string): Promise<{ size: number } | undefined> {
+    try {
+      const st = await fsp.stat(this.file(key));
+      return st.isFile() ? { size: st.size } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      for (const e of entries) {
+        const key = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) {
+          // Only descend where the prefix can still match.
+          if (prefix.startsWith(key + '/') || key.startsWith(prefix) || (key + '/').startsWith(prefix)) await walk(path.join(dir, e.name), key);
+        } else if (e.isFile() && !e.name.includes(TMP_MARK) && key.startsWith(prefix)) {
+          out.push(key);
+        }
+      }
+    };
+    await walk(this.root, '');
+    return out.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    await fsp.rm(this.file(key), { force: true });
+  }
+}
+
+async function readIfExists(file: string): Promise<Buffer | undefined> {
+  try {
+    return await fsp.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EISDIR') return undefined;
+    throw err;
+  }
+}
+
+/** fsyncs a directory so a rename/link in it is durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

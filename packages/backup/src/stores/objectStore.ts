@@ -1,0 +1,30 @@
+import { BackupError } from '../errors.js';
+
+/**
+ * The small interface backup talks to. Keys are `/`-separated relative paths. Objects are
+ * immutable: putting the same bytes again under a key is a no-op, different bytes is
+ * BACKUP_OBJECT_CONFLICT. A `put` is atomic: readers see the whole object or nothing.
+ */
+export interface ObjectStore {
+  /** The URL the store was opened from (`file:///abs/path` or `s3://bucket/prefix`). */
+  readonly url: string;
+  /** Stores `body` under `key` atomically. BACKUP_OBJECT_CONFLICT if other bytes are there. */
+  put(key: string, body: Buffer): Promise<void>;
+  /** The object's bytes. BACKUP_FILE_MISSING if absent. */
+  get(key: string): Promise<Buffer>;
+  /** The object's size, or undefined if absent. */
+  head(key: string): Promise<{ size: number } | undefined>;
+  /** Every key starting with `prefix`, sorted ascending. */
+  list(prefix: string): Promise<string[]>;
+  /** Removes the object (absent is fine). */
+  delete(key: string): Promise<void>;
+  /** A URL that downloads the object without credentials for `expiresSec` seconds (S3 only). */
+  presignGet?(key: string, expiresSec: number): Promise<string>;
+}
+
+/** Rejects keys that could escape the store's root. */
+export function checkKey(key: string): void {
+  if (key.length === 0 || key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..') || key.includes('\\') || key.includes('\0')) {
+    throw new BackupError('BACKUP_INVALID_URL', `invalid object key ${JSON.stringify(key)}`, { key });
+  }
+}

@@ -1,0 +1,170 @@
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { BackupError, isBackupError } from '../errors.js';
+import { defaultRetryOptions, withRetry, type RetryOptions } from '../retry.js';
+import { checkKey, type ObjectStore } from './objectStore.js';
+
+/** Options of the S3 store. Absent fields fall back to the SDK's defaults (env, shared config, instance roles). */
+export interface S3StoreOptions {
+  /** Endpoint URL of an S3-compatible server (e.g. `http://127.0.0.1:9000`). Default: AWS. */
+  endpoint?: string;
+  /** Region. Default: `AWS_REGION` or `us-east-1`. */
+  region?: string;
+  /** Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers. Default false. */
+  forcePathStyle?: boolean;
+  /** Static credentials. Default: the SDK's default provider chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Bodies at least this large go through multipart upload, bytes. Default 16 MiB. */
+  multipartThresholdBytes?: number;
+  /** Multipart part size, bytes (≥ 5 MiB). Default 8 MiB. */
+  partSizeBytes?: number;
+  /** Retries on 5xx and network errors (exponential backoff with jitter). */
+  retry?: Partial<RetryOptions>;
+  /** Per-request timeout, ms. Default 30 000. */
+  requestTimeoutMs?: number;
+  /** Told about each retried failure. */
+  onRetry?: (err: unknown, attempt: number, op: string) => void;
+}
+
+/** Defaults of S3StoreOptions. */
+export const defaultS3StoreOptions: Readonly<{ multipartThresholdBytes: number; partSizeBytes: number; requestTimeoutMs: number }> = Object.freeze({ multipartThresholdBytes: 16 << 20, partSizeBytes: 8 << 20, requestTimeoutMs: 30_000 });
+
+/** True for failures worth retrying: 5xx, throttling, timeouts, connection resets. */
+export function isRetryableS3Error(err: unknown): boolean {
+  if (isBackupError(err)) return false;
+  const e = err as { $metadata?: { httpStatusCode?: number }; name?: string; code?: string; $retryable?: unknown };
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
+  if (e.$retryable !== undefined) return true;
+  const name = `${e.name ?? ''} ${e.code ?? ''}`;
+  if (/ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|socket hang up|TimeoutError|RequestTimeout|NetworkingError|AbortError|SlowDown|InternalError|ServiceUnavailable/i.test(name)) return true;
+  if (status === undefined) return true; // no HTTP response at all: a network failure
+  return false;
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { $metadata?: { httpStatusCode?: number }; name?: string };
+  return e.$metadata?.httpStatusCode === 404 || e.name === 'NoSuchKey' || e.name === 'NotFound';
+}
+
+/**
+ * An object store in an S3 bucket under a prefix (`s3://bucket/prefix`), through
+ * `@aws-sdk/client-s3`; works with any S3-compatible server. Large bodies use multipart upload;
+ * 5xx and network failures are retried with exponential backoff and jitter (the SDK's own
+ * retries are off so there is one policy). Immutability is enforced by a HEAD + compare before
+ * each put (best effort: S3 has no portable create-if-absent).
+ */
+export class S3Store implements ObjectStore {
+  readonly url: string;
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly client: S3Client;
+  private readonly retry: RetryOptions;
+  private readonly o: S3StoreOptions & typeof defaultS3StoreOptions;
+
+  constructor(url: string, options: S3StoreOptions = {}) {
+    const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
+    if (m === null || m[1] === undefined || m[1].length < 3) throw new BackupError('BACKUP_INVALID_URL', `not an s3://bucket/prefix URL: ${url}`, { url });
+    this.bucket = m[1];
+    const p = (m[2] ?? '').replace(/\/+$/, '');
+    this.prefix = p === '' ? '' : p + '/';
+    this.url = `s3://${this.bucket}/${p}`;
+    this.o = { ...defaultS3StoreOptions, ...options };
+    this.retry = { ...defaultRetryOptions, ...options.retry };
+    const cfg: S3ClientConfig = {
+      region: options.region ?? process.env['AWS_REGION'] ?? 'us-east-1',
+      forcePathStyle: options.forcePathStyle ?? false,
+      maxAttempts: 1,
+      requestHandler: { requestTimeout: this.o.requestTimeoutMs, connectionTimeout: Math.min(this.o.requestTimeoutMs, 5000) },
+    };
+    if (options.endpoint !== undefined) cfg.endpoint = options.endpoint;
+    if (options.credentials !== undefined) cfg.credentials = options.credentials;
+    this.client = new S3Client(cfg);
+  }
+
+  private k(key: string): string {
+    checkKey(key);
+    return this.prefix + key;
+  }
+
+  private run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    return withRetry(fn, isRetryableS3Error, this.retry, (err, attempt) => this.o.onRetry?.(err, attempt, op)).catch((err: unknown) => {
+      if (isBackupError(err)) throw err;
+      throw new BackupError('BACKUP_STORE_ERROR', `S3 ${op} failed: ${(err as Error).name ?? ''} ${(err as Error).message ?? String(err)}`, { op, url: this.url }, { cause: err });
+    });
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    const Key = this.k(key);
+    const existing = await this.head(key);
+    if (existing !== undefined) {
+      if (existing.size === body.length && (await this.get(key)).equals(body)) return;
+      throw new BackupError('BACKUP_OBJECT_CONFLICT', `object ${key} already exists with different bytes`, { key });
+    }
+    await this.run('put', async () => {
+      if (body.length >= this.o.multipartThresholdBytes) {
+        const up = new Upload({ client: this.client, params: { Bucket: this.bucket, Key, Body: body }, partSize: Math.max(5 << 20, this.o.partSizeBytes), queueSize: 4, leavePartsOnError: false });
+        await up.done();
+      } else {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+      }
+    });
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const Key = this.k(key);
+    return this.run('get', async () => {
+      try {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
+        if (r.Body === undefined) throw new Error('empty body');
+        const bytes = Buffer.from(await r.Body.transformToByteArray());
+        if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) throw Object.assign(new Error(`short read: ${bytes.length} of ${r.ContentLength} bytes`), { name: 'ECONNRESET' });
+        return bytes;
+      } catch (err) {
+        if (isNotFound(err)) throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
+        throw err;
+      }
+    });
+  }
+
+  async head(key: string): Promise<{ size: number } | undefined> {
+    const Key = this.k(key);
+    return this.run('head', async () => {
+      try {
+        const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+        return { size: r.ContentLength ?? 0 };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    do {
+      const t = token;
+      const r = await this.run('list', () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ...(t !== undefined ? { ContinuationToken: t } : {}) })));
+      for (const o of r.Contents ?? []) if (o.Key !== undefined) out.push(o.Key.slice(this.prefix.length));
+      token = r.IsTruncated === true ? r.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    return out.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    const Key = this.k(key);
+    await this.run('delete', () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })));
+  }
+
+  /** A presigned GET URL valid for `expiresSec` seconds. */
+  presignGet(key: string, expiresSec: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.k(key) }), { expiresIn: expiresSec });
+  }
+
+  /** Closes the HTTP connections. */
+  destroy(): void {
+    this.client.destroy();
+  }
+}
