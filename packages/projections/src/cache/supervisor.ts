@@ -305,6 +305,8 @@ export class TrainingSupervisor {
     this.gen++; // later events from the dead worker are ignored
     const w = this.worker;
     this.worker = undefined;
+    // An interrupted run is retried as soon as the next worker is up.
+    if (this.inflight !== undefined) this.nextRunAt = 0;
     this.inflight = undefined;
     if (w !== undefined) w.terminate().catch(() => {});
     this.lastError = reason;
