@@ -60,9 +60,9 @@ function exitCodeFor(err: unknown): number {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string') return EXIT.FAILURE;
   if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
-  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
+  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
-  if (code.includes('CHECKSUM') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
+  if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
   if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
   if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
   return EXIT.FAILURE;

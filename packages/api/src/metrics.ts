@@ -45,8 +45,8 @@ export const SKETCH_METRICS: readonly { name: string; kind: Kind; labels: string
   { name: 'restore_failure_total', kind: 'counter', labels: [], help: 'failed restores' },
   { name: 'restore_duration_seconds', kind: 'histogram', labels: [], help: 'restore duration' },
   { name: 'pitr_success_total', kind: 'counter', labels: [], help: 'successful point-in-time restores' },
-  { name: 'continuous_backup_lag_events', kind: 'gauge', labels: [], help: 'events committed but not yet shipped by continuous backup' },
-  { name: 'continuous_backup_lag_seconds', kind: 'gauge', labels: [], help: 'age of the oldest unshipped event, seconds' },
+  { name: 'backup_continuous_lag_events', kind: 'gauge', labels: [], help: 'events committed but not yet shipped by continuous backup' },
+  { name: 'backup_continuous_lag_seconds', kind: 'gauge', labels: [], help: 'age of the oldest unshipped event, seconds' },
 ];
 
 /** Registers a placeholder for every sketch metric not yet on `registry`; returns the names it added. */

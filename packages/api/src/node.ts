@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
-import { Gauge, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
@@ -114,13 +114,6 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         continuous = new mod.ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry });
         await continuous.start();
         backup.continuous = continuous;
-        const c = continuous;
-        if (registry.getSingleMetric('continuous_backup_lag_events') === undefined) {
-          new Gauge({ name: 'continuous_backup_lag_events', help: 'events committed but not yet shipped by continuous backup', registers: [registry], collect() { this.set(c.status().lagEvents); } });
-        }
-        if (registry.getSingleMetric('continuous_backup_lag_seconds') === undefined) {
-          new Gauge({ name: 'continuous_backup_lag_seconds', help: 'age of the oldest unshipped event, seconds', registers: [registry], collect() { this.set(c.status().lagSeconds); } });
-        }
       }
       if (o.schedule ?? cfg.backup.enabled) {
         let running = false;

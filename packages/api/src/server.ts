@@ -415,7 +415,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       head: { seq: head.seq, ts: microsToIso(head.ts), tsMicros: head.ts },
       breakers: { wal: wal.state, ...p.breakers },
       wal,
-      projections: { ...p, lagEvents: Math.max(0, head.seq - p.applied) },
+      projections: { ...p, logLagEvents: Math.max(0, head.seq - p.applied) },
       training: deps.training?.() ?? null,
       continuousBackup: cont ?? null,
       components: deps.components ?? null,

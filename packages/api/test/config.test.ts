@@ -1,0 +1,86 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { defaultConfig, envNames, loadConfig } from '../src/config.js';
+
+const root = path.resolve(import.meta.dirname, '../../..');
+
+function tmpYaml(text: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-cfg-'));
+  const f = path.join(dir, 'c.yaml');
+  fs.writeFileSync(f, text);
+  return f;
+}
+
+function errorOf(fn: () => unknown): { code: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return err as { code: string; message: string };
+  }
+  throw new Error('expected an error');
+}
+
+describe('config', () => {
+  it('embedded default: data in ./data, backups in ./backups, 127.0.0.1:7070, the sketch defaults', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.server).toMatchObject({ host: '127.0.0.1', port: 7070, max_batch: 1000 });
+    expect(c.storage.data_dir).toBe('./data');
+    expect(c.backup.local_dir).toBe('./backups');
+    expect(c.backup.full_backup_schedule).toBe('0 2 * * *');
+    expect(c.error_recovery.wal).toEqual({ retry_attempts: 5, circuit_breaker_threshold: 3, circuit_breaker_timeout_seconds: 60 });
+    expect(c.error_recovery.training.restart_backoff_seconds).toEqual([1, 2, 4, 8, 16]);
+    expect(c.error_recovery.query).toEqual({ cache_timeout_ms: 10, hot_tier_timeout_ms: 50, cold_tier_timeout_ms: 1000 });
+    expect(Object.isFrozen(c.server)).toBe(true);
+  });
+
+  it('config.example.yaml at the repo root loads and states exactly the defaults', () => {
+    const file = path.join(root, 'config.example.yaml');
+    const c = loadConfig({ file, env: {} });
+    expect(c).toEqual(defaultConfig);
+    // every default key is spelled out in the example
+    const doc = parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    expect(Object.keys(doc).sort()).toEqual(Object.keys(defaultConfig).sort());
+  });
+
+  it('file < env < flags', () => {
+    const f = tmpYaml('server:\n  port: 8000\n  host: 0.0.0.0\nstorage:\n  data_dir: /x\n');
+    const c = loadConfig({ file: f, env: { KYRODB_SERVER_PORT: '9000', KYRODB_BACKUP_S3_ENABLED: 'true', KYRODB_ERROR_RECOVERY_WAL_RETRY_ATTEMPTS: '7' }, overrides: { 'storage.data_dir': '/y', 'server.host': undefined } });
+    expect(c.server.port).toBe(9000);
+    expect(c.server.host).toBe('0.0.0.0');
+    expect(c.storage.data_dir).toBe('/y');
+    expect(c.backup.s3.enabled).toBe(true);
+    expect(c.error_recovery.wal.retry_attempts).toBe(7);
+    expect(envNames()['KYRODB_BACKUP_CONTINUOUS_INTERVAL_MS']).toBe('backup.continuous.interval_ms');
+  });
+
+  it.each([
+    ['server:\n  port: 70000\n', 'server.port', 'an integer in 0..65535'],
+    ['server:\n  prot: 1\n', 'server.prot', 'unknown key'],
+    ['backup:\n  full_backup_schedule: "every day"\n', 'backup.full_backup_schedule', 'cron'],
+    ['backup:\n  compression: gzip\n', 'backup.compression', 'one of zstd, none'],
+    ['auth:\n  keys:\n    - { name: a, key: "12345678", roles: [root] }\n', 'auth.keys[0].roles', 'one of read, write, admin, audit'],
+    ['error_recovery:\n  training:\n    restart_backoff_seconds: []\n', 'error_recovery.training.restart_backoff_seconds', 'non-empty list'],
+    ['cache: 5\n', 'cache', 'mapping'],
+    ['[1, 2]\n', '', 'mapping'],
+    ['server: {port: 1\n', '', 'not valid YAML'],
+  ])('a bad file names the key and the expected form: %j', (yaml, key, expected) => {
+    const e = errorOf(() => loadConfig({ file: tmpYaml(yaml), env: {} }));
+    expect(e.code).toBe('API_CONFIG_INVALID');
+    expect(e.message).toContain(key);
+    expect(e.message).toContain(expected);
+  });
+
+  it('bad env and flag values name the key', () => {
+    expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: 'eighty' } })).message).toMatch(/config env: server\.port: expected an integer/);
+    expect(errorOf(() => loadConfig({ env: {}, overrides: { 'server.port': -1 } })).message).toMatch(/config flag: server\.port/);
+  });
+
+  it('an api key never appears in an error message', () => {
+    const e = errorOf(() => loadConfig({ file: tmpYaml('auth:\n  keys:\n    - { name: a, key: "short", roles: [read] }\n'), env: {} }));
+    expect(e.message).not.toContain('short');
+    expect(e.message).toContain('auth.keys[0].key');
+  });
+});
