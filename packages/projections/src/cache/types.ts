@@ -1,15 +1,10 @@
-import type { Metadata } from '@kyrodb/log';
+import type { SearchHit } from '../state.js';
 
 /**
- * One search result. Same shape as the projections package's `SearchHit` (contract §projections);
- * scores are "higher is better" for every metric. Kept here so the cache layer compiles on its own;
- * if both definitions exist they are structurally identical.
+ * One search result: the projections package's `SearchHit` (state.ts), re-exported so the cache layer
+ * and the executor share one definition. Scores are "higher is better" for every metric.
  */
-export interface SearchHit {
-  id: string;
-  score: number;
-  metadata?: Metadata;
-}
+export type { SearchHit };
 
 /**
  * A query as the tiered executor presents it to the cache layer.
