@@ -240,7 +240,10 @@ export interface RestoreOptions extends Omit<ExecuteRestoreOptions, 'keepState'>
  * text with `seq` = the planned seq, touching nothing).
  */
 export async function restore(o: RestoreOptions): Promise<RestoreReport> {
-  const { manifests } = await loadManifests(o.store);
+  const { manifests, incomplete } = await loadManifests(o.store);
+  if (o.backupId !== undefined && incomplete.includes(o.backupId) && !manifests.some((m) => m.backup_id === o.backupId)) {
+    throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${o.backupId} has no manifest: it never completed`, { backupId: o.backupId });
+  }
   const segments = await loadSegments(o.store);
   const target: RestoreTarget = {};
   if (o.backupId !== undefined) target.backupId = o.backupId;

@@ -1,0 +1,130 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BackupManager, LocalDirStore, isBackupError, parseKey, restore, sha256Hex, type BackupErrorCode, type BackupManifest } from '@kyrodb/backup';
+import { created, fill, hashDir, openLog, quietLogger, siblings, tempDir } from './helpers.js';
+
+const KEY = parseKey('22'.repeat(32));
+const WRONG = parseKey('33'.repeat(32));
+
+interface Fixture {
+  storeDir: string;
+  store: LocalDirStore;
+  full: BackupManifest;
+  inc: BackupManifest;
+}
+
+async function fixture(o: { encrypted?: boolean; compression?: 'zstd' | 'none' } = {}): Promise<Fixture> {
+  const { log, dir } = await openLog();
+  await log.append([created('c', 8)]);
+  await fill(log, 600, { ids: 400 });
+  const storeDir = tempDir();
+  const store = new LocalDirStore(storeDir);
+  const mgr = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 200, logger: quietLogger(), compression: o.compression ?? 'zstd', ...(o.encrypted === true ? { encryption: KEY } : {}) });
+  const full = await mgr.createFull();
+  await fill(log, 100, { seed: 5000 });
+  const inc = await mgr.createIncremental();
+  await log.close();
+  return { storeDir, store, full, inc };
+}
+
+function file(f: Fixture, key: string): string {
+  return path.join(f.storeDir, ...key.split('/'));
+}
+
+/** A target that exists with content (restored over with force) and one that does not exist. */
+function targets(): { existing: string; absent: string } {
+  const root = tempDir();
+  const existing = path.join(root, 'data');
+  fs.mkdirSync(path.join(existing, 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(existing, 'log.mdb'), 'precious');
+  fs.writeFileSync(path.join(existing, 'sub', 'x'), 'y');
+  return { existing, absent: path.join(root, 'absent') };
+}
+
+async function expectRefused(f: Fixture, code: BackupErrorCode, o: { backupId?: string; key?: typeof KEY } = {}): Promise<void> {
+  const mgr = new BackupManager({ log: undefined as never, dataDir: '/nonexistent', store: f.store, logger: quietLogger(), ...(o.key ? { encryption: o.key } : {}) });
+  const v = await mgr.verify(o.backupId ?? f.inc.backup_id);
+  expect(v.ok).toBe(false);
+  expect(v.code).toBe(code);
+  const { existing, absent } = targets();
+  const before = hashDir(existing);
+  const common = { store: f.store, ...(o.key ? { encryption: o.key } : {}), backupId: o.backupId ?? f.inc.backup_id };
+  await expect(restore({ ...common, dataDir: existing, force: true })).rejects.toSatisfy((e) => isBackupError(e, code));
+  await expect(restore({ ...common, dataDir: absent })).rejects.toSatisfy((e) => isBackupError(e, code));
+  expect(hashDir(existing)).toBe(before);
+  expect(fs.existsSync(absent)).toBe(false);
+  expect(siblings(existing)).toEqual([]); // no staging or pre-restore dirs left behind
+}
+
+describe('bad backups are refused with a code naming the problem; the data dir is untouched', () => {
+  it('a flipped byte → BACKUP_CHECKSUM_MISMATCH', async () => {
+    const f = await fixture();
+    const k = f.full.files[1]!.key;
+    const b = fs.readFileSync(file(f, k));
+    b[Math.floor(b.length / 2)]! ^= 0x01;
+    fs.writeFileSync(file(f, k), b);
+    await expectRefused(f, 'BACKUP_CHECKSUM_MISMATCH');
+  });
+
+  it('a truncated file → BACKUP_CHECKSUM_MISMATCH', async () => {
+    const f = await fixture({ encrypted: true });
+    const k = f.inc.files[0]!.key;
+    const b = fs.readFileSync(file(f, k));
+    fs.writeFileSync(file(f, k), b.subarray(0, b.length - 7));
+    await expectRefused(f, 'BACKUP_CHECKSUM_MISMATCH', { key: KEY });
+  });
+
+  it('a missing file → BACKUP_FILE_MISSING', async () => {
+    const f = await fixture();
+    fs.rmSync(file(f, f.full.files[2]!.key));
+    await expectRefused(f, 'BACKUP_FILE_MISSING');
+  });
+
+  it('a missing manifest → BACKUP_MANIFEST_MISSING (and the backup is not listed)', async () => {
+    const f = await fixture();
+    fs.rmSync(file(f, `backups/${f.inc.backup_id}/manifest.json`));
+    await expectRefused(f, 'BACKUP_MANIFEST_MISSING');
+    const mgr = new BackupManager({ log: undefined as never, dataDir: '/x', store: f.store, logger: quietLogger() });
+    expect((await mgr.list()).map((m) => m.backup_id)).toEqual([f.full.backup_id]);
+  });
+
+  it('a wrong key → BACKUP_DECRYPT_FAILED; no key → BACKUP_KEY_REQUIRED', async () => {
+    const f = await fixture({ encrypted: true });
+    await expectRefused(f, 'BACKUP_DECRYPT_FAILED', { key: WRONG });
+    await expectRefused(f, 'BACKUP_KEY_REQUIRED');
+  });
+
+  it('a broken incremental chain: parent gone → BACKUP_CHAIN_GAP', async () => {
+    const f = await fixture();
+    fs.rmSync(path.join(f.storeDir, 'backups', f.full.backup_id), { recursive: true });
+    await expectRefused(f, 'BACKUP_CHAIN_GAP');
+  });
+
+  it('a broken incremental chain: hash link altered → BACKUP_CHAIN_BROKEN', async () => {
+    const f = await fixture();
+    const mk = file(f, `backups/${f.inc.backup_id}/manifest.json`);
+    const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
+    m.prev_hash = 'ff'.repeat(32);
+    fs.writeFileSync(mk, JSON.stringify(m));
+    await expectRefused(f, 'BACKUP_CHAIN_BROKEN');
+  });
+
+  it('an altered record with its checksum recomputed is still caught by the hash chain → BACKUP_CHAIN_BROKEN', async () => {
+    const f = await fixture({ compression: 'none' });
+    const fk = f.full.files[1]!;
+    const b = fs.readFileSync(file(f, fk.key));
+    b[b.length - 20]! ^= 0x40; // inside the last record's payload (its vector bytes)
+    fs.writeFileSync(file(f, fk.key), b);
+    const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
+    const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
+    m.files[1]!.sha256 = sha256Hex(b);
+    fs.writeFileSync(mk, JSON.stringify(m));
+    await expectRefused(f, 'BACKUP_CHAIN_BROKEN');
+  });
+
+  it('an unknown backup id → BACKUP_NOT_FOUND', async () => {
+    const f = await fixture();
+    await expectRefused(f, 'BACKUP_NOT_FOUND', { backupId: 'nope' });
+  });
+});
