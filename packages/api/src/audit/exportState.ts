@@ -77,16 +77,34 @@ function docLine(collection: string, d: AuditDoc): string {
   return `{"kind":"doc","collection":${JSON.stringify(collection)},"id":${JSON.stringify(d.id)},"vector":${vectorJson(d.vector)},"metadata":${JSON.stringify(d.metadata ?? null)},"seq":${d.seq},"ts":${d.ts}}`;
 }
 
-async function writeLine(out: NodeJS.WritableStream, line: string): Promise<number> {
-  const buf = line + '\n';
-  const w = out as NodeJS.WritableStream & { destroyed?: boolean };
-  if (w.destroyed === true) throw new Error('the export stream was closed before the export finished');
-  if (!out.write(buf)) {
-    // Wait for room, or give up if the reader went away (a closed stream never drains).
-    const ac = new AbortController();
-    await Promise.race([once(w, 'drain', { signal: ac.signal }), once(w, 'close', { signal: ac.signal }).then(() => Promise.reject(new Error('the export stream was closed before the export finished')))]).finally(() => ac.abort());
+/** Writes lines in chunks of ~64 KiB (one syscall per chunk, not per line), honouring backpressure. */
+class LineWriter {
+  private parts: string[] = [];
+  private size = 0;
+  bytes = 0;
+  constructor(private readonly out: NodeJS.WritableStream) {}
+  async line(s: string): Promise<void> {
+    this.parts.push(s, '\n');
+    this.size += s.length + 1;
+    if (this.size >= 64 * 1024) await this.flush();
   }
-  return Buffer.byteLength(buf);
+  async flush(): Promise<void> {
+    if (this.parts.length === 0) return;
+    const chunk = this.parts.join('');
+    this.parts = [];
+    this.size = 0;
+    this.bytes += Buffer.byteLength(chunk);
+    const w = this.out as NodeJS.WritableStream & { destroyed?: boolean };
+    if (w.destroyed === true) throw new Error('the export stream was closed before the export finished');
+    if (!w.write(chunk)) {
+      // Wait for room, or give up if the reader went away (a closed stream never drains).
+      const ac = new AbortController();
+      await Promise.race([
+        once(w, 'drain', { signal: ac.signal }),
+        once(w, 'close', { signal: ac.signal }).then(() => Promise.reject(new Error('the export stream was closed before the export finished'))),
+      ]).finally(() => ac.abort());
+    }
+  }
 }
 
 /**
@@ -97,20 +115,22 @@ export async function writeState(state: AuditState, out: NodeJS.WritableStream, 
   const names = [...state.collections.keys()].sort(byKey);
   let documents = 0;
   for (const c of state.collections.values()) documents += c.docs.size;
-  let bytes = await writeLine(out, headerLine(state, names.length, documents));
+  const w = new LineWriter(out);
+  await w.line(headerLine(state, names.length, documents));
   let done = 0;
   for (const name of names) {
     const c = state.collections.get(name)!;
-    bytes += await writeLine(out, collectionLine(c));
+    await w.line(collectionLine(c));
     for (const id of [...c.docs.keys()].sort(byKey)) {
-      bytes += await writeLine(out, docLine(name, c.docs.get(id)!));
+      await w.line(docLine(name, c.docs.get(id)!));
       done += 1;
       if (onProgress !== undefined && done % 10_000 === 0) onProgress({ phase: 'write', done, total: documents });
     }
   }
-  bytes += await writeLine(out, JSON.stringify({ kind: 'footer', collections: names.length, documents }));
+  await w.line(JSON.stringify({ kind: 'footer', collections: names.length, documents }));
+  await w.flush();
   onProgress?.({ phase: 'write', done: documents, total: documents });
-  return { asOf: state.asOf, head: state.head, collections: names.length, documents, bytes };
+  return { asOf: state.asOf, head: state.head, collections: names.length, documents, bytes: w.bytes };
 }
 
 /**
