@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EventLog, Failpoints } from '@kyrodb/log';
-import type { EventInput, Metric } from '@kyrodb/log';
+import type { Clock, EventInput, Metric } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { Projections } from '@kyrodb/projections';
 import type { ProjectionsOptions } from '@kyrodb/projections';
@@ -52,10 +52,10 @@ export interface Env {
 }
 
 /** A real log in a temp dir and a way to open projections on it (each open gets a fresh registry). */
-export async function makeEnv(): Promise<Env> {
+export async function makeEnv(o: { clock?: Clock } = {}): Promise<Env> {
   const dir = tmpDir();
   const failpoints = new Failpoints();
-  const log = await EventLog.open({ dir, failpoints, logger: quiet });
+  const log = await EventLog.open({ dir, failpoints, logger: quiet, ...(o.clock ? { clock: o.clock } : {}) });
   const opened: Projections[] = [];
   const env: Env = {
     dir,

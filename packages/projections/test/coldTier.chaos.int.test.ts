@@ -1,0 +1,137 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '@kyrodb/log';
+import { exactSearch, materialize } from '@kyrodb/projections';
+import type { Projections, SearchRequest } from '@kyrodb/projections';
+import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
+import type { Env } from './helpers.js';
+
+let env: Env | undefined;
+afterEach(async () => {
+  await env?.close();
+  env = undefined;
+});
+
+const DIM = 6;
+
+async function seed(e: Env, p: Projections, n = 60): Promise<void> {
+  const r = rng(3);
+  await e.log.append([create('c', DIM, 'l2')]);
+  const res = await e.log.append(Array.from({ length: n }, (_, i) => upsert('c', `v${i}`, randomVector(r, DIM), { g: i % 2 })));
+  await p.waitForCold(res.lastSeq);
+}
+
+async function untilColdAnswers(p: Projections): Promise<void> {
+  for (;;) {
+    try {
+      if ((await p.coldStats()) !== undefined) return;
+    } catch {
+      // still hung
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function exact(e: Env, req: SearchRequest): unknown {
+  return exactSearch(materialize(e.log), 'c', req);
+}
+
+describe('cold tier faults (chaos, real worker thread)', () => {
+  it('projection.cold.search=delay(5000): degraded hot answers within the timeout; the breaker opens, half-opens, closes', async () => {
+    env = await makeEnv();
+    const clock = new FakeClock();
+    const p = await env.open({ clock, query: { coldTimeoutMs: 150, breakerThreshold: 2, breakerTimeoutMs: 30_000 } });
+    await seed(env, p);
+    const q: SearchRequest = { vector: new Float32Array(DIM).fill(0.5), k: 5 };
+    env.failpoints.set('projection.cold.search', '1*delay(5000)');
+    const first = await p.search('c', q); // the worker really hangs for 5 s
+    expect(first).toMatchObject({ degraded: true, layers: ['hot'] });
+    // A write while the cold tier hangs stays in the hot tier and is served.
+    await env.log.append([upsert('c', 'fresh', Array.from({ length: DIM }, () => 0.5))]);
+    const second = await p.search('c', q); // queued behind the hang: times out too
+    expect(second.degraded).toBe(true);
+    expect(second.results[0]?.id).toBe('fresh');
+    expect(p.health().breakers['cold']).toBe('open');
+    const third = await p.search('c', q); // breaker open: no cold call at all
+    expect(third).toMatchObject({ degraded: true, layers: ['hot'] });
+    expect(third.results[0]?.id).toBe('fresh');
+    expect(await metric(env.registry, 'query_timeouts_total', { layer: 'cold' })).toBe(2);
+    expect(await metric(env.registry, 'query_degradation_total', { fallback_to: 'hot' })).toBe(3);
+    expect(await metric(env.registry, 'query_layer_circuit_breaker_state', { layer: 'cold', state: 'open' })).toBe(1);
+    await untilColdAnswers(p);
+    clock.advance(30_000);
+    expect(p.health().breakers['cold']).toBe('half_open');
+    expect(await metric(env.registry, 'query_layer_circuit_breaker_state', { layer: 'cold', state: 'half_open' })).toBe(1);
+    const probe = await p.search('c', q);
+    expect(probe.degraded).toBe(false);
+    expect(probe.layers).toEqual(['hot', 'cold']);
+    expect(p.health().breakers['cold']).toBe('closed');
+    expect(probe.results).toEqual(exact(env, q));
+  });
+
+  it('projection.cold.search=panic: the worker crashes, answers degrade, it restarts from its checkpoint and catches up', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { coldTimeoutMs: 2000 } });
+    await seed(env, p);
+    await p.checkpoint();
+    // Changes after the checkpoint the restarted worker must replay: overwrites, deletes, new docs.
+    const r = rng(9);
+    await env.log.append([
+      ...Array.from({ length: 10 }, (_, i) => upsert('c', `v${i}`, randomVector(r, DIM), { g: 5 })),
+      ...Array.from({ length: 5 }, (_, i) => ({ type: 'vector.deleted' as const, collection: 'c', body: { id: `v${20 + i}` } })),
+      ...Array.from({ length: 10 }, (_, i) => upsert('c', `new${i}`, randomVector(r, DIM))),
+    ]);
+    await p.waitForCold(env.log.head().seq);
+    const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 10 };
+    env.failpoints.set('projection.cold.search', '1*panic');
+    const crashed = await p.search('c', q);
+    expect(crashed).toMatchObject({ degraded: true, layers: ['hot'] });
+    // Degraded: only what the hot tier holds (the changes since the checkpoint the restarted
+    // worker starts from), never a deleted or stale version.
+    const live = materialize(env.log).collections.get('c')!.docs;
+    for (const h of crashed.results) expect(live.get(h.id)?.seq).toBeGreaterThan(61);
+    await env.log.append([upsert('c', 'during', randomVector(r, DIM))]);
+    await p.waitForCold(env.log.head().seq);
+    expect(await metric(env.registry, 'projection_cold_restarts_total')).toBe(1);
+    const after = await p.search('c', q);
+    expect(after.degraded).toBe(false);
+    expect(after.results).toEqual(exact(env, q));
+    expect(p.health().hotVectors).toBe(0);
+    const f: SearchRequest = { ...q, filter: { g: 5 } };
+    expect((await p.search('c', f)).results).toEqual(exact(env, f));
+  });
+
+  it('projection.cold.insert=panic: the worker crashes mid-insert, restarts without a checkpoint (rebuild) and catches up', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    await seed(env, p, 30);
+    env.failpoints.set('projection.cold.insert', '1*panic');
+    const r = rng(11);
+    await env.log.append(Array.from({ length: 20 }, (_, i) => upsert('c', `x${i}`, randomVector(r, DIM))));
+    await p.waitForCold(env.log.head().seq);
+    expect(await metric(env.registry, 'projection_cold_restarts_total')).toBe(1);
+    expect((await p.coldStats())?.collections[0]?.live).toBe(50);
+    const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 7 };
+    const s = await p.search('c', q);
+    expect(s.degraded).toBe(false);
+    expect(s.results).toEqual(exact(env, q));
+  });
+
+  it('hot-tier bound: while the cold tier is stalled (projection.cold.insert=delay) the hot tier grows past maxVectors and admission() pushes back; it recovers once the cold tier absorbs', async () => {
+    env = await makeEnv();
+    const p = await env.open({ hotTier: { maxVectors: 20 } });
+    await seed(env, p, 10);
+    expect(p.admission()).toEqual({ ok: true });
+    env.failpoints.set('projection.cold.insert', '1*delay(1500)');
+    const r = rng(5);
+    for (let i = 0; i < 40; i++) await env.log.append([upsert('c', `h${i}`, randomVector(r, DIM))]);
+    expect(p.health().hotVectors).toBeGreaterThan(20);
+    const adm = p.admission();
+    expect(adm.ok).toBe(false);
+    if (!adm.ok) expect(adm.retryAfterMs).toBeGreaterThan(0);
+    const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 5 };
+    expect((await p.search('c', q)).results).toEqual(exact(env, q));
+    await p.waitForCold(env.log.head().seq);
+    expect(p.health().hotVectors).toBe(0);
+    expect(p.admission()).toEqual({ ok: true });
+  });
+});
