@@ -122,19 +122,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.decorateRequest('actor', undefined);
 
+  // Answers straight from the hook (no throw) so encapsulated plugins' error handlers cannot re-map these.
+  const refuse = (reply: FastifyReply, code: 'API_SHUTTING_DOWN' | 'API_UNAUTHORIZED' | 'API_FORBIDDEN', message: string): FastifyReply => {
+    if (code === 'API_SHUTTING_DOWN') void reply.header('Connection', 'close').header('Retry-After', '1');
+    return reply.status(httpStatusFor(code)).send({ error: { code, message } });
+  };
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (draining) {
-      void reply.header('Connection', 'close');
-      throw new ApiError('API_SHUTTING_DOWN', 'the server is shutting down');
-    }
+    if (draining) return refuse(reply, 'API_SHUTTING_DOWN', 'the server is shutting down');
     const roles = req.routeOptions.config.roles;
     if (!authOn || roles === undefined) return;
     const auth = req.headers.authorization;
     const raw = typeof auth === 'string' && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : req.headers['x-api-key'];
-    if (typeof raw !== 'string' || raw === '') throw new ApiError('API_UNAUTHORIZED', 'an API key is required: Authorization: Bearer KEY or x-api-key: KEY');
+    if (typeof raw !== 'string' || raw === '') return refuse(reply, 'API_UNAUTHORIZED', 'an API key is required: Authorization: Bearer KEY or x-api-key: KEY');
     const key = keysByHash.get(createHash('sha256').update(raw).digest('hex'));
-    if (key === undefined) throw new ApiError('API_UNAUTHORIZED', 'unknown API key');
-    if (!key.roles.includes('admin') && !roles.some((r) => key.roles.includes(r))) throw new ApiError('API_FORBIDDEN', `key ${key.name} needs one of the roles ${roles.join(', ')}`);
+    if (key === undefined) return refuse(reply, 'API_UNAUTHORIZED', 'unknown API key');
+    if (!key.roles.includes('admin') && !roles.some((r) => key.roles.includes(r))) return refuse(reply, 'API_FORBIDDEN', `key ${key.name} needs one of the roles ${roles.join(', ')}`);
     req.actor = key.name;
   });
 

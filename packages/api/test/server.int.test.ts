@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toHex } from '@kyrodb/log';
+import { inProcessNode } from './helpers.js';
+
+type Node = Awaited<ReturnType<typeof inProcessNode>>;
+
+async function req(node: Node, method: string, url: string, body?: unknown, headers: Record<string, string> = {}) {
+  const r = await node.app.inject({ method: method as 'GET', url, headers: body !== undefined && typeof body !== 'string' ? { 'content-type': 'application/json', ...headers } : headers, ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}) });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field
+  let json: any;
+  try {
+    json = r.json();
+  } catch {
+    json = r.body;
+  }
+  return { status: r.statusCode, json, headers: r.headers };
+}
+
+const vec = (...xs: number[]) => xs;
+
+describe('HTTP server (in-process, real log and projections)', () => {
+  let node: Node;
+  beforeAll(async () => {
+    node = await inProcessNode({ 'server.max_batch': 10 }, { failpointsApi: false });
+    const c = await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'cosine' });
+    expect(c.status).toBe(201);
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  it('collections: create is idempotent with the same settings (200), 409 with other settings, listed and described', async () => {
+    expect((await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'cosine' })).status).toBe(200);
+    expect((await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'cosine', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } })).status).toBe(200);
+    const conflict = await req(node, 'PUT', '/v1/collections/docs', { dimension: 4, metric: 'cosine' });
+    expect(conflict.status).toBe(409);
+    expect(conflict.json.error.code).toBe('API_COLLECTION_EXISTS');
+    const list = await req(node, 'GET', '/v1/collections');
+    expect(list.json.collections.map((c: { name: string }) => c.name)).toContain('docs');
+    expect((await req(node, 'GET', '/v1/collections/docs')).json).toMatchObject({ name: 'docs', dimension: 3, metric: 'cosine' });
+    expect((await req(node, 'GET', '/v1/collections/nope')).status).toBe(404);
+  });
+
+  it('a write answers {seq, ts, tsMicros} after the commit, and the next search sees it (read-your-writes)', async () => {
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a', vector: vec(1, 0, 0), metadata: { color: 'red', n: 1 } }, { id: 'b', vector: vec(0, 1, 0), metadata: { color: 'blue', n: 2 } }] });
+    expect(w.status).toBe(200);
+    expect(w.json.seq).toBe(node.log.head().seq);
+    expect(w.json.ts).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    expect(Number.isInteger(w.json.tsMicros)).toBe(true);
+    const s = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0.1, 0), k: 2 });
+    expect(s.status).toBe(200);
+    expect(s.json.results.map((h: { id: string }) => h.id)).toEqual(['a', 'b']);
+    expect(s.json.results[0].metadata).toEqual({ color: 'red', n: 1 });
+    const f = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0.1, 0), k: 2, filter: { color: { $in: ['blue'] }, n: { $gte: 2 } } });
+    expect(f.json.results.map((h: { id: string }) => h.id)).toEqual(['b']);
+    const g = await req(node, 'GET', '/v1/collections/docs/vectors/a');
+    expect(g.json).toMatchObject({ id: 'a', vector: [1, 0, 0], metadata: { color: 'red', n: 1 } });
+  });
+
+  it('as-of reads and history: the old value stays readable after an overwrite', async () => {
+    const w1 = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'h', vector: vec(1, 1, 0) }] });
+    await new Promise((r) => setTimeout(r, 5));
+    await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'h', vector: vec(0, 0, 1) }] });
+    const old = await req(node, 'GET', `/v1/collections/docs/vectors/h?asOf=${encodeURIComponent(w1.json.ts)}`);
+    expect(old.status).toBe(200);
+    expect(old.json.vector).toEqual([1, 1, 0]);
+    expect((await req(node, 'GET', '/v1/collections/docs/vectors/h')).json.vector).toEqual([0, 0, 1]);
+    const hist = await req(node, 'GET', '/v1/collections/docs/vectors/h/history');
+    expect(hist.json.events).toHaveLength(2);
+    const asOfSearch = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 1, 0), k: 1, asOf: w1.json.ts });
+    expect(asOfSearch.status).toBe(200);
+    expect(asOfSearch.json.results[0].id).toBe('h');
+  });
+
+  const bad: [string, string, string, unknown, number, string][] = [
+    ['wrong dimension', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 2] }] }, 400, 'API_DIMENSION_MISMATCH'],
+    ['"NaN" as a string', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 'NaN', 0] }] }, 400, 'API_NON_FINITE_VECTOR'],
+    ['"Infinity" as a string', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 'Infinity', 0] }] }, 400, 'API_NON_FINITE_VECTOR'],
+    ['1e400 (parses to Infinity)', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,1e400,0]}]}', 400, 'API_NON_FINITE_VECTOR'],
+    ['3.5e38 (overflows float32)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 3.5e38, 0] }] }, 400, 'API_NON_FINITE_VECTOR'],
+    ['null in a vector', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, null, 0] }] }, 400, 'API_NON_FINITE_VECTOR'],
+    ['empty batch', 'POST', '/v1/collections/docs/vectors', { vectors: [] }, 400, 'API_EMPTY_BATCH'],
+    ['oversized batch', 'POST', '/v1/collections/docs/vectors', { vectors: Array.from({ length: 11 }, (_, i) => ({ id: `o${i}`, vector: [1, 0, 0] })) }, 413, 'API_BATCH_TOO_LARGE'],
+    ['duplicate ids in one batch', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'd', vector: [1, 0, 0] }, { id: 'd', vector: [0, 1, 0] }] }, 400, 'API_DUPLICATE_ID'],
+    ['unknown collection', 'POST', '/v1/collections/nope/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0] }] }, 404, 'API_COLLECTION_NOT_FOUND'],
+    ['malformed JSON', 'POST', '/v1/collections/docs/vectors', '{"vectors": [', 400, 'API_MALFORMED_JSON'],
+    ['unknown top-level field', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0] }], extra: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['unknown vector field', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], score: 1 }] }, 400, 'API_INVALID_REQUEST'],
+    ['id with a space', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a b', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
+    ['id too long', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x'.repeat(257), vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
+    ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'LOG_INVALID_EVENT'],
+    ['bad collection name', 'PUT', '/v1/collections/-bad', { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
+    ['collection name too long', 'PUT', `/v1/collections/${'c'.repeat(65)}`, { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
+    ['unknown metric', 'PUT', '/v1/collections/okname', { dimension: 3, metric: 'hamming' }, 400, 'API_INVALID_REQUEST'],
+    ['unknown hnsw field', 'PUT', '/v1/collections/okname', { dimension: 3, metric: 'l2', hnsw: { m: 3 } }, 400, 'API_INVALID_REQUEST'],
+    ['dimension as a string', 'PUT', '/v1/collections/okname', { dimension: '3', metric: 'l2' }, 400, 'API_INVALID_REQUEST'],
+    ['bad asOf in search', 'POST', '/v1/collections/docs/search', { vector: [1, 0, 0], k: 1, asOf: 'yesterday' }, 400, 'API_INVALID_TIMESTAMP'],
+    ['impossible asOf date', 'POST', '/v1/collections/docs/search', { vector: [1, 0, 0], k: 1, asOf: '2024-02-30T00:00:00Z' }, 400, 'API_INVALID_TIMESTAMP'],
+    ['asOf without a zone', 'GET', '/v1/collections/docs/vectors/a?asOf=2024-01-01T00:00:00', undefined, 400, 'API_INVALID_TIMESTAMP'],
+    ['bad filter', 'POST', '/v1/collections/docs/search', { vector: [1, 0, 0], k: 1, filter: { n: { $regex: 'x' } } }, 400, 'API_INVALID_FILTER'],
+    ['k = 0', 'POST', '/v1/collections/docs/search', { vector: [1, 0, 0], k: 0 }, 400, 'API_INVALID_REQUEST'],
+    ['search wrong dimension', 'POST', '/v1/collections/docs/search', { vector: [1, 0], k: 1 }, 400, 'API_DIMENSION_MISMATCH'],
+    ['unknown query parameter', 'GET', '/v1/collections?x=1', undefined, 400, 'API_INVALID_REQUEST'],
+    ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'API_ROUTE_NOT_FOUND'],
+    ['delete a missing vector', 'DELETE', '/v1/collections/docs/vectors/missing', undefined, 404, 'API_DOC_NOT_FOUND'],
+    ['text/plain body', 'POST', '/v1/collections/docs/search', 'hello', 400, 'API_INVALID_REQUEST'],
+    ['application/xml body', 'POST', '/v1/collections/docs/search', '<a/>', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
+    ['failpoints API off', 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'panic' }, 404, 'API_FAILPOINTS_DISABLED'],
+  ];
+  it.each(bad)('bad input changes nothing: %s → %i', async (_name, method, url, body, status, code) => {
+    const before = toHex(node.log.head().hash);
+    const r = await req(node, method, url, body, typeof body === 'string' && body.startsWith('<') ? { 'content-type': 'application/xml' } : typeof body === 'string' && !body.startsWith('{') ? { 'content-type': 'text/plain' } : typeof body === 'string' ? { 'content-type': 'application/json' } : {});
+    expect(r.status).toBe(status);
+    expect(r.json.error.code).toBe(code);
+    expect(typeof r.json.error.message).toBe('string');
+    expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('delete a vector, drop a collection', async () => {
+    await req(node, 'PUT', '/v1/collections/tmp', { dimension: 2, metric: 'l2' });
+    await req(node, 'POST', '/v1/collections/tmp/vectors', { vectors: [{ id: 'z', vector: [1, 2] }] });
+    expect((await req(node, 'DELETE', '/v1/collections/tmp/vectors/z')).status).toBe(200);
+    expect((await req(node, 'GET', '/v1/collections/tmp/vectors/z')).status).toBe(404);
+    expect((await req(node, 'DELETE', '/v1/collections/tmp')).status).toBe(200);
+    expect((await req(node, 'GET', '/v1/collections/tmp')).status).toBe(404);
+  });
+
+  it('disk full (failpoint): writes 503 + Retry-After + code, reads work, metrics and readyz show it, an admin reset lets writes resume', async () => {
+    node.fp.set('wal.append', '1*error(ENOSPC)');
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'full', vector: [1, 0, 0] }] });
+    expect(w.status).toBe(503);
+    expect(w.json.error.code).toBe('WAL_DISK_FULL');
+    expect(Number(w.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    const again = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'full', vector: [1, 0, 0] }] });
+    expect(again.status).toBe(503);
+    expect(again.headers['retry-after']).toBeDefined();
+    expect((await req(node, 'POST', '/v1/collections/docs/search', { vector: [1, 0, 0], k: 1 })).status).toBe(200);
+    expect((await req(node, 'GET', '/readyz')).status).toBe(503);
+    const m = await node.app.inject({ method: 'GET', url: '/metrics' });
+    expect(m.body).toMatch(/wal_circuit_breaker_state\{state="open"\} 1/);
+    const h = await req(node, 'GET', '/v1/admin/health');
+    expect(h.json.breakers.wal).toBe('open');
+    expect((await req(node, 'POST', '/v1/admin/circuit-breakers/wal/reset')).json.state).toBe('closed');
+    expect((await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'full', vector: [1, 0, 0] }] })).status).toBe(200);
+    expect((await req(node, 'GET', '/readyz')).status).toBe(200);
+  });
+
+  it('/metrics has the sketch metrics and process metrics; /healthz; the OpenAPI document lists the routes', async () => {
+    const m = (await node.app.inject({ method: 'GET', url: '/metrics' })).body;
+    for (const name of ['wal_writes_total', 'hnsw_corruption_detected_total', 'query_timeouts_total', 'backup_failure_total', 'training_restarts_total', 'http_requests_total', 'process_cpu_user_seconds_total']) expect(m).toContain(`# TYPE ${name}`);
+    expect((await req(node, 'GET', '/healthz')).json).toEqual({ status: 'ok' });
+    const doc = (await req(node, 'GET', '/openapi.json')).json;
+    expect(doc.openapi).toBe('3.0.3');
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/collections/{name}', '/v1/collections/{name}/vectors', '/v1/collections/{name}/search', '/v1/log', '/v1/audit/head', '/v1/backups', '/v1/admin/health', '/metrics']));
+    expect(doc.paths['/v1/collections/{name}/vectors'].post.requestBody.content['application/json'].schema.additionalProperties).toBe(false);
+  });
+});
+
+describe('auth: API keys with roles; the key name is the actor', () => {
+  let node: Node;
+  beforeAll(async () => {
+    node = await inProcessNode({ 'auth.keys': [{ name: 'writer', key: 'w-secret-1', roles: ['write'] }, { name: 'reader', key: 'r-secret-1', roles: ['read'] }, { name: 'ops', key: 'a-secret-1', roles: ['admin'] }] });
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+  it('401 without a key, 403 with the wrong role, actor recorded', async () => {
+    expect((await req(node, 'GET', '/v1/collections')).status).toBe(401);
+    expect((await req(node, 'GET', '/v1/collections', undefined, { authorization: 'Bearer nope-nope' })).status).toBe(401);
+    expect((await req(node, 'PUT', '/v1/collections/c1', { dimension: 2, metric: 'ip' }, { authorization: 'Bearer r-secret-1' })).status).toBe(403);
+    expect((await req(node, 'PUT', '/v1/collections/c1', { dimension: 2, metric: 'ip' }, { authorization: 'Bearer w-secret-1' })).status).toBe(201);
+    expect((await req(node, 'GET', '/v1/collections', undefined, { 'x-api-key': 'r-secret-1' })).status).toBe(200);
+    expect((await req(node, 'GET', '/v1/admin/health', undefined, { 'x-api-key': 'w-secret-1' })).status).toBe(403);
+    expect((await req(node, 'GET', '/v1/admin/health', undefined, { 'x-api-key': 'a-secret-1' })).status).toBe(200);
+    expect((await req(node, 'GET', '/v1/log', undefined, { 'x-api-key': 'r-secret-1' })).status).toBe(403);
+    expect((await req(node, 'GET', '/healthz')).status).toBe(200);
+    expect(node.log.get(node.log.head().seq)?.actor).toBe('writer');
+  });
+});
