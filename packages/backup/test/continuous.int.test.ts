@@ -7,7 +7,7 @@ import { created, FaultProxy, fill, openLog, quietLogger, S3Server, s3Store, tem
 
 async function gauge(r: Registry, name: string): Promise<number> {
   const m = (await r.getMetricsAsJSON()).find((x) => x.name === name);
-  return (m?.values[0]?.value as number | undefined) ?? 0;
+  return (m?.values[0]?.value) ?? 0;
 }
 
 /** Every record in the store's segments, in key order, must be exactly the log's records 1..head. */

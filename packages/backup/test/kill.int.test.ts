@@ -12,14 +12,14 @@ function child(args: string[]): { proc: ChildProcess; lines: string[]; exited: P
   const proc = spawn(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', fixture, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let buf = '';
-  proc.stdout!.on('data', (d: Buffer) => {
+  proc.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     const parts = buf.split('\n');
     buf = parts.pop()!;
     lines.push(...parts);
   });
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => proc.on('exit', () => r()));
   proc.on('exit', (code, sig) => {
     if (code !== 0 && sig !== 'SIGKILL') lines.push(`exit ${code} ${sig} ${err}`);
