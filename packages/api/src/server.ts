@@ -112,6 +112,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: config.server.body_limit_bytes,
     routerOptions: { maxParamLength: 600 },
     return503OnClosing: true,
+    // Router-level failures (undecodable URL, bad content-type header) bypass setErrorHandler.
+    frameworkErrors: (err, _req, reply) => {
+      const code = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
+      void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message: err.message } });
+    },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   });
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
