@@ -6,7 +6,6 @@ import { LearnedPredictor, newAccessStats, touchAccessStats } from './predictor.
 import type { AccessStats } from './predictor.js';
 import type { CacheOptions, CacheQuery, QueryCacheLayer, SearchHit } from './types.js';
 
-const LSH_BITS = 10;
 const EVICTION_SAMPLE = 16;
 const ENTRY_OVERHEAD_BYTES = 96;
 const HIT_OVERHEAD_BYTES = 48;
@@ -81,8 +80,9 @@ function xorshift(seed: number): () => number {
  * The hybrid semantic cache (DESIGN.md §2). An answer is served only when a remembered query in the
  * same scope (collection, k, filterKey) has cosine similarity ≥ `similarityThreshold` with the new
  * one AND its collection version equals the query's version — or, with `maxStalenessMs` > 0 only,
- * the entry is at most that old. Candidates are found through a 10-bit random-hyperplane LSH probed
- * at Hamming distance ≤ 1, so a similar entry may occasionally be missed (a miss, never a wrong answer).
+ * the entry is at most that old. Candidates are found through a random-hyperplane LSH (8–16 bits,
+ * about 4 remembered queries per bucket) probed at Hamming distance ≤ 1, so a similar entry may
+ * occasionally be missed (a miss, never a wrong answer).
  *
  * The cache remembers access statistics for up to `historyCapacity` queries beyond the cached ones
  * (fingerprints; every lookup is recorded in the AccessLog under its fingerprint). With a trained
@@ -96,6 +96,7 @@ export class SemanticCache implements QueryCacheLayer {
   readonly accessLog: AccessLog;
   readonly predictor: LearnedPredictor | undefined;
   private readonly historyCapacity: number;
+  private readonly lshBits: number;
   private readonly scopes = new Map<string, Scope>();
   private readonly resident = new Map<number, Key>();
   private readonly residentArr: Key[] = [];
@@ -113,6 +114,8 @@ export class SemanticCache implements QueryCacheLayer {
   constructor(init: SemanticCacheInit = {}) {
     this.options = resolveCacheOptions(init.options);
     this.historyCapacity = this.options.historyCapacity || 4 * this.options.capacity;
+    // About 4 remembered queries per bucket when full; more bits = fewer comparisons, lower recall of near-duplicates.
+    this.lshBits = Math.min(16, Math.max(8, Math.ceil(Math.log2((this.options.capacity + this.historyCapacity) / 4))));
     this.accessLog = init.accessLog ?? new AccessLog(this.options.accessLogCapacity);
     this.predictor = init.predictor;
     this.seed = init.seed ?? 1;
@@ -368,7 +371,9 @@ export class SemanticCache implements QueryCacheLayer {
     const threshold = this.options.similarityThreshold - SIMILARITY_EPSILON;
     let best: Key | undefined;
     let bestSim = -Infinity;
-    for (let p = -1; p < LSH_BITS; p++) {
+    for (let p = -1; p < this.lshBits; p++) {
+      // A match in the query's own bucket is taken without probing the neighbours (the common case).
+      if (p === 0 && best !== undefined) break;
       const list = scope.buckets.get(p < 0 ? h : h ^ (1 << p));
       if (list === undefined) continue;
       for (const key of list) {
@@ -388,12 +393,12 @@ export class SemanticCache implements QueryCacheLayer {
     let planes = this.planes.get(dim);
     if (planes === undefined) {
       const r = xorshift(this.seed * 104729 + dim);
-      planes = new Float32Array(LSH_BITS * dim);
+      planes = new Float32Array(this.lshBits * dim);
       for (let i = 0; i < planes.length; i++) planes[i] = Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
       this.planes.set(dim, planes);
     }
     let h = 0;
-    for (let b = 0; b < LSH_BITS; b++) {
+    for (let b = 0; b < this.lshBits; b++) {
       let s = 0;
       const off = b * dim;
       for (let i = 0; i < dim; i++) s += planes[off + i]! * nv[i]!;
