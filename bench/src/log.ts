@@ -1,0 +1,197 @@
+// Benchmark of the event log (issue 2). Run: npx tsc -b && pnpm exec tsx bench/src/log.ts [--dir DIR] [--quick]
+// Prints a table and writes bench/results/log.json. Baselines are measured in the same run, in the same directory.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EventLog } from '@kyrodb/log';
+import type { EventInput } from '@kyrodb/log';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const dirArg = args.indexOf('--dir');
+const base = dirArg >= 0 && args[dirArg + 1] !== undefined ? args[dirArg + 1]! : os.tmpdir();
+const DIM = 128;
+const LATENCY_N = quick ? 300 : 3000;
+const THROUGHPUT_MS = quick ? 1000 : 4000;
+const BIG_LOG = quick ? 20_000 : 200_000;
+
+const dirs: string[] = [];
+function freshDir(tag: string): string {
+  const d = fs.mkdtempSync(path.join(base, `kyro-bench-${tag}-`));
+  dirs.push(d);
+  return d;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+}
+
+function vec(seed: number): Float32Array {
+  const v = new Float32Array(DIM);
+  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
+  return v;
+}
+
+function upsert(i: number): EventInput {
+  return { type: 'vector.upserted', collection: 'bench', body: { id: `d${i}`, vector: vec(i) } };
+}
+
+const created: EventInput = { type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } };
+
+async function openLog(tag: string, pipelineCommits = true): Promise<EventLog> {
+  const log = await EventLog.open({ dir: freshDir(tag), logger: () => {}, pipelineCommits });
+  await log.append([created]);
+  return log;
+}
+
+/** Raw baseline: write one record-sized buffer and fdatasync it, in a loop, in the same directory. */
+function rawWriteFdatasync(n: number, recordBytes: number): number[] {
+  const file = path.join(freshDir('raw'), 'raw.bin');
+  const fd = fs.openSync(file, 'w');
+  const buf = Buffer.alloc(recordBytes, 1);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    fs.writeSync(fd, buf);
+    fs.fdatasyncSync(fd);
+    out.push(Number(process.hrtime.bigint() - t0) / 1e3);
+  }
+  fs.closeSync(fd);
+  return out;
+}
+
+async function appendLatency(n: number): Promise<{ lat: number[]; recordBytes: number }> {
+  const log = await openLog('lat');
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await log.append([upsert(i)]);
+    out.push(Number(process.hrtime.bigint() - t0) / 1e3);
+  }
+  const recordBytes = log.getRecord(2)!.byteLength;
+  await log.close();
+  return { lat: out, recordBytes };
+}
+
+async function throughput(writers: number, batch: number, ms: number, pipelineCommits = true): Promise<{ eventsPerSec: number; appendsPerSec: number; p50: number; p99: number }> {
+  const log = await openLog(`tp${writers}`, pipelineCommits);
+  let events = 0;
+  let appends = 0;
+  const lat: number[] = [];
+  const end = performance.now() + ms;
+  let i = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (performance.now() < end) {
+        const b = Array.from({ length: batch }, () => upsert(i++));
+        const s = performance.now();
+        await log.append(b);
+        lat.push((performance.now() - s) * 1000);
+        events += batch;
+        appends += 1;
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  if (!log.verify().ok) throw new Error('log does not verify after the throughput run');
+  await log.close();
+  return { eventsPerSec: events / secs, appendsPerSec: appends / secs, p50: pct(lat, 0.5), p99: pct(lat, 0.99) };
+}
+
+async function readAndVerify(total: number): Promise<{ events: number; fillSecs: number; readPerSec: number; readRecordsPerSec: number; verifyPerSec: number }> {
+  const log = await openLog('big');
+  const t0 = performance.now();
+  let n = 1;
+  // fill with 8 writers × 500-event batches
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (n < total) {
+        const b = Array.from({ length: Math.min(500, total - n) }, () => upsert(n++));
+        if (b.length > 0) await log.append(b);
+      }
+    }),
+  );
+  const fillSecs = (performance.now() - t0) / 1000;
+  const events = log.head().seq;
+  let t = performance.now();
+  let count = 0;
+  for (const e of log.read()) if (e.seq > 0) count += 1;
+  const readSecs = (performance.now() - t) / 1000;
+  if (count !== events) throw new Error(`read ${count} of ${events}`);
+  t = performance.now();
+  count = 0;
+  for (const r of log.readRecords()) count += r.record.byteLength > 0 ? 1 : 0;
+  const readRecordsSecs = (performance.now() - t) / 1000;
+  t = performance.now();
+  const report = log.verify();
+  const verifySecs = (performance.now() - t) / 1000;
+  if (!report.ok) throw new Error('verify failed');
+  await log.close();
+  return { events, fillSecs, readPerSec: events / readSecs, readRecordsPerSec: events / readRecordsSecs, verifyPerSec: events / verifySecs };
+}
+
+const fmt = (x: number, d = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+async function main(): Promise<void> {
+  console.log(`event log benchmark — dir ${base} (${os.cpus().length} cpus, node ${process.version})${quick ? ' [quick]' : ''}`);
+  // warm up (page cache, JIT)
+  await appendLatency(100);
+  const { lat, recordBytes } = await appendLatency(LATENCY_N);
+  const raw = rawWriteFdatasync(LATENCY_N, recordBytes);
+  const latency = {
+    n: LATENCY_N,
+    recordBytes,
+    append: { p50: pct(lat, 0.5), p99: pct(lat, 0.99) },
+    rawWriteFdatasync: { p50: pct(raw, 0.5), p99: pct(raw, 0.99) },
+    ratioP50: pct(lat, 0.5) / pct(raw, 0.5),
+    ratioP99: pct(lat, 0.99) / pct(raw, 0.99),
+    targetRatioP50: 1.5,
+  };
+  console.log('\nDurable append latency, 1 writer, 1 event (128-d vector) per append — µs');
+  console.table({
+    'EventLog.append': { p50: fmt(latency.append.p50), p99: fmt(latency.append.p99) },
+    'raw write+fdatasync (baseline)': { p50: fmt(latency.rawWriteFdatasync.p50), p99: fmt(latency.rawWriteFdatasync.p99) },
+    ratio: { p50: fmt(latency.ratioP50, 2), p99: fmt(latency.ratioP99, 2) },
+  });
+
+  const tp: Record<string, Awaited<ReturnType<typeof throughput>>> = {};
+  for (const w of [1, 16, 64]) tp[`${w} writers × 1 event`] = await throughput(w, 1, THROUGHPUT_MS);
+  tp['64 writers × 16 events'] = await throughput(64, 16, THROUGHPUT_MS);
+  // before/after of the commit pipelining, interleaved so that both see the same disk weather
+  const half = Math.max(500, THROUGHPUT_MS / 2);
+  const on: number[] = [];
+  const off: number[] = [];
+  for (let rep = 0; rep < 2; rep++) {
+    on.push((await throughput(64, 1, half, true)).eventsPerSec);
+    off.push((await throughput(64, 1, half, false)).eventsPerSec);
+  }
+  const pipelining = { writers: 64, pipelinedEventsPerSec: on, notPipelinedEventsPerSec: off, speedup: on.reduce((a, b) => a + b) / off.reduce((a, b) => a + b) };
+  console.log('\nThroughput (durable), events of one 128-d vector; target ≥ 100k events/s at 64 writers');
+  console.table(Object.fromEntries(Object.entries(tp).map(([k, v]) => [k, { 'events/s': fmt(v.eventsPerSec), 'appends/s': fmt(v.appendsPerSec), 'p50 µs': fmt(v.p50), 'p99 µs': fmt(v.p99) }])));
+
+  console.log('\nCommit pipelining (seal the next group while the previous commit is in flight), 64 writers × 1 event, 2 interleaved reps — events/s');
+  console.table({ pipelined: on.map((x) => fmt(x)), 'not pipelined': off.map((x) => fmt(x)), speedup: [fmt(pipelining.speedup, 2), ''] });
+
+  const big = await readAndVerify(BIG_LOG);
+  console.log(`\nWhole log (${fmt(big.events)} events, filled in ${fmt(big.fillSecs, 1)} s)`);
+  console.table({
+    'read() decoded': { 'events/s': fmt(big.readPerSec), seconds: fmt(big.events / big.readPerSec, 2) },
+    'readRecords() raw': { 'events/s': fmt(big.readRecordsPerSec), seconds: fmt(big.events / big.readRecordsPerSec, 2) },
+    'verify() chain': { 'events/s': fmt(big.verifyPerSec), seconds: fmt(big.events / big.verifyPerSec, 2) },
+  });
+
+  const results = { when: new Date().toISOString(), dir: base, node: process.version, cpus: os.cpus().length, quick, latency, throughput: tp, pipelining, wholeLog: big };
+  const outDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'log.json'), JSON.stringify(results, null, 2));
+  console.log(`\nwrote ${path.join(outDir, 'log.json')}`);
+}
+
+try {
+  await main();
+} finally {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+}
