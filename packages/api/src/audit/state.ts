@@ -1,4 +1,5 @@
 import { GENESIS_HASH, toHex } from '@kyrodb/log';
+import { applyEvent, emptyState } from '@kyrodb/projections';
 import type { EventLog, HnswParams, LogEvent, LogHead, Metadata, Metric } from '@kyrodb/log';
 import { formatMicros } from './time.js';
 
@@ -48,54 +49,27 @@ export function headAtSeq(log: EventLog, seq: number): LogHead {
 }
 
 /**
- * Applies one event to a state, with the same semantics as the log's `docAsOf`: a collection
- * event (created or dropped) ends every document written before it; `collection.created`
- * starts an empty incarnation; writes to a collection that does not exist are ignored (the API
- * never appends them).
- */
-export function applyEvent(collections: Map<string, AuditCollection>, e: LogEvent, only?: string): void {
-  if (only !== undefined && e.collection !== only) return;
-  switch (e.type) {
-    case 'collection.created':
-      collections.set(e.collection, {
-        info: { name: e.collection, dimension: e.body.dimension, metric: e.body.metric, hnsw: { ...e.body.hnsw }, createdSeq: e.seq, version: e.seq },
-        docs: new Map(),
-      });
-      break;
-    case 'collection.dropped':
-      collections.delete(e.collection);
-      break;
-    case 'vector.upserted': {
-      const c = collections.get(e.collection);
-      if (c === undefined) return;
-      c.docs.set(e.body.id, { id: e.body.id, vector: e.body.vector, ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: e.ts });
-      c.info.version = e.seq;
-      break;
-    }
-    case 'vector.deleted': {
-      const c = collections.get(e.collection);
-      if (c === undefined) return;
-      c.docs.delete(e.body.id);
-      c.info.version = e.seq;
-      break;
-    }
-  }
-}
-
-/**
  * The full state as of `tsMicros` (every event with ts ≤ T), rebuilt by replaying the log
- * prefix 1..seqAtTime(T). Our own small replay (the projections package's `materialize` was not
- * available when this was written); O(prefix). `onProgress(seq, toSeq)` every 10 000 events.
+ * prefix 1..seqAtTime(T) through the projections' one transition function (`applyEvent` of
+ * @kyrodb/projections), so it equals what the live projections answered at T — including how
+ * they ignore events that do not apply (a write to a missing collection, a vector of the wrong
+ * dimension, a second create of a live collection, a delete of an absent doc). O(prefix).
+ * `onProgress(seq, toSeq)` every 10 000 events. With `only`, keeps one collection's events.
  * The caller validates T (see `parseAsOf`); a T before the first event gives an empty state.
  */
 export function stateAsOf(log: EventLog, tsMicros: number, onProgress?: (seq: number, toSeq: number) => void, only?: string): AuditState {
   const toSeq = log.seqAtTime(tsMicros);
-  const collections = new Map<string, AuditCollection>();
+  const ms = emptyState();
   for (const e of log.read(1, toSeq)) {
-    applyEvent(collections, e, only);
+    if (only === undefined || e.collection === only) applyEvent(ms, e);
     if (onProgress !== undefined && e.seq % 10_000 === 0) onProgress(e.seq, toSeq);
   }
   if (onProgress !== undefined) onProgress(toSeq, toSeq);
+  const collections = new Map<string, AuditCollection>();
+  for (const [name, c] of ms.collections) {
+    const i = c.info;
+    collections.set(name, { info: { name: i.name, dimension: i.dimension, metric: i.metric, hnsw: { ...i.hnsw }, createdSeq: i.createdSeq, version: i.version }, docs: c.docs });
+  }
   return { asOf: tsMicros, head: headAtSeq(log, toSeq), collections };
 }
 
@@ -109,10 +83,58 @@ export function collectionAsOf(log: EventLog, collection: string, tsMicros: numb
   return c === undefined ? undefined : { ...c, head: s.head };
 }
 
-/** A document's value as of T in O(log n) through the log's `by-doc` index, or undefined. */
+/**
+ * The incarnation of `collection` live at `maxSeq` under the projections' rules (a create of a
+ * live collection and a drop of an absent one are ignored): its created seq and dimension, plus
+ * whether every collection-level event so far applied (then the log's by-doc shortcut is exact).
+ */
+function incarnationAt(log: EventLog, collection: string, maxSeq: number): { live: { createdSeq: number; dimension: number } | undefined; clean: boolean } {
+  let live: { createdSeq: number; dimension: number } | undefined;
+  let clean = true;
+  // by-doc holds collection-level events under the empty id: creates and drops, few per collection.
+  for (const e of log.history(collection, '')) {
+    if (e.seq > maxSeq) break;
+    if (e.type === 'collection.created') {
+      if (live === undefined) live = { createdSeq: e.seq, dimension: e.body.dimension };
+      else clean = false;
+    } else if (e.type === 'collection.dropped') {
+      if (live !== undefined) live = undefined;
+      else clean = false;
+    }
+  }
+  return { live, clean };
+}
+
+/**
+ * A document's value as of T (default: now), or undefined — the same answer as replaying the
+ * prefix (`stateAsOf`) and as the live projections gave at T. Through the log's `by-doc` index:
+ * O(log n) plus the collection's few create/drop events; only when the log holds events the
+ * projections ignore (wrong dimension, a repeated create or drop) does it walk the document's
+ * history instead.
+ */
 export function docValueAsOf(log: EventLog, collection: string, id: string, tsMicros?: number): AuditDoc | undefined {
-  const e = log.docAsOf(collection, id, tsMicros);
-  if (e === undefined) return undefined;
+  const maxSeq = tsMicros === undefined ? log.head().seq : log.seqAtTime(tsMicros);
+  if (maxSeq === 0) return undefined;
+  const { live, clean } = incarnationAt(log, collection, maxSeq);
+  if (live === undefined) return undefined;
+  if (clean) {
+    const e = log.docAsOf(collection, id, tsMicros);
+    if (e === undefined) return undefined;
+    if (e.seq <= maxSeq && e.body.vector.length === live.dimension) return toDoc(e);
+  }
+  // Slow but exact: the last event of this doc in this incarnation that applied.
+  let value: AuditDoc | undefined;
+  for (const e of log.history(collection, id)) {
+    if (e.seq > maxSeq) break;
+    if (e.seq < live.createdSeq) continue;
+    if (e.type === 'vector.upserted') {
+      if (e.body.vector.length === live.dimension) value = toDoc(e);
+    } else if (e.type === 'vector.deleted') value = undefined;
+  }
+  return value;
+}
+
+function toDoc(e: LogEvent & { type: 'vector.upserted' }): AuditDoc {
   return { id: e.body.id, vector: e.body.vector, ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: e.ts };
 }
 
