@@ -164,6 +164,11 @@ export class ColdTier {
     return this.request((reqId) => ({ type: 'stats', reqId }), timeoutMs);
   }
 
+  /** Terminates a worker judged hung: reported through `onExit` like a crash, so the owner restarts it. */
+  async kill(): Promise<void> {
+    await this.worker.terminate();
+  }
+
   /** Terminates the worker. */
   async stop(): Promise<void> {
     this.stopping = true;

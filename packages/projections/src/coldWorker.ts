@@ -104,11 +104,15 @@ function search(coll: string, vector: Float32Array, k: number, filter: ToCold & 
   c.index.setEf(Math.max(c.efS, kk));
   const f = filter.filter;
   const labels = c.labels;
-  const fn = f === undefined ? (label: number) => labels[label] !== undefined : (label: number) => {
-    const e = labels[label];
-    return e !== undefined && matchesFilter(e.meta, f);
-  };
-  const r = c.index.searchKnn(Array.from(vector), kk, fn);
+  // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
+  // into JS per visited node, so it is passed only for a metadata filter.
+  const r =
+    f === undefined
+      ? c.index.searchKnn(Array.from(vector), kk)
+      : c.index.searchKnn(Array.from(vector), kk, (label: number) => {
+          const e = labels[label];
+          return e !== undefined && matchesFilter(e.meta, f);
+        });
   const out: ColdHit[] = [];
   for (const label of r.neighbors) {
     const e = labels[label];

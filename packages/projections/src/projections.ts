@@ -65,6 +65,8 @@ export interface QueryOptions {
   breakerThreshold: number;
   /** How long an open layer breaker waits before one probe, ms. Default 60 000. */
   breakerTimeoutMs: number;
+  /** When the cold breaker opens, the worker is pinged; no answer within this many ms = hung: it is terminated and restarted. Default 10 000. */
+  coldHangRestartMs: number;
 }
 
 /** Defaults of the sketch: 10/50/1000 ms, breakers at 3 failures, open 60 s. */
@@ -74,6 +76,7 @@ export const defaultQueryOptions: QueryOptions = Object.freeze({
   coldTimeoutMs: 1000,
   breakerThreshold: defaultCircuitBreakerOptions.failureThreshold,
   breakerTimeoutMs: defaultCircuitBreakerOptions.openTimeoutMs,
+  coldHangRestartMs: 10_000,
 });
 
 /** Options of `Projections.open`. */
@@ -147,6 +150,7 @@ export class Projections {
   private eventsSinceCheckpoint = 0;
   private cpTimer: NodeJS.Timeout | undefined;
   private asOfCache: MaterializedState | undefined;
+  private initializing = true;
   private ingest = { lastMs: 0, lastSeq: 0, rate: 0 };
   private readonly log: EventLog;
   private readonly dataDir: string;
@@ -182,7 +186,10 @@ export class Projections {
         failureThreshold: this.qOpts.breakerThreshold,
         openTimeoutMs: this.qOpts.breakerTimeoutMs,
         clock: this.clock,
-        onStateChange: (to, from, reason) => this.logger(to === 'open' ? 'warn' : 'info', `query layer ${layer} breaker ${from} -> ${to}`, { reason }),
+        onStateChange: (to, from, reason) => {
+          this.logger(to === 'open' ? 'warn' : 'info', `query layer ${layer} breaker ${from} -> ${to}`, { reason });
+          if (layer === 'cold' && to === 'open') this.checkColdHang();
+        },
       });
     this.breakers = { cache: mk('cache'), hot: mk('hot'), cold: mk('cold') };
     const registry = o.registry ?? new Registry();
@@ -295,6 +302,8 @@ export class Projections {
     // The tail goes live one turn after its catch-up ends; from then on appends are applied
     // before they resolve.
     await new Promise((r) => setImmediate(r));
+    this.initializing = false;
+    if (!this.cold.alive) this.onColdExit('worker died during open');
     this.schedulePump();
     if (this.cpOpts.everySecs > 0) {
       this.cpTimer = setInterval(() => {
@@ -400,7 +409,7 @@ export class Projections {
   }
 
   private onColdExit(reason: string): void {
-    if (this.closed) return;
+    if (this.closed || this.initializing) return;
     this.logger('error', 'cold tier worker died; restarting', { reason, restarts: this.coldRestarts });
     // Until the new worker catches up, the hot tier must cover everything it will not have.
     const base = this.generations[0]?.coldSeq ?? 0;
@@ -408,6 +417,17 @@ export class Projections {
     this.hot.reset(this.state, this.coldWatermark, this.log);
     const delay = Math.min(5000, 100 * 2 ** Math.min(this.coldRestarts, 6));
     this.restartTimer = setTimeout(() => void this.restartCold(), delay);
+  }
+
+  /** Pings the worker; one that does not answer within `coldHangRestartMs` is terminated (and so restarted). */
+  private checkColdHang(): void {
+    const c = this.cold;
+    if (c === undefined || !c.alive || this.closed) return;
+    c.stats(this.qOpts.coldHangRestartMs).catch((err: unknown) => {
+      if (!isProjectionError(err) || err.details['timeout'] !== true || c !== this.cold || !c.alive || this.closed) return;
+      this.logger('error', 'cold tier worker is hung; terminating it', { waitedMs: this.qOpts.coldHangRestartMs });
+      void c.kill();
+    });
   }
 
   private async restartCold(): Promise<void> {
@@ -438,7 +458,9 @@ export class Projections {
         if (!cold.alive) return; // its own exit handler schedules the next try
       }
     }
+    const previous = this.cold;
     this.cold = cold;
+    if (previous !== undefined && previous !== cold && previous.alive) await previous.stop();
     this.coldSentSeq = this.coldWatermark = base;
     this.hot.reset(this.state, base, this.log);
     this.logger('info', 'cold tier restarted; catching up', { from: base, to: this.state.seq });

@@ -134,4 +134,23 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(p.health().hotVectors).toBe(0);
     expect(p.admission()).toEqual({ ok: true });
   });
+  it('a hung worker (no answer to the ping after the breaker opens) is terminated, restarted, and catches up; resetBreaker closes the breaker by hand', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { coldTimeoutMs: 100, breakerThreshold: 1, breakerTimeoutMs: 600_000, coldHangRestartMs: 300 } });
+    await seed(env, p);
+    const q: SearchRequest = { vector: new Float32Array(DIM).fill(0.25), k: 8 };
+    env.failpoints.set('projection.cold.search', '1*delay(20000)');
+    expect((await p.search('c', q)).degraded).toBe(true);
+    expect(p.health().breakers['cold']).toBe('open');
+    await env.log.append([upsert('c', 'after-hang', Array.from({ length: DIM }, () => 0.25))]);
+    for (let i = 0; i < 500 && (await metric(env.registry, 'projection_cold_restarts_total')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await metric(env.registry, 'projection_cold_restarts_total')).toBe(1);
+    await p.waitForCold(env.log.head().seq);
+    expect((await p.search('c', q)).layers).toEqual(['hot']); // still open: no probe for 10 minutes
+    p.resetBreaker('cold');
+    const s = await p.search('c', q);
+    expect(s).toMatchObject({ degraded: false, layers: ['hot', 'cold'] });
+    expect(s.results).toEqual(exact(env, q));
+    expect(s.results[0]?.id).toBe('after-hang');
+  });
 });

@@ -1,0 +1,271 @@
+// Benchmark of the projections (issue 3). Run: npx tsc -b packages/projections && pnpm exec tsx bench/src/projections.ts [--n 100000] [--queries 200] [--efc 200] [--hot-max 20000] [--dir DIR]
+// Prints a table and writes bench/results/projections.json. Every baseline (raw hnswlib-node, brute force) is measured in the same run.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { EventLog } from '@kyrodb/log';
+import type { EventInput } from '@kyrodb/log';
+import { Projections, checkpointsDir, listGenerations } from '@kyrodb/projections';
+
+const args = process.argv.slice(2);
+function flag(name: string, def: number): number {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : def;
+}
+const N = flag('n', 100_000);
+const Q = flag('queries', 200);
+const EFC = flag('efc', 200);
+const M = 16;
+const EFS = 64;
+const K = 10;
+const DIM = 128;
+const HOT_MAX = flag('hot-max', 20_000);
+const BATCH = 2000;
+const dirArg = args.indexOf('--dir');
+const base = dirArg >= 0 && args[dirArg + 1] !== undefined ? args[dirArg + 1]! : os.tmpdir();
+const quiet = (): void => undefined;
+
+/** The part of hnswlib-node the baseline uses (bench does not depend on it directly; it is loaded from the projections package, the same binary our worker runs). */
+interface RawHnsw {
+  initIndex(o: { maxElements: number; m: number; efConstruction: number; randomSeed: number } | number): void;
+  addPoint(p: number[], label: number): void;
+  setEf(ef: number): void;
+  searchKnn(q: number[], k: number): { neighbors: number[]; distances: number[] };
+}
+const hnswlib = createRequire(new URL('../../packages/projections/package.json', import.meta.url))('hnswlib-node') as { HierarchicalNSW: new (space: string, dim: number) => RawHnsw };
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+}
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function gauss(r: () => number): number {
+  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+}
+function normalise(v: Float32Array): Float32Array {
+  let s = 0;
+  for (const x of v) s += x * x;
+  const n = Math.sqrt(s) || 1;
+  for (let i = 0; i < v.length; i++) v[i] = v[i]! / n;
+  return v;
+}
+/** A normalised Gaussian mixture (100 clusters, σ = 0.35 around unit centres) — clustered like real embeddings. */
+function clustered(n: number, seed: number): Float32Array[] {
+  const r = mulberry(seed);
+  const centres = Array.from({ length: 100 }, () => normalise(Float32Array.from({ length: DIM }, () => gauss(r))));
+  return Array.from({ length: n }, () => {
+    const c = centres[Math.floor(r() * centres.length)]!;
+    return normalise(Float32Array.from(c, (x) => x + (gauss(r) * 0.35) / Math.sqrt(DIM) * 3));
+  });
+}
+/** Uniform in the cube, normalised: no structure, the worst case for HNSW. */
+function uniform(n: number, seed: number): Float32Array[] {
+  const r = mulberry(seed);
+  return Array.from({ length: n }, () => normalise(Float32Array.from({ length: DIM }, () => r() * 2 - 1)));
+}
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+function bruteForce(data: Float32Array[], q: Float32Array): number[] {
+  const best: [number, number][] = [];
+  for (let i = 0; i < data.length; i++) {
+    const s = dot(q, data[i]!);
+    if (best.length < K || s > best[best.length - 1]![0]) {
+      best.push([s, i]);
+      best.sort((a, b) => b[0] - a[0]);
+      if (best.length > K) best.pop();
+    }
+  }
+  return best.map((b) => b[1]);
+}
+function recall(got: number[], truth: number[]): number {
+  const t = new Set(truth);
+  return got.filter((x) => t.has(x)).length / truth.length;
+}
+async function time<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t0];
+}
+
+interface Row {
+  dataset: string;
+  system: string;
+  recall10: number;
+  p50us: number;
+  p99us: number;
+  meanUs: number;
+}
+
+async function runDataset(name: string, data: Float32Array[], queries: Float32Array[], full: boolean): Promise<{ rows: Row[]; extra: Record<string, unknown> }> {
+  console.error(`[${name}] ground truth (brute force, ${data.length} × ${queries.length})…`);
+  const [truth, bfMs] = await time(() => queries.map((q) => bruteForce(data, q)));
+  const rows: Row[] = [];
+  const extra: Record<string, unknown> = { bruteForceMsPerQuery: bfMs / queries.length };
+
+  // Raw hnswlib-node, same parameters, in this thread.
+  console.error(`[${name}] raw hnswlib-node build…`);
+  const raw = new hnswlib.HierarchicalNSW('cosine', DIM);
+  raw.initIndex({ maxElements: data.length, m: M, efConstruction: EFC, randomSeed: 100 });
+  const [, rawBuildMs] = await time(() => data.forEach((v, i) => raw.addPoint(Array.from(v), i)));
+  raw.setEf(EFS);
+  extra['rawBuildVectorsPerSec'] = data.length / (rawBuildMs / 1000);
+  for (let w = 0; w < 50; w++) raw.searchKnn(Array.from(queries[w % queries.length]!), K);
+  const rawLat: number[] = [];
+  let rawRecall = 0;
+  for (let i = 0; i < queries.length; i++) {
+    const t0 = performance.now();
+    const r = raw.searchKnn(Array.from(queries[i]!), K);
+    rawLat.push((performance.now() - t0) * 1000);
+    rawRecall += recall(r.neighbors, truth[i]!);
+  }
+  // The floor of any worker design: a bare postMessage round trip carrying the query and 10 hits.
+  const echo = new Worker(`const { parentPort } = require('node:worker_threads'); parentPort.on('message', (m) => parentPort.postMessage({ reqId: m.reqId, hits: Array.from({ length: 10 }, (_, i) => ({ id: String(i), seq: i })) }));`, { eval: true });
+  const hop = async (v: Float32Array): Promise<void> => {
+    const c = new Float32Array(v);
+    await new Promise<void>((resolve) => {
+      echo.once('message', () => resolve());
+      echo.postMessage({ reqId: 1, vector: c }, [c.buffer]);
+    });
+  };
+  for (let w = 0; w < 200; w++) await hop(queries[w % queries.length]!);
+  const hopLat: number[] = [];
+  for (let i = 0; i < queries.length; i++) {
+    const t = performance.now();
+    await hop(queries[i]!);
+    hopLat.push((performance.now() - t) * 1000);
+  }
+  await echo.terminate();
+  extra['bareWorkerRoundTripUs'] = { p50: pct(hopLat, 0.5), p99: pct(hopLat, 0.99) };
+  rows.push({ dataset: name, system: 'raw hnswlib-node (in-thread)', recall10: rawRecall / queries.length, p50us: pct(rawLat, 0.5), p99us: pct(rawLat, 0.99), meanUs: rawLat.reduce((a, b) => a + b, 0) / rawLat.length });
+
+  // KyroDB projections: log → hot tier → cold worker.
+  const dir = fs.mkdtempSync(path.join(base, `kyro-bench-proj-${name}-`));
+  const log = await EventLog.open({ dir, logger: quiet, maxBatchEvents: BATCH });
+  await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: DIM, metric: 'cosine', hnsw: { M, efConstruction: EFC, efSearch: EFS } } }]);
+  let p = await Projections.open({ log, dataDir: dir, logger: quiet, checkpoint: { everyEvents: 0, everySecs: 0 }, hotTier: { maxVectors: HOT_MAX } });
+  console.error(`[${name}] ingest through the log with backpressure (hot max ${HOT_MAX})…`);
+  let maxHot = 0;
+  let pushbacks = 0;
+  let pushbackMs = 0;
+  const sampler = setInterval(() => (maxHot = Math.max(maxHot, p.health().hotVectors)), 5);
+  const t0 = performance.now();
+  for (let i = 0; i < data.length; i += BATCH) {
+    for (;;) {
+      const a = p.admission();
+      if (a.ok) break;
+      pushbacks += 1;
+      const w0 = performance.now();
+      await new Promise((r) => setTimeout(r, Math.min(a.retryAfterMs, 50)));
+      pushbackMs += performance.now() - w0;
+    }
+    const batch: EventInput[] = [];
+    for (let j = i; j < Math.min(i + BATCH, data.length); j++) batch.push({ type: 'vector.upserted', collection: 'c', body: { id: String(j), vector: data[j]! } });
+    await log.append(batch);
+    maxHot = Math.max(maxHot, p.health().hotVectors);
+  }
+  const appendedMs = performance.now() - t0;
+  await p.waitForCold(log.head().seq, 5);
+  const coldMs = performance.now() - t0;
+  clearInterval(sampler);
+  Object.assign(extra, {
+    ingestAppendVectorsPerSec: data.length / (appendedMs / 1000),
+    coldIngestVectorsPerSec: data.length / (coldMs / 1000),
+    hotTierMax: HOT_MAX,
+    hotTierPeak: maxHot,
+    backpressurePushbacks: pushbacks,
+    backpressureWaitMs: Math.round(pushbackMs),
+  });
+
+  const ours = async (label: string): Promise<void> => {
+    for (let w = 0; w < 50; w++) await p.search('c', { vector: queries[w % queries.length]!, k: K });
+    const lat: number[] = [];
+    let rc = 0;
+    let degraded = 0;
+    for (let i = 0; i < queries.length; i++) {
+      const t = performance.now();
+      const r = await p.search('c', { vector: queries[i]!, k: K });
+      lat.push((performance.now() - t) * 1000);
+      if (r.degraded) degraded++;
+      rc += recall(r.results.map((h) => Number(h.id)), truth[i]!);
+    }
+    if (degraded > 0) extra[`degraded_${label}`] = degraded;
+    rows.push({ dataset: name, system: label, recall10: rc / queries.length, p50us: pct(lat, 0.5), p99us: pct(lat, 0.99), meanUs: lat.reduce((a, b) => a + b, 0) / lat.length });
+  };
+  await ours('kyrodb search (hot ∪ cold worker)');
+
+  if (full) {
+    console.error(`[${name}] checkpoints and open times…`);
+    const [, cp1Ms] = await time(() => p.checkpoint());
+    const tailN = Math.min(1000, Math.floor(data.length / 10));
+    const r2 = mulberry(99);
+    await log.append(Array.from({ length: tailN }, (_, j) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `t${j}`, vector: normalise(Float32Array.from({ length: DIM }, () => r2() * 2 - 1)) } })));
+    await p.checkpoint();
+    await p.close();
+    const openOnce = async (): Promise<{ openMs: number; coldReadyMs: number }> => {
+      const o0 = performance.now();
+      p = await Projections.open({ log, dataDir: dir, logger: quiet, checkpoint: { everyEvents: 0, everySecs: 0 }, hotTier: { maxVectors: HOT_MAX } });
+      const openMs = performance.now() - o0;
+      await p.waitForCold(log.head().seq, 5);
+      return { openMs, coldReadyMs: performance.now() - o0 };
+    };
+    const valid = await openOnce();
+    await p.close();
+    const aside = `${checkpointsDir(dir)}.aside`;
+    fs.renameSync(checkpointsDir(dir), aside);
+    const rebuild = await openOnce();
+    await ours('kyrodb search after a rebuild from the log');
+    await p.close();
+    fs.rmSync(checkpointsDir(dir), { recursive: true, force: true });
+    fs.renameSync(aside, checkpointsDir(dir));
+    const newest = listGenerations(dir)[0]!;
+    const fd = fs.openSync(path.join(newest.dir, 'cold-c.hnsw'), 'r+');
+    fs.writeSync(fd, Buffer.alloc(64, 0xff), 0, 64, 4096);
+    fs.closeSync(fd);
+    const corrupted = await openOnce();
+    await p.close();
+    Object.assign(extra, { checkpointWriteMs: cp1Ms, openValidCheckpoint: valid, openRebuildFromLog: rebuild, openNewestCorrupted: corrupted, tailEventsAfterOlderGeneration: tailN });
+  } else await p.close();
+  await log.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+  raw.initIndex(1); // release memory
+  return { rows, extra };
+}
+
+const t0 = Date.now();
+const queriesC = clustered(Q, 2);
+const queriesU = uniform(Q, 4);
+const results = [];
+results.push({ dataset: 'clustered', ...(await runDataset('clustered', clustered(N, 1), queriesC, true)) });
+results.push({ dataset: 'uniform', ...(await runDataset('uniform', uniform(N, 3), queriesU, false)) });
+
+const table = results.flatMap((r) => r.rows);
+console.log(`\nProjections benchmark: n=${N} dim=${DIM} M=${M} efConstruction=${EFC} efSearch=${EFS} k=${K} queries=${Q} (cosine)\n`);
+console.log('dataset    system                                       recall@10   p50 µs   p99 µs   mean µs');
+for (const r of table) console.log(`${r.dataset.padEnd(10)} ${r.system.padEnd(44)} ${r.recall10.toFixed(4).padStart(9)} ${r.p50us.toFixed(0).padStart(8)} ${r.p99us.toFixed(0).padStart(8)} ${r.meanUs.toFixed(0).padStart(9)}`);
+for (const r of results) {
+  const rawRow = r.rows[0]!;
+  const ourRow = r.rows[1]!;
+  const hopP50 = (r.extra['bareWorkerRoundTripUs'] as { p50: number }).p50;
+  console.log(`${r.dataset}: bare worker round trip p50 ${hopP50.toFixed(0)} µs; overhead vs raw + bare hop p50 ${(((ourRow.p50us - rawRow.p50us - hopP50) / (rawRow.p50us + hopP50)) * 100).toFixed(1)}%`);
+  console.log(`${r.dataset}: overhead vs raw p50 ${(((ourRow.p50us - rawRow.p50us) / rawRow.p50us) * 100).toFixed(1)}% (+${(ourRow.p50us - rawRow.p50us).toFixed(0)} µs), mean ${(((ourRow.meanUs - rawRow.meanUs) / rawRow.meanUs) * 100).toFixed(1)}%`);
+  console.log(`${r.dataset}: ${JSON.stringify(r.extra)}`);
+}
+const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results', 'projections.json');
+fs.mkdirSync(path.dirname(out), { recursive: true });
+fs.writeFileSync(out, JSON.stringify({ n: N, dim: DIM, M, efConstruction: EFC, efSearch: EFS, k: K, queries: Q, hotMax: HOT_MAX, seconds: (Date.now() - t0) / 1000, results }, null, 2));
+console.log(`\nwrote ${out}`);

@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { Registry } from 'prom-client';
+import { EventLog } from '@kyrodb/log';
+import type { EventInput } from '@kyrodb/log';
+import { Projections, exactSearch, materialize } from '@kyrodb/projections';
+import type { MaterializedState } from '@kyrodb/projections';
+import { SemanticCache } from '../src/cache/index.js';
+import { randomVector, rng } from './cacheWorkload.js';
+
+// The semantic cache plugged into the real tiered executor (real LMDB log, hot tier, HNSW cold
+// tier in its worker): every answer the executor serves from the cache equals an exact search of
+// the log prefix at that moment.
+
+const DIM = 6;
+const r = rng(11);
+const docPool = Array.from({ length: 10 }, () => randomVector(r, DIM));
+const queryPool = Array.from({ length: 4 }, () => randomVector(r, DIM));
+
+let dir: string;
+let log: EventLog;
+let proj: Projections;
+let cache: SemanticCache;
+let state: MaterializedState | undefined;
+let collectionNo = 0;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-cache-'));
+  log = await EventLog.open({ dir, logger: () => {} });
+  cache = new SemanticCache({ options: { capacity: 8 } });
+  proj = await Projections.open({ log, dataDir: dir, cache, registry: new Registry(), logger: () => {}, checkpoint: { everyEvents: 0, everySecs: 0 } });
+});
+
+afterAll(async () => {
+  await proj.close();
+  await log.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const step = fc.oneof(
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('upsert' as const), id: fc.integer({ min: 0, max: 5 }), vec: fc.integer({ min: 0, max: docPool.length - 1 }), tag: fc.integer({ min: 0, max: 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant('delete' as const), id: fc.integer({ min: 0, max: 5 }) }) },
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('query' as const), pool: fc.integer({ min: 0, max: queryPool.length - 1 }), k: fc.constantFrom(1, 3), tagged: fc.boolean() }) },
+);
+
+describe('SemanticCache in the tiered executor', () => {
+  it('every answer served from the cache equals exactSearch(materialize(log)) at that moment', async () => {
+    let served = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 10, maxLength: 40 }), async (steps) => {
+        const coll = `c${++collectionNo}`;
+        const append = async (events: EventInput[]): Promise<void> => {
+          const res = await log.append(events);
+          await proj.waitForApplied(res.lastSeq);
+        };
+        await append([{ type: 'collection.created', collection: coll, body: { dimension: DIM, metric: 'cosine', hnsw: { M: 16, efConstruction: 200, efSearch: 200 } } }]);
+        const live = new Set<number>();
+        for (const s of steps) {
+          if (s.t === 'upsert') {
+            await append([{ type: 'vector.upserted', collection: coll, body: { id: `d${s.id}`, vector: Float32Array.from(docPool[s.vec]!), metadata: { tag: s.tag } } }]);
+            live.add(s.id);
+          } else if (s.t === 'delete') {
+            if (!live.delete(s.id)) continue;
+            await append([{ type: 'vector.deleted', collection: coll, body: { id: `d${s.id}` } }]);
+          } else {
+            const req = { vector: Float32Array.from(queryPool[s.pool]!), k: s.k, ...(s.tagged ? { filter: { tag: 1 } } : {}) };
+            const res = await proj.search(coll, req);
+            if (!res.layers.includes('cache')) continue;
+            served++;
+            state = materialize(log, undefined, undefined, state);
+            expect(res.results).toEqual(exactSearch(state, coll, req));
+          }
+        }
+      }),
+      { seed: 424242, numRuns: 40 },
+    );
+    expect(served).toBeGreaterThan(20);
+    expect(cache.stats().hits).toBe(served);
+  });
+});
