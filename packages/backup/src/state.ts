@@ -23,19 +23,25 @@ export class ReplayState {
   seq = 0;
   constructor(private readonly keepVectors = false) {}
 
-  /** Applies one event (events must come in seq order). */
+  /**
+   * Applies one event (in seq order) with the projections' rules: a create of an existing
+   * collection, an upsert into a missing collection or of the wrong dimension, and a drop or
+   * delete of something absent change nothing.
+   */
   apply(e: LogEvent): void {
     this.seq = e.seq;
     switch (e.type) {
       case 'collection.created':
-        this.collections.set(e.collection, { dimension: e.body.dimension, metric: e.body.metric, docs: new Map() });
+        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.body.dimension, metric: e.body.metric, docs: new Map() });
         break;
       case 'collection.dropped':
         this.collections.delete(e.collection);
         break;
-      case 'vector.upserted':
-        this.collections.get(e.collection)?.docs.set(e.body.id, this.keepVectors ? { vector: e.body.vector, seq: e.seq } : null);
+      case 'vector.upserted': {
+        const c = this.collections.get(e.collection);
+        if (c !== undefined && c.dimension === e.body.vector.length) c.docs.set(e.body.id, this.keepVectors ? { vector: e.body.vector, seq: e.seq } : null);
         break;
+      }
       case 'vector.deleted':
         this.collections.get(e.collection)?.docs.delete(e.body.id);
         break;
@@ -95,15 +101,17 @@ export interface DocHistorySource {
 }
 
 /**
- * Live vector counts after the events `(from − 1, …]`, starting from the counts per collection
- * at `from − 1` (a parent backup's), without replaying the whole log: a document's liveness
- * before the range is read from the log's per-document index. Exact, O(events + their docs' histories).
+ * Live vector counts after the events `fromSeq…`, starting from the counts per collection at
+ * `fromSeq − 1` (a parent backup's), without replaying the whole log: a collection's state and a
+ * document's liveness before the range are rebuilt from the log's per-document index (the
+ * collection-level events and that document's events), with the same rules as `ReplayState`.
+ * Exact; O(events in the range + the histories of the documents they touch).
  */
 export class IncrementalCounter {
   readonly counts: Map<string, number>;
+  /** Per collection: whether it exists and its dimension, as of the last event applied. */
+  private readonly colls = new Map<string, { exists: boolean; dimension: number; reset: boolean }>();
   private readonly touched = new Map<string, Map<string, boolean>>();
-  private readonly reset = new Set<string>();
-  private readonly collEvents = new Map<string, number[]>();
 
   constructor(
     private readonly log: DocHistorySource,
@@ -113,37 +121,69 @@ export class IncrementalCounter {
     this.counts = new Map(Object.entries(parentCounts));
   }
 
-  private liveBefore(c: string, id: string): boolean {
-    if (this.reset.has(c)) return false;
-    let last: LogEvent | undefined;
-    for (const e of this.log.history(c, id)) if (e.seq < this.fromSeq) last = e;
-    if (last?.type !== 'vector.upserted') return false;
-    let ce = this.collEvents.get(c);
-    if (ce === undefined) {
-      ce = this.log.history(c, '').map((e) => e.seq);
-      this.collEvents.set(c, ce);
+  private coll(c: string): { exists: boolean; dimension: number; reset: boolean } {
+    let st = this.colls.get(c);
+    if (st === undefined) {
+      st = { exists: false, dimension: 0, reset: false };
+      for (const e of this.log.history(c, '')) {
+        if (e.seq >= this.fromSeq) break;
+        if (e.type === 'collection.created' && !st.exists) {
+          st.exists = true;
+          st.dimension = e.body.dimension;
+        } else if (e.type === 'collection.dropped') st.exists = false;
+      }
+      this.colls.set(c, st);
     }
-    const after = last.seq;
-    return !ce.some((s) => s > after && s < this.fromSeq);
+    return st;
+  }
+
+  private liveBefore(c: string, id: string): boolean {
+    if (this.coll(c).reset) return false;
+    // Replay this document's events and its collection's lifecycle before the range.
+    const evs = [...this.log.history(c, ''), ...this.log.history(c, id)].filter((e) => e.seq < this.fromSeq).sort((a, b) => a.seq - b.seq);
+    let exists = false;
+    let dim = 0;
+    let live = false;
+    for (const e of evs) {
+      if (e.type === 'collection.created') {
+        if (!exists) {
+          exists = true;
+          dim = e.body.dimension;
+          live = false;
+        }
+      } else if (e.type === 'collection.dropped') {
+        exists = false;
+        live = false;
+      } else if (e.type === 'vector.upserted') {
+        if (exists && e.body.vector.length === dim) live = true;
+      } else if (exists) live = false;
+    }
+    return live;
   }
 
   apply(e: LogEvent): void {
     const c = e.collection;
+    const st = this.coll(c);
     switch (e.type) {
       case 'collection.created':
+        if (st.exists) return;
+        st.exists = true;
+        st.dimension = e.body.dimension;
+        st.reset = true;
         this.counts.set(c, 0);
-        this.reset.add(c);
         this.touched.set(c, new Map());
         break;
       case 'collection.dropped':
+        if (!st.exists) return;
+        st.exists = false;
+        st.reset = true;
         this.counts.delete(c);
-        this.reset.add(c);
         this.touched.set(c, new Map());
         break;
       case 'vector.upserted':
       case 'vector.deleted': {
-        const n = this.counts.get(c);
-        if (n === undefined) return;
+        if (!st.exists) return;
+        if (e.type === 'vector.upserted' && e.body.vector.length !== st.dimension) return;
         let t = this.touched.get(c);
         if (t === undefined) {
           t = new Map();
@@ -152,7 +192,7 @@ export class IncrementalCounter {
         const id = e.body.id;
         const live = t.get(id) ?? this.liveBefore(c, id);
         const now = e.type === 'vector.upserted';
-        if (live !== now) this.counts.set(c, n + (now ? 1 : -1));
+        if (live !== now) this.counts.set(c, (this.counts.get(c) ?? 0) + (now ? 1 : -1));
         t.set(id, now);
         break;
       }

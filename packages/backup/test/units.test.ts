@@ -1,0 +1,108 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { sealEvent, GENESIS_HASH, toHex, type EventInput } from '@kyrodb/log';
+import { BackupErrorCodes, BackupError, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+
+describe('errors', () => {
+  it('every code is documented in errors.ts and used with its own name', () => {
+    const src = fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'errors.ts'), 'utf8');
+    for (const code of Object.keys(BackupErrorCodes)) {
+      expect(code).toMatch(/^BACKUP_[A-Z_]+$/);
+      expect(src).toMatch(new RegExp(`/\\*\\*[^*]*\\*/\\s*${code}:`));
+    }
+    const e = new BackupError('BACKUP_NOT_FOUND', 'x', { a: 1 });
+    expect(isBackupError(e, 'BACKUP_NOT_FOUND')).toBe(true);
+    expect(isBackupError(e, 'BACKUP_CHAIN_GAP')).toBe(false);
+    expect(e.details).toEqual({ a: 1 });
+  });
+});
+
+function records(n: number, from = 1, prev: Uint8Array = GENESIS_HASH): { seq: number; ts: number; record: Buffer }[] {
+  const out = [];
+  for (let seq = from; seq < from + n; seq++) {
+    const input: EventInput = { type: 'vector.upserted', collection: 'c', body: { id: `d${seq}`, vector: new Float32Array([seq, 1, 2]) } };
+    const { event, record } = sealEvent(input, seq, 1_700_000_000_000_000 + seq * 1000, prev);
+    prev = event.hash;
+    out.push({ seq, ts: event.ts, record });
+  }
+  return out;
+}
+
+describe('segments and object wrapping', () => {
+  it('decode ∘ encode = id for segments, through every compression/encryption combination', () => {
+    const recs = records(50);
+    const { body, header } = encodeSegment(recs);
+    expect(header).toMatchObject({ first_seq: 1, last_seq: 50, count: 50, prev_hash: toHex(GENESIS_HASH) });
+    const key = parseKey('44'.repeat(32));
+    for (const comp of ['zstd', 'none'] as const) {
+      for (const k of [undefined, key]) {
+        const stored = encodeObject(body, comp, k);
+        const back = decodeSegment(decodeObject(stored, k, 'x'));
+        expect(back.entries.map((e) => [e.seq, e.ts, e.record.toString('hex')])).toEqual(recs.map((e) => [e.seq, e.ts, e.record.toString('hex')]));
+      }
+    }
+  });
+
+  it('a truncated segment body is BACKUP_CORRUPT; a flipped ciphertext byte is BACKUP_DECRYPT_FAILED', () => {
+    const { body } = encodeSegment(records(5));
+    expect(() => decodeSegment(body.subarray(0, body.length - 3))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT' }) as Error);
+    const key = parseKey('55'.repeat(32));
+    const enc = encodeObject(body, 'zstd', key);
+    enc[30]! ^= 1;
+    expect(() => decodeObject(enc, key, 'x')).toThrow(expect.objectContaining({ code: 'BACKUP_DECRYPT_FAILED' }) as Error);
+  });
+});
+
+function manifest(id: string, type: 'full' | 'incremental', parent: string | null, from: number, to: number, created: string, extra: Partial<BackupManifest> = {}): BackupManifest {
+  return { backup_id: id, type, parent, created, from_seq: from, to_seq: to, from_ts: from * 10, to_ts: to * 10, prev_hash: `h${from - 1}`, head_hash: `h${to}`, event_count: to - from + 1, vector_count: 0, collections: {}, checkpoint_seq: null, files: [], format_version: 1, compression: 'zstd', encryption: null, ...extra };
+}
+
+describe('planRestore (pure)', () => {
+  const full = manifest('f1', 'full', null, 1, 100, '2026-01-01T00:00:00Z', { prev_hash: toHex(GENESIS_HASH) });
+  const inc = manifest('i1', 'incremental', 'f1', 101, 150, '2026-01-01T01:00:00Z');
+  const segs: SegmentInfo[] = [
+    { key: 'segments/a', first_seq: 1, last_seq: 120 },
+    { key: 'segments/b', first_seq: 121, last_seq: 200 },
+    { key: 'segments/c', first_seq: 251, last_seq: 300 },
+  ];
+  it('a backup id plans its chain and expectations', () => {
+    const p = planRestore({ manifests: [full, inc], segments: [] }, { backupId: 'i1' });
+    expect(p.steps.map((s) => (s.kind === 'backup' ? s.manifest.backup_id : s.segment.key))).toEqual(['f1', 'i1']);
+    expect(p.expected).toMatchObject({ to_seq: 150, head_hash: 'h150' });
+    expect(describePlan(p)).toContain('incremental backup i1');
+  });
+  it('PITR inside a full truncates that full; later T extends by incrementals then segments and flags the gap', () => {
+    expect(planRestore({ manifests: [full, inc], segments: segs }, { pointInTime: 555 }).steps).toHaveLength(1);
+    const p = planRestore({ manifests: [full, inc], segments: segs }, { pointInTime: 2000 });
+    expect(p.steps.map((s) => (s.kind === 'backup' ? s.manifest.backup_id : s.segment.key))).toEqual(['f1', 'i1', 'segments/b']);
+    expect(p.gapAfterSeq).toBe(200);
+    expect(extendOverSegments(0, segs)).toBe(200);
+  });
+  it('a missing parent is BACKUP_CHAIN_GAP; an unknown tag BACKUP_NOT_FOUND', () => {
+    expect(() => planRestore({ manifests: [inc], segments: [] }, { backupId: 'i1' })).toThrow(expect.objectContaining({ code: 'BACKUP_CHAIN_GAP' }) as Error);
+    expect(() => planRestore({ manifests: [full], segments: [] }, { tag: 'nope' })).toThrow(expect.objectContaining({ code: 'BACKUP_NOT_FOUND' }) as Error);
+  });
+});
+
+describe('planRetention (pure)', () => {
+  it('GFS keeps one per slot, tags forever, parents of kept incrementals; dry data only', () => {
+    const ms: BackupManifest[] = [];
+    let prev: BackupManifest | undefined;
+    const t0 = Date.UTC(2026, 0, 1);
+    for (let h = 0; h < 24 * 40; h += 6) {
+      const full = h % 24 === 0;
+      const m = manifest(`b${h}`, full ? 'full' : 'incremental', full ? null : prev!.backup_id, full ? 1 : prev!.to_seq + 1, (prev?.to_seq ?? 0) + 10, new Date(t0 + h * 3_600_000).toISOString(), h === 30 ? { tag: 'keepme' } : {});
+      ms.push(m);
+      prev = m;
+    }
+    const plan = planRetention(ms, [], { now: t0 + 24 * 40 * 3_600_000, policy: { hourly: 4, daily: 3, weekly: 2, monthly: 1 } });
+    const kept = new Set(plan.keep.map((k) => k.backup_id));
+    expect(kept.has('b30')).toBe(true); // tagged
+    expect(kept.has('b24')).toBe(true); // its parent
+    expect(kept.has(ms[ms.length - 1]!.backup_id)).toBe(true);
+    expect(plan.delete.length).toBeGreaterThan(100);
+    for (const k of plan.keep) expect(k.reasons.length).toBeGreaterThan(0);
+  });
+});
