@@ -1,0 +1,121 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { call, kyrodb, startServer, tmp, vectorFor } from './serverProcess.js';
+import type { ServerProc } from './serverProcess.js';
+
+const env = (dir: string): Record<string, string> => ({ KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups') });
+
+async function breakerOpenInMetrics(url: string): Promise<boolean> {
+  const m = await fetch(url + '/metrics').then((r) => r.text());
+  return /wal_circuit_breaker_state\{state="open"\} 1/.test(m);
+}
+
+describe('disk full: writes 503 + code, reads work, metrics show the breaker, admin reset resumes writes', () => {
+  const servers: ServerProc[] = [];
+
+  it('by failpoint (KYRODB_TEST_FAILPOINTS_API=1): ENOSPC on wal.append', async () => {
+    const dir = tmp();
+    const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_TEST_FAILPOINTS_API: '1' });
+    servers.push(s);
+    expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' })).status).toBe(201);
+    expect((await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'a', vector: [1, 2, 3, 4] }] })).status).toBe(200);
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'error(ENOSPC)' })).status).toBe(200);
+    const head = (await call(s.url, 'GET', '/v1/audit/head')).json.seq;
+    const w = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'b', vector: [1, 2, 3, 4] }] });
+    expect(w.status).toBe(503);
+    expect(w.json.error.code).toBe('WAL_DISK_FULL');
+    expect(Number(w.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await call(s.url, 'GET', '/v1/collections/c/vectors/a')).status).toBe(200);
+    expect((await call(s.url, 'POST', '/v1/collections/c/search', { vector: [1, 2, 3, 4], k: 1 })).json.results[0].id).toBe('a');
+    expect(await breakerOpenInMetrics(s.url)).toBe(true);
+    const hc = await kyrodb(['admin', 'health-check', '--url', s.url, '--json']);
+    expect(hc.code).toBe(6);
+    expect(JSON.parse(hc.stdout).breakers.wal).toBe('open');
+    // "free space", then reset by hand
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'off' })).status).toBe(200);
+    const reset = await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'wal', '--url', s.url]);
+    expect(reset.code, reset.stderr).toBe(0);
+    expect((await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'b', vector: [1, 2, 3, 4] }] })).status).toBe(200);
+    expect((await call(s.url, 'GET', '/v1/audit/head')).json.seq).toBe(head + 1);
+    expect((await kyrodb(['admin', 'health-check', '--url', s.url])).code).toBe(0);
+    expect(await s.stop()).toBe(0);
+  });
+
+  it('a server started with KYRODB_FAILPOINTS gets them (Failpoints.fromEnv)', async () => {
+    const dir = tmp();
+    const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_FAILPOINTS: 'wal.append=error(ENOSPC)' });
+    servers.push(s);
+    const r = await call(s.url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' });
+    expect(r.status).toBe(503);
+    expect(r.json.error.code).toBe('WAL_DISK_FULL');
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'off' })).status).toBe(404); // API off without KYRODB_TEST_FAILPOINTS_API
+    expect(await s.stop()).toBe(0);
+  });
+
+  // A real ENOSPC on a small tmpfs (needs root / CAP_SYS_ADMIN to mount).
+  const mnt = tmp('kyro-tmpfs-');
+  let skipReason: string | undefined;
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'pipe' });
+  } catch (err) {
+    skipReason = `cannot mount a tmpfs (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
+    console.warn(`SKIPPED real tmpfs disk-full test: ${skipReason}`);
+  }
+  afterAll(async () => {
+    for (const s of servers) await s.stop('SIGKILL');
+    if (skipReason === undefined) {
+      try {
+        execFileSync('umount', [mnt]);
+      } catch {
+        /* busy: a killed server */
+      }
+    }
+    fs.rmSync(mnt, { recursive: true, force: true });
+  });
+
+  it.skipIf(skipReason !== undefined)(`for real on a 2 MiB tmpfs${skipReason ? ` — SKIPPED: ${skipReason}` : ''}`, async () => {
+    const s = await startServer(['--data-dir', path.join(mnt, 'data')], env(tmp()));
+    servers.push(s);
+    expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 128, metric: 'cosine' })).status).toBe(201);
+    let seed = 1;
+    let full: Awaited<ReturnType<typeof call>> | undefined;
+    const acked: string[] = [];
+    for (let i = 0; i < 2000 && full === undefined; i++) {
+      const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
+      const r = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
+      if (r.status === 200) acked.push(...batch.map((b) => b.id));
+      else full = r;
+    }
+    expect(full, 'the tmpfs never filled').toBeDefined();
+    expect(full!.status).toBe(503);
+    // lmdb reports a full tmpfs either as ENOSPC (WAL_DISK_FULL, breaker opens at once) or, when
+    // the page write fails, as EIO (WAL_IO_ERROR, breaker opens after 3 consecutive failures).
+    expect(['WAL_DISK_FULL', 'WAL_IO_ERROR', 'WAL_CIRCUIT_OPEN'], JSON.stringify(full!.json)).toContain(full!.json.error.code);
+    expect(full!.headers.get('retry-after')).not.toBeNull();
+    // keep the pressure on until the breaker opens (a smaller write may still fit meanwhile)
+    for (let i = 0; i < 50 && !(await breakerOpenInMetrics(s.url)); i++) {
+      const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
+      const r = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
+      if (r.status === 200) acked.push(...batch.map((b) => b.id));
+      else expect(r.status).toBe(503);
+    }
+    expect(await breakerOpenInMetrics(s.url)).toBe(true);
+    const blocked = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'blocked', vector: vectorFor(424242, 128) }] });
+    expect(blocked.status).toBe(503);
+    expect(blocked.headers.get('retry-after')).not.toBeNull();
+    expect((await call(s.url, 'GET', `/v1/collections/c/vectors/${acked[0]}`)).status).toBe(200);
+    expect((await call(s.url, 'POST', '/v1/collections/c/search', { vector: vectorFor(1, 128), k: 1 })).json.results[0].id).toBe('v1');
+    expect(await breakerOpenInMetrics(s.url)).toBe(true);
+    // free space (grow the tmpfs), reset the breaker, writes resume
+    execFileSync('mount', ['-o', 'remount,size=64m', mnt]);
+    const reset = await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'wal', '--url', s.url]);
+    expect(reset.code, reset.stderr).toBe(0);
+    const again = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'after', vector: vectorFor(99999, 128) }] });
+    expect(again.status, JSON.stringify(again.json)).toBe(200);
+    expect((await call(s.url, 'POST', '/v1/audit/verify', {})).json.ok).toBe(true);
+    for (const id of acked.filter((_, i) => i % 25 === 0)) expect((await call(s.url, 'GET', `/v1/collections/c/vectors/${id}`)).status).toBe(200);
+    expect(await s.stop()).toBe(0);
+  });
+});
