@@ -94,6 +94,42 @@ export function decodePayload(payload: Uint8Array): EventInput & { seq: number; 
   }
 }
 
+function readUint(b: Uint8Array, at: number): [value: number, next: number] | undefined {
+  const t = b[at];
+  if (t === undefined) return undefined;
+  if (t <= 0x7f) return [t, at + 1];
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  switch (t) {
+    case 0xcc:
+      return at + 2 <= b.byteLength ? [dv.getUint8(at + 1), at + 2] : undefined;
+    case 0xcd:
+      return at + 3 <= b.byteLength ? [dv.getUint16(at + 1), at + 3] : undefined;
+    case 0xce:
+      return at + 5 <= b.byteLength ? [dv.getUint32(at + 1), at + 5] : undefined;
+    case 0xcf:
+      return at + 9 <= b.byteLength ? [Number(dv.getBigUint64(at + 1)), at + 9] : undefined;
+    case 0xcb:
+      return at + 9 <= b.byteLength ? [dv.getFloat64(at + 1), at + 9] : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The seq and ts of a canonical payload without decoding the body (no vector copy): what
+ * `verify` and the head lookup need. Falls back to the full decode for any layout it does not
+ * expect; throws LOG_CORRUPT_RECORD like `decodePayload`.
+ */
+export function decodePayloadHeader(payload: Uint8Array): { seq: number; ts: number } {
+  if (payload[0] === 0x97 && payload[1] === RECORD_FORMAT_VERSION) {
+    const seq = readUint(payload, 2);
+    const ts = seq && readUint(payload, seq[1]);
+    if (seq && ts && Number.isSafeInteger(seq[0]) && Number.isSafeInteger(ts[0])) return { seq: seq[0], ts: ts[0] };
+  }
+  const p = decodePayload(payload);
+  return { seq: p.seq, ts: p.ts };
+}
+
 /** SHA-256(prevHash ‖ payload). */
 export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(prevHash).update(payload).digest());

@@ -8,7 +8,7 @@ import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { chainHash, decodePayload, decodeRecord, sealEvent, splitRecord } from './codec.js';
+import { chainHash, decodePayloadHeader, decodeRecord, sealEvent, splitRecord } from './codec.js';
 import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
@@ -273,7 +273,7 @@ export class EventLog {
       const hash = value.byteLength >= 64 ? new Uint8Array(value.subarray(32, 64)) : new Uint8Array(GENESIS_HASH);
       let ts: number;
       try {
-        ts = decodePayload(splitRecord(value).payload).ts;
+        ts = decodePayloadHeader(splitRecord(value).payload).ts;
       } catch {
         const m = this.meta.get(HEAD_KEY) as { ts?: unknown } | undefined;
         ts = typeof m?.ts === 'number' ? m.ts : 0;
@@ -720,7 +720,7 @@ export class EventLog {
       try {
         const { hash, payload } = splitRecord(anchor);
         prevHash = new Uint8Array(hash);
-        prevTs = decodePayload(payload).ts;
+        prevTs = decodePayloadHeader(payload).ts;
       } catch (err) {
         return { ok: false, checked: 0, seq: fromSeq - 1, problem: 'decode_error', message: String(err) };
       }
@@ -739,7 +739,7 @@ export class EventLog {
       let prev: Uint8Array, hash: Uint8Array, payload: Uint8Array, p: { seq: number; ts: number };
       try {
         ({ prevHash: prev, hash, payload } = splitRecord(value));
-        p = decodePayload(payload);
+        p = decodePayloadHeader(payload);
       } catch (err) {
         return { ok: false, checked, seq, problem: 'decode_error', message: `seq ${seq} cannot be decoded: ${err instanceof Error ? err.message : String(err)}` };
       }

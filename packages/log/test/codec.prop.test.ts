@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GENESIS_HASH, chainHash, decodePayload, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
+import { GENESIS_HASH, chainHash, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams, float32Arb, sameBits, sameInput, inputOf } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -29,6 +29,19 @@ describe('codec', () => {
       }),
       fcParams(500),
     );
+  });
+
+  it('the header decode (seq, ts) agrees with the full decode', () => {
+    fc.assert(
+      fc.property(eventInputArb, seqArb, fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (input, seq, ts) => {
+        const payload = encodePayload(input, seq, ts);
+        expect(decodePayloadHeader(payload)).toEqual({ seq, ts });
+        const full = decodePayload(payload);
+        expect([full.seq, full.ts]).toEqual([seq, ts]);
+      }),
+      fcParams(1000),
+    );
+    for (const bad of [Buffer.from([0x97, 0x01]), Buffer.from([0x90]), Buffer.from([0xc1, 1, 2])]) expect(() => decodePayloadHeader(bad)).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT_RECORD' }));
   });
 
   it('vectors round-trip bit-exact: -0, subnormals, extremes', () => {
