@@ -299,9 +299,10 @@ export class Projections {
       error: (err: unknown) => this.logger('error', 'log tail failed', { error: String(err) }),
     });
     await this.waitForApplied(head);
-    // The tail goes live one turn after its catch-up ends; from then on appends are applied
-    // before they resolve.
-    await new Promise((r) => setImmediate(r));
+    // The tail goes live one turn after its catch-up ends (and catches up again if appends landed
+    // meanwhile); from then on appends are applied before they resolve.
+    do await new Promise((r) => setImmediate(r));
+    while (this.state.seq < this.log.head().seq);
     this.initializing = false;
     if (!this.cold.alive) this.onColdExit('worker died during open');
     this.schedulePump();

