@@ -1,0 +1,170 @@
+// Benchmark of backup and restore (issue 4). Run: npx tsc -b && pnpm exec tsx bench/src/backup.ts [--n 100000] [--quick] [--dir DIR]
+// Prints tables and writes bench/results/backup.json. Baselines (a plain recursive copy of the same data dir) run in the same process and directory.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EventLog, type EventInput } from '@kyrodb/log';
+import { BackupManager, ContinuousBackup, LocalDirStore, S3Store, restore, type ObjectStore } from '@kyrodb/backup';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const arg = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const N = Number(arg('--n') ?? (quick ? 20_000 : 100_000));
+const base = arg('--dir') ?? os.tmpdir();
+const DIM = 128;
+const LAG_SECONDS = quick ? 3 : 10;
+
+interface S3rverLike {
+  run(): Promise<{ port: number }>;
+  close(): Promise<void>;
+}
+const S3rver = createRequire(import.meta.url)('s3rver') as new (o: { port: number; address: string; silent: boolean; directory: string; configureBuckets: { name: string }[] }) => S3rverLike;
+
+const dirs: string[] = [];
+function freshDir(tag: string): string {
+  const d = fs.mkdtempSync(path.join(base, `kyro-bench-backup-${tag}-`));
+  dirs.push(d);
+  return d;
+}
+
+function vec(seed: number): Float32Array {
+  const v = new Float32Array(DIM);
+  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
+  return v;
+}
+function upsert(i: number): EventInput {
+  return { type: 'vector.upserted', collection: 'bench', body: { id: `d${i}`, vector: vec(i), metadata: { i } } };
+}
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
+}
+function dirBytes(d: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(d, { withFileTypes: true, recursive: true })) if (e.isFile()) n += fs.statSync(path.join(e.parentPath, e.name)).size;
+  return n;
+}
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, (performance.now() - t0) / 1000];
+}
+const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+async function main(): Promise<void> {
+  console.log(`backup bench: ${N} vectors of ${DIM} dims, in ${base}${quick ? ' (quick)' : ''}`);
+  const dataDir = path.join(freshDir('src'), 'data');
+  const log = await EventLog.open({ dir: dataDir, logger: () => undefined });
+  await log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } }]);
+  const [, loadSecs] = await timed(async () => {
+    for (let i = 0; i < N; i += 1000) await log.append(Array.from({ length: Math.min(1000, N - i) }, (_, j) => upsert(i + j)));
+  });
+  const srcBytes = dirBytes(dataDir);
+  console.log(`loaded ${N} vectors in ${fmt(loadSecs)} s; data dir ${fmt(srcBytes / 1e6, 1)} MB`);
+
+  // Baseline: a plain recursive copy of the data dir (page cache warm, same disk), and its restore counterpart (copy back).
+  const [, copySecs] = await timed(() => fsp.cp(dataDir, path.join(freshDir('copy'), 'data'), { recursive: true }));
+
+  const s3dir = freshDir('s3rver');
+  const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: s3dir, configureBuckets: [{ name: 'bench' }] });
+  const { port } = await server.run();
+  const stores: [string, () => ObjectStore][] = [
+    ['local', () => new LocalDirStore(freshDir('store'))],
+    ['s3rver', () => new S3Store(`s3://bench/run-${Date.now()}`, { endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })],
+  ];
+  const rows: Record<string, Record<string, string>> = {};
+  const results: Record<string, unknown> = { when: new Date().toISOString(), n: N, dim: DIM, node: process.version, cpus: os.cpus().length, dir: base, loadSecs, srcBytes, copySecs };
+  rows['plain copy (baseline)'] = { 'backup s': fmt(copySecs), 'restore s': fmt(copySecs) + ' (copy back)', 'stored MB': fmt(srcBytes / 1e6, 1), 'events/s backup': fmt(N / copySecs, 0), 'events/s restore': '' };
+  for (const [name, make] of stores) {
+    for (const compression of ['zstd', 'none'] as const) {
+      const store = make();
+      const mgr = new BackupManager({ log, dataDir, store, compression, logger: () => undefined });
+      const [m, backupSecs] = await timed(() => mgr.createFull());
+      const stored = m.files.reduce((n, f) => n + f.size, 0);
+      const [r, restoreSecs] = await timed(() => restore({ store, dataDir: path.join(freshDir('restore'), 'data') }));
+      if (r.seq !== m.to_seq || r.vectorCount !== N) throw new Error('restore mismatch');
+      rows[`${name} ${compression}`] = { 'backup s': fmt(backupSecs), 'restore s': fmt(restoreSecs), 'stored MB': fmt(stored / 1e6, 1), 'events/s backup': fmt(m.to_seq / backupSecs, 0), 'events/s restore': fmt(r.seq / restoreSecs, 0) };
+      results[`full.${name}.${compression}`] = { backupSecs, restoreSecs, storedBytes: stored, events: m.to_seq };
+      if (store instanceof S3Store) store.destroy();
+    }
+  }
+  console.log('\nFull backup and full restore (sketch, 1M: backup ~30 s, restore ~45 s; target ≤ 5 s each for 1M local)');
+  console.table(rows);
+
+  // Incremental of 1k events, repeated.
+  const store = new LocalDirStore(freshDir('inc'));
+  const mgr = new BackupManager({ log, dataDir, store, logger: () => undefined });
+  await mgr.createFull();
+  const incTimes: number[] = [];
+  for (let r = 0; r < 7; r++) {
+    await log.append(Array.from({ length: 1000 }, (_, j) => upsert(N + r * 1000 + j)));
+    const [, s] = await timed(() => mgr.createIncremental());
+    incTimes.push(s * 1000);
+  }
+  // PITR replay rate: restore to the instant in the middle of the log (truncated full) and at the end (full + incrementals).
+  const mid = log.get(Math.floor(log.head().seq / 2))!.ts;
+  const [pm, pmSecs] = await timed(() => restore({ store, dataDir: path.join(freshDir('pitr'), 'data'), pointInTime: mid }));
+  const [pe, peSecs] = await timed(() => restore({ store, dataDir: path.join(freshDir('pitr'), 'data'), pointInTime: log.head().ts }));
+  console.log('\nIncremental and PITR (sketch: incremental ~1 s, PITR 2k events/s; targets ≤ 50 ms, ≥ 100k events/s)');
+  console.table({
+    'incremental, 1k events': { value: `median ${fmt(pct(incTimes, 0.5), 1)} ms, max ${fmt(Math.max(...incTimes), 1)} ms` },
+    'PITR to mid (truncated full)': { value: `${pm.seq} events in ${fmt(pmSecs)} s = ${fmt(pm.seq / pmSecs, 0)} events/s` },
+    'PITR to end (full + 7 incrementals)': { value: `${pe.seq} events in ${fmt(peSecs)} s = ${fmt(pe.seq / peSecs, 0)} events/s` },
+  });
+  results['incrementalMs'] = incTimes;
+  results['pitr'] = { mid: { events: pm.seq, secs: pmSecs }, end: { events: pe.seq, secs: peSecs } };
+
+  // Continuous-backup lag under a sustained write load: 100-event batches every 10 ms (~10k events/s).
+  const lagStore = new LocalDirStore(freshDir('cont'));
+  const landed: { seq: number; at: number }[] = [];
+  const watched: ObjectStore = {
+    url: lagStore.url,
+    put: async (k, b) => {
+      await lagStore.put(k, b);
+      const m = /-(\d+)$/.exec(k);
+      if (k.startsWith('segments/') && m) landed.push({ seq: Number(m[1]), at: performance.now() });
+    },
+    get: (k) => lagStore.get(k),
+    head: (k) => lagStore.head(k),
+    list: (p) => lagStore.list(p),
+    delete: (k) => lagStore.delete(k),
+  };
+  const cb = new ContinuousBackup({ log, store: watched, intervalMs: 100, logger: () => undefined });
+  // Start from the current head (a fresh store would otherwise ship the whole log first).
+  await log.setCursor('backup.continuous', { seq: log.head().seq });
+  await cb.start();
+  const commits: { seq: number; at: number }[] = [];
+  const until = performance.now() + LAG_SECONDS * 1000;
+  let i = 0;
+  while (performance.now() < until) {
+    const r = await log.append(Array.from({ length: 100 }, (_, j) => upsert(10_000_000 + i * 100 + j)));
+    commits.push({ seq: r.lastSeq, at: performance.now() });
+    i += 1;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  await cb.waitForShipped(log.head().seq);
+  await cb.stop();
+  const lags = commits.map((c) => (landed.find((l) => l.seq >= c.seq)?.at ?? NaN) - c.at);
+  console.log(`\nContinuous backup lag (commit → segment durable in the store), ${commits.length * 100} events over ${LAG_SECONDS} s, intervalMs 100 (target p99 ≤ 1 s)`);
+  console.table({ lag: { 'p50 ms': fmt(pct(lags, 0.5), 1), 'p99 ms': fmt(pct(lags, 0.99), 1), 'max ms': fmt(Math.max(...lags), 1), segments: String(landed.length) } });
+  results['continuousLagMs'] = { p50: pct(lags, 0.5), p99: pct(lags, 0.99), max: Math.max(...lags), events: commits.length * 100, segments: landed.length };
+
+  await log.close();
+  await server.close();
+  const outDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'backup.json'), JSON.stringify(results, null, 2));
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  process.exit(1);
+});
