@@ -79,7 +79,7 @@ export interface LogHead {
 export interface AppendResult {
   firstSeq: number;
   lastSeq: number;
-  /** Commit ts of the batch (all its events share it). */
+  /** Commit ts of the batch, µs (all its events share it): taken when its group is sealed, just before the group's commit; never less than the previous ts. */
   ts: number;
   events: LogEvent[];
 }
@@ -302,7 +302,9 @@ export class EventLog {
   // ---------------------------------------------------------------- appends
 
   /**
-   * Appends a batch atomically and resolves once it is flushed to disk. Every event gets the
+   * Appends a batch atomically and resolves once it is flushed to disk (its group's LMDB
+   * transaction committed with a sync). A rejection with WAL_IO_ERROR after a flush failure means
+   * "outcome unknown": the whole batch is either on disk or not, never part of it. Every event gets the
    * next seq, the batch's commit ts (µs, never less than the previous ts) and its chain hash.
    * Rejects, writing nothing, with LOG_EMPTY_BATCH, LOG_BATCH_TOO_LARGE, LOG_INVALID_EVENT,
    * LOG_NON_FINITE_VECTOR, WAL_CIRCUIT_OPEN, WAL_DISK_FULL, WAL_QUOTA_EXCEEDED, WAL_IO_ERROR,
