@@ -96,7 +96,7 @@ describe('projections (real log, real hnswlib worker)', () => {
     env = await makeEnv();
     const offers: { version: number; filterKey: string }[] = [];
     let lookups = 0;
-    let serve: { id: string; score: number }[] | undefined;
+    let serve: { id: string; score: number }[] | undefined = undefined;
     const p = await env.open({
       cache: {
         lookup: () => {
