@@ -5,13 +5,18 @@
  */
 import type { EventLog } from '@kyrodb/log';
 import { ApiError } from './errors.js';
-import type { BackupModule, Filter, MaterializedState, ProjectionsModule, ProjectionsOpenOptions, ProjectionsPort } from './contracts.js';
+import type { Registry } from 'prom-client';
+import type { Failpoints } from '@kyrodb/log';
+import type { KyroConfig } from './config.js';
+import type { BackupModule, Filter, MaterializedState, ProjectionsModule, ProjectionsOpenOptions, ProjectionsPort, SemanticCachePort, TrainingSupervisorPort } from './contracts.js';
 import { ExactProjections, materializeExact, validateFilterShape } from './exactProjections.js';
 
 /** Which implementation each seam uses. */
 export interface ComponentsInfo {
   projections: 'kyrodb' | 'exact-fallback';
   backup: 'kyrodb' | 'missing';
+  /** The semantic cache with its supervised training task, when @kyrodb/projections exports them. */
+  cache: 'kyrodb' | 'disabled' | 'missing';
 }
 
 async function importOptional(name: string): Promise<Record<string, unknown>> {
@@ -61,4 +66,22 @@ export async function filterValidator(): Promise<(f: unknown) => Filter> {
 export async function materializer(): Promise<(log: EventLog, toSeq?: number, onProgress?: (seq: number) => void) => MaterializedState> {
   const m = await projections();
   return typeof m.materialize === 'function' ? m.materialize : materializeExact;
+}
+
+/**
+ * The semantic cache and its supervised training task from the config (`cache:`,
+ * `error_recovery.training`), when @kyrodb/projections exports SemanticCache, LearnedPredictor and
+ * TrainingSupervisor; `kind` says whether it is running. The caller starts and stops `supervisor`.
+ */
+export async function openCache(cfg: KyroConfig, registry: Registry, failpoints: Failpoints): Promise<{ kind: ComponentsInfo['cache']; cache?: SemanticCachePort; supervisor?: TrainingSupervisorPort }> {
+  if (!cfg.cache.enabled) return { kind: 'disabled' };
+  const m = await projections();
+  if (m.SemanticCache === undefined || m.LearnedPredictor === undefined || m.TrainingSupervisor === undefined) return { kind: 'missing' };
+  const c = cfg.cache;
+  const training = { intervalSecs: c.training.interval_secs, minSamples: c.training.min_samples };
+  const predictor = new m.LearnedPredictor();
+  const cache = new m.SemanticCache({ options: { enabled: true, similarityThreshold: c.similarity_threshold, capacity: c.capacity, maxStalenessMs: c.max_staleness_ms, training }, registry, predictor });
+  const t = cfg.error_recovery.training;
+  const supervisor = new m.TrainingSupervisor({ accessLog: cache.accessLog, predictor, options: { maxRestarts: t.max_restarts, restartBackoffSeconds: [...t.restart_backoff_seconds] }, training, registry, failpoints });
+  return { kind: 'kyrodb', cache, supervisor };
 }

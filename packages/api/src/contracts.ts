@@ -68,6 +68,7 @@ export interface ProjectionsPort {
 }
 export interface ProjectionsOpenOptions {
   log: EventLog;
+  cache?: QueryCacheLayer;
   dataDir: string;
   registry?: Registry;
   failpoints?: Failpoints;
@@ -78,11 +79,30 @@ export interface MaterializedState {
   seq: number;
   collections: Map<string, { info: CollectionInfo; docs: Map<string, DocValue> }>;
 }
+/** The cache seam of the projections. */
+export interface QueryCacheLayer {
+  lookup(q: unknown): SearchHit[] | undefined;
+  offer(q: unknown, results: SearchHit[]): void;
+}
+/** The semantic cache (projections/src/cache), as far as the api uses it. */
+export interface SemanticCachePort extends QueryCacheLayer {
+  readonly accessLog: unknown;
+}
+/** The training supervisor (projections/src/cache). */
+export interface TrainingSupervisorPort {
+  start(): void;
+  stop(): Promise<void>;
+  status(): unknown;
+}
 /** The runtime surface of @kyrodb/projections the api uses. */
 export interface ProjectionsModule {
   Projections: { open(o: ProjectionsOpenOptions): Promise<ProjectionsPort> };
   validateFilter(f: unknown): Filter;
   materialize(log: EventLog, toSeq?: number, onProgress?: (seq: number) => void): MaterializedState;
+  /** Optional: the semantic cache, its learned predictor and training supervisor. */
+  SemanticCache?: new (o: { options?: Record<string, unknown>; registry?: Registry; predictor?: unknown }) => SemanticCachePort;
+  LearnedPredictor?: new () => unknown;
+  TrainingSupervisor?: new (o: { accessLog: unknown; predictor: unknown; options?: Record<string, unknown>; training?: Record<string, unknown>; registry?: Registry; failpoints?: Failpoints; logger?: unknown }) => TrainingSupervisorPort;
 }
 
 // ------------------------------------------------------------------ backup

@@ -7,7 +7,7 @@ import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import type { BackupManagerPort, BackupModule, ContinuousBackupPort, ObjectStore, ProjectionsPort } from './contracts.js';
-import { filterValidator, loadBackup, openProjections } from './components.js';
+import { filterValidator, loadBackup, openCache, openProjections } from './components.js';
 import type { ComponentsInfo } from './components.js';
 import { ensureSketchMetrics } from './metrics.js';
 import { buildApp } from './server.js';
@@ -89,10 +89,13 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   let projections: ProjectionsPort | undefined;
   const crons: Cron[] = [];
   let continuous: ContinuousBackupPort | undefined;
+  let supervisor: { stop(): Promise<void> } | undefined;
   try {
     const q = cfg.error_recovery.query;
+    const cache = await openCache(cfg, registry, failpoints);
     const opened = await openProjections({
       log,
+      ...(cache.cache !== undefined ? { cache: cache.cache } : {}),
       dataDir,
       registry,
       failpoints,
@@ -101,6 +104,10 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
     });
     projections = opened.projections;
     const proj = projections;
+    if (cache.supervisor !== undefined) {
+      cache.supervisor.start();
+      supervisor = cache.supervisor;
+    } else if (cache.kind === 'missing') logger('warn', '@kyrodb/projections does not export SemanticCache/LearnedPredictor/TrainingSupervisor; running without the semantic cache');
     if (opened.kind === 'exact-fallback') logger('warn', '@kyrodb/projections does not export Projections yet; serving from the exact in-memory fallback');
 
     let backup: { manager: BackupManagerPort; continuous?: ContinuousBackupPort } | undefined;
@@ -140,7 +147,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
     }
     ensureSketchMetrics(registry);
 
-    const components: ComponentsInfo = { projections: opened.kind, backup: mod !== undefined ? 'kyrodb' : 'missing' };
+    const components: ComponentsInfo = { projections: opened.kind, backup: mod !== undefined ? 'kyrodb' : 'missing', cache: cache.kind };
     const app = await buildApp({
       config: cfg,
       log,
@@ -151,6 +158,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       components,
       failpointsApi: o.failpointsApi ?? process.env['KYRODB_TEST_FAILPOINTS_API'] === '1',
       validateFilter: await filterValidator(),
+      ...(cache.supervisor !== undefined ? { training: () => cache.supervisor?.status() } : {}),
     });
     let url: string | undefined;
     if (o.listen !== false) {
@@ -173,6 +181,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
           clearTimeout(t);
         }
         if (continuous !== undefined) await continuous.stop();
+        if (supervisor !== undefined) await supervisor.stop();
         try {
           await proj.checkpoint();
         } catch (err) {
@@ -187,6 +196,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   } catch (err) {
     for (const c of crons) c.stop();
     if (continuous !== undefined) await continuous.stop().catch(() => undefined);
+    if (supervisor !== undefined) await supervisor.stop().catch(() => undefined);
     if (projections !== undefined) await projections.close().catch(() => undefined);
     await log.close();
     throw err;
