@@ -1,0 +1,111 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { EventLog } from '@kyrodb/log';
+import { created, openTestLog, quietLogger, upsert } from './helpers.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function filled(n: number) {
+  const t = await openTestLog();
+  dirs.push(t.dir);
+  await t.log.append([created('c', 2)]);
+  for (let i = 1; i < n; i++) await t.log.append([upsert(`d${i}`, [i, -i])]);
+  return t;
+}
+
+describe('EventLog', () => {
+  it('one writer per data dir: a second open for writing is LOG_LOCKED; after close it opens', async () => {
+    const { log, dir } = await filled(2);
+    await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_LOCKED' });
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.head().seq).toBe(2);
+    await again.close();
+  });
+
+  it('closed → LOG_CLOSED; read-only → LOG_READ_ONLY; a missing dir read-only is an error', async () => {
+    const { log, dir } = await filled(2);
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    await expect(ro.append([upsert('x', [1, 2])])).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
+    await expect(ro.setCursor('a', 1)).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
+    await expect(ro.importRecords([Buffer.alloc(80)])).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
+    expect(ro.verify()).toMatchObject({ ok: true, checked: 2 });
+    await ro.close();
+    await log.close();
+    await expect(log.append([upsert('x', [1, 2])])).rejects.toMatchObject({ code: 'LOG_CLOSED' });
+    await expect(EventLog.open({ dir: path.join(dir, 'nope'), readOnly: true, logger: quietLogger() })).rejects.toMatchObject({ name: 'LogError' });
+  });
+
+  it('an unknown format version is refused with LOG_FORMAT_VERSION', async () => {
+    const { log, dir } = await filled(1);
+    await log.close();
+    const env = openLmdb({ path: path.join(dir, 'log.mdb'), noSubdir: true, maxDbs: 8 });
+    const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+    await meta.put('format', 99);
+    await env.close();
+    await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_FORMAT_VERSION' });
+  });
+
+  it('cursors are durable across reopen', async () => {
+    const { log, dir } = await filled(1);
+    expect(log.getCursor('backup')).toBeUndefined();
+    await log.setCursor('backup', { seq: 1, at: 'x' });
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.getCursor('backup')).toEqual({ seq: 1, at: 'x' });
+    await again.close();
+  });
+
+  it('importRecords rebuilds an identical chain; a record that does not link is refused and nothing is written', async () => {
+    const { log } = await filled(30);
+    const records = [...log.readRecords()].map((r) => r.record);
+    const t2 = await openTestLog();
+    dirs.push(t2.dir);
+    const head = await t2.log.importRecords(records.slice(0, 10));
+    expect(head.seq).toBe(10);
+    await expect(t2.log.importRecords(records.slice(11, 20))).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem: 'seq_gap' } });
+    const tampered = Buffer.from(records[10]!);
+    tampered[tampered.length - 1] = tampered[tampered.length - 1]! ^ 1;
+    await expect(t2.log.importRecords([tampered, ...records.slice(11)])).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { seq: 11 } });
+    expect(t2.log.head().seq).toBe(10);
+    await t2.log.importRecords(records.slice(10));
+    expect(Buffer.from(t2.log.head().hash).equals(Buffer.from(log.head().hash))).toBe(true);
+    expect(t2.log.verify()).toMatchObject({ ok: true, checked: 30 });
+    // and appends continue the imported chain
+    expect((await t2.log.append([upsert('after', [0, 0])])).firstSeq).toBe(31);
+    await t2.log.close();
+    await log.close();
+  });
+
+  it('verify with a digest: extends it, names a rewrite, or reports a truncated log', async () => {
+    const { log } = await filled(10);
+    const h5 = log.get(5)!.hash;
+    expect(log.verify({ digest: { seq: 5, hash: h5 } }).ok).toBe(true);
+    expect(log.verify({ digest: { seq: 5, hash: new Uint8Array(32) } })).toMatchObject({ ok: false, seq: 5, problem: 'digest_mismatch' });
+    expect(log.verify({ digest: { seq: 11, hash: h5 } })).toMatchObject({ ok: false, problem: 'digest_beyond_head' });
+    expect(log.verify({ fromSeq: 6 })).toMatchObject({ ok: true, checked: 5 });
+    const progress: number[] = [];
+    log.verify({ onProgress: (s) => progress.push(s), progressEvery: 3 });
+    expect(progress).toEqual([3, 6, 9]);
+    await log.close();
+  });
+
+  it('a read-only follower tails the writer by polling: catch-up then live, in order', async () => {
+    const { log, dir } = await filled(5);
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    const p = firstValueFrom(ro.tail(3, { pollMs: 5 }).pipe(take(8), toArray()));
+    for (let i = 0; i < 3; i++) {
+      await log.append([upsert(`late${i}`, [1, 1]), upsert(`late${i}b`, [1, 1])]);
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    expect((await p).map((e) => e.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+    await ro.close();
+    await log.close();
+  });
+});
