@@ -1,10 +1,13 @@
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { EventLog, isLogError, systemClock } from '@kyrodb/log';
+import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup';
 import type { LogHead } from '@kyrodb/log';
-import { isAuditError } from './errors.js';
+import { AuditError, isAuditError } from './errors.js';
 import { formatDigest, parseDigest, verifyDigest } from './digest.js';
 import { eventToJson, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
@@ -21,11 +24,16 @@ export const AUDIT_EXIT = Object.freeze({
   CHAIN_BROKEN: 3,
 });
 
+// Backup errors that mean the backup's bytes or chain do not verify (exit 3), vs bad input (exit 2).
+const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAILED', 'BACKUP_CORRUPT', 'BACKUP_CHAIN_GAP', 'BACKUP_CHAIN_BROKEN', 'BACKUP_VERIFY_FAILED', 'BACKUP_FILE_MISSING']);
+const BACKUP_BAD_INPUT = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING', 'BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', 'BACKUP_INVALID_URL', 'BACKUP_INVALID_ARGUMENT']);
+
 function fail(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  const code = isAuditError(err) || isLogError(err) ? (err as { code: string }).code : 'ERROR';
+  const code = isAuditError(err) || isLogError(err) || isBackupError(err) ? (err as { code: string }).code : 'ERROR';
   process.stderr.write(`error: ${code}: ${message}\n`);
-  process.exitCode = isAuditError(err) || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
+  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : 1;
+  else process.exitCode = isAuditError(err) || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
 }
 
 async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T): Promise<T> {
@@ -48,9 +56,9 @@ function printHead(h: LogHead, json: boolean): void {
  * read-only (works offline and beside a running server). Exit codes: `AUDIT_EXIT` (0 ok,
  * 2 bad input, 3 chain broken / digest not extended, 1 anything else).
  *
- * Not (yet) here: `audit verify --backup-id ID --store URL` — @kyrodb/backup's `restore` was not
- * available when this was written; restore the backup with `kyrodb restore` into a scratch dir
- * and run `audit verify --data-dir` on it.
+ * `audit verify --backup-id ID --store URL` restores the backup into a scratch dir with
+ * @kyrodb/backup's `restore` (which checks every checksum and the chain) and verifies there;
+ * a backup whose files or chain do not verify exits 3 too.
  */
 export function registerAuditCommands(program: Command): Command {
   const audit = program.command('audit').description('audit the log: verify the hash chain against digests, read history, export the state as of an instant');
@@ -63,30 +71,48 @@ export function registerAuditCommands(program: Command): Command {
   audit
     .command('verify')
     .description('verify the whole hash chain and, with --digest, that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq, 2 bad input')
-    .requiredOption('--data-dir <dir>', 'data dir of the log')
+    .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
+    .option('--backup-id <id>', 'verify a backup instead: restore it into a scratch dir (needs --store), then verify there')
+    .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix')
+    .option('--key-file <file>', 'encryption key of the backup (default: $KYRODB_BACKUP_KEY)')
     .option('--digest <SEQ:HASH>', 'an earlier digest (from `audit head` or GET /v1/audit/head)')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dataDir: string; digest?: string; json?: boolean }) => {
+    .action(async (o: { dataDir?: string; backupId?: string; store?: string; keyFile?: string; digest?: string; json?: boolean }) => {
+      let scratch: string | undefined;
       try {
         const digest = o.digest === undefined ? undefined : parseDigest(o.digest);
-        await withLog(o.dataDir, (log) => {
+        if ((o.dataDir === undefined) === (o.backupId === undefined)) throw new AuditError('AUDIT_BAD_REQUEST', 'give either --data-dir DIR or --backup-id ID --store URL');
+        if (o.backupId !== undefined && o.store === undefined) throw new AuditError('AUDIT_BAD_REQUEST', '--backup-id needs --store URL');
+        let dataDir = o.dataDir!;
+        if (o.backupId !== undefined) {
+          // The backup is restored exactly as `kyrodb restore` would (every checksum and the chain
+          // checked), into a scratch dir nobody else uses; then its log is verified like any other.
+          scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kyrodb-audit-backup-'));
+          dataDir = path.join(scratch, 'data');
+          const encryption = loadKey(o.keyFile !== undefined ? { file: o.keyFile } : {});
+          await restore({ store: openObjectStore(o.store!), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
+        }
+        await withLog(dataDir, (log) => {
           const tty = process.stderr.isTTY && o.json !== true;
           const bar = tty ? new cliProgress.SingleBar({ format: 'verify [{bar}] {value}/{total} events', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
           if (bar) bar.start(log.head().seq, 0);
           const r = verifyDigest(log, digest, bar ? (seq, head) => { bar.setTotal(head); bar.update(seq); } : undefined);
           bar?.stop();
+          const source = o.backupId !== undefined ? { backup_id: o.backupId } : {};
           if (r.ok) {
-            if (o.json === true) process.stdout.write(JSON.stringify({ ok: true, extends: r.extends, checked: r.checked, head: headToJson(r.head), digest: formatDigest(r.head) }) + '\n');
-            else process.stdout.write(`ok: ${r.checked} events verified${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
+            if (o.json === true) process.stdout.write(JSON.stringify({ ok: true, extends: r.extends, checked: r.checked, head: headToJson(r.head), digest: formatDigest(r.head), ...source }) + '\n');
+            else process.stdout.write(`ok: ${r.checked} events verified${o.backupId !== undefined ? ` in backup ${o.backupId}` : ''}${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
             process.exitCode = AUDIT_EXIT.OK;
           } else {
-            if (o.json === true) process.stdout.write(JSON.stringify({ ok: false, seq: r.seq, problem: r.problem, message: r.message, checked: r.checked }) + '\n');
+            if (o.json === true) process.stdout.write(JSON.stringify({ ok: false, seq: r.seq, problem: r.problem, message: r.message, checked: r.checked, ...source }) + '\n');
             else process.stdout.write(`FAILED at seq ${r.seq}: ${r.problem}: ${r.message}\n`);
             process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
           }
         });
       } catch (err) {
         fail(err);
+      } finally {
+        if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
       }
     });
 
