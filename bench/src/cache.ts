@@ -117,72 +117,85 @@ function pct(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-async function run(policy: 'none' | 'lru' | 'learned'): Promise<PolicyResult> {
-  const predictor = new LearnedPredictor();
-  const cache = policy === 'none' ? undefined : new SemanticCache({ options: { capacity: cfg.capacity }, ...(policy === 'learned' ? { predictor } : {}) });
-  let sup: TrainingSupervisor | undefined;
-  if (policy === 'learned') {
-    sup = new TrainingSupervisor({ accessLog: cache!.accessLog, predictor, training: { intervalSecs: 3600, minSamples: 100 }, predictorTraining: { horizon: cfg.capacity } });
-    sup.start();
-  }
-  const lat = new Float64Array(cfg.queries);
-  let hits = 0;
-  let hitNs = 0;
-  let missNs = 0;
-  let overlap = 0;
-  let trainMs: number | null = null;
-  for (let i = 0; i < total; i++) {
-    if (i === cfg.warm && sup !== undefined) {
-      const t = performance.now();
-      const installed = await sup.runNow();
-      trainMs = performance.now() - t;
-      if (!installed) throw new Error('training did not produce a model');
-    }
-    const w = workload[i]!;
-    const s = process.hrtime.bigint();
-    let hit = false;
-    let served: SearchHit[] | undefined;
-    if (cache === undefined) search(w.arr);
-    else {
-      const q: CacheQuery = { collection: 'bench', vector: w.f32, k: cfg.k, filterKey: '', version: 1, nowMs: i };
-      served = cache.lookup(q);
-      if (served === undefined) cache.offer(q, search(w.arr));
-      else hit = true;
-    }
-    const ns = Number(process.hrtime.bigint() - s);
-    if (i < cfg.warm) continue;
-    lat[i - cfg.warm] = ns / 1000;
-    if (hit) {
-      hits++;
-      hitNs += ns;
-      const fresh = new Set(search(w.arr).map((h) => h.id)); // untimed: does the served answer match a fresh one?
-      overlap += served!.filter((h) => fresh.has(h.id)).length / cfg.k;
-    } else missNs += ns;
-  }
-  await sup?.stop();
-  const sorted = Float64Array.from(lat).sort();
-  const st = cache?.stats();
-  return {
-    policy,
-    hitRate: hits / cfg.queries,
-    meanUs: lat.reduce((a, b) => a + b, 0) / cfg.queries,
-    p50Us: pct(sorted, 0.5),
-    p99Us: pct(sorted, 0.99),
-    hitMeanUs: hits > 0 ? hitNs / hits / 1000 : null,
-    missMeanUs: missNs / Math.max(1, cfg.queries - hits) / 1000,
-    servedOverlapAt10: hits > 0 ? overlap / hits : null,
-    entries: st?.entries ?? 0,
-    bytes: st?.bytes ?? 0,
-    evictions: st?.evictions ?? 0,
-    trainMs,
-  };
+type Policy = 'none' | 'lru' | 'learned';
+interface Lane {
+  policy: Policy;
+  cache: SemanticCache | undefined;
+  sup: TrainingSupervisor | undefined;
+  lat: Float64Array;
+  hits: number;
+  hitNs: number;
+  missNs: number;
+  overlap: number;
+  trainMs: number | null;
 }
 
-const results: PolicyResult[] = [];
-for (const p of ['none', 'lru', 'learned'] as const) {
-  console.log(`running ${p} …`);
-  results.push(await run(p));
+// The three policies run in lockstep, query by query, in a rotating order, so that load from other
+// processes on the machine hits all of them alike.
+async function runAll(): Promise<PolicyResult[]> {
+  const lanes: Lane[] = (['none', 'lru', 'learned'] as const).map((policy) => {
+    const predictor = new LearnedPredictor();
+    const cache = policy === 'none' ? undefined : new SemanticCache({ options: { capacity: cfg.capacity }, ...(policy === 'learned' ? { predictor } : {}) });
+    const sup = policy === 'learned' ? new TrainingSupervisor({ accessLog: cache!.accessLog, predictor, training: { intervalSecs: 3600, minSamples: 100 }, predictorTraining: { horizon: cfg.capacity } }) : undefined;
+    sup?.start();
+    return { policy, cache, sup, lat: new Float64Array(cfg.queries), hits: 0, hitNs: 0, missNs: 0, overlap: 0, trainMs: null };
+  });
+  for (let i = 0; i < total; i++) {
+    if (i === cfg.warm) {
+      for (const lane of lanes) {
+        if (lane.sup === undefined) continue;
+        const t = performance.now();
+        if (!(await lane.sup.runNow())) throw new Error('training did not produce a model');
+        lane.trainMs = performance.now() - t;
+      }
+    }
+    const w = workload[i]!;
+    for (let j = 0; j < lanes.length; j++) {
+      const lane = lanes[(i + j) % lanes.length]!;
+      const s = process.hrtime.bigint();
+      let served: SearchHit[] | undefined;
+      if (lane.cache === undefined) search(w.arr);
+      else {
+        const q: CacheQuery = { collection: 'bench', vector: w.f32, k: cfg.k, filterKey: '', version: 1, nowMs: i };
+        served = lane.cache.lookup(q);
+        if (served === undefined) lane.cache.offer(q, search(w.arr));
+      }
+      const ns = Number(process.hrtime.bigint() - s);
+      if (i < cfg.warm) continue;
+      lane.lat[i - cfg.warm] = ns / 1000;
+      if (served !== undefined) {
+        lane.hits++;
+        lane.hitNs += ns;
+        const fresh = new Set(search(w.arr).map((h) => h.id)); // untimed: does the served answer match a fresh one?
+        lane.overlap += served.filter((h) => fresh.has(h.id)).length / cfg.k;
+      } else lane.missNs += ns;
+    }
+  }
+  const out: PolicyResult[] = [];
+  for (const lane of lanes) {
+    await lane.sup?.stop();
+    const sorted = Float64Array.from(lane.lat).sort();
+    const st = lane.cache?.stats();
+    out.push({
+      policy: lane.policy,
+      hitRate: lane.hits / cfg.queries,
+      meanUs: lane.lat.reduce((a, b) => a + b, 0) / cfg.queries,
+      p50Us: pct(sorted, 0.5),
+      p99Us: pct(sorted, 0.99),
+      hitMeanUs: lane.hits > 0 ? lane.hitNs / lane.hits / 1000 : null,
+      missMeanUs: lane.missNs / Math.max(1, cfg.queries - lane.hits) / 1000,
+      servedOverlapAt10: lane.hits > 0 ? lane.overlap / lane.hits : null,
+      entries: st?.entries ?? 0,
+      bytes: st?.bytes ?? 0,
+      evictions: st?.evictions ?? 0,
+      trainMs: lane.trainMs,
+    });
+  }
+  return out;
 }
+
+console.log('running none, lru and learned in lockstep …');
+const results = await runAll();
 
 // Access logger cost: AccessLog.record alone, per call.
 const log = new AccessLog(100_000);

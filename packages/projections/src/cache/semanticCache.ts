@@ -398,12 +398,7 @@ export class SemanticCache implements QueryCacheLayer {
       this.planes.set(dim, planes);
     }
     let h = 0;
-    for (let b = 0; b < this.lshBits; b++) {
-      let s = 0;
-      const off = b * dim;
-      for (let i = 0; i < dim; i++) s += planes[off + i]! * nv[i]!;
-      if (s >= 0) h |= 1 << b;
-    }
+    for (let b = 0; b < this.lshBits; b++) if (dot(planes, nv, b * dim) >= 0) h |= 1 << b;
     return h;
   }
 }
@@ -426,10 +421,23 @@ function normalize(v: Float32Array): Float32Array | undefined {
   return out;
 }
 
-function dot(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
-  return s;
+function dot(a: Float32Array, b: Float32Array, offA = 0): number {
+  // Four accumulators: shorter dependency chains, measurably faster in V8 than the plain loop.
+  const n = b.length;
+  const n4 = n - (n % 4);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    s0 += a[offA + i]! * b[i]!;
+    s1 += a[offA + i + 1]! * b[i + 1]!;
+    s2 += a[offA + i + 2]! * b[i + 2]!;
+    s3 += a[offA + i + 3]! * b[i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[offA + i]! * b[i]!;
+  return s0 + s1 + s2 + s3;
 }
 
 function estimateBytes(dim: number, results: readonly SearchHit[]): number {
