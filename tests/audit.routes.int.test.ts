@@ -8,35 +8,42 @@ import type { App } from './auditHelpers.js';
 
 type Ev = { seq: number; type: string; actor: string | null; body: { id?: string } };
 
-let dir: string;
-let log: EventLog;
-let clock: FakeClock;
-let app: App;
-const commits: AppendResult[] = [];
+// Once with fastify's default Ajv (coerces, strips unknown keys) and once with the server's
+// strict Ajv (no coercion, no stripping): the routes must behave the same under both.
+const AJV_CONFIGS: [string, Record<string, unknown>][] = [
+  ['default Ajv', {}],
+  ['strict Ajv as in server.ts', { ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } } }],
+];
 
-beforeAll(async () => {
-  dir = tmpDir();
-  clock = new FakeClock();
-  log = await EventLog.open({ dir, clock, logger: () => {} });
-  commits.push(await log.append([createColl('c', 2, 'admin')]));
-  clock.advance(5);
-  commits.push(await log.append([upsert('c', 'a', [1, 2], { v: 1 }, 'alice'), upsert('c', 'b', [0.1, -0.5])]));
-  clock.advance(5);
-  commits.push(await log.append([upsert('c', 'a', [3, 4], { v: 2 }, 'bob')]));
-  clock.advance(5);
-  commits.push(await log.append([{ type: 'vector.deleted', collection: 'c', actor: 'bob', body: { id: 'b' } }]));
-  clock.advance(5);
-  app = Fastify();
-  await app.register(auditRoutes, { log, clock });
-  await app.ready();
-});
+describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fastifyOptions) => {
+  let dir: string;
+  let log: EventLog;
+  let clock: FakeClock;
+  let app: App;
+  const commits: AppendResult[] = [];
 
-afterAll(async () => {
-  await app.close();
-  await log.close();
-});
+  beforeAll(async () => {
+    dir = tmpDir();
+    clock = new FakeClock();
+    log = await EventLog.open({ dir, clock, logger: () => {} });
+    commits.push(await log.append([createColl('c', 2, 'admin')]));
+    clock.advance(5);
+    commits.push(await log.append([upsert('c', 'a', [1, 2], { v: 1 }, 'alice'), upsert('c', 'b', [0.1, -0.5])]));
+    clock.advance(5);
+    commits.push(await log.append([upsert('c', 'a', [3, 4], { v: 2 }, 'bob')]));
+    clock.advance(5);
+    commits.push(await log.append([{ type: 'vector.deleted', collection: 'c', actor: 'bob', body: { id: 'b' } }]));
+    clock.advance(5);
+    app = Fastify(fastifyOptions);
+    await app.register(auditRoutes, { log, clock });
+    await app.ready();
+  });
 
-describe('audit HTTP routes (fastify inject)', () => {
+  afterAll(async () => {
+    await app.close();
+    await log.close();
+  });
+
   it('GET /v1/audit/head returns the head digest', async () => {
     const r = await app.inject({ method: 'GET', url: '/v1/audit/head' });
     expect(r.statusCode).toBe(200);

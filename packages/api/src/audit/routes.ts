@@ -45,6 +45,16 @@ const eventSchema = {
   },
 } as const;
 
+const intString = { type: 'string', pattern: '^[0-9]{1,16}$' } as const;
+
+/** A digit-string query parameter as a safe integer in [min, max], or undefined when absent. Throws AUDIT_BAD_REQUEST. */
+function intParam(v: string | undefined, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^[0-9]{1,16}$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) throw new AuditError('AUDIT_BAD_REQUEST', `${name} must be an integer in ${min}..${max}`);
+  return n;
+}
+
 const asOfQuery = { type: 'object', additionalProperties: false, properties: { asOf: { type: 'string', maxLength: 64 } } } as const;
 
 function sendError(reply: FastifyReply, err: unknown): FastifyReply {
@@ -195,20 +205,16 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     },
   );
 
-  app.get<{ Querystring: { fromSeq?: number; toSeq?: number; fromTime?: string; toTime?: string; limit?: number } }>(
+  app.get<{ Querystring: { fromSeq?: string; toSeq?: string; fromTime?: string; toTime?: string; limit?: string } }>(
     '/v1/log',
     {
       schema: {
+        // Numbers are taken as digit strings and parsed here, so the route behaves the same
+        // whether or not the instance's Ajv coerces query strings.
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: {
-            fromSeq: { type: 'integer', minimum: 1 },
-            toSeq: { type: 'integer', minimum: 0 },
-            fromTime: { type: 'string', maxLength: 64 },
-            toTime: { type: 'string', maxLength: 64 },
-            limit: { type: 'integer', minimum: 1, maximum: maxPage },
-          },
+          properties: { fromSeq: intString, toSeq: intString, fromTime: { type: 'string', maxLength: 64 }, toTime: { type: 'string', maxLength: 64 }, limit: intString },
         },
         response: { 200: { type: 'object', properties: { events: { type: 'array', items: eventSchema }, next: { type: ['integer', 'null'] } } } },
       },
@@ -216,15 +222,15 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     (req, reply) => {
       try {
         const q = req.query;
-        let from = q.fromSeq ?? 1;
-        let to = q.toSeq ?? Number.MAX_SAFE_INTEGER;
+        let from = intParam(q.fromSeq, 'fromSeq', 1) ?? 1;
+        let to = intParam(q.toSeq, 'toSeq', 0) ?? Number.MAX_SAFE_INTEGER;
+        const limit = intParam(q.limit, 'limit', 1, maxPage) ?? Math.min(100, maxPage);
         // Time bounds map to seq bounds through the by-time index: ts ≥ fromTime, ts ≤ toTime.
         if (q.fromTime !== undefined) {
           const ft = parseInstant(q.fromTime);
           from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
         }
         if (q.toTime !== undefined) to = Math.min(to, log.seqAtTime(parseInstant(q.toTime)));
-        const limit = q.limit ?? 100;
         const events = [...log.read(from, to, limit)].map(eventToJson);
         const last = events.length > 0 ? events[events.length - 1]!.seq : from - 1;
         const end = Math.min(to, log.head().seq);
@@ -235,12 +241,18 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     },
   );
 
-  app.get<{ Querystring: { fromSeq?: number } }>(
+  app.get<{ Querystring: { fromSeq?: string } }>(
     '/v1/log/stream',
-    { schema: { querystring: { type: 'object', additionalProperties: false, properties: { fromSeq: { type: 'integer', minimum: 1 } } } } },
+    { schema: { querystring: { type: 'object', additionalProperties: false, properties: { fromSeq: intString } } } },
     (req, reply) => {
+      let fromSeq: number;
+      try {
+        fromSeq = intParam(req.query.fromSeq, 'fromSeq', 1) ?? 1;
+      } catch (err) {
+        return sendError(reply, err);
+      }
       const out = new PassThrough();
-      const sub = log.tail(req.query.fromSeq ?? 1).subscribe({
+      const sub = log.tail(fromSeq).subscribe({
         next: (e) => {
           out.write(JSON.stringify(eventToJson(e)) + '\n');
         },
