@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { Failpoints } from '@kyrodb/log';
-import { AccessLog, LearnedPredictor, SemanticCache, TrainingSupervisor, trainPredictor } from '../src/cache/index.js';
+import { AccessLog, HybridCache, LearnedPredictor, SemanticCache, TrainingSupervisor, trainPredictor } from '../src/cache/index.js';
 import type { CacheQuery } from '../src/cache/index.js';
 import { zipfWorkload } from './cacheWorkload.js';
 
@@ -104,5 +104,25 @@ describe('TrainingSupervisor with real worker threads', () => {
     expect(cache.lookup(q(1, 0))).toBeUndefined();
     expect(cache.lookup(q(0, 1))?.[0]?.id).toBe('b');
     expect(cache.lookup(q(-1, 0))?.[0]?.id).toBe('c');
+  });
+});
+
+describe('HybridCache', () => {
+  it('wires cache, access log, predictor and a real training worker; status() reports for the health endpoint', async () => {
+    const hc = new HybridCache({ options: { capacity: 50, training: { intervalSecs: 3600, minSamples: 100 } }, supervisor: { heartbeatIntervalMs: 50, heartbeatTimeoutMs: 4000 } });
+    hc.start();
+    expect(hc.status()).toMatchObject({ enabled: true, policy: 'lru', training: { state: 'running', modelLoaded: false } });
+    const wl = zipfWorkload({ seed: 4, dim: 8, topics: 300, s: 1, queries: 5000, noise: 0.001 });
+    wl.forEach((x, i) => {
+      const q: CacheQuery = { collection: 'c', vector: x.vector, k: 5, filterKey: '', version: 1, nowMs: i };
+      if (hc.lookup(q) === undefined) hc.offer(q, [{ id: `t${x.topic}`, score: 1 }]);
+    });
+    await expect(hc.supervisor.runNow()).resolves.toBe(true);
+    const st = hc.status();
+    expect(st.policy).toBe('learned');
+    expect(st.stats.hits).toBeGreaterThan(0);
+    expect(st.training).toMatchObject({ state: 'running', runs: 1, restarts: 0, modelLoaded: true });
+    await hc.stop();
+    expect(hc.status().training.state).toBe('stopped');
   });
 });

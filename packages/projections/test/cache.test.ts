@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { AccessLog, CacheError, LearnedPredictor, SemanticCache, newAccessStats, resolveCacheOptions, resolveSupervisorOptions, touchAccessStats, trainPredictor, validateWeights } from '../src/cache/index.js';
+import { AccessLog, CacheError, HybridCache, LearnedPredictor, SemanticCache, cacheOptionsFromConfig, newAccessStats, resolveCacheOptions, resolveSupervisorOptions, supervisorOptionsFromConfig, touchAccessStats, trainPredictor, validateWeights } from '../src/cache/index.js';
 import type { CacheQuery, SearchHit } from '../src/cache/index.js';
 import { randomVector, rng, zipfWorkload } from './cacheWorkload.js';
 
@@ -149,5 +149,31 @@ describe('LearnedPredictor', () => {
 
   it('returns undefined with too few examples', () => {
     expect(trainPredictor({ fingerprints: new Float64Array([1, 2, 1]) }, { horizon: 1 })).toBeUndefined();
+  });
+});
+
+describe('config mapping', () => {
+  it('maps the YAML keys of cache: and error_recovery.training:', () => {
+    const o = resolveCacheOptions(cacheOptionsFromConfig({ similarity_threshold: 0.95, capacity: 5, max_staleness_ms: 100, training: { interval_secs: 30, min_samples: 7 } }));
+    expect(o).toMatchObject({ similarityThreshold: 0.95, capacity: 5, maxStalenessMs: 100, training: { intervalSecs: 30, minSamples: 7 } });
+    expect(resolveSupervisorOptions(supervisorOptionsFromConfig({ max_restarts: 3, restart_backoff_seconds: [1, 3] }))).toMatchObject({ maxRestarts: 3, restartBackoffSeconds: [1, 3] });
+    expect(() => resolveCacheOptions(cacheOptionsFromConfig({ capacity: 0 }))).toThrow(/capacity/);
+  });
+
+  it('a disabled HybridCache caches nothing and starts no worker', async () => {
+    let spawned = 0;
+    const hc = new HybridCache({
+      options: { enabled: false },
+      spawn: () => {
+        spawned++;
+        return { post: () => {}, terminate: () => Promise.resolve() };
+      },
+    });
+    hc.start();
+    hc.offer(q(v(1, 0)), hits('a'));
+    expect(hc.lookup(q(v(1, 0)))).toBeUndefined();
+    expect(spawned).toBe(0);
+    expect(hc.status()).toMatchObject({ enabled: false, policy: 'lru', training: { state: 'idle' } });
+    await hc.stop();
   });
 });

@@ -33,3 +33,5 @@ export type {
 } from './supervisor.js';
 export { defaultCacheOptions, defaultSupervisorOptions } from './types.js';
 export type { CacheOptions, CacheQuery, CacheTrainingOptions, QueryCacheLayer, SearchHit, SupervisorOptions } from './types.js';
+export { HybridCache, cacheOptionsFromConfig, supervisorOptionsFromConfig } from './hybridCache.js';
+export type { CacheConfigSection, HybridCacheInit, HybridCacheStatus, TrainingConfigSection } from './hybridCache.js';
