@@ -170,6 +170,42 @@ describe('WAL faults through the wal.append failpoint', () => {
   });
 });
 
+describe('reads during WAL recovery', () => {
+  it('tails catching up and readers keep working while failed appends reopen the environment', async () => {
+    const t = await openTestLog({ wal: { retryAttempts: 3, retryBaseDelayMs: 0, retryMaxDelayMs: 0, circuitBreakerThreshold: 1000 } });
+    dirs.push(t.dir);
+    const { log, failpoints } = t;
+    await log.append([created('c', 3)]);
+    for (let i = 0; i < 40; i++) await log.append(Array.from({ length: 50 }, (_, j) => upsert(`d${i}-${j}`, [i, j, 1])));
+    const head = log.head().seq;
+    const seen: number[] = [];
+    let tailError: unknown;
+    const sub = log.tail(1, { chunk: 5 }).subscribe({ next: (e) => seen.push(e.seq), error: (e: unknown) => (tailError = e) });
+    let readerError: unknown;
+    let reads = 0;
+    const reader = setInterval(() => {
+      try {
+        reads += [...log.read(1 + (reads % head), 5 + (reads % head))].length > 0 ? 1 : 0;
+        log.head();
+        log.seqAtTime(Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        readerError = err;
+      }
+    }, 0);
+    failpoints.set('wal.append', 'error(EIO)');
+    for (let i = 0; i < 10; i++) await expect(log.append([upsert('x', [0, 0, 1])])).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    failpoints.clearAll();
+    await waitFor(() => seen.length >= head || tailError !== undefined);
+    clearInterval(reader);
+    sub.unsubscribe();
+    expect(tailError).toBeUndefined();
+    expect(readerError).toBeUndefined();
+    expect(seen).toEqual(Array.from({ length: head }, (_, i) => i + 1));
+    expect(reads).toBeGreaterThan(0);
+    await log.close();
+  });
+});
+
 describe('group commit pipelining', () => {
   it.each([true, false])('a failed group does not break the group sealed behind it (pipelineCommits=%s)', async (pipelineCommits) => {
     const t = await openTestLog({ wal: fast, pipelineCommits });
