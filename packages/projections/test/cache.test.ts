@@ -109,6 +109,19 @@ describe('SemanticCache', () => {
     expect(b.stats().bytes).toBeLessThanOrEqual(1000);
   });
 
+  it('remembers uncached queries within historyCapacity and a quarter of maxBytes', () => {
+    const r = rng(3);
+    const byCount = new SemanticCache({ options: { capacity: 2, historyCapacity: 5 } });
+    const byBytes = new SemanticCache({ options: { capacity: 2, maxBytes: 4000 } }); // ghosts: ≤ 1000 bytes = 5 of dim 8
+    for (let i = 0; i < 100; i++) {
+      const x = randomVector(r, 8);
+      byCount.lookup(q(x));
+      byBytes.lookup(q(x));
+    }
+    expect(byCount.stats().tracked).toBe(5);
+    expect(byBytes.stats().tracked).toBe(5);
+  });
+
   it('disabled: never serves, never stores', () => {
     const c = new SemanticCache({ options: { enabled: false } });
     c.offer(q(v(1, 0)), hits('a'));

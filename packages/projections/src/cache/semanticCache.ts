@@ -9,6 +9,7 @@ import type { CacheOptions, CacheQuery, QueryCacheLayer, SearchHit } from './typ
 const EVICTION_SAMPLE = 16;
 const ENTRY_OVERHEAD_BYTES = 96;
 const HIT_OVERHEAD_BYTES = 48;
+const GHOST_OVERHEAD_BYTES = 160;
 // Float32 rounding: two equal vectors may have a normalized dot product of 0.99999994.
 const SIMILARITY_EPSILON = 1e-6;
 
@@ -84,8 +85,9 @@ function xorshift(seed: number): () => number {
  * about 4 remembered queries per bucket) probed at Hamming distance ≤ 1, so a similar entry may
  * occasionally be missed (a miss, never a wrong answer).
  *
- * The cache remembers access statistics for up to `historyCapacity` queries beyond the cached ones
- * (fingerprints; every lookup is recorded in the AccessLog under its fingerprint). With a trained
+ * The cache remembers access statistics (and the vector) of up to `historyCapacity` queries beyond
+ * the cached ones, within a quarter of `maxBytes` on top of it (fingerprints; every lookup is recorded
+ * in the AccessLog under its fingerprint). With a trained
  * LearnedPredictor, a full cache admits a new answer only if its score beats the weakest of a random
  * sample of 16 resident entries (entries already superseded by a newer collection version go first),
  * which it then evicts; without one it admits everything and evicts the least recently used.
@@ -107,6 +109,8 @@ export class SemanticCache implements QueryCacheLayer {
   private readonly seed: number;
   private nextId = 1;
   private bytes = 0;
+  private ghostBytes = 0;
+  private readonly ghostMaxBytes: number;
   private lastMiss: { vector: Float32Array; key: Key } | undefined;
   private readonly n = { hits: 0, misses: 0, evictions: 0, invalidations: 0, rejections: 0 };
   private readonly m: { hits: Counter; misses: Counter; evictions: Counter; invalidations: Counter };
@@ -114,6 +118,7 @@ export class SemanticCache implements QueryCacheLayer {
   constructor(init: SemanticCacheInit = {}) {
     this.options = resolveCacheOptions(init.options);
     this.historyCapacity = this.options.historyCapacity || 4 * this.options.capacity;
+    this.ghostMaxBytes = this.options.maxBytes / 4;
     // About 4 remembered queries per bucket when full; more bits = fewer comparisons, lower recall of near-duplicates.
     this.lshBits = Math.min(16, Math.max(8, Math.ceil(Math.log2((this.options.capacity + this.historyCapacity) / 4))));
     this.accessLog = init.accessLog ?? new AccessLog(this.options.accessLogCapacity);
@@ -199,9 +204,9 @@ export class SemanticCache implements QueryCacheLayer {
       return;
     }
     // Out of the ghost list while evicting, so trimming ghosts cannot forget the candidate.
-    this.ghosts.delete(key.id);
+    this.removeGhost(key);
     if (!this.makeRoom(bytes, q.nowMs, key)) {
-      this.ghosts.set(key.id, key);
+      this.addGhost(key);
       this.n.rejections++;
       return;
     }
@@ -232,6 +237,7 @@ export class SemanticCache implements QueryCacheLayer {
     this.resident.clear();
     this.residentArr.length = 0;
     this.ghosts.clear();
+    this.ghostBytes = 0;
     this.bytes = 0;
     this.lastMiss = undefined;
   }
@@ -323,14 +329,24 @@ export class SemanticCache implements QueryCacheLayer {
       lastKey.residentIdx = idx;
     }
     key.residentIdx = -1;
-    this.ghosts.set(key.id, key);
+    this.addGhost(key);
     this.trimGhosts();
   }
 
+  private addGhost(key: Key): void {
+    this.ghosts.set(key.id, key);
+    this.ghostBytes += GHOST_OVERHEAD_BYTES + key.vec.byteLength;
+  }
+
+  private removeGhost(key: Key): void {
+    if (this.ghosts.delete(key.id)) this.ghostBytes -= GHOST_OVERHEAD_BYTES + key.vec.byteLength;
+  }
+
   private trimGhosts(): void {
-    while (this.ghosts.size > this.historyCapacity) {
+    // The newest remembered query is never trimmed for bytes (it may be the one being looked up).
+    while (this.ghosts.size > this.historyCapacity || (this.ghostBytes > this.ghostMaxBytes && this.ghosts.size > 1)) {
       const old = this.ghosts.values().next().value!;
-      this.ghosts.delete(old.id);
+      this.removeGhost(old);
       this.forget(old);
     }
   }
@@ -359,7 +375,7 @@ export class SemanticCache implements QueryCacheLayer {
     if (list === undefined) scope.buckets.set(bucket, (list = []));
     list.push(key);
     scope.size++;
-    this.ghosts.set(key.id, key);
+    this.addGhost(key);
     this.trimGhosts();
     return key;
   }

@@ -125,6 +125,7 @@ export class TrainingSupervisor {
   private readonly log: LogSink;
   private state: TrainingState = 'idle';
   private gen = 0;
+  private loopGen = 0;
   private worker: TrainingWorkerHandle | undefined;
   private startedAt = 0;
   private lastHeartbeat = 0;
@@ -243,9 +244,10 @@ export class TrainingSupervisor {
   }
 
   private async loop(): Promise<void> {
-    while (this.state !== 'stopped' && this.state !== 'failed') {
+    const mine = ++this.loopGen; // a stop() + start() leaves exactly one loop running
+    while (this.state !== 'stopped' && this.state !== 'failed' && mine === this.loopGen) {
       await this.clock.sleep(this.opts.heartbeatIntervalMs);
-      if (this.state !== 'running') continue;
+      if (this.state !== 'running' || mine !== this.loopGen) continue;
       const now = this.clock.now();
       if (now - this.lastHeartbeat > this.opts.heartbeatTimeoutMs) this.onCrash(`no heartbeat for ${now - this.lastHeartbeat} ms (hung)`);
       else if (this.inflight === undefined && now >= this.nextRunAt) this.runJob();
