@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog, FakeClock, toHex } from '@kyrodb/log';
 import type { AppendResult } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
+import { exactSearch, materialize } from '@kyrodb/projections';
 import { formatMicros, importState, stateAsOf } from '../packages/api/src/audit/index.js';
 import { ROOT, alterEvent, copyDir, createColl, tmpDir, upsert } from './auditHelpers.js';
 
@@ -164,5 +165,31 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', () => 
     expect((await run(['audit', 'verify', '--backup-id', 'nope', '--store', store.url])).code).toBe(2);
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id])).code).toBe(2);
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--data-dir', dir])).code).toBe(2);
+  });
+
+  it('audit search --as-of T answers the exact top-k of the state at T (projections scoring); bad queries exit 2', async () => {
+    const t = commits[2]!.ts;
+    const r = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[0.5, 0]', '--k', '2', '--as-of', String(t)]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { head: { seq: number }; results: unknown[] };
+    const want = exactSearch(materialize(log, log.seqAtTime(t)), 'c', { vector: new Float32Array([0.5, 0]), k: 2 });
+    expect(out.head.seq).toBe(log.seqAtTime(t));
+    expect(out.results).toEqual(JSON.parse(JSON.stringify(want)));
+    const filtered = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[0.5, 0]', '--k', '5', '--filter', '{"i": {"$gte": 1}}']);
+    expect(filtered.code).toBe(0);
+    const wantF = exactSearch(materialize(log), 'c', { vector: new Float32Array([0.5, 0]), k: 5, filter: { i: { $gte: 1 } } });
+    expect((JSON.parse(filtered.stdout) as { results: unknown[] }).results).toEqual(JSON.parse(JSON.stringify(wantF)));
+    for (const args of [
+      ['--collection', 'nope', '--vector', '[1, 2]'],
+      ['--collection', 'c', '--vector', '[1, 2, 3]'],
+      ['--collection', 'c', '--vector', 'x'],
+      ['--collection', 'c', '--vector', '[1, 2]', '--k', '0'],
+      ['--collection', 'c', '--vector', '[1, 2]', '--filter', '{"a": {"$bogus": 1}}'],
+      ['--collection', 'c', '--vector', '[1, 2]', '--as-of', String(commits[0]!.ts - 1)],
+    ]) {
+      const b = await run(['audit', 'search', '--data-dir', dir, ...args]);
+      expect(b.code, args.join(' ')).toBe(2);
+    }
   });
 });

@@ -9,7 +9,8 @@ import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
 import { formatDigest, parseDigest, verifyDigest } from './digest.js';
-import { eventToJson, headToJson } from './state.js';
+import { eventToJson, headToJson, searchAsOf } from './state.js';
+import { isProjectionError, validateFilter } from '@kyrodb/projections';
 import { exportStateAsOf } from './exportState.js';
 import type { ExportProgress } from './exportState.js';
 import { formatMicros, parseAsOf } from './time.js';
@@ -30,9 +31,10 @@ const BACKUP_BAD_INPUT = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING',
 
 function fail(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  const code = isAuditError(err) || isLogError(err) || isBackupError(err) ? (err as { code: string }).code : 'ERROR';
+  const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
   process.stderr.write(`error: ${code}: ${message}\n`);
   if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : 1;
+  else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else process.exitCode = isAuditError(err) || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
 }
 
@@ -191,6 +193,40 @@ export function registerAuditCommands(program: Command): Command {
             else process.stdout.write(`${e.seq}\t${formatMicros(e.ts)}\t${e.type}\t${e.actor ?? '-'}\n`);
           }
           if (events.length === 0 && o.json !== true) process.stderr.write(`no events for ${o.collection}/${o.docId}\n`);
+        });
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  audit
+    .command('search')
+    .description('exact nearest-neighbour search of a collection as of an instant (brute force over the state at T, same scoring as the server)')
+    .requiredOption('--collection <name>', 'collection name')
+    .requiredOption('--vector <json>', 'query vector as a JSON array of numbers')
+    .option('--k <n>', 'number of results', '10')
+    .option('--filter <json>', 'metadata filter (JSON), as in the search API')
+    .option('--as-of <T>', 'ISO-8601 with timezone or integer microseconds; default now')
+    .requiredOption('--data-dir <dir>', 'data dir of the log')
+    .action(async (o: { collection: string; vector: string; k: string; filter?: string; asOf?: string; dataDir: string }) => {
+      try {
+        let vec: unknown;
+        let filter: unknown;
+        try {
+          vec = JSON.parse(o.vector);
+          filter = o.filter === undefined ? undefined : JSON.parse(o.filter);
+        } catch {
+          throw new AuditError('AUDIT_BAD_REQUEST', '--vector and --filter must be JSON');
+        }
+        if (!Array.isArray(vec) || vec.length === 0 || !vec.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new AuditError('AUDIT_BAD_REQUEST', '--vector must be a non-empty JSON array of finite numbers');
+        const k = Number(o.k);
+        if (!Number.isInteger(k) || k < 1 || k > 10_000) throw new AuditError('AUDIT_BAD_REQUEST', '--k must be an integer in 1..10000');
+        await withLog(o.dataDir, (log) => {
+          const now = Math.max(systemClock.nowMicros(), log.head().ts);
+          const t = o.asOf === undefined ? now : parseAsOf(o.asOf, now);
+          const r = searchAsOf(log, o.collection, { vector: Float32Array.from(vec as number[]), k, ...(filter !== undefined ? { filter: validateFilter(filter) } : {}) }, t);
+          if (r === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${o.collection} did not exist at ${formatMicros(t)}`);
+          process.stdout.write(JSON.stringify({ as_of: formatMicros(t), as_of_micros: t, head: headToJson(r.head), results: r.results }) + '\n');
         });
       } catch (err) {
         fail(err);

@@ -1,5 +1,6 @@
 import { GENESIS_HASH, toHex } from '@kyrodb/log';
-import { applyEvent, emptyState } from '@kyrodb/projections';
+import { applyEvent, emptyState, exactSearch } from '@kyrodb/projections';
+import type { Filter, MaterializedState, SearchHit } from '@kyrodb/projections';
 import type { EventLog, HnswParams, LogEvent, LogHead, Metadata, Metric } from '@kyrodb/log';
 import { formatMicros } from './time.js';
 
@@ -81,6 +82,19 @@ export function collectionAsOf(log: EventLog, collection: string, tsMicros: numb
   const s = stateAsOf(log, tsMicros, undefined, collection);
   const c = s.collections.get(collection);
   return c === undefined ? undefined : { ...c, head: s.head };
+}
+
+/**
+ * Exact (brute-force) search of `collection` as of T, with the projections' scoring and order
+ * (`exactSearch`): what a search at T answered, without any index. Undefined when the
+ * collection did not exist at T; ProjectionError PROJ_DIMENSION_MISMATCH / PROJ_INVALID_QUERY
+ * for a bad query. O(prefix) replay + O(docs) scan.
+ */
+export function searchAsOf(log: EventLog, collection: string, req: { vector: Float32Array; k: number; filter?: Filter }, tsMicros: number): { head: LogHead; results: SearchHit[] } | undefined {
+  const c = collectionAsOf(log, collection, tsMicros);
+  if (c === undefined) return undefined;
+  const state: MaterializedState = { seq: c.head.seq, collections: new Map([[collection, { info: { ...c.info, count: c.docs.size }, docs: c.docs }]]) };
+  return { head: c.head, results: exactSearch(state, collection, req) };
 }
 
 /**
