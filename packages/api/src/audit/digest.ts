@@ -74,7 +74,9 @@ function payloadSeqTs(p: Buffer): { seq: number; ts: number } | undefined {
  *
  * Fast path: a scan over the raw records that hashes and links them without decoding bodies;
  * the first anomaly (or none, for the final head cross-check) hands over to the log's own
- * `verify`, whose report is the authoritative one.
+ * `verify`, whose report is the authoritative one. Unlike the log's `verify`, a record whose
+ * hash is right but whose body cannot be decoded is not flagged (only a forger who re-hashes
+ * can produce one, and a digest taken before the forgery catches that as `digest_mismatch`).
  */
 export function verifyDigest(log: EventLog, digest?: Digest, onProgress?: (seq: number, head: number) => void): DigestVerifyResult {
   const slow = (fromSeq?: number): DigestVerifyResult => {
