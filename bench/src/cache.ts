@@ -6,14 +6,22 @@
  * mean/p50/p99 latency per query, how well served answers agree with a fresh search, and the cost of
  * the access logger on the query path.
  *
- *   pnpm exec tsx bench/src/cache.ts [--vectors 100000] [--dim 32] [--topics 20000] [--zipf 1.0]
- *        [--capacity 1000] [--warm 20000] [--queries 60000] [--noise 0.01] [--seed 1]
+ * `--tiers projections` serves the same workload through the real engine instead: an EventLog in a
+ * temp dir, Projections (hot tier + HNSW cold tier in its worker) with the cache plugged in as its
+ * cache layer, so latencies include the tiered executor and the worker hop.
+ *
+ *   pnpm exec tsx bench/src/cache.ts [--tiers hnsw|projections] [--vectors 100000] [--dim 32]
+ *        [--topics 20000] [--zipf 1.0] [--capacity 1000] [--warm 20000] [--queries 60000]
+ *        [--noise 0.01] [--seed 1]
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import { createRequire } from 'node:module';
+import { EventLog } from '@kyrodb/log';
+import { Projections } from '@kyrodb/projections';
 import { AccessLog, LearnedPredictor, SemanticCache, TrainingSupervisor } from '../../packages/projections/src/cache/index.js';
-import type { CacheQuery, SearchHit } from '../../packages/projections/src/cache/index.js';
+import type { CacheQuery, QueryCacheLayer, SearchHit } from '../../packages/projections/src/cache/index.js';
 
 // hnswlib-node is a dependency of @kyrodb/projections, not of the bench package: resolve it from there.
 const requireFromProjections = createRequire(new URL('../../packages/projections/package.json', import.meta.url));
@@ -29,7 +37,11 @@ function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : def;
 }
+const tiersIdx = process.argv.indexOf('--tiers');
+const tiers = tiersIdx >= 0 ? process.argv[tiersIdx + 1] : 'hnsw';
+if (tiers !== 'hnsw' && tiers !== 'projections') throw new Error('--tiers must be hnsw or projections');
 const cfg = {
+  tiers,
   vectors: arg('vectors', 100_000),
   dim: arg('dim', 32),
   topics: arg('topics', 20_000),
@@ -54,18 +66,6 @@ function rng(seed: number): () => number {
 }
 const r = rng(cfg.seed);
 const gauss = (): number => Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
-
-console.log(`building HNSW over ${cfg.vectors} × ${cfg.dim} vectors …`);
-const index = new HierarchicalNSW('cosine', cfg.dim);
-index.initIndex(cfg.vectors, 16, 100, cfg.seed);
-const tmp = new Array<number>(cfg.dim);
-let t0 = performance.now();
-for (let i = 0; i < cfg.vectors; i++) {
-  for (let j = 0; j < cfg.dim; j++) tmp[j] = gauss();
-  index.addPoint(tmp, i);
-}
-const buildMs = performance.now() - t0;
-index.setEf(64);
 
 // Topics are random directions; a query is its topic plus Gaussian noise (near-duplicates).
 const topics: number[][] = [];
@@ -92,11 +92,90 @@ for (let i = 0; i < total; i++) {
   workload.push({ arr, f32: Float32Array.from(arr), topic: lo });
 }
 
-function search(arr: number[]): SearchHit[] {
-  const res = index.searchKnn(arr, cfg.k);
-  return res.neighbors.map((l, i) => ({ id: `v${l}`, score: 1 - res.distances[i]! }));
+/** The "tiers" behind the cache: a search, and a way to route one query through a given cache. */
+interface Backend {
+  buildMs: number;
+  /** Runs one query with `cache` as the cache layer (undefined = none); `hit` = answered by the cache. */
+  query(cache: QueryCacheLayer | undefined, w: { arr: number[]; f32: Float32Array }, nowMs: number): Promise<{ hit: boolean; results: SearchHit[] }>;
+  /** A fresh, uncached answer (for the overlap figure; untimed). */
+  fresh(w: { arr: number[]; f32: Float32Array }): Promise<SearchHit[]>;
+  close(): Promise<void>;
 }
-for (let i = 0; i < 2000; i++) search(workload[i % workload.length]!.arr); // JIT/cache warm-up of the tier
+
+function randomDoc(): number[] {
+  const out = new Array<number>(cfg.dim);
+  for (let j = 0; j < cfg.dim; j++) out[j] = gauss();
+  return out;
+}
+
+function hnswBackend(): Backend {
+  console.log(`building HNSW over ${cfg.vectors} × ${cfg.dim} vectors …`);
+  const index = new HierarchicalNSW('cosine', cfg.dim);
+  index.initIndex(cfg.vectors, 16, 100, cfg.seed);
+  const t0 = performance.now();
+  for (let i = 0; i < cfg.vectors; i++) index.addPoint(randomDoc(), i);
+  const buildMs = performance.now() - t0;
+  index.setEf(64);
+  const search = (arr: number[]): SearchHit[] => {
+    const res = index.searchKnn(arr, cfg.k);
+    return res.neighbors.map((l, i) => ({ id: `v${l}`, score: 1 - res.distances[i]! }));
+  };
+  return {
+    buildMs,
+    query: (cache, w, nowMs) => {
+      if (cache === undefined) return Promise.resolve({ hit: false, results: search(w.arr) });
+      const q: CacheQuery = { collection: 'bench', vector: w.f32, k: cfg.k, filterKey: '', version: 1, nowMs };
+      const served = cache.lookup(q);
+      if (served !== undefined) return Promise.resolve({ hit: true, results: served });
+      const results = search(w.arr);
+      cache.offer(q, results);
+      return Promise.resolve({ hit: false, results });
+    },
+    fresh: (w) => Promise.resolve(search(w.arr)),
+    close: () => Promise.resolve(),
+  };
+}
+
+async function projectionsBackend(): Promise<Backend> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-bench-cache-'));
+  const log = await EventLog.open({ dir, logger: () => {} });
+  // One engine; the cache layer it calls is switched per query between the three policies.
+  let current: QueryCacheLayer | undefined;
+  const switcher: QueryCacheLayer = { lookup: (q) => current?.lookup(q), offer: (q, r) => current?.offer(q, r) };
+  const proj = await Projections.open({ log, dataDir: dir, cache: switcher, logger: () => {}, checkpoint: { everyEvents: 0, everySecs: 0 }, hotTier: { maxVectors: 2 * cfg.vectors } });
+  console.log(`ingesting ${cfg.vectors} × ${cfg.dim} vectors through the log and waiting for the cold tier …`);
+  const t0 = performance.now();
+  await log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: cfg.dim, metric: 'cosine', hnsw: { M: 16, efConstruction: 100, efSearch: 64 } } }]);
+  for (let i = 0; i < cfg.vectors; i += 1000) {
+    const batch = [];
+    for (let j = i; j < Math.min(cfg.vectors, i + 1000); j++) batch.push({ type: 'vector.upserted' as const, collection: 'bench', body: { id: `v${j}`, vector: Float32Array.from(randomDoc()) } });
+    const res = await log.append(batch);
+    await proj.waitForApplied(res.lastSeq);
+  }
+  while (proj.health().lagEvents > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+  const buildMs = performance.now() - t0;
+  return {
+    buildMs,
+    query: async (cache, w) => {
+      current = cache;
+      const res = await proj.search('bench', { vector: w.f32, k: cfg.k });
+      return { hit: res.layers.includes('cache'), results: res.results };
+    },
+    fresh: async (w) => {
+      current = undefined;
+      return (await proj.search('bench', { vector: w.f32, k: cfg.k })).results;
+    },
+    close: async () => {
+      await proj.close();
+      await log.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const backend = cfg.tiers === 'projections' ? await projectionsBackend() : hnswBackend();
+const buildMs = backend.buildMs;
+for (let i = 0; i < 2000; i++) await backend.fresh(workload[i % workload.length]!); // warm-up of the tier
 
 interface PolicyResult {
   policy: string;
@@ -153,21 +232,15 @@ async function runAll(): Promise<PolicyResult[]> {
     for (let j = 0; j < lanes.length; j++) {
       const lane = lanes[(i + j) % lanes.length]!;
       const s = process.hrtime.bigint();
-      let served: SearchHit[] | undefined;
-      if (lane.cache === undefined) search(w.arr);
-      else {
-        const q: CacheQuery = { collection: 'bench', vector: w.f32, k: cfg.k, filterKey: '', version: 1, nowMs: i };
-        served = lane.cache.lookup(q);
-        if (served === undefined) lane.cache.offer(q, search(w.arr));
-      }
+      const { hit, results } = await backend.query(lane.cache, w, i);
       const ns = Number(process.hrtime.bigint() - s);
       if (i < cfg.warm) continue;
       lane.lat[i - cfg.warm] = ns / 1000;
-      if (served !== undefined) {
+      if (hit) {
         lane.hits++;
         lane.hitNs += ns;
-        const fresh = new Set(search(w.arr).map((h) => h.id)); // untimed: does the served answer match a fresh one?
-        lane.overlap += served.filter((h) => fresh.has(h.id)).length / cfg.k;
+        const fresh = new Set((await backend.fresh(w)).map((h) => h.id)); // untimed: does the served answer match a fresh one?
+        lane.overlap += results.filter((h) => fresh.has(h.id)).length / cfg.k;
       } else lane.missNs += ns;
     }
   }
@@ -196,13 +269,14 @@ async function runAll(): Promise<PolicyResult[]> {
 
 console.log('running none, lru and learned in lockstep …');
 const results = await runAll();
+await backend.close();
 
 // Access logger cost: AccessLog.record alone, per call.
 const log = new AccessLog(100_000);
 const ids = ['a', 'b'];
 const N = 2_000_000;
 for (let i = 0; i < 100_000; i++) log.record(i, 'bench', i & 1023, ids);
-t0 = performance.now();
+let t0 = performance.now();
 for (let i = 0; i < N; i++) log.record(i, 'bench', i & 1023, ids);
 const recordNs = ((performance.now() - t0) * 1e6) / N;
 t0 = performance.now();
@@ -215,7 +289,7 @@ const lru = byPolicy['lru']!;
 const learned = byPolicy['learned']!;
 const none = byPolicy['none']!;
 const fmt = (x: number | null, d = 1): string => (x === null ? '-' : x.toFixed(d));
-console.log(`\nHNSW build: ${(buildMs / 1000).toFixed(1)} s; ${cfg.vectors} vectors, dim ${cfg.dim}, ${cfg.topics} query topics, Zipf s=${cfg.zipf}, noise ${cfg.noise}, capacity ${cfg.capacity}, warm-up ${cfg.warm}, measured ${cfg.queries}`);
+console.log(`\ntiers: ${cfg.tiers}; index build: ${(buildMs / 1000).toFixed(1)} s; ${cfg.vectors} vectors, dim ${cfg.dim}, ${cfg.topics} query topics, Zipf s=${cfg.zipf}, noise ${cfg.noise}, capacity ${cfg.capacity}, warm-up ${cfg.warm}, measured ${cfg.queries}`);
 console.log('policy   hit rate  mean µs  p50 µs  p99 µs  hit µs  miss µs  served overlap@10  entries  evictions  train ms');
 for (const x of results)
   console.log(
@@ -228,5 +302,5 @@ console.log(`access logger: ${recordNs.toFixed(1)} ns per record (empty loop ${l
 
 const out = { config: cfg, buildMs, results, learnedVsLru: { hitRatePoints: gainPts, hitRateRelativePct: gainRel }, accessLogger: { recordNs, emptyLoopNs: loopNs, sink } };
 fs.mkdirSync(path.join(import.meta.dirname, '..', 'results'), { recursive: true });
-fs.writeFileSync(path.join(import.meta.dirname, '..', 'results', 'cache.json'), JSON.stringify(out, null, 2));
-console.log('wrote bench/results/cache.json');
+fs.writeFileSync(path.join(import.meta.dirname, '..', 'results', cfg.tiers === 'hnsw' ? 'cache.json' : 'cache-projections.json'), JSON.stringify(out, null, 2));
+console.log(`wrote bench/results/${cfg.tiers === 'hnsw' ? 'cache.json' : 'cache-projections.json'}`);
