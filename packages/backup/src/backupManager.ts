@@ -14,6 +14,7 @@ import { executeRestore } from './restore.js';
 import { backupChain, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { encodeSegment, recordSeqTs, type SegmentEntry } from './segment.js';
+import { lightDecode } from './lightDecode.js';
 import { exactTopK, IncrementalCounter, ReplayState } from './state.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
@@ -134,7 +135,7 @@ export class BackupManager {
       const id = newBackupId(this.now(), 'incremental');
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
-      const files = head.seq >= from ? await this.writeEvents(id, from, head.seq, (rec) => counter.apply(decodeRecord(rec))) : [];
+      const files = head.seq >= from ? await this.writeEvents(id, from, head.seq, (rec) => counter.applyLight(lightDecode(rec))) : [];
       const firstTs = head.seq >= from ? decodeRecord(this.o.log.getRecord(from)!).ts : parent.to_ts;
       const m: BackupManifest = {
         ...this.base(id, 'incremental', parent.backup_id, opts),

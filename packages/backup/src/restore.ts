@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { EventLog, decodeRecord, isLogError, lockHolder, toHex } from '@kyrodb/log';
+import { lightDecode } from './lightDecode.js';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -66,7 +67,7 @@ async function nonEmptyDir(dir: string): Promise<boolean> {
   }
 }
 
-const IMPORT_BATCH = 10_000;
+const IMPORT_BATCH = 25_000;
 
 /**
  * Carries out a plan: downloads each file into memory one at a time, verifies checksums, the
@@ -120,31 +121,43 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         }
         if (T === null && e.seq > plan.toSeq) return;
         pending.push(e.record);
-        const ev = decodeRecord(e.record);
-        if (ev.ts !== e.ts) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
-        state.apply(ev);
+        const ev = lightDecode(e.record);
+        if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
+        if (o.keepState === true) state.apply(decodeRecord(e.record));
+        else state.applyLight(ev);
         cur = e.seq;
-        curHash = toHex(ev.hash);
+        curHash = e.record.toString('hex', 32, 64);
         headTs = e.ts;
         if (pending.length >= IMPORT_BATCH) await flush();
       }
     };
+    // Sources in order; the next one is downloaded and decoded while the current one imports.
+    type Source = { name: string; stepFirst: number; last: number; load: () => Promise<{ entries: SegmentEntry[] }> };
+    const sources: Source[] = [];
     for (const step of plan.steps) {
-      if (reachedT) break;
-      if (step.first_seq > cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${cur + 1}..${step.first_seq - 1}`, { from: cur + 1, to: step.first_seq - 1 });
       if (step.kind === 'backup') {
         const m = step.manifest;
-        for (const f of m.files) {
-          if (f.kind !== 'events' || reachedT) continue;
-          if ((f.last_seq ?? 0) <= cur) continue;
-          const seg = await fetchEventsFile(o.store, m, f, o.encryption);
-          o.onProgress?.({ phase: 'download', done: f.last_seq ?? 0, total });
-          await take(seg.entries, f.key);
-        }
+        for (const f of m.files) if (f.kind === 'events') sources.push({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, load: () => fetchEventsFile(o.store, m, f, o.encryption) });
       } else {
-        const seg = await fetchSegment(o.store, step.segment, o.encryption);
-        await take(seg.entries, step.segment.key);
+        const sg = step.segment;
+        sources.push({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, load: () => fetchSegment(o.store, sg, o.encryption) });
       }
+    }
+    let next: Promise<{ entries: SegmentEntry[] }> | undefined;
+    for (let i = 0; i < sources.length && !reachedT; i++) {
+      const src = sources[i]!;
+      const pre = next;
+      next = undefined;
+      if (src.last <= cur) continue;
+      if (src.stepFirst > cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${cur + 1}..${src.stepFirst - 1}`, { from: cur + 1, to: src.stepFirst - 1 });
+      const seg = await (pre ?? src.load());
+      const following = sources[i + 1];
+      if (following !== undefined && following.last > src.last) {
+        next = following.load();
+        next.catch(() => undefined); // observed when awaited; never an unhandled rejection if we stop early
+      }
+      o.onProgress?.({ phase: 'download', done: src.last, total });
+      await take(seg.entries, src.name);
     }
     await flush();
     if (T !== null && !reachedT && plan.gapAfterSeq !== null && cur <= plan.gapAfterSeq) {

@@ -1,4 +1,5 @@
 import { decodeRecord, type LogEvent, type Metric } from '@kyrodb/log';
+import { lightDecode, type LightEvent } from './lightDecode.js';
 
 /** A live vector in a replayed state. */
 export interface ReplayDoc {
@@ -48,9 +49,31 @@ export class ReplayState {
     }
   }
 
-  /** Applies a stored record. */
+  /** Applies a stored record (ids only: without `keepVectors` the vector is never decoded). */
   applyRecord(rec: Uint8Array): void {
-    this.apply(decodeRecord(rec));
+    if (this.keepVectors) this.apply(decodeRecord(rec));
+    else this.applyLight(lightDecode(rec));
+  }
+
+  /** Applies an event read by `lightDecode` (ids only; with `keepVectors` use `apply`). */
+  applyLight(e: LightEvent): void {
+    this.seq = e.seq;
+    switch (e.type) {
+      case 'collection.created':
+        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, metric: 'l2', docs: new Map() });
+        break;
+      case 'collection.dropped':
+        this.collections.delete(e.collection);
+        break;
+      case 'vector.upserted': {
+        const c = this.collections.get(e.collection);
+        if (c !== undefined && c.dimension === e.dim) c.docs.set(e.id!, null);
+        break;
+      }
+      case 'vector.deleted':
+        this.collections.get(e.collection)?.docs.delete(e.id!);
+        break;
+    }
   }
 
   /** Live vectors over all collections. */
@@ -161,14 +184,26 @@ export class IncrementalCounter {
     return live;
   }
 
+  /** Applies one event of the range (in seq order). */
   apply(e: LogEvent): void {
+    const l: LightEvent = { seq: e.seq, ts: e.ts, type: e.type, collection: e.collection };
+    if (e.type === 'vector.upserted') {
+      l.id = e.body.id;
+      l.dim = e.body.vector.length;
+    } else if (e.type === 'vector.deleted') l.id = e.body.id;
+    else if (e.type === 'collection.created') l.dim = e.body.dimension;
+    this.applyLight(l);
+  }
+
+  /** Applies one event of the range, as read by `lightDecode`. */
+  applyLight(e: LightEvent): void {
     const c = e.collection;
     const st = this.coll(c);
     switch (e.type) {
       case 'collection.created':
         if (st.exists) return;
         st.exists = true;
-        st.dimension = e.body.dimension;
+        st.dimension = e.dim ?? 0;
         st.reset = true;
         this.counts.set(c, 0);
         this.touched.set(c, new Map());
@@ -183,13 +218,13 @@ export class IncrementalCounter {
       case 'vector.upserted':
       case 'vector.deleted': {
         if (!st.exists) return;
-        if (e.type === 'vector.upserted' && e.body.vector.length !== st.dimension) return;
+        if (e.type === 'vector.upserted' && e.dim !== st.dimension) return;
         let t = this.touched.get(c);
         if (t === undefined) {
           t = new Map();
           this.touched.set(c, t);
         }
-        const id = e.body.id;
+        const id = e.id!;
         const live = t.get(id) ?? this.liveBefore(c, id);
         const now = e.type === 'vector.upserted';
         if (live !== now) this.counts.set(c, (this.counts.get(c) ?? 0) + (now ? 1 : -1));

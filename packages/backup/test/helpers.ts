@@ -138,10 +138,12 @@ export interface ProxyFaults {
 /** A fault-injecting HTTP proxy (node http) in front of an S3 endpoint. */
 export class FaultProxy {
   faults: ProxyFaults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+  /** Faults for the next requests, consumed before the random rates apply (makes a test's faults certain). */
+  script: ('error' | 'drop' | 'ok')[] = [];
   counts = { requests: 0, errors: 0, drops: 0, forwarded: 0 };
   private server: http.Server | undefined;
   port = 0;
-  constructor(private readonly target: () => number, private readonly random: () => number = Math.random) {}
+  constructor(private readonly target: () => number, private readonly random: () => number = mulberry32(12345)) {}
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => {
       this.counts.requests += 1;
@@ -149,13 +151,14 @@ export class FaultProxy {
       req.on('data', (c: Buffer) => body.push(c));
       req.on('end', () => {
         setTimeout(() => {
-          const r = this.random();
-          if (r < this.faults.dropRate) {
+          const scripted = this.script.shift();
+          const r = scripted === 'drop' ? -1 : scripted === 'error' ? this.faults.dropRate : scripted === 'ok' ? 2 : this.random();
+          if (r < this.faults.dropRate || scripted === 'drop') {
             this.counts.drops += 1;
             req.socket.destroy();
             return;
           }
-          if (r < this.faults.dropRate + this.faults.errorRate) {
+          if (r < this.faults.dropRate + this.faults.errorRate || scripted === 'error') {
             this.counts.errors += 1;
             const status = this.counts.errors % 2 === 0 ? 500 : 503;
             res.writeHead(status, { 'content-type': 'application/xml' });
@@ -191,4 +194,16 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A small seeded PRNG (fault schedules are reproducible). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
