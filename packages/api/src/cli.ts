@@ -283,7 +283,7 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------------ restore
   common(program.command('restore').description('restore a data dir from backups (refuses while a server holds the data dir)'))
-    .option('--backup-id <id>', 'restore this backup (and its incremental parents)')
+    .option('--backup-id <id>', 'restore this backup (and its incremental parents); "latest" = the one reaching the highest seq')
     .option('--point-in-time <iso>', 'restore every event with ts <= this instant')
     .option('--tag <tag>', 'restore the newest backup with this tag')
     .option('--s3 <url>', 'S3 store URL (s3://bucket/prefix, or …/backup_<id> to name the backup)')
@@ -311,6 +311,12 @@ export function buildProgram(): Command {
         const mod = await requireBackup();
         const store = openConfiguredStore(mod, cfg, url);
         const enc = encryptionOf(cfg);
+        if (backupId === 'latest') {
+          const all = await new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
+          const newest = all.reduce<(typeof all)[number] | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);
+          if (newest === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backups in ${store.url}`);
+          backupId = newest.backup_id;
+        }
         const rep = await mod.restore({
           store,
           dataDir,

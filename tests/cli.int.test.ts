@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { call, kyrodb, startServer, tmp } from './serverProcess.js';
+import type { ServerProc } from './serverProcess.js';
+
+describe('kyrodb CLI', () => {
+  let server: ServerProc | undefined;
+  afterAll(async () => {
+    await server?.stop('SIGKILL');
+  });
+
+  it('--help on every command exits 0 and documents the exit codes', async () => {
+    for (const cmd of [[], ['serve'], ['backup'], ['backup', 'create'], ['backup', 'list'], ['backup', 'verify'], ['backup', 'prune'], ['restore'], ['admin'], ['admin', 'reset-circuit-breaker'], ['admin', 'health-check'], ['query'], ['audit']]) {
+      const r = await kyrodb([...cmd, '--help']);
+      expect(r.code, cmd.join(' ')).toBe(0);
+      if (cmd[0] !== 'audit') expect(r.stdout, cmd.join(' ')).toContain('Exit codes:');
+    }
+  });
+
+  it('usage and config errors exit 2 naming the flag or key', async () => {
+    expect((await kyrodb(['serve', '--port', 'abc'])).code).toBe(2);
+    expect((await kyrodb(['nonsense'])).code).toBe(2);
+    const dir = tmp();
+    const bad = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(bad, 'server:\n  port: "x"\n');
+    const r = await kyrodb(['serve', '--config', bad, '--data-dir', path.join(dir, 'd')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('server.port');
+    const e = await kyrodb(['serve', '--data-dir', path.join(dir, 'd')], { KYRODB_BACKUP_FULL_BACKUP_SCHEDULE: 'sometimes' });
+    expect(e.code).toBe(2);
+    expect(e.stderr).toContain('backup.full_backup_schedule');
+    expect((await kyrodb(['query', '--doc-id', 'a', '--collection', 'c', '--as-of', 'noon', '--data-dir', dir])).code).toBe(2);
+    expect((await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'disk'])).code).toBe(2);
+  });
+
+  it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {
+    const dir = tmp();
+    const env = { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'b') };
+    server = await startServer(['--data-dir', path.join(dir, 'data')], env);
+    const second = await kyrodb(['serve', '--port', '0', '--data-dir', path.join(dir, 'data')], env);
+    expect(second.code).toBe(3);
+    expect(second.stderr).toMatch(/LOG_LOCKED/);
+    expect((await call(server.url, 'GET', '/healthz')).status).toBe(200);
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+    expect((await kyrodb(['admin', 'health-check', '--url', 'http://127.0.0.1:1'])).code).toBe(6);
+    expect((await kyrodb(['query', '--doc-id', 'nope', '--collection', 'c', '--data-dir', path.join(dir, 'data')])).code).toBe(4);
+  });
+
+  it('SIGTERM during a write load: in-flight writes finish, exit 0, every 2xx write is there after restart', async () => {
+    const dir = tmp();
+    const env = { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'b') };
+    server = await startServer(['--data-dir', path.join(dir, 'data')], env);
+    const { url } = server;
+    expect((await call(url, 'PUT', '/v1/collections/c', { dimension: 2, metric: 'l2' })).status).toBe(201);
+    const acked: string[] = [];
+    let n = 0;
+    let stop = false;
+    const writer = async (): Promise<void> => {
+      while (!stop) {
+        const id = `v${n++}`;
+        try {
+          const r = await call(url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id, vector: [n, 1] }] });
+          if (r.status === 200) acked.push(id);
+          else expect([503]).toContain(r.status);
+        } catch {
+          return; // the server closed the connection
+        }
+      }
+    };
+    const ws = Array.from({ length: 6 }, () => writer());
+    while (acked.length < 50) await new Promise((r) => setTimeout(r, 5));
+    const exit = server.stop('SIGTERM');
+    expect(await exit).toBe(0);
+    stop = true;
+    await Promise.all(ws);
+    server = await startServer(['--data-dir', path.join(dir, 'data')], env);
+    for (const id of acked) expect((await call(server.url, 'GET', `/v1/collections/c/vectors/${id}`)).status, id).toBe(200);
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+  });
+});
