@@ -6,7 +6,7 @@ import { EventLog, FakeClock } from '@kyrodb/log';
 import type { EventInput, Metadata } from '@kyrodb/log';
 import { applyEvent, emptyState, materialize } from '@kyrodb/projections';
 import type { MaterializedState } from '@kyrodb/projections';
-import { collectionAsOf, docValueAsOf, exportStateAsOf, importState, stateAsOf } from '../packages/api/src/audit/index.js';
+import { collectionAsOf, docValueAsOf, exportStateAsOf, importState, stateAsOf, stateAsOfAsync, verifyDigest, verifyDigestAsync } from '../packages/api/src/audit/index.js';
 import type { AuditState } from '../packages/api/src/audit/index.js';
 import { tmpDir } from './auditHelpers.js';
 
@@ -149,6 +149,7 @@ describe('audit as-of laws', () => {
             // Export at T, read it back: the same state, the same head digest.
             const state = stateAsOf(log, T);
             expect(state.head.seq).toBe(log.seqAtTime(T));
+            expect(normState(await stateAsOfAsync(log, T, undefined, undefined, 1 + (p % 4)))).toEqual(normState(state));
             // The audit replay agrees with the projections' one transition function (materialize).
             const m = materialize(log, state.head.seq);
             expect(normState({ asOf: T, head: state.head, collections: new Map([...m.collections].map(([c, col]) => [c, { info: { name: col.info.name, dimension: col.info.dimension, metric: col.info.metric, hnsw: col.info.hnsw, createdSeq: col.info.createdSeq, version: col.info.version }, docs: col.docs }])) })).toEqual(normState(state));
@@ -163,6 +164,13 @@ describe('audit as-of laws', () => {
             expect(normState(back)).toEqual(normState(state));
             const wantAll = Object.fromEntries([...(expected?.model ?? new Map<string, Map<string, ModelDoc>>())].sort(([a], [b]) => (a < b ? -1 : 1)).map(([c, docs]) => [c, norm(docs)]));
             expect(Object.fromEntries(Object.entries(normState(back)).map(([c, v]) => [c, (v as { docs: unknown }).docs]))).toEqual(wantAll);
+          }
+          // The whole history verifies (sync and chunked) and extends every intermediate digest.
+          const h = log.head();
+          if (h.seq > 0) {
+            const mid = log.get(1 + (picks[0]! % h.seq))!;
+            expect(verifyDigest(log, { seq: mid.seq, hash: mid.hash })).toMatchObject({ ok: true, extends: true, checked: h.seq });
+            expect(await verifyDigestAsync(log, { seq: mid.seq, hash: mid.hash }, undefined, 3)).toMatchObject({ ok: true, extends: true, checked: h.seq });
           }
         } finally {
           await log.close();

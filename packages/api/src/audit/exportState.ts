@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { toHex } from '@kyrodb/log';
 import type { EventLog, LogHead, Metadata, Metric } from '@kyrodb/log';
 import { AuditError } from './errors.js';
-import { stateAsOf } from './state.js';
+import { stateAsOfAsync } from './state.js';
 import type { AuditCollection, AuditDoc, AuditState } from './state.js';
 import { formatMicros, parseInstant } from './time.js';
 
@@ -136,10 +136,11 @@ export async function writeState(state: AuditState, out: NodeJS.WritableStream, 
 /**
  * Exports the state as of `tsMicros` (all events with ts ≤ T; validate T with `parseAsOf`
  * first) to `out` in the documented `kyrodb-state` NDJSON format, with the head digest at T.
- * Replays the log prefix, then streams the lines. Does not end `out`.
+ * Replays the log prefix (yielding to the event loop between chunks), then streams the lines.
+ * Does not end `out`.
  */
 export async function exportStateAsOf(log: EventLog, tsMicros: number, out: NodeJS.WritableStream, onProgress?: (p: ExportProgress) => void): Promise<ExportSummary> {
-  const state = stateAsOf(log, tsMicros, onProgress === undefined ? undefined : (done, total) => onProgress({ phase: 'replay', done, total }));
+  const state = await stateAsOfAsync(log, tsMicros, onProgress === undefined ? undefined : (done, total) => onProgress({ phase: 'replay', done, total }));
   return writeState(state, out, onProgress);
 }
 

@@ -3,9 +3,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
 import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
-import { digestFromParts, parseDigest, verifyDigest } from './digest.js';
+import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
-import { collectionAsOf, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { collectionAsOfAsync, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant } from './time.js';
 
@@ -130,7 +130,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         response: { 400: errorSchema },
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       const b = req.body ?? {};
       let digest: Digest | undefined;
       try {
@@ -143,7 +143,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       } catch (err) {
         return sendError(reply, err);
       }
-      const r = verifyDigest(log, digest);
+      const r = await verifyDigestAsync(log, digest);
       if (r.ok) return reply.send({ ok: true, extends: r.extends, head: headToJson(r.head), checked: r.checked });
       return reply.code(409).send({ ok: false, seq: r.seq, problem: r.problem, message: r.message });
     },
@@ -171,10 +171,10 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     required: ['name', 'id'],
   } as const;
 
-  app.get<{ Params: { name: string }; Querystring: { asOf?: string } }>('/v1/audit/collections/:name', { schema: { params: nameParams, querystring: asOfQuery } }, (req, reply) => {
+  app.get<{ Params: { name: string }; Querystring: { asOf?: string } }>('/v1/audit/collections/:name', { schema: { params: nameParams, querystring: asOfQuery } }, async (req, reply) => {
     try {
       const t = asOfParam(req.query.asOf);
-      const c = collectionAsOf(log, req.params.name, t);
+      const c = await collectionAsOfAsync(log, req.params.name, t);
       if (c === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${req.params.name} did not exist at ${formatMicros(t)}`);
       const documents = [...c.docs.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((d) => docToJson(c.info.name, d));
       const i = c.info;

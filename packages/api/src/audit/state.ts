@@ -55,17 +55,43 @@ export function headAtSeq(log: EventLog, seq: number): LogHead {
  * @kyrodb/projections), so it equals what the live projections answered at T — including how
  * they ignore events that do not apply (a write to a missing collection, a vector of the wrong
  * dimension, a second create of a live collection, a delete of an absent doc). O(prefix).
- * `onProgress(seq, toSeq)` every 10 000 events. With `only`, keeps one collection's events.
+ * `onProgress(seq, toSeq)` after every 10 000 events. With `only`, keeps one collection's events.
  * The caller validates T (see `parseAsOf`); a T before the first event gives an empty state.
  */
 export function stateAsOf(log: EventLog, tsMicros: number, onProgress?: (seq: number, toSeq: number) => void, only?: string): AuditState {
+  const steps = replaySteps(log, tsMicros, onProgress, only);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * `stateAsOf` that yields to the event loop every `chunk` events (default 10 000), so a server
+ * answering an audit export stays responsive. Same result.
+ */
+export async function stateAsOfAsync(log: EventLog, tsMicros: number, onProgress?: (seq: number, toSeq: number) => void, only?: string, chunk = 10_000): Promise<AuditState> {
+  const steps = replaySteps(log, tsMicros, onProgress, only, chunk);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+function* replaySteps(log: EventLog, tsMicros: number, onProgress: ((seq: number, toSeq: number) => void) | undefined, only: string | undefined, chunk = 10_000): Generator<void, AuditState> {
+  // The prefix is fixed once, so the state matches the head digest at toSeq even if appends land meanwhile.
   const toSeq = log.seqAtTime(tsMicros);
   const ms = emptyState();
-  for (const e of log.read(1, toSeq)) {
-    if (only === undefined || e.collection === only) applyEvent(ms, e);
-    if (onProgress !== undefined && e.seq % 10_000 === 0) onProgress(e.seq, toSeq);
+  for (let from = 1; from <= toSeq; from += chunk) {
+    const to = Math.min(toSeq, from + chunk - 1);
+    for (const e of log.read(from, to)) {
+      if (only === undefined || e.collection === only) applyEvent(ms, e);
+    }
+    onProgress?.(to, toSeq);
+    if (to < toSeq) yield;
   }
-  if (onProgress !== undefined) onProgress(toSeq, toSeq);
+  if (toSeq === 0) onProgress?.(0, 0);
   const collections = new Map<string, AuditCollection>();
   for (const [name, c] of ms.collections) {
     const i = c.info;
@@ -80,6 +106,13 @@ export function stateAsOf(log: EventLog, tsMicros: number, onProgress?: (seq: nu
  */
 export function collectionAsOf(log: EventLog, collection: string, tsMicros: number): (AuditCollection & { head: LogHead }) | undefined {
   const s = stateAsOf(log, tsMicros, undefined, collection);
+  const c = s.collections.get(collection);
+  return c === undefined ? undefined : { ...c, head: s.head };
+}
+
+/** `collectionAsOf` that yields to the event loop while replaying. */
+export async function collectionAsOfAsync(log: EventLog, collection: string, tsMicros: number): Promise<(AuditCollection & { head: LogHead }) | undefined> {
+  const s = await stateAsOfAsync(log, tsMicros, undefined, collection);
   const c = s.collections.get(collection);
   return c === undefined ? undefined : { ...c, head: s.head };
 }
