@@ -41,6 +41,8 @@ export class ColdTier {
   inFlight = 0;
   /** The last seq the worker reported applied. */
   watermark = 0;
+  /** Time the last search spent inside hnswlib in the worker, µs (for benchmarks). */
+  lastSearchUs = 0;
 
   private constructor(
     private readonly failpoints: Failpoints,
@@ -132,10 +134,10 @@ export class ColdTier {
   }
 
   /** HNSW top-`k` (filter applied inside the search). Rejects PROJ_COLD_UNAVAILABLE on failure or timeout. Honours `projection.cold.search`. */
-  search(coll: string, vector: Float32Array, k: number, filter: Filter | undefined, timeoutMs: number): Promise<ColdHit[]> {
+  async search(coll: string, vector: Float32Array, k: number, filter: Filter | undefined, timeoutMs: number): Promise<ColdHit[]> {
     const v = new Float32Array(vector);
     const fault = faultFrom(this.failpoints, 'projection.cold.search');
-    return this.request<ColdHit[]>(
+    const r = await this.request<{ hits: ColdHit[]; tookUs: number }>(
       (reqId) => {
         const m: ToCold = { type: 'search', reqId, coll, vector: v, k };
         if (filter !== undefined) m.filter = filter;
@@ -145,6 +147,8 @@ export class ColdTier {
       timeoutMs,
       [v.buffer],
     );
+    this.lastSearchUs = r.tookUs;
+    return r.hits;
   }
 
   /** Writes every index and its label map into `dir`; resolves with what was written and the worker's watermark. */

@@ -189,7 +189,9 @@ port.on('message', (m: ToCold) => {
       if (m.fault?.kind === 'panic') injure(m.fault, 'projection.cold.search');
       try {
         injure(m.fault, 'projection.cold.search');
-        send({ type: 'reply', reqId: m.reqId, ok: true, value: search(m.coll, m.vector, m.k, m) });
+        const t0 = performance.now();
+        const hits = search(m.coll, m.vector, m.k, m);
+        send({ type: 'reply', reqId: m.reqId, ok: true, value: { hits, tookUs: (performance.now() - t0) * 1000 } });
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
       }

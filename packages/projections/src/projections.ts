@@ -710,6 +710,11 @@ export class Projections {
     }
   }
 
+  /** Microseconds the last cold search spent inside hnswlib in the worker (0 before any), to separate the thread hop from the search in benchmarks. */
+  lastColdSearchUs(): number {
+    return this.cold?.lastSearchUs ?? 0;
+  }
+
   /** The cold worker's own counts (undefined when it is down). */
   async coldStats(): Promise<ColdStats | undefined> {
     const c = this.cold;
