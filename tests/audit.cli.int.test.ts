@@ -85,6 +85,7 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', () => 
       ['audit', 'verify', '--data-dir', dir, '--bogus'],
       ['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')],
       ['audit', 'replay', '--data-dir', dir, '--to', 'last tuesday', '--out', path.join(dir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', String(commits[1]!.ts), '--out', path.join(dir, 'no-such-dir', 'x.ndjson')],
     ];
     for (const args of cases) {
       const r = await run(args);

@@ -143,7 +143,17 @@ export function registerAuditCommands(program: Command): Command {
         await withLog(o.dataDir, async (log) => {
           const t = parseAsOf(o.to, Math.max(systemClock.nowMicros(), log.head().ts));
           const tmp = `${o.out}.partial`;
-          const out = fs.createWriteStream(tmp);
+          let fd: number;
+          try {
+            fd = fs.openSync(tmp, 'w');
+          } catch (err) {
+            throw new AuditError('AUDIT_BAD_REQUEST', `cannot write ${o.out}: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          const out = fs.createWriteStream(tmp, { fd });
+          let writeError: Error | undefined;
+          out.on('error', (err: Error) => {
+            writeError = err;
+          });
           const bar = process.stdout.isTTY && o.json !== true ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}' }, cliProgress.Presets.shades_classic) : undefined;
           let phase = '';
           const onProgress = bar
@@ -160,6 +170,7 @@ export function registerAuditCommands(program: Command): Command {
             const s = await exportStateAsOf(log, t, out, onProgress);
             out.end();
             await finished(out);
+            if (writeError !== undefined) throw writeError;
             fs.renameSync(tmp, o.out);
             bar?.stop();
             const summary = { out: o.out, as_of: formatMicros(t), as_of_micros: t, head: headToJson(s.head), digest: formatDigest(s.head), collections: s.collections, documents: s.documents, bytes: s.bytes };
