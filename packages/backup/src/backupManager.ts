@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { GENESIS_HASH, decodeRecord, toHex, type EventLog } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, toHex } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -53,7 +53,7 @@ export interface BackupVerifyReport {
   code?: BackupErrorCode;
   message?: string;
   /** With `deep`: what the scratch restore found. */
-  deep?: { events: number; headHash: string; vectorCount: number; probes: number; probeHits: number };
+  deep?: { events: number; headHash: string; vectorCount: number; probes: number; probeHits: number; indexProbeHits: number };
 }
 
 /** What `prune` did (or would do, with dryRun). */
@@ -109,6 +109,7 @@ export class BackupManager {
         vector_count: state.vectorCount(),
         collections: state.counts(),
         checkpoint_seq: cp.seq,
+        ...(cp.dir !== undefined ? { checkpoint_dir: cp.dir } : {}),
         files,
       };
       await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
@@ -166,10 +167,13 @@ export class BackupManager {
    * Checks a backup (or `latest`) and its chain: every file's size and SHA-256, decryption,
    * decoding, and the hash chain across files and backups. With `deep`, also restores into a
    * scratch dir, compares event count / head hash / vector count with the manifest, and runs
-   * recall probes (each probe vector searched by brute force must find itself on top).
+   * recall probes: `probes` stored vectors (default 32) searched by brute force must each find
+   * themselves on top, and searched through the restored data dir's own index (the projections'
+   * HNSW + hot tier, loaded from the restored checkpoint if any) at least `minIndexRecall`
+   * (default 0.95) of them must.
    * Never throws for a bad backup: the report's `code` names the problem.
    */
-  async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number } = {}): Promise<BackupVerifyReport> {
+  async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number; minIndexRecall?: number } = {}): Promise<BackupVerifyReport> {
     const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
     try {
       const { manifests, incomplete } = await loadManifests(this.o.store);
@@ -206,7 +210,7 @@ export class BackupManager {
         if (expectSeq !== b.to_seq + 1) throw new BackupError('BACKUP_CHAIN_GAP', `backup ${b.backup_id} holds events up to ${expectSeq - 1}, its manifest says ${b.to_seq}`, { backupId: b.backup_id });
         if (prev !== b.head_hash) throw new BackupError('BACKUP_CHAIN_BROKEN', `backup ${b.backup_id}: the last event's hash differs from the manifest's head hash`, { backupId: b.backup_id });
       }
-      if (opts.deep === true) report.deep = await this.deepCheck(manifests, m, opts.probes ?? 32);
+      if (opts.deep === true) report.deep = await this.deepCheck(manifests, m, opts.probes ?? 32, opts.minIndexRecall ?? 0.95);
       report.ok = true;
     } catch (err) {
       if (!isBackupError(err)) throw err;
@@ -216,26 +220,48 @@ export class BackupManager {
     return report;
   }
 
-  private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number): Promise<NonNullable<BackupVerifyReport['deep']>> {
+  private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number, minIndexRecall: number): Promise<NonNullable<BackupVerifyReport['deep']>> {
     const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'kyrodb-verify-'));
     try {
       const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
-      const r = await executeRestore(plan, { store: this.o.store, dataDir: path.join(scratch, 'data'), keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
+      const dataDir = path.join(scratch, 'data');
+      const r = await executeRestore(plan, { store: this.o.store, dataDir, keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
       const state = r.state!;
-      // Recall probes: evenly spaced live vectors; each must be its own top hit (or tie with it).
+      // Probes: evenly spaced live vectors; each must be its own top hit (or tie with it).
       const all: { c: string; id: string; v: Float32Array }[] = [];
       for (const [c, col] of state.collections) for (const [id, d] of col.docs) if (d !== null) all.push({ c, id, v: d.vector });
       const n = Math.min(probes, all.length);
-      let hits = 0;
-      for (let i = 0; i < n; i++) {
-        const p = all[Math.floor((i * all.length) / n)]!;
+      const picks = Array.from({ length: n }, (_, i) => all[Math.floor((i * all.length) / n)]!);
+      const selfScore = (p: (typeof picks)[number]): number => {
         const col = state.collections.get(p.c)!;
-        const top = exactTopK(col, p.v, 1)[0];
-        const self = exactTopK({ ...col, docs: new Map([[p.id, col.docs.get(p.id)!]]) }, p.v, 1)[0];
-        if (top !== undefined && self !== undefined && (top.id === p.id || top.score === self.score)) hits += 1;
+        return exactTopK({ ...col, docs: new Map([[p.id, col.docs.get(p.id)!]]) }, p.v, 1)[0]!.score;
+      };
+      let hits = 0;
+      for (const p of picks) {
+        const top = exactTopK(state.collections.get(p.c)!, p.v, 1)[0];
+        if (top !== undefined && (top.id === p.id || top.score === selfScore(p))) hits += 1;
       }
-      if (hits < n) throw new BackupError('BACKUP_VERIFY_FAILED', `recall probes: ${hits} of ${n} vectors found themselves`, { hits, probes: n });
-      return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, probes: n, probeHits: hits };
+      if (hits < n) throw new BackupError('BACKUP_VERIFY_FAILED', `exact probes: ${hits} of ${n} vectors found themselves`, { hits, probes: n });
+      // The same probes against the index the restored data dir serves (HNSW + hot tier, from its checkpoint if any).
+      let indexHits = 0;
+      const { Projections } = await import('@kyrodb/projections');
+      const log = await EventLog.open({ dir: dataDir, readOnly: true, logger: () => undefined });
+      try {
+        const proj = await Projections.open({ log, dataDir, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
+        try {
+          for (const p of picks) {
+            const res = await proj.search(p.c, { vector: p.v, k: 1 });
+            const top = res.results[0];
+            if (top !== undefined && (top.id === p.id || Math.abs(top.score - selfScore(p)) <= 1e-6 * Math.max(1, Math.abs(top.score)))) indexHits += 1;
+          }
+        } finally {
+          await proj.close();
+        }
+      } finally {
+        await log.close();
+      }
+      if (n > 0 && indexHits / n < minIndexRecall) throw new BackupError('BACKUP_VERIFY_FAILED', `index probes: ${indexHits} of ${n} vectors found themselves (recall below ${minIndexRecall})`, { hits: indexHits, probes: n });
+      return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, probes: n, probeHits: hits, indexProbeHits: indexHits };
     } finally {
       await fsp.rm(scratch, { recursive: true, force: true });
     }
@@ -326,7 +352,7 @@ export class BackupManager {
   }
 
   /** Copies the newest `<dataDir>/checkpoints/<seq>/` with seq ≤ `maxSeq`, if any (a checkpoint vanishing mid-copy is skipped). */
-  private async writeCheckpoint(id: string, maxSeq: number): Promise<{ seq: number | null; files: BackupFile[] }> {
+  private async writeCheckpoint(id: string, maxSeq: number): Promise<{ seq: number | null; dir?: string; files: BackupFile[] }> {
     const root = path.join(this.o.dataDir, 'checkpoints');
     let names: string[];
     try {
@@ -334,10 +360,11 @@ export class BackupManager {
     } catch {
       return { seq: null, files: [] };
     }
-    const seqs = names.filter((n) => /^\d+$/.test(n)).map(Number).filter((s) => s <= maxSeq).sort((a, b) => b - a);
-    const seq = seqs[0];
-    if (seq === undefined) return { seq: null, files: [] };
-    const dir = path.join(root, String(seq));
+    const gens = names.filter((n) => /^\d+$/.test(n)).map((name) => ({ name, seq: Number(name) })).filter((g) => g.seq <= maxSeq).sort((a, b) => b.seq - a.seq);
+    const gen = gens[0];
+    if (gen === undefined) return { seq: null, files: [] };
+    const seq = gen.seq;
+    const dir = path.join(root, gen.name);
     const files: BackupFile[] = [];
     try {
       const walk = async (d: string, rel: string): Promise<void> => {
@@ -360,6 +387,6 @@ export class BackupManager {
       }
       throw err;
     }
-    return { seq, files };
+    return { seq, dir: gen.name, files };
   }
 }

@@ -46,6 +46,8 @@ export interface BackupManifest {
   collections: Record<string, number>;
   /** Seq of the checkpoint included, or null. */
   checkpoint_seq: number | null;
+  /** Its directory name under `<dataDir>/checkpoints/` (projections pad the seq to 16 digits). */
+  checkpoint_dir?: string;
   files: BackupFile[];
   format_version: number;
   compression: Compression;

@@ -176,7 +176,9 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let checkpointSeq: number | null = null;
     const cp = plan.checkpoint;
     if (cp !== null && cp.seq <= cur) {
-      const dir = path.join(staging, 'checkpoints', String(cp.seq));
+      const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
+      if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
+      const dir = path.join(staging, 'checkpoints', cpName);
       for (const f of cp.files) {
         const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
         const dest = path.join(dir, ...(f.path ?? '').split('/'));

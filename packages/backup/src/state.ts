@@ -135,6 +135,7 @@ export class IncrementalCounter {
   /** Per collection: whether it exists and its dimension, as of the last event applied. */
   private readonly colls = new Map<string, { exists: boolean; dimension: number; reset: boolean }>();
   private readonly touched = new Map<string, Map<string, boolean>>();
+  private readonly lifecycle = new Map<string, LogEvent[]>();
 
   constructor(
     private readonly log: DocHistorySource,
@@ -163,7 +164,14 @@ export class IncrementalCounter {
   private liveBefore(c: string, id: string): boolean {
     if (this.coll(c).reset) return false;
     // Replay this document's events and its collection's lifecycle before the range.
-    const evs = [...this.log.history(c, ''), ...this.log.history(c, id)].filter((e) => e.seq < this.fromSeq).sort((a, b) => a.seq - b.seq);
+    let life = this.lifecycle.get(c);
+    if (life === undefined) {
+      life = this.log.history(c, '').filter((e) => e.seq < this.fromSeq);
+      this.lifecycle.set(c, life);
+    }
+    const own = this.log.history(c, id).filter((e) => e.seq < this.fromSeq);
+    if (own.length === 0) return false;
+    const evs = [...life, ...own].sort((a, b) => a.seq - b.seq);
     let exists = false;
     let dim = 0;
     let live = false;

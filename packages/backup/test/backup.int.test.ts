@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
 import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
-import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, upsert } from './helpers.js';
+import { Projections } from '@kyrodb/projections';
+import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, upsert, vec } from './helpers.js';
 
 const s3 = new S3Server();
 beforeAll(async () => {
@@ -66,6 +67,7 @@ describe.each([
     const v = await mgr.verify('latest', { deep: true });
     expect(v).toMatchObject({ ok: true, chain: [full.backup_id, inc.backup_id, inc2.backup_id] });
     expect(v.deep?.probeHits).toBe(v.deep?.probes);
+    expect(v.deep?.indexProbeHits).toBe(v.deep?.probes);
 
     const target = path.join(tempDir(), 'restored');
     const r = await restore({ store, dataDir: target, registry, ...(encryption ? { encryption } : {}) });
@@ -188,6 +190,59 @@ describe('backup details', () => {
     const m2 = new BackupManager({ log: other, dataDir: odir, store, logger: quietLogger() });
     await expect(m2.createIncremental()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
     await other.close();
+    await log.close();
+  });
+
+  it('a real projections checkpoint travels with a full backup, and the restored data dir loads it', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8, 'cosine')]);
+    await fill(log, 400, { ids: 300 });
+    const proj = await Projections.open({ log, dataDir: dir, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
+    const cp = await proj.checkpoint();
+    await fill(log, 50, { seed: 5000 });
+    const store = new LocalDirStore(tempDir());
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger() });
+    const m = await mgr.createFull();
+    await proj.close();
+    expect(m.checkpoint_seq).toBe(cp.seq);
+    const v = await mgr.verify(m.backup_id, { deep: true, probes: 20 });
+    expect(v).toMatchObject({ ok: true, deep: { probes: 20, probeHits: 20, indexProbeHits: 20 } });
+    const target = path.join(tempDir(), 'r');
+    await restore({ store, dataDir: target });
+    const back = await EventLog.open({ dir: target, logger: () => undefined });
+    const p2 = await Projections.open({ log: back, dataDir: target, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
+    expect(p2.health().lastCheckpointSeq).toBe(cp.seq);
+    expect(p2.applied()).toBe(m.to_seq);
+    const hit = await p2.search('c', { vector: vec(5010, 8), k: 1 });
+    expect(hit.results[0]?.id).toBe('d5010');
+    await p2.close();
+    await back.close();
+    await log.close();
+  });
+
+  it('prune: dry run deletes nothing; a real run deletes the plan (manifest first), keeps tags and parents', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    const store = new LocalDirStore(tempDir());
+    let now = Date.UTC(2026, 0, 1);
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger(), now: () => now });
+    const made: string[] = [];
+    for (let d = 0; d < 12; d++) {
+      await fill(log, 10, { seed: d * 10 });
+      const m = d % 4 === 0 ? await mgr.createFull(d === 0 ? { tag: 'genesis' } : {}) : await mgr.createIncremental();
+      made.push(m.backup_id);
+      now += 86_400_000;
+    }
+    const dry = await mgr.prune({ retentionDays: 3, dryRun: true, now });
+    expect(dry.dryRun).toBe(true);
+    expect(dry.delete.length).toBeGreaterThan(0);
+    expect((await mgr.list()).length).toBe(12);
+    const real = await mgr.prune({ retentionDays: 3, now });
+    expect(real.delete).toEqual(dry.delete);
+    const left = (await mgr.list()).map((m) => m.backup_id);
+    expect(left).toContain(made[0]); // tagged
+    for (const id of real.delete) expect(await store.list(`backups/${id}/`)).toEqual([]);
+    for (const id of left) expect((await mgr.verify(id)).ok).toBe(true); // every kept backup still restores: its chain is intact
     await log.close();
   });
 });
