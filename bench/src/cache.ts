@@ -96,7 +96,7 @@ for (let i = 0; i < total; i++) {
 interface Backend {
   buildMs: number;
   /** Runs one query with `cache` as the cache layer (undefined = none); `hit` = answered by the cache. */
-  query(cache: QueryCacheLayer | undefined, w: { arr: number[]; f32: Float32Array }, nowMs: number): Promise<{ hit: boolean; results: SearchHit[] }>;
+  query(cache: QueryCacheLayer | undefined, w: { arr: number[]; f32: Float32Array }, nowMs: number): Promise<{ hit: boolean; results: SearchHit[]; cacheNs?: number }>;
   /** A fresh, uncached answer (for the overlap figure; untimed). */
   fresh(w: { arr: number[]; f32: Float32Array }): Promise<SearchHit[]>;
   close(): Promise<void>;
@@ -125,11 +125,14 @@ function hnswBackend(): Backend {
     query: (cache, w, nowMs) => {
       if (cache === undefined) return Promise.resolve({ hit: false, results: search(w.arr) });
       const q: CacheQuery = { collection: 'bench', vector: w.f32, k: cfg.k, filterKey: '', version: 1, nowMs };
+      const a = process.hrtime.bigint();
       const served = cache.lookup(q);
-      if (served !== undefined) return Promise.resolve({ hit: true, results: served });
+      const b = process.hrtime.bigint();
+      if (served !== undefined) return Promise.resolve({ hit: true, results: served, cacheNs: Number(b - a) });
       const results = search(w.arr);
+      const c = process.hrtime.bigint();
       cache.offer(q, results);
-      return Promise.resolve({ hit: false, results });
+      return Promise.resolve({ hit: false, results, cacheNs: Number(b - a + process.hrtime.bigint() - c) });
     },
     fresh: (w) => Promise.resolve(search(w.arr)),
     close: () => Promise.resolve(),
@@ -185,6 +188,10 @@ interface PolicyResult {
   p99Us: number;
   hitMeanUs: number | null;
   missMeanUs: number;
+  /** Mean time of lookup + offer alone on a miss (hnsw tiers only; null otherwise). */
+  missCacheOpsUs: number | null;
+  /** Median of the same. */
+  missCacheOpsP50Us: number | null;
   servedOverlapAt10: number | null;
   entries: number;
   bytes: number;
@@ -205,6 +212,8 @@ interface Lane {
   hits: number;
   hitNs: number;
   missNs: number;
+  missCacheNs: number;
+  missCacheSamples: number[];
   overlap: number;
   trainMs: number | null;
 }
@@ -217,7 +226,7 @@ async function runAll(): Promise<PolicyResult[]> {
     const cache = policy === 'none' ? undefined : new SemanticCache({ options: { capacity: cfg.capacity }, ...(policy === 'learned' ? { predictor } : {}) });
     const sup = policy === 'learned' ? new TrainingSupervisor({ accessLog: cache!.accessLog, predictor, training: { intervalSecs: 3600, minSamples: 100 }, predictorTraining: { horizon: cfg.capacity } }) : undefined;
     sup?.start();
-    return { policy, cache, sup, lat: new Float64Array(cfg.queries), hits: 0, hitNs: 0, missNs: 0, overlap: 0, trainMs: null };
+    return { policy, cache, sup, lat: new Float64Array(cfg.queries), hits: 0, hitNs: 0, missNs: 0, missCacheNs: 0, missCacheSamples: [], overlap: 0, trainMs: null };
   });
   for (let i = 0; i < total; i++) {
     if (i === cfg.warm) {
@@ -232,7 +241,7 @@ async function runAll(): Promise<PolicyResult[]> {
     for (let j = 0; j < lanes.length; j++) {
       const lane = lanes[(i + j) % lanes.length]!;
       const s = process.hrtime.bigint();
-      const { hit, results } = await backend.query(lane.cache, w, i);
+      const { hit, results, cacheNs } = await backend.query(lane.cache, w, i);
       const ns = Number(process.hrtime.bigint() - s);
       if (i < cfg.warm) continue;
       lane.lat[i - cfg.warm] = ns / 1000;
@@ -241,7 +250,11 @@ async function runAll(): Promise<PolicyResult[]> {
         lane.hitNs += ns;
         const fresh = new Set((await backend.fresh(w)).map((h) => h.id)); // untimed: does the served answer match a fresh one?
         lane.overlap += results.filter((h) => fresh.has(h.id)).length / cfg.k;
-      } else lane.missNs += ns;
+      } else {
+        lane.missNs += ns;
+        lane.missCacheNs += cacheNs ?? 0;
+        lane.missCacheSamples.push((cacheNs ?? 0) / 1000);
+      }
     }
   }
   const out: PolicyResult[] = [];
@@ -257,6 +270,8 @@ async function runAll(): Promise<PolicyResult[]> {
       p99Us: pct(sorted, 0.99),
       hitMeanUs: lane.hits > 0 ? lane.hitNs / lane.hits / 1000 : null,
       missMeanUs: lane.missNs / Math.max(1, cfg.queries - lane.hits) / 1000,
+      missCacheOpsUs: lane.cache !== undefined && cfg.tiers === 'hnsw' ? lane.missCacheNs / Math.max(1, cfg.queries - lane.hits) / 1000 : null,
+      missCacheOpsP50Us: lane.cache !== undefined && cfg.tiers === 'hnsw' && lane.missCacheSamples.length > 0 ? pct(Float64Array.from(lane.missCacheSamples).sort(), 0.5) : null,
       servedOverlapAt10: lane.hits > 0 ? lane.overlap / lane.hits : null,
       entries: st?.entries ?? 0,
       bytes: st?.bytes ?? 0,
@@ -290,10 +305,10 @@ const learned = byPolicy['learned']!;
 const none = byPolicy['none']!;
 const fmt = (x: number | null, d = 1): string => (x === null ? '-' : x.toFixed(d));
 console.log(`\ntiers: ${cfg.tiers}; index build: ${(buildMs / 1000).toFixed(1)} s; ${cfg.vectors} vectors, dim ${cfg.dim}, ${cfg.topics} query topics, Zipf s=${cfg.zipf}, noise ${cfg.noise}, capacity ${cfg.capacity}, warm-up ${cfg.warm}, measured ${cfg.queries}`);
-console.log('policy   hit rate  mean µs  p50 µs  p99 µs  hit µs  miss µs  served overlap@10  entries  evictions  train ms');
+console.log('policy   hit rate  mean µs  p50 µs  p99 µs  hit µs  miss µs  cache ops mean/p50  served overlap@10  entries  evictions  train ms');
 for (const x of results)
   console.log(
-    `${x.policy.padEnd(8)} ${(100 * x.hitRate).toFixed(2).padStart(7)}%  ${fmt(x.meanUs).padStart(7)}  ${fmt(x.p50Us).padStart(6)}  ${fmt(x.p99Us).padStart(6)}  ${fmt(x.hitMeanUs).padStart(6)}  ${fmt(x.missMeanUs).padStart(7)}  ${fmt(x.servedOverlapAt10, 3).padStart(17)}  ${String(x.entries).padStart(7)}  ${String(x.evictions).padStart(9)}  ${fmt(x.trainMs, 0).padStart(8)}`,
+    `${x.policy.padEnd(8)} ${(100 * x.hitRate).toFixed(2).padStart(7)}%  ${fmt(x.meanUs).padStart(7)}  ${fmt(x.p50Us).padStart(6)}  ${fmt(x.p99Us).padStart(6)}  ${fmt(x.hitMeanUs).padStart(6)}  ${fmt(x.missMeanUs).padStart(7)}  ${`${fmt(x.missCacheOpsUs)}/${fmt(x.missCacheOpsP50Us)}`.padStart(18)}  ${fmt(x.servedOverlapAt10, 3).padStart(17)}  ${String(x.entries).padStart(7)}  ${String(x.evictions).padStart(9)}  ${fmt(x.trainMs, 0).padStart(8)}`,
   );
 const gainPts = 100 * (learned.hitRate - lru.hitRate);
 const gainRel = lru.hitRate > 0 ? (100 * (learned.hitRate - lru.hitRate)) / lru.hitRate : 0;
