@@ -128,3 +128,58 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     await expectRefused(f, 'BACKUP_NOT_FOUND', { backupId: 'nope' });
   });
 });
+
+describe('segment chains with holes', () => {
+  it('verifySegments reports gaps, overlaps and missing objects; PITR across a gap is BACKUP_CHAIN_GAP and the target is untouched', async () => {
+    const { ContinuousBackup, verifySegments, loadSegments } = await import('@kyrodb/backup');
+    const { log } = await openLog();
+    await log.append([created('c', 8)]);
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const cb = new ContinuousBackup({ log, store, intervalMs: 5, maxBatchEvents: 50, logger: quietLogger() });
+    await cb.start();
+    await fill(log, 400, { batch: 50 });
+    await cb.waitForShipped(log.head().seq);
+    await cb.stop();
+    const segs = await loadSegments(store);
+    expect(segs.length).toBeGreaterThanOrEqual(4);
+    const hole = segs[2]!;
+    fs.rmSync(file({ storeDir } as Fixture, hole.key));
+    // An overlapping extra segment (what a buggy writer would leave): copy of the last one under a wider key.
+    const last = segs[segs.length - 1]!;
+    const rep = await verifySegments(store);
+    expect(rep.ok).toBe(false);
+    expect(rep.gaps).toEqual([{ from: hole.first_seq, to: hole.last_seq }]);
+    expect(rep.contiguousTo).toBe(segs[1]!.last_seq);
+    const overlapKey = `segments/${String(last.first_seq - 1).padStart(16, '0')}-${String(last.last_seq).padStart(16, '0')}`;
+    await store.put(overlapKey, Buffer.from('x'));
+    expect((await verifySegments(store)).overlaps.length).toBeGreaterThan(0);
+    await store.delete(overlapKey);
+    const { existing } = targets();
+    const before = hashDir(existing);
+    // T after the hole: refused. T before it: fine.
+    await expect(restore({ store, dataDir: existing, force: true, pointInTime: log.head().ts })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHAIN_GAP'));
+    expect(hashDir(existing)).toBe(before);
+    expect(siblings(existing)).toEqual([]);
+    // (T = the ts of the last event before the hole is refused too: the missing events may share it.)
+    const early = log.get(segs[1]!.last_seq)!.ts - 1;
+    const ok = await restore({ store, dataDir: path.join(tempDir(), 'ok'), pointInTime: early });
+    expect(ok.seq).toBe(log.seqAtTime(early));
+    await log.close();
+  });
+
+  it('progress callbacks report phases with done ≤ total', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 300);
+    const seen: { phase: string; done: number; total: number }[] = [];
+    const store = new LocalDirStore(tempDir());
+    const mgr = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 100, logger: quietLogger(), onProgress: (p) => seen.push(p) });
+    await mgr.createFull();
+    await restore({ store, dataDir: path.join(tempDir(), 'r'), onProgress: (p) => seen.push(p) });
+    expect(new Set(seen.map((p) => p.phase))).toEqual(new Set(['events', 'download', 'import']));
+    for (const p of seen) expect(p.done).toBeLessThanOrEqual(p.total);
+    expect(seen.filter((p) => p.phase === 'events').at(-1)).toEqual({ phase: 'events', done: 301, total: 301 });
+    await log.close();
+  });
+});
