@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, startServer, tmp } from './serverProcess.js';
 
 // `yaml` is a dependency of @kyrodb/api (not of this test package): resolve it from there.
-const { parse } = createRequire(path.join(ROOT, 'packages/api/package.json'))('yaml') as { parse(text: string): unknown };
+const { parse } = createRequire(path.join(ROOT, 'packages/api/package.json'))('yaml') as { parse: (text: string) => unknown };
 import type { ServerProc } from './serverProcess.js';
 
 interface Rule {
