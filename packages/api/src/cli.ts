@@ -59,7 +59,7 @@ interface CommonOpts {
 function exitCodeFor(err: unknown): number {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string') return EXIT.FAILURE;
-  if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
+  if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
   if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
@@ -212,7 +212,7 @@ export function buildProgram(): Command {
         const mod = await requireBackup();
         const store = openConfiguredStore(mod, cfg, storeUrl(o));
         log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
-        const enc = encryptionOf(cfg);
+        const enc = encryptionOf(cfg, mod);
         const mgr = new mod.BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
         const m = o.full
           ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
@@ -310,7 +310,7 @@ export function buildProgram(): Command {
         }
         const mod = await requireBackup();
         const store = openConfiguredStore(mod, cfg, url);
-        const enc = encryptionOf(cfg);
+        const enc = encryptionOf(cfg, mod);
         if (backupId === 'latest') {
           const all = await new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
           const newest = all.reduce<(typeof all)[number] | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);

@@ -147,6 +147,8 @@ export interface ContinuousBackupPort {
 export interface BackupModule {
   openObjectStore(url: string, o?: Record<string, unknown>): ObjectStore;
   BackupManager: new (o: { log: EventLog; dataDir: string; store: ObjectStore; registry?: Registry; compression?: 'zstd' | 'none'; encryption?: unknown; onProgress?: Progress }) => BackupManagerPort;
-  ContinuousBackup: new (o: { log: EventLog; store: ObjectStore; intervalMs?: number; registry?: Registry }) => ContinuousBackupPort;
+  ContinuousBackup: new (o: { log: EventLog; store: ObjectStore; intervalMs?: number; registry?: Registry; compression?: 'zstd' | 'none'; encryption?: unknown }) => ContinuousBackupPort;
+  /** Reads a 32-byte key (raw, hex or base64) and derives its key id. */
+  loadKey?: (o: { file?: string }) => { key: Buffer; keyId: string } | undefined;
   restore(o: { store: ObjectStore; dataDir: string; backupId?: string; tag?: string; pointInTime?: number; dryRun?: boolean; force?: boolean; registry?: Registry; onProgress?: Progress; encryption?: unknown }): Promise<unknown>;
 }

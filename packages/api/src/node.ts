@@ -53,10 +53,11 @@ export function openConfiguredStore(mod: BackupModule, cfg: KyroConfig, url?: st
   return mod.openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
 }
 
-/** Reads the encryption key named by the config (hex or raw 32 bytes), or undefined when off. */
-export function encryptionOf(cfg: KyroConfig): { key: Buffer; keyId: string } | undefined {
+/** Reads the encryption key named by the config (the backup package's `loadKey` when given), or undefined when off. */
+export function encryptionOf(cfg: KyroConfig, mod?: BackupModule): { key: Buffer; keyId: string } | undefined {
   const e = cfg.backup.encryption;
   if (!e.enabled || e.key_file === null) return undefined;
+  if (mod?.loadKey !== undefined) return mod.loadKey({ file: e.key_file });
   const raw = fs.readFileSync(e.key_file);
   const text = raw.toString('utf8').trim();
   const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : raw;
@@ -114,11 +115,11 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
     const mod = await loadBackup();
     if (mod !== undefined) {
       const store = openConfiguredStore(mod, cfg);
-      const enc = encryptionOf(cfg);
+      const enc = encryptionOf(cfg, mod);
       const manager = new mod.BackupManager({ log, dataDir, store, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
       backup = { manager };
       if (cfg.backup.continuous.enabled) {
-        continuous = new mod.ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry });
+        continuous = new mod.ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
         await continuous.start();
         backup.continuous = continuous;
       }
