@@ -32,7 +32,7 @@ export interface AppDeps {
   validateFilter?: (f: unknown) => Filter;
   /** Training task status for /v1/admin/health, when the projections expose one. */
   training?: () => unknown;
-  /** Register prom-client default process metrics. Default true (set false when several apps share a process). */
+  /** Register the HTTP metrics and prom-client's default process metrics on the registry. Default true (false when several apps share one registry). */
   defaultMetrics?: boolean;
 }
 
@@ -325,8 +325,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           try {
             sr.filter = validateFilter(req.body.filter);
           } catch (err) {
-            const { code, message } = errorBody(err);
-            throw new ApiError('API_INVALID_FILTER', code === 'API_INTERNAL' ? message : message);
+            throw new ApiError('API_INVALID_FILTER', errorBody(err).message);
           }
         }
         if (req.body.asOf !== undefined) sr.asOf = parseIsoMicros(req.body.asOf, 'asOf');
