@@ -54,18 +54,30 @@ export interface KyroConfig {
     /** S3 (or compatible) store; credentials come from the AWS SDK's usual chain. */
     s3: { enabled: boolean; bucket: string; region: string; prefix: string; endpoint: string | null; force_path_style: boolean };
   };
+  /** The hybrid semantic cache (a layer of the tiered query). */
   cache: {
+    /** Serve similar recent queries from the cache. Default true. */
     enabled: boolean;
+    /** Minimum cosine similarity between query vectors for a cached answer, (0, 1]. Default 0.99. */
     similarity_threshold: number;
+    /** Cached answers kept. Default 10 000. */
     capacity: number;
+    /** Opt-in staleness: serve an answer this many ms after its collection changed; 0 = never stale. Default 0. */
     max_staleness_ms: number;
+    /** The learned admission predictor's training task: every `interval_secs` (default 60) once `min_samples` (default 100) accesses are logged. */
     training: { interval_secs: number; min_samples: number };
   };
+  /** Cold-tier checkpoints: after `every_events` events (default 100 000) or `every_secs` (default 300); keep `keep_generations` (default 10). */
   checkpoint: { every_events: number; every_secs: number; keep_generations: number };
+  /** API keys; none = no auth (bind 127.0.0.1 then). */
   auth: { keys: ApiKeyConfig[] };
+  /** The sketch's error-recovery settings, with the sketch's defaults. */
   error_recovery: {
+    /** WAL: attempts per retryable error (5), consecutive failures that open the breaker (3), seconds it stays open (60). */
     wal: { retry_attempts: number; circuit_breaker_threshold: number; circuit_breaker_timeout_seconds: number };
+    /** Training supervisor: restarts before giving up (10) and the backoff schedule in seconds ([1, 2, 4, 8, 16], last repeats). */
     training: { max_restarts: number; restart_backoff_seconds: number[] };
+    /** Per-layer query timeouts, ms: cache 10, hot tier 50, cold tier 1000. */
     query: { cache_timeout_ms: number; hot_tier_timeout_ms: number; cold_tier_timeout_ms: number };
   };
 }
