@@ -323,11 +323,7 @@ export class EventLog {
       const permit = this.breaker.tryAcquire();
       if (!permit.allowed) {
         this.metrics.writes.inc({ status: 'failure' });
-        const diskFull = this.lastFailureType === 'disk_full';
-        throw new LogError(diskFull ? 'WAL_DISK_FULL' : 'WAL_CIRCUIT_OPEN', `WAL writes are blocked: circuit breaker open (${permit.reason}); retry in ${Math.ceil(permit.retryAfterMs / 1000)} s or reset the breaker`, {
-          retryAfterMs: permit.retryAfterMs,
-          reason: permit.reason,
-        });
+        throw this.blockedError(permit.retryAfterMs, permit.reason);
       }
       return new Promise<AppendResult>((resolve, reject) => {
         this.queue.push({ inputs: copies, resolve, reject });
@@ -336,6 +332,15 @@ export class EventLog {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** The fail-fast error while the breaker is open: WAL_DISK_FULL after a disk-full failure, else WAL_CIRCUIT_OPEN. */
+  private blockedError(retryAfterMs: number, reason: string): LogError {
+    const diskFull = this.lastFailureType === 'disk_full';
+    return new LogError(diskFull ? 'WAL_DISK_FULL' : 'WAL_CIRCUIT_OPEN', `WAL writes are blocked: circuit breaker open (${reason}); retry in ${Math.ceil(retryAfterMs / 1000)} s or reset the breaker`, {
+      retryAfterMs,
+      reason,
+    });
   }
 
   private takeGroup(): Pending[] | undefined {
@@ -374,6 +379,14 @@ export class EventLog {
         }
         const { group, prepared } = next;
         next = undefined;
+        if (this.breaker.state === 'open') {
+          // A failure behind which this group was queued opened the breaker: fail fast, as
+          // append does, instead of attempting (and reopening the environment) again.
+          this.metrics.writes.inc({ status: 'failure' }, group.length);
+          const e = this.blockedError(Math.max(1, this.breaker.retryAfterMs), this.breaker.reason);
+          for (const p of group) p.reject(e);
+          continue;
+        }
         const batches = group.map((p) => p.inputs);
         const commit = this.commitGroup(batches, prepared).then(
           (results) => ({ ok: true as const, results }),

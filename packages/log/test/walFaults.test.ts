@@ -117,6 +117,30 @@ describe('WAL faults through the wal.append failpoint', () => {
     await log.close();
   });
 
+  it('appends queued behind the failure that opened the breaker fail fast without another attempt', async () => {
+    const { log, failpoints, registry } = await setup();
+    failpoints.set('wal.append', 'error(ENOSPC)');
+    const first = log.append([upsert('x', [0, 0, 1])]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await new Promise((r) => setImmediate(r)); // the first group is committing; the rest queue behind it
+    const rest = Array.from({ length: 5 }, (_, i) =>
+      log.append([upsert(`q${i}`, [0, 0, 1])]).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    );
+    expect(await first).toMatchObject({ code: 'WAL_DISK_FULL' });
+    for (const e of await Promise.all(rest)) expect(e).toMatchObject({ code: 'WAL_DISK_FULL', details: { reason: expect.stringContaining('disk full') as unknown } });
+    // one attempt hit the disk; the others failed fast
+    expect(await metricValue(registry, 'wal_errors_total', { type: 'disk_full' })).toBe(1);
+    expect(await metricValue(registry, 'wal_writes_total', { status: 'failure' })).toBe(6);
+    expect(log.head().seq).toBe(3);
+    expect(log.verify().ok).toBe(true);
+    await log.close();
+  });
+
   it('3 consecutive failed appends open the breaker: WAL_CIRCUIT_OPEN; reset closes it', async () => {
     const { log, failpoints } = await setup({ retryAttempts: 1 });
     failpoints.set('wal.append', 'error(EIO)');
