@@ -1,4 +1,4 @@
-// Benchmark of backup and restore (issue 4). Run: npx tsc -b && pnpm exec tsx bench/src/backup.ts [--n 100000] [--quick] [--dir DIR]
+// Benchmark of backup and restore (issue 4). Run: npx tsc -b && pnpm exec tsx bench/src/backup.ts [--n 100000] [--quick] [--local-only] [--dir DIR]
 // Prints tables and writes bench/results/backup.json. Baselines (a plain recursive copy of the same data dir) run in the same process and directory.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -19,6 +19,8 @@ const N = Number(arg('--n') ?? (quick ? 20_000 : 100_000));
 const base = arg('--dir') ?? os.tmpdir();
 const DIM = 128;
 const LAG_SECONDS = quick ? 3 : 10;
+/** `--local-only`: skip the s3rver runs (for --n 1000000, where s3rver's own disk layout dominates). */
+const localOnly = args.includes('--local-only');
 
 interface S3rverLike {
   run(): Promise<{ port: number }>;
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   const rows: Record<string, Record<string, string>> = {};
   const results: Record<string, unknown> = { when: new Date().toISOString(), n: N, dim: DIM, node: process.version, cpus: os.cpus().length, dir: base, loadSecs, srcBytes, copySecs };
   rows['plain copy (baseline)'] = { 'backup s': fmt(copySecs), 'restore s': fmt(copySecs) + ' (copy back)', 'stored MB': fmt(srcBytes / 1e6, 1), 'events/s backup': fmt(N / copySecs, 0), 'events/s restore': '' };
-  for (const [name, make] of stores) {
+  for (const [name, make] of localOnly ? stores.slice(0, 1) : stores) {
     for (const compression of ['zstd', 'none'] as const) {
       const store = make();
       const mgr = new BackupManager({ log, dataDir, store, compression, logger: () => undefined });
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
   await server.close();
   const outDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, 'backup.json'), JSON.stringify(results, null, 2));
+  fs.writeFileSync(path.join(outDir, N === 100_000 ? 'backup.json' : `backup-${N}.json`), JSON.stringify(results, null, 2));
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 }
 
