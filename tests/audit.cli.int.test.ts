@@ -42,7 +42,8 @@ afterAll(async () => {
   await log.close();
 });
 
-describe('kyrodb audit CLI (spawned; read-only beside a running writer)', () => {
+// Each spawn starts node + tsx (seconds on a busy 2-core machine): generous per-test timeouts.
+describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { timeout: 240_000 }, () => {
   it('audit head prints SEQ:HASH (and JSON)', async () => {
     const h = log.head();
     const r = await run(['audit', 'head', '--data-dir', dir]);
