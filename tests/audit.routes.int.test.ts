@@ -207,3 +207,4 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     await log.append([upsert('c', 'w', [1, 1])]);
   });
 });
+

@@ -14,7 +14,9 @@ import {
   parseDigest,
   parseInstant,
   stateAsOf,
+  stateAsOfAsync,
   verifyDigest,
+  verifyDigestAsync,
 } from '../packages/api/src/audit/index.js';
 import { createColl, tmpDir, upsert } from './auditHelpers.js';
 
@@ -145,5 +147,38 @@ describe('state as of T at the edges', () => {
       fs.writeFileSync(f, lines.join('\n') + (lines.length ? '\n' : ''));
       await expect(importState(f), name).rejects.toMatchObject({ code: 'AUDIT_BAD_EXPORT' });
     }
+  });
+});
+
+describe('the async replay and verify yield to the event loop between chunks', () => {
+  it('setImmediate callbacks run during stateAsOfAsync / verifyDigestAsync (never with the sync versions)', async () => {
+    const dir = tmpDir();
+    const clock = new FakeClock();
+    const log = await EventLog.open({ dir, clock, logger: () => {} });
+    await log.append([createColl('c', 2)]);
+    for (let i = 0; i < 39; i++) {
+      clock.advance(1);
+      await log.append([upsert('c', `d${i % 7}`, [i, 1])]);
+    }
+    let ticks = 0;
+    let stop = false;
+    const spin = (): void => {
+      ticks += 1;
+      if (!stop) setImmediate(spin);
+    };
+    const count = async (fn: () => Promise<unknown>): Promise<number> => {
+      ticks = 0;
+      stop = false;
+      setImmediate(spin);
+      await fn();
+      stop = true;
+      return ticks;
+    };
+    // 40 events in chunks of 5: at least 7 yields; an event loop turn runs `spin` at each.
+    expect(await count(() => stateAsOfAsync(log, clock.nowMicros(), undefined, undefined, 5))).toBeGreaterThanOrEqual(7);
+    expect(await count(() => verifyDigestAsync(log, undefined, undefined, 5))).toBeGreaterThanOrEqual(7);
+    expect(await count(() => Promise.resolve(stateAsOf(log, clock.nowMicros())))).toBe(0);
+    expect(await count(() => Promise.resolve(verifyDigest(log)))).toBe(0);
+    await log.close();
   });
 });
