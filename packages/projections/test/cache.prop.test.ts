@@ -101,6 +101,46 @@ describe('SemanticCache properties', () => {
     });
   }
 
+  it('with opt-in staleness S, a served answer is the exact answer of some moment in the last S ms', () => {
+    let served = 0;
+    let stale = 0;
+    fc.assert(
+      fc.property(fc.array(cmd, { minLength: 20, maxLength: 150 }), fc.integer({ min: 1, max: 20_000 }), (cmds, S) => {
+        const cache = new SemanticCache({ options: { capacity: 4, maxStalenessMs: S } });
+        // Per collection: the doc snapshots by version and the time each version began.
+        const colls = [0, 1].map((n) => ({ name: `c${n}`, docs: new Map<string, Float32Array>(), version: 1, history: [{ from: 0, docs: new Map<string, Float32Array>() }] }));
+        let now = 1_700_000_000_000;
+        for (const c of cmds) {
+          const coll = colls[c.coll]!;
+          if (c.t === 'upsert' || c.t === 'delete') {
+            if (c.t === 'upsert') coll.docs.set(`d${c.id}`, docPool[c.vec]!);
+            else if (!coll.docs.delete(`d${c.id}`)) continue;
+            coll.version++;
+            coll.history.push({ from: now, docs: new Map(coll.docs) });
+            continue;
+          }
+          now += c.dt;
+          const vector = queryPool[c.pool]!;
+          const q: CacheQuery = { collection: coll.name, vector, k: c.k, filterKey: c.evenOnly ? 'even' : '', version: coll.version, nowMs: now };
+          const got = cache.lookup(q);
+          if (got === undefined) {
+            cache.offer(q, exact(coll.docs, vector, c.k, c.evenOnly));
+            continue;
+          }
+          served++;
+          // Versions whose lifetime [from, next.from) overlaps [now - S, now].
+          const candidates = coll.history.filter((h, i) => (coll.history[i + 1]?.from ?? Infinity) >= now - S && h.from <= now);
+          const ok = candidates.some((h) => JSON.stringify(exact(h.docs, vector, c.k, c.evenOnly)) === JSON.stringify(got));
+          expect(ok).toBe(true);
+          if (JSON.stringify(exact(coll.docs, vector, c.k, c.evenOnly)) !== JSON.stringify(got)) stale++;
+        }
+      }),
+      { seed: 99, numRuns: 200 },
+    );
+    expect(served).toBeGreaterThan(100);
+    expect(stale).toBeGreaterThan(0); // staleness was actually used
+  });
+
   it('learned admission/eviction has a hit rate ≥ LRU of the same capacity on a Zipf workload with near-duplicates', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.constantFrom(0.8, 1.0, 1.2), (seed, s) => {
