@@ -46,12 +46,15 @@ const vec = (): number[] => Array.from({ length: DIM }, () => rand() * 2 - 1);
 const batches = Array.from({ length: POOL }, (_, b) => Array.from({ length: BATCH }, (_, i) => ({ id: `w${b}-${i}`, vector: vec() })));
 const queries = Array.from({ length: POOL }, () => vec());
 
+/** What each side measures. `degradedShare`: searches answered without the cold tier (timeout/breaker). */
+type Figures = { writeBatchesPerSec: number; searchP50Ms: number; searchP99Ms: number; searchesPerSec: number; degradedShare: number };
+
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 }
 
-async function inProcess(): Promise<{ writeBatchesPerSec: number; searchP50Ms: number; searchP99Ms: number; searchesPerSec: number }> {
+async function inProcess(): Promise<Figures> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-bench-api-inproc-'));
   const cfg = loadConfig({ env: {}, overrides: { 'storage.data_dir': path.join(dir, 'data'), 'backup.local_dir': path.join(dir, 'backups'), 'backup.enabled': false } });
   const node = await startNode(cfg, { listen: false, logger: () => undefined });
@@ -79,6 +82,7 @@ async function inProcess(): Promise<{ writeBatchesPerSec: number; searchP50Ms: n
     await waitCold(() => node.projections.health().lagEvents);
     // searches: 32 concurrent callers
     const lat: number[] = [];
+    let degraded = 0;
     stop = false;
     const t1 = performance.now();
     await Promise.all(
@@ -86,13 +90,14 @@ async function inProcess(): Promise<{ writeBatchesPerSec: number; searchP50Ms: n
         let i = c;
         while (!stop) {
           const s = performance.now();
-          await node.projections.search('bench', { vector: new Float32Array(queries[i++ % POOL]!), k: 10 });
+          const res = await node.projections.search('bench', { vector: new Float32Array(queries[i++ % POOL]!), k: 10 });
           lat.push(performance.now() - s);
+          if (res.degraded) degraded++;
           if (performance.now() - t1 > SECONDS * 1000) stop = true;
         }
       }),
     );
-    return { writeBatchesPerSec, searchP50Ms: pct(lat, 50), searchP99Ms: pct(lat, 99), searchesPerSec: lat.length / ((performance.now() - t1) / 1000) };
+    return { writeBatchesPerSec, searchP50Ms: pct(lat, 50), searchP99Ms: pct(lat, 99), searchesPerSec: lat.length / ((performance.now() - t1) / 1000), degradedShare: degraded / Math.max(1, lat.length) };
   } finally {
     await node.close();
   }
@@ -110,7 +115,7 @@ async function waitCold(lag: () => number | Promise<number>): Promise<void> {
   for (let i = 0; i < 600 && (await lag()) > 0; i++) await new Promise((r) => setTimeout(r, 100));
 }
 
-async function overHttp(): Promise<{ writeBatchesPerSec: number; searchP50Ms: number; searchP99Ms: number; searchesPerSec: number; non2xx: number }> {
+async function overHttp(): Promise<Figures & { non2xx: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-bench-api-http-'));
   const proc = spawn(process.execPath, [path.join(ROOT, 'packages/api/dist/cli.js'), 'serve', '--port', '0', '--json', '--data-dir', path.join(dir, 'data')], {
     env: { ...process.env, KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups') },
@@ -142,6 +147,11 @@ async function overHttp(): Promise<{ writeBatchesPerSec: number; searchP50Ms: nu
       requests: writeBodies.map((body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body })),
     });
     await waitCold(lag);
+    const degradedTotal = async (): Promise<number> => {
+      const text = await (await fetch(url + '/metrics')).text();
+      return [...text.matchAll(/^query_degradation_total\{[^}]*\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    };
+    const d0 = await degradedTotal();
     const searchBodies = queries.map((q) => JSON.stringify({ vector: q, k: 10 }));
     const s = await autocannon({
       url: url + '/v1/collections/bench/search',
@@ -149,7 +159,8 @@ async function overHttp(): Promise<{ writeBatchesPerSec: number; searchP50Ms: nu
       duration: SECONDS,
       requests: searchBodies.map((body) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body })),
     });
-    return { writeBatchesPerSec: w.requests.total / w.duration, searchP50Ms: s.latency.p50, searchP99Ms: s.latency.p99, searchesPerSec: s.requests.total / s.duration, non2xx: w.non2xx + s.non2xx + w.errors + s.errors };
+    const degradedShare = ((await degradedTotal()) - d0) / Math.max(1, s.requests.total);
+    return { writeBatchesPerSec: w.requests.total / w.duration, searchP50Ms: s.latency.p50, searchP99Ms: s.latency.p99, searchesPerSec: s.requests.total / s.duration, degradedShare, non2xx: w.non2xx + s.non2xx + w.errors + s.errors };
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
@@ -158,7 +169,6 @@ async function overHttp(): Promise<{ writeBatchesPerSec: number; searchP50Ms: nu
 
 const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 
-type Figures = { writeBatchesPerSec: number; searchP50Ms: number; searchP99Ms: number; searchesPerSec: number };
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
 const locals: Figures[] = [];
 const remotes: (Figures & { non2xx: number })[] = [];
@@ -173,6 +183,7 @@ const agg = <T extends Figures>(xs: T[]): Figures => ({
   searchP50Ms: median(xs.map((x) => x.searchP50Ms)),
   searchP99Ms: median(xs.map((x) => x.searchP99Ms)),
   searchesPerSec: median(xs.map((x) => x.searchesPerSec)),
+  degradedShare: median(xs.map((x) => x.degradedShare)),
 });
 const local = agg(locals);
 const remote = { ...agg(remotes), non2xx: remotes.reduce((a, x) => a + x.non2xx, 0) };
@@ -183,7 +194,9 @@ console.table({
   'search p50 ms': { 'in-process': fmt(local.searchP50Ms, 3), HTTP: fmt(remote.searchP50Ms, 3), 'HTTP / in-process': fmt(remote.searchP50Ms / local.searchP50Ms, 2) },
   'search p99 ms': { 'in-process': fmt(local.searchP99Ms, 3), HTTP: fmt(remote.searchP99Ms, 3), 'HTTP / in-process': fmt(remote.searchP99Ms / local.searchP99Ms, 2) },
   'searches/s': { 'in-process': fmt(local.searchesPerSec, 0), HTTP: fmt(remote.searchesPerSec, 0), 'HTTP / in-process': fmt(remote.searchesPerSec / local.searchesPerSec, 2) },
+  'degraded searches': { 'in-process': fmt(local.degradedShare * 100, 1) + '%', HTTP: fmt(remote.degradedShare * 100, 1) + '%', 'HTTP / in-process': '' },
 });
+console.log(`load average during the run: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (figures are only comparable on an otherwise idle machine)`);
 if (remote.non2xx > 0) console.warn(`WARNING: ${remote.non2xx} non-2xx answers or errors over HTTP`);
 const outDir = path.join(ROOT, 'bench', 'results');
 fs.mkdirSync(outDir, { recursive: true });
