@@ -199,6 +199,15 @@ export function logHashAt(log: EventLog, seq: number): string | undefined {
  * Throws PROJ_CHECKPOINT_CORRUPT naming the problem. The cold files are checked by the worker on load.
  */
 export function validateCheckpoint(dir: string, log: EventLog): LoadedCheckpoint {
+  try {
+    return validateUnsafe(dir, log);
+  } catch (err) {
+    if (err instanceof ProjectionError) throw err;
+    corrupt(dir, `unreadable: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
   const mf = path.join(dir, METADATA_FILE);
   if (!fs.existsSync(mf)) corrupt(dir, 'metadata.json is missing');
   let meta: CheckpointMetadata;

@@ -271,10 +271,11 @@ export class Projections {
         loaded = true;
         break;
       } catch (err) {
-        if (!isProjectionError(err, 'PROJ_CHECKPOINT_CORRUPT') && !isProjectionError(err, 'PROJ_COLD_UNAVAILABLE') && !(err instanceof SyntaxError)) throw err;
+        // Anything wrong with a generation (checksums, shape, consistency, the worker refusing its
+        // index) costs a fallback, never the open.
         this.m.corruption.inc();
         this.m.recovery.inc({ result: 'failure' });
-        this.logger('error', 'checkpoint corrupt; trying the next older generation', { dir: g.dir, error: err.message });
+        this.logger('error', 'checkpoint corrupt; trying the next older generation', { dir: g.dir, error: err instanceof Error ? err.message : String(err) });
         if (!this.cold.alive) this.cold = await this.startCold();
       }
     }
@@ -533,13 +534,11 @@ export class Projections {
     }
 
     // Cold first (it runs in the worker), hot after it answers, so both reflect one instant.
-    let coldHits: ColdHit[] | undefined;
-    let coldAnswered: boolean;
+    // When the cold tier has not been sent this collection's creation, it holds nothing of it
+    // and the hot tier alone is complete.
     const coldUseful = this.hot.createdSeq(collection) <= this.coldWatermark || this.coldSentSeq >= c0.info.createdSeq;
-    if (coldUseful) {
-      coldHits = await this.searchCold(collection, req);
-      coldAnswered = coldHits !== undefined;
-    } else coldAnswered = true; // the cold tier has nothing of this collection yet: the hot tier is complete
+    const coldHits = coldUseful ? await this.searchCold(collection, req) : undefined;
+    const coldAnswered = coldHits !== undefined;
 
     const c = this.state.collections.get(collection);
     if (c === undefined || c.info.createdSeq !== c0.info.createdSeq) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `collection ${collection} was dropped during the search`, { collection });
@@ -557,8 +556,8 @@ export class Projections {
     const results = [...merged.values()].sort(compareHits).slice(0, req.k);
     const layers: ('hot' | 'cold')[] = [];
     if (hotHits !== undefined) layers.push('hot');
-    if (coldUseful && coldAnswered) layers.push('cold');
-    const degraded = hotHits === undefined || !coldAnswered;
+    if (coldAnswered) layers.push('cold');
+    const degraded = hotHits === undefined || (coldUseful && !coldAnswered);
     if (degraded) this.m.degradation.inc({ fallback_to: hotHits !== undefined ? 'hot' : 'cold' });
     else if (cq !== undefined) {
       try {

@@ -61,6 +61,8 @@ const corruptions: [string, (dir: string) => void][] = [
   }],
   ['a truncated vector file', (dir) => fs.truncateSync(path.join(dir, 'docs-c.f32'), 100)],
   ['a deleted metadata file', (dir) => fs.rmSync(path.join(dir, 'metadata.json'))],
+  ['a metadata file that is not JSON', (dir) => fs.writeFileSync(path.join(dir, 'metadata.json'), '{"format": 1, "wat')],
+  ['a metadata file without its fields', (dir) => fs.writeFileSync(path.join(dir, 'metadata.json'), '{"format": 1}')],
   ['a wrong dimension in the metadata', (dir) => {
     const f = path.join(dir, 'metadata.json');
     const m = JSON.parse(fs.readFileSync(f, 'utf8'));
