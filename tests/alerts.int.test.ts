@@ -24,7 +24,7 @@ export function metricNames(expr: string): string[] {
   return [...new Set(names.filter((n) => !PROMQL_WORDS.has(n)))];
 }
 
-describe('deploy/alerts.yml', () => {
+describe('deploy/alerts.yml', { timeout: 240_000 }, () => {
   const doc = parse(fs.readFileSync(path.join(ROOT, 'deploy/alerts.yml'), 'utf8')) as { groups: { name: string; rules: Rule[] }[] };
   const rules = doc.groups.flatMap((g) => g.rules);
   let server: ServerProc | undefined;

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { call, kyrodb, startServer, tmp } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
-describe('kyrodb CLI', () => {
+describe('kyrodb CLI', { timeout: 240_000 }, () => {
   let server: ServerProc | undefined;
   afterAll(async () => {
     await server?.stop('SIGKILL');

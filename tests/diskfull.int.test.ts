@@ -12,7 +12,7 @@ async function breakerOpenInMetrics(url: string): Promise<boolean> {
   return /wal_circuit_breaker_state\{state="open"\} 1/.test(m);
 }
 
-describe('disk full: writes 503 + code, reads work, metrics show the breaker, admin reset resumes writes', () => {
+describe('disk full: writes 503 + code, reads work, metrics show the breaker, admin reset resumes writes', { timeout: 240_000 }, () => {
   const servers: ServerProc[] = [];
 
   it('by failpoint (KYRODB_TEST_FAILPOINTS_API=1): ENOSPC on wal.append', async () => {

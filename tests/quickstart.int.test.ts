@@ -5,7 +5,7 @@ import type { ServerProc } from './serverProcess.js';
 
 // The README quick start, scripted: start, create, write, search, back up (online), stop,
 // restore into a new dir, start again, same answers.
-describe('README quick start (child processes, real HTTP)', () => {
+describe('README quick start (child processes, real HTTP)', { timeout: 240_000 }, () => {
   const dir = tmp();
   const data = path.join(dir, 'data');
   const backups = path.join(dir, 'backups');

@@ -16,7 +16,7 @@ function freePort(): Promise<number> {
   });
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 200): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 900): Promise<T> {
   for (let i = 0; i < tries; i++) {
     const v = await fn();
     if (v !== undefined) return v;
@@ -28,7 +28,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 
 // `serve` with S3 (a real s3rver on 127.0.0.1): continuous backup ships the log, the cron
 // schedule takes full backups inside the server, POST /v1/backups works, and the CLI restores
 // from S3 (by id and to a point in time) into new data dirs.
-describe('serve with S3: scheduled + continuous backups, restore from S3', () => {
+describe('serve with S3: scheduled + continuous backups, restore from S3', { timeout: 240_000 }, () => {
   let s3: S3rver;
   let env: Record<string, string>;
   let server: ServerProc | undefined;

@@ -9,7 +9,7 @@ const WRITERS = 8;
 
 // SIGKILL during a sustained concurrent write load, several rounds: after each restart every
 // write that got a 2xx is there, the chain verifies, and search finds the acknowledged vectors.
-describe('SIGKILL under concurrent write load', () => {
+describe('SIGKILL under concurrent write load', { timeout: 240_000 }, () => {
   const data = path.join(tmp(), 'data');
   let server: ServerProc | undefined;
   afterAll(async () => {
