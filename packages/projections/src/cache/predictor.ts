@@ -85,7 +85,7 @@ export interface PredictorWeights {
 
 /** Options of `trainPredictor`. */
 export interface PredictorTrainingOptions {
-  /** Label horizon in ticks (logged queries): "asked again within this many queries". Default 2048. */
+  /** Label horizon in ticks (logged queries): "asked again within this many queries"; at most a quarter of the log is used. Default 2048. */
   horizon: number;
   /** Full-batch gradient steps. Default 60. */
   epochs: number;
@@ -130,7 +130,8 @@ export function trainPredictor(snapshot: Pick<AccessSnapshot, 'fingerprints'>, o
   if (!(o.horizon >= 1) || !(o.epochs >= 1) || !(o.learningRate > 0) || !(o.l2 >= 0)) throw new CacheError('CACHE_INVALID_OPTIONS', 'trainPredictor: horizon and epochs must be ≥ 1, learningRate > 0, l2 ≥ 0', { ...o });
   const fps = snapshot.fingerprints;
   const n = fps.length;
-  const H = o.horizon;
+  // A log shorter than a few horizons would censor every example: shrink the horizon to a quarter of it.
+  const H = Math.max(1, Math.min(o.horizon, Math.floor(n / 4)));
   // next[i]: index of the next access of the same fingerprint, or Infinity.
   const next = new Float64Array(n);
   const seen = new Map<number, number>();
