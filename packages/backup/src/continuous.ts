@@ -4,11 +4,11 @@ import { bufferTime, concatMap, filter, from, type Subscription } from 'rxjs';
 import { BackupError } from './errors.js';
 import { padSeq } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
-import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
+import { decodeObject, encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
 import { loadSegments, segmentKey, type SegmentInfo } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
-import { encodeSegment, type SegmentEntry } from './segment.js';
+import { encodeSegment, readSegmentHeader, type SegmentEntry } from './segment.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
 /** Options of ContinuousBackup. */
@@ -75,15 +75,35 @@ export class ContinuousBackup {
     return extendOverSegments(cursor, await loadSegments(this.o.store));
   }
 
-  /** Resolves once the resume position is known and the pipeline runs. */
+  /**
+   * Resolves once the resume position is known and the pipeline runs. BACKUP_LOG_DIVERGED if the
+   * store already holds a history this log does not extend (e.g. the data dir was restored to an
+   * earlier point, or the store belongs to another database): shipping on would skip or mix
+   * events, so it refuses; use a fresh store prefix.
+   */
   async start(): Promise<void> {
     if (!this.stopped) return;
+    const shipped = await this.resumePosition();
+    await this.checkExtends(shipped);
     this.stopped = false;
-    this.shipped = await this.resumePosition();
+    this.shipped = shipped;
     this.logger('info', `continuous backup resumes after seq ${this.shipped}`, { shipped: this.shipped });
     this.subscribe();
     this.timer = setInterval(() => this.status(), this.o.intervalMs);
     this.timer.unref();
+  }
+
+  private async checkExtends(shipped: number): Promise<void> {
+    if (shipped === 0) return;
+    const head = this.o.log.head().seq;
+    const rec = this.o.log.getRecord(shipped);
+    let storedHash: string | undefined;
+    const seg = (await loadSegments(this.o.store)).find((x) => x.last_seq === shipped);
+    if (seg !== undefined) storedHash = readSegmentHeader(decodeObject(await this.o.store.get(seg.key), this.o.encryption, seg.key), seg.key).last_hash;
+    else if (!this.o.log.readOnly) storedHash = this.o.log.getCursor<{ hash?: string }>(CONTINUOUS_CURSOR)?.hash;
+    if (rec === undefined || (storedHash !== undefined && storedHash !== rec.toString('hex', 32, 64))) {
+      throw new BackupError('BACKUP_LOG_DIVERGED', `the store ${this.o.store.url} already holds events up to seq ${shipped} that this log (head ${head}) does not extend; use a fresh store prefix`, { shipped, head });
+    }
   }
 
   private subscribe(): void {

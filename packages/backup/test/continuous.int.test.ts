@@ -77,6 +77,32 @@ describe('continuous backup', () => {
   });
 });
 
+describe('continuous backup refuses a store whose history the log does not extend', () => {
+  it('a shorter or different log on the same store → BACKUP_LOG_DIVERGED, nothing shipped', async () => {
+    const { isBackupError } = await import('@kyrodb/backup');
+    const { log } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    const cb = new ContinuousBackup({ log, store, intervalMs: 10, logger: quietLogger() });
+    await cb.start();
+    await log.append([created('c', 8)]);
+    await fill(log, 100);
+    await cb.waitForShipped(log.head().seq);
+    await cb.stop();
+    const before = await store.list('');
+    const { log: shorter } = await openLog();
+    await shorter.append([created('c', 8)]);
+    await expect(new ContinuousBackup({ log: shorter, store, logger: quietLogger() }).start()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    const { log: other } = await openLog();
+    await other.append([created('zz', 8)]);
+    await fill(other, 150, { collection: 'zz' });
+    await expect(new ContinuousBackup({ log: other, store, logger: quietLogger() }).start()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    expect(await store.list('')).toEqual(before);
+    await shorter.close();
+    await other.close();
+    await log.close();
+  });
+});
+
 describe('continuous backup through a faulty S3 (fault-injecting proxy in front of s3rver)', () => {
   const s3 = new S3Server();
   let proxy: FaultProxy;
