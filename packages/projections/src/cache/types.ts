@@ -47,7 +47,10 @@ export interface CacheOptions {
   similarityThreshold: number;
   /** Maximum number of cached answers (entries). Default 10000. */
   capacity: number;
-  /** Maximum bytes held by cached answers (estimated: query vector + hits + metadata). Default 256 MiB. */
+  /**
+   * Maximum bytes held by cached answers (estimated: query vector + hits + metadata). Default 256 MiB.
+   * Remembered-but-uncached queries (for the predictor's statistics) may use another quarter of it.
+   */
   maxBytes: number;
   /**
    * Opt-in staleness bound in ms: an entry whose collection has changed since it was made may still be
@@ -82,7 +85,10 @@ export interface SupervisorOptions {
   restartBackoffSeconds: number[];
   /** How often the worker sends a heartbeat and the supervisor checks it, in ms. Default 1000. */
   heartbeatIntervalMs: number;
-  /** A worker silent for longer than this (ms) is hung: terminated and restarted. Default 10000. */
+  /**
+   * A worker silent for longer than this (ms) is hung: terminated and restarted. Checked every
+   * `heartbeatIntervalMs`, so a hang is noticed within timeout + interval. Default 10000.
+   */
   heartbeatTimeoutMs: number;
 }
 
