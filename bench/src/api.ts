@@ -29,6 +29,9 @@ const DIM = 128;
 const BATCH = 100;
 const PRELOAD = Number(process.env['BENCH_PRELOAD'] ?? 20_000);
 const POOL = 64;
+// The semantic cache would answer the repeated query pool from memory; off by default so the
+// search figures measure the tiers (BENCH_CACHE=1 to include it).
+const CACHE = process.env['BENCH_CACHE'] === '1';
 
 function rng(seed: number): () => number {
   let x = seed >>> 0 || 1;
@@ -56,7 +59,7 @@ function pct(xs: number[], p: number): number {
 
 async function inProcess(): Promise<Figures> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-bench-api-inproc-'));
-  const cfg = loadConfig({ env: {}, overrides: { 'storage.data_dir': path.join(dir, 'data'), 'backup.local_dir': path.join(dir, 'backups'), 'backup.enabled': false } });
+  const cfg = loadConfig({ env: {}, overrides: { 'storage.data_dir': path.join(dir, 'data'), 'backup.local_dir': path.join(dir, 'backups'), 'backup.enabled': false, 'cache.enabled': CACHE } });
   const node = await startNode(cfg, { listen: false, logger: () => undefined });
   try {
     await node.log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'cosine', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } }]);
@@ -118,7 +121,7 @@ async function waitCold(lag: () => number | Promise<number>): Promise<void> {
 async function overHttp(): Promise<Figures & { non2xx: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-bench-api-http-'));
   const proc = spawn(process.execPath, [path.join(ROOT, 'packages/api/dist/cli.js'), 'serve', '--port', '0', '--json', '--data-dir', path.join(dir, 'data')], {
-    env: { ...process.env, KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups') },
+    env: { ...process.env, KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups'), KYRODB_CACHE_ENABLED: String(CACHE) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -186,7 +189,7 @@ const agg = <T extends Figures>(xs: T[]): Figures => ({
 });
 const local = agg(locals);
 const remote = { ...agg(remotes), non2xx: remotes.reduce((a, x) => a + x.non2xx, 0) };
-console.log(`\nAPI benchmark: ${CONNECTIONS} concurrent clients, ${SECONDS} s per phase, ${ROUNDS} interleaved rounds (median shown), batches of ${BATCH} × ${DIM}-d, ${PRELOAD} vectors preloaded, ${os.cpus().length} CPUs (the load generator shares them with the server)`);
+console.log(`\nAPI benchmark: ${CONNECTIONS} concurrent clients, ${SECONDS} s per phase, ${ROUNDS} interleaved rounds (median shown), batches of ${BATCH} × ${DIM}-d, ${PRELOAD} vectors preloaded, semantic cache ${CACHE ? 'on' : 'off'}, ${os.cpus().length} CPUs (the load generator shares them with the server)`);
 console.table({
   'write batches/s': { 'in-process': fmt(local.writeBatchesPerSec), HTTP: fmt(remote.writeBatchesPerSec), 'HTTP / in-process': fmt(remote.writeBatchesPerSec / local.writeBatchesPerSec, 2) },
   'write vectors/s': { 'in-process': fmt(local.writeBatchesPerSec * BATCH, 0), HTTP: fmt(remote.writeBatchesPerSec * BATCH, 0), 'HTTP / in-process': fmt(remote.writeBatchesPerSec / local.writeBatchesPerSec, 2) },
@@ -199,4 +202,4 @@ console.log(`load average during the run: ${os.loadavg().map((x) => x.toFixed(1)
 if (remote.non2xx > 0) console.warn(`WARNING: ${remote.non2xx} non-2xx answers or errors over HTTP`);
 const outDir = path.join(ROOT, 'bench', 'results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, 'api.json'), JSON.stringify({ when: new Date().toISOString(), node: process.version, cpus: os.cpus().length, seconds: SECONDS, connections: CONNECTIONS, batch: BATCH, dim: DIM, preload: PRELOAD, rounds: ROUNDS, inProcess: local, http: remote, perRound: { inProcess: locals, http: remotes } }, null, 2));
+fs.writeFileSync(path.join(outDir, 'api.json'), JSON.stringify({ when: new Date().toISOString(), node: process.version, cpus: os.cpus().length, seconds: SECONDS, connections: CONNECTIONS, batch: BATCH, dim: DIM, preload: PRELOAD, rounds: ROUNDS, cache: CACHE, inProcess: local, http: remote, perRound: { inProcess: locals, http: remotes } }, null, 2));
