@@ -10,6 +10,8 @@
  * temp dir, Projections (hot tier + HNSW cold tier in its worker) with the cache plugged in as its
  * cache layer, so latencies include the tiered executor and the worker hop.
  *
+ * Run `npx tsc -b` first (the bench imports the built packages).
+ *
  *   pnpm exec tsx bench/src/cache.ts [--tiers hnsw|projections] [--vectors 100000] [--dim 32]
  *        [--topics 20000] [--zipf 1.0] [--capacity 1000] [--warm 20000] [--queries 60000]
  *        [--noise 0.01] [--seed 1]
@@ -19,9 +21,8 @@ import path from 'node:path';
 import os from 'node:os';
 import { createRequire } from 'node:module';
 import { EventLog } from '@kyrodb/log';
-import { Projections } from '@kyrodb/projections';
-import { AccessLog, LearnedPredictor, SemanticCache, TrainingSupervisor } from '../../packages/projections/src/cache/index.js';
-import type { CacheQuery, QueryCacheLayer, SearchHit } from '../../packages/projections/src/cache/index.js';
+import { AccessLog, LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
+import type { CacheQuery, QueryCacheLayer, SearchHit } from '@kyrodb/projections';
 
 // hnswlib-node is a dependency of @kyrodb/projections, not of the bench package: resolve it from there.
 const requireFromProjections = createRequire(new URL('../../packages/projections/package.json', import.meta.url));
