@@ -514,6 +514,9 @@ export class Projections {
 
   /**
    * Top-k of hot ∪ cold (or the cache), scores consistent across tiers (rescored exactly).
+   * The cold tier is asked for k + (ids changed since it last absorbed) hits, so its stale copies
+   * cannot crowd out the k-th; changes applied while the cold search is in flight are not counted
+   * in that margin (rarely, a true top-k hit may then be missed; a stale or deleted one never shows).
    * With `asOf`, an exact search of the log prefix with ts ≤ asOf (no cache, no tiers).
    * Throws PROJ_UNKNOWN_COLLECTION, PROJ_DIMENSION_MISMATCH, PROJ_INVALID_QUERY,
    * PROJ_INVALID_FILTER, PROJ_NO_LAYER_AVAILABLE, PROJ_CLOSED.
@@ -530,7 +533,7 @@ export class Projections {
     if (this.cache !== undefined) {
       cq = { collection, vector: req.vector, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, nowMs: this.clock.now() };
       const hit = this.runSync('cache', this.qOpts.cacheTimeoutMs, true, () => this.cache!.lookup(cq!));
-      if (hit !== undefined && hit !== null) return { results: hit, degraded: false, layers: ['cache'] };
+      if (hit !== undefined) return { results: hit, degraded: false, layers: ['cache'] };
     }
 
     // Cold first (it runs in the worker), hot after it answers, so both reflect one instant.
