@@ -179,7 +179,11 @@ for (let r = 0; r < ROUNDS; r++) {
   locals.push(await inProcess());
   remotes.push(await overHttp());
 }
-const median = (xs: number[]): number => pct(xs, 50);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 const agg = <T extends Figures>(xs: T[]): Figures => ({
   writeBatchesPerSec: median(xs.map((x) => x.writeBatchesPerSec)),
   searchP50Ms: median(xs.map((x) => x.searchP50Ms)),
