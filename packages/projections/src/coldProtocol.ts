@@ -17,7 +17,9 @@ export type ToCold =
   | { type: 'search'; reqId: number; coll: string; vector: Float32Array; k: number; filter?: Filter; fault?: ColdFault }
   | { type: 'save'; reqId: number; dir: string }
   | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
-  | { type: 'stats'; reqId: number };
+  | { type: 'stats'; reqId: number }
+  /** Ends the worker between messages, never inside an hnswlib call. */
+  | { type: 'stop' };
 
 /** What the cold worker saved for one collection. */
 export interface ColdSavedCollection {

@@ -37,6 +37,7 @@ export class ColdTier {
   private nextReq = 1;
   private dead = false;
   private stopping = false;
+  private exited = false;
   /** Apply batches posted and not yet acknowledged. */
   inFlight = 0;
   /** The last seq the worker reported applied. */
@@ -70,7 +71,10 @@ export class ColdTier {
     });
     t.worker.on('message', (m: FromCold) => t.onMessage(m));
     t.worker.on('error', (e) => t.die(`worker error: ${e.message}`));
-    t.worker.on('exit', (code) => t.die(`worker exited with code ${code}`));
+    t.worker.on('exit', (code) => {
+      t.exited = true;
+      t.die(`worker exited with code ${code}`);
+    });
     return t;
   }
 
@@ -168,15 +172,34 @@ export class ColdTier {
     return this.request((reqId) => ({ type: 'stats', reqId }), timeoutMs);
   }
 
-  /** Terminates a worker judged hung: reported through `onExit` like a crash, so the owner restarts it. */
-  async kill(): Promise<void> {
-    await this.worker.terminate();
+  /**
+   * Ends a worker judged hung: reported through `onExit` like a crash, so the owner restarts it.
+   * It is first asked to exit (a worker that is only slow does so between messages); only one
+   * still running after `graceMs` is terminated.
+   */
+  async kill(graceMs = 2000): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<boolean>((resolve) => {
+      this.worker.once('exit', () => resolve(true));
+      setTimeout(() => resolve(false), graceMs).unref();
+    });
+    try {
+      this.worker.postMessage({ type: 'stop' } satisfies ToCold);
+    } catch {
+      // already gone
+    }
+    if (!(await exited)) await this.worker.terminate();
   }
 
-  /** Terminates the worker. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the worker: asks it to exit between messages (after the work queued before this
+   * call), and terminates it only if it has not exited within `graceMs` (a hung worker).
+   * `terminate()` landing inside a native hnswlib call aborts the whole process, so a live
+   * worker is never terminated while it may be working.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     this.die('stopped');
-    await this.worker.terminate();
+    await this.kill(graceMs);
   }
 }

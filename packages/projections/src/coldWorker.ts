@@ -206,6 +206,11 @@ port.on('message', (m: ToCold) => {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
       }
       return;
+    case 'stop':
+      // Exiting here, between messages, is the only safe way to end a worker that holds
+      // native indexes: terminate() landing inside an hnswlib call aborts the whole process.
+      port.close();
+      process.exit(0);
   }
 });
 send({ type: 'ready' });
