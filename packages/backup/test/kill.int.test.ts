@@ -104,5 +104,5 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     await ro.close();
     store.destroy();
     await log.close();
-  });
+  }, 240_000);
 });
