@@ -15,7 +15,7 @@ import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
-import { WAL_ERROR_TYPES, classifyWalError, isRetryable, toWalError, unwrapStorageError } from './walErrors.js';
+import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 
 /** Settings of the WAL error handling (the sketch's `error_recovery.wal`). */
 export interface WalOptions {
@@ -448,7 +448,7 @@ export class EventLog {
         this.cachedHead = prepared.head;
         return splitResults(batches, prepared.events);
       } catch (thrown) {
-        const err = await unwrapStorageError(thrown);
+        const err = refineByFreeSpace(await unwrapStorageError(thrown), this.opts.dir, recordBytes(prepared));
         const type = classifyWalError(err);
         this.metrics.errors.inc({ type });
         this.opts.logger('warn', 'WAL write attempt failed', { attempt, type, message: err instanceof Error ? err.message : String(err) });
@@ -536,7 +536,7 @@ export class EventLog {
       });
       await this.env.flushed;
     } catch (thrown) {
-      const err = await unwrapStorageError(thrown);
+      const err = refineByFreeSpace(await unwrapStorageError(thrown), this.opts.dir, recordBytes(p));
       this.metrics.errors.inc({ type: classifyWalError(err) });
       throw toWalError(err, 1);
     }
@@ -633,14 +633,19 @@ export class EventLog {
   /**
    * The document's upsert event if it was live at `tsMicros` (default: now), else undefined
    * (never written, deleted, or its collection dropped since). O(log n) through `by-doc`.
+   * This is the log's view: a repeated `collection.created` does not end a document (as in the
+   * projections), and events the projections ignore (an upsert of the wrong dimension, say)
+   * are not judged here; the API never appends those.
    */
   docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
     const maxSeq = tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros);
     if (maxSeq === 0) return undefined;
     const docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
     if (docSeq === 0) return undefined;
-    const lifeSeq = this.lastDocKeyAtOrBefore(collection, DOC_LEVEL, maxSeq);
-    if (lifeSeq > docSeq) return undefined; // dropped (and maybe re-created) after the write
+    // Dropped after the write (and maybe re-created)? Lifecycle events are few: scan them back.
+    for (const key of this.byDoc.getKeys({ start: [collection, DOC_LEVEL, maxSeq], end: [collection, DOC_LEVEL, docSeq], reverse: true })) {
+      if (key[2] > docSeq && this.get(key[2])?.type === 'collection.dropped') return undefined;
+    }
     const e = this.get(docSeq);
     return e !== undefined && e.type === 'vector.upserted' ? e : undefined;
   }
@@ -836,6 +841,12 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 function copyInput(e: EventInput): EventInput {
   if (e.type !== 'vector.upserted') return e;
   return { ...e, body: { ...e.body, vector: new Float32Array(e.body.vector) } };
+}
+
+function recordBytes(p: Prepared): number {
+  let n = 0;
+  for (const r of p.records) n += r.byteLength;
+  return n;
 }
 
 function splitResults(batches: EventInput[][], events: LogEvent[]): AppendResult[] {

@@ -35,7 +35,7 @@ export { BREAKER_STATES, CircuitBreaker, defaultCircuitBreakerOptions } from './
 export type { BreakerPermit, BreakerState, CircuitBreakerOptions } from './circuitBreaker.js';
 export { FakeClock, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
-export { WAL_ERROR_TYPES, classifyWalError, errnoName, isRetryable, toWalError, unwrapStorageError } from './walErrors.js';
+export { WAL_ERROR_TYPES, classifyWalError, errnoName, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 export type { WalErrorType } from './walErrors.js';
 export { acquireWriterLock, lockHolder, lockPath } from './writerLock.js';
 export type { WriterLock } from './writerLock.js';

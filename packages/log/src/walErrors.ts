@@ -1,4 +1,5 @@
 import { constants as osConstants } from 'node:os';
+import fs from 'node:fs';
 import { LogError, isLogError } from './errors.js';
 import type { LogErrorCode } from './errors.js';
 
@@ -85,4 +86,29 @@ export function toWalError(err: unknown, attempts: number): LogError {
   const type = classifyWalError(err);
   const msg = err instanceof Error ? err.message : String(err);
   return new LogError(walErrorCode(type), `WAL write failed (${type}) after ${attempts} attempt(s): ${msg}`, { type, attempts }, { cause: err });
+}
+
+/**
+ * LMDB does not always surface a full disk as ENOSPC: on tmpfs the failed page write is
+ * reported as EIO. An `io_error` raised while the file system holding `dir` is out of space is
+ * a full disk (which must open the breaker at once, not be retried five times). "Out of space"
+ * means fewer free bytes than min(max(1 MiB, 4 × the batch), 5 % of the file system).
+ * Returns `err` unchanged in every other case.
+ */
+export function refineByFreeSpace(err: unknown, dir: string, batchBytes: number): unknown {
+  if (classifyWalError(err) !== 'io_error' || isLogError(err)) return err;
+  let free: number, total: number;
+  try {
+    const st = fs.statfsSync(dir);
+    free = st.bavail * st.bsize;
+    total = st.blocks * st.bsize;
+  } catch {
+    return err;
+  }
+  const threshold = Math.min(Math.max(1 << 20, 4 * batchBytes), 0.05 * total);
+  if (free >= threshold) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  const full: NodeJS.ErrnoException = new Error(`${msg} (the file system has ${free} bytes free: disk full)`, { cause: err });
+  full.code = 'ENOSPC';
+  return full;
 }

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventLog } from '@kyrodb/log';
+import { EventLog, classifyWalError, failpointError, refineByFreeSpace } from '@kyrodb/log';
 import type { EventInput } from '@kyrodb/log';
 import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir } from './helpers.js';
 
@@ -31,6 +31,22 @@ function batch(n: number, from: number): EventInput[] {
 }
 
 describe('a real disk full (tmpfs)', () => {
+  it.skipIf(!mounted)(`an I/O error on a file system that is out of space is classified disk_full, not retried as io_error${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, () => {
+    const eio = failpointError('test', 'EIO');
+    expect(classifyWalError(refineByFreeSpace(eio, dir, 600))).toBe('io_error');
+    const st = fs.statfsSync(dir);
+    const filler = path.join(dir, 'almost-full.bin');
+    fs.writeFileSync(filler, Buffer.alloc(st.bavail * st.bsize - 4096, 1));
+    try {
+      const refined = refineByFreeSpace(eio, dir, 600);
+      expect(classifyWalError(refined)).toBe('disk_full');
+      expect((refined as Error).cause).toBe(eio);
+    } finally {
+      fs.rmSync(filler);
+    }
+    expect(refineByFreeSpace(eio, dir, 600)).toBe(eio);
+  });
+
   it.skipIf(!mounted)(`fills a 1 MiB tmpfs until WAL_DISK_FULL; the log is as before; after space is freed and the breaker reset, appends resume${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, async () => {
     // a filler file we can delete later to free space
     const filler = path.join(dir, 'filler.bin');

@@ -69,7 +69,8 @@ function modelDocAsOf(evs: LogEvent[], collection: string, id: string, t: number
   let live: LogEvent | undefined;
   for (const e of evs) {
     if (e.ts > t || e.collection !== collection) continue;
-    if (e.type === 'collection.created' || e.type === 'collection.dropped') live = undefined;
+    // Only a drop ends a document; a repeated create does not (as in the projections).
+    if (e.type === 'collection.dropped') live = undefined;
     else if (docOf(e) === id) live = e.type === 'vector.upserted' ? e : undefined;
   }
   return live;
