@@ -632,22 +632,48 @@ export class EventLog {
 
   /**
    * The document's upsert event if it was live at `tsMicros` (default: now), else undefined
-   * (never written, deleted, or its collection dropped since). O(log n) through `by-doc`.
-   * This is the log's view: a repeated `collection.created` does not end a document (as in the
-   * projections), and events the projections ignore (an upsert of the wrong dimension, say)
-   * are not judged here; the API never appends those.
+   * (never written, deleted, or its collection dropped since). O(log n) through `by-doc`, plus
+   * a look at the few lifecycle events of its collection. It follows the projections' rules
+   * for events that do not apply: an upsert into a collection that did not exist then, or of
+   * the wrong dimension, changes nothing; a repeated `collection.created` does not end the
+   * documents; only a drop does.
    */
   docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
     const maxSeq = tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros);
     if (maxSeq === 0) return undefined;
-    const docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
+    let docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
     if (docSeq === 0) return undefined;
-    // Dropped after the write (and maybe re-created)? Lifecycle events are few: scan them back.
-    for (const key of this.byDoc.getKeys({ start: [collection, DOC_LEVEL, maxSeq], end: [collection, DOC_LEVEL, docSeq], reverse: true })) {
-      if (key[2] > docSeq && this.get(key[2])?.type === 'collection.dropped') return undefined;
+    // The collection's lifecycle, newest first, down to the document's last write.
+    let dimension: number | undefined;
+    let since = 0; // seq of the create in force at docSeq
+    for (const key of this.byDoc.getKeys({ start: [collection, DOC_LEVEL, maxSeq], end: [collection, DOC_LEVEL, 0], reverse: true })) {
+      const life = this.get(key[2]);
+      if (life === undefined) continue;
+      if (key[2] > docSeq) {
+        if (life.type === 'collection.dropped') return undefined;
+        continue;
+      }
+      if (life.type === 'collection.dropped') {
+        if (dimension === undefined) return undefined; // written while the collection did not exist
+        break;
+      }
+      if (life.type === 'collection.created') {
+        // A create that is itself ignored (the collection existed) does not reset the dimension;
+        // the first create after the last drop is the one in force.
+        dimension = life.body.dimension;
+        since = key[2];
+      }
     }
-    const e = this.get(docSeq);
-    return e !== undefined && e.type === 'vector.upserted' ? e : undefined;
+    if (dimension === undefined) return undefined;
+    // The newest write that applied: skip upserts of another dimension.
+    while (docSeq > since) {
+      const e = this.get(docSeq);
+      if (e === undefined) return undefined;
+      if (e.type === 'vector.deleted') return undefined;
+      if (e.type === 'vector.upserted' && e.body.vector.length === dimension) return e;
+      docSeq = this.lastDocKeyAtOrBefore(collection, id, docSeq - 1);
+    }
+    return undefined;
   }
 
   /**

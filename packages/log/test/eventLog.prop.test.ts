@@ -66,12 +66,21 @@ function modelSeqAtTime(evs: LogEvent[], t: number): number {
 }
 
 function modelDocAsOf(evs: LogEvent[], collection: string, id: string, t: number): LogEvent | undefined {
+  // The projections' rules: writes to a collection that does not exist, or of another
+  // dimension, change nothing; a repeated create changes nothing; a drop ends every document.
+  let dim: number | undefined;
   let live: LogEvent | undefined;
   for (const e of evs) {
     if (e.ts > t || e.collection !== collection) continue;
-    // Only a drop ends a document; a repeated create does not (as in the projections).
-    if (e.type === 'collection.dropped') live = undefined;
-    else if (docOf(e) === id) live = e.type === 'vector.upserted' ? e : undefined;
+    if (e.type === 'collection.created') {
+      if (dim === undefined) dim = e.body.dimension;
+    } else if (e.type === 'collection.dropped') {
+      dim = undefined;
+      live = undefined;
+    } else if (docOf(e) === id && dim !== undefined) {
+      if (e.type === 'vector.deleted') live = undefined;
+      else if (e.body.vector.length === dim) live = e;
+    }
   }
   return live;
 }

@@ -10,7 +10,6 @@ export type { CheckpointMetadata, CheckpointOptions, Generation, LoadedCheckpoin
 export { defaultHotTierOptions } from './hotTier.js';
 export type { HotTierOptions } from './hotTier.js';
 export { Projections, QUERY_LAYERS, defaultQueryOptions } from './projections.js';
-export type { CacheQuery, ProjectionsHealth, ProjectionsOptions, QueryCacheLayer, QueryLayer, QueryOptions } from './projections.js';
-// The semantic cache (packages/projections/src/cache, the cache engineer's). Its CacheQuery,
-// QueryCacheLayer and SearchHit are structurally the ones above; the explicit exports above win.
+export type { ProjectionsHealth, ProjectionsOptions, QueryLayer, QueryOptions } from './projections.js';
+// The semantic cache and its seam with the tiered executor (CacheQuery, QueryCacheLayer).
 export * from './cache/index.js';

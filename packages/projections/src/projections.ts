@@ -26,32 +26,12 @@ import type { HotTierOptions } from './hotTier.js';
 import { compareHits, score } from './scoring.js';
 import { applyEvent, checkQuery, emptyState, exactSearch, materialize, toHit } from './state.js';
 import type { CollectionInfo, DocValue, MaterializedState, SearchHit, SearchRequest, SearchResponse } from './state.js';
+import type { CacheQuery, QueryCacheLayer } from './cache/types.js';
 
 /** The query layers, in the order they are consulted. */
 export type QueryLayer = 'cache' | 'hot' | 'cold';
 /** The layers, for metric labels. */
 export const QUERY_LAYERS: readonly QueryLayer[] = ['cache', 'hot', 'cold'];
-
-/** A query to the cache layer. `version` is the collection's version; `nowMs` the clock's time. */
-export interface CacheQuery {
-  collection: string;
-  vector: Float32Array;
-  k: number;
-  filterKey: string;
-  version: number;
-  nowMs: number;
-}
-
-/**
- * The cache seam: the tiered executor calls `lookup` first (under the cache timeout and breaker)
- * and `offer`s every complete (non-degraded) answer. Both are synchronous.
- */
-export interface QueryCacheLayer {
-  /** Results for a query similar enough to a cached one AND the collection version unchanged (or within an opt-in staleness); else undefined. */
-  lookup(q: CacheQuery): SearchHit[] | undefined;
-  /** Offers a fresh answer; the cache decides admission. */
-  offer(q: CacheQuery, results: SearchHit[]): void;
-}
 
 /** Settings of the tiered query executor (the sketch's `error_recovery.query`). */
 export interface QueryOptions {
