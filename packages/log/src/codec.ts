@@ -130,6 +130,26 @@ export function decodePayloadHeader(payload: Uint8Array): { seq: number; ts: num
   return { seq: p.seq, ts: p.ts };
 }
 
+/**
+ * The fields the log's indexes need (seq, ts, type, collection, document id), without building
+ * the vector or the metadata: the fast path for importing sealed records.
+ */
+export function decodeIndexFields(payload: Uint8Array): { seq: number; ts: number; type: string; collection: string; id: string | undefined } {
+  let arr: unknown;
+  try {
+    arr = packr.unpack(payload);
+  } catch (cause) {
+    throw new LogError('LOG_CORRUPT_RECORD', 'record payload is not valid msgpack', {}, { cause });
+  }
+  if (!Array.isArray(arr) || arr.length !== 7 || arr[0] !== RECORD_FORMAT_VERSION) throw new LogError('LOG_CORRUPT_RECORD', 'record payload has an unknown layout');
+  const [, seq, ts, type, collection, , body] = arr as unknown[];
+  if (typeof seq !== 'number' || typeof ts !== 'number' || typeof type !== 'string' || typeof collection !== 'string' || typeof body !== 'object' || body === null) {
+    throw new LogError('LOG_CORRUPT_RECORD', 'record payload has fields of the wrong type');
+  }
+  const id = (body as { id?: unknown }).id;
+  return { seq, ts, type, collection, id: typeof id === 'string' ? id : undefined };
+}
+
 /** SHA-256(prevHash ‖ payload). */
 export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(prevHash).update(payload).digest());

@@ -8,7 +8,7 @@ import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { chainHash, decodePayloadHeader, decodeRecord, sealEvent, splitRecord } from './codec.js';
+import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, sealEvent, splitRecord } from './codec.js';
 import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
@@ -496,12 +496,17 @@ export class EventLog {
   }
 
   private putIndexed(e: LogEvent, record: Uint8Array): void {
+    this.putKeys(e.seq, e.ts, e.collection, eventDocId(e) ?? DOC_LEVEL, record);
+  }
+
+  private putKeys(seq: number, ts: number, collection: string, docId: string, record: Uint8Array): void {
     // Inside a transaction callback, putSync writes into that transaction (no per-put promise
     // that could reject unobserved when the commit fails).
-    this.events.putSync(e.seq, record as Buffer);
-    this.byTime.putSync([e.ts, e.seq], EMPTY);
-    this.byDoc.putSync([e.collection, eventDocId(e) ?? DOC_LEVEL, e.seq], EMPTY);
+    this.events.putSync(seq, record as Buffer);
+    this.byTime.putSync([ts, seq], EMPTY);
+    this.byDoc.putSync([collection, docId, seq], EMPTY);
   }
+
 
   /**
    * After a failed attempt: close and reopen the environment, re-read the head from disk,
@@ -553,27 +558,29 @@ export class EventLog {
     if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
     if (records.length === 0) return this.head();
     let { seq, ts, hash } = this.cachedHead;
-    const events: LogEvent[] = [];
+    // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
+    const rows: { seq: number; ts: number; collection: string; docId: string; record: Uint8Array }[] = [];
     for (const rec of records) {
-      const e = decodeRecord(rec);
-      const { payload } = splitRecord(rec);
-      if (e.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${e.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!Buffer.from(e.prevHash).equals(Buffer.from(hash))) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} does not link to the previous hash`, { seq: e.seq, problem: 'prev_hash_mismatch' });
-      if (!Buffer.from(chainHash(e.prevHash, payload)).equals(Buffer.from(e.hash))) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} does not hash to its stored hash`, { seq: e.seq, problem: 'hash_mismatch' });
-      if (e.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${e.seq} goes back in time`, { seq: e.seq, problem: 'ts_regression' });
-      seq = e.seq;
-      ts = e.ts;
-      hash = e.hash;
-      events.push(e);
+      const { prevHash, hash: stored, payload } = splitRecord(rec);
+      const f = decodeIndexFields(payload);
+      if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
+      if (!bytesEqual(prevHash, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      const h = chainHash(prevHash, payload);
+      if (!bytesEqual(h, stored)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+      if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
+      seq = f.seq;
+      ts = f.ts;
+      hash = h;
+      rows.push({ seq, ts, collection: f.collection, docId: f.type === 'vector.upserted' || f.type === 'vector.deleted' ? (f.id ?? DOC_LEVEL) : DOC_LEVEL, record: rec });
     }
     const head = { seq, ts, hash };
     await this.env.transaction(() => {
-      for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
+      for (const r of rows) this.putKeys(r.seq, r.ts, r.collection, r.docId, r.record);
       this.meta.putSync(HEAD_KEY, { seq, ts, hash: Buffer.from(hash) });
     });
     await this.env.flushed;
     this.cachedHead = head;
-    for (const e of events) this.committed$.next(e);
+    if (this.committed$.observed) for (const r of rows) this.committed$.next(decodeRecord(r.record));
     return { ...head };
   }
 
