@@ -10,8 +10,8 @@ import cliProgress from 'cli-progress';
 import { EventLog, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
-import { requireBackup } from './components.js';
-import type { Progress } from './contracts.js';
+import { BackupManager, restore } from '@kyrodb/backup';
+import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
@@ -85,18 +85,18 @@ function out(json: boolean | undefined, value: unknown, human: string): void {
 }
 
 /** A progress callback drawing a bar when stdout is a terminal (and not --json); no-op otherwise. */
-function progress(json: boolean | undefined, label: string): { onProgress: Progress | undefined; stop: () => void } {
+function progress(json: boolean | undefined, label: string): { onProgress: ProgressFn | undefined; stop: () => void } {
   if (json || !process.stdout.isTTY) return { onProgress: undefined, stop: () => undefined };
   const bar = new cliProgress.SingleBar({ format: `${label} [{bar}] {percentage}% | {value}/{total} {phase}`, hideCursor: true }, cliProgress.Presets.shades_classic);
   let started = false;
   return {
-    onProgress: (done, total, phase) => {
+    onProgress: ({ phase, done, total }) => {
       if (!started) {
-        bar.start(Math.max(1, total), 0, { phase: phase ?? '' });
+        bar.start(Math.max(1, total), 0, { phase });
         started = true;
       }
       bar.setTotal(Math.max(1, total));
-      bar.update(done, { phase: phase ?? '' });
+      bar.update(done, { phase });
     },
     stop: () => {
       if (started) bar.stop();
@@ -167,7 +167,7 @@ export function buildProgram(): Command {
         if (Number.isNaN(port)) throw new ApiError('API_CONFIG_INVALID', `--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
         const cfg = configFrom(o, { 'server.host': o.host, 'server.port': port });
         const node = await startNode(cfg);
-        out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), components: node.components, pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
+        out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
         let stopping = false;
         const stop = (sig: string): void => {
           if (stopping) {
@@ -209,11 +209,10 @@ export function buildProgram(): Command {
         if (!o.full && !o.incremental) throw new ApiError('API_CONFIG_INVALID', 'backup create: give --full or --incremental');
         const since = o.since !== undefined ? parseIsoMicros(o.since, '--since') : undefined;
         const cfg = configFrom(o);
-        const mod = await requireBackup();
-        const store = openConfiguredStore(mod, cfg, storeUrl(o));
+        const store = openConfiguredStore(cfg, storeUrl(o));
         log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
-        const enc = encryptionOf(cfg, mod);
-        const mgr = new mod.BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
+        const enc = encryptionOf(cfg);
+        const mgr = new BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
         const m = o.full
           ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
           : await mgr.createIncremental(since !== undefined ? { since } : {});
@@ -233,9 +232,8 @@ export function buildProgram(): Command {
       try {
         const before = o.before !== undefined ? parseIsoMicros(o.before, '--before') : undefined;
         const cfg = configFrom(o);
-        const mod = await requireBackup();
-        const store = openConfiguredStore(mod, cfg, storeUrl(o));
-        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const store = openConfiguredStore(cfg, storeUrl(o));
+        const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const list = await mgr.list(before !== undefined ? { before } : {});
         out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  seq ${m.from_seq}..${m.to_seq}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
       } catch (err) {
@@ -249,9 +247,8 @@ export function buildProgram(): Command {
     .action(async (o: CommonOpts & { backupId: string; deep?: boolean; output?: string; s3?: string }) => {
       try {
         const cfg = configFrom(o);
-        const mod = await requireBackup();
-        const store = openConfiguredStore(mod, cfg, storeUrl(o));
-        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const store = openConfiguredStore(cfg, storeUrl(o));
+        const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true } : {});
         out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
         if (!rep.ok) process.exit(EXIT.VERIFY_FAILED);
@@ -267,12 +264,11 @@ export function buildProgram(): Command {
       try {
         if (o.retentionDays !== undefined && !/^\d+$/.test(o.retentionDays)) throw new ApiError('API_CONFIG_INVALID', `--retention-days: expected a non-negative integer, got ${JSON.stringify(o.retentionDays)}`);
         const cfg = configFrom(o);
-        const mod = await requireBackup();
-        const store = openConfiguredStore(mod, cfg, storeUrl(o));
-        const mgr = new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const store = openConfiguredStore(cfg, storeUrl(o));
+        const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const r = cfg.backup.retention;
         const res = await mgr.prune({
-          ...(o.retentionDays !== undefined ? { retentionDays: Number(o.retentionDays) } : { policy: { keepHourly: r.keep_hourly, keepDaily: r.keep_daily, keepWeekly: r.keep_weekly, keepMonthly: r.keep_monthly } }),
+          ...(o.retentionDays !== undefined ? { retentionDays: Number(o.retentionDays) } : { policy: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } }),
           dryRun: o.dryRun === true,
         });
         out(o.json, res, JSON.stringify(res, null, 2));
@@ -308,16 +304,15 @@ export function buildProgram(): Command {
         if (holder !== undefined && !o.dryRun) {
           throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (pid ${holder}); stop it before restoring`), { code: 'LOG_LOCKED' });
         }
-        const mod = await requireBackup();
-        const store = openConfiguredStore(mod, cfg, url);
-        const enc = encryptionOf(cfg, mod);
+        const store = openConfiguredStore(cfg, url);
+        const enc = encryptionOf(cfg);
         if (backupId === 'latest') {
-          const all = await new mod.BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
+          const all = await new BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
           const newest = all.reduce<(typeof all)[number] | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);
           if (newest === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backups in ${store.url}`);
           backupId = newest.backup_id;
         }
-        const rep = await mod.restore({
+        const rep = await restore({
           store,
           dataDir,
           ...(backupId !== undefined ? { backupId } : {}),
@@ -329,7 +324,7 @@ export function buildProgram(): Command {
           ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
         });
         bar.stop();
-        out(o.json, rep, typeof rep === 'object' && rep !== null && typeof (rep as { plan?: unknown }).plan === 'string' ? String((rep as { plan: string }).plan) : JSON.stringify(rep, null, 2));
+        out(o.json, rep, rep.plan);
       } catch (err) {
         bar.stop();
         fail(err, o.json);

@@ -33,6 +33,8 @@ export interface KyroConfig {
   storage: {
     /** The data dir (relative paths are relative to the working directory). Default ./data. */
     data_dir: string;
+    /** Vectors plus tombstones the hot tier holds before writes get 429 API_BACKPRESSURE (the cold tier has not caught up). Default 100000. */
+    hot_tier_max_vectors: number;
   };
   backup: {
     /** Run the scheduled backups inside `serve`. Default true. */
@@ -85,7 +87,7 @@ export interface KyroConfig {
 /** The embedded default: data in ./data, backups in ./backups, HTTP on 127.0.0.1:7070. */
 export const defaultConfig: KyroConfig = deepFreeze({
   server: { host: '127.0.0.1', port: 7070, max_batch: 1000, body_limit_bytes: 64 * 1024 * 1024, shutdown_timeout_ms: 10_000 },
-  storage: { data_dir: './data' },
+  storage: { data_dir: './data', hot_tier_max_vectors: 100_000 },
   backup: {
     enabled: true,
     local_dir: './backups',
@@ -122,6 +124,7 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'server.body_limit_bytes': int(1024, 2 ** 31),
   'server.shutdown_timeout_ms': int(0, 3_600_000),
   'storage.data_dir': { kind: 'string', nonEmpty: true },
+  'storage.hot_tier_max_vectors': int(1, MAX_INT),
   'backup.enabled': { kind: 'bool' },
   'backup.local_dir': { kind: 'string', nonEmpty: true },
   'backup.full_backup_schedule': { kind: 'string', cron: true },

@@ -13,7 +13,3 @@ export type { KyroNode, NodeLogger, StartNodeOptions } from './node.js';
 export { SKETCH_METRICS, ensureSketchMetrics, registerHttpMetrics } from './metrics.js';
 export { buildOpenApi } from './openapi.js';
 export { microsToIso, parseIsoMicros } from './time.js';
-export { ExactProjections, exactSearchState, materializeExact, matchesFilterExact, validateFilterShape } from './exactProjections.js';
-export { filterValidator, loadBackup, materializer, openProjections, requireBackup } from './components.js';
-export type { ComponentsInfo } from './components.js';
-export type * from './contracts.js';

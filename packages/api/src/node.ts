@@ -1,14 +1,13 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
-import type { BackupManagerPort, BackupModule, ContinuousBackupPort, ObjectStore, ProjectionsPort } from './contracts.js';
-import { filterValidator, loadBackup, openCache, openProjections } from './components.js';
-import type { ComponentsInfo } from './components.js';
+import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
+import { BackupManager, ContinuousBackup, loadKey, openObjectStore } from '@kyrodb/backup';
+import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 import { buildApp } from './server.js';
 
@@ -35,10 +34,9 @@ export interface StartNodeOptions {
 export interface KyroNode {
   readonly app: FastifyInstance;
   readonly log: EventLog;
-  readonly projections: ProjectionsPort;
+  readonly projections: Projections;
   readonly registry: Registry;
   readonly failpoints: Failpoints;
-  readonly components: ComponentsInfo;
   /** `http://host:port` once listening. */
   readonly url: string | undefined;
   /** Graceful stop: refuse new requests, finish in-flight ones, stop schedules and continuous backup, checkpoint, close. */
@@ -46,22 +44,34 @@ export interface KyroNode {
 }
 
 /** The object store the config names, with the S3 options from config. */
-export function openConfiguredStore(mod: BackupModule, cfg: KyroConfig, url?: string): ObjectStore {
+export function openConfiguredStore(cfg: KyroConfig, url?: string): ObjectStore {
   const u = url ?? backupStoreUrl(cfg);
   if (u.startsWith('file://')) fs.mkdirSync(u.slice('file://'.length), { recursive: true });
   const s3 = cfg.backup.s3;
-  return mod.openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
+  return openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
 }
 
-/** Reads the encryption key named by the config (the backup package's `loadKey` when given), or undefined when off. */
-export function encryptionOf(cfg: KyroConfig, mod?: BackupModule): { key: Buffer; keyId: string } | undefined {
+/** Reads the encryption key named by the config (backup's `loadKey`), or undefined when off. */
+export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
   const e = cfg.backup.encryption;
   if (!e.enabled || e.key_file === null) return undefined;
-  if (mod?.loadKey !== undefined) return mod.loadKey({ file: e.key_file });
-  const raw = fs.readFileSync(e.key_file);
-  const text = raw.toString('utf8').trim();
-  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : raw;
-  return { key, keyId: path.basename(e.key_file) };
+  return loadKey({ file: e.key_file });
+}
+
+/**
+ * The semantic cache and its supervised training task from the config (`cache:`,
+ * `error_recovery.training`), or undefined when `cache.enabled` is false. The caller starts and
+ * stops `supervisor`.
+ */
+function openCache(cfg: KyroConfig, registry: Registry, failpoints: Failpoints): { cache: SemanticCache; supervisor: TrainingSupervisor } | undefined {
+  if (!cfg.cache.enabled) return undefined;
+  const c = cfg.cache;
+  const training = { intervalSecs: c.training.interval_secs, minSamples: c.training.min_samples };
+  const predictor = new LearnedPredictor();
+  const cache = new SemanticCache({ options: { enabled: true, similarityThreshold: c.similarity_threshold, capacity: c.capacity, maxStalenessMs: c.max_staleness_ms, training }, registry, predictor });
+  const t = cfg.error_recovery.training;
+  const supervisor = new TrainingSupervisor({ accessLog: cache.accessLog, predictor, options: { maxRestarts: t.max_restarts, restartBackoffSeconds: [...t.restart_backoff_seconds] }, training, registry, failpoints });
+  return { cache, supervisor };
 }
 
 const defaultLogger: NodeLogger = (level, msg, fields) => {
@@ -87,68 +97,60 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
     maxBatchEvents: Math.max(10_000, cfg.server.max_batch),
     logger: (level, msg, fields) => logger(level, msg, { component: 'log', ...fields }),
   });
-  let projections: ProjectionsPort | undefined;
+  let projections: Projections | undefined;
   const crons: Cron[] = [];
-  let continuous: ContinuousBackupPort | undefined;
-  let supervisor: { stop(): Promise<void> } | undefined;
+  let continuous: ContinuousBackup | undefined;
+  let supervisor: TrainingSupervisor | undefined;
   try {
     const q = cfg.error_recovery.query;
-    const cache = await openCache(cfg, registry, failpoints);
-    const opened = await openProjections({
+    const cache = openCache(cfg, registry, failpoints);
+    projections = await Projections.open({
       log,
-      ...(cache.cache !== undefined ? { cache: cache.cache } : {}),
+      ...(cache !== undefined ? { cache: cache.cache } : {}),
       dataDir,
       registry,
       failpoints,
       checkpoint: { everyEvents: cfg.checkpoint.every_events, everySecs: cfg.checkpoint.every_secs, keepGenerations: cfg.checkpoint.keep_generations },
       query: { cacheTimeoutMs: q.cache_timeout_ms, hotTimeoutMs: q.hot_tier_timeout_ms, coldTimeoutMs: q.cold_tier_timeout_ms },
+      hotTier: { maxVectors: cfg.storage.hot_tier_max_vectors },
     });
-    projections = opened.projections;
     const proj = projections;
-    if (cache.supervisor !== undefined) {
+    if (cache !== undefined) {
       cache.supervisor.start();
       supervisor = cache.supervisor;
-    } else if (cache.kind === 'missing') logger('warn', '@kyrodb/projections does not export SemanticCache/LearnedPredictor/TrainingSupervisor; running without the semantic cache');
-    if (opened.kind === 'exact-fallback') logger('warn', '@kyrodb/projections does not export Projections yet; serving from the exact in-memory fallback');
+    }
 
-    let backup: { manager: BackupManagerPort; continuous?: ContinuousBackupPort } | undefined;
-    const mod = await loadBackup();
-    if (mod !== undefined) {
-      const store = openConfiguredStore(mod, cfg);
-      const enc = encryptionOf(cfg, mod);
-      const manager = new mod.BackupManager({ log, dataDir, store, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
-      backup = { manager };
-      if (cfg.backup.continuous.enabled) {
-        continuous = new mod.ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
-        await continuous.start();
-        backup.continuous = continuous;
-      }
-      if (o.schedule ?? cfg.backup.enabled) {
-        let running = false;
-        const job = (type: 'full' | 'incremental') => async (): Promise<void> => {
-          if (running) {
-            logger('warn', `scheduled ${type} backup skipped: another backup is running`);
-            return;
-          }
-          running = true;
-          try {
-            const m = type === 'full' ? await manager.createFull({ tag: 'scheduled' }) : await manager.createIncremental();
-            logger('info', `scheduled ${type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
-          } catch (err) {
-            logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
-          } finally {
-            running = false;
-          }
-        };
-        crons.push(new Cron(cfg.backup.full_backup_schedule, { protect: true }, job('full')));
-        crons.push(new Cron(cfg.backup.incremental_backup_schedule, { protect: true }, job('incremental')));
-      }
-    } else {
-      logger('warn', '@kyrodb/backup does not export BackupManager yet; backups are not available in this server');
+    const store = openConfiguredStore(cfg);
+    const enc = encryptionOf(cfg);
+    const manager = new BackupManager({ log, dataDir, store, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
+    const backup: { manager: BackupManager; continuous?: ContinuousBackup } = { manager };
+    if (cfg.backup.continuous.enabled) {
+      continuous = new ContinuousBackup({ log, store, intervalMs: cfg.backup.continuous.interval_ms, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
+      await continuous.start();
+      backup.continuous = continuous;
+    }
+    if (o.schedule ?? cfg.backup.enabled) {
+      let running = false;
+      const job = (type: 'full' | 'incremental') => async (): Promise<void> => {
+        if (running) {
+          logger('warn', `scheduled ${type} backup skipped: another backup is running`);
+          return;
+        }
+        running = true;
+        try {
+          const m = type === 'full' ? await manager.createFull({ tag: 'scheduled' }) : await manager.createIncremental();
+          logger('info', `scheduled ${type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
+        } catch (err) {
+          logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
+        } finally {
+          running = false;
+        }
+      };
+      crons.push(new Cron(cfg.backup.full_backup_schedule, { protect: true }, job('full')));
+      crons.push(new Cron(cfg.backup.incremental_backup_schedule, { protect: true }, job('incremental')));
     }
     ensureSketchMetrics(registry);
 
-    const components: ComponentsInfo = { projections: opened.kind, backup: mod !== undefined ? 'kyrodb' : 'missing', cache: cache.kind };
     const app = await buildApp({
       config: cfg,
       log,
@@ -156,10 +158,8 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       registry,
       failpoints,
       backup,
-      components,
       failpointsApi: o.failpointsApi ?? process.env['KYRODB_TEST_FAILPOINTS_API'] === '1',
-      validateFilter: await filterValidator(),
-      ...(cache.supervisor !== undefined ? { training: () => cache.supervisor?.status() } : {}),
+      ...(cache !== undefined ? { training: () => cache.supervisor.status() } : {}),
     });
     let url: string | undefined;
     if (o.listen !== false) {
@@ -193,7 +193,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       })();
       return closing;
     };
-    return { app, log, projections: proj, registry, failpoints, components, url, close };
+    return { app, log, projections: proj, registry, failpoints, url, close };
   } catch (err) {
     for (const c of crons) c.stop();
     if (continuous !== undefined) await continuous.stop().catch(() => undefined);

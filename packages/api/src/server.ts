@@ -5,31 +5,27 @@ import type { Registry } from 'prom-client';
 import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
-import type { BackupManagerPort, CollectionInfo, ContinuousBackupPort, Filter, ProjectionsPort, SearchRequest } from './contracts.js';
-import type { ComponentsInfo } from './components.js';
+import { validateFilter } from '@kyrodb/projections';
+import type { CollectionInfo, Projections, SearchRequest } from '@kyrodb/projections';
+import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
 import { ApiError, errorBody, httpStatusFor, retryAfterSeconds } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { validateFilterShape } from './exactProjections.js';
 import { auditRoutes } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
 export interface AppDeps {
   config: KyroConfig;
   log: EventLog;
-  projections: ProjectionsPort;
+  projections: Projections;
   /** Registry for /metrics (components register theirs on the same one). */
   registry: Registry;
   failpoints: Failpoints;
   /** Backups; absent = the backup routes answer 501 API_NOT_AVAILABLE. */
-  backup?: { manager: BackupManagerPort; continuous?: ContinuousBackupPort | undefined } | undefined;
-  /** Which implementations are in use (reported by /v1/admin/health). */
-  components?: ComponentsInfo;
+  backup?: { manager: BackupManager; continuous?: ContinuousBackup | undefined } | undefined;
   /** Serve `POST /v1/admin/failpoints` (tests only). Default false. */
   failpointsApi?: boolean;
-  /** Filter validator (the projections' when available). */
-  validateFilter?: (f: unknown) => Filter;
   /** Training task status for /v1/admin/health, when the projections expose one. */
   training?: () => unknown;
   /** Register the HTTP metrics and prom-client's default process metrics on the registry. Default true (false when several apps share one registry). */
@@ -106,7 +102,6 @@ function mutex(): <T>(fn: () => Promise<T>) => Promise<T> {
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, log, projections, registry } = deps;
-  const validateFilter = deps.validateFilter ?? validateFilterShape;
   const app = Fastify({
     logger: false,
     bodyLimit: config.server.body_limit_bytes,
@@ -346,7 +341,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
 
     // ---------------------------------------------------------- backups
-    const needBackup = (): BackupManagerPort => {
+    const needBackup = (): BackupManager => {
       if (deps.backup === undefined) throw new ApiError('API_NOT_AVAILABLE', 'backups are not available in this server (@kyrodb/backup missing or backup disabled)');
       return deps.backup.manager;
     };
@@ -424,7 +419,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       projections: { ...p, logLagEvents: Math.max(0, head.seq - p.applied) },
       training: deps.training?.() ?? null,
       continuousBackup: cont ?? null,
-      components: deps.components ?? null,
     };
   }
 

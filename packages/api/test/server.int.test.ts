@@ -140,7 +140,6 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(m.body).toMatch(/wal_circuit_breaker_state\{state="open"\} 1/);
     const h = await req(node, 'GET', '/v1/admin/health');
     expect(h.json.breakers.wal).toBe('open');
-    expect(h.json.components).toEqual({ projections: 'kyrodb', backup: 'kyrodb', cache: 'kyrodb' });
     expect(h.json.training.state).toBe('running');
     expect(h.json.breakers).toMatchObject({ cache: 'closed', hot: 'closed', cold: 'closed' });
     expect((await req(node, 'POST', '/v1/admin/circuit-breakers/wal/reset')).json.state).toBe('closed');
