@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { createRequire } from 'node:module';
-import { EventLog } from '@kyrodb/log';
+import { EventLog, seededRandom } from '@kyrodb/log';
 import { AccessLog, LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
 import type { CacheQuery, QueryCacheLayer, SearchHit } from '@kyrodb/projections';
 
@@ -55,16 +55,7 @@ const cfg = {
   k: 10,
 };
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 const r = rng(cfg.seed);
 const gauss = (): number => Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
 

@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import S3rver from 's3rver';
-import { EventLog, type EventInput } from '@kyrodb/log';
+import { EventLog, seededRandom, type EventInput } from '@kyrodb/log';
 import { S3Store, type BackupLogger, type S3StoreOptions } from '@kyrodb/backup';
 
 /** A fresh temp dir. */
@@ -197,13 +197,4 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 
 }
 
 /** A small seeded PRNG (fault schedules are reproducible). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const mulberry32 = seededRandom;

@@ -40,3 +40,4 @@ export type { WalErrorType } from './walErrors.js';
 export { acquireWriterLock, lockHolder, lockPath } from './writerLock.js';
 export type { WriterLock } from './writerLock.js';
 export { startWorker } from './worker.js';
+export { seededRandom } from './random.js';

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventLog, lockHolder, lockPath, toHex } from '@kyrodb/log';
+import { EventLog, lockHolder, lockPath, seededRandom, toHex } from '@kyrodb/log';
 import { created, quietLogger, tempDir } from './helpers.js';
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'crashWriter.ts');
@@ -13,16 +13,7 @@ afterAll(() => {
 });
 
 /** A small seeded PRNG (mulberry32) so a failing schedule can be replayed with CRASH_SEED. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 interface Round {
   acks: Map<number, string>;

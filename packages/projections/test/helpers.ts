@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, Failpoints } from '@kyrodb/log';
+import { EventLog, Failpoints, seededRandom } from '@kyrodb/log';
 import type { Clock, EventInput, Metric } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { Projections } from '@kyrodb/projections';
@@ -27,16 +27,7 @@ export function upsert(collection: string, id: string, vector: number[], metadat
 }
 
 /** A deterministic pseudo-random generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = seededRandom;
 
 export function randomVector(r: () => number, dim: number): number[] {
   return Array.from({ length: dim }, () => r() * 2 - 1);

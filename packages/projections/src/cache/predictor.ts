@@ -1,5 +1,6 @@
 import { CacheError } from './errors.js';
 import type { AccessSnapshot } from './accessLog.js';
+import { seededRandom } from '@kyrodb/log';
 
 /*
  * The model. Every query fingerprint (a cluster of near-duplicate queries) carries O(1) access
@@ -109,16 +110,7 @@ export const defaultPredictorTrainingOptions: Readonly<PredictorTrainingOptions>
   minSamples: 100,
 });
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const mulberry32 = seededRandom;
 
 /**
  * Fits the model to an access-log snapshot (pure and deterministic; runs in the training worker).
