@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EventInput } from '@kyrodb/log';
 import { loadConfig, startNode } from '@kyrodb/api';
+import { seededRandom } from '@kyrodb/log';
 
 interface AutocannonResult {
   requests: { average: number; total: number };
@@ -33,18 +34,7 @@ const POOL = 64;
 // search figures measure the tiers (BENCH_CACHE=1 to include it).
 const CACHE = process.env['BENCH_CACHE'] === '1';
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
-const rand = rng(42);
+const rand = seededRandom(42);
 const vec = (): number[] => Array.from({ length: DIM }, () => rand() * 2 - 1);
 const batches = Array.from({ length: POOL }, (_, b) => Array.from({ length: BATCH }, (_, i) => ({ id: `w${b}-${i}`, vector: vec() })));
 const queries = Array.from({ length: POOL }, () => vec());

@@ -5,6 +5,7 @@ import type { CacheOptionsInput } from './options.js';
 import { LearnedPredictor, newAccessStats, touchAccessStats } from './predictor.js';
 import type { AccessStats } from './predictor.js';
 import type { CacheOptions, CacheQuery, QueryCacheLayer, SearchHit } from './types.js';
+import { seededRandom } from '@kyrodb/log';
 
 const EVICTION_SAMPLE = 16;
 const ENTRY_OVERHEAD_BYTES = 96;
@@ -65,18 +66,6 @@ export interface SemanticCacheInit {
   seed?: number;
 }
 
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
-
 /**
  * The hybrid semantic cache (DESIGN.md §2). An answer is served only when a remembered query in the
  * same scope (collection, k, filterKey) has cosine similarity ≥ `similarityThreshold` with the new
@@ -124,7 +113,7 @@ export class SemanticCache implements QueryCacheLayer {
     this.accessLog = init.accessLog ?? new AccessLog(this.options.accessLogCapacity);
     this.predictor = init.predictor;
     this.seed = init.seed ?? 1;
-    this.rand = xorshift(this.seed * 7919 + 1);
+    this.rand = seededRandom(this.seed * 7919 + 1);
     const registry = init.registry ?? new Registry();
     this.m = {
       hits: new Counter({ name: 'cache_hits_total', help: 'Queries answered by the semantic cache', registers: [registry] }),
@@ -408,7 +397,7 @@ export class SemanticCache implements QueryCacheLayer {
     const dim = nv.length;
     let planes = this.planes.get(dim);
     if (planes === undefined) {
-      const r = xorshift(this.seed * 104729 + dim);
+      const r = seededRandom(this.seed * 104729 + dim);
       planes = new Float32Array(this.lshBits * dim);
       for (let i = 0; i < planes.length; i++) planes[i] = Math.sqrt(-2 * Math.log(r() || 1e-12)) * Math.cos(2 * Math.PI * r());
       this.planes.set(dim, planes);
