@@ -95,6 +95,47 @@ function mutex(): <T>(fn: () => Promise<T>) => Promise<T> {
 }
 
 /**
+ * A readers-writer lock over async sections: `shared` sections run together; an `exclusive`
+ * section waits for the running shared ones and holds new ones back until it is done. Vector
+ * writes are shared (they check the collection and its dimension and append as one step);
+ * collection creates and drops are exclusive. So a write is never validated against a collection
+ * that is dropped or re-created with another dimension before the write commits, which would
+ * acknowledge an event the projections then ignore.
+ */
+function rwLock(): { shared<T>(fn: () => Promise<T>): Promise<T>; exclusive<T>(fn: () => Promise<T>): Promise<T> } {
+  const queue = mutex();
+  let active = 0;
+  let held: Promise<void> | undefined;
+  let onIdle: (() => void) | undefined;
+  return {
+    async shared<T>(fn: () => Promise<T>): Promise<T> {
+      while (held !== undefined) await held;
+      active += 1;
+      try {
+        return await fn();
+      } finally {
+        active -= 1;
+        if (active === 0) onIdle?.();
+      }
+    },
+    exclusive<T>(fn: () => Promise<T>): Promise<T> {
+      return queue(async () => {
+        let release!: () => void;
+        held = new Promise<void>((r) => (release = r));
+        try {
+          while (active > 0) await new Promise<void>((r) => (onIdle = r));
+          return await fn();
+        } finally {
+          held = undefined;
+          onIdle = undefined;
+          release();
+        }
+      });
+    },
+  };
+}
+
+/**
  * Builds the fastify app (DESIGN.md §4): every route has a JSON Schema with
  * `additionalProperties: false`; errors are `{error: {code, message}}` with the status from
  * `httpStatusFor`; writes answer `{seq, ts, tsMicros}` only after the durable commit and after
@@ -115,7 +156,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   });
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
-  const serial = mutex();
+  const lifecycle = rwLock();
   const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));
   const authOn = config.auth.keys.length > 0;
   let draining = false;
@@ -211,7 +252,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         const { name } = req.params;
         checkName(name);
         const hnsw: HnswParams = { ...defaultHnswParams, ...req.body.hnsw };
-        return serial(async () => {
+        return lifecycle.exclusive(async () => {
           const existing = projections.getCollection(name);
           if (existing !== undefined) {
             const same = existing.dimension === req.body.dimension && existing.metric === req.body.metric && existing.hnsw.M === hnsw.M && existing.hnsw.efConstruction === hnsw.efConstruction && existing.hnsw.efSearch === hnsw.efSearch;
@@ -228,7 +269,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     r.get('/v1/collections', { config: { roles: ['read'] }, schema: { summary: 'List collections', querystring: emptyQuery } }, () => ({ collections: projections.listCollections().map(collectionJson) }));
     r.get<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['read'] }, schema: { summary: 'One collection', params: nameParam, querystring: emptyQuery } }, (req) => collectionJson(requireCollection(req.params.name)));
     r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery } }, async (req) =>
-      serial(async () => {
+      lifecycle.exclusive(async () => {
         requireCollection(req.params.name);
         const res = await log.append([{ type: 'collection.dropped', collection: req.params.name, ...actorOf(req), body: {} }]);
         return committed(res);
@@ -257,31 +298,34 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           },
         },
       },
-      async (req) => {
-        const c = requireCollection(req.params.name);
-        const vs = req.body.vectors;
-        if (vs.length === 0) throw new ApiError('API_EMPTY_BATCH', 'vectors must hold at least one vector');
-        if (vs.length > config.server.max_batch) throw new ApiError('API_BATCH_TOO_LARGE', `a batch holds at most ${config.server.max_batch} vectors (got ${vs.length})`, { max: config.server.max_batch });
-        const seen = new Set<string>();
-        const events: EventInput[] = vs.map((v, i) => {
-          checkId(v.id, `vectors[${i}].id`);
-          if (seen.has(v.id)) throw new ApiError('API_DUPLICATE_ID', `vectors[${i}].id ${JSON.stringify(v.id)} appears more than once in the batch; send one upsert per id`);
-          seen.add(v.id);
-          const vector = toVector(v.vector, `vectors[${i}].vector`);
-          if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
-          return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
-        });
-        admit();
-        return committed(await log.append(events));
-      },
+      (req) =>
+        lifecycle.shared(async () => {
+          const c = requireCollection(req.params.name);
+          const vs = req.body.vectors;
+          if (vs.length === 0) throw new ApiError('API_EMPTY_BATCH', 'vectors must hold at least one vector');
+          if (vs.length > config.server.max_batch) throw new ApiError('API_BATCH_TOO_LARGE', `a batch holds at most ${config.server.max_batch} vectors (got ${vs.length})`, { max: config.server.max_batch });
+          const seen = new Set<string>();
+          const events: EventInput[] = vs.map((v, i) => {
+            checkId(v.id, `vectors[${i}].id`);
+            if (seen.has(v.id)) throw new ApiError('API_DUPLICATE_ID', `vectors[${i}].id ${JSON.stringify(v.id)} appears more than once in the batch; send one upsert per id`);
+            seen.add(v.id);
+            const vector = toVector(v.vector, `vectors[${i}].vector`);
+            if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
+            return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
+          });
+          admit();
+          return committed(await log.append(events));
+        }),
     );
-    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery } }, async (req) => {
-      const c = requireCollection(req.params.name);
-      checkId(req.params.id);
-      if (projections.getDoc(c.name, req.params.id) === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
-      admit();
-      return committed(await log.append([{ type: 'vector.deleted', collection: c.name, ...actorOf(req), body: { id: req.params.id } }]));
-    });
+    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery } }, (req) =>
+      lifecycle.shared(async () => {
+        const c = requireCollection(req.params.name);
+        checkId(req.params.id);
+        if (projections.getDoc(c.name, req.params.id) === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
+        admit();
+        return committed(await log.append([{ type: 'vector.deleted', collection: c.name, ...actorOf(req), body: { id: req.params.id } }]));
+      }),
+    );
     r.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(
       '/v1/collections/:name/vectors/:id',
       { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: isoString } } } },

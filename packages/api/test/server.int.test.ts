@@ -179,3 +179,42 @@ describe('auth: API keys with roles; the key name is the actor', () => {
     expect(node.log.get(node.log.head().seq)?.actor).toBe('writer');
   });
 });
+
+describe('vector writes and collection lifecycle', () => {
+  it('a write is never acknowledged against a collection that is dropped or re-created with another dimension before it commits', async () => {
+    const node = await inProcessNode();
+    try {
+      expect((await req(node, 'PUT', '/v1/collections/race', { dimension: 3, metric: 'l2' })).status).toBe(201);
+      const acked: number[] = [];
+      const write = async (i: number): Promise<void> => {
+        const r = await req(node, 'POST', '/v1/collections/race/vectors', { vectors: [{ id: `w${i}`, vector: [i, 1, 2] }] });
+        if (r.status === 200) acked.push(r.json.seq as number);
+        else expect([400, 404]).toContain(r.status); // API_DIMENSION_MISMATCH or API_COLLECTION_NOT_FOUND: refused, not lost
+      };
+      const lifecycle = async (): Promise<void> => {
+        for (let k = 0; k < 6; k++) {
+          expect((await req(node, 'DELETE', '/v1/collections/race')).status).toBe(200);
+          expect((await req(node, 'PUT', '/v1/collections/race', { dimension: k % 2 === 0 ? 4 : 3, metric: 'l2' })).status).toBe(201);
+        }
+      };
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; i < 40; i++) await write(w * 1000 + i);
+      });
+      await Promise.all([...writers, lifecycle()]);
+      expect(acked.length).toBeGreaterThan(0);
+      // Replay the log with the projections' rule: an upsert applies only while the collection
+      // exists with that dimension. Every acknowledged write must have applied.
+      let dim: number | undefined;
+      const applied = new Set<number>();
+      for (const e of node.log.read()) {
+        if (e.collection !== 'race') continue;
+        if (e.type === 'collection.created') dim ??= e.body.dimension;
+        else if (e.type === 'collection.dropped') dim = undefined;
+        else if (e.type === 'vector.upserted' && dim === e.body.vector.length) applied.add(e.seq);
+      }
+      expect(acked.filter((s) => !applied.has(s))).toEqual([]);
+    } finally {
+      await node.close();
+    }
+  });
+});
