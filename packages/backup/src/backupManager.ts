@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, decodeRecord, toHex } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, toHex, decodeIndexFields, splitRecord } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -14,7 +14,6 @@ import { executeRestore } from './restore.js';
 import { backupChain, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { encodeSegment, recordSeqTs, type SegmentEntry } from './segment.js';
-import { lightDecode } from './lightDecode.js';
 import { exactTopK, IncrementalCounter, ReplayState } from './state.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
@@ -136,7 +135,7 @@ export class BackupManager {
       const id = newBackupId(this.now(), 'incremental');
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
-      const files = head.seq >= from ? await this.writeEvents(id, from, head.seq, (rec) => counter.applyLight(lightDecode(rec))) : [];
+      const files = head.seq >= from ? await this.writeEvents(id, from, head.seq, (rec) => counter.applyLight(decodeIndexFields(splitRecord(rec).payload))) : [];
       const firstTs = head.seq >= from ? decodeRecord(this.o.log.getRecord(from)!).ts : parent.to_ts;
       const m: BackupManifest = {
         ...this.base(id, 'incremental', parent.backup_id, opts),

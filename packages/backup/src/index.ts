@@ -25,7 +25,7 @@ export { defaultRetentionPolicy, planRetention } from './retention.js';
 export type { RetentionOptions, RetentionPlan, RetentionPolicy } from './retention.js';
 export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegments } from './continuous.js';
 export type { ContinuousBackupOptions, SegmentReport } from './continuous.js';
-export { ReplayState, exactTopK, score } from './state.js';
+export { ReplayState, exactTopK } from './state.js';
 export { backupMetrics } from './metrics.js';
 export type { BackupMetrics } from './metrics.js';
 export type { BackupLogger, Progress, ProgressFn } from './progress.js';

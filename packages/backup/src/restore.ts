@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { EventLog, decodeRecord, isLogError, lockHolder, toHex } from '@kyrodb/log';
-import { lightDecode } from './lightDecode.js';
+import { EventLog, decodeRecord, isLogError, lockHolder, toHex, decodeIndexFields, splitRecord } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -121,7 +120,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         }
         if (T === null && e.seq > plan.toSeq) return;
         pending.push(e.record);
-        const ev = lightDecode(e.record);
+        const ev = decodeIndexFields(splitRecord(e.record).payload);
         if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
         if (o.keepState === true) state.apply(decodeRecord(e.record));
         else state.applyLight(ev);

@@ -1,5 +1,6 @@
-import { decodeRecord, type LogEvent, type Metric } from '@kyrodb/log';
-import { lightDecode, type LightEvent } from './lightDecode.js';
+import type { IndexFields, LogEvent, Metric } from '@kyrodb/log';
+import { decodeIndexFields, decodeRecord, indexFieldsOf, splitRecord } from '@kyrodb/log';
+import { score } from '@kyrodb/projections';
 
 /** A live vector in a replayed state. */
 export interface ReplayDoc {
@@ -30,44 +31,28 @@ export class ReplayState {
    * delete of something absent change nothing.
    */
   apply(e: LogEvent): void {
-    this.seq = e.seq;
-    switch (e.type) {
-      case 'collection.created':
-        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.body.dimension, metric: e.body.metric, docs: new Map() });
-        break;
-      case 'collection.dropped':
-        this.collections.delete(e.collection);
-        break;
-      case 'vector.upserted': {
-        const c = this.collections.get(e.collection);
-        if (c !== undefined && c.dimension === e.body.vector.length) c.docs.set(e.body.id, this.keepVectors ? { vector: e.body.vector, seq: e.seq } : null);
-        break;
-      }
-      case 'vector.deleted':
-        this.collections.get(e.collection)?.docs.delete(e.body.id);
-        break;
-    }
+    this.applyLight(indexFieldsOf(e), e.type === 'vector.upserted' ? e.body.vector : undefined, e.type === 'collection.created' ? e.body.metric : undefined);
   }
 
   /** Applies a stored record (ids only: without `keepVectors` the vector is never decoded). */
   applyRecord(rec: Uint8Array): void {
     if (this.keepVectors) this.apply(decodeRecord(rec));
-    else this.applyLight(lightDecode(rec));
+    else this.applyLight(decodeIndexFields(splitRecord(rec).payload));
   }
 
-  /** Applies an event read by `lightDecode` (ids only; with `keepVectors` use `apply`). */
-  applyLight(e: LightEvent): void {
+  /** Applies an event read by `decodeIndexFields`; with `keepVectors`, `vector` is the upsert's vector. */
+  applyLight(e: IndexFields, vector?: Float32Array, metric: Metric = 'l2'): void {
     this.seq = e.seq;
     switch (e.type) {
       case 'collection.created':
-        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, metric: 'l2', docs: new Map() });
+        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, metric, docs: new Map() });
         break;
       case 'collection.dropped':
         this.collections.delete(e.collection);
         break;
       case 'vector.upserted': {
         const c = this.collections.get(e.collection);
-        if (c !== undefined && c.dimension === e.dim) c.docs.set(e.id!, null);
+        if (c !== undefined && c.dimension === e.dim) c.docs.set(e.id!, this.keepVectors && vector !== undefined ? { vector, seq: e.seq } : null);
         break;
       }
       case 'vector.deleted':
@@ -75,6 +60,7 @@ export class ReplayState {
         break;
     }
   }
+
 
   /** Live vectors over all collections. */
   vectorCount(): number {
@@ -91,24 +77,6 @@ export class ReplayState {
   }
 }
 
-/** Score of `b` against query `a`: higher is better (cosine similarity, dot product, −squared L2). */
-export function score(metric: Metric, a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  let l2 = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-    l2 += (x - y) * (x - y);
-  }
-  if (metric === 'ip') return dot;
-  if (metric === 'l2') return -l2;
-  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
-}
 
 /** Brute-force top-k (score descending, ties by id ascending) over a replayed collection. */
 export function exactTopK(c: ReplayCollection, q: Float32Array, k: number): { id: string; score: number }[] {
@@ -194,17 +162,11 @@ export class IncrementalCounter {
 
   /** Applies one event of the range (in seq order). */
   apply(e: LogEvent): void {
-    const l: LightEvent = { seq: e.seq, ts: e.ts, type: e.type, collection: e.collection };
-    if (e.type === 'vector.upserted') {
-      l.id = e.body.id;
-      l.dim = e.body.vector.length;
-    } else if (e.type === 'vector.deleted') l.id = e.body.id;
-    else if (e.type === 'collection.created') l.dim = e.body.dimension;
-    this.applyLight(l);
+    this.applyLight(indexFieldsOf(e));
   }
 
-  /** Applies one event of the range, as read by `lightDecode`. */
-  applyLight(e: LightEvent): void {
+  /** Applies one event of the range, as read by `decodeIndexFields`. */
+  applyLight(e: IndexFields): void {
     const c = e.collection;
     const st = this.coll(c);
     switch (e.type) {
