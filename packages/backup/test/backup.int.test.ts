@@ -116,6 +116,8 @@ describe('backup details', () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
     await fill(log, 500);
+    // another reader of the data dir sees acknowledged appends once the writer applied them, at its next turn
+    await new Promise((r) => setImmediate(r));
     const ro = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
     const store = new LocalDirStore(tempDir());
     const mgr = new BackupManager({ log: ro, dataDir: dir, store, logger: quietLogger(), eventsPerFile: 100 });

@@ -13,6 +13,8 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
+import { SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, listSegments, readSegments } from './wal.js';
+import type { WalMark } from './wal.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
 import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
@@ -65,6 +67,8 @@ export interface EventLogOptions {
   pipelineCommits?: boolean;
   /** Where log lines go. Default: JSON lines on stderr for warn/error. */
   logger?: LogSink;
+  /** Size at which the write-ahead segment rotates. Default 64 MiB. */
+  segmentBytes?: number;
 }
 
 /** The head of the log: the last committed event, or seq 0 and the genesis hash when empty. */
@@ -123,11 +127,30 @@ interface Prepared {
   head: LogHead;
 }
 
+/** How the last writer left the data dir: written at open, removed by a clean close. */
+interface OpenMarker {
+  pid: number;
+  bootId: string;
+}
+
 const HEAD_KEY = 'head';
 const FORMAT_KEY = 'format';
 const FORMAT_VERSION = 1;
 const EMPTY = Buffer.alloc(0);
 const DOC_LEVEL = ''; // by-doc id for collection-level events
+/** Below this much free space a group is applied to LMDB before it is acknowledged. */
+const LOW_SPACE_BYTES = 256 * 1024 * 1024;
+/** An import is written as frames of about this size. */
+const IMPORT_FRAME_BYTES = 8 * 1024 * 1024;
+
+/** A record with the fields its index keys are made of. */
+interface IndexRow {
+  seq: number;
+  ts: number;
+  collection: string;
+  docId: string;
+  record: Uint8Array;
+}
 
 /**
  * The event log: durable, hash-chained, totally ordered. One process writes (the writer lock);
@@ -157,6 +180,11 @@ export class EventLog {
     breakerState: Gauge<'state'>;
   };
   private lastFailureType: string | undefined;
+  private wal: SegmentWal | undefined;
+  private cursors: Record<string, unknown> = {};
+  private markerWritten = false;
+  private pendingApply: Prepared[] = [];
+  private applyScheduled = false;
 
   private constructor(options: EventLogOptions) {
     const wal = { ...defaultWalOptions, ...options.wal };
@@ -169,6 +197,7 @@ export class EventLog {
       maxGroupEvents: options.maxGroupEvents ?? 20_000,
       pipelineCommits: options.pipelineCommits ?? true,
       logger: options.logger ?? defaultLogger,
+      segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       wal,
     };
     this.breaker = new CircuitBreaker('wal', {
@@ -208,10 +237,15 @@ export class EventLog {
       throw new LogError('LOG_CLOSED', `no log at ${options.dir}`, { dir: options.dir });
     }
     try {
+      if (!log.opts.readOnly) log.dropLmdbAfterMachineCrash();
       log.openEnv();
       log.checkFormat();
       log.cachedHead = log.readHeadFromDisk();
-      if (!log.opts.readOnly) await log.checkTail(16);
+      if (!log.opts.readOnly) {
+        log.loadCursors();
+        await log.openWal();
+        await log.checkTail(16);
+      }
     } catch (err) {
       await log.close();
       throw err;
@@ -241,10 +275,11 @@ export class EventLog {
       maxDbs: 8,
       readOnly: this.opts.readOnly,
       compression: false,
-      // Each write transaction commits with a sync (LMDB's default durable commit), so a resolved
-      // transaction is on disk. Not overlappingSync: after a failed commit lmdb-js never settles
-      // its pending flush promise, so `close()` and `flushed` would hang and recovery could not
-      // reopen the environment. (It is also not faster here: see bench/src/log.ts.)
+      // LMDB is the read side: records and the indexes. Durability comes from the write-ahead
+      // segments (wal.ts), synced before a group is applied here, so LMDB commits without
+      // syncing; it is synced at close, and rebuilt from the segments after an OS crash (whose
+      // unsynced pages it could not be trusted with) or brought up to them after a process crash.
+      noSync: !this.opts.readOnly,
       overlappingSync: false,
       cache: false,
     });
@@ -343,11 +378,17 @@ export class EventLog {
     });
   }
 
-  private takeGroup(): Pending[] | undefined {
+  /**
+   * The next group: queued requests up to `maxGroupEvents`. With `split` (nothing in flight) a
+   * long queue is halved: the two halves then commit in turn, each one's sync overlapping the
+   * other's writers (instead of all writers waiting on one sync and then all working at once).
+   */
+  private takeGroup(split: boolean): Pending[] | undefined {
     if (this.queue.length === 0) return undefined;
+    const maxRequests = split && this.queue.length >= 8 ? Math.ceil(this.queue.length / 2) : Number.MAX_SAFE_INTEGER;
     const group: Pending[] = [];
     let n = 0;
-    while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0]!.inputs.length <= this.opts.maxGroupEvents)) {
+    while (this.queue.length > 0 && group.length < maxRequests && (group.length === 0 || n + this.queue[0]!.inputs.length <= this.opts.maxGroupEvents)) {
       const p = this.queue.shift()!;
       n += p.inputs.length;
       group.push(p);
@@ -365,54 +406,71 @@ export class EventLog {
   private async runCommitter(): Promise<void> {
     if (this.committing) return;
     this.committing = true;
+    type Sealed = { group: Pending[]; prepared: Prepared; sealedOn: LogHead };
+    type Running = { group: Pending[]; prepared: Prepared; commit: Promise<{ ok: true; results: AppendResult[] } | { ok: false; err: unknown }> };
     try {
-      let next: { group: Pending[]; prepared: Prepared } | undefined;
+      let current: Running | undefined;
+      let next: Sealed | undefined;
       for (;;) {
-        if (next === undefined) {
-          // Let appends issued in this turn of the event loop join the group. Without this, the
-          // writers woken by the previous group re-append only after the loop has taken a group
-          // of one, and group sizes alternate 1, N-1, 1, N-1 (half the throughput).
-          await tick();
-          const group = this.takeGroup();
-          if (group === undefined) break;
-          next = { group, prepared: this.prepare(group.map((p) => p.inputs), this.cachedHead) };
-        }
-        const { group, prepared } = next;
-        next = undefined;
-        if (this.breaker.state === 'open') {
-          // A failure behind which this group was queued opened the breaker: fail fast, as
-          // append does, instead of attempting (and reopening the environment) again.
-          this.metrics.writes.inc({ status: 'failure' }, group.length);
-          const e = this.blockedError(Math.max(1, this.breaker.retryAfterMs), this.breaker.reason);
-          for (const p of group) p.reject(e);
-          continue;
-        }
-        const batches = group.map((p) => p.inputs);
-        const commit = this.commitGroup(batches, prepared).then(
-          (results) => ({ ok: true as const, results }),
-          (err: unknown) => ({ ok: false as const, err }),
-        );
-        let following: Pending[] | undefined;
-        let sealedOn: LogHead | undefined;
-        if (this.opts.pipelineCommits) {
-          await tick();
-          following = this.takeGroup();
-          if (following !== undefined) {
-            sealedOn = prepared.head;
-            next = { group: following, prepared: this.prepare(following.map((p) => p.inputs), sealedOn) };
+        if (current === undefined) {
+          if (next === undefined) {
+            // Let appends issued in this turn of the event loop join the group. Without this, the
+            // writers woken by the previous group re-append only after the loop has taken a group
+            // of one, and group sizes alternate 1, N-1, 1, N-1 (half the throughput).
+            await tick();
+            const group = this.takeGroup(true);
+            if (group === undefined) break;
+            next = { group, prepared: this.prepare(group.map((p) => p.inputs), this.cachedHead), sealedOn: this.cachedHead };
           }
+          current = this.startCommit(next);
+          next = undefined;
+          if (current === undefined) continue;
         }
-        const outcome = await commit;
-        if (outcome.ok) this.settleSuccess(group, outcome.results);
-        else this.settleFailure(group, outcome.err);
-        if (next !== undefined && sealedOn !== undefined && !sameHead(sealedOn, this.cachedHead)) {
+        if (this.opts.pipelineCommits && next === undefined) {
+          await tick();
+          const following = this.takeGroup(false);
+          if (following !== undefined) next = { group: following, prepared: this.prepare(following.map((p) => p.inputs), current.prepared.head), sealedOn: current.prepared.head };
+        }
+        const outcome = await current.commit;
+        const done = current;
+        current = undefined;
+        // Start the next group's write and sync before waking this group's writers: its sync
+        // then overlaps their work (the appends they make next, sealed meanwhile).
+        if (outcome.ok && next !== undefined && sameHead(next.sealedOn, this.cachedHead)) {
+          current = this.startCommit(next);
+          next = undefined;
+        }
+        if (outcome.ok) this.settleSuccess(done.group, outcome.results);
+        else this.settleFailure(done.group, outcome.err);
+        if (next !== undefined && !sameHead(next.sealedOn, this.cachedHead)) {
           // The previous group did not land where predicted (it failed): re-seal on the real head.
-          next = { group: next.group, prepared: this.prepare(next.group.map((p) => p.inputs), this.cachedHead) };
+          next = { group: next.group, prepared: this.prepare(next.group.map((p) => p.inputs), this.cachedHead), sealedOn: this.cachedHead };
         }
       }
     } finally {
       this.committing = false;
     }
+  }
+
+  /** Starts a sealed group's commit; with the breaker open, fails it fast instead (undefined). */
+  private startCommit(s: { group: Pending[]; prepared: Prepared }): { group: Pending[]; prepared: Prepared; commit: Promise<{ ok: true; results: AppendResult[] } | { ok: false; err: unknown }> } | undefined {
+    const { group, prepared } = s;
+    if (this.breaker.state === 'open') {
+      // A failure behind which this group was queued opened the breaker: fail fast, as
+      // append does, instead of attempting (and reopening the environment) again.
+      this.metrics.writes.inc({ status: 'failure' }, group.length);
+      const e = this.blockedError(Math.max(1, this.breaker.retryAfterMs), this.breaker.reason);
+      for (const p of group) p.reject(e);
+      return undefined;
+    }
+    const commit = this.commitGroup(
+      group.map((p) => p.inputs),
+      prepared,
+    ).then(
+      (results) => ({ ok: true as const, results }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
+    return { group, prepared, commit };
   }
 
   private settleSuccess(group: Pending[], results: AppendResult[]): void {
@@ -435,14 +493,19 @@ export class EventLog {
   }
 
   /**
-   * Commits one group (several requests' batches) in one transaction and one flush. On failure
-   * it never retries in place: it reopens the environment, re-reads the head, verifies the
-   * tail, and re-appends only what is not already there. Retries I/O errors with backoff.
+   * Commits one group (several requests' batches): one frame, one `fdatasync`, then one LMDB
+   * transaction. A failed write, sync or apply is never retried in place: the segment is
+   * reopened and cut back to the last durable frame (so nothing the kernel still holds from the
+   * failed attempt survives — the fsyncgate lesson), the head is re-read from the file and the
+   * tail verified, and only then is the batch written again, from scratch, on top of that head:
+   * it can neither be lost nor land twice. Retries I/O errors with backoff.
    */
   private async commitGroup(batches: EventInput[][], sealed: Prepared): Promise<AppendResult[]> {
     const { retryAttempts, retryBaseDelayMs, retryMaxDelayMs } = this.opts.wal;
     let prepared = sealed;
     for (let attempt = 1; ; attempt++) {
+      const wal = this.wal!;
+      const mark = wal.needsRollback ?? wal.mark();
       try {
         await this.writeAndFlush(prepared);
         this.cachedHead = prepared.head;
@@ -452,12 +515,7 @@ export class EventLog {
         const type = classifyWalError(err);
         this.metrics.errors.inc({ type });
         this.opts.logger('warn', 'WAL write attempt failed', { attempt, type, message: err instanceof Error ? err.message : String(err) });
-        // Never trust the page cache after a failed commit or flush: reopen and look.
-        const onDisk = await this.recover(prepared);
-        if (onDisk) {
-          this.cachedHead = prepared.head;
-          return splitResults(batches, prepared.events);
-        }
+        await this.recover(mark);
         if (!isRetryable(type) || attempt >= retryAttempts || isLogError(err, 'FAILPOINT_PANIC')) throw toWalError(err, attempt);
         this.metrics.retries.inc();
         const delay = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** (attempt - 1));
@@ -484,15 +542,77 @@ export class EventLog {
     return { events, records, head: { seq, ts, hash } };
   }
 
+  /**
+   * One group: its frame is written and synced — from then on it is durable and acknowledged —
+   * and its LMDB apply is queued: it runs at the next turn of the event loop, or before any read,
+   * whichever comes first, so every read sees every acknowledged append, while the append's
+   * latency is the frame's write and sync alone. (Another process reading the data dir sees it
+   * once applied, one event-loop turn later.) With little free space left the apply is done
+   * before acknowledging, so that a full disk fails the append, not a read.
+   */
   private async writeAndFlush(p: Prepared): Promise<void> {
-    await this.opts.failpoints.hit('wal.append');
-    const { events, records, head } = p;
-    await this.env.transaction(() => {
-      for (let i = 0; i < events.length; i++) this.putIndexed(events[i]!, records[i]!);
-      this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
-    });
-    await this.opts.failpoints.hit('wal.flush');
-    await this.env.flushed;
+    const wal = this.wal!;
+    if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
+    const fp = this.opts.failpoints;
+    if (fp.active) await fp.hit('wal.append');
+    const writing = wal.append(p.records, p.events[0]!.seq);
+    if (writing !== undefined) await writing;
+    if (fp.active) await fp.hit('wal.flush');
+    const synced = wal.sync();
+    // While this frame syncs, apply the groups acknowledged before it. If that fails, this
+    // group fails too (its frame is then cut back): nothing new is written past an unapplied one.
+    let applyError: Error | undefined;
+    try {
+      this.applyPending();
+    } catch (err) {
+      applyError = err instanceof Error ? err : new Error(String(err));
+    }
+    await synced;
+    if (applyError !== undefined) throw applyError;
+    this.pendingApply.push(p);
+    if (wal.freeBytes() < LOW_SPACE_BYTES) {
+      // Little room left: LMDB may be unable to grow, so apply before acknowledging, and a
+      // failure fails this append (with nothing changed) instead of a later read.
+      try {
+        this.applyPending();
+      } catch (err) {
+        this.pendingApply.pop();
+        throw err;
+      }
+      return;
+    }
+    if (!this.applyScheduled) {
+      this.applyScheduled = true;
+      setImmediate(() => {
+        this.applyScheduled = false;
+        try {
+          this.applyPending();
+        } catch (err) {
+          this.opts.logger('error', 'applying durable events to LMDB failed; reads and appends will retry it', { message: err instanceof Error ? err.message : String(err) });
+        }
+      });
+    }
+  }
+
+  /**
+   * Applies the durable, acknowledged groups LMDB does not have yet, in one transaction. Called
+   * before every read. On failure (LMDB's file cannot grow: disk full) they stay queued and the
+   * error is thrown, classified like a WAL error; the segments have them, so nothing is lost.
+   */
+  private applyPending(): void {
+    if (this.pendingApply.length === 0) return;
+    const groups = this.pendingApply;
+    const head = groups[groups.length - 1]!.head;
+    try {
+      this.env.transactionSync(() => {
+        for (const g of groups) for (let i = 0; i < g.events.length; i++) this.putIndexed(g.events[i]!, g.records[i]!);
+        this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
+      });
+    } catch (thrown) {
+      const err = refineByFreeSpace(thrown, this.opts.dir, recordBytes(groups[0]!));
+      throw toWalError(err, 1);
+    }
+    this.pendingApply = [];
   }
 
   private putIndexed(e: LogEvent, record: Uint8Array): void {
@@ -500,66 +620,50 @@ export class EventLog {
   }
 
   private putKeys(seq: number, ts: number, collection: string, docId: string, record: Uint8Array): void {
-    // Inside a transaction callback, putSync writes into that transaction (no per-put promise
-    // that could reject unobserved when the commit fails).
+    // Inside a transaction callback, putSync writes into that transaction.
     this.events.putSync(seq, record as Buffer);
     this.byTime.putSync([ts, seq], EMPTY);
     this.byDoc.putSync([collection, docId, seq], EMPTY);
   }
 
-
   /**
-   * After a failed attempt: close and reopen the environment, re-read the head from disk,
-   * verify the tail, and report whether `p` is already durably there (compared by hash).
+   * After a failed attempt: cut the segment back to `mark` through a fresh descriptor, re-read
+   * the last frame from the file and check it is the last acknowledged head, check LMDB ends
+   * there too and verify its tail. Throws (classified) if the cut fails; the next attempt then
+   * starts by cutting again.
    */
-  private async recover(p: Prepared): Promise<boolean> {
+  private async recover(mark: WalMark): Promise<void> {
+    const wal = this.wal!;
     try {
-      await this.env.close();
-    } catch {
-      // The environment may already be unusable; reopening is what matters.
-    }
-    this.openEnv();
-    const diskHead = this.readHeadFromDisk();
-    this.cachedHead = diskHead;
-    await this.checkTail(16);
-    const first = p.events[0]!;
-    if (diskHead.seq < first.seq) return false;
-    for (const e of p.events) {
-      const rec = this.events.get(e.seq);
-      if (rec === undefined || !Buffer.from(splitRecord(rec).hash).equals(Buffer.from(e.hash))) {
-        throw new LogError('LOG_CHAIN_BROKEN', `after a failed write, seq ${e.seq} on disk is not the event that was written`, { seq: e.seq });
-      }
-    }
-    // The data reached LMDB; make it durable with a fresh flush of a new transaction. If that
-    // flush fails too, the append rejects (outcome unknown to the caller: the whole batch is
-    // either there or not, never part of it) and is NOT retried: re-preparing would append the
-    // batch a second time after itself.
-    try {
-      await this.opts.failpoints.hit('wal.flush');
-      await this.env.transaction(() => {
-        this.meta.putSync('recovered_at', this.opts.clock.now());
-      });
-      await this.env.flushed;
+      await wal.rollback(mark);
     } catch (thrown) {
-      const err = refineByFreeSpace(await unwrapStorageError(thrown), this.opts.dir, recordBytes(p));
+      const err = refineByFreeSpace(thrown, this.opts.dir, 0);
       this.metrics.errors.inc({ type: classifyWalError(err) });
       throw toWalError(err, 1);
     }
-    this.opts.logger('warn', 'WAL batch found on disk after a failed flush; not re-appended', { firstSeq: first.seq, lastSeq: p.head.seq });
-    return true;
+    const inFile = wal.readLastFromFile();
+    if (inFile !== undefined && (inFile.seq !== mark.lastSeq || !bytesEqual(inFile.hash, mark.lastHash))) {
+      throw new LogError('LOG_CHAIN_BROKEN', `after a failed write the write-ahead segment ends at seq ${inFile.seq}, expected ${mark.lastSeq}`, { seq: mark.lastSeq });
+    }
+    if (this.cachedHead.seq !== mark.lastSeq || !bytesEqual(this.cachedHead.hash, mark.lastHash)) {
+      throw new LogError('LOG_CHAIN_BROKEN', `after a failed write the write-ahead segments end at seq ${mark.lastSeq}, the acknowledged head is ${this.cachedHead.seq}`, { seq: mark.lastSeq });
+    }
+    if (this.pendingApply.length > 0) return; // LMDB is behind by acknowledged groups: applied before the next write or read
+    const lmdbHead = this.readHeadFromDisk();
+    if (lmdbHead.seq !== mark.lastSeq || !bytesEqual(lmdbHead.hash, mark.lastHash)) {
+      throw new LogError('LOG_CHAIN_BROKEN', `after a failed write LMDB ends at seq ${lmdbHead.seq}, the write-ahead segments at ${mark.lastSeq}`, { seq: mark.lastSeq });
+    }
+    const report = this.verify({ fromSeq: Math.max(1, lmdbHead.seq - 15) });
+    if (!report.ok) throw new LogError('LOG_CHAIN_BROKEN', `the tail of the log does not verify at seq ${report.seq}: ${report.message}`, { seq: report.seq, problem: report.problem });
   }
 
   /**
-   * Imports already-sealed records (from a backup) after the head: each must link to the
-   * previous hash and re-hash correctly, or nothing is written (LOG_CHAIN_BROKEN).
-   * Resolves once flushed. Used by restore to build a data dir.
+   * Checks that `records` extend `from`: consecutive seqs, each linking to the previous hash and
+   * re-hashing to its stored hash, ts never going back. Decodes only the index fields.
    */
-  async importRecords(records: readonly Uint8Array[]): Promise<LogHead> {
-    if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
-    if (records.length === 0) return this.head();
-    let { seq, ts, hash } = this.cachedHead;
-    // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
-    const rows: { seq: number; ts: number; collection: string; docId: string; record: Uint8Array }[] = [];
+  private checkRecords(records: readonly Uint8Array[], from: LogHead): { rows: IndexRow[]; head: LogHead } {
+    let { seq, ts, hash } = from;
+    const rows: IndexRow[] = [];
     for (const rec of records) {
       const { prevHash, hash: stored, payload } = splitRecord(rec);
       const f = decodeIndexFields(payload);
@@ -573,27 +677,150 @@ export class EventLog {
       hash = h;
       rows.push({ seq, ts, collection: f.collection, docId: f.type === 'vector.upserted' || f.type === 'vector.deleted' ? (f.id ?? DOC_LEVEL) : DOC_LEVEL, record: rec });
     }
-    const head = { seq, ts, hash };
-    await this.env.transaction(() => {
+    return { rows, head: { seq, ts, hash } };
+  }
+
+  /** Writes checked rows and the new head to LMDB in one transaction. */
+  private applyRows(rows: readonly IndexRow[], head: LogHead): void {
+    this.env.transactionSync(() => {
       for (const r of rows) this.putKeys(r.seq, r.ts, r.collection, r.docId, r.record);
-      this.meta.putSync(HEAD_KEY, { seq, ts, hash: Buffer.from(hash) });
+      this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
     });
-    await this.env.flushed;
+  }
+
+  /**
+   * Imports already-sealed records (from a backup) after the head: each must link to the
+   * previous hash and re-hash correctly, or nothing is written (LOG_CHAIN_BROKEN).
+   * Resolves once durable (in the write-ahead segments, then applied). Used by restore.
+   */
+  async importRecords(records: readonly Uint8Array[]): Promise<LogHead> {
+    if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
+    if (records.length === 0) return this.head();
+    this.applyPending();
+    // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
+    const { rows, head } = this.checkRecords(records, this.cachedHead);
+    const wal = this.wal!;
+    const mark = wal.needsRollback ?? wal.mark();
+    try {
+      if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
+      let start = 0;
+      while (start < rows.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
+        await wal.append(records.slice(start, end), rows[start]!.seq);
+        start = end;
+      }
+      await wal.sync();
+      this.applyRows(rows, head);
+    } catch (thrown) {
+      const err = refineByFreeSpace(await unwrapStorageError(thrown), this.opts.dir, 0);
+      this.metrics.errors.inc({ type: classifyWalError(err) });
+      await this.recover(mark);
+      throw toWalError(err, 1);
+    }
     this.cachedHead = head;
     if (this.committed$.observed) for (const r of rows) this.committed$.next(decodeRecord(r.record));
     return { ...head };
+  }
+
+  // ---------------------------------------------------------------- write-ahead segments
+
+  private get walDir(): string {
+    return path.join(this.opts.dir, 'wal');
+  }
+
+  private get markerPath(): string {
+    return path.join(this.opts.dir, 'log.open');
+  }
+
+  /**
+   * Opens the write-ahead segments and brings LMDB to agree with them:
+   * - the machine stopped while the log was open (the open-marker names another boot): LMDB's
+   *   unsynced pages cannot be trusted, so it is rebuilt from the segments;
+   * - the segments are ahead (a process crash after a frame was synced, before or during its
+   *   LMDB apply): the missing records are applied, each checked against the chain;
+   * - the segments are behind (a data dir written before they existed): LMDB's records are
+   *   written to them;
+   * - same seq, different hash: LOG_CHAIN_BROKEN.
+   */
+  private async openWal(): Promise<void> {
+    const wal = SegmentWal.open(this.walDir, this.opts.segmentBytes);
+    this.wal = wal;
+    const head = this.cachedHead;
+    if (wal.lastSeq > head.seq) {
+      this.opts.logger('warn', 'applying write-ahead records LMDB does not have yet', { from: head.seq + 1, to: wal.lastSeq });
+      this.replayWal(head.seq + 1);
+    } else if (wal.lastSeq < head.seq) {
+      if (wal.lastSeq > 0) {
+        const rec = this.events.get(wal.lastSeq);
+        if (rec === undefined || !bytesEqual(splitRecord(rec).hash, wal.lastHash)) {
+          throw new LogError('LOG_CHAIN_BROKEN', `the write-ahead segments end at seq ${wal.lastSeq} with another hash than LMDB's record`, { seq: wal.lastSeq });
+        }
+      }
+      if (!wal.empty) this.opts.logger('warn', 'writing LMDB records the write-ahead segments lack', { from: wal.lastSeq + 1, to: head.seq });
+      let batch: Buffer[] = [];
+      let first = wal.lastSeq + 1;
+      for (const { seq, record } of this.readRecords(wal.lastSeq + 1, head.seq)) {
+        if (batch.length === 0) first = seq;
+        batch.push(record);
+        if (batch.length >= 10_000) {
+          await wal.append(batch, first);
+          batch = [];
+        }
+      }
+      if (batch.length > 0) await wal.append(batch, first);
+      await wal.sync();
+    } else if (!bytesEqual(wal.lastHash, head.hash)) {
+      throw new LogError('LOG_CHAIN_BROKEN', `the write-ahead segments and LMDB both end at seq ${head.seq} with different hashes`, { seq: head.seq });
+    }
+    writeMarker(this.markerPath, { pid: process.pid, bootId: currentBootId() });
+    this.markerWritten = true;
+  }
+
+  /** Applies the segments' records from `fromSeq` on to LMDB, checking each against the chain. */
+  private replayWal(fromSeq: number): void {
+    let chunk: Uint8Array[] = [];
+    const flush = (): void => {
+      const { rows, head } = this.checkRecords(chunk, this.cachedHead);
+      this.applyRows(rows, head);
+      this.cachedHead = head;
+      chunk = [];
+    };
+    for (const { record } of readSegments(this.walDir, fromSeq)) {
+      chunk.push(record);
+      if (chunk.length >= 10_000) flush();
+    }
+    if (chunk.length > 0) flush();
+  }
+
+  /**
+   * If the machine stopped while a writer had the log open (the open-marker names another
+   * boot, or cannot say), LMDB's unsynced pages may be anything — not even safe to open — so it
+   * is deleted before opening; `openWal` then rebuilds it from the segments.
+   */
+  private dropLmdbAfterMachineCrash(): void {
+    const marker = readMarker(this.markerPath);
+    if (marker === undefined) return;
+    const boot = currentBootId();
+    if (marker.bootId !== '' && marker.bootId === boot) return; // only the process stopped: the page cache kept LMDB whole
+    if (listSegments(this.walDir).length === 0) return; // nothing to rebuild from: keep what there is
+    this.opts.logger('warn', 'the machine stopped while the log was open: rebuilding LMDB from the write-ahead segments', { markerBoot: marker.bootId, boot });
+    for (const f of ['log.mdb', 'log.mdb-lock']) fs.rmSync(path.join(this.opts.dir, f), { force: true });
   }
 
   // ---------------------------------------------------------------- reads
 
   /** The event at `seq`, or undefined. Throws LOG_CORRUPT_RECORD if it cannot be decoded. */
   get(seq: number): LogEvent | undefined {
+    this.applyPending();
     const rec = this.events.get(seq);
     return rec === undefined ? undefined : decodeRecord(rec);
   }
 
   /** The stored record bytes at `seq` (prevHash ‖ hash ‖ payload). */
   getRecord(seq: number): Buffer | undefined {
+    this.applyPending();
     return this.events.get(seq);
   }
 
@@ -605,6 +832,7 @@ export class EventLog {
   /** Stored records with `fromSeq ≤ seq ≤ toSeq` in order, undecoded (for backup and verify). */
   *readRecords(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<{ seq: number; record: Buffer }> {
     if (toSeq < fromSeq || limit <= 0) return;
+    this.applyPending();
     const end = toSeq >= Number.MAX_SAFE_INTEGER ? undefined : toSeq + 1;
     for (const { key, value } of this.events.getRange({ start: Math.max(1, fromSeq), ...(end !== undefined ? { end } : {}), limit })) {
       yield { seq: key, record: value };
@@ -613,6 +841,7 @@ export class EventLog {
 
   /** The largest seq whose ts ≤ `tsMicros` (0 when none): the log prefix as of that instant. */
   seqAtTime(tsMicros: number): number {
+    this.applyPending();
     for (const key of this.byTime.getKeys({ start: [tsMicros, Number.MAX_SAFE_INTEGER], reverse: true, limit: 1 })) return key[1];
     return 0;
   }
@@ -624,6 +853,7 @@ export class EventLog {
 
   /** Every event that concerned document `id` of `collection`, oldest first. */
   history(collection: string, id: string): LogEvent[] {
+    this.applyPending();
     const out: LogEvent[] = [];
     for (const key of this.byDoc.getKeys({ start: [collection, id, 0], end: [collection, id, Number.MAX_SAFE_INTEGER] })) {
       const e = this.get(key[2]);
@@ -646,6 +876,7 @@ export class EventLog {
    * documents; only a drop does.
    */
   docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
+    this.applyPending();
     const maxSeq = tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros);
     if (maxSeq === 0) return undefined;
     let docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
@@ -763,6 +994,7 @@ export class EventLog {
    * that the event at `digest.seq` has `digest.hash` (the log extends the auditor's digest).
    */
   verify(options: VerifyOptions = {}): VerifyReport {
+    this.applyPending();
     const fromSeq = Math.max(1, options.fromSeq ?? 1);
     const every = options.progressEvery ?? 10_000;
     let prevHash: Uint8Array = GENESIS_HASH;
@@ -820,16 +1052,36 @@ export class EventLog {
 
   // ---------------------------------------------------------------- cursors
 
-  /** A small durable value stored by a consumer (e.g. continuous backup's shipped position). */
-  getCursor<T = unknown>(name: string): T | undefined {
-    return this.meta.get(`cursor:${name}`) as T | undefined;
+  private get cursorsPath(): string {
+    return path.join(this.opts.dir, 'cursors.json');
   }
 
-  /** Stores a cursor durably (resolves after the flush). */
+  private loadCursors(): void {
+    try {
+      this.cursors = JSON.parse(fs.readFileSync(this.cursorsPath, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LogError('LOG_CORRUPT_RECORD', `cannot read ${this.cursorsPath}: ${String(err)}`, {});
+      this.cursors = {};
+    }
+  }
+
+  /**
+   * A small durable value stored by a consumer (e.g. continuous backup's shipped position). Kept
+   * in `cursors.json` beside the log, not in LMDB, so that a rebuild of LMDB keeps them.
+   */
+  getCursor<T = unknown>(name: string): T | undefined {
+    if (this.opts.readOnly) this.loadCursors();
+    const v = this.cursors[name];
+    // A data dir from before cursors.json kept them in LMDB's meta.
+    return (v !== undefined ? v : this.meta.get(`cursor:${name}`)) as T | undefined;
+  }
+
+  /** Stores a cursor durably (written to a temp file, synced, renamed over, dir synced). */
   async setCursor(name: string, value: unknown): Promise<void> {
     if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
-    await this.meta.put(`cursor:${name}`, value);
-    await this.env.flushed;
+    const next = { ...this.cursors, [name]: value };
+    await writeFileDurably(this.cursorsPath, JSON.stringify(next));
+    this.cursors = next;
   }
 
   // ---------------------------------------------------------------- admin
@@ -852,11 +1104,75 @@ export class EventLog {
     while (this.committing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
     this.committed$.complete();
     try {
-      if (this.env !== undefined) await this.env.close();
+      if (this.env !== undefined) {
+        // LMDB commits without syncing; a clean close applies what is queued and syncs it, and
+        // only then says so (removes the open-marker). If that fails the segments still have it all.
+        if (!this.opts.readOnly && this.wal !== undefined) {
+          this.applyPending();
+          await syncEnv(this.env);
+        }
+        await this.env.close();
+      }
+      if (this.wal !== undefined) {
+        await this.wal.close();
+        if (this.markerWritten) {
+          fs.rmSync(this.markerPath, { force: true });
+          fsyncPath(this.opts.dir);
+        }
+      }
     } finally {
       this.lock?.release();
     }
   }
+}
+
+/** Forces LMDB's pages to disk (it commits without syncing). */
+function syncEnv(env: RootDatabase): Promise<void> {
+  const e = env as unknown as { sync(cb: (err?: Error | null) => void): void };
+  return new Promise((resolve, reject) => e.sync((err) => (err ? reject(err) : resolve())));
+}
+
+async function writeFileDurably(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const fh = await fs.promises.open(tmp, 'w');
+  try {
+    await fh.writeFile(text);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await fs.promises.rename(tmp, file);
+  fsyncPath(path.dirname(file));
+}
+
+/** This boot of the machine (changes on every reboot); '' where the kernel does not say. */
+function currentBootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function readMarker(file: string): OpenMarker | undefined {
+  try {
+    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<OpenMarker>;
+    return { pid: Number(m.pid), bootId: typeof m.bootId === 'string' ? m.bootId : '' };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return { pid: 0, bootId: '' }; // unreadable: assume the worst
+  }
+}
+
+function writeMarker(file: string, m: OpenMarker): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, JSON.stringify(m));
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fsyncPath(path.dirname(file));
 }
 
 function tick(): Promise<void> {

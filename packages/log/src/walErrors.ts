@@ -28,6 +28,9 @@ const BY_MESSAGE: [RegExp, WalErrorType][] = [
  * class that is retried.
  */
 export function classifyWalError(err: unknown): WalErrorType {
+  // already classified (a WAL error passed on)
+  const known = (err as { details?: { type?: unknown } } | null)?.details?.type;
+  if (isLogError(err) && typeof known === 'string' && (WAL_ERROR_TYPES as readonly string[]).includes(known)) return known as WalErrorType;
   const code = errnoName((err as { code?: unknown } | null)?.code);
   if (typeof code === 'string' && BY_CODE[code] !== undefined) return BY_CODE[code];
   const msg = err instanceof Error ? err.message : String(err);

@@ -31,6 +31,8 @@ describe('EventLog', () => {
 
   it('closed → LOG_CLOSED; read-only → LOG_READ_ONLY; a missing dir read-only is an error', async () => {
     const { log, dir } = await filled(2);
+    // another process sees an acknowledged append once the writer applied it, at its next turn
+    await new Promise((r) => setImmediate(r));
     const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
     await expect(ro.append([upsert('x', [1, 2])])).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
     await expect(ro.setCursor('a', 1)).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });

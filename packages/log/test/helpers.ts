@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
-import { EventLog, Failpoints } from '@kyrodb/log';
+import { EventLog, Failpoints, readSegments } from '@kyrodb/log';
 import type { EventInput, EventLogOptions, LogEvent, LogSink, Metadata, MetadataValue } from '@kyrodb/log';
 
 /** A fresh temp dir under the OS temp dir. */
@@ -129,4 +129,9 @@ export async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<
     if (Date.now() - start > timeoutMs) throw new Error('waitFor: condition not met in time');
     await new Promise((r) => setTimeout(r, 1));
   }
+}
+
+/** The seqs of every record in the write-ahead segments of `dir`, in file order. */
+export function walSeqs(dir: string): number[] {
+  return [...readSegments(path.join(dir, 'wal'), 1)].map((r) => r.seq);
 }

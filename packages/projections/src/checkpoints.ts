@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { splitRecord, toHex } from '@kyrodb/log';
+import { fsyncPath, splitRecord, toHex } from '@kyrodb/log';
 import type { EventLog, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import { ProjectionError } from './errors.js';
 import type { CollectionInfo, DocValue, MaterializedState } from './state.js';
@@ -100,15 +100,6 @@ export function pruneGenerations(dataDir: string, keep: number): Generation[] {
 function sha256File(file: string): { size: number; sha256: string } {
   const buf = fs.readFileSync(file);
   return { size: buf.length, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
-}
-
-function fsyncPath(p: string): void {
-  const fd = fs.openSync(p, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 type DocRow = [string, number, number, Metadata | null];

@@ -1,0 +1,477 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { GENESIS_HASH } from './events.js';
+
+/**
+ * The write-ahead segments: the log's durability point.
+ *
+ * Every group commit is one frame appended to the current segment with one `write` and made
+ * durable with one `fdatasync`; only then is it applied to LMDB (which commits without syncing)
+ * and acknowledged. A durable LMDB commit costs two syncs (its data pages, then the meta page
+ * that points at them) plus a hand-off to lmdb-js's write thread; a frame costs one sync of
+ * one file, which is why appends are close to a raw `write + fdatasync`.
+ *
+ * Segments hold every record ever appended, in seq order, so LMDB (the read side: records and
+ * the time and document indexes) can always be rebuilt from them — after an OS crash, when
+ * LMDB's unsynced pages cannot be trusted, or when LMDB is behind after a process crash.
+ *
+ * Segments are preallocated with zeros a few MiB ahead of the write position (in the background):
+ * a write into space that already exists changes no file metadata, so its `fdatasync` needs no
+ * journal commit — on ext4 that commit would also flush every other file's pending data (LMDB's)
+ * and costs several times the write itself. Past the written end a segment holds only zeros, so
+ * the end is where the frames stop: a failed attempt is undone by zeroing its bytes again.
+ *
+ * Files: `<dir>/wal/<first seq, 20 digits>.seg`, rotated at `segmentBytes`. A frame is
+ *   magic u32 | record count u32 | body bytes u32 | crc32 u32 | first seq f64 | body
+ * (little-endian), the body being `count × (length u32 | record)`. The CRC covers the first seq,
+ * count, length and body, so a torn frame at the end (a crash during the write, never
+ * acknowledged) is recognised and cut off at open. Records carry their own chain hashes.
+ */
+
+const MAGIC = 0x3146574b; // "KWF1"
+export const FRAME_HEADER_BYTES = 24;
+const SEGMENT_RE = /^(\d{20})\.seg$/;
+/** Default segment size: 64 MiB. */
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** Zeros written ahead of the write position, in steps of this size. */
+const PREALLOC_BYTES = 4 * 1024 * 1024;
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/** Where the WAL was before a write: `rollback` cuts back to it. */
+export interface WalMark {
+  readonly segment: number;
+  readonly offset: number;
+  readonly lastSeq: number;
+  readonly lastHash: Uint8Array;
+}
+
+/** One record read back from the segments. */
+export interface WalRecord {
+  seq: number;
+  record: Buffer;
+}
+
+interface Frame {
+  firstSeq: number;
+  records: Buffer[];
+  end: number;
+}
+
+export function segmentName(firstSeq: number): string {
+  return `${String(firstSeq).padStart(20, '0')}.seg`;
+}
+
+/** The segments' first seqs, ascending. */
+export function listSegments(walDir: string): number[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(walDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: number[] = [];
+  for (const n of names) {
+    const m = SEGMENT_RE.exec(n);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Builds the frame of `records` (the first of which has seq `firstSeq`). */
+export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): Buffer {
+  let body = 0;
+  for (const r of records) body += 4 + r.byteLength;
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body);
+  buf.writeUInt32LE(MAGIC, 0);
+  buf.writeUInt32LE(records.length, 4);
+  buf.writeUInt32LE(body, 8);
+  buf.writeDoubleLE(firstSeq, 16);
+  let off = FRAME_HEADER_BYTES;
+  for (const r of records) {
+    buf.writeUInt32LE(r.byteLength, off);
+    off += 4;
+    buf.set(r, off);
+    off += r.byteLength;
+  }
+  buf.writeUInt32LE(frameCrc(buf, body), 12);
+  return buf;
+}
+
+function frameCrc(buf: Buffer, body: number): number {
+  const head = zlib.crc32(buf.subarray(4, 12));
+  const seq = zlib.crc32(buf.subarray(16, 24), head);
+  return zlib.crc32(buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + body), seq);
+}
+
+/** The frame at `off` of `buf`, or undefined if there is none, or a torn or damaged one. */
+function frameAt(buf: Buffer, off: number): Frame | undefined {
+  if (off + FRAME_HEADER_BYTES > buf.byteLength) return undefined;
+  if (buf.readUInt32LE(off) !== MAGIC) return undefined;
+  const count = buf.readUInt32LE(off + 4);
+  const body = buf.readUInt32LE(off + 8);
+  const end = off + FRAME_HEADER_BYTES + body;
+  if (count === 0 || end > buf.byteLength) return undefined;
+  const frame = buf.subarray(off, end);
+  if (frameCrc(frame, body) !== buf.readUInt32LE(off + 12)) return undefined;
+  const firstSeq = buf.readDoubleLE(off + 16);
+  const records: Buffer[] = [];
+  let p = off + FRAME_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (p + 4 > end) return undefined;
+    const len = buf.readUInt32LE(p);
+    p += 4;
+    if (p + len > end) return undefined;
+    records.push(buf.subarray(p, p + len));
+    p += len;
+  }
+  if (p !== end) return undefined;
+  return { firstSeq, records, end };
+}
+
+/** The valid frames of one segment's bytes, and where the valid part ends. */
+export function scanSegment(buf: Buffer, firstSeq?: number): { frames: Frame[]; validEnd: number } {
+  const frames: Frame[] = [];
+  let off = 0;
+  let expect = firstSeq;
+  for (;;) {
+    const f = frameAt(buf, off);
+    if (f === undefined || (expect !== undefined && f.firstSeq !== expect)) break;
+    frames.push(f);
+    off = f.end;
+    expect = f.firstSeq + f.records.length;
+  }
+  return { frames, validEnd: off };
+}
+
+/** Writes zeros over `[from, to)` of `fd`. */
+function writeZeros(fd: number, from: number, to: number): void {
+  let off = from;
+  while (off < to) off += fs.writeSync(fd, ZEROS, 0, Math.min(ZEROS.byteLength, to - off), off);
+}
+
+async function writeZerosAsync(fd: number, from: number, to: number): Promise<void> {
+  let off = from;
+  while (off < to) {
+    const n = Math.min(ZEROS.byteLength, to - off);
+    off += await new Promise<number>((resolve, reject) => fs.write(fd, ZEROS, 0, n, off, (err, w) => (err ? reject(err) : resolve(w))));
+  }
+  await fdatasync(fd);
+}
+
+/** The end of the last non-zero byte of `buf` at or after `from` (from itself if all zero). */
+function nonZeroEnd(buf: Buffer, from: number): number {
+  for (let i = buf.byteLength - 1; i >= from; i--) if (buf[i] !== 0) return i + 1;
+  return from;
+}
+
+/** `fsync` of a file or directory by path (a directory's, to make a create, rename or unlink in it durable). */
+export function fsyncPath(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * The writer's handle on the segments. Not safe for concurrent use: the log's committer calls
+ * `reserve`, `append` and `sync` for one group at a time (only the zeroing ahead runs beside).
+ */
+export class SegmentWal {
+  private fd = -1;
+  /** First seq of the current segment (its name); 0 before the first segment exists. */
+  private segment = 0;
+  /** Bytes of the current segment written; `durable` of them are known to be on disk. */
+  private written = 0;
+  private durable = 0;
+  /** The current segment's size: zeros from `written` to here. */
+  private allocated = 0;
+  private extending: Promise<void> | undefined;
+  private extendFailed = false;
+  private free: number | undefined;
+  private freeAge = 0;
+  private pending: { seq: number; hash: Uint8Array } | undefined;
+  /** The last durable record's seq and hash (0 and the genesis hash when empty). */
+  lastSeq = 0;
+  lastHash: Uint8Array = GENESIS_HASH;
+  /** A failed write or sync left bytes that must be undone before the next write. */
+  needsRollback: WalMark | undefined;
+
+  private constructor(
+    readonly dir: string,
+    private readonly segmentBytes: number,
+  ) {}
+
+  /**
+   * Opens (creating) `walDir`: finds the last valid frame, zeroes a torn tail (a write that
+   * was never acknowledged) and removes empty trailing segments.
+   */
+  static open(walDir: string, segmentBytes = DEFAULT_SEGMENT_BYTES): SegmentWal {
+    fs.mkdirSync(walDir, { recursive: true });
+    const wal = new SegmentWal(walDir, segmentBytes);
+    const segments = listSegments(walDir);
+    while (segments.length > 0) {
+      const first = segments[segments.length - 1]!;
+      const file = path.join(walDir, segmentName(first));
+      const buf = fs.readFileSync(file);
+      const { frames, validEnd } = scanSegment(buf, first);
+      if (frames.length === 0 && segments.length > 1) {
+        fs.unlinkSync(file);
+        fsyncPath(walDir);
+        segments.pop();
+        continue;
+      }
+      const fd = fs.openSync(file, 'r+');
+      const dirty = nonZeroEnd(buf, validEnd);
+      if (dirty > validEnd) {
+        writeZeros(fd, validEnd, dirty);
+        fs.fdatasyncSync(fd);
+      }
+      wal.fd = fd;
+      wal.segment = first;
+      wal.written = wal.durable = validEnd;
+      wal.allocated = buf.byteLength;
+      const last = frames[frames.length - 1];
+      if (last !== undefined) {
+        const rec = last.records[last.records.length - 1]!;
+        wal.lastSeq = last.firstSeq + last.records.length - 1;
+        wal.lastHash = new Uint8Array(rec.subarray(32, 64));
+      } else {
+        wal.lastSeq = first - 1;
+        wal.lastHash = GENESIS_HASH;
+      }
+      break;
+    }
+    return wal;
+  }
+
+  /** Whether no record was ever written. */
+  get empty(): boolean {
+    return this.segment === 0 && this.lastSeq === 0;
+  }
+
+  /** Where the WAL is now (for `rollback`). */
+  mark(): WalMark {
+    return { segment: this.segment, offset: this.durable, lastSeq: this.lastSeq, lastHash: this.lastHash };
+  }
+
+  /**
+   * Makes room for a frame of `bytes` whose first seq is `firstSeq`: rotates to a new segment
+   * when the current one is full, and waits for (or does) the zeroing ahead if the frame would
+   * not fit in zeros already there. Throws the file system's error (ENOSPC, …).
+   */
+  private async reserve(bytes: number, firstSeq: number): Promise<void> {
+    if (this.fd < 0 || (this.written > 0 && this.written + bytes > this.segmentBytes)) await this.rotate(firstSeq, bytes);
+    if (this.written + bytes <= this.allocated) return;
+    if (this.extending !== undefined) await this.extending;
+    if (this.written + bytes <= this.allocated) return;
+    // Not enough zeros ahead: extend now, by a step if there is room, else by what this frame needs.
+    const need = this.written + bytes;
+    try {
+      writeZeros(this.fd, this.allocated, Math.max(need, this.allocated + this.step()));
+    } catch {
+      writeZeros(this.fd, this.allocated, need);
+    }
+    fs.fdatasyncSync(this.fd);
+    this.allocated = Math.max(this.allocated, fs.fstatSync(this.fd).size);
+  }
+
+  /**
+   * Writes one frame of `records` (seqs `firstSeq`…) at the end: in the page cache, not yet
+   * durable. Throws the write's error; the caller then rolls back.
+   */
+  append(records: readonly Uint8Array[], firstSeq: number): Promise<void> | undefined {
+    if (records.length === 0) return undefined;
+    const frame = encodeFrame(records, firstSeq);
+    const rotate = this.fd < 0 || (this.written > 0 && this.written + frame.byteLength > this.segmentBytes);
+    if (rotate || this.written + frame.byteLength > this.allocated) {
+      return this.reserve(frame.byteLength, firstSeq).then(() => this.writeFrame(frame, records, firstSeq));
+    }
+    // the common case: room in zeros already there, no await before the caller's sync
+    this.writeFrame(frame, records, firstSeq);
+    return undefined;
+  }
+
+  private writeFrame(frame: Buffer, records: readonly Uint8Array[], firstSeq: number): void {
+    let done = 0;
+    while (done < frame.byteLength) done += fs.writeSync(this.fd, frame, done, frame.byteLength - done, this.written + done);
+    this.written += frame.byteLength;
+    const last = records[records.length - 1]!;
+    this.pending = { seq: firstSeq + records.length - 1, hash: new Uint8Array(last.subarray(32, 64)) };
+    this.extendAhead();
+  }
+
+  /**
+   * How far ahead to zero: 4 MiB, but never more than a 64th of the free space, so that on a
+   * nearly full disk the zeros do not take the room LMDB needs.
+   */
+  private step(): number {
+    return Math.max(16 * 1024, Math.min(PREALLOC_BYTES, Math.floor(this.freeBytes() / 64)));
+  }
+
+  /** Free bytes on the segments' file system (statfs, re-read every 64 calls). */
+  freeBytes(): number {
+    if (this.free === undefined || ++this.freeAge > 64) {
+      this.freeAge = 0;
+      try {
+        const st = fs.statfsSync(this.dir);
+        this.free = st.bavail * st.bsize;
+      } catch {
+        this.free = Number.POSITIVE_INFINITY; // unknown
+      }
+    }
+    return this.free;
+  }
+
+  /** Starts zeroing the next step ahead in the background when the zeros left run short. */
+  private extendAhead(): void {
+    if (this.extending !== undefined || this.extendFailed || this.allocated - this.written > this.step() / 2) return;
+    const fd = this.fd;
+    const from = this.allocated;
+    const to = from + this.step();
+    this.extending = writeZerosAsync(fd, from, to).then(
+      () => {
+        if (this.fd === fd) this.allocated = Math.max(this.allocated, to);
+        this.extending = undefined;
+      },
+      () => {
+        // Out of space (say): the next frame extends by exactly what it needs, or fails then.
+        this.extendFailed = true;
+        this.extending = undefined;
+      },
+    );
+  }
+
+  /** Makes what `append` wrote durable: one `fdatasync`. */
+  async sync(): Promise<void> {
+    if (this.written === this.durable) return;
+    const upTo = this.written;
+    const pending = this.pending;
+    await fdatasync(this.fd);
+    this.durable = upTo;
+    if (pending !== undefined) {
+      this.lastSeq = pending.seq;
+      this.lastHash = pending.hash;
+      if (this.pending === pending) this.pending = undefined;
+    }
+  }
+
+  private async rotate(firstSeq: number, bytes: number): Promise<void> {
+    if (this.extending !== undefined) await this.extending;
+    if (this.fd >= 0) {
+      if (this.written > this.durable) fs.fdatasyncSync(this.fd); // an import spanning segments
+      fs.closeSync(this.fd);
+    }
+    this.fd = -1;
+    const file = path.join(this.dir, segmentName(firstSeq));
+    const fd = fs.openSync(file, 'w+');
+    this.fd = fd;
+    this.segment = firstSeq;
+    this.written = this.durable = this.allocated = 0;
+    this.extendFailed = false;
+    fsyncPath(this.dir);
+    // The first zeros now (the frame needs them); the rest ahead in the background.
+    const first = Math.min(Math.max(bytes, this.step()), Math.max(bytes, this.segmentBytes));
+    try {
+      writeZeros(fd, 0, first);
+    } catch {
+      writeZeros(fd, 0, bytes);
+    }
+    fs.fdatasyncSync(fd);
+    this.allocated = fs.fstatSync(fd).size;
+  }
+
+  /**
+   * Undoes everything after `mark` after a failed write, sync or apply — never trusting the page
+   * cache: the segment is reopened through a new descriptor, the bytes past the mark are
+   * overwritten with zeros and synced (whatever the kernel held of the failed attempt, written
+   * or not, is replaced), and segments created since the mark are removed. The frame that failed
+   * is then simply not there, and the retry writes it again from scratch. Throws if this fails
+   * (`needsRollback` stays set and the next write retries it first).
+   */
+  async rollback(mark: WalMark): Promise<void> {
+    this.needsRollback = mark;
+    if (this.extending !== undefined) await this.extending.catch(() => undefined);
+    if (this.fd >= 0) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        // the descriptor may be unusable; the file is reopened below
+      }
+    }
+    this.fd = -1;
+    const end = this.segment === mark.segment ? Math.max(this.written, mark.offset) : undefined;
+    const newer = listSegments(this.dir).filter((seg) => seg > mark.segment);
+    for (const seg of newer) fs.rmSync(path.join(this.dir, segmentName(seg)), { force: true });
+    if (newer.length > 0) fsyncPath(this.dir);
+    this.segment = mark.segment;
+    this.pending = undefined;
+    this.extendFailed = false;
+    this.written = this.durable = this.allocated = mark.offset;
+    if (mark.segment !== 0) {
+      const file = path.join(this.dir, segmentName(mark.segment));
+      const fd = fs.openSync(file, 'r+');
+      try {
+        const size = fs.fstatSync(fd).size;
+        const to = Math.min(size, end ?? size);
+        if (to > mark.offset) writeZeros(fd, mark.offset, to);
+        fs.fdatasyncSync(fd);
+        this.allocated = size;
+      } catch (err) {
+        fs.closeSync(fd);
+        throw err;
+      }
+      this.fd = fd;
+    }
+    this.lastSeq = mark.lastSeq;
+    this.lastHash = mark.lastHash;
+    this.needsRollback = undefined;
+  }
+
+  /** The last record of the current segment as it is in the file now (re-read), or undefined if it has none. */
+  readLastFromFile(): { seq: number; hash: Uint8Array } | undefined {
+    if (this.segment === 0) return undefined;
+    const buf = fs.readFileSync(path.join(this.dir, segmentName(this.segment)));
+    const { frames } = scanSegment(buf, this.segment);
+    const last = frames[frames.length - 1];
+    if (last === undefined) return undefined;
+    const rec = last.records[last.records.length - 1]!;
+    return { seq: last.firstSeq + last.records.length - 1, hash: new Uint8Array(rec.subarray(32, 64)) };
+  }
+
+  /** Records with seq ≥ `fromSeq`, in order, read from the segments. */
+  *read(fromSeq: number): Generator<WalRecord> {
+    yield* readSegments(this.dir, fromSeq);
+  }
+
+  /** Waits for the zeroing ahead, then closes the current segment (everything in it is durable). */
+  async close(): Promise<void> {
+    if (this.extending !== undefined) await this.extending;
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+/** Records with seq ≥ `fromSeq` from the segments in `walDir`, in order, up to the first invalid frame. */
+export function* readSegments(walDir: string, fromSeq: number): Generator<WalRecord> {
+  const segments = listSegments(walDir);
+  let start = 0;
+  for (let i = 0; i < segments.length; i++) if (segments[i]! <= fromSeq) start = i;
+  for (let i = start; i < segments.length; i++) {
+    const buf = fs.readFileSync(path.join(walDir, segmentName(segments[i]!)));
+    for (const f of scanSegment(buf, segments[i]).frames) {
+      if (f.firstSeq + f.records.length - 1 < fromSeq) continue;
+      for (let j = 0; j < f.records.length; j++) {
+        const seq = f.firstSeq + j;
+        if (seq >= fromSeq) yield { seq, record: f.records[j]! };
+      }
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import path from 'node:path';
+import { EventLog, listSegments, segmentName } from '@kyrodb/log';
+import type { EventInput } from '@kyrodb/log';
+import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir, upsert, walSeqs } from './helpers.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function batch(from: number, n: number): EventInput[] {
+  return Array.from({ length: n }, (_, i) => upsert(`d${from + i}`, randomVector(8)));
+}
+
+/** A log of `batches` appends of `size` events (plus the create), closed. Returns its dir and final head. */
+async function filledLog(batches: number, size: number, segmentBytes?: number): Promise<{ dir: string; head: { seq: number; hash: string }; ids: string[] }> {
+  const { log, dir } = await openTestLog(segmentBytes !== undefined ? { segmentBytes } : {});
+  dirs.push(dir);
+  await log.append([created('c', 8)]);
+  for (let b = 0; b < batches; b++) await log.append(batch(b * size, size));
+  const h = log.head();
+  const ids = idsOf(log);
+  await log.close();
+  return { dir, head: { seq: h.seq, hash: Buffer.from(h.hash).toString('hex') }, ids };
+}
+
+function idsOf(log: EventLog): string[] {
+  return [...log.read()].flatMap((e) => (e.type === 'vector.upserted' ? [e.body.id] : []));
+}
+
+async function reopen(dir: string, lines: string[] = [], segmentBytes?: number): Promise<EventLog> {
+  return EventLog.open({ dir, logger: quietLogger(lines), ...(segmentBytes !== undefined ? { segmentBytes } : {}) });
+}
+
+function headOf(log: EventLog): { seq: number; hash: string } {
+  const h = log.head();
+  return { seq: h.seq, hash: Buffer.from(h.hash).toString('hex') };
+}
+
+describe('write-ahead segments', () => {
+  it('every appended record is in the segments, once, in order; segments rotate at segmentBytes', async () => {
+    const { dir, head } = await filledLog(40, 5, 2048);
+    expect(walSeqs(dir)).toEqual(Array.from({ length: head.seq }, (_, i) => i + 1));
+    const segs = listSegments(path.join(dir, 'wal'));
+    expect(segs.length).toBeGreaterThan(3);
+    expect(segs[0]).toBe(1);
+    // each segment is named by its first seq
+    for (const s of segs.slice(1)) expect(walSeqs(dir).includes(s)).toBe(true);
+  });
+
+  it('a machine crash (the open-marker names another boot): LMDB is rebuilt from the segments, even when damaged', async () => {
+    const { dir, head, ids } = await filledLog(30, 10, 4096);
+    // the process was killed with the log open, and the machine then rebooted
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: 'a-boot-before-the-crash' }));
+    // LMDB's unsynced pages were lost: its file is garbage
+    const mdb = path.join(dir, 'log.mdb');
+    const bytes = fs.readFileSync(mdb);
+    for (let i = 8192; i < bytes.length; i += 97) bytes[i] = (bytes[i]! + 1) & 0xff;
+    fs.writeFileSync(mdb, bytes);
+    const lines: string[] = [];
+    const log = await reopen(dir, lines);
+    expect(lines.some((l) => l.includes('rebuilding LMDB'))).toBe(true);
+    expect(headOf(log)).toEqual(head);
+    expect(log.verify()).toMatchObject({ ok: true, checked: head.seq });
+    expect(idsOf(log)).toEqual(ids);
+    expect((await log.append([upsert('after', randomVector(8))])).firstSeq).toBe(head.seq + 1);
+    await log.close();
+    expect(fs.existsSync(path.join(dir, 'log.open'))).toBe(false);
+  });
+
+  it('a process crash after a frame was synced but before LMDB had it: the records are applied at open', async () => {
+    const { dir, head, ids } = await filledLog(12, 7);
+    // LMDB as it was before the last appends reached it: here, not at all
+    fs.rmSync(path.join(dir, 'log.mdb'));
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() }));
+    const lines: string[] = [];
+    const log = await reopen(dir, lines);
+    expect(lines.some((l) => l.includes('applying write-ahead records'))).toBe(true);
+    expect(headOf(log)).toEqual(head);
+    expect(idsOf(log)).toEqual(ids);
+    expect(log.verify().ok).toBe(true);
+    await log.close();
+  });
+
+  it('a torn frame at the end (a write that never completed, never acknowledged) is zeroed at open', async () => {
+    const { dir, head } = await filledLog(5, 4);
+    const segs = listSegments(path.join(dir, 'wal'));
+    const file = path.join(dir, 'wal', segmentName(segs[segs.length - 1]!));
+    const size = fs.statSync(file).size;
+    // half of a copy of the file's first frame, appended
+    const first = fs.readFileSync(file).subarray(0, 60);
+    fs.appendFileSync(file, first);
+    const log = await reopen(dir);
+    // the torn bytes are zeros again: the segment's end is where its frames end
+    expect(fs.readFileSync(file).subarray(size).every((b) => b === 0)).toBe(true);
+    expect(headOf(log)).toEqual(head);
+    const r = await log.append([upsert('next', randomVector(8))]);
+    expect(r.firstSeq).toBe(head.seq + 1);
+    await log.close();
+    expect(walSeqs(dir)).toEqual(Array.from({ length: head.seq + 1 }, (_, i) => i + 1));
+  });
+
+  it('a data dir without segments (written before they existed) gets them from LMDB at open', async () => {
+    const { dir, head, ids } = await filledLog(8, 5);
+    fs.rmSync(path.join(dir, 'wal'), { recursive: true });
+    let log = await reopen(dir);
+    expect(headOf(log)).toEqual(head);
+    await log.close();
+    expect(walSeqs(dir)).toEqual(Array.from({ length: head.seq }, (_, i) => i + 1));
+    // and they are complete: LMDB can be rebuilt from them alone
+    fs.rmSync(path.join(dir, 'log.mdb'));
+    log = await reopen(dir);
+    expect(headOf(log)).toEqual(head);
+    expect(idsOf(log)).toEqual(ids);
+    await log.close();
+  });
+
+  it('segments that disagree with LMDB (same seq, another hash) refuse to open: LOG_CHAIN_BROKEN', async () => {
+    const a = await filledLog(3, 3);
+    const b = await filledLog(3, 3); // same shape, other vectors: other hashes
+    fs.rmSync(path.join(a.dir, 'wal'), { recursive: true });
+    fs.cpSync(path.join(b.dir, 'wal'), path.join(a.dir, 'wal'), { recursive: true });
+    await expect(reopen(a.dir)).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN' });
+  });
+
+  it('a failed sync right after a rotation removes the new segment; the retry lands once', async () => {
+    const { log, dir, failpoints, registry } = await openTestLog({ segmentBytes: 1500, wal: { retryBaseDelayMs: 1, retryMaxDelayMs: 2 } });
+    dirs.push(dir);
+    await log.append([created('c', 8)]);
+    let n = 0;
+    while (listSegments(path.join(dir, 'wal')).length < 2) await log.append(batch(n++, 1));
+    const before = listSegments(path.join(dir, 'wal'));
+    // fill the current segment close to its size, then fail the sync of the frame that rotates
+    failpoints.set('wal.flush', '1*error(EIO)');
+    const big = await log.append(batch(1000, 12));
+    expect(await metricValue(registry, 'wal_retry_attempts_total')).toBe(1);
+    const seqs = walSeqs(dir);
+    expect(seqs).toEqual(Array.from({ length: big.lastSeq }, (_, i) => i + 1));
+    expect(listSegments(path.join(dir, 'wal')).length).toBeGreaterThanOrEqual(before.length);
+    expect(log.verify().ok).toBe(true);
+    await log.close();
+  });
+
+  it('cursors live beside the log and survive a rebuild of LMDB', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    let log = await reopen(dir);
+    await log.append([created('c', 8)]);
+    await log.setCursor('backup.continuous', { seq: 1, hash: 'ab' });
+    await log.close();
+    fs.rmSync(path.join(dir, 'log.mdb'));
+    log = await reopen(dir);
+    expect(log.getCursor('backup.continuous')).toEqual({ seq: 1, hash: 'ab' });
+    expect(log.head().seq).toBe(1);
+    await log.close();
+  });
+});
