@@ -14,7 +14,7 @@ import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type Sea
 export type CodecThread = 'auto' | 'inline' | 'worker';
 
 /** Jobs of at least this many events use the codec worker under `codecThread: 'auto'`. */
-export const CODEC_WORKER_MIN_EVENTS = 100_000;
+export const CODEC_WORKER_MIN_EVENTS = 250_000;
 
 /** Whether a job of `events` events runs its codec in a worker. */
 export function useCodecWorker(mode: CodecThread | undefined, events: number): boolean {

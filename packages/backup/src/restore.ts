@@ -94,6 +94,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   let staging: string | undefined;
   let log: EventLog | undefined;
   let runner: CodecRunner | undefined;
+  let copyingCheckpoint: Promise<void> | undefined;
   const phases = { open: 0, waitOpen: 0, import: 0, checkpoint: 0, swap: 0 };
   try {
     const holder = lockHolder(dataDir);
@@ -145,6 +146,11 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         add({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, segment: { key: sg.key, first_seq: sg.first_seq, last_seq: sg.last_seq } }, () => getFile(o.store, sg.key, 'segment'));
       }
     }
+    // The checkpoint (if it can be a prefix of what is restored) is fetched, checked and written
+    // into the staging dir while the events import; whether it is kept is decided after it.
+    const cp = plan.checkpoint;
+    copyingCheckpoint = cp !== null && (T !== null || cp.seq <= plan.toSeq) ? copyCheckpoint(cp, staging, o) : undefined;
+    copyingCheckpoint?.catch(() => undefined); // awaited (or deliberately ignored) after the import
     const ahead = runner.inWorker ? 2 : 1;
     const opened: Promise<OpenedSource>[] = [];
     let next = 0;
@@ -193,22 +199,17 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (curHash !== x.head_hash) throw new BackupError('BACKUP_VERIFY_FAILED', `restored head hash ${curHash} differs from the manifest's ${x.head_hash}`, {});
       if (vectorCount !== x.vector_count) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${vectorCount} vectors, the manifest says ${x.vector_count}`, {});
     }
-    // The checkpoint (only if it describes a prefix of what was restored).
+    // The checkpoint (copied beside the import; kept only if it describes a prefix of what was restored).
     const tCheckpoint = performance.now();
     let checkpointSeq: number | null = null;
-    const cp = plan.checkpoint;
-    if (cp !== null && cp.seq <= cur) {
-      const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
-      if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
-      const dir = path.join(staging, 'checkpoints', cpName);
-      for (const f of cp.files) {
-        const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
-        const dest = path.join(dir, ...(f.path ?? '').split('/'));
-        if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
-        await fsp.mkdir(path.dirname(dest), { recursive: true });
-        await fsp.writeFile(dest, body);
+    if (copyingCheckpoint !== undefined && plan.checkpoint !== null) {
+      if (plan.checkpoint.seq <= cur) {
+        await copyingCheckpoint;
+        checkpointSeq = plan.checkpoint.seq;
+      } else {
+        await copyingCheckpoint.catch(() => undefined); // not used: its faults do not matter
+        await fsp.rm(path.join(staging, 'checkpoints'), { recursive: true, force: true });
       }
-      checkpointSeq = cp.seq;
     }
     phases.checkpoint = performance.now() - tCheckpoint;
     const tSwap = performance.now();
@@ -264,9 +265,24 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   } catch (err) {
     metrics.restoreFailure.inc();
     if (runner !== undefined) await runner.close().catch(() => undefined);
+    await copyingCheckpoint?.catch(() => undefined); // it writes into the staging dir: let it finish before removing that
     if (log !== undefined) await log.close().catch(() => undefined);
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Fetches, checks (size, SHA-256, decryption) and writes a backup's checkpoint files into `<dataDir>/checkpoints/<name>/`. */
+async function copyCheckpoint(cp: NonNullable<RestorePlan['checkpoint']>, dataDir: string, o: ExecuteRestoreOptions): Promise<void> {
+  const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
+  if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
+  const dir = path.join(dataDir, 'checkpoints', cpName);
+  for (const f of cp.files) {
+    const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
+    const dest = path.join(dir, ...(f.path ?? '').split('/'));
+    if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
+    await fsp.mkdir(path.dirname(dest), { recursive: true });
+    await fsp.writeFile(dest, body);
   }
 }
 

@@ -155,6 +155,39 @@ describe('backup details', () => {
     await log.close();
   });
 
+  it('the checkpoint is copied beside the import: kept only when ≤ the restored seq; a bad one fails the restore only when used', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 60, { batch: 1 });
+    const T = log.get(20)!.ts;
+    const atT = log.seqAtTime(T);
+    expect(atT).toBeLessThan(40);
+    fs.mkdirSync(path.join(dir, 'checkpoints', '40'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'checkpoints', '40', 'index.bin'), Buffer.alloc(5000, 7));
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const m = await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    expect(m.checkpoint_seq).toBe(40);
+    // PITR to before the checkpoint: restored without it, and no checkpoints dir is left behind.
+    const early = path.join(tempDir(), 'early');
+    const re = await restore({ store, dataDir: early, pointInTime: T });
+    expect([re.seq, re.checkpointSeq]).toEqual([atT, null]);
+    expect(fs.existsSync(path.join(early, 'checkpoints'))).toBe(false);
+    // A flipped byte in the checkpoint: the full restore refuses and leaves nothing; the early PITR does not need it.
+    const cpFile = path.join(storeDir, ...m.files.find((f) => f.kind === 'checkpoint')!.key.split('/'));
+    const b = fs.readFileSync(cpFile);
+    b[3]! ^= 0x10;
+    fs.writeFileSync(cpFile, b);
+    const root = tempDir();
+    for (const codecThread of ['inline', 'worker'] as const) {
+      await expect(restore({ store, dataDir: path.join(root, 'data'), codecThread })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHECKSUM_MISMATCH'));
+      expect(fs.readdirSync(root)).toEqual([]);
+    }
+    const early2 = await restore({ store, dataDir: path.join(tempDir(), 'early2'), pointInTime: T });
+    expect([early2.seq, early2.checkpointSeq]).toEqual([atT, null]);
+    await log.close();
+  });
+
   it('backs up from a read-only log while the writer keeps appending', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
