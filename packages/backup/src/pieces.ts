@@ -53,39 +53,67 @@ export async function loadManifests(store: ObjectStore): Promise<{ manifests: Ba
 
 /** Downloads one file of a backup and checks its size and SHA-256 against the manifest. */
 export async function fetchChecked(store: ObjectStore, f: BackupFile): Promise<Buffer> {
-  let b: Buffer;
+  const b = await getFile(store, f.key, 'backup file');
+  checkStored(b, f);
+  return b;
+}
+
+/** `store.get`, with BACKUP_FILE_MISSING naming what is missing (`what`: "backup file", "segment"). */
+export async function getFile(store: ObjectStore, key: string, what: string): Promise<Buffer> {
   try {
-    b = await store.get(f.key);
+    return await store.get(key);
   } catch (err) {
-    if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `backup file ${f.key} is missing`, { key: f.key });
+    if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `${what} ${key} is missing`, { key });
     throw err;
   }
+}
+
+/** Checks stored bytes against a manifest entry's size and SHA-256 (BACKUP_CHECKSUM_MISMATCH). */
+export function checkStored(b: Buffer, f: Pick<BackupFile, 'key' | 'size' | 'sha256'>): void {
   if (b.length !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${b.length} bytes, the manifest says ${f.size} (truncated or altered)`, { key: f.key });
   const h = sha256Hex(b);
   if (h !== f.sha256) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has SHA-256 ${h}, the manifest says ${f.sha256}`, { key: f.key });
-  return b;
+}
+
+/** What the bytes of an events file must be, from its manifest (plain data: it crosses to the codec worker). */
+export interface EventsFileExpect {
+  key: string;
+  size: number;
+  sha256: string;
+  first_seq: number;
+  last_seq: number;
+  encrypted: boolean;
+  compression: BackupManifest['compression'];
+}
+
+/** The expectations of events file `f` of backup `m`. */
+export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileExpect {
+  return { key: f.key, size: f.size, sha256: f.sha256, first_seq: f.first_seq ?? 0, last_seq: f.last_seq ?? 0, encrypted: m.encryption !== null, compression: m.compression };
+}
+
+/** Checks (size, SHA-256), decrypts, decompresses and decodes the stored bytes of an events file. */
+export function openEventsFile(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
+  checkStored(stored, x);
+  const seg = decodeSegment(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }), x.key);
+  if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
+  return seg;
 }
 
 /** Downloads, checks and decodes an events file of a backup. */
 export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: BackupFile, key: EncryptionKey | undefined): Promise<{ header: SegmentHeader; entries: SegmentEntry[] }> {
-  const raw = decodeObject(await fetchChecked(store, f), key, f.key, { encrypted: m.encryption !== null, compression: m.compression });
-  const seg = decodeSegment(raw, f.key);
-  if (seg.header.first_seq !== f.first_seq || seg.header.last_seq !== f.last_seq) throw new BackupError('BACKUP_CORRUPT', `${f.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${f.first_seq}..${f.last_seq}`, { key: f.key });
+  return openEventsFile(await getFile(store, f.key, 'backup file'), eventsFileExpect(m, f), key);
+}
+
+/** Decrypts, decompresses and decodes the stored bytes of a continuous segment, checking that it holds the range its key names. */
+export function openSegment(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
+  const seg = decodeSegment(decodeObject(stored, key, s.key), s.key);
+  if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
   return seg;
 }
 
 /** Downloads and decodes a continuous segment, checking that it holds the range its key names. */
 export async function fetchSegment(store: ObjectStore, s: SegmentInfo, key: EncryptionKey | undefined): Promise<{ header: SegmentHeader; entries: SegmentEntry[] }> {
-  let b: Buffer;
-  try {
-    b = await store.get(s.key);
-  } catch (err) {
-    if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.key} is missing`, { key: s.key });
-    throw err;
-  }
-  const seg = decodeSegment(decodeObject(b, key, s.key), s.key);
-  if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
-  return seg;
+  return openSegment(await getFile(store, s.key, 'segment'), s, key);
 }
 
 /**

@@ -1,17 +1,18 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { EventLog, decodeRecord, isLogError, lockHolder, toHex, decodeIndexFields, splitRecord } from '@kyrodb/log';
+import { EventLog, isLogError, lockHolder, toHex } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { fetchChecked, fetchEventsFile, fetchSegment, loadManifests, loadSegments } from './pieces.js';
+import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
+import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
+import type { OpenedSource, SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
-import { ReplayState } from './state.js';
-import type { SegmentEntry } from './segment.js';
+import type { ReplayState } from './state.js';
 import type { ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
 
@@ -29,8 +30,10 @@ export interface ExecuteRestoreOptions {
   onProgress?: ProgressFn;
   /** Key for encrypted backups. */
   encryption?: EncryptionKey;
-  /** Keep the replayed vectors in the report's `state` (deep verify uses it). Default false. */
+  /** Keep the replayed vectors in the report's `state` (deep verify uses it; always inline). Default false. */
   keepState?: boolean;
+  /** Where downloading, checking, decoding and counting run beside the import (see CodecThread). Default 'auto'. */
+  codecThread?: CodecThread;
 }
 
 /** What a restore did. */
@@ -50,6 +53,13 @@ export interface RestoreReport {
   plan: string;
   /** The replayed state (only with `keepState`). */
   state?: ReplayState;
+  /**
+   * Where the time went, ms: `open` the codec's busy time (checks, decoding, counting; beside the
+   * import when in a worker), `waitOpen` the time the import waited for it, `import` the time
+   * inside `EventLog.importRecords`, `checkpoint` copying the checkpoint, `swap` closing,
+   * renaming and re-opening the new data dir, `total` all of it.
+   */
+  phasesMs: { open: number; waitOpen: number; import: number; checkpoint: number; swap: number; total: number };
 }
 
 function stamp(): string {
@@ -83,6 +93,9 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   const dataDir = path.resolve(o.dataDir);
   let staging: string | undefined;
   let log: EventLog | undefined;
+  let runner: CodecRunner | undefined;
+  let copyingCheckpoint: Promise<void> | undefined;
+  const phases = { open: 0, waitOpen: 0, import: 0, checkpoint: 0, swap: 0 };
   try {
     const holder = lockHolder(dataDir);
     if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
@@ -90,8 +103,11 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
+    // Downloading, checking, decoding and counting (the codec, in a worker for large restores)
+    // run ahead of the import, in order; errors surface in plan order. The worker starts while the log opens.
+    const inWorker = o.keepState !== true && useCodecWorker(o.codecThread, plan.toSeq);
+    runner = openCodecRunner({ kind: 'open', options: { pointInTime: plan.pointInTime, toSeq: plan.toSeq, keepState: o.keepState === true, ...(o.encryption !== undefined ? { encryption: o.encryption } : {}) } }, inWorker);
     log = await EventLog.open({ dir: staging });
-    const state = new ReplayState(o.keepState === true);
     const T = plan.pointInTime;
     let cur = 0;
     let curHash = '';
@@ -101,64 +117,76 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     const total = plan.toSeq;
     const flush = async (): Promise<void> => {
       if (pending.length === 0) return;
+      const t0 = performance.now();
       try {
         await log!.importRecords(pending);
       } catch (err) {
         if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
         throw err;
+      } finally {
+        phases.import += performance.now() - t0;
       }
       pending = [];
       o.onProgress?.({ phase: 'import', done: cur, total });
     };
-    const take = async (entries: readonly SegmentEntry[], name: string): Promise<void> => {
-      for (const e of entries) {
-        if (e.seq <= cur) continue;
-        if (e.seq !== cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${cur + 1} is missing`, { seq: cur + 1 });
-        if (T !== null && e.ts > T) {
-          reachedT = true;
-          return;
-        }
-        if (T === null && e.seq > plan.toSeq) return;
-        pending.push(e.record);
-        const ev = decodeIndexFields(splitRecord(e.record).payload);
-        if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
-        if (o.keepState === true) state.apply(decodeRecord(e.record));
-        else state.applyLight(ev);
-        cur = e.seq;
-        curHash = e.record.toString('hex', 32, 64);
-        headTs = e.ts;
-        if (pending.length >= IMPORT_BATCH) await flush();
-      }
+    // Sources in plan order. One covered by the sources before it is never fetched (the opener would skip it).
+    const sources: { spec: SourceSpec; fetch: () => Promise<Buffer> }[] = [];
+    let covered = 0;
+    const add = (spec: SourceSpec, fetch: () => Promise<Buffer>): void => {
+      if (spec.last <= covered) return;
+      covered = spec.last;
+      sources.push({ spec, fetch });
     };
-    // Sources in order; the next one is downloaded and decoded while the current one imports.
-    type Source = { name: string; stepFirst: number; last: number; load: () => Promise<{ entries: SegmentEntry[] }> };
-    const sources: Source[] = [];
     for (const step of plan.steps) {
       if (step.kind === 'backup') {
         const m = step.manifest;
-        for (const f of m.files) if (f.kind === 'events') sources.push({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, load: () => fetchEventsFile(o.store, m, f, o.encryption) });
+        for (const f of m.files) if (f.kind === 'events') add({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, file: eventsFileExpect(m, f) }, () => getFile(o.store, f.key, 'backup file'));
       } else {
         const sg = step.segment;
-        sources.push({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, load: () => fetchSegment(o.store, sg, o.encryption) });
+        add({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, segment: { key: sg.key, first_seq: sg.first_seq, last_seq: sg.last_seq } }, () => getFile(o.store, sg.key, 'segment'));
       }
     }
-    let next: Promise<{ entries: SegmentEntry[] }> | undefined;
-    for (let i = 0; i < sources.length && !reachedT; i++) {
-      const src = sources[i]!;
-      const pre = next;
-      next = undefined;
-      if (src.last <= cur) continue;
-      if (src.stepFirst > cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${cur + 1}..${src.stepFirst - 1}`, { from: cur + 1, to: src.stepFirst - 1 });
-      const seg = await (pre ?? src.load());
-      const following = sources[i + 1];
-      if (following !== undefined && following.last > src.last) {
-        next = following.load();
-        next.catch(() => undefined); // observed when awaited; never an unhandled rejection if we stop early
+    // The checkpoint (if it can be a prefix of what is restored) is fetched, checked and written
+    // into the staging dir while the events import; whether it is kept is decided after it.
+    const cp = plan.checkpoint;
+    copyingCheckpoint = cp !== null && (T !== null || cp.seq <= plan.toSeq) ? copyCheckpoint(cp, staging, o) : undefined;
+    copyingCheckpoint?.catch(() => undefined); // awaited (or deliberately ignored) after the import
+    const ahead = runner.inWorker ? 2 : 1;
+    const opened: Promise<OpenedSource>[] = [];
+    let next = 0;
+    while (!reachedT && (opened.length > 0 || next < sources.length)) {
+      while (opened.length <= ahead && next < sources.length) {
+        const src = sources[next++]!;
+        const stored = src.fetch();
+        stored.catch(() => undefined); // handed to the opener, which decides whether it matters
+        const p = runner.open(src.spec, stored);
+        p.catch(() => undefined); // observed when awaited; never an unhandled rejection if we stop early
+        opened.push(p);
       }
-      o.onProgress?.({ phase: 'download', done: src.last, total });
-      await take(seg.entries, src.name);
+      const t0 = performance.now();
+      const r = await opened.shift()!;
+      phases.waitOpen += performance.now() - t0;
+      o.onProgress?.({ phase: 'download', done: r.seq, total });
+      for (let i = 0; i < r.count; i++) {
+        const at = r.starts[i]!;
+        pending.push(r.buf.subarray(at, at + r.lengths[i]!));
+        if (pending.length >= IMPORT_BATCH) {
+          cur = r.seq; // progress only
+          await flush();
+        }
+      }
+      cur = r.seq;
+      curHash = r.hash;
+      headTs = r.ts;
+      reachedT = r.reachedT;
     }
     await flush();
+    const fin = await runner.finish();
+    phases.open = fin.busyMs;
+    const vectorCount = Object.values(fin.counts).reduce((a, b) => a + b, 0);
+    const state = runner.state;
+    await runner.close();
+    runner = undefined;
     if (T !== null && !reachedT && plan.gapAfterSeq !== null && cur <= plan.gapAfterSeq) {
       throw new BackupError('BACKUP_CHAIN_GAP', `the chain stops at seq ${cur} with a gap before later data; cannot restore to ${T} µs`, { seq: cur, pointInTime: T });
     }
@@ -169,24 +197,22 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       const x = plan.expected;
       if (cur !== x.to_seq) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${cur} events, backup ${x.backup_id} has ${x.to_seq}`, { seq: cur, expected: x.to_seq });
       if (curHash !== x.head_hash) throw new BackupError('BACKUP_VERIFY_FAILED', `restored head hash ${curHash} differs from the manifest's ${x.head_hash}`, {});
-      if (state.vectorCount() !== x.vector_count) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${state.vectorCount()} vectors, the manifest says ${x.vector_count}`, {});
+      if (vectorCount !== x.vector_count) throw new BackupError('BACKUP_VERIFY_FAILED', `restored ${vectorCount} vectors, the manifest says ${x.vector_count}`, {});
     }
-    // The checkpoint (only if it describes a prefix of what was restored).
+    // The checkpoint (copied beside the import; kept only if it describes a prefix of what was restored).
+    const tCheckpoint = performance.now();
     let checkpointSeq: number | null = null;
-    const cp = plan.checkpoint;
-    if (cp !== null && cp.seq <= cur) {
-      const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
-      if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
-      const dir = path.join(staging, 'checkpoints', cpName);
-      for (const f of cp.files) {
-        const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
-        const dest = path.join(dir, ...(f.path ?? '').split('/'));
-        if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
-        await fsp.mkdir(path.dirname(dest), { recursive: true });
-        await fsp.writeFile(dest, body);
+    if (copyingCheckpoint !== undefined && plan.checkpoint !== null) {
+      if (plan.checkpoint.seq <= cur) {
+        await copyingCheckpoint;
+        checkpointSeq = plan.checkpoint.seq;
+      } else {
+        await copyingCheckpoint.catch(() => undefined); // not used: its faults do not matter
+        await fsp.rm(path.join(staging, 'checkpoints'), { recursive: true, force: true });
       }
-      checkpointSeq = cp.seq;
     }
+    phases.checkpoint = performance.now() - tCheckpoint;
+    const tSwap = performance.now();
     await log.close();
     log = undefined;
     // Swap in: previous → .pre-restore-<ts>, staging → target; roll back if the new dir does not open.
@@ -216,6 +242,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       await fsp.rm(previousDir, { recursive: true, force: true });
       previousDir = null;
     }
+    phases.swap = performance.now() - tSwap;
     metrics.restoreSuccess.inc();
     if (T !== null) metrics.pitrSuccess.inc();
     const durationMs = performance.now() - started;
@@ -226,19 +253,36 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       headHash: curHash,
       headTs,
       events: cur,
-      vectorCount: state.vectorCount(),
+      vectorCount,
       pointInTime: T,
       checkpointSeq,
       previousDir,
       durationMs,
       plan: describePlan(plan),
-      ...(o.keepState === true ? { state } : {}),
+      phasesMs: { ...phases, total: durationMs },
+      ...(o.keepState === true && state !== undefined ? { state } : {}),
     };
   } catch (err) {
     metrics.restoreFailure.inc();
+    if (runner !== undefined) await runner.close().catch(() => undefined);
+    await copyingCheckpoint?.catch(() => undefined); // it writes into the staging dir: let it finish before removing that
     if (log !== undefined) await log.close().catch(() => undefined);
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/** Fetches, checks (size, SHA-256, decryption) and writes a backup's checkpoint files into `<dataDir>/checkpoints/<name>/`. */
+async function copyCheckpoint(cp: NonNullable<RestorePlan['checkpoint']>, dataDir: string, o: ExecuteRestoreOptions): Promise<void> {
+  const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
+  if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
+  const dir = path.join(dataDir, 'checkpoints', cpName);
+  for (const f of cp.files) {
+    const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
+    const dest = path.join(dir, ...(f.path ?? '').split('/'));
+    if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
+    await fsp.mkdir(path.dirname(dest), { recursive: true });
+    await fsp.writeFile(dest, body);
   }
 }
 
@@ -279,7 +323,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
         throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
       }
     }
-    return { dataDir: path.resolve(o.dataDir), seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) };
+    return { dataDir: path.resolve(o.dataDir), seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan), phasesMs: { open: 0, waitOpen: 0, import: 0, checkpoint: 0, swap: 0, total: 0 } };
   }
   return executeRestore(plan, o);
 }

@@ -52,11 +52,13 @@ export function encodeSegment(records: readonly SegmentEntry[]): { body: Buffer;
   out.writeUInt8(VERSION, 4);
   out.writeUInt32LE(hj.length, 5);
   hj.copy(out, 9);
+  // DataView + TypedArray.set: about twice as fast as Buffer's write*/copy per record.
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   let off = 9 + hj.length;
   for (const r of records) {
-    out.writeUInt32LE(r.record.length, off);
-    out.writeDoubleLE(r.ts, off + 4);
-    r.record.copy(out, off + 12);
+    dv.setUint32(off, r.record.length, true);
+    dv.setFloat64(off + 4, r.ts, true);
+    out.set(r.record, off + 12);
     off += 12 + r.record.length;
   }
   return { body: out, header };
@@ -96,31 +98,31 @@ export function decodeSegment(b: Buffer, name = 'segment'): { header: SegmentHea
   return { header, entries };
 }
 
-function readUint(b: Uint8Array, v: DataView, off: number): [number, number] | undefined {
+function readUint(b: Buffer, off: number): [number, number] | undefined {
   const t = b[off];
   if (t === undefined) return undefined;
   if (t <= 0x7f) return [t, off + 1];
+  if (off + 9 > b.length) return undefined;
   switch (t) {
-    case 0xcc: return [v.getUint8(off + 1), off + 2];
-    case 0xcd: return [v.getUint16(off + 1), off + 3];
-    case 0xce: return [v.getUint32(off + 1), off + 5];
-    case 0xcf: return [Number(v.getBigUint64(off + 1)), off + 9];
-    case 0xd3: return [Number(v.getBigInt64(off + 1)), off + 9];
-    case 0xcb: return [v.getFloat64(off + 1), off + 9];
+    case 0xcc: return [b.readUInt8(off + 1), off + 2];
+    case 0xcd: return [b.readUInt16BE(off + 1), off + 3];
+    case 0xce: return [b.readUInt32BE(off + 1), off + 5];
+    case 0xcf: return [Number(b.readBigUInt64BE(off + 1)), off + 9];
+    case 0xd3: return [Number(b.readBigInt64BE(off + 1)), off + 9];
+    case 0xcb: return [b.readDoubleBE(off + 1), off + 9];
     default: return undefined;
   }
 }
 
 /**
  * A record's seq and ts. Reads the first fields of the canonical msgpack payload
- * (`[version, seq, ts, …]`) directly; falls back to a full decode for any other layout.
+ * (`[version, seq, ts, …]`, at byte 64 of the record) directly; falls back to a full decode
+ * for any other layout.
  */
 export function recordSeqTs(record: Buffer): { seq: number; ts: number } {
-  const p = record.subarray(64);
-  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  if (p[0] === 0x97 && p[1] === 0x01) {
-    const s = readUint(p, v, 2);
-    const t = s && readUint(p, v, s[1]);
+  if (record[64] === 0x97 && record[65] === 0x01) {
+    const s = readUint(record, 66);
+    const t = s && readUint(record, s[1]);
     if (s !== undefined && t !== undefined) return { seq: s[0], ts: t[0] };
   }
   const d = decodePayload(splitRecord(record).payload);

@@ -91,6 +91,49 @@ describe.each([
 });
 
 describe('backup details', () => {
+  it('the codec worker (large jobs) writes the same files and restores the same data as inline', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8), created('o', 4)]);
+    await fill(log, 900, { ids: 500, batch: 61 });
+    await log.append([del('d1'), del('d2'), upsert('x', 1, 'o', 4), upsert('bad-dim', 2, 'o', 8)]);
+    await fill(log, 300, { ids: 700, seed: 77 });
+    const mid = log.get(Math.floor(log.head().seq / 2))!.ts;
+    const backup = async (codecThread: 'inline' | 'worker', encryption?: typeof KEY): Promise<{ store: ObjectStore; m: Awaited<ReturnType<BackupManager['createFull']>> }> => {
+      const store = new LocalDirStore(tempDir() + '/store');
+      const mgr = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 250, codecThread, ...(encryption ? { encryption } : {}), logger: quietLogger() });
+      return { store, m: await mgr.createFull() };
+    };
+    const inline = await backup('inline');
+    const worker = await backup('worker');
+    expect(worker.m.files.map((f) => [f.key.split('/').pop(), f.size, f.sha256])).toEqual(inline.m.files.map((f) => [f.key.split('/').pop(), f.size, f.sha256]));
+    expect([worker.m.vector_count, worker.m.collections]).toEqual([inline.m.vector_count, inline.m.collections]);
+    const live = new Map<string, Set<string>>();
+    for (const e of log.read()) {
+      if (e.type === 'collection.created') live.set(e.collection, new Set());
+      else if (e.type === 'vector.upserted' && e.body.vector.length === (e.collection === 'c' ? 8 : 4)) live.get(e.collection)?.add(e.body.id);
+      else if (e.type === 'vector.deleted') live.get(e.collection)?.delete(e.body.id);
+    }
+    expect(worker.m.collections).toEqual({ c: live.get('c')!.size, o: live.get('o')!.size });
+    const records = [...log.readRecords()].map((x) => x.record.toString('hex'));
+    for (const codecThread of ['inline', 'worker'] as const) {
+      const target = path.join(tempDir(), 'r');
+      const r = await restore({ store: worker.store, dataDir: target, codecThread });
+      expect([r.seq, r.headHash, r.vectorCount]).toEqual([log.head().seq, toHex(log.head().hash), inline.m.vector_count]);
+      expect(r.phasesMs.import).toBeGreaterThan(0);
+      const back = await EventLog.open({ dir: target, readOnly: true });
+      expect([...back.readRecords()].map((x) => x.record.toString('hex'))).toEqual(records);
+      await back.close();
+    }
+    const pitr = await Promise.all((['inline', 'worker'] as const).map((codecThread) => restore({ store: inline.store, dataDir: path.join(tempDir(), 'p'), pointInTime: mid, codecThread })));
+    expect(pitr[1]).toMatchObject({ seq: pitr[0]!.seq, headHash: pitr[0]!.headHash, vectorCount: pitr[0]!.vectorCount, headTs: pitr[0]!.headTs });
+    expect(pitr[0]!.seq).toBe(log.seqAtTime(mid));
+    // Encrypted through the worker both ways.
+    const enc = await backup('worker', KEY);
+    const r = await restore({ store: enc.store, dataDir: path.join(tempDir(), 'e'), encryption: KEY, codecThread: 'worker' });
+    expect([r.seq, r.vectorCount]).toEqual([log.head().seq, inline.m.vector_count]);
+    await log.close();
+  });
+
   it('copies the newest checkpoint ≤ S and restores it into checkpoints/<seq>/', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
@@ -109,6 +152,39 @@ describe('backup details', () => {
     expect(r.checkpointSeq).toBe(40);
     expect(fs.readFileSync(path.join(target, 'checkpoints', '40', 'catalog.json'), 'utf8')).toBe('forty');
     expect(fs.readFileSync(path.join(target, 'checkpoints', '40', 'sub', 'index.bin')).equals(Buffer.alloc(1000, 40))).toBe(true);
+    await log.close();
+  });
+
+  it('the checkpoint is copied beside the import: kept only when ≤ the restored seq; a bad one fails the restore only when used', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 60, { batch: 1 });
+    const T = log.get(20)!.ts;
+    const atT = log.seqAtTime(T);
+    expect(atT).toBeLessThan(40);
+    fs.mkdirSync(path.join(dir, 'checkpoints', '40'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'checkpoints', '40', 'index.bin'), Buffer.alloc(5000, 7));
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const m = await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    expect(m.checkpoint_seq).toBe(40);
+    // PITR to before the checkpoint: restored without it, and no checkpoints dir is left behind.
+    const early = path.join(tempDir(), 'early');
+    const re = await restore({ store, dataDir: early, pointInTime: T });
+    expect([re.seq, re.checkpointSeq]).toEqual([atT, null]);
+    expect(fs.existsSync(path.join(early, 'checkpoints'))).toBe(false);
+    // A flipped byte in the checkpoint: the full restore refuses and leaves nothing; the early PITR does not need it.
+    const cpFile = path.join(storeDir, ...m.files.find((f) => f.kind === 'checkpoint')!.key.split('/'));
+    const b = fs.readFileSync(cpFile);
+    b[3]! ^= 0x10;
+    fs.writeFileSync(cpFile, b);
+    const root = tempDir();
+    for (const codecThread of ['inline', 'worker'] as const) {
+      await expect(restore({ store, dataDir: path.join(root, 'data'), codecThread })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHECKSUM_MISMATCH'));
+      expect(fs.readdirSync(root)).toEqual([]);
+    }
+    const early2 = await restore({ store, dataDir: path.join(tempDir(), 'early2'), pointInTime: T });
+    expect([early2.seq, early2.checkpointSeq]).toEqual([atT, null]);
     await log.close();
   });
 

@@ -52,6 +52,8 @@ async function expectRefused(f: Fixture, code: BackupErrorCode, o: { backupId?: 
   const common = { store: f.store, ...(o.key ? { encryption: o.key } : {}), backupId: o.backupId ?? f.inc.backup_id };
   await expect(restore({ ...common, dataDir: existing, force: true })).rejects.toSatisfy((e) => isBackupError(e, code));
   await expect(restore({ ...common, dataDir: absent })).rejects.toSatisfy((e) => isBackupError(e, code));
+  // The same through the codec worker (large restores): the error crosses the thread with its code.
+  await expect(restore({ ...common, dataDir: existing, force: true, codecThread: 'worker' })).rejects.toSatisfy((e) => isBackupError(e, code));
   expect(hashDir(existing)).toBe(before);
   expect(fs.existsSync(absent)).toBe(false);
   expect(siblings(existing)).toEqual([]); // no staging or pre-restore dirs left behind

@@ -1,0 +1,197 @@
+import type { Worker } from 'node:worker_threads';
+import { LogError, isLogError, startWorker } from '@kyrodb/log';
+import { BackupError, isBackupError } from './errors.js';
+import type { ReplayState } from './state.js';
+import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
+
+/**
+ * Where the CPU-bound file work of a backup or restore runs: `inline` on the calling thread, or
+ * `worker` in one worker thread beside it, so that reading the log and uploading (backup) or
+ * importing into the new log (restore) overlap with compressing, hashing, decoding and counting.
+ * `auto` (the default) picks the worker for jobs of at least `CODEC_WORKER_MIN_EVENTS` events
+ * (its start-up, ~30 ms built and more under tsx, would dominate small jobs).
+ */
+export type CodecThread = 'auto' | 'inline' | 'worker';
+
+/** Jobs of at least this many events use the codec worker under `codecThread: 'auto'`. */
+export const CODEC_WORKER_MIN_EVENTS = 250_000;
+
+/** Whether a job of `events` events runs its codec in a worker. */
+export function useCodecWorker(mode: CodecThread | undefined, events: number): boolean {
+  return mode === 'worker' || ((mode ?? 'auto') === 'auto' && events >= CODEC_WORKER_MIN_EVENTS);
+}
+
+/** The file work of a job, in order: seal (backup) or open (restore) calls are applied in call order. */
+export interface CodecRunner {
+  /** Seals the next raw segment. */
+  seal(raw: Buffer): Promise<SealedFile>;
+  /** Opens the next source, once `stored` resolves (its rejection is handed to the opener, see SourceOpener.open). */
+  open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource>;
+  /** Live vectors per collection after everything sealed/opened, and the codec's busy time (ms). */
+  finish(): Promise<{ counts: Record<string, number>; busyMs: number }>;
+  /** Stops the worker, if any. Pending calls reject. */
+  close(): Promise<void>;
+  /** Whether the work runs in a worker thread. */
+  readonly inWorker: boolean;
+  /** The opener's replayed state when inline (deep verify keeps the vectors); undefined in a worker. */
+  readonly state: ReplayState | undefined;
+}
+
+/** What the codec worker is started with (`workerData`). */
+export type CodecJob = { kind: 'seal'; options: SealOptions } | { kind: 'open'; options: OpenOptions };
+
+/** Messages to and from the codec worker. */
+export type ToCodec =
+  | { id: number; op: 'seal'; raw: ArrayBuffer; offset: number; length: number }
+  | { id: number; op: 'open'; spec: SourceSpec; stored?: { ab: ArrayBuffer; offset: number; length: number }; error?: SerializedError }
+  | { id: number; op: 'finish' };
+type DistributiveOmitId<T> = T extends unknown ? Omit<T, 'id'> : never;
+export type FromCodec = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: SerializedError };
+
+/** An error crossing the thread boundary, rebuilt with its class and code. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  code?: string;
+  details?: Record<string, unknown>;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  if (isBackupError(err) || isLogError(err)) return { name: err.name, message: err.message, code: err.code, details: { ...err.details } };
+  return { name: err instanceof Error ? err.name : 'Error', message: err instanceof Error ? err.message : String(err) };
+}
+
+export function deserializeError(e: SerializedError): Error {
+  if (e.name === 'BackupError' && e.code !== undefined) return new BackupError(e.code as never, e.message, e.details ?? {});
+  if (e.name === 'LogError' && e.code !== undefined) return new LogError(e.code as never, e.message, e.details ?? {});
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+/**
+ * A buffer as an ArrayBuffer to transfer plus the view's offset and length. A buffer that owns a
+ * large ArrayBuffer (never Node's small-allocation pool) transfers without a copy; others are
+ * copied. The sender must not use `b` afterwards.
+ */
+export function forTransfer(b: Buffer): { ab: ArrayBuffer; offset: number; length: number } {
+  if (b.buffer instanceof ArrayBuffer && b.buffer.byteLength > Buffer.poolSize) return { ab: b.buffer, offset: b.byteOffset, length: b.byteLength };
+  const ab = new ArrayBuffer(b.byteLength);
+  new Uint8Array(ab).set(b);
+  return { ab, offset: 0, length: b.byteLength };
+}
+
+/** Opens a runner for `job`, inline or in a worker. */
+export function openCodecRunner(job: CodecJob, inWorker: boolean): CodecRunner {
+  return inWorker ? WorkerCodecRunner.start(job) : new InlineCodecRunner(job);
+}
+
+class InlineCodecRunner implements CodecRunner {
+  private readonly sealer: FileSealer | undefined;
+  private readonly opener: SourceOpener | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  readonly inWorker = false;
+
+  constructor(job: CodecJob) {
+    if (job.kind === 'seal') this.sealer = new FileSealer(job.options);
+    else this.opener = new SourceOpener(job.options);
+  }
+
+  seal(raw: Buffer): Promise<SealedFile> {
+    return Promise.resolve(this.sealer!.seal(raw));
+  }
+
+  open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource> {
+    const p = this.chain.then(() => stored.then((b) => this.opener!.open(spec, b), (err: unknown) => this.opener!.open(spec, undefined, err instanceof Error ? err : new Error('the fetch failed', { cause: err }))));
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  finish(): Promise<{ counts: Record<string, number>; busyMs: number }> {
+    const c = this.sealer ?? this.opener!;
+    return this.chain.then(() => ({ counts: c.counts(), busyMs: c.busyMs }));
+  }
+
+  get state(): ReplayState | undefined {
+    return this.opener?.state;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+class WorkerCodecRunner implements CodecRunner {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private failed: Error | undefined;
+  readonly state = undefined;
+  readonly inWorker = true;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: FromCodec) => {
+      const w = this.waiting.get(m.id);
+      if (w === undefined) return;
+      this.waiting.delete(m.id);
+      if (m.ok) w.resolve(m.result);
+      else w.reject(deserializeError(m.error));
+    });
+    const fail = (err: Error): void => {
+      this.failed ??= err;
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the codec worker exited (code ${code})`)));
+  }
+
+  /** Starts the worker; calls queue until it is up (its start, mostly loading the log package, overlaps the caller's first reads). */
+  static start(job: CodecJob): WorkerCodecRunner {
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    return new WorkerCodecRunner(startWorker(new URL(`./codecWorker${ext}`, import.meta.url), { workerData: job }));
+  }
+
+  private call(msg: DistributiveOmitId<ToCodec>, transfer: ArrayBuffer[]): Promise<unknown> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  async seal(raw: Buffer): Promise<SealedFile> {
+    const t = forTransfer(raw);
+    const r = (await this.call({ op: 'seal', raw: t.ab, offset: t.offset, length: t.length }, [t.ab])) as { body: { ab: ArrayBuffer; offset: number; length: number }; sha256: string };
+    return { body: Buffer.from(r.body.ab, r.body.offset, r.body.length), sha256: r.sha256 };
+  }
+
+  open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource> {
+    // Posted in call order (the worker applies them in order), each once its bytes are here.
+    const p = this.chain.then(() =>
+      stored.then(
+        (b) => {
+          const t = forTransfer(b);
+          return this.call({ op: 'open', spec, stored: t }, [t.ab]);
+        },
+        (err: unknown) => this.call({ op: 'open', spec, error: serializeError(err) }, []),
+      ),
+    );
+    this.chain = p.catch(() => undefined);
+    return p.then((res) => {
+      const r = res as Omit<OpenedSource, 'buf'> & { buf: { ab: ArrayBuffer; offset: number; length: number } };
+      return { ...r, buf: Buffer.from(r.buf.ab, r.buf.offset, r.buf.length) };
+    });
+  }
+
+  async finish(): Promise<{ counts: Record<string, number>; busyMs: number }> {
+    await this.chain;
+    return (await this.call({ op: 'finish' }, [])) as { counts: Record<string, number>; busyMs: number };
+  }
+
+  async close(): Promise<void> {
+    this.failed ??= new Error('the codec runner is closed');
+    await this.worker.terminate();
+  }
+}

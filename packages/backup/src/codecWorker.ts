@@ -1,0 +1,42 @@
+// The codec worker: runs a FileSealer or SourceOpener (fileCodec.ts) for codecRunner.ts, in
+// message order. Started by `openCodecRunner(job, true)`; see CodecJob / ToCodec / FromCodec.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { EncryptionKey } from './objectCodec.js';
+import { FileSealer, SourceOpener } from './fileCodec.js';
+import { deserializeError, forTransfer, serializeError, type CodecJob, type FromCodec, type ToCodec } from './codecRunner.js';
+
+const port = parentPort!;
+const job = workerData as CodecJob;
+// A Buffer arrives as a Uint8Array.
+const key = (k: EncryptionKey | undefined): EncryptionKey | undefined => (k === undefined ? undefined : { key: Buffer.from(k.key), keyId: k.keyId });
+const sealer = job.kind === 'seal' ? new FileSealer({ ...job.options, ...(job.options.encryption !== undefined ? { encryption: key(job.options.encryption)! } : {}) }) : undefined;
+const opener = job.kind === 'open' ? new SourceOpener({ ...job.options, ...(job.options.encryption !== undefined ? { encryption: key(job.options.encryption)! } : {}) }) : undefined;
+
+function reply(m: FromCodec, transfer: ArrayBuffer[]): void {
+  try {
+    port.postMessage(m, transfer);
+  } catch {
+    // An ArrayBuffer that cannot be transferred (e.g. owned by a native addon): send a copy.
+    port.postMessage(m);
+  }
+}
+
+port.on('message', (m: ToCodec) => {
+  try {
+    if (m.op === 'seal') {
+      const s = sealer!.seal(Buffer.from(m.raw, m.offset, m.length));
+      const body = forTransfer(s.body);
+      reply({ id: m.id, ok: true, result: { body, sha256: s.sha256 } }, [body.ab]);
+    } else if (m.op === 'open') {
+      const stored = m.stored === undefined ? undefined : Buffer.from(m.stored.ab, m.stored.offset, m.stored.length);
+      const r = opener!.open(m.spec, stored, m.error === undefined ? undefined : deserializeError(m.error));
+      const buf = forTransfer(r.buf);
+      reply({ id: m.id, ok: true, result: { ...r, buf } }, [buf.ab]);
+    } else {
+      const c = sealer ?? opener!;
+      reply({ id: m.id, ok: true, result: { counts: c.counts(), busyMs: c.busyMs } }, []);
+    }
+  } catch (err) {
+    reply({ id: m.id, ok: false, error: serializeError(err) }, []);
+  }
+});

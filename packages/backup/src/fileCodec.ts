@@ -1,0 +1,181 @@
+import { decodeIndexFields, decodeRecord, splitRecord } from '@kyrodb/log';
+import { BackupError } from './errors.js';
+import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
+import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
+import { decodeSegment, type SegmentEntry } from './segment.js';
+import { ReplayState } from './state.js';
+
+// The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
+// runs the same inline or in the codec worker (codecRunner.ts). Everything that crosses to the
+// worker is plain data.
+
+/** Options of a FileSealer. */
+export interface SealOptions {
+  compression: Compression;
+  encryption?: EncryptionKey;
+  /** Replay the sealed events (ids only) to count live vectors. */
+  countVectors: boolean;
+}
+
+/** A sealed events file: the bytes to store and their SHA-256 (hex). */
+export interface SealedFile {
+  body: Buffer;
+  sha256: string;
+}
+
+/**
+ * Seals a backup's events files in seq order: counts live vectors (optional), compresses,
+ * encrypts and hashes each raw segment.
+ */
+export class FileSealer {
+  private readonly state = new ReplayState(false);
+  /** Time spent sealing, ms. */
+  busyMs = 0;
+
+  constructor(private readonly o: SealOptions) {}
+
+  /** Seals one raw segment (`encodeSegment(...).body`); segments must come in seq order. */
+  seal(raw: Buffer): SealedFile {
+    const t0 = performance.now();
+    if (this.o.countVectors) for (const e of decodeSegment(raw).entries) this.state.applyRecord(e.record);
+    const body = encodeObject(raw, this.o.compression, this.o.encryption);
+    const sealed = { body, sha256: sha256Hex(body) };
+    this.busyMs += performance.now() - t0;
+    return sealed;
+  }
+
+  /** Live vectors per collection after every sealed event. */
+  counts(): Record<string, number> {
+    return this.state.counts();
+  }
+}
+
+/** One source of a restore (an events file of a backup, or a continuous segment), as plain data. */
+export interface SourceSpec {
+  name: string;
+  /** First seq of the plan step this source belongs to (a step starting after cur + 1 is a gap). */
+  stepFirst: number;
+  /** Last seq the source holds. */
+  last: number;
+  /** An events file of a backup: what its manifest says. */
+  file?: EventsFileExpect;
+  /** A continuous segment. */
+  segment?: SegmentInfo;
+}
+
+/** Options of a SourceOpener. */
+export interface OpenOptions {
+  /** Stop before the first event with ts > this (µs); null: no cut. */
+  pointInTime: number | null;
+  /** Without a point in time: the last seq to restore. */
+  toSeq: number;
+  /** Keep the vectors of the replayed state (deep verify). */
+  keepState: boolean;
+  encryption?: EncryptionKey;
+}
+
+/**
+ * What a source contributes: the records to import (`buf.subarray(starts[i], starts[i] + lengths[i])`),
+ * and the position after them. `count` 0 with `skipped`: the source was already covered.
+ */
+export interface OpenedSource {
+  buf: Buffer;
+  starts: Uint32Array;
+  lengths: Uint32Array;
+  count: number;
+  skipped: boolean;
+  /** The restore's position after this source: last seq, its hash (hex) and ts. */
+  seq: number;
+  hash: string;
+  ts: number;
+  /** The point in time was reached inside (or before) this source: nothing after it is restored. */
+  reachedT: boolean;
+}
+
+/**
+ * Opens a restore's sources in plan order: checks (size, SHA-256 of backup files), decrypts,
+ * decompresses, decodes the framing, skips events already restored, refuses gaps, cuts at the
+ * point in time / last seq, checks each record's ts against its framing, and replays the kept
+ * events (ids only, or with vectors) to count live vectors. The hash chain of the records is
+ * checked where they are imported (`EventLog.importRecords`).
+ */
+export class SourceOpener {
+  readonly state: ReplayState;
+  private cur = 0;
+  private curHash = '';
+  private headTs = 0;
+  private reachedT = false;
+  /** Time spent opening, ms. */
+  busyMs = 0;
+
+  constructor(private readonly o: OpenOptions) {
+    this.state = new ReplayState(o.keepState);
+  }
+
+  /**
+   * Opens the next source. `stored` is its bytes, or `fetchError` why they could not be had
+   * (thrown only if the source is needed: a covered source is skipped and a gap reported first,
+   * as a sequential restore would).
+   */
+  open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
+    const t0 = performance.now();
+    try {
+      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, skipped: true };
+      if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
+      if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
+      if (fetchError !== undefined) throw fetchError;
+      if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
+      const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
+      const kept = this.take(seg.entries, spec.name);
+      // One view over the kept records (they are consecutive in the decoded segment) and their offsets in it.
+      const first = kept[0]?.record;
+      const last = kept[kept.length - 1]?.record;
+      const base = first?.byteOffset ?? 0;
+      const buf = first === undefined || last === undefined ? Buffer.alloc(0) : Buffer.from(first.buffer, base, last.byteOffset + last.byteLength - base);
+      const starts = new Uint32Array(kept.length);
+      const lengths = new Uint32Array(kept.length);
+      for (let i = 0; i < kept.length; i++) {
+        const r = kept[i]!.record;
+        if (r.buffer !== buf.buffer) throw new BackupError('BACKUP_CORRUPT', `${spec.name}: records are not in one buffer`, { key: spec.name });
+        starts[i] = r.byteOffset - base;
+        lengths[i] = r.byteLength;
+      }
+      return { buf, starts, lengths, count: kept.length, skipped: false, ...this.position() };
+    } finally {
+      this.busyMs += performance.now() - t0;
+    }
+  }
+
+  /** Live vectors per collection of what was opened so far. */
+  counts(): Record<string, number> {
+    return this.state.counts();
+  }
+
+  private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
+    return { seq: this.cur, hash: this.curHash, ts: this.headTs, reachedT: this.reachedT };
+  }
+
+  private take(entries: readonly SegmentEntry[], name: string): SegmentEntry[] {
+    const T = this.o.pointInTime;
+    const kept: SegmentEntry[] = [];
+    for (const e of entries) {
+      if (e.seq <= this.cur) continue;
+      if (e.seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
+      if (T !== null && e.ts > T) {
+        this.reachedT = true;
+        break;
+      }
+      if (T === null && e.seq > this.o.toSeq) break;
+      const ev = decodeIndexFields(splitRecord(e.record).payload);
+      if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
+      if (this.o.keepState) this.state.apply(decodeRecord(e.record));
+      else this.state.applyLight(ev);
+      kept.push(e);
+      this.cur = e.seq;
+      this.headTs = e.ts;
+    }
+    const last = kept[kept.length - 1];
+    if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
+    return kept;
+  }
+}
