@@ -101,7 +101,7 @@ export class BackupManager {
       const head = this.o.log.head();
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
       const id = newBackupId(this.now(), 'full');
-      const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, countVectors: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, head.seq));
+      const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, countVectors: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
       let counts: Record<string, number>;
       try {

@@ -6,19 +6,24 @@ import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type Sea
 
 /**
  * Where the CPU-bound file work of a backup or restore runs: `inline` on the calling thread, or
- * `worker` in one worker thread beside it, so that reading the log and uploading (backup) or
- * importing into the new log (restore) overlap with compressing, hashing, decoding and counting.
- * `auto` (the default) picks the worker for jobs of at least `CODEC_WORKER_MIN_EVENTS` events
- * (its start-up, ~30 ms built and more under tsx, would dominate small jobs).
+ * `worker` in one worker thread beside it. `auto` (the default): a full backup of at least
+ * `CODEC_WORKER_MIN_EVENTS` events seals in the worker (counting, compressing and hashing
+ * then overlap reading the log; its start-up, ~0.2-0.3 s mostly loading @kyrodb/log, would
+ * dominate smaller jobs); a restore opens inline, because opening (checks, decompression,
+ * decoding, counting) already runs in the gaps while `importRecords` waits for its flush, and
+ * measured at 1M events the worker only added its start-up (`waitOpen` 0.2 s inline vs
+ * 0.7-1.1 s). Once the import no longer waits on flushes, `worker` may pay off for restores too.
  */
 export type CodecThread = 'auto' | 'inline' | 'worker';
 
-/** Jobs of at least this many events use the codec worker under `codecThread: 'auto'`. */
+/** Full backups of at least this many events seal in the codec worker under `codecThread: 'auto'`. */
 export const CODEC_WORKER_MIN_EVENTS = 250_000;
 
-/** Whether a job of `events` events runs its codec in a worker. */
-export function useCodecWorker(mode: CodecThread | undefined, events: number): boolean {
-  return mode === 'worker' || ((mode ?? 'auto') === 'auto' && events >= CODEC_WORKER_MIN_EVENTS);
+/** Whether a job runs its codec in a worker: a full backup of `events` events, or a restore. */
+export function useCodecWorker(mode: CodecThread | undefined, job: { kind: 'seal' | 'open'; events: number }): boolean {
+  if (mode === 'worker') return true;
+  if (mode === 'inline') return false;
+  return job.kind === 'seal' && job.events >= CODEC_WORKER_MIN_EVENTS;
 }
 
 /** The file work of a job, in order: seal (backup) or open (restore) calls are applied in call order. */

@@ -103,9 +103,9 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
-    // Downloading, checking, decoding and counting (the codec, in a worker for large restores)
-    // run ahead of the import, in order; errors surface in plan order. The worker starts while the log opens.
-    const inWorker = o.keepState !== true && useCodecWorker(o.codecThread, plan.toSeq);
+    // Downloading, checking, decoding and counting (the codec; see CodecThread for where it runs)
+    // run ahead of the import, in order; errors surface in plan order. A worker starts while the log opens.
+    const inWorker = o.keepState !== true && useCodecWorker(o.codecThread, { kind: 'open', events: plan.toSeq });
     runner = openCodecRunner({ kind: 'open', options: { pointInTime: plan.pointInTime, toSeq: plan.toSeq, keepState: o.keepState === true, ...(o.encryption !== undefined ? { encryption: o.encryption } : {}) } }, inWorker);
     log = await EventLog.open({ dir: staging });
     const T = plan.pointInTime;
