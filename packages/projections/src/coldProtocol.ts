@@ -4,9 +4,9 @@ import type { Filter } from './filter.js';
 /** One change for the cold tier, in log order. Upsert vectors live in the batch's buffer at `off`. */
 export type ColdOp =
   | { op: 'create'; coll: string; dim: number; metric: Metric; M: number; efC: number; efS: number; createdSeq: number }
-  | { op: 'drop'; coll: string }
+  | { op: 'drop'; coll: string; seq: number }
   | { op: 'upsert'; coll: string; id: string; seq: number; off: number; len: number; meta?: Metadata }
-  | { op: 'delete'; coll: string; id: string };
+  | { op: 'delete'; coll: string; id: string; seq: number };
 
 /** An injected fault, decided in the main thread from the failpoints and carried out by the worker. */
 export type ColdFault = { kind: 'panic' } | { kind: 'error'; code: string } | { kind: 'delay'; ms: number };
@@ -14,6 +14,7 @@ export type ColdFault = { kind: 'panic' } | { kind: 'error'; code: string } | { 
 /** Messages to the cold worker. */
 export type ToCold =
   | { type: 'apply'; ops: ColdOp[]; vectors: Float32Array; seq: number; fault?: ColdFault }
+  /** A search that does not fit the shared channel (or finds no free slot). */
   | { type: 'search'; reqId: number; coll: string; vector: Float32Array; k: number; filter?: Filter; fault?: ColdFault }
   | { type: 'save'; reqId: number; dir: string }
   | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
@@ -39,6 +40,17 @@ export interface ColdStats {
 export interface ColdHit {
   id: string;
   seq: number;
+}
+
+/**
+ * A cold answer. `seq`: the last event the index had applied when it searched (it may answer
+ * between the ops of a batch); the caller's hot tier must still hold everything after it.
+ */
+export interface ColdAnswer {
+  hits: ColdHit[];
+  seq: number;
+  /** Time spent inside hnswlib, µs. */
+  tookUs: number;
 }
 
 /** Messages from the cold worker. */

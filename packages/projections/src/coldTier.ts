@@ -1,9 +1,11 @@
 import type { Worker } from 'node:worker_threads';
 import { isLogError, startWorker } from '@kyrodb/log';
 import type { Failpoints } from '@kyrodb/log';
-import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
+import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
+import { SLOT, SearchChannel } from './searchChannel.js';
+import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
 export const COLD_TIMEOUT = 'cold_timeout';
@@ -12,6 +14,22 @@ interface Waiter {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timer?: NodeJS.Timeout;
+}
+
+/**
+ * How long a search may block the calling thread waiting for the worker's answer before it
+ * waits asynchronously instead, ms. About ten HNSW searches: a search that is not answered by
+ * then is stuck behind a slow worker, and the caller's event loop must go on.
+ */
+export const COLD_SYNC_WAIT_MS = 2;
+/** Spin this long before sleeping in Atomics.wait: a futex wake-up costs more than a short spin. */
+const SPIN_MS = 0.25;
+
+type WaitAsync = (a: Int32Array, index: number, value: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+function timeoutError(timeoutMs: number): ProjectionError {
+  return new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier did not answer within ${timeoutMs} ms`, { timeout: true });
 }
 
 /** Turns an armed failpoint into a fault the worker carries out (a real hang or a real crash). */
@@ -33,7 +51,11 @@ export function faultFrom(fp: Failpoints, name: string): ColdFault | undefined {
  */
 export class ColdTier {
   private readonly worker: Worker;
+  private readonly channel = SearchChannel.create();
   private readonly waiters = new Map<number, Waiter>();
+  /** Channel searches waiting asynchronously (past COLD_SYNC_WAIT_MS), by slot; settled by their answer, their timeout or the worker's death. */
+  private readonly slowSlots = new Map<number, Waiter>();
+  private ticket = 0;
   private nextReq = 1;
   private dead = false;
   private stopping = false;
@@ -51,7 +73,7 @@ export class ColdTier {
     private readonly onExit: (reason: string) => void,
   ) {
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-    this.worker = startWorker(new URL(`./coldWorker${ext}`, import.meta.url));
+    this.worker = startWorker(new URL(`./coldWorker${ext}`, import.meta.url), { workerData: this.channel.buffers });
   }
 
   /** Starts a worker and resolves once it is ready. */
@@ -106,11 +128,19 @@ export class ColdTier {
       w.reject(new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier: ${reason}`));
     }
     this.waiters.clear();
+    for (const [slot, w] of this.slowSlots) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier: ${reason}`));
+      this.channel.set(slot, SLOT.free); // releases this slot's Atomics.waitAsync
+    }
+    this.slowSlots.clear();
     if (!this.stopping) this.onExit(reason);
   }
 
   private post(m: ToCold, transfer: ArrayBuffer[] = []): void {
     this.worker.postMessage(m, transfer);
+    // The worker sleeps on the channel's bell, not in its event loop: wake it for the message.
+    this.channel.ring(false);
   }
 
   private request<T>(build: (reqId: number) => ToCold, timeoutMs: number, transfer: ArrayBuffer[] = []): Promise<T> {
@@ -121,7 +151,7 @@ export class ColdTier {
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         w.timer = setTimeout(() => {
           this.waiters.delete(reqId);
-          reject(new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier did not answer within ${timeoutMs} ms`, { timeout: true }));
+          reject(timeoutError(timeoutMs));
         }, timeoutMs);
       }
       this.waiters.set(reqId, w);
@@ -137,11 +167,103 @@ export class ColdTier {
     this.post(fault ? { type: 'apply', ops, vectors, seq, fault } : { type: 'apply', ops, vectors, seq }, [vectors.buffer as ArrayBuffer]);
   }
 
-  /** HNSW top-`k` (filter applied inside the search). Rejects PROJ_COLD_UNAVAILABLE on failure or timeout. Honours `projection.cold.search`. */
-  async search(coll: string, vector: Float32Array, k: number, filter: Filter | undefined, timeoutMs: number): Promise<ColdHit[]> {
-    const v = new Float32Array(vector);
+  /**
+   * HNSW top-`k` (filter applied inside the search). Rejects PROJ_COLD_UNAVAILABLE on failure or
+   * after `timeoutMs` (`details.timeout`). Honours `projection.cold.search`.
+   *
+   * Goes through the shared channel when a slot is free and the request fits: the calling thread
+   * then waits synchronously for at most COLD_SYNC_WAIT_MS (only when no earlier channel search is
+   * still unanswered, so a slow or hung worker costs the event loop one such wait, not one per
+   * search, nor while it is still busy with a search it was given up on), and asynchronously
+   * after that. Otherwise (or for an `error` fault) by message.
+   * Returns the answer itself when it came within the synchronous wait. On the channel path,
+   * `whileWaiting` is called after the request went out and before the wait, in the same turn.
+   */
+  search(coll: string, vector: Float32Array, k: number, filter: Filter | undefined, timeoutMs: number, whileWaiting?: () => void): ColdAnswer | Promise<ColdAnswer> {
+    if (this.dead) return Promise.reject(new ProjectionError('PROJ_COLD_UNAVAILABLE', 'cold tier is not running'));
     const fault = faultFrom(this.failpoints, 'projection.cold.search');
-    const r = await this.request<{ hits: ColdHit[]; tookUs: number }>(
+    const slot = this.channel.findFree();
+    this.ticket = (this.ticket + 1) | 0;
+    if (slot < 0 || !this.channel.publish(slot, this.ticket, coll, vector, k, filter === undefined ? undefined : JSON.stringify(filter), fault)) {
+      return this.searchByMessage(coll, vector, k, filter, fault, timeoutMs);
+    }
+    const t0 = performance.now();
+    this.channel.ring(true);
+    whileWaiting?.();
+    if (this.slowSlots.size === 0 && !this.channel.anyAbandoned()) {
+      const st = this.waitSync(slot, t0 + Math.min(COLD_SYNC_WAIT_MS, timeoutMs));
+      if (st === SLOT.done) return this.settle(this.channel.take(slot));
+    }
+    return this.waitSlow(slot, Math.max(0, timeoutMs - (performance.now() - t0)), timeoutMs);
+  }
+
+  /** Spins, then sleeps in Atomics.wait, until the slot is answered or `until` (performance.now() ms); returns the slot's state. */
+  private waitSync(slot: number, until: number): number {
+    const ch = this.channel;
+    const spinUntil = Math.min(until, performance.now() + SPIN_MS);
+    let st = ch.state(slot);
+    while (st !== SLOT.done && performance.now() < spinUntil) st = ch.state(slot);
+    for (;;) {
+      if (st === SLOT.done) return st;
+      const left = until - performance.now();
+      if (left <= 0) return st;
+      Atomics.wait(ch.ints, ch.stateIndex(slot), st, left);
+      st = ch.state(slot);
+    }
+  }
+
+  private settle(a: SlotAnswer): ColdAnswer {
+    if (!a.ok) throw new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier: ${a.error}`);
+    this.lastSearchUs = a.answer.tookUs;
+    return a.answer;
+  }
+
+  /** Waits for a channel slot without blocking: Atomics.waitAsync for the answer, a timer for the timeout. */
+  private waitSlow(slot: number, leftMs: number, timeoutMs: number): Promise<ColdAnswer> {
+    const ch = this.channel;
+    return new Promise<ColdAnswer>((resolve, reject) => {
+      let settled = false;
+      const w: Waiter = {
+        resolve: resolve as (v: unknown) => void,
+        reject: (e) => {
+          settled = true;
+          reject(e);
+        },
+      };
+      const finish = (): void => {
+        settled = true;
+        this.slowSlots.delete(slot);
+        if (w.timer) clearTimeout(w.timer);
+        try {
+          resolve(this.settle(ch.take(slot)));
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      };
+      const watch = (): void => {
+        if (settled) return;
+        const st = ch.state(slot);
+        if (st === SLOT.done) return finish();
+        const r = waitAsync(ch.ints, ch.stateIndex(slot), st);
+        if (r.async) void r.value.then(watch);
+        else watch();
+      };
+      w.timer = setTimeout(() => {
+        if (settled) return;
+        if (!ch.abandon(slot)) return finish(); // answered just now
+        settled = true;
+        this.slowSlots.delete(slot);
+        Atomics.notify(ch.ints, ch.stateIndex(slot)); // releases our waitAsync
+        reject(timeoutError(timeoutMs));
+      }, leftMs);
+      this.slowSlots.set(slot, w);
+      watch();
+    });
+  }
+
+  private async searchByMessage(coll: string, vector: Float32Array, k: number, filter: Filter | undefined, fault: ColdFault | undefined, timeoutMs: number): Promise<ColdAnswer> {
+    const v = new Float32Array(vector);
+    const r = await this.request<ColdAnswer>(
       (reqId) => {
         const m: ToCold = { type: 'search', reqId, coll, vector: v, k };
         if (filter !== undefined) m.filter = filter;
@@ -152,7 +274,7 @@ export class ColdTier {
       [v.buffer],
     );
     this.lastSearchUs = r.tookUs;
-    return r.hits;
+    return r;
   }
 
   /** Writes every index and its label map into `dir`; resolves with what was written and the worker's watermark. */
@@ -184,7 +306,7 @@ export class ColdTier {
       setTimeout(() => resolve(false), graceMs).unref();
     });
     try {
-      this.worker.postMessage({ type: 'stop' } satisfies ToCold);
+      this.post({ type: 'stop' });
     } catch {
       // already gone
     }

@@ -1,13 +1,22 @@
 // The cold tier: one hnswlib-node index per collection, in a worker thread. Receives batches of
 // ops in log order, answers searches, saves and loads checkpoint files. It trusts its input; the
 // main thread validates everything.
+//
+// It runs one synchronous loop instead of an event loop: it takes messages with
+// receiveMessageOnPort and searches from the shared channel, and sleeps in Atomics.wait on the
+// channel's bell, which the main thread rings after every message and every search request. A
+// search request is also served between the ops of an insert batch, so a search never waits
+// behind a whole batch.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import hnswlib from 'hnswlib-node';
 import type { Metadata, Metric } from '@kyrodb/log';
 import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { matchesFilter } from './filter.js';
+import type { Filter } from './filter.js';
+import { BELL, SEARCH_BELL, SearchChannel } from './searchChannel.js';
+import type { ChannelBuffers } from './searchChannel.js';
 
 interface Entry {
   id: string;
@@ -28,8 +37,14 @@ interface Coll {
 }
 
 const port = parentPort!;
+const channel = SearchChannel.attach(workerData as ChannelBuffers);
 const colls = new Map<string, Coll>();
+/** The seq of the last complete batch. */
 let watermark = 0;
+/** The seq of the last op applied (inside a batch: ahead of `watermark`); what a search answer reflects. */
+let appliedSeq = 0;
+/** The search bell as of the last scan of the channel. */
+let searchBellSeen = 0;
 
 function send(m: FromCold): void {
   port.postMessage(m);
@@ -56,53 +71,58 @@ function newIndex(metric: Metric, dim: number, capacity: number, M: number, efC:
 
 function apply(ops: ColdOp[], vectors: Float32Array): void {
   for (const o of ops) {
-    switch (o.op) {
-      case 'create':
-        if (colls.has(o.coll)) break;
-        colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024 });
-        break;
-      case 'drop':
-        colls.delete(o.coll);
-        break;
-      case 'upsert': {
-        const c = colls.get(o.coll);
-        if (c === undefined || o.len !== c.dim) break;
-        const old = c.byId.get(o.id);
-        if (old !== undefined) {
-          c.index.markDelete(old);
-          c.labels[old] = undefined;
-        }
-        const label = c.labels.length;
-        if (label >= c.capacity) {
-          c.capacity = Math.max(c.capacity * 2, label + 1);
-          c.index.resizeIndex(c.capacity);
-        }
-        c.index.addPoint(Array.from(vectors.subarray(o.off, o.off + c.dim)), label);
-        const e: Entry = { id: o.id, seq: o.seq };
-        if (o.meta !== undefined) e.meta = o.meta;
-        c.labels.push(e);
-        c.byId.set(o.id, label);
-        break;
-      }
-      case 'delete': {
-        const c = colls.get(o.coll);
-        const old = c?.byId.get(o.id);
-        if (c === undefined || old === undefined) break;
+    applyOne(o, vectors);
+    appliedSeq = o.op === 'create' ? o.createdSeq : o.seq;
+    if (Atomics.load(channel.ints, SEARCH_BELL) !== searchBellSeen) serveChannel();
+  }
+}
+
+function applyOne(o: ColdOp, vectors: Float32Array): void {
+  switch (o.op) {
+    case 'create':
+      if (colls.has(o.coll)) break;
+      colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024 });
+      break;
+    case 'drop':
+      colls.delete(o.coll);
+      break;
+    case 'upsert': {
+      const c = colls.get(o.coll);
+      if (c === undefined || o.len !== c.dim) break;
+      const old = c.byId.get(o.id);
+      if (old !== undefined) {
         c.index.markDelete(old);
         c.labels[old] = undefined;
-        c.byId.delete(o.id);
-        break;
       }
+      const label = c.labels.length;
+      if (label >= c.capacity) {
+        c.capacity = Math.max(c.capacity * 2, label + 1);
+        c.index.resizeIndex(c.capacity);
+      }
+      c.index.addPoint(Array.from(vectors.subarray(o.off, o.off + c.dim)), label);
+      const e: Entry = { id: o.id, seq: o.seq };
+      if (o.meta !== undefined) e.meta = o.meta;
+      c.labels.push(e);
+      c.byId.set(o.id, label);
+      break;
+    }
+    case 'delete': {
+      const c = colls.get(o.coll);
+      const old = c?.byId.get(o.id);
+      if (c === undefined || old === undefined) break;
+      c.index.markDelete(old);
+      c.labels[old] = undefined;
+      c.byId.delete(o.id);
+      break;
     }
   }
 }
 
-function search(coll: string, vector: Float32Array, k: number, filter: ToCold & { type: 'search' }): ColdHit[] {
+function search(coll: string, vector: Float32Array, k: number, f: Filter | undefined): ColdHit[] {
   const c = colls.get(coll);
   if (c === undefined || c.byId.size === 0) return [];
   const kk = Math.min(k, c.byId.size);
   c.index.setEf(Math.max(c.efS, kk));
-  const f = filter.filter;
   const labels = c.labels;
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
@@ -169,7 +189,7 @@ function load(dir: string, names: string[], seq: number): ColdStats {
   }
   colls.clear();
   for (const [k, v] of loaded) colls.set(k, v);
-  watermark = seq;
+  watermark = appliedSeq = seq;
   return stats();
 }
 
@@ -177,12 +197,30 @@ function stats(): ColdStats {
   return { watermark, collections: [...colls].map(([name, c]) => ({ name, dim: c.dim, live: c.byId.size, capacity: c.capacity })) };
 }
 
-port.on('message', (m: ToCold) => {
+/** Serves every published search request, oldest first. */
+function serveChannel(): void {
+  searchBellSeen = Atomics.load(channel.ints, SEARCH_BELL);
+  for (let slot = channel.nextRequest(); slot >= 0; slot = channel.nextRequest()) {
+    const r = channel.claim(slot);
+    if (r === undefined) continue; // the main thread gave up on it first
+    if (r.fault?.kind === 'panic') injure(r.fault, 'projection.cold.search');
+    try {
+      injure(r.fault, 'projection.cold.search');
+      const t0 = performance.now();
+      const hits = search(r.coll, r.vector, r.k, r.filterJson === undefined ? undefined : (JSON.parse(r.filterJson) as Filter));
+      channel.answer(slot, { ok: true, answer: { hits, seq: appliedSeq, tookUs: (performance.now() - t0) * 1000 } });
+    } catch (err) {
+      channel.answer(slot, { ok: false, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}
+
+function handle(m: ToCold): void {
   switch (m.type) {
     case 'apply':
       injure(m.fault, 'projection.cold.insert');
       apply(m.ops, m.vectors);
-      watermark = m.seq;
+      watermark = appliedSeq = m.seq;
       send({ type: 'applied', seq: m.seq });
       return;
     case 'search':
@@ -190,8 +228,8 @@ port.on('message', (m: ToCold) => {
       try {
         injure(m.fault, 'projection.cold.search');
         const t0 = performance.now();
-        const hits = search(m.coll, m.vector, m.k, m);
-        send({ type: 'reply', reqId: m.reqId, ok: true, value: { hits, tookUs: (performance.now() - t0) * 1000 } });
+        const hits = search(m.coll, m.vector, m.k, m.filter);
+        send({ type: 'reply', reqId: m.reqId, ok: true, value: { hits, seq: appliedSeq, tookUs: (performance.now() - t0) * 1000 } });
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
       }
@@ -212,5 +250,15 @@ port.on('message', (m: ToCold) => {
       port.close();
       process.exit(0);
   }
-});
+}
+
 send({ type: 'ready' });
+for (;;) {
+  const bell = Atomics.load(channel.ints, BELL);
+  // Messages first (in order), then searches; an exception here (an injected panic) ends the thread.
+  for (let r = receiveMessageOnPort(port); r !== undefined; r = receiveMessageOnPort(port)) handle(r.message as ToCold);
+  serveChannel();
+  // No spinning for the next request here: on a loaded machine a spinning worker holds a core the
+  // main thread needs to send that request (measured: the round trip grew by the spin time).
+  Atomics.wait(channel.ints, BELL, bell);
+}

@@ -17,7 +17,7 @@ import {
   writeFilesSynced,
 } from './checkpoints.js';
 import type { CheckpointCollection, CheckpointMetadata, CheckpointOptions, Generation } from './checkpoints.js';
-import type { ColdHit, ColdOp, ColdStats } from './coldProtocol.js';
+import type { ColdAnswer, ColdHit, ColdOp, ColdStats } from './coldProtocol.js';
 import { ColdTier } from './coldTier.js';
 import { ProjectionError, isProjectionError } from './errors.js';
 import { filterKey, validateFilter } from './filter.js';
@@ -25,7 +25,7 @@ import { HotTier, defaultHotTierOptions } from './hotTier.js';
 import type { HotTierOptions } from './hotTier.js';
 import { compareHits, score } from './scoring.js';
 import { applyEvent, checkQuery, emptyState, exactSearch, materialize, toHit } from './state.js';
-import type { CollectionInfo, DocValue, MaterializedState, SearchHit, SearchRequest, SearchResponse } from './state.js';
+import type { CollectionInfo, CollectionState, DocValue, MaterializedState, SearchHit, SearchRequest, SearchResponse } from './state.js';
 import type { CacheQuery, QueryCacheLayer } from './cache/types.js';
 
 /** The query layers, in the order they are consulted. */
@@ -132,6 +132,7 @@ export class Projections {
   private asOfCache: MaterializedState | undefined;
   private initializing = true;
   private ingest = { lastMs: 0, lastSeq: 0, rate: 0 };
+  private touchSink = 0;
   private readonly log: EventLog;
   private readonly dataDir: string;
   private readonly clock: Clock;
@@ -350,7 +351,7 @@ export class Projections {
             ops.push({ op: 'create', coll: e.collection, dim: e.body.dimension, metric: e.body.metric, M: e.body.hnsw.M, efC: e.body.hnsw.efConstruction, efS: e.body.hnsw.efSearch, createdSeq: e.seq });
             break;
           case 'collection.dropped':
-            ops.push({ op: 'drop', coll: e.collection });
+            ops.push({ op: 'drop', coll: e.collection, seq: e.seq });
             break;
           case 'vector.upserted': {
             const op: ColdOp = { op: 'upsert', coll: e.collection, id: e.body.id, seq: e.seq, off: floats, len: e.body.vector.length };
@@ -361,7 +362,7 @@ export class Projections {
             break;
           }
           case 'vector.deleted':
-            ops.push({ op: 'delete', coll: e.collection, id: e.body.id });
+            ops.push({ op: 'delete', coll: e.collection, id: e.body.id, seq: e.seq });
             break;
         }
       }
@@ -520,23 +521,33 @@ export class Projections {
     // When the cold tier has not been sent this collection's creation, it holds nothing of it
     // and the hot tier alone is complete.
     const coldUseful = this.hot.createdSeq(collection) <= this.coldWatermark || this.coldSentSeq >= c0.info.createdSeq;
-    const coldHits = coldUseful ? await this.searchCold(collection, req) : undefined;
+    // The hot tier is searched while the worker searches; that answer is kept only when the cold
+    // answer came back in the same turn (no event applied in between), else it is searched again.
+    const searchHot = (): SearchHit[] | undefined => this.runSync('hot', this.qOpts.hotTimeoutMs, false, () => this.hot.search(c0.info, req));
+    let early: { hits: SearchHit[] | undefined } | undefined;
+    let coldAnswer: ColdAnswer | undefined;
+    for (let attempt = 0; coldUseful && attempt < 3; attempt++) {
+      early = undefined;
+      const pending = this.searchCold(collection, req, () => (early = { hits: searchHot() }));
+      if (pending instanceof Promise) {
+        early = undefined;
+        coldAnswer = await pending;
+      } else coldAnswer = pending;
+      // The hot tier holds everything after the cold watermark. An answer that reflects less than
+      // that (the worker answered, then applied a batch whose acknowledgement was handled first,
+      // shedding it from the hot tier) could miss those writes: ask again.
+      if (coldAnswer === undefined || coldAnswer.seq >= this.coldWatermark) break;
+      coldAnswer = undefined;
+    }
+    const coldHits = coldAnswer?.hits;
     const coldAnswered = coldHits !== undefined;
 
     const c = this.state.collections.get(collection);
     if (c === undefined || c.info.createdSeq !== c0.info.createdSeq) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `collection ${collection} was dropped during the search`, { collection });
-    const hotHits = this.runSync('hot', this.qOpts.hotTimeoutMs, false, () => this.hot.search(c.info, req));
+    const hotHits = early !== undefined ? early.hits : searchHot();
 
     if (hotHits === undefined && !coldAnswered) throw new ProjectionError('PROJ_NO_LAYER_AVAILABLE', `no layer could answer a search of ${collection}`, { collection });
-    const merged = new Map<string, SearchHit>();
-    for (const h of hotHits ?? []) merged.set(h.id, h);
-    for (const h of coldHits ?? []) {
-      if (merged.has(h.id)) continue;
-      const d = c.docs.get(h.id);
-      if (d === undefined || d.seq !== h.seq) continue; // deleted, or a newer version lives in the hot tier
-      merged.set(h.id, toHit(d, score(c.info.metric, req.vector, d.vector)));
-    }
-    const results = [...merged.values()].sort(compareHits).slice(0, req.k);
+    const results = this.merge(c, req, hotHits ?? [], coldHits ?? []);
     const layers: ('hot' | 'cold')[] = [];
     if (hotHits !== undefined) layers.push('hot');
     if (coldAnswered) layers.push('cold');
@@ -550,6 +561,35 @@ export class Projections {
       }
     }
     return { results, degraded, layers };
+  }
+
+  /**
+   * Top-k of hot ∪ cold: cold hits that are deleted, stale (a newer version exists) or also in the
+   * hot tier are dropped; the rest are rescored exactly from the live vectors, so a score does
+   * not depend on the tier.
+   */
+  private merge(c: CollectionState, req: SearchRequest, hotHits: SearchHit[], coldHits: ColdHit[]): SearchHit[] {
+    // The docs were last touched long ago (memory far from this core): look all of them up and
+    // touch their vectors first, so the cache misses overlap instead of queueing one by one.
+    const docs: (DocValue | undefined)[] = new Array<DocValue | undefined>(coldHits.length);
+    let touch = 0;
+    for (let i = 0; i < coldHits.length; i++) {
+      const d = c.docs.get(coldHits[i]!.id);
+      docs[i] = d;
+      if (d !== undefined) touch += d.vector[0]! + d.vector[d.vector.length >> 1]!;
+    }
+    const merged = new Map<string, SearchHit>();
+    for (const h of hotHits) merged.set(h.id, h);
+    for (let i = 0; i < coldHits.length; i++) {
+      const h = coldHits[i]!;
+      const d = docs[i];
+      if (d === undefined || d.seq !== h.seq || merged.has(h.id)) continue; // deleted, or a newer version lives in the hot tier
+      merged.set(h.id, toHit(d, score(c.info.metric, req.vector, d.vector)));
+    }
+    const out = [...merged.values()].sort(compareHits);
+    if (out.length > req.k) out.length = req.k;
+    this.touchSink = touch; // kept, so the touching loads are not optimised away
+    return out;
   }
 
   /** Runs a synchronous layer under its breaker; undefined when refused, failed, or (if `discardLate`) late. */
@@ -574,7 +614,8 @@ export class Projections {
     }
   }
 
-  private async searchCold(collection: string, req: SearchRequest): Promise<ColdHit[] | undefined> {
+  /** The cold layer under its breaker; undefined when refused or failed. Synchronous when the worker answered within the channel's synchronous wait. */
+  private searchCold(collection: string, req: SearchRequest, whileWaiting: () => void): ColdAnswer | undefined | Promise<ColdAnswer | undefined> {
     const b = this.breakers.cold;
     const cold = this.cold;
     const permit = b.tryAcquire();
@@ -583,15 +624,25 @@ export class Projections {
       b.recordFailure('cold tier is restarting');
       return undefined;
     }
-    try {
-      const hits = await cold.search(collection, req.vector, req.k + this.hot.changedCount(collection), req.filter, this.qOpts.coldTimeoutMs);
-      b.recordSuccess();
-      return hits;
-    } catch (err) {
+    const failed = (err: unknown): undefined => {
       if (isProjectionError(err) && err.details['timeout'] === true) this.m.timeouts.inc({ layer: 'cold' });
       b.recordFailure(err instanceof Error ? err.message : String(err));
       return undefined;
+    };
+    let r: ColdAnswer | Promise<ColdAnswer>;
+    try {
+      r = cold.search(collection, req.vector, req.k + this.hot.changedCount(collection), req.filter, this.qOpts.coldTimeoutMs, whileWaiting);
+    } catch (err) {
+      return failed(err);
     }
+    if (!(r instanceof Promise)) {
+      b.recordSuccess();
+      return r;
+    }
+    return r.then((a) => {
+      b.recordSuccess();
+      return a;
+    }, failed);
   }
 
   private searchAsOf(collection: string, req: SearchRequest): SearchHit[] {

@@ -1,0 +1,257 @@
+// The shared-memory search channel between the main thread and the cold worker: a fixed set of
+// slots in SharedArrayBuffers, each holding one search request and, later, its answer. A search
+// costs two Atomics wake-ups instead of two structured-clone messages and two event-loop turns.
+//
+// Slot life cycle (the state word is the only synchronisation; every transition is a CAS or a
+// store by the one side that owns the slot in that state):
+//   free --main writes the request--> request --worker takes it--> busy --worker answers--> done
+//   done --main reads the answer--> free
+//   request --main gives up (timeout)--> free             (the worker never saw it)
+//   busy --main gives up (timeout)--> abandoned --worker finishes--> free
+import { Buffer } from 'node:buffer';
+import type { ColdAnswer, ColdFault, ColdHit } from './coldProtocol.js';
+
+/** Searches that can be in flight through the channel at once; more go by message. */
+export const CHANNEL_SLOTS = 8;
+/** Largest query vector a slot holds (the log's MAX_DIMENSION). */
+export const SLOT_MAX_DIM = 4096;
+/** Most hits a slot answers; a larger k goes by message. */
+export const SLOT_MAX_HITS = 256;
+/** Bytes for the collection name and the filter's JSON. */
+const REQ_BYTES = 16 * 1024;
+/** Bytes for the answer's ids (ids are at most 256 ASCII characters) or an error message. */
+const RESP_BYTES = SLOT_MAX_HITS * 256;
+
+/** Slot states. */
+export const SLOT = { free: 0, request: 1, busy: 2, done: 3, abandoned: 4 } as const;
+
+/** Control words: [0] rings on every message or request (the worker sleeps on it), [1] on every search request. */
+export const BELL = 0;
+export const SEARCH_BELL = 1;
+const CTL_INTS = 16;
+/** Header words of one slot. */
+const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, ok: 8, count: 9, respLen: 10 } as const;
+const HDR_INTS = 16;
+const FAULT_KIND = { none: 0, delay: 1, panic: 2 } as const;
+
+/** The shared buffers, as sent to the worker in `workerData`. */
+export interface ChannelBuffers {
+  ints: SharedArrayBuffer;
+  vecs: SharedArrayBuffer;
+  f64: SharedArrayBuffer;
+  lens: SharedArrayBuffer;
+  bytes: SharedArrayBuffer;
+}
+
+/** A request as the worker reads it. */
+export interface SlotRequest {
+  coll: string;
+  vector: Float32Array;
+  k: number;
+  filterJson: string | undefined;
+  fault: ColdFault | undefined;
+}
+
+/** What the main thread reads from a finished slot. */
+export type SlotAnswer = { ok: true; answer: ColdAnswer } | { ok: false; error: string };
+
+const F64_PER_SLOT = SLOT_MAX_HITS + 2; // hit seqs, then the applied seq and the µs spent
+
+/** Both ends of the channel share this view of the buffers. */
+export class SearchChannel {
+  /** Control words, then one header per slot. */
+  readonly ints: Int32Array;
+  private readonly vecs: Float32Array;
+  private readonly f64: Float64Array;
+  private readonly lens: Int32Array;
+  private readonly bytes: Buffer;
+  private constructor(readonly buffers: ChannelBuffers) {
+    this.ints = new Int32Array(buffers.ints);
+    this.vecs = new Float32Array(buffers.vecs);
+    this.f64 = new Float64Array(buffers.f64);
+    this.lens = new Int32Array(buffers.lens);
+    this.bytes = Buffer.from(buffers.bytes);
+  }
+
+  /** New buffers (main thread). */
+  static create(): SearchChannel {
+    return new SearchChannel({
+      ints: new SharedArrayBuffer((CTL_INTS + CHANNEL_SLOTS * HDR_INTS) * 4),
+      vecs: new SharedArrayBuffer(CHANNEL_SLOTS * SLOT_MAX_DIM * 4),
+      f64: new SharedArrayBuffer(CHANNEL_SLOTS * F64_PER_SLOT * 8),
+      lens: new SharedArrayBuffer(CHANNEL_SLOTS * SLOT_MAX_HITS * 4),
+      bytes: new SharedArrayBuffer(CHANNEL_SLOTS * (REQ_BYTES + RESP_BYTES)),
+    });
+  }
+
+  /** The worker's view of buffers made by `create`. */
+  static attach(b: ChannelBuffers): SearchChannel {
+    return new SearchChannel(b);
+  }
+
+  /** Index in `ints` of a slot's state word (for Atomics.wait / waitAsync). */
+  stateIndex(slot: number): number {
+    return CTL_INTS + slot * HDR_INTS + H.state;
+  }
+
+  state(slot: number): number {
+    return Atomics.load(this.ints, this.stateIndex(slot));
+  }
+
+  /** Atomically moves a slot from `from` to `to`; true when it was in `from`. */
+  cas(slot: number, from: number, to: number): boolean {
+    return Atomics.compareExchange(this.ints, this.stateIndex(slot), from, to) === from;
+  }
+
+  /** Sets a slot's state and wakes whoever waits on it. */
+  set(slot: number, to: number): void {
+    Atomics.store(this.ints, this.stateIndex(slot), to);
+    Atomics.notify(this.ints, this.stateIndex(slot));
+  }
+
+  /** Wakes the worker: `search` for a search request, always for a message. */
+  ring(search: boolean): void {
+    if (search) Atomics.add(this.ints, SEARCH_BELL, 1);
+    Atomics.add(this.ints, BELL, 1);
+    Atomics.notify(this.ints, BELL, 1);
+  }
+
+  // ------------------------------------------------------------ main thread
+
+  /** A free slot (not yet claimed: the caller writes and publishes it in the same turn), or -1. */
+  findFree(): number {
+    for (let s = 0; s < CHANNEL_SLOTS; s++) if (this.state(s) === SLOT.free) return s;
+    return -1;
+  }
+
+  /**
+   * Writes a request into a free slot and publishes it (state → request). False, with the slot
+   * left free, when it does not fit (dimension, k, name and filter size, or an `error` fault).
+   */
+  publish(slot: number, ticket: number, coll: string, vector: Float32Array, k: number, filterJson: string | undefined, fault: ColdFault | undefined): boolean {
+    if (vector.length > SLOT_MAX_DIM || k > SLOT_MAX_HITS || (fault !== undefined && fault.kind === 'error')) return false;
+    const h = CTL_INTS + slot * HDR_INTS;
+    const base = slot * (REQ_BYTES + RESP_BYTES);
+    // Names and filters are mostly ASCII; `write` stops at the end, so an overflow shows as a short write.
+    if (coll.length * 3 + (filterJson?.length ?? 0) * 3 > REQ_BYTES) return false;
+    const collLen = this.bytes.write(coll, base, 'utf8');
+    const filterLen = filterJson === undefined ? -1 : this.bytes.write(filterJson, base + collLen, 'utf8');
+    this.vecs.set(vector, slot * SLOT_MAX_DIM);
+    const ints = this.ints;
+    ints[h + H.ticket] = ticket;
+    ints[h + H.k] = k;
+    ints[h + H.dim] = vector.length;
+    ints[h + H.collLen] = collLen;
+    ints[h + H.filterLen] = filterLen;
+    ints[h + H.faultKind] = fault === undefined ? FAULT_KIND.none : fault.kind === 'delay' ? FAULT_KIND.delay : FAULT_KIND.panic;
+    ints[h + H.faultMs] = fault !== undefined && fault.kind === 'delay' ? fault.ms : 0;
+    // The store publishes everything written above (Atomics are sequentially consistent).
+    Atomics.store(ints, h + H.state, SLOT.request);
+    return true;
+  }
+
+  /** Reads a done slot's answer and frees the slot. */
+  take(slot: number): SlotAnswer {
+    const h = CTL_INTS + slot * HDR_INTS;
+    const ints = this.ints;
+    const base = slot * (REQ_BYTES + RESP_BYTES) + REQ_BYTES;
+    let r: SlotAnswer;
+    if (ints[h + H.ok] === 1) {
+      const n = ints[h + H.count]!;
+      const f = slot * F64_PER_SLOT;
+      const l = slot * SLOT_MAX_HITS;
+      const hits: ColdHit[] = new Array<ColdHit>(n);
+      let off = base;
+      for (let i = 0; i < n; i++) {
+        const len = this.lens[l + i]!;
+        hits[i] = { id: this.bytes.toString('utf8', off, off + len), seq: this.f64[f + i]! };
+        off += len;
+      }
+      r = { ok: true, answer: { hits, seq: this.f64[f + SLOT_MAX_HITS]!, tookUs: this.f64[f + SLOT_MAX_HITS + 1]! } };
+    } else r = { ok: false, error: this.bytes.toString('utf8', base, base + ints[h + H.respLen]!) };
+    Atomics.store(ints, h + H.state, SLOT.free);
+    return r;
+  }
+
+  /** True while the worker is still busy with a search the main thread gave up on (it is slow or hung). */
+  anyAbandoned(): boolean {
+    for (let s = 0; s < CHANNEL_SLOTS; s++) if (this.state(s) === SLOT.abandoned) return true;
+    return false;
+  }
+
+  /** Gives up on a slot the worker has not answered; false when it has answered meanwhile (take it). */
+  abandon(slot: number): boolean {
+    if (this.cas(slot, SLOT.request, SLOT.free)) return true;
+    return this.cas(slot, SLOT.busy, SLOT.abandoned);
+  }
+
+  // ------------------------------------------------------------ worker
+
+  /** The published slot with the lowest ticket, or -1. */
+  nextRequest(): number {
+    let best = -1;
+    let bestTicket = 0;
+    for (let s = 0; s < CHANNEL_SLOTS; s++) {
+      if (this.state(s) !== SLOT.request) continue;
+      const t = this.ints[CTL_INTS + s * HDR_INTS + H.ticket]!;
+      if (best < 0 || t - bestTicket < 0) {
+        best = s;
+        bestTicket = t;
+      }
+    }
+    return best;
+  }
+
+  /** Claims a published slot (request → busy) and reads it; undefined when main took it back. */
+  claim(slot: number): SlotRequest | undefined {
+    if (!this.cas(slot, SLOT.request, SLOT.busy)) return undefined;
+    const h = CTL_INTS + slot * HDR_INTS;
+    const ints = this.ints;
+    const base = slot * (REQ_BYTES + RESP_BYTES);
+    const collLen = ints[h + H.collLen]!;
+    const filterLen = ints[h + H.filterLen]!;
+    const kind = ints[h + H.faultKind]!;
+    const dim = ints[h + H.dim]!;
+    return {
+      coll: this.bytes.toString('utf8', base, base + collLen),
+      vector: this.vecs.subarray(slot * SLOT_MAX_DIM, slot * SLOT_MAX_DIM + dim),
+      k: ints[h + H.k]!,
+      filterJson: filterLen < 0 ? undefined : this.bytes.toString('utf8', base + collLen, base + collLen + filterLen),
+      fault: kind === FAULT_KIND.delay ? { kind: 'delay', ms: ints[h + H.faultMs]! } : kind === FAULT_KIND.panic ? { kind: 'panic' } : undefined,
+    };
+  }
+
+  /**
+   * Writes the answer of a claimed slot and hands it back (busy → done, or abandoned → free).
+   * Hits are nearest first; beyond SLOT_MAX_HITS (only ties past the requested k) they are cut.
+   */
+  answer(slot: number, a: SlotAnswer): void {
+    const h = CTL_INTS + slot * HDR_INTS;
+    const ints = this.ints;
+    const base = slot * (REQ_BYTES + RESP_BYTES) + REQ_BYTES;
+    if (a.ok) {
+      const f = slot * F64_PER_SLOT;
+      const l = slot * SLOT_MAX_HITS;
+      const hits = a.answer.hits;
+      let off = base;
+      let n = 0;
+      for (; n < hits.length && n < SLOT_MAX_HITS; n++) {
+        const hit = hits[n]!;
+        if (off + hit.id.length * 3 > base + RESP_BYTES) break; // ids are ≤ 256 ASCII chars: only beyond SLOT_MAX_HITS
+        const len = this.bytes.write(hit.id, off, 'utf8');
+        this.lens[l + n] = len;
+        this.f64[f + n] = hit.seq;
+        off += len;
+      }
+      this.f64[f + SLOT_MAX_HITS] = a.answer.seq;
+      this.f64[f + SLOT_MAX_HITS + 1] = a.answer.tookUs;
+      ints[h + H.count] = n;
+      ints[h + H.ok] = 1;
+    } else {
+      ints[h + H.respLen] = this.bytes.write(a.error.slice(0, 4096), base, 'utf8');
+      ints[h + H.ok] = 0;
+    }
+    if (!this.cas(slot, SLOT.busy, SLOT.done)) Atomics.store(ints, h + H.state, SLOT.free); // abandoned
+    Atomics.notify(ints, h + H.state);
+  }
+}

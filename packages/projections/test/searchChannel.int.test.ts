@@ -1,0 +1,93 @@
+// The shared-memory search channel to the cold worker (real worker thread, real hnswlib).
+import { afterEach, describe, expect, it } from 'vitest';
+import { exactSearch, materialize } from '@kyrodb/projections';
+import type { Filter, Projections, SearchRequest, SearchResponse } from '@kyrodb/projections';
+import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
+import type { Env } from './helpers.js';
+
+let env: Env | undefined;
+afterEach(async () => {
+  await env?.close();
+  env = undefined;
+});
+
+const DIM = 8;
+
+async function seed(e: Env, p: Projections, n: number, seedValue = 3): Promise<void> {
+  const r = rng(seedValue);
+  await e.log.append([create('c', DIM, 'l2')]);
+  const res = await e.log.append(Array.from({ length: n }, (_, i) => upsert('c', `v${i}`, randomVector(r, DIM), { g: i % 3 })));
+  await p.waitForCold(res.lastSeq);
+}
+
+/** The longest gap between the ticks of a 5 ms interval while `fn` runs: how long the event loop was blocked. */
+async function maxEventLoopGap<T>(fn: () => Promise<T>): Promise<{ value: T; gapMs: number }> {
+  let last = performance.now();
+  let gapMs = 0;
+  const t = setInterval(() => {
+    const now = performance.now();
+    gapMs = Math.max(gapMs, now - last);
+    last = now;
+  }, 5);
+  try {
+    const value = await fn();
+    return { value, gapMs: Math.max(gapMs, performance.now() - last) };
+  } finally {
+    clearInterval(t);
+  }
+}
+
+describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () => {
+  it('concurrent searches each get their own answer: more than the channel has slots, filters, a filter too big for a slot, k too big for a slot', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { coldTimeoutMs: 10_000 } });
+    await seed(env, p, 300);
+    const r = rng(17);
+    const reqs: SearchRequest[] = Array.from({ length: 24 }, (_, i) => {
+      const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 1 + (i % 9) };
+      if (i % 4 === 1) q.filter = { g: i % 3 };
+      if (i % 4 === 2) q.filter = { g: { $in: [0, 2] } };
+      return q;
+    });
+    // Larger than a slot's request area: goes by message.
+    const big: Filter = { g: { $in: [1, ...Array.from({ length: 5000 }, (_, i) => `not-a-group-${i}`)] } };
+    reqs.push({ vector: new Float32Array(randomVector(r, DIM)), k: 7, filter: big });
+    reqs.push({ vector: new Float32Array(randomVector(r, DIM)), k: 290 }); // more hits than a slot holds
+    // The first search holds the worker for 300 ms, so the others pile up: the channel's 8 slots
+    // fill (oldest first), the rest go by message, and all wait asynchronously.
+    env.failpoints.set('projection.cold.search', '1*delay(300)');
+    const answers = await Promise.all(reqs.map((q) => p.search('c', q)));
+    const state = materialize(env.log);
+    answers.forEach((a, i) => {
+      expect(a.degraded).toBe(false);
+      expect(a.layers).toEqual(['hot', 'cold']);
+      expect(a.results).toEqual(exactSearch(state, 'c', reqs[i]!));
+    });
+    // And one at a time, through the synchronous wait.
+    for (const q of reqs.slice(0, 6)) expect((await p.search('c', q)).results).toEqual(exactSearch(state, 'c', q));
+  });
+
+  it('a hung worker: degraded hot answers after the cold timeout, and the event loop is never blocked for long (one bounded wait, then asynchronous)', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { coldTimeoutMs: 1000, breakerThreshold: 100 } });
+    await seed(env, p, 100);
+    const r = rng(23);
+    const q = (): SearchRequest => ({ vector: new Float32Array(randomVector(r, DIM)), k: 5 });
+    env.failpoints.set('projection.cold.search', '1*delay(5000)');
+    const { value, gapMs } = await maxEventLoopGap(async () => {
+      const first = p.search('c', q()); // the worker hangs in this one
+      // Written while the worker hangs: the hot tier serves it.
+      await env!.log.append([upsert('c', 'fresh', Array.from({ length: DIM }, () => 0.5))]);
+      const concurrent = await Promise.all([first, ...Array.from({ length: 10 }, () => p.search('c', q()))]);
+      const sequential: SearchResponse[] = [];
+      for (let i = 0; i < 2; i++) sequential.push(await p.search('c', { vector: new Float32Array(DIM).fill(0.5), k: 3 }));
+      return [...concurrent, ...sequential];
+    });
+    for (const a of value) expect(a).toMatchObject({ degraded: true, layers: ['hot'] });
+    expect(value.at(-1)!.results[0]!.id).toBe('fresh');
+    expect(await metric(env.registry, 'query_timeouts_total', { layer: 'cold' })).toBe(13);
+    // Blocking until the 1000 ms timeout would show here as a gap of a second or more; the
+    // synchronous wait is 2 ms. The bound leaves room for a loaded machine.
+    expect(gapMs).toBeLessThan(500);
+  });
+});
