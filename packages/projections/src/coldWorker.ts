@@ -118,27 +118,44 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
   }
 }
 
+/**
+ * The nearest `k` (fewer when the collection or the filter has fewer), plus every hit tied with
+ * the k-th by distance: the caller orders ties by id, as the exact search does, so it needs all
+ * of them to choose from. It asks for one more than `k` and widens while the last is still tied.
+ */
 function search(coll: string, vector: Float32Array, k: number, f: Filter | undefined): ColdHit[] {
   const c = colls.get(coll);
-  if (c === undefined || c.byId.size === 0) return [];
-  const kk = Math.min(k, c.byId.size);
-  c.index.setEf(Math.max(c.efS, kk));
+  if (c === undefined || c.byId.size === 0 || k <= 0) return [];
+  const live = c.byId.size;
+  const kk = Math.min(k, live);
   const labels = c.labels;
+  const q = Array.from(vector);
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
-  const r =
+  const accept =
     f === undefined
-      ? c.index.searchKnn(Array.from(vector), kk)
-      : c.index.searchKnn(Array.from(vector), kk, (label: number) => {
+      ? undefined
+      : (label: number): boolean => {
           const e = labels[label];
           return e !== undefined && matchesFilter(e.meta, f);
-        });
-  const out: ColdHit[] = [];
-  for (const label of r.neighbors) {
-    const e = labels[label];
-    if (e !== undefined) out.push({ id: e.id, seq: e.seq });
+        };
+  for (let want = Math.min(kk + 1, live); ; want = Math.min(live, want * 2)) {
+    c.index.setEf(Math.max(c.efS, want));
+    const r = accept === undefined ? c.index.searchKnn(q, want) : c.index.searchKnn(q, want, accept);
+    const d = r.distances;
+    const n = r.neighbors.length;
+    const kth = n <= kk ? Infinity : Float64Array.from(d).sort()[kk - 1]!;
+    // Done when there is no tie to chase: fewer than asked came back, or the farthest is farther than the k-th.
+    if (n < want || want >= live || Math.max(...d) > kth) {
+      const out: ColdHit[] = [];
+      for (let i = 0; i < n; i++) {
+        if (d[i]! > kth) continue;
+        const e = labels[r.neighbors[i]!];
+        if (e !== undefined) out.push({ id: e.id, seq: e.seq });
+      }
+      return out;
+    }
   }
-  return out;
 }
 
 function save(dir: string): { watermark: number; collections: ColdSavedCollection[] } {

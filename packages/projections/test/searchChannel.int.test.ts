@@ -90,4 +90,30 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
     // synchronous wait is 2 ms. The bound leaves room for a loaded machine.
     expect(gapMs).toBeLessThan(500);
   });
+
+  it('ties at the k-th score are broken by id, as the exact search breaks them', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const r = rng(5);
+    await env.log.append([create('c', DIM, 'l2')]);
+    // 40 copies of one vector under ids inserted in a shuffled order, among other vectors.
+    const same = randomVector(r, DIM);
+    const ids = Array.from({ length: 40 }, (_, i) => `t${String(i).padStart(2, '0')}`);
+    for (let i = ids.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
+    const res = await env.log.append([
+      ...Array.from({ length: 60 }, (_, i) => upsert('c', `o${i}`, randomVector(r, DIM))),
+      ...ids.map((id) => upsert('c', id, same)),
+    ]);
+    await p.waitForCold(res.lastSeq);
+    const state = materialize(env.log);
+    for (const k of [1, 5, 17, 39]) {
+      const req: SearchRequest = { vector: new Float32Array(same), k };
+      const got = await p.search('c', req);
+      expect(got.layers).toEqual(['hot', 'cold']);
+      expect(got.results).toEqual(exactSearch(state, 'c', req));
+    }
+  });
 });
