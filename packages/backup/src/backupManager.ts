@@ -373,7 +373,8 @@ export class BackupManager {
         onRecord?.(record);
       }
       if (entries.length !== end - start + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the log holds ${entries.length} of seqs ${start}..${end}`, { from: start, to: end });
-      const sealed = runner.seal(encodeSegment(entries).body);
+      const sealed = runner.seal(encodeSegment(entries).body, entries);
+      sealed.catch(() => undefined); // observed through the chain below, even when an earlier step failed
       this.lastPhasesMs.read += performance.now() - t0;
       const key = `${backupPrefix(id)}events-${padSeq(start)}-${padSeq(end)}`;
       const step = chain

@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { LogError, isLogError, startWorker } from '@kyrodb/log';
 import { BackupError, isBackupError } from './errors.js';
 import type { ReplayState } from './state.js';
+import type { SegmentEntry } from './segment.js';
 import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
 
 /**
@@ -28,8 +29,8 @@ export function useCodecWorker(mode: CodecThread | undefined, job: { kind: 'seal
 
 /** The file work of a job, in order: seal (backup) or open (restore) calls are applied in call order. */
 export interface CodecRunner {
-  /** Seals the next raw segment. */
-  seal(raw: Buffer): Promise<SealedFile>;
+  /** Seals the next raw segment (`entries`: what it encodes, used inline to skip decoding it). */
+  seal(raw: Buffer, entries?: readonly SegmentEntry[]): Promise<SealedFile>;
   /** Opens the next source, once `stored` resolves (its rejection is handed to the opener, see SourceOpener.open). */
   open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource>;
   /** Live vectors per collection after everything sealed/opened, and the codec's busy time (ms). */
@@ -102,8 +103,8 @@ class InlineCodecRunner implements CodecRunner {
     else this.opener = new SourceOpener(job.options);
   }
 
-  seal(raw: Buffer): Promise<SealedFile> {
-    return Promise.resolve(this.sealer!.seal(raw));
+  seal(raw: Buffer, entries?: readonly SegmentEntry[]): Promise<SealedFile> {
+    return Promise.resolve(this.sealer!.seal(raw, entries));
   }
 
   open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource> {

@@ -34,10 +34,13 @@ export class FileSealer {
 
   constructor(private readonly o: SealOptions) {}
 
-  /** Seals one raw segment (`encodeSegment(...).body`); segments must come in seq order. */
-  seal(raw: Buffer): SealedFile {
+  /**
+   * Seals one raw segment (`encodeSegment(entries).body`); segments must come in seq order.
+   * `entries` (inline only: they do not cross to the worker) spares decoding the framing again.
+   */
+  seal(raw: Buffer, entries?: readonly SegmentEntry[]): SealedFile {
     const t0 = performance.now();
-    if (this.o.countVectors) for (const e of decodeSegment(raw).entries) this.state.applyRecord(e.record);
+    if (this.o.countVectors) for (const e of entries ?? decodeSegment(raw).entries) this.state.applyRecord(e.record);
     const body = encodeObject(raw, this.o.compression, this.o.encryption);
     const sealed = { body, sha256: sha256Hex(body) };
     this.busyMs += performance.now() - t0;
