@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
@@ -137,6 +138,7 @@ const HEAD_KEY = 'head';
 const FORMAT_KEY = 'format';
 const FORMAT_VERSION = 1;
 const EMPTY = Buffer.alloc(0);
+const APPEND = { append: true } as const;
 const DOC_LEVEL = ''; // by-doc id for collection-level events
 /** Below this much free space a group is applied to LMDB before it is acknowledged. */
 const LOW_SPACE_BYTES = 256 * 1024 * 1024;
@@ -184,6 +186,10 @@ export class EventLog {
   private cursors: Record<string, unknown> = {};
   private markerWritten = false;
   private pendingApply: Prepared[] = [];
+  /** Moving averages: a frame's sync, and the writers' work per event between a group's acknowledgement and the next take (µs). */
+  private syncUs = 200;
+  private workPerEventUs = 0;
+  private settledAt: { t: number; events: number } | undefined;
   private applyScheduled = false;
 
   private constructor(options: EventLogOptions) {
@@ -379,13 +385,16 @@ export class EventLog {
   }
 
   /**
-   * The next group: queued requests up to `maxGroupEvents`. With `split` (nothing in flight) a
-   * long queue is halved: the two halves then commit in turn, each one's sync overlapping the
-   * other's writers (instead of all writers waiting on one sync and then all working at once).
+   * The next group: queued requests up to `maxGroupEvents`. With `split` (nothing in flight),
+   * a long queue is halved when the writers' own work on the whole queue would take longer than
+   * a sync: the halves then commit in turn, one's sync overlapping the other's writers. When
+   * syncs are the slower part, one big group per sync is better, and the queue is taken whole.
+   * Both costs are measured as the log runs (moving averages).
    */
   private takeGroup(split: boolean): Pending[] | undefined {
     if (this.queue.length === 0) return undefined;
-    const maxRequests = split && this.queue.length >= 8 ? Math.ceil(this.queue.length / 2) : Number.MAX_SAFE_INTEGER;
+    const halve = split && this.queue.length >= 8 && this.overlapPays(0);
+    const maxRequests = halve ? Math.ceil(this.queue.length / 2) : Number.MAX_SAFE_INTEGER;
     const group: Pending[] = [];
     let n = 0;
     while (this.queue.length > 0 && group.length < maxRequests && (group.length === 0 || n + this.queue[0]!.inputs.length <= this.opts.maxGroupEvents)) {
@@ -418,6 +427,7 @@ export class EventLog {
             // writers woken by the previous group re-append only after the loop has taken a group
             // of one, and group sizes alternate 1, N-1, 1, N-1 (half the throughput).
             await tick();
+            this.measureWork();
             const group = this.takeGroup(true);
             if (group === undefined) break;
             next = { group, prepared: this.prepare(group.map((p) => p.inputs), this.cachedHead), sealedOn: this.cachedHead };
@@ -426,8 +436,9 @@ export class EventLog {
           next = undefined;
           if (current === undefined) continue;
         }
-        if (this.opts.pipelineCommits && next === undefined) {
+        if (this.opts.pipelineCommits && next === undefined && this.overlapPays(current.prepared.events.length)) {
           await tick();
+          this.measureWork();
           const following = this.takeGroup(false);
           if (following !== undefined) next = { group: following, prepared: this.prepare(following.map((p) => p.inputs), current.prepared.head), sealedOn: current.prepared.head };
         }
@@ -440,7 +451,10 @@ export class EventLog {
           current = this.startCommit(next);
           next = undefined;
         }
-        if (outcome.ok) this.settleSuccess(done.group, outcome.results);
+        if (outcome.ok) {
+          this.settledAt = { t: performance.now(), events: done.prepared.events.length };
+          this.settleSuccess(done.group, outcome.results);
+        }
         else this.settleFailure(done.group, outcome.err);
         if (next !== undefined && !sameHead(next.sealedOn, this.cachedHead)) {
           // The previous group did not land where predicted (it failed): re-seal on the real head.
@@ -450,6 +464,25 @@ export class EventLog {
     } finally {
       this.committing = false;
     }
+  }
+
+  /**
+   * Whether the writers' work on what is queued (plus `inFlight` events about to be
+   * acknowledged) takes longer than a sync, so that committing in two alternating groups, one
+   * syncing while the other's writers work, beats one group per sync.
+   */
+  private overlapPays(inFlight: number): boolean {
+    let queued = 0;
+    for (const p of this.queue) queued += p.inputs.length;
+    return this.workPerEventUs * (queued + inFlight) > this.syncUs;
+  }
+
+  /** After a group's acknowledgement, the time until the next take, per event of that group. */
+  private measureWork(): void {
+    if (this.settledAt === undefined) return;
+    const per = ((performance.now() - this.settledAt.t) * 1000) / this.settledAt.events;
+    this.settledAt = undefined;
+    this.workPerEventUs = this.workPerEventUs === 0 ? per : 0.9 * this.workPerEventUs + 0.1 * per;
   }
 
   /** Starts a sealed group's commit; with the breaker open, fails it fast instead (undefined). */
@@ -558,6 +591,7 @@ export class EventLog {
     const writing = wal.append(p.records, p.events[0]!.seq);
     if (writing !== undefined) await writing;
     if (fp.active) await fp.hit('wal.flush');
+    const syncStart = performance.now();
     const synced = wal.sync();
     // While this frame syncs, apply the groups acknowledged before it. If that fails, this
     // group fails too (its frame is then cut back): nothing new is written past an unapplied one.
@@ -568,6 +602,7 @@ export class EventLog {
       applyError = err instanceof Error ? err : new Error(String(err));
     }
     await synced;
+    this.syncUs = 0.9 * this.syncUs + 0.1 * (performance.now() - syncStart) * 1000;
     if (applyError !== undefined) throw applyError;
     this.pendingApply.push(p);
     if (wal.freeBytes() < LOW_SPACE_BYTES) {
@@ -620,9 +655,10 @@ export class EventLog {
   }
 
   private putKeys(seq: number, ts: number, collection: string, docId: string, record: Uint8Array): void {
-    // Inside a transaction callback, putSync writes into that transaction.
-    this.events.putSync(seq, record as Buffer);
-    this.byTime.putSync([ts, seq], EMPTY);
+    // Inside a transaction callback, putSync writes into that transaction. Seqs, and (ts, seq)
+    // pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
+    this.events.putSync(seq, record as Buffer, APPEND);
+    this.byTime.putSync([ts, seq], EMPTY, APPEND);
     this.byDoc.putSync([collection, docId, seq], EMPTY);
   }
 
@@ -665,12 +701,14 @@ export class EventLog {
     let { seq, ts, hash } = from;
     const rows: IndexRow[] = [];
     for (const rec of records) {
-      const { prevHash, hash: stored, payload } = splitRecord(rec);
+      if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
+      const buf = Buffer.from(rec.buffer, rec.byteOffset, rec.byteLength);
+      const payload = buf.subarray(64);
       const f = decodeIndexFields(payload);
       if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!bytesEqual(prevHash, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
-      const h = chainHash(prevHash, payload);
-      if (!bytesEqual(h, stored)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+      if (buf.compare(hash, 0, 32, 0, 32) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      const h = createHash('sha256').update(buf.subarray(0, 32)).update(payload).digest();
+      if (h.compare(buf, 32, 64) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
       if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
       seq = f.seq;
       ts = f.ts;
