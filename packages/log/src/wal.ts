@@ -446,11 +446,6 @@ export class SegmentWal {
     return { seq: last.firstSeq + last.records.length - 1, hash: new Uint8Array(rec.subarray(32, 64)) };
   }
 
-  /** Records with seq ≥ `fromSeq`, in order, read from the segments. */
-  *read(fromSeq: number): Generator<WalRecord> {
-    yield* readSegments(this.dir, fromSeq);
-  }
-
   /** Waits for the zeroing ahead, then closes the current segment (everything in it is durable). */
   async close(): Promise<void> {
     if (this.extending !== undefined) await this.extending;
