@@ -195,6 +195,8 @@ export class SegmentWal {
   private allocated = 0;
   private extending: Promise<void> | undefined;
   private extendFailed = false;
+  /** The furthest byte of the current segment a write was attempted up to (rollback zeroes to here). */
+  private attempted = 0;
   private free: number | undefined;
   private freeAge = 0;
   private pending: { seq: number; hash: Uint8Array } | undefined;
@@ -300,6 +302,8 @@ export class SegmentWal {
   }
 
   private writeFrame(frame: Buffer, records: readonly Uint8Array[], firstSeq: number): void {
+    // A write that fails part way leaves bytes past `written`: remember how far it could reach.
+    this.attempted = Math.max(this.attempted, this.written + frame.byteLength);
     let done = 0;
     while (done < frame.byteLength) done += fs.writeSync(this.fd, frame, done, frame.byteLength - done, this.written + done);
     this.written += frame.byteLength;
@@ -374,7 +378,7 @@ export class SegmentWal {
     const fd = fs.openSync(file, 'w+');
     this.fd = fd;
     this.segment = firstSeq;
-    this.written = this.durable = this.allocated = 0;
+    this.written = this.durable = this.allocated = this.attempted = 0;
     this.extendFailed = false;
     fsyncPath(this.dir);
     // The first zeros now (the frame needs them); the rest ahead in the background.
@@ -407,14 +411,14 @@ export class SegmentWal {
       }
     }
     this.fd = -1;
-    const end = this.segment === mark.segment ? Math.max(this.written, mark.offset) : undefined;
+    const end = this.segment === mark.segment ? Math.max(this.written, this.attempted, mark.offset) : undefined;
     const newer = listSegments(this.dir).filter((seg) => seg > mark.segment);
     for (const seg of newer) fs.rmSync(path.join(this.dir, segmentName(seg)), { force: true });
     if (newer.length > 0) fsyncPath(this.dir);
     this.segment = mark.segment;
     this.pending = undefined;
     this.extendFailed = false;
-    this.written = this.durable = this.allocated = mark.offset;
+    this.written = this.durable = this.allocated = this.attempted = mark.offset;
     if (mark.segment !== 0) {
       const file = path.join(this.dir, segmentName(mark.segment));
       const fd = fs.openSync(file, 'r+');
