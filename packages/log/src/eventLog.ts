@@ -691,7 +691,13 @@ export class EventLog {
   /** Writes checked rows and the new head to LMDB in one transaction. */
   private applyRows(rows: readonly IndexRow[], head: LogHead): void {
     this.env.transactionSync(() => {
-      for (const r of rows) this.putKeys(r.seq, r.ts, r.collection, r.docId, r.record);
+      for (const r of rows) {
+        this.events.putSync(r.seq, r.record as Buffer, APPEND);
+        this.byTime.putSync([r.ts, r.seq], EMPTY, APPEND);
+      }
+      // by-doc in key order: neighbouring keys share pages, so a big import touches each page once
+      const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
+      for (const r of byDoc) this.byDoc.putSync([r.collection, r.docId, r.seq], EMPTY);
       this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
     });
   }
@@ -1132,6 +1138,13 @@ export class EventLog {
       this.lock?.release();
     }
   }
+}
+
+/** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
+function byDocOrder(a: IndexRow, b: IndexRow): number {
+  if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
+  if (a.docId !== b.docId) return a.docId < b.docId ? -1 : 1;
+  return a.seq - b.seq;
 }
 
 /** Forces LMDB's pages to disk (it commits without syncing). */
