@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { LogError } from './errors.js';
 import type { CommitFields, EventInput, LogEvent, Metadata, MetadataValue } from './events.js';
@@ -273,6 +273,11 @@ export function decodeIndexFields(payload: Uint8Array): IndexFields {
   }
 }
 
+/** The document id a record is indexed under (by-doc): a vector event's id, '' for a collection-level event. */
+export function indexDocId(f: IndexFields): string {
+  return f.type === 'vector.upserted' || f.type === 'vector.deleted' ? (f.id ?? '') : '';
+}
+
 /** The IndexFields of a decoded event. */
 export function indexFieldsOf(e: EventInput & { seq: number; ts: number }): IndexFields {
   const out: IndexFields = { seq: e.seq, ts: e.ts, type: e.type, collection: e.collection };
@@ -287,6 +292,40 @@ export function indexFieldsOf(e: EventInput & { seq: number; ts: number }): Inde
 /** SHA-256(prevHash ‖ payload). */
 export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(prevHash).update(payload).digest());
+}
+
+// prevHash ‖ payload side by side, for a one-shot hash (a third cheaper per record than a Hash object).
+let hashScratch = Buffer.allocUnsafe(4096);
+
+/** SHA-256(prevHash ‖ payload) of a stored record (at least 64 bytes long). */
+function recordChainHash(rec: Uint8Array): Buffer {
+  const n = rec.byteLength - 32;
+  if (hashScratch.byteLength < n) hashScratch = Buffer.allocUnsafe(Math.max(n, 2 * hashScratch.byteLength));
+  hashScratch.set(rec.subarray(0, 32), 0);
+  hashScratch.set(rec.subarray(64), 32);
+  return oneShotHash('sha256', hashScratch.subarray(0, n), 'buffer');
+}
+
+/**
+ * Checks a stored record by itself — SHA-256(prevHash ‖ payload) must equal its stored hash —
+ * and returns its IndexFields. It says nothing about where the record belongs: seq, ts and the
+ * link to the previous record are for the caller (or `EventLog.importRecords`) to check.
+ * Throws LOG_CORRUPT_RECORD for a record too short or a payload that does not decode, and
+ * LOG_CHAIN_BROKEN (`problem: 'hash_mismatch'`) for a hash that does not match.
+ */
+export function checkRecord(rec: Uint8Array): IndexFields {
+  if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
+  const f = decodeIndexFields(rec.subarray(64));
+  if (recordChainHash(rec).compare(rec, 32, 64) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+  return f;
+}
+
+/**
+ * Whether a stored record re-hashes to its stored hash (false for one too short to hold both
+ * hashes).
+ */
+export function recordHashOk(rec: Uint8Array): boolean {
+  return rec.byteLength >= 64 && recordChainHash(rec).compare(rec, 32, 64) === 0;
 }
 
 /** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
@@ -9,7 +8,7 @@ import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, sealEvent, splitRecord } from './codec.js';
+import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, indexDocId, recordHashOk, sealEvent, splitRecord } from './codec.js';
 import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
@@ -144,6 +143,28 @@ const DOC_LEVEL = ''; // by-doc id for collection-level events
 const LOW_SPACE_BYTES = 256 * 1024 * 1024;
 /** An import is written as frames of about this size. */
 const IMPORT_FRAME_BYTES = 8 * 1024 * 1024;
+
+/** Index fields of records, one entry per record, read where each record's own hash was checked. */
+export interface CheckedIndex {
+  /** Each record's collection. */
+  collections: readonly string[];
+  /** Each record's by-doc id (`indexDocId`: a vector event's id, '' for a collection-level event). */
+  docIds: readonly string[];
+}
+
+/** Options of `EventLog.importRecords`. */
+export interface ImportOptions {
+  /**
+   * Set only when every record was checked by `checkRecord` (its own hash) on these very bytes,
+   * nothing has written to them since, and these are the fields it returned (the restore's codec
+   * checks records in a worker thread and transfers the buffer). The import then neither
+   * re-hashes nor decodes more than seq and ts, and checks what ties the records to the log and
+   * to each other: consecutive seqs from the head, each prevHash equal to the hash stored in the
+   * record before it (the head's for the first), ts never going back. Absent (the default):
+   * every record is re-hashed and decoded here.
+   */
+  checked?: CheckedIndex;
+}
 
 /** A record with the fields its index keys are made of. */
 interface IndexRow {
@@ -665,27 +686,48 @@ export class EventLog {
 
   /**
    * Checks that `records` extend `from`: consecutive seqs, each linking to the previous hash and
-   * re-hashing to its stored hash, ts never going back. Decodes only the index fields.
+   * re-hashing to its stored hash, ts never going back. Decodes only the index fields. With
+   * `checked` (see ImportOptions) nothing is re-hashed and only seq and ts are decoded.
    */
-  private checkRecords(records: readonly Uint8Array[], from: LogHead): { rows: IndexRow[]; head: LogHead } {
+  private checkRecords(records: readonly Uint8Array[], from: LogHead, checked?: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
+    if (checked !== undefined) return this.checkLinks(records, from, checked);
     let { seq, ts, hash } = from;
     const rows: IndexRow[] = [];
     for (const rec of records) {
       if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-      const buf = Buffer.from(rec.buffer, rec.byteOffset, rec.byteLength);
-      const payload = buf.subarray(64);
-      const f = decodeIndexFields(payload);
+      const f = decodeIndexFields(rec.subarray(64));
       if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (buf.compare(hash, 0, 32, 0, 32) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
-      const h = createHash('sha256').update(buf.subarray(0, 32)).update(payload).digest();
-      if (h.compare(buf, 32, 64) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      if (!recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
       if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
       seq = f.seq;
       ts = f.ts;
-      hash = h;
-      rows.push({ seq, ts, collection: f.collection, docId: f.type === 'vector.upserted' || f.type === 'vector.deleted' ? (f.id ?? DOC_LEVEL) : DOC_LEVEL, record: rec });
+      hash = rec.subarray(32, 64);
+      rows.push({ seq, ts, collection: f.collection, docId: indexDocId(f), record: rec });
     }
-    return { rows, head: { seq, ts, hash } };
+    return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
+  }
+
+  /** `checkRecords` for records whose own hashes were checked where they were decoded (ImportOptions.checked). */
+  private checkLinks(records: readonly Uint8Array[], from: LogHead, checked: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
+    if (checked.collections.length !== records.length || checked.docIds.length !== records.length) {
+      throw new LogError('LOG_INVALID_EVENT', `import of ${records.length} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
+    }
+    let { seq, ts, hash } = from;
+    const rows: IndexRow[] = new Array<IndexRow>(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i]!;
+      if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
+      const h = decodePayloadHeader(rec.subarray(64));
+      if (h.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${h.seq}`, { seq: seq + 1, problem: 'seq_gap' });
+      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} does not link to the previous hash`, { seq: h.seq, problem: 'prev_hash_mismatch' });
+      if (h.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} goes back in time`, { seq: h.seq, problem: 'ts_regression' });
+      seq = h.seq;
+      ts = h.ts;
+      hash = rec.subarray(32, 64);
+      rows[i] = { seq, ts, collection: checked.collections[i]!, docId: checked.docIds[i]!, record: rec };
+    }
+    return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
   }
 
   /** Writes checked rows and the new head to LMDB in one transaction. */
@@ -703,16 +745,19 @@ export class EventLog {
   }
 
   /**
-   * Imports already-sealed records (from a backup) after the head: each must link to the
-   * previous hash and re-hash correctly, or nothing is written (LOG_CHAIN_BROKEN).
-   * Resolves once durable (in the write-ahead segments, then applied). Used by restore.
+   * Imports already-sealed records (from a backup) after the head: each must continue the seqs,
+   * link to the previous hash, never go back in time and re-hash correctly, or nothing is written
+   * (LOG_CHAIN_BROKEN; LOG_CORRUPT_RECORD for one that does not decode). With
+   * `options.checked` the caller vouches for each record's own hash and the import checks the
+   * rest (see ImportOptions). Resolves once durable (in the write-ahead segments, then applied).
+   * Used by restore.
    */
-  async importRecords(records: readonly Uint8Array[]): Promise<LogHead> {
+  async importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
     if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
     if (records.length === 0) return this.head();
     this.applyPending();
     // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
-    const { rows, head } = this.checkRecords(records, this.cachedHead);
+    const { rows, head } = this.checkRecords(records, this.cachedHead, options.checked);
     const wal = this.wal!;
     const mark = wal.needsRollback ?? wal.mark();
     try {
@@ -1198,6 +1243,12 @@ function writeMarker(file: string, m: OpenMarker): void {
 
 function tick(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** Whether a stored record's prevHash (its first 32 bytes) is `hash`. */
+function linksTo(rec: Uint8Array, hash: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) if (rec[i] !== hash[i]) return false;
+  return true;
 }
 
 function sameHead(a: LogHead, b: LogHead): boolean {

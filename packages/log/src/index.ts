@@ -26,10 +26,10 @@ export type {
   VectorDeletedBody,
   VectorUpsertedBody,
 } from './events.js';
-export { RECORD_FORMAT_VERSION, chainHash, decodeIndexFields, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { RECORD_FORMAT_VERSION, chainHash, checkRecord, decodeIndexFields, indexDocId, recordHashOk, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { EventLog, defaultWalOptions } from './eventLog.js';
-export type { AppendResult, EventLogOptions, LogHead, LogSink, TailOptions, VerifyOptions, VerifyProblem, VerifyReport, WalOptions } from './eventLog.js';
+export type { AppendResult, CheckedIndex, EventLogOptions, ImportOptions, LogHead, LogSink, TailOptions, VerifyOptions, VerifyProblem, VerifyReport, WalOptions } from './eventLog.js';
 export { Failpoints, failpointError, parseFailpointAction } from './failpoints.js';
 export type { FailpointAction } from './failpoints.js';
 export { BREAKER_STATES, CircuitBreaker, defaultCircuitBreakerOptions } from './circuitBreaker.js';

@@ -1,0 +1,127 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import { EventLog, checkRecord, indexDocId, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import type { CheckedIndex, LogHead } from '@kyrodb/log';
+import { created, openTestLog, upsert } from './helpers.js';
+
+// Records whose own hashes were checked elsewhere (checkRecord, in restore's codec worker) are
+// imported with `checked`: the import no longer re-hashes them, but still refuses anything that
+// does not continue the chain.
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function source(n: number): Promise<{ log: EventLog; records: Buffer[] }> {
+  const t = await openTestLog();
+  dirs.push(t.dir);
+  await t.log.append([created('c', 2)]);
+  for (let i = 1; i < n; i++) await t.log.append([i % 7 === 0 ? { type: 'vector.deleted', collection: 'c', body: { id: `d${i - 1}` } } : upsert(`d${i}`, [i, -i])]);
+  return { log: t.log, records: [...t.log.readRecords()].map((r) => r.record) };
+}
+
+async function target(): Promise<EventLog> {
+  const t = await openTestLog();
+  dirs.push(t.dir);
+  return t.log;
+}
+
+/** What the restore's codec hands over: each record checked by itself, its index fields read there. */
+function checkedIndex(records: readonly Uint8Array[]): CheckedIndex {
+  const fields = records.map((r) => checkRecord(r));
+  return { collections: fields.map((f) => f.collection), docIds: fields.map(indexDocId) };
+}
+
+/** A record at `seq` after `prevHash`, sealed with a correct hash of its own. */
+function sealed(seq: number, ts: number, prevHash: Uint8Array): Buffer {
+  return sealEvent(upsert('forged', [9, 9]), seq, ts, prevHash).record;
+}
+
+function sameHead(a: LogHead, b: LogHead): boolean {
+  return a.seq === b.seq && Buffer.from(a.hash).equals(Buffer.from(b.hash));
+}
+
+describe('checkRecord', () => {
+  it('a record that re-hashes to its stored hash gives its index fields; one flipped bit anywhere is LOG_CHAIN_BROKEN hash_mismatch', async () => {
+    const { log, records } = await source(3);
+    const rec = records[1]!;
+    expect(recordHashOk(rec)).toBe(true);
+    expect(checkRecord(rec)).toMatchObject({ seq: 2, type: 'vector.upserted', collection: 'c', id: 'd1', dim: 2 });
+    for (const at of [0, 31, 32, 63, rec.length - 1]) {
+      const bad = Buffer.from(rec);
+      bad[at]! ^= 0x01;
+      expect(recordHashOk(bad)).toBe(false);
+      expect(() => checkRecord(bad)).toThrow(expect.objectContaining({ code: 'LOG_CHAIN_BROKEN', details: expect.objectContaining({ problem: 'hash_mismatch' }) }) as Error);
+    }
+    expect(() => checkRecord(rec.subarray(0, 64))).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT_RECORD' }) as Error);
+    await log.close();
+  });
+});
+
+describe('importRecords with a checked index', () => {
+  it('builds the same log as the default import: head, records, by-time and by-doc indexes', async () => {
+    const { log, records } = await source(40);
+    const plain = await target();
+    const fast = await target();
+    await plain.importRecords(records);
+    await fast.importRecords(records.slice(0, 15), { checked: checkedIndex(records.slice(0, 15)) });
+    await fast.importRecords(records.slice(15), { checked: checkedIndex(records.slice(15)) });
+    expect(sameHead(fast.head(), log.head())).toBe(true);
+    expect(sameHead(plain.head(), log.head())).toBe(true);
+    expect(fast.verify()).toMatchObject({ ok: true, checked: 40 });
+    for (let s = 1; s <= 40; s++) expect(fast.getRecord(s)!.equals(records[s - 1]!)).toBe(true);
+    expect(fast.seqAtTime(log.get(20)!.ts)).toBe(plain.seqAtTime(log.get(20)!.ts));
+    for (const id of ['d1', 'd6', 'd13', 'd39']) expect(fast.history('c', id).map((e) => e.seq)).toEqual(plain.history('c', id).map((e) => e.seq));
+    expect(fast.history('c', 'd6').map((e) => e.type)).toEqual(['vector.upserted', 'vector.deleted']);
+    await Promise.all([log.close(), plain.close(), fast.close()]);
+  });
+
+  it('still refuses what does not continue the chain — a seq gap, a prevHash that is not the previous hash, ts going back — and writes nothing', async () => {
+    const { log, records } = await source(12);
+    const t = await target();
+    await t.importRecords(records.slice(0, 10), { checked: checkedIndex(records.slice(0, 10)) });
+    const head = t.head();
+    const at10 = log.get(10)!;
+    const refuse = async (recs: Buffer[], problem: string, seq: number): Promise<void> => {
+      await expect(t.importRecords(recs, { checked: checkedIndex(recs) })).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem, seq } });
+      expect(sameHead(t.head(), head)).toBe(true);
+    };
+    // a gap
+    await refuse(records.slice(11), 'seq_gap', 11);
+    // each record verifies by itself (checkRecord passes) but links elsewhere: the head, or the record before it in the batch
+    await refuse([sealed(11, at10.ts, new Uint8Array(32)), ...records.slice(11)], 'prev_hash_mismatch', 11);
+    await refuse([records[10]!, sealed(12, at10.ts, at10.hash)], 'prev_hash_mismatch', 12);
+    // a forged record that links to the head and hashes right, but goes back in time
+    await refuse([sealed(11, at10.ts - 1, at10.hash)], 'ts_regression', 11);
+    expect(t.verify()).toMatchObject({ ok: true, checked: 10 });
+    // the good records import after all that
+    await t.importRecords(records.slice(10), { checked: checkedIndex(records.slice(10)) });
+    expect(sameHead(t.head(), log.head())).toBe(true);
+    expect(t.verify()).toMatchObject({ ok: true, checked: 12 });
+    await Promise.all([log.close(), t.close()]);
+  });
+
+  it('an index that does not have one entry per record is LOG_INVALID_EVENT; a record too short is LOG_CORRUPT_RECORD; nothing is written', async () => {
+    const { log, records } = await source(4);
+    const t = await target();
+    const idx = checkedIndex(records);
+    await expect(t.importRecords(records, { checked: { collections: idx.collections.slice(1), docIds: idx.docIds } })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    await expect(t.importRecords(records, { checked: { collections: idx.collections, docIds: [] } })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    await expect(t.importRecords([records[0]!.subarray(0, 64)], { checked: { collections: ['c'], docIds: [''] } })).rejects.toMatchObject({ code: 'LOG_CORRUPT_RECORD' });
+    expect(t.head().seq).toBe(0);
+    await t.importRecords(records, { checked: idx });
+    expect(splitRecord(t.getRecord(4)!).hash).toEqual(splitRecord(records[3]!).hash);
+    await Promise.all([log.close(), t.close()]);
+  });
+
+  it('the contract is the caller\'s: without `checked` the import re-hashes and refuses a record altered after it was sealed', async () => {
+    const { log, records } = await source(3);
+    const t = await target();
+    const bad = Buffer.from(records[2]!);
+    bad[bad.length - 1]! ^= 0x01;
+    await expect(t.importRecords([records[0]!, records[1]!, bad])).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { seq: 3, problem: 'hash_mismatch' } });
+    expect(t.head().seq).toBe(0);
+    await Promise.all([log.close(), t.close()]);
+  });
+});
