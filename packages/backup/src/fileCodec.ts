@@ -1,4 +1,4 @@
-import { decodeIndexFields, decodeRecord, splitRecord } from '@kyrodb/log';
+import { checkRecord, decodeRecord, indexDocId, isLogError, type IndexFields } from '@kyrodb/log';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
@@ -79,6 +79,7 @@ export interface OpenOptions {
 
 /**
  * What a source contributes: the records to import (`buf.subarray(starts[i], starts[i] + lengths[i])`),
+ * each already checked against its own hash (`checkRecord`), with the index fields read there,
  * and the position after them. `count` 0 with `skipped`: the source was already covered.
  */
 export interface OpenedSource {
@@ -86,6 +87,9 @@ export interface OpenedSource {
   starts: Uint32Array;
   lengths: Uint32Array;
   count: number;
+  /** Each record's collection and by-doc id: `EventLog.importRecords`'s `checked` index. */
+  collections: string[];
+  docIds: string[];
   skipped: boolean;
   /** The restore's position after this source: last seq, its hash (hex) and ts. */
   seq: number;
@@ -98,9 +102,11 @@ export interface OpenedSource {
 /**
  * Opens a restore's sources in plan order: checks (size, SHA-256 of backup files), decrypts,
  * decompresses, decodes the framing, skips events already restored, refuses gaps, cuts at the
- * point in time / last seq, checks each record's ts against its framing, and replays the kept
- * events (ids only, or with vectors) to count live vectors. The hash chain of the records is
- * checked where they are imported (`EventLog.importRecords`).
+ * point in time / last seq, checks each kept record against its own hash (`checkRecord`:
+ * BACKUP_CHAIN_BROKEN if it does not match) and its seq and ts against its framing, and replays
+ * the kept events (ids only, or with vectors) to count live vectors. What ties the records into
+ * one chain (each prevHash the hash before it) is checked where they are imported
+ * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
  */
 export class SourceOpener {
   readonly state: ReplayState;
@@ -123,13 +129,13 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, skipped: true };
+      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, collections: [], docIds: [], skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
       const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
-      const kept = this.take(seg.entries, spec.name);
+      const { kept, collections, docIds } = this.take(seg.entries, spec.name);
       // One view over the kept records (they are consecutive in the decoded segment) and their offsets in it.
       const first = kept[0]?.record;
       const last = kept[kept.length - 1]?.record;
@@ -143,7 +149,7 @@ export class SourceOpener {
         starts[i] = r.byteOffset - base;
         lengths[i] = r.byteLength;
       }
-      return { buf, starts, lengths, count: kept.length, skipped: false, ...this.position() };
+      return { buf, starts, lengths, count: kept.length, collections, docIds, skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
@@ -158,9 +164,11 @@ export class SourceOpener {
     return { seq: this.cur, hash: this.curHash, ts: this.headTs, reachedT: this.reachedT };
   }
 
-  private take(entries: readonly SegmentEntry[], name: string): SegmentEntry[] {
+  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collections: string[]; docIds: string[] } {
     const T = this.o.pointInTime;
     const kept: SegmentEntry[] = [];
+    const collections: string[] = [];
+    const docIds: string[] = [];
     for (const e of entries) {
       if (e.seq <= this.cur) continue;
       if (e.seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
@@ -169,16 +177,28 @@ export class SourceOpener {
         break;
       }
       if (T === null && e.seq > this.o.toSeq) break;
-      const ev = decodeIndexFields(splitRecord(e.record).payload);
+      const ev = checked(e.record, name);
       if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
       if (this.o.keepState) this.state.apply(decodeRecord(e.record));
       else this.state.applyLight(ev);
       kept.push(e);
+      collections.push(ev.collection);
+      docIds.push(indexDocId(ev));
       this.cur = e.seq;
       this.headTs = e.ts;
     }
     const last = kept[kept.length - 1];
     if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
-    return kept;
+    return { kept, collections, docIds };
+  }
+}
+
+/** `checkRecord`, with a hash that does not match reported as the backup's broken chain. */
+function checked(record: Buffer, name: string): IndexFields {
+  try {
+    return checkRecord(record);
+  } catch (err) {
+    if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${name}: ${err.message}`, { ...err.details }, { cause: err });
+    throw err;
   }
 }

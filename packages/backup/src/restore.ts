@@ -80,8 +80,9 @@ const IMPORT_BATCH = 25_000;
 
 /**
  * Carries out a plan: downloads each file into memory one at a time, verifies checksums, the
- * GCM tags and the hash chain, imports the records into a NEW data dir built in a staging dir
- * beside the target (`EventLog.importRecords` re-checks every link), copies the checkpoint,
+ * GCM tags and the hash chain (each record's own hash in the codec, the links between them in
+ * `EventLog.importRecords`), imports the records into a NEW data dir built in a staging dir
+ * beside the target, copies the checkpoint,
  * checks event count / head hash / vector count against the plan, and swaps the new dir in by
  * rename. Any failure removes the staging dir and leaves the target exactly as it was.
  * Refuses with BACKUP_TARGET_IN_USE while a live process holds the target's writer lock, and
@@ -114,12 +115,16 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let headTs = 0;
     let reachedT = false;
     let pending: Buffer[] = [];
+    // The index fields the codec read while it checked each record's own hash (checkRecord):
+    // the import checks only the links between records and neither re-hashes nor decodes them.
+    let collections: string[] = [];
+    let docIds: string[] = [];
     const total = plan.toSeq;
     const flush = async (): Promise<void> => {
       if (pending.length === 0) return;
       const t0 = performance.now();
       try {
-        await log!.importRecords(pending);
+        await log!.importRecords(pending, { checked: { collections, docIds } });
       } catch (err) {
         if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
         throw err;
@@ -127,6 +132,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         phases.import += performance.now() - t0;
       }
       pending = [];
+      collections = [];
+      docIds = [];
       o.onProgress?.({ phase: 'import', done: cur, total });
     };
     // Sources in plan order. One covered by the sources before it is never fetched (the opener would skip it).
@@ -170,6 +177,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       for (let i = 0; i < r.count; i++) {
         const at = r.starts[i]!;
         pending.push(r.buf.subarray(at, at + r.lengths[i]!));
+        collections.push(r.collections[i]!);
+        docIds.push(r.docIds[i]!);
         if (pending.length >= IMPORT_BATCH) {
           cur = r.seq; // progress only
           await flush();

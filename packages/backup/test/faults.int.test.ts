@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BackupManager, LocalDirStore, isBackupError, parseKey, restore, sha256Hex, type BackupErrorCode, type BackupManifest } from '@kyrodb/backup';
+import { BackupManager, LocalDirStore, decodeSegment, isBackupError, parseKey, restore, sha256Hex, type BackupErrorCode, type BackupManifest } from '@kyrodb/backup';
+import { checkRecord } from '@kyrodb/log';
 import { created, fill, hashDir, openLog, quietLogger, siblings, tempDir } from './helpers.js';
 
 const KEY = parseKey('22'.repeat(32));
@@ -117,6 +119,23 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     const fk = f.full.files[1]!;
     const b = fs.readFileSync(file(f, fk.key));
     b[b.length - 20]! ^= 0x40; // inside the last record's payload (its vector bytes)
+    fs.writeFileSync(file(f, fk.key), b);
+    const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
+    const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
+    m.files[1]!.sha256 = sha256Hex(b);
+    fs.writeFileSync(mk, JSON.stringify(m));
+    await expectRefused(f, 'BACKUP_CHAIN_BROKEN');
+  });
+
+  it('an altered record re-hashed to a hash of its own no longer links to the next → BACKUP_CHAIN_BROKEN', async () => {
+    // Each record then verifies by itself (the codec's check passes); only the link check at the import can refuse it.
+    const f = await fixture({ compression: 'none' });
+    const fk = f.full.files[1]!;
+    const b = fs.readFileSync(file(f, fk.key));
+    const rec = decodeSegment(b).entries[100]!.record; // a view into b, mid-file
+    rec[rec.length - 4]! ^= 0x40; // a vector byte
+    createHash('sha256').update(rec.subarray(0, 32)).update(rec.subarray(64)).digest().copy(rec, 32);
+    expect(() => checkRecord(rec)).not.toThrow();
     fs.writeFileSync(file(f, fk.key), b);
     const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
     const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
