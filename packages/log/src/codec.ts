@@ -144,15 +144,22 @@ export interface IndexFields {
   dim?: number;
 }
 
+// The last few strings read at each place that repeats them (type, collection, body keys), with
+// their bytes: restore reads millions of records of a handful of collections, and a string not
+// built is one the caller's maps need not hash again and the worker need not copy.
+const STRING_SLOTS = 8;
+const slotBytes: (Buffer | undefined)[] = new Array<Buffer | undefined>(STRING_SLOTS);
+const slotStrings: string[] = new Array<string>(STRING_SLOTS).fill('');
+
 // A forward-only msgpack reader for the canonical payload layout: reads the few scalar fields
-// and skips the rest (the vector is never copied, the metadata never built).
+// and skips the rest (the vector is never copied, the metadata never built). Offsets are into
+// `b`; reads past its end throw RangeError.
 class Reader {
-  off = 0;
-  private readonly v: DataView;
-  private readonly buf: Buffer;
-  constructor(readonly b: Uint8Array) {
-    this.v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    this.buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  off: number;
+  readonly b: Buffer;
+  constructor(b: Uint8Array, off: number) {
+    this.b = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    this.off = off;
   }
   private u8(): number {
     const x = this.b[this.off++];
@@ -164,36 +171,55 @@ class Reader {
     if (t <= 0x7f) return t;
     if (t >= 0xe0) return t - 0x100;
     const o = this.off;
+    const b = this.b;
     switch (t) {
-      case 0xcc: this.off += 1; return this.v.getUint8(o);
-      case 0xcd: this.off += 2; return this.v.getUint16(o);
-      case 0xce: this.off += 4; return this.v.getUint32(o);
-      case 0xcf: this.off += 8; return Number(this.v.getBigUint64(o));
-      case 0xd0: this.off += 1; return this.v.getInt8(o);
-      case 0xd1: this.off += 2; return this.v.getInt16(o);
-      case 0xd2: this.off += 4; return this.v.getInt32(o);
-      case 0xd3: this.off += 8; return Number(this.v.getBigInt64(o));
-      case 0xca: this.off += 4; return this.v.getFloat32(o);
-      case 0xcb: this.off += 8; return this.v.getFloat64(o);
+      case 0xcc: this.off += 1; return b.readUInt8(o);
+      case 0xcd: this.off += 2; return b.readUInt16BE(o);
+      case 0xce: this.off += 4; return b.readUInt32BE(o);
+      // hi · 2^32 is exact; adding lo rounds once, to the nearest double, as Number(BigInt) does.
+      case 0xcf: this.off += 8; return b.readUInt32BE(o) * 4294967296 + b.readUInt32BE(o + 4);
+      case 0xd0: this.off += 1; return b.readInt8(o);
+      case 0xd1: this.off += 2; return b.readInt16BE(o);
+      case 0xd2: this.off += 4; return b.readInt32BE(o);
+      case 0xd3: this.off += 8; return b.readInt32BE(o) * 4294967296 + b.readUInt32BE(o + 4);
+      case 0xca: this.off += 4; return b.readFloatBE(o);
+      case 0xcb: this.off += 8; return b.readDoubleBE(o);
       default: throw new TypeError(`not a number: 0x${t.toString(16)}`);
     }
   }
   private strLen(t: number): number | undefined {
     if (t >= 0xa0 && t <= 0xbf) return t - 0xa0;
     const o = this.off;
-    if (t === 0xd9) { this.off += 1; return this.v.getUint8(o); }
-    if (t === 0xda) { this.off += 2; return this.v.getUint16(o); }
-    if (t === 0xdb) { this.off += 4; return this.v.getUint32(o); }
+    if (t === 0xd9) { this.off += 1; return this.b.readUInt8(o); }
+    if (t === 0xda) { this.off += 2; return this.b.readUInt16BE(o); }
+    if (t === 0xdb) { this.off += 4; return this.b.readUInt32BE(o); }
     return undefined;
   }
-  str(): string | null {
+  /** A string (null for nil). With `slot`, the same bytes as the slot's last string give that string back. */
+  str(slot?: number): string | null {
     const t = this.u8();
     if (t === 0xc0) return null;
     const n = this.strLen(t);
     if (n === undefined) throw new TypeError(`not a string: 0x${t.toString(16)}`);
-    const s = this.buf.toString('utf8', this.off, this.off + n);
+    const at = this.off;
+    if (at + n > this.b.byteLength) throw new RangeError('truncated');
     this.off += n;
-    return s;
+    if (slot === undefined || slot >= STRING_SLOTS || n > 64) return this.b.toString('utf8', at, at + n);
+    const last = slotBytes[slot];
+    if (last !== undefined && last.byteLength === n) {
+      let same = true;
+      for (let i = 0; i < n; i++) {
+        if (last[i] !== this.b[at + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return slotStrings[slot]!;
+    }
+    const v = this.b.toString('utf8', at, at + n);
+    slotBytes[slot] = Buffer.from(this.b.subarray(at, at + n));
+    slotStrings[slot] = v;
+    return v;
   }
   /** Length of a bin value, skipping it. */
   binLen(): number {
@@ -201,15 +227,16 @@ class Reader {
     const o = this.off;
     let n: number;
     if (t === 0xc4) {
-      n = this.v.getUint8(o);
+      n = this.b.readUInt8(o);
       this.off += 1;
     } else if (t === 0xc5) {
-      n = this.v.getUint16(o);
+      n = this.b.readUInt16BE(o);
       this.off += 2;
     } else if (t === 0xc6) {
-      n = this.v.getUint32(o);
+      n = this.b.readUInt32BE(o);
       this.off += 4;
     } else throw new TypeError(`not bin: 0x${t.toString(16)}`);
+    if (this.off + n > this.b.byteLength) throw new RangeError('truncated');
     this.off += n;
     return n;
   }
@@ -217,8 +244,8 @@ class Reader {
     const t = this.u8();
     if (t >= 0x80 && t <= 0x8f) return t - 0x80;
     const o = this.off;
-    if (t === 0xde) { this.off += 2; return this.v.getUint16(o); }
-    if (t === 0xdf) { this.off += 4; return this.v.getUint32(o); }
+    if (t === 0xde) { this.off += 2; return this.b.readUInt16BE(o); }
+    if (t === 0xdf) { this.off += 4; return this.b.readUInt32BE(o); }
     throw new TypeError(`not a map: 0x${t.toString(16)}`);
   }
   /** Skips any value. */
@@ -232,12 +259,37 @@ class Reader {
     let n: number;
     let pairs = false;
     if (t >= 0x90 && t <= 0x9f) { n = t - 0x90; this.off += 1; }
-    else if (t === 0xdc) { n = this.v.getUint16(this.off + 1); this.off += 3; }
-    else if (t === 0xdd) { n = this.v.getUint32(this.off + 1); this.off += 5; }
+    else if (t === 0xdc) { n = this.b.readUInt16BE(this.off + 1); this.off += 3; }
+    else if (t === 0xdd) { n = this.b.readUInt32BE(this.off + 1); this.off += 5; }
     else if ((t >= 0x80 && t <= 0x8f) || t === 0xde || t === 0xdf) { n = this.mapLen(); pairs = true; }
     else throw new TypeError(`unsupported msgpack type 0x${t.toString(16)}`);
     for (let i = 0; i < (pairs ? 2 * n : n); i++) this.skip();
   }
+}
+
+/** The IndexFields of the canonical payload at `b[start..]`; throws (not LogError) on any other layout. */
+function readIndexFields(b: Uint8Array, start: number): IndexFields {
+  const r = new Reader(b, start);
+  if (r.b[start] !== 0x97 || r.b[start + 1] !== RECORD_FORMAT_VERSION) throw new TypeError('layout');
+  r.off = start + 2;
+  const seq = r.num();
+  const ts = r.num();
+  const type = r.str(0);
+  const collection = r.str(1);
+  if (type === null || collection === null) throw new TypeError('layout');
+  r.skip(); // actor
+  const out: IndexFields = { seq, ts, type, collection };
+  const n = r.mapLen();
+  for (let i = 0; i < n; i++) {
+    const k = r.str(2 + i);
+    if (k === 'id') {
+      const id = r.str();
+      if (id !== null) out.id = id;
+    } else if (k === 'vector') out.dim = r.binLen() / 4;
+    else if (k === 'dimension') out.dim = r.num();
+    else r.skip();
+  }
+  return out;
 }
 
 /**
@@ -247,27 +299,7 @@ class Reader {
  */
 export function decodeIndexFields(payload: Uint8Array): IndexFields {
   try {
-    const r = new Reader(payload);
-    if (r.b[0] !== 0x97 || r.b[1] !== RECORD_FORMAT_VERSION) throw new TypeError('layout');
-    r.off = 2;
-    const seq = r.num();
-    const ts = r.num();
-    const type = r.str();
-    const collection = r.str();
-    if (type === null || collection === null) throw new TypeError('layout');
-    r.skip(); // actor
-    const out: IndexFields = { seq, ts, type, collection };
-    const n = r.mapLen();
-    for (let i = 0; i < n; i++) {
-      const k = r.str();
-      if (k === 'id') {
-        const id = r.str();
-        if (id !== null) out.id = id;
-      } else if (k === 'vector') out.dim = r.binLen() / 4;
-      else if (k === 'dimension') out.dim = r.num();
-      else r.skip();
-    }
-    return out;
+    return readIndexFields(payload, 0);
   } catch {
     return indexFieldsOf(decodePayload(payload));
   }
@@ -298,12 +330,16 @@ export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array
 let hashScratch = Buffer.allocUnsafe(4096);
 
 /** SHA-256(prevHash ‖ payload) of a stored record (at least 64 bytes long). */
-function recordChainHash(rec: Uint8Array): Buffer {
+function recordChainHash(rec: Buffer): Buffer {
   const n = rec.byteLength - 32;
   if (hashScratch.byteLength < n) hashScratch = Buffer.allocUnsafe(Math.max(n, 2 * hashScratch.byteLength));
-  hashScratch.set(rec.subarray(0, 32), 0);
+  for (let i = 0; i < 32; i++) hashScratch[i] = rec[i]!;
   hashScratch.set(rec.subarray(64), 32);
   return oneShotHash('sha256', hashScratch.subarray(0, n), 'buffer');
+}
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /**
@@ -315,8 +351,14 @@ function recordChainHash(rec: Uint8Array): Buffer {
  */
 export function checkRecord(rec: Uint8Array): IndexFields {
   if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-  const f = decodeIndexFields(rec.subarray(64));
-  if (recordChainHash(rec).compare(rec, 32, 64) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+  const b = asBuffer(rec);
+  let f: IndexFields;
+  try {
+    f = readIndexFields(b, 64);
+  } catch {
+    f = indexFieldsOf(decodePayload(b.subarray(64)));
+  }
+  if (recordChainHash(b).compare(b, 32, 64) !== 0) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
   return f;
 }
 
@@ -325,7 +367,9 @@ export function checkRecord(rec: Uint8Array): IndexFields {
  * hashes).
  */
 export function recordHashOk(rec: Uint8Array): boolean {
-  return rec.byteLength >= 64 && recordChainHash(rec).compare(rec, 32, 64) === 0;
+  if (rec.byteLength < 64) return false;
+  const b = asBuffer(rec);
+  return recordChainHash(b).compare(b, 32, 64) === 0;
 }
 
 /** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { checkRecord, decodeIndexFields, decodePayload, indexFieldsOf, isLogError, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import { eventInputArb, fcParams } from './helpers.js';
+
+const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+const tsArb = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+const prevArb = fc.uint8Array({ minLength: 32, maxLength: 32 });
+
+describe('checkRecord', () => {
+  it('checkRecord ∘ sealEvent = indexFieldsOf ∘ decodePayload, for Buffers and plain Uint8Arrays, record after record', () => {
+    // Several records per run, so that strings remembered from one record (type, collection,
+    // keys) are never handed out for another record's different bytes.
+    fc.assert(
+      fc.property(fc.array(fc.tuple(eventInputArb, seqArb, tsArb, prevArb), { minLength: 1, maxLength: 6 }), (xs) => {
+        for (const [input, seq, ts, prev] of xs) {
+          const { record } = sealEvent(input, seq, ts, prev);
+          const want = indexFieldsOf(decodePayload(splitRecord(record).payload));
+          expect(checkRecord(record)).toEqual(want);
+          const copy = new Uint8Array(record.byteLength + 8).subarray(4, 4 + record.byteLength);
+          copy.set(record);
+          expect(checkRecord(copy)).toEqual(want);
+          expect(decodeIndexFields(splitRecord(record).payload)).toEqual(want);
+          expect(recordHashOk(copy)).toBe(true);
+        }
+      }),
+      fcParams(300),
+    );
+  });
+
+  it('every single flipped bit of a sealed record is refused (hash_mismatch, or LOG_CORRUPT_RECORD where the payload no longer decodes)', () => {
+    fc.assert(
+      fc.property(eventInputArb, seqArb, tsArb, prevArb, fc.nat(), fc.integer({ min: 0, max: 7 }), (input, seq, ts, prev, at, bit) => {
+        const bad = Buffer.from(sealEvent(input, seq, ts, prev).record);
+        bad[at % bad.length]! ^= 1 << bit;
+        expect(recordHashOk(bad)).toBe(false);
+        let err: unknown;
+        try {
+          checkRecord(bad);
+        } catch (e) {
+          err = e;
+        }
+        expect(isLogError(err, 'LOG_CORRUPT_RECORD') || (isLogError(err, 'LOG_CHAIN_BROKEN') && err.details['problem'] === 'hash_mismatch')).toBe(true);
+      }),
+      fcParams(1000),
+    );
+  });
+});
