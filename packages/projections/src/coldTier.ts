@@ -4,7 +4,7 @@ import type { Failpoints } from '@kyrodb/log';
 import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
-import { SLOT, SearchChannel } from './searchChannel.js';
+import { POLL, PollGovernor, SLOT, SearchChannel } from './searchChannel.js';
 import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
@@ -22,6 +22,8 @@ interface Waiter {
  * then is stuck behind a slow worker, and the caller's event loop must go on.
  */
 export const COLD_SYNC_WAIT_MS = 2;
+/** The longest the calling thread polls for an answer before it sleeps, ms. */
+const COLD_POLL_MAX_MS = 1;
 
 type WaitAsync = (a: Int32Array, index: number, value: number) => { async: false; value: string } | { async: true; value: Promise<string> };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
@@ -64,6 +66,10 @@ export class ColdTier {
   watermark = 0;
   /** Time the last search spent inside hnswlib in the worker, µs (for benchmarks). */
   lastSearchUs = 0;
+  /** Smoothed time from request to answer of the synchronous channel searches, ms. */
+  private roundTripMs = 0.25;
+  /** Whether both ends poll for each other instead of sleeping. */
+  private readonly poll = new PollGovernor();
 
   private constructor(
     private readonly failpoints: Failpoints,
@@ -190,25 +196,44 @@ export class ColdTier {
     whileWaiting?.();
     if (this.slowSlots.size === 0 && !this.channel.anyAbandoned()) {
       const st = this.waitSync(slot, t0 + Math.min(COLD_SYNC_WAIT_MS, timeoutMs));
-      if (st === SLOT.done) return this.settle(this.channel.take(slot));
+      if (st === SLOT.done) {
+        const a = this.channel.take(slot);
+        if (a.ok) this.notePoll((performance.now() - t0) * 1000 - a.answer.tookUs);
+        return this.settle(a);
+      }
     }
     return this.waitSlow(slot, Math.max(0, timeoutMs - (performance.now() - t0)), timeoutMs);
   }
 
   /**
-   * Sleeps in Atomics.wait until the slot is answered or `until` (performance.now() ms); returns
-   * the slot's state. No spinning first: measured on a loaded 2-core machine, spinning 0.25 ms
-   * before sleeping made the round trip ~300 µs slower at p50 for searches longer than the spin,
-   * and spinning through the whole wait was no faster than sleeping from the start.
+   * Waits until the slot is answered or `until` (performance.now() ms); returns the slot's state.
+   * While polling pays (see PollGovernor) it polls first, for up to twice the recent round trip:
+   * the caller is blocked either way, and a futex wake-up costs ~40 µs here, a fifth of a search.
+   * Then it sleeps in Atomics.wait.
    */
   private waitSync(slot: number, until: number): number {
     const ch = this.channel;
-    for (let st = ch.state(slot); ; st = ch.state(slot)) {
-      if (st === SLOT.done) return st;
+    const t0 = performance.now();
+    let st = ch.state(slot);
+    if (this.poll.polling) {
+      const pollUntil = Math.min(until, t0 + Math.min(COLD_POLL_MAX_MS, 2 * this.roundTripMs));
+      for (let now = t0; st !== SLOT.done && now < pollUntil; now = performance.now()) st = ch.state(slot);
+    }
+    for (; st !== SLOT.done; st = ch.state(slot)) {
       const left = until - performance.now();
       if (left <= 0) return st;
       Atomics.wait(ch.ints, ch.stateIndex(slot), st, left);
     }
+    // The recent round trip, smoothed; one slow answer (a hung worker) moves it only a little.
+    this.roundTripMs += (Math.min(performance.now() - t0, COLD_POLL_MAX_MS) - this.roundTripMs) / 8;
+    return st;
+  }
+
+  /** Feeds the poll governor one synchronous search's cost beyond the worker's search time; tells the worker when it flips. */
+  private notePoll(hopUs: number): void {
+    const on = this.poll.polling;
+    this.poll.note(hopUs, performance.now());
+    if (this.poll.polling !== on) Atomics.store(this.channel.ints, POLL, this.poll.polling ? 1 : 0);
   }
 
   private settle(a: SlotAnswer): ColdAnswer {

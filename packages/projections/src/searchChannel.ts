@@ -25,9 +25,11 @@ const RESP_BYTES = SLOT_MAX_HITS * 256;
 /** Slot states. */
 export const SLOT = { free: 0, request: 1, busy: 2, done: 3, abandoned: 4 } as const;
 
-/** Control words: [0] rings on every message or request (the worker sleeps on it), [1] on every search request. */
+/** Control words: [0] rings on every message or request (the worker sleeps on it), [1] on every search request, [2] POLL. */
 export const BELL = 0;
 export const SEARCH_BELL = 1;
+/** Control word: 1 while the main thread wants the worker to watch the bell between searches (polling pays off). */
+export const POLL = 2;
 const CTL_INTS = 16;
 /** Header words of one slot. */
 const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, ok: 8, count: 9, respLen: 10 } as const;
@@ -253,5 +255,44 @@ export class SearchChannel {
     }
     if (!this.cas(slot, SLOT.busy, SLOT.done)) Atomics.store(ints, h + H.state, SLOT.free); // abandoned
     Atomics.notify(ints, h + H.state);
+  }
+}
+
+/** A polled search costing more than this beyond the worker's search time (smoothed) means polling does not pay, µs. */
+export const POLL_HOP_LIMIT_US = 100;
+/** How long both ends sleep instead of polling after polling did not pay, ms. */
+export const POLL_BACKOFF_MS = 100;
+
+/**
+ * Decides whether the two ends of the channel poll for each other or sleep, from what each
+ * synchronous search cost beyond the worker's own search time (`hopUs`). Polling on both ends
+ * makes that ~5–10 µs, sleeping ~80–100 µs (two futex wake-ups on this VM). When other work
+ * holds the cores, a polling thread takes the CPU the other end needs and the cost grows to
+ * hundreds of µs (measured with another process busy on one of two cores: +600 µs a search):
+ * then both ends sleep for POLL_BACKOFF_MS, after which polling is tried again.
+ */
+export class PollGovernor {
+  /** Whether both ends poll. Starts off; the first search after the back-off turns it on. */
+  polling = false;
+  /** Smoothed cost beyond the search while polling, µs. */
+  private hopUs = 0;
+  /** When polling may be tried again (ms, the caller's clock). */
+  private offUntil = 0;
+
+  /** One synchronous search's cost beyond the worker's search time, µs, at `nowMs`. */
+  note(hopUs: number, nowMs: number): void {
+    if (!this.polling) {
+      if (nowMs < this.offUntil) return;
+      this.polling = true;
+      this.hopUs = 0;
+      return;
+    }
+    // Clamped, so a single stall (a GC pause, a page fault) cannot switch polling off; under
+    // contention nearly every search stalls, and three in a row do.
+    this.hopUs += (Math.min(hopUs, 2 * POLL_HOP_LIMIT_US) - this.hopUs) / 4;
+    if (this.hopUs > POLL_HOP_LIMIT_US) {
+      this.polling = false;
+      this.offUntil = nowMs + POLL_BACKOFF_MS;
+    }
   }
 }
