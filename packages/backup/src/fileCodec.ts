@@ -87,9 +87,15 @@ export interface OpenedSource {
   starts: Uint32Array;
   lengths: Uint32Array;
   count: number;
-  /** Each record's collection and by-doc id: `EventLog.importRecords`'s `checked` index. */
-  collections: string[];
-  docIds: string[];
+  /**
+   * Each record's collection (`collectionNames[collectionOf[i]]`) and by-doc id: `checkedIndex`
+   * turns them into `EventLog.importRecords`'s `checked` index. Compact because they cross from
+   * the worker: a string array is copied string by string.
+   */
+  collectionNames: string[];
+  collectionOf: Uint32Array;
+  /** The by-doc ids joined by '\n' (a valid id never holds one), or one per record if some id does. */
+  docIds: string | string[];
   skipped: boolean;
   /** The restore's position after this source: last seq, its hash (hex) and ts. */
   seq: number;
@@ -129,13 +135,13 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, collections: [], docIds: [], skipped: true };
+      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
       const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
-      const { kept, collections, docIds } = this.take(seg.entries, spec.name);
+      const { kept, collectionNames, collectionOf, docIds } = this.take(seg.entries, spec.name);
       // One view over the kept records (they are consecutive in the decoded segment) and their offsets in it.
       const first = kept[0]?.record;
       const last = kept[kept.length - 1]?.record;
@@ -149,7 +155,7 @@ export class SourceOpener {
         starts[i] = r.byteOffset - base;
         lengths[i] = r.byteLength;
       }
-      return { buf, starts, lengths, count: kept.length, collections, docIds, skipped: false, ...this.position() };
+      return { buf, starts, lengths, count: kept.length, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
@@ -164,11 +170,14 @@ export class SourceOpener {
     return { seq: this.cur, hash: this.curHash, ts: this.headTs, reachedT: this.reachedT };
   }
 
-  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collections: string[]; docIds: string[] } {
+  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collectionNames: string[]; collectionOf: Uint32Array; docIds: string | string[] } {
     const T = this.o.pointInTime;
     const kept: SegmentEntry[] = [];
-    const collections: string[] = [];
+    const collectionNames: string[] = [];
+    const collectionNo = new Map<string, number>();
+    const collectionOf = new Uint32Array(entries.length);
     const docIds: string[] = [];
+    let newline = false;
     for (const e of entries) {
       if (e.seq <= this.cur) continue;
       if (e.seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
@@ -181,16 +190,32 @@ export class SourceOpener {
       if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
       if (this.o.keepState) this.state.apply(decodeRecord(e.record));
       else this.state.applyLight(ev);
+      let no = collectionNo.get(ev.collection);
+      if (no === undefined) {
+        no = collectionNames.push(ev.collection) - 1;
+        collectionNo.set(ev.collection, no);
+      }
+      collectionOf[kept.length] = no;
       kept.push(e);
-      collections.push(ev.collection);
-      docIds.push(indexDocId(ev));
+      const id = indexDocId(ev);
+      if (id.includes('\n')) newline = true;
+      docIds.push(id);
       this.cur = e.seq;
       this.headTs = e.ts;
     }
     const last = kept[kept.length - 1];
     if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
-    return { kept, collections, docIds };
+    return { kept, collectionNames, collectionOf: collectionOf.slice(0, kept.length), docIds: newline ? docIds : docIds.join('\n') };
   }
+}
+
+/** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */
+export function checkedIndex(r: OpenedSource): { collections: string[]; docIds: string[] } {
+  const docIds = typeof r.docIds === 'string' ? (r.count === 0 ? [] : r.docIds.split('\n')) : r.docIds;
+  if (docIds.length !== r.count || r.collectionOf.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but index fields for ${docIds.length}`, {});
+  const collections = new Array<string>(r.count);
+  for (let i = 0; i < r.count; i++) collections[i] = r.collectionNames[r.collectionOf[i]!]!;
+  return { collections, docIds };
 }
 
 /** `checkRecord`, with a hash that does not match reported as the backup's broken chain. */

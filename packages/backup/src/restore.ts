@@ -9,7 +9,7 @@ import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
 import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
-import type { OpenedSource, SourceSpec } from './fileCodec.js';
+import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import type { ReplayState } from './state.js';
@@ -174,11 +174,12 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       const r = await opened.shift()!;
       phases.waitOpen += performance.now() - t0;
       o.onProgress?.({ phase: 'download', done: r.seq, total });
+      const idx = checkedIndex(r);
       for (let i = 0; i < r.count; i++) {
         const at = r.starts[i]!;
         pending.push(r.buf.subarray(at, at + r.lengths[i]!));
-        collections.push(r.collections[i]!);
-        docIds.push(r.docIds[i]!);
+        collections.push(idx.collections[i]!);
+        docIds.push(idx.docIds[i]!);
         if (pending.length >= IMPORT_BATCH) {
           cur = r.seq; // progress only
           await flush();

@@ -131,6 +131,25 @@ export function decodePayloadHeader(payload: Uint8Array): { seq: number; ts: num
 }
 
 /**
+ * The seq and ts of the canonical payload at `b[start..]` (a stored record's is at 64), read in
+ * place: `decodePayloadHeader` without a view, a DataView or a BigInt. Throws LOG_CORRUPT_RECORD
+ * like it.
+ */
+export function payloadHeaderAt(b: Uint8Array, start: number): { seq: number; ts: number } {
+  if (b[start] === 0x97 && b[start + 1] === RECORD_FORMAT_VERSION) {
+    try {
+      const r = new Reader(b, start + 2);
+      const seq = r.num();
+      const ts = r.num();
+      if (Number.isSafeInteger(seq) && Number.isSafeInteger(ts) && seq >= 0 && ts >= 0) return { seq, ts };
+    } catch {
+      // not the layout expected: the full decode below decides
+    }
+  }
+  return decodePayloadHeader(b.subarray(start));
+}
+
+/**
  * What the log's indexes, backup counting and point-in-time restore need from a record: seq, ts,
  * type, collection, the document id, and `dim` (the vector's length for `vector.upserted`, the
  * dimension for `collection.created`).

@@ -8,7 +8,7 @@ import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, indexDocId, recordHashOk, sealEvent, splitRecord } from './codec.js';
+import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, indexDocId, payloadHeaderAt, recordHashOk, sealEvent, splitRecord } from './codec.js';
 import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
@@ -718,7 +718,7 @@ export class EventLog {
     for (let i = 0; i < records.length; i++) {
       const rec = records[i]!;
       if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-      const h = decodePayloadHeader(rec.subarray(64));
+      const h = payloadHeaderAt(rec, 64);
       if (h.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${h.seq}`, { seq: seq + 1, problem: 'seq_gap' });
       if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} does not link to the previous hash`, { seq: h.seq, problem: 'prev_hash_mismatch' });
       if (h.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} goes back in time`, { seq: h.seq, problem: 'ts_regression' });
@@ -732,14 +732,24 @@ export class EventLog {
 
   /** Writes checked rows and the new head to LMDB in one transaction. */
   private applyRows(rows: readonly IndexRow[], head: LogHead): void {
+    // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
+    const timeKey: [number, number] = [0, 0];
+    const docKey: [string, string, number] = ['', '', 0];
     this.env.transactionSync(() => {
       for (const r of rows) {
         this.events.putSync(r.seq, r.record as Buffer, APPEND);
-        this.byTime.putSync([r.ts, r.seq], EMPTY, APPEND);
+        timeKey[0] = r.ts;
+        timeKey[1] = r.seq;
+        this.byTime.putSync(timeKey, EMPTY, APPEND);
       }
       // by-doc in key order: neighbouring keys share pages, so a big import touches each page once
       const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
-      for (const r of byDoc) this.byDoc.putSync([r.collection, r.docId, r.seq], EMPTY);
+      for (const r of byDoc) {
+        docKey[0] = r.collection;
+        docKey[1] = r.docId;
+        docKey[2] = r.seq;
+        this.byDoc.putSync(docKey, EMPTY);
+      }
       this.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
     });
   }
