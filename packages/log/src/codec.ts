@@ -1,7 +1,7 @@
 import { createHash, hash as oneShotHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { LogError } from './errors.js';
-import type { CommitFields, EventInput, LogEvent, Metadata, MetadataValue } from './events.js';
+import type { EventInput, LogEvent, Metadata, MetadataValue } from './events.js';
 
 /** Version of the stored record layout. */
 export const RECORD_FORMAT_VERSION = 1;
@@ -62,6 +62,14 @@ export function encodePayload(e: EventInput, seq: number, ts: number): Buffer {
 
 /** Decodes a canonical payload into the event's fields (without hashes). */
 export function decodePayload(payload: Uint8Array): EventInput & { seq: number; ts: number } {
+  return decodeEvent(payload, undefined);
+}
+
+/**
+ * Decodes a payload; with `rec`, the committed event with its hashes copied out of the record.
+ * Objects are built field by field, in one go: object spreads cost µs an event on the read path.
+ */
+function decodeEvent(payload: Uint8Array, rec: Uint8Array | undefined): LogEvent {
   let arr: unknown;
   try {
     arr = packr.unpack(payload);
@@ -69,29 +77,38 @@ export function decodePayload(payload: Uint8Array): EventInput & { seq: number; 
     throw new LogError('LOG_CORRUPT_RECORD', 'record payload is not valid msgpack', {}, { cause });
   }
   if (!Array.isArray(arr) || arr.length !== 7 || arr[0] !== RECORD_FORMAT_VERSION) throw new LogError('LOG_CORRUPT_RECORD', 'record payload has an unknown layout');
-  const [, seq, ts, type, collection, actor, body] = arr as [number, unknown, unknown, unknown, unknown, unknown, Record<string, unknown>];
-  if (typeof seq !== 'number' || typeof ts !== 'number' || typeof type !== 'string' || typeof collection !== 'string' || typeof body !== 'object' || body === null) {
+  const [, seq, ts, type, collection, actor, b] = arr as [number, unknown, unknown, unknown, unknown, unknown, Record<string, unknown>];
+  if (typeof seq !== 'number' || typeof ts !== 'number' || typeof type !== 'string' || typeof collection !== 'string' || typeof b !== 'object' || b === null) {
     throw new LogError('LOG_CORRUPT_RECORD', 'record payload has fields of the wrong type');
   }
-  const base = { seq, ts, collection, ...(typeof actor === 'string' ? { actor } : {}) };
+  let body: unknown;
   switch (type) {
     case 'collection.created': {
-      const hnsw = body['hnsw'] as { M: number; efConstruction: number; efSearch: number };
-      return { ...base, type, body: { dimension: body['dimension'] as number, metric: body['metric'] as 'cosine', hnsw: { M: hnsw.M, efConstruction: hnsw.efConstruction, efSearch: hnsw.efSearch } } };
+      const hnsw = b['hnsw'] as { M: number; efConstruction: number; efSearch: number };
+      body = { dimension: b['dimension'] as number, metric: b['metric'] as 'cosine', hnsw: { M: hnsw.M, efConstruction: hnsw.efConstruction, efSearch: hnsw.efSearch } };
+      break;
     }
     case 'collection.dropped':
-      return { ...base, type, body: {} };
+      body = {};
+      break;
     case 'vector.upserted': {
-      const vb = body['vector'];
+      const vb = b['vector'];
       if (!(vb instanceof Uint8Array)) throw new LogError('LOG_CORRUPT_RECORD', 'vector is not bytes');
-      const md = body['metadata'];
-      return { ...base, type, body: { id: body['id'] as string, vector: bytesToVector(vb), ...(md !== null && md !== undefined ? { metadata: md as Metadata } : {}) } };
+      const md = b['metadata'];
+      const vector = bytesToVector(vb);
+      body = md !== null && md !== undefined ? { id: b['id'] as string, vector, metadata: md as Metadata } : { id: b['id'] as string, vector };
+      break;
     }
     case 'vector.deleted':
-      return { ...base, type, body: { id: body['id'] as string } };
+      body = { id: b['id'] as string };
+      break;
     default:
       throw new LogError('LOG_CORRUPT_RECORD', `unknown event type ${type}`);
   }
+  if (rec === undefined) return (typeof actor === 'string' ? { seq, ts, collection, actor, type, body } : { seq, ts, collection, type, body }) as LogEvent;
+  const prevHash = new Uint8Array(rec.subarray(0, 32));
+  const hash = new Uint8Array(rec.subarray(32, 64));
+  return (typeof actor === 'string' ? { seq, ts, collection, actor, type, body, prevHash, hash } : { seq, ts, collection, type, body, prevHash, hash }) as LogEvent;
 }
 
 function readUint(b: Uint8Array, at: number): [value: number, next: number] | undefined {
@@ -408,10 +425,7 @@ export function splitRecord(rec: Uint8Array): { prevHash: Uint8Array; hash: Uint
 
 /** Decodes a stored record into a LogEvent (hashes copied out of the record buffer). */
 export function decodeRecord(rec: Uint8Array): LogEvent {
-  const { prevHash, hash, payload } = splitRecord(rec);
-  const e = decodePayload(payload);
-  const commit: CommitFields = { seq: e.seq, ts: e.ts, prevHash: new Uint8Array(prevHash), hash: new Uint8Array(hash) };
-  return { ...e, ...commit };
+  return decodeEvent(splitRecord(rec).payload, rec);
 }
 
 /** Encodes a committed event as its stored record (re-deriving the payload). */
@@ -423,6 +437,12 @@ export function encodeEvent(e: LogEvent): Buffer {
 export function sealEvent(input: EventInput, seq: number, ts: number, prevHash: Uint8Array): { event: LogEvent; record: Buffer } {
   const payload = encodePayload(input, seq, ts);
   const hash = chainHash(prevHash, payload);
-  const event: LogEvent = { ...input, seq, ts, prevHash, hash };
+  // Built field by field: an object spread of the input cost ~3 µs an event here (measured), as
+  // much as encoding and hashing it together.
+  const event = (
+    input.actor === undefined
+      ? { type: input.type, collection: input.collection, body: input.body, seq, ts, prevHash, hash }
+      : { type: input.type, collection: input.collection, actor: input.actor, body: input.body, seq, ts, prevHash, hash }
+  ) as LogEvent;
   return { event, record: encodeRecord(prevHash, hash, payload) };
 }

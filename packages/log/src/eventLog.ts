@@ -1269,9 +1269,13 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0;
 }
 
+/** The input with its own copy of the vector (the caller may reuse its array). Field by field: object spreads cost µs an event. */
 function copyInput(e: EventInput): EventInput {
   if (e.type !== 'vector.upserted') return e;
-  return { ...e, body: { ...e.body, vector: new Float32Array(e.body.vector) } };
+  const b = e.body;
+  const vector = new Float32Array(b.vector);
+  const body = b.metadata === undefined ? { id: b.id, vector } : { id: b.id, vector, metadata: b.metadata };
+  return e.actor === undefined ? { type: e.type, collection: e.collection, body } : { type: e.type, collection: e.collection, actor: e.actor, body };
 }
 
 function recordBytes(p: Prepared): number {
