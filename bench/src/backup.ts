@@ -21,7 +21,7 @@ const DIM = 128;
 const LAG_SECONDS = quick ? 3 : 10;
 /** `--local-only`: skip the s3rver runs (for --n 1000000, where s3rver's own disk layout dominates). */
 const localOnly = args.includes('--local-only');
-/** `--codec`: where backup/restore run their file codec (default auto: a worker for full backups of ≥ 250k events, restores inline; see CodecThread). */
+/** `--codec`: where backup/restore run their file codec (default auto: a worker for full backups and restores of ≥ 250k events; see CodecThread). */
 const codecThread = (arg('--codec') ?? 'auto') as 'auto' | 'inline' | 'worker';
 
 interface S3rverLike {

@@ -11,7 +11,7 @@ import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type Sea
  * at least `CODEC_WORKER_MIN_EVENTS` events runs its codec in the worker — a backup's counting,
  * compressing and hashing then overlap reading the log; a restore's checks (each record's own
  * SHA-256, ~1 µs of its ~4.5 µs per event), decompression, decoding and counting overlap the
- * import (1M events: 10.2 s inline, 7.3-7.6 s in the worker). The worker's start-up, ~0.2-0.3 s
+ * import (1M events, quiet machine: 9.1-9.4 s inline, 6.5 s in the worker). The worker's start-up, ~0.2-0.3 s
  * mostly loading @kyrodb/log, makes it no faster than inline at ~100k events and slower below.
  */
 export type CodecThread = 'auto' | 'inline' | 'worker';
