@@ -1,4 +1,4 @@
-import { createHash, hash as oneShotHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { LogError } from './errors.js';
 import type { EventInput, LogEvent, Metadata, MetadataValue } from './events.js';
@@ -357,13 +357,20 @@ export function indexFieldsOf(e: EventInput & { seq: number; ts: number }): Inde
   return out;
 }
 
-/** SHA-256(prevHash ‖ payload). */
-export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(prevHash).update(payload).digest());
-}
-
 // prevHash ‖ payload side by side, for a one-shot hash (a third cheaper per record than a Hash object).
 let hashScratch = Buffer.allocUnsafe(4096);
+
+/** SHA-256(prevHash ‖ payload). */
+export function chainHash(prevHash: Uint8Array, payload: Uint8Array): Uint8Array {
+  // One-shot over prevHash ‖ payload side by side: a Hash object per event (a native handle the
+  // GC must finalise) cost ~11% of the main thread at 64 writers, against ~5% for this.
+  const n = prevHash.byteLength + payload.byteLength;
+  if (hashScratch.byteLength < n) hashScratch = Buffer.allocUnsafe(Math.max(n, 2 * hashScratch.byteLength));
+  hashScratch.set(prevHash, 0);
+  hashScratch.set(payload, prevHash.byteLength);
+  return new Uint8Array(oneShotHash('sha256', hashScratch.subarray(0, n), 'buffer'));
+}
+
 
 /** SHA-256(prevHash ‖ payload) of a stored record (at least 64 bytes long). */
 function recordChainHash(rec: Buffer): Buffer {
