@@ -195,10 +195,14 @@ export class ColdTier {
     this.channel.ring(true);
     whileWaiting?.();
     if (this.slowSlots.size === 0 && !this.channel.anyAbandoned()) {
+      const early = this.channel.state(slot) === SLOT.done;
       const st = this.waitSync(slot, t0 + Math.min(COLD_SYNC_WAIT_MS, timeoutMs));
       if (st === SLOT.done) {
         const a = this.channel.take(slot);
-        if (a.ok) this.notePoll((performance.now() - t0) * 1000 - a.answer.tookUs);
+        // Only a search the caller had to wait for, while the worker had no inserts to make,
+        // tells whether polling pays: not one answered while the caller was busy
+        // (`whileWaiting`), nor one that waited for an insert or the batch's hand-over.
+        if (a.ok && !early && this.inFlight === 0) this.notePoll((performance.now() - t0) * 1000 - a.answer.tookUs);
         return this.settle(a);
       }
     }
@@ -229,7 +233,7 @@ export class ColdTier {
     return st;
   }
 
-  /** Feeds the poll governor one synchronous search's cost beyond the worker's search time; tells the worker when it flips. */
+  /** Feeds the poll governor one synchronous search's cost beyond the worker's search time; tells the worker when polling flips. */
   private notePoll(hopUs: number): void {
     const on = this.poll.polling;
     this.poll.note(hopUs, performance.now());

@@ -259,20 +259,25 @@ export class SearchChannel {
 }
 
 /** A polled search costing more than this beyond the worker's search time (smoothed) means polling does not pay, µs. */
-export const POLL_HOP_LIMIT_US = 100;
-/** How long both ends sleep instead of polling after polling did not pay, ms. */
+export const POLL_HOP_LIMIT_US = 200;
+/**
+ * How long both ends sleep after polling did not pay, ms. Not doubled when it happens again:
+ * stalls right after a heavy ingest (worker GC) tripped it several times in a row with no
+ * contention at all, and a growing back-off then kept polling off for seconds.
+ */
 export const POLL_BACKOFF_MS = 100;
 
 /**
  * Decides whether the two ends of the channel poll for each other or sleep, from what each
- * synchronous search cost beyond the worker's own search time (`hopUs`). Polling on both ends
- * makes that ~5–10 µs, sleeping ~80–100 µs (two futex wake-ups on this VM). When other work
- * holds the cores, a polling thread takes the CPU the other end needs and the cost grows to
- * hundreds of µs (measured with another process busy on one of two cores: +600 µs a search):
- * then both ends sleep for POLL_BACKOFF_MS, after which polling is tried again.
+ * synchronous search cost beyond the worker's own search time (`hopUs`; the caller leaves out
+ * searches that waited for inserts). Polling on both ends makes that ~5–30 µs, sleeping ~80–100 µs
+ * (two futex wake-ups on this VM). When other work holds the cores, a polling thread takes the
+ * CPU the other end needs and the cost grows to hundreds of µs (measured with a busy loop in
+ * another process: +600 µs a search): then both ends sleep for POLL_BACKOFF_MS, after which
+ * polling is tried again (a few slow searches every 100 ms while the contention lasts).
  */
 export class PollGovernor {
-  /** Whether both ends poll. Starts off; the first search after the back-off turns it on. */
+  /** Whether both ends poll. Starts off; the first search turns it on. */
   polling = false;
   /** Smoothed cost beyond the search while polling, µs. */
   private hopUs = 0;
@@ -287,9 +292,9 @@ export class PollGovernor {
       this.hopUs = 0;
       return;
     }
-    // Clamped, so a single stall (a GC pause, a page fault) cannot switch polling off; under
-    // contention nearly every search stalls, and three in a row do.
-    this.hopUs += (Math.min(hopUs, 2 * POLL_HOP_LIMIT_US) - this.hopUs) / 4;
+    // Clamped and smoothed, so stalls now and then (a GC pause) cannot switch polling off;
+    // under contention nearly every search stalls, and five in a row do.
+    this.hopUs += (Math.min(hopUs, 2 * POLL_HOP_LIMIT_US) - this.hopUs) / 8;
     if (this.hopUs > POLL_HOP_LIMIT_US) {
       this.polling = false;
       this.offUntil = nowMs + POLL_BACKOFF_MS;

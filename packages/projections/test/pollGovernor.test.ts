@@ -2,6 +2,18 @@
 import { describe, expect, it } from 'vitest';
 import { POLL_BACKOFF_MS, POLL_HOP_LIMIT_US, PollGovernor } from '../src/searchChannel.js';
 
+const BAD = 10 * POLL_HOP_LIMIT_US;
+
+/** Feeds bad hops at `now` until polling goes off; returns how many it took. */
+function stallUntilOff(g: PollGovernor, now: number): number {
+  let n = 0;
+  while (g.polling && n < 100) {
+    g.note(BAD, now);
+    n++;
+  }
+  return n;
+}
+
 describe('poll governor', () => {
   it('polls from the first search, and keeps polling while a search costs little beyond itself', () => {
     const g = new PollGovernor();
@@ -12,30 +24,30 @@ describe('poll governor', () => {
     expect(g.polling).toBe(true);
   });
 
-  it('one stall (a GC pause) does not switch polling off; three in a row under contention do', () => {
+  it('stalls now and then (a GC pause) do not switch polling off; five in a row under contention do', () => {
     const g = new PollGovernor();
     g.note(0, 0);
-    for (let i = 0; i < 20; i++) g.note(10, 1);
-    g.note(5000, 2);
-    expect(g.polling).toBe(true);
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 20; i++) g.note(10, 1);
+      for (let i = 0; i < 3; i++) g.note(5000, 2);
+      expect(g.polling).toBe(true);
+    }
     for (let i = 0; i < 20; i++) g.note(10, 3);
-    g.note(600, 4);
-    g.note(600, 4);
-    expect(g.polling).toBe(true);
-    g.note(600, 4);
+    expect(stallUntilOff(g, 4)).toBe(5);
     expect(g.polling).toBe(false);
   });
 
-  it('sleeps for the back-off, then tries polling again, and stops again if it still does not pay', () => {
+  it('sleeps for the back-off, then tries polling again, every time it does not pay', () => {
     const g = new PollGovernor();
     g.note(0, 0);
-    for (let i = 0; i < 3; i++) g.note(10 * POLL_HOP_LIMIT_US, 10);
-    expect(g.polling).toBe(false);
-    g.note(10, 10 + POLL_BACKOFF_MS - 1);
-    expect(g.polling).toBe(false);
-    g.note(10, 10 + POLL_BACKOFF_MS);
-    expect(g.polling).toBe(true);
-    for (let i = 0; i < 3; i++) g.note(10 * POLL_HOP_LIMIT_US, 200);
-    expect(g.polling).toBe(false);
+    let now = 10;
+    for (let i = 0; i < 5; i++) {
+      expect(stallUntilOff(g, now)).toBeLessThanOrEqual(6);
+      g.note(10, now + POLL_BACKOFF_MS - 1);
+      expect(g.polling).toBe(false);
+      now += POLL_BACKOFF_MS;
+      g.note(10, now); // the probe
+      expect(g.polling).toBe(true);
+    }
   });
 });
