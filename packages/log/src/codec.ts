@@ -84,7 +84,8 @@ function decodeEvent(payload: Uint8Array, rec: Uint8Array | undefined): LogEvent
   let body: unknown;
   switch (type) {
     case 'collection.created': {
-      const hnsw = b['hnsw'] as { M: number; efConstruction: number; efSearch: number };
+      const hnsw = b['hnsw'] as { M: number; efConstruction: number; efSearch: number } | null | undefined;
+      if (typeof hnsw !== 'object' || hnsw === null) throw new LogError('LOG_CORRUPT_RECORD', 'collection.created has no hnsw settings');
       body = { dimension: b['dimension'] as number, metric: b['metric'] as 'cosine', hnsw: { M: hnsw.M, efConstruction: hnsw.efConstruction, efSearch: hnsw.efSearch } };
       break;
     }

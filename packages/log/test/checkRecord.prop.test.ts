@@ -45,4 +45,29 @@ describe('checkRecord', () => {
       fcParams(1000),
     );
   });
+
+  it('every bit of a record of each kind, flipped in turn, is refused with a log error (no TypeError from a mangled payload)', () => {
+    const inputs = [
+      { type: 'collection.created' as const, collection: 'c', body: { dimension: 3, metric: 'l2' as const, hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } },
+      { type: 'collection.dropped' as const, collection: 'c', actor: 'ops', body: {} },
+      { type: 'vector.upserted' as const, collection: 'c', body: { id: 'a', vector: new Float32Array([1, -0, 2.5]), metadata: { k: ['v', 1, null] } } },
+      { type: 'vector.deleted' as const, collection: 'c', body: { id: 'a' } },
+    ];
+    for (const input of inputs) {
+      const { record } = sealEvent(input, 7, 1_000_000, new Uint8Array(32).fill(3));
+      for (let at = 0; at < record.length; at++) {
+        for (let bit = 0; bit < 8; bit++) {
+          const bad = Buffer.from(record);
+          bad[at]! ^= 1 << bit;
+          let err: unknown;
+          try {
+            checkRecord(bad);
+          } catch (e) {
+            err = e;
+          }
+          expect(isLogError(err, 'LOG_CORRUPT_RECORD') || isLogError(err, 'LOG_CHAIN_BROKEN'), `${input.type} byte ${at} bit ${bit}: ${String(err)}`).toBe(true);
+        }
+      }
+    }
+  });
 });
