@@ -35,6 +35,15 @@ function file(f: Fixture, key: string): string {
 }
 
 /** A target that exists with content (restored over with force) and one that does not exist. */
+/** Writes `b` as the full backup's file `i` and records its SHA-256 in the manifest, so only deeper checks can catch what was changed. */
+function writeWithChecksum(f: Fixture, i: number, b: Buffer): void {
+  fs.writeFileSync(file(f, f.full.files[i]!.key), b);
+  const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
+  const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
+  m.files[i]!.sha256 = sha256Hex(b);
+  fs.writeFileSync(mk, JSON.stringify(m));
+}
+
 function targets(): { existing: string; absent: string } {
   const root = tempDir();
   const existing = path.join(root, 'data');
@@ -119,11 +128,7 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     const fk = f.full.files[1]!;
     const b = fs.readFileSync(file(f, fk.key));
     b[b.length - 20]! ^= 0x40; // inside the last record's payload (its vector bytes)
-    fs.writeFileSync(file(f, fk.key), b);
-    const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
-    const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
-    m.files[1]!.sha256 = sha256Hex(b);
-    fs.writeFileSync(mk, JSON.stringify(m));
+    writeWithChecksum(f, 1, b);
     await expectRefused(f, 'BACKUP_CHAIN_BROKEN');
   });
 
@@ -136,11 +141,7 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     rec[rec.length - 4]! ^= 0x40; // a vector byte
     createHash('sha256').update(rec.subarray(0, 32)).update(rec.subarray(64)).digest().copy(rec, 32);
     expect(() => checkRecord(rec)).not.toThrow();
-    fs.writeFileSync(file(f, fk.key), b);
-    const mk = file(f, `backups/${f.full.backup_id}/manifest.json`);
-    const m = JSON.parse(fs.readFileSync(mk, 'utf8')) as BackupManifest;
-    m.files[1]!.sha256 = sha256Hex(b);
-    fs.writeFileSync(mk, JSON.stringify(m));
+    writeWithChecksum(f, 1, b);
     await expectRefused(f, 'BACKUP_CHAIN_BROKEN');
   });
 

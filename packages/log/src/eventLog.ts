@@ -690,27 +690,7 @@ export class EventLog {
    * `checked` (see ImportOptions) nothing is re-hashed and only seq and ts are decoded.
    */
   private checkRecords(records: readonly Uint8Array[], from: LogHead, checked?: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
-    if (checked !== undefined) return this.checkLinks(records, from, checked);
-    let { seq, ts, hash } = from;
-    const rows: IndexRow[] = [];
-    for (const rec of records) {
-      if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-      const f = decodeIndexFields(rec.subarray(64));
-      if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
-      if (!recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
-      if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
-      seq = f.seq;
-      ts = f.ts;
-      hash = rec.subarray(32, 64);
-      rows.push({ seq, ts, collection: f.collection, docId: indexDocId(f), record: rec });
-    }
-    return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
-  }
-
-  /** `checkRecords` for records whose own hashes were checked where they were decoded (ImportOptions.checked). */
-  private checkLinks(records: readonly Uint8Array[], from: LogHead, checked: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
-    if (checked.collections.length !== records.length || checked.docIds.length !== records.length) {
+    if (checked !== undefined && (checked.collections.length !== records.length || checked.docIds.length !== records.length)) {
       throw new LogError('LOG_INVALID_EVENT', `import of ${records.length} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
     }
     let { seq, ts, hash } = from;
@@ -718,14 +698,28 @@ export class EventLog {
     for (let i = 0; i < records.length; i++) {
       const rec = records[i]!;
       if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-      const h = payloadHeaderAt(rec, 64);
-      if (h.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${h.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} does not link to the previous hash`, { seq: h.seq, problem: 'prev_hash_mismatch' });
-      if (h.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${h.seq} goes back in time`, { seq: h.seq, problem: 'ts_regression' });
-      seq = h.seq;
-      ts = h.ts;
+      // Checked elsewhere: seq and ts read in place, the rest given. Else the index fields decoded here.
+      let f: { seq: number; ts: number };
+      let collection: string;
+      let docId: string;
+      if (checked !== undefined) {
+        f = payloadHeaderAt(rec, 64);
+        collection = checked.collections[i]!;
+        docId = checked.docIds[i]!;
+      } else {
+        const x = decodeIndexFields(rec.subarray(64));
+        f = x;
+        collection = x.collection;
+        docId = indexDocId(x);
+      }
+      if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
+      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      if (checked === undefined && !recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+      if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
+      seq = f.seq;
+      ts = f.ts;
       hash = rec.subarray(32, 64);
-      rows[i] = { seq, ts, collection: checked.collections[i]!, docId: checked.docIds[i]!, record: rec };
+      rows[i] = { seq, ts, collection, docId, record: rec };
     }
     return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
   }
