@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
 import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
-import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, upsert, vec } from './helpers.js';
+import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
 
 const s3 = new S3Server();
 beforeAll(async () => {
@@ -192,14 +192,15 @@ describe('backup details', () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
     await fill(log, 500);
-    // another reader of the data dir sees acknowledged appends once the writer applied them, at its next turn
-    await new Promise((r) => setImmediate(r));
+    // another reader of the data dir sees acknowledged appends once the writer applied them, a few ms later
     const ro = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
+    await until(() => ro.head().seq === 501);
     const store = new LocalDirStore(tempDir());
     const mgr = new BackupManager({ log: ro, dataDir: dir, store, logger: quietLogger(), eventsPerFile: 100 });
     const writing = fill(log, 500, { seed: 1000 });
     const m = await mgr.createFull();
     await writing;
+    await until(() => ro.head().seq === log.head().seq);
     expect(m.to_seq).toBeGreaterThanOrEqual(501);
     const v = await mgr.verify(m.backup_id);
     expect(v.ok).toBe(true);

@@ -4,26 +4,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EventLog, classifyWalError, failpointError, refineByFreeSpace } from '@kyrodb/log';
 import type { EventInput } from '@kyrodb/log';
-import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir } from './helpers.js';
+import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir, waitFor } from './helpers.js';
 
 // A real ENOSPC: the test mounts its own 1 MiB tmpfs (needs root / CAP_SYS_ADMIN).
 const dir = tempDir('kyro-enospc-');
-function probeMount(): string | undefined {
+// a second one for the run with the LMDB apply thread
+const dir2 = tempDir('kyro-enospc-thread-');
+function probeMount(at: string): string | undefined {
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', at], { stdio: 'pipe' });
     return undefined;
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    return `cannot mount a tmpfs at ${dir} (${stderr || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
+    return `cannot mount a tmpfs at ${at} (${stderr || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
   }
 }
-const skipReason = probeMount();
+const skipReason = probeMount(dir);
 const mounted = skipReason === undefined;
+const mounted2 = mounted && probeMount(dir2) === undefined;
 if (!mounted) console.warn(`SKIPPED real ENOSPC test: ${skipReason}`);
 
 afterAll(() => {
   if (mounted) execFileSync('umount', [dir]);
+  if (mounted2) execFileSync('umount', [dir2]);
   fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(dir2, { recursive: true, force: true });
 });
 
 function batch(n: number, from: number): EventInput[] {
@@ -47,12 +52,16 @@ describe('a real disk full (tmpfs)', () => {
     expect(refineByFreeSpace(eio, dir, 600)).toBe(eio);
   });
 
-  it.skipIf(!mounted)(`fills a 1 MiB tmpfs until WAL_DISK_FULL; the log is as before; after space is freed and the breaker reset, appends resume${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, async () => {
+  it.skipIf(!mounted2).each([
+    ['on the writer thread', 'off', dir],
+    ['with the LMDB apply thread', 'on', dir2],
+  ] as const)(`fills a 1 MiB tmpfs until WAL_DISK_FULL (%s); the log is as before; after space is freed and the breaker reset, appends resume${mounted2 ? '' : ` — SKIPPED: ${skipReason ?? 'second mount failed'}`}`, async (_name, applyThread, dir) => {
     // a filler file we can delete later to free space
     const filler = path.join(dir, 'filler.bin');
     fs.writeFileSync(filler, Buffer.alloc(256 * 1024, 7));
-    const { log, registry } = await openTestLog({ dir, wal: { retryBaseDelayMs: 1, retryMaxDelayMs: 2 } });
+    const { log, registry } = await openTestLog({ dir, applyThread, wal: { retryBaseDelayMs: 1, retryMaxDelayMs: 2 } });
     await log.append([created('c', 128)]);
+    if (applyThread === 'on') await waitFor(() => log.applyThreadStatus.state === 'running');
     let n = 0;
     let failure: unknown;
     let before = log.head();
@@ -67,6 +76,7 @@ describe('a real disk full (tmpfs)', () => {
     }
     expect(failure).toMatchObject({ name: 'LogError', code: 'WAL_DISK_FULL', details: { type: 'disk_full' } });
     expect(n).toBeGreaterThan(100);
+    if (applyThread === 'on') expect(log.applyThreadStatus.batches).toBeGreaterThan(0);
 
     // exactly as before: same head, the chain verifies, nothing of the failed batch is there
     const head = log.head();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { EventLog } from '@kyrodb/log';
-import { created, openTestLog, quietLogger, upsert } from './helpers.js';
+import { created, openTestLog, quietLogger, upsert, waitFor } from './helpers.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -31,9 +31,9 @@ describe('EventLog', () => {
 
   it('closed → LOG_CLOSED; read-only → LOG_READ_ONLY; a missing dir read-only is an error', async () => {
     const { log, dir } = await filled(2);
-    // another process sees an acknowledged append once the writer applied it, at its next turn
-    await new Promise((r) => setImmediate(r));
+    // another process sees an acknowledged append once the writer applied it, a few ms later
     const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    await waitFor(() => ro.head().seq === 2);
     await expect(ro.append([upsert('x', [1, 2])])).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
     await expect(ro.setCursor('a', 1)).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });
     await expect(ro.importRecords([Buffer.alloc(80)])).rejects.toMatchObject({ code: 'LOG_READ_ONLY' });

@@ -1,0 +1,97 @@
+import path from 'node:path';
+import { open as openLmdb } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+
+// LMDB, the log's read side: the records and the time and document indexes. Opened by the log on
+// its own thread and, in the same process, by the thread that applies acknowledged groups
+// (applyWorker.ts); both share one environment and write through `applyRows`.
+
+export const HEAD_KEY = 'head';
+export const DOC_LEVEL = ''; // by-doc id for collection-level events
+const EMPTY = Buffer.alloc(0);
+const APPEND = { append: true } as const;
+
+/** The environment and its four databases. */
+export interface Stores {
+  env: RootDatabase;
+  events: Database<Buffer, number>;
+  byTime: Database<Buffer, [number, number]>;
+  byDoc: Database<Buffer, [string, string, number]>;
+  meta: Database<unknown, string>;
+}
+
+/** A record with the fields its index keys are made of. */
+export interface IndexRow {
+  seq: number;
+  ts: number;
+  collection: string;
+  docId: string;
+  record: Uint8Array;
+}
+
+/** Where a head is kept in `meta`: seq, ts and the hash. */
+export interface StoredHead {
+  seq: number;
+  ts: number;
+  hash: Uint8Array;
+}
+
+/** Opens `<dir>/log.mdb` and its databases. */
+export function openStores(dir: string, readOnly: boolean): Stores {
+  const env = openLmdb({
+    path: path.join(dir, 'log.mdb'),
+    noSubdir: true,
+    maxDbs: 8,
+    readOnly,
+    compression: false,
+    // LMDB is the read side: records and the indexes. Durability comes from the write-ahead
+    // segments (wal.ts), synced before a group is applied here, so LMDB commits without
+    // syncing; it is synced at close, and rebuilt from the segments after an OS crash (whose
+    // unsynced pages it could not be trusted with) or brought up to them after a process crash.
+    noSync: !readOnly,
+    overlappingSync: false,
+    cache: false,
+  });
+  return {
+    env,
+    events: env.openDB<Buffer, number>({ name: 'events', encoding: 'binary' }),
+    byTime: env.openDB<Buffer, [number, number]>({ name: 'by-time', encoding: 'binary' }),
+    byDoc: env.openDB<Buffer, [string, string, number]>({ name: 'by-doc', encoding: 'binary' }),
+    meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
+  };
+}
+
+/** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
+function byDocOrder(a: IndexRow, b: IndexRow): number {
+  if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
+  if (a.docId !== b.docId) return a.docId < b.docId ? -1 : 1;
+  return a.seq - b.seq;
+}
+
+/**
+ * Writes `rows` (consecutive seqs, ts never going back, extending what LMDB has) and the new
+ * head, in one transaction. Throws LMDB's error (nothing written) if it fails.
+ */
+export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead): void {
+  // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
+  const timeKey: [number, number] = [0, 0];
+  const docKey: [string, string, number] = ['', '', 0];
+  s.env.transactionSync(() => {
+    // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
+    for (const r of rows) {
+      s.events.putSync(r.seq, r.record as Buffer, APPEND);
+      timeKey[0] = r.ts;
+      timeKey[1] = r.seq;
+      s.byTime.putSync(timeKey, EMPTY, APPEND);
+    }
+    // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
+    const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
+    for (const r of byDoc) {
+      docKey[0] = r.collection;
+      docKey[1] = r.docId;
+      docKey[2] = r.seq;
+      s.byDoc.putSync(docKey, EMPTY);
+    }
+    s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
+  });
+}
