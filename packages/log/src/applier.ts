@@ -13,16 +13,16 @@ export interface ApplyWorkerData {
   state: SharedArrayBuffer;
 }
 
-/** A batch of rows as it crosses to the thread: records packed into one buffer. */
+/**
+ * A batch of rows as it crosses to the thread: the records packed into one buffer (the thread
+ * reads their index fields from them: strings in a message cost the writer more than the
+ * decoding costs the thread).
+ */
 export interface ApplyBatch {
   kind: 'apply';
   id: number;
-  firstSeq: number;
-  ts: Float64Array;
   lens: Uint32Array;
   body: Uint8Array;
-  collections: string[];
-  docIds: string[];
   head: StoredHead;
   /** From the `log.apply` failpoint: fail with this errno code, die (panic), or wait first. */
   fail?: { code: string } | { panic: true } | { delayMs: number };
@@ -117,25 +117,19 @@ export class ApplyThread {
     let bytes = 0;
     for (const r of rows) bytes += r.record.byteLength;
     const body = new Uint8Array(bytes);
-    const ts = new Float64Array(rows.length);
     const lens = new Uint32Array(rows.length);
-    const collections = new Array<string>(rows.length);
-    const docIds = new Array<string>(rows.length);
     let off = 0;
     for (let i = 0; i < rows.length; i++) {
-      const r = rows[i]!;
-      body.set(r.record, off);
-      off += r.record.byteLength;
-      ts[i] = r.ts;
-      lens[i] = r.record.byteLength;
-      collections[i] = r.collection;
-      docIds[i] = r.docId;
+      const rec = rows[i]!.record;
+      body.set(rec, off);
+      off += rec.byteLength;
+      lens[i] = rec.byteLength;
     }
     const id = this.nextId++;
-    const batch: ApplyBatch = { kind: 'apply', id, firstSeq: rows[0]!.seq, ts, lens, body, collections, docIds, head: { seq: head.seq, ts: head.ts, hash: head.hash } };
+    const batch: ApplyBatch = { kind: 'apply', id, lens, body, head: { seq: head.seq, ts: head.ts, hash: head.hash } };
     if (fail !== undefined) batch.fail = fail;
     this.posted.push({ id, rows, head });
-    this.worker.postMessage(batch, [body.buffer, ts.buffer, lens.buffer]);
+    this.worker.postMessage(batch, [body.buffer, lens.buffer]);
   }
 
   /** Takes the results the thread has reported so far, without waiting. */

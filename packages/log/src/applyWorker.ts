@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
+import { decodeIndexFields, indexDocId } from './codec.js';
 import { applyRows, openStores } from './store.js';
 import type { IndexRow } from './store.js';
 import type { ApplyBatch, ApplyResult, ApplyWorkerData } from './applier.js';
@@ -21,13 +22,16 @@ function report(r: ApplyResult): void {
   Atomics.notify(state, STATE_DONE);
 }
 
+/** The rows of a batch, their index fields read from the records (sealed by the writer moments ago). */
 function rowsOf(b: ApplyBatch): IndexRow[] {
   const rows = new Array<IndexRow>(b.lens.length);
   const body = Buffer.from(b.body.buffer, b.body.byteOffset, b.body.byteLength);
   let off = 0;
   for (let i = 0; i < rows.length; i++) {
     const len = b.lens[i]!;
-    rows[i] = { seq: b.firstSeq + i, ts: b.ts[i]!, collection: b.collections[i]!, docId: b.docIds[i]!, record: body.subarray(off, off + len) };
+    const record = body.subarray(off, off + len);
+    const f = decodeIndexFields(record.subarray(64));
+    rows[i] = { seq: f.seq, ts: f.ts, collection: f.collection, docId: indexDocId(f), record };
     off += len;
   }
   return rows;
