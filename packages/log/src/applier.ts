@@ -101,6 +101,11 @@ export class ApplyThread {
     return this.posted.length > 0;
   }
 
+  /** How many posted batches are not yet known to be applied. */
+  get backlog(): number {
+    return this.posted.length;
+  }
+
   /** The id of the last batch the thread finished: changes whenever LMDB may have new commits. */
   get finished(): number {
     return Atomics.load(this.words, STATE_DONE);

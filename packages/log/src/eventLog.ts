@@ -165,6 +165,8 @@ const FORMAT_VERSION = 1;
 /** Acknowledged events are handed to LMDB in batches of about this many, or after APPLY_DELAY_MS. */
 const APPLY_BATCH_EVENTS = 1024;
 const APPLY_DELAY_MS = 2;
+/** Batches the apply thread may have outstanding before the writer waits for it. */
+const APPLY_MAX_BACKLOG = 64;
 /** Under `applyThread: 'auto'`, the apply thread starts once this many events were appended since open. */
 const APPLY_THREAD_AFTER_EVENTS = 20_000;
 /** Below this much free space a group is applied to LMDB before it is acknowledged. */
@@ -713,7 +715,9 @@ export class EventLog {
    */
   private handOver(): void {
     const t = this.applier;
-    if (t !== undefined && t.takes()) {
+    // A thread that falls this far behind (the cores are busy elsewhere) makes the writer wait
+    // for it, so that the acknowledged rows it holds stay bounded.
+    if (t !== undefined && t.takes() && t.backlog < APPLY_MAX_BACKLOG) {
       this.postPending(t);
       return;
     }
