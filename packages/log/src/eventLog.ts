@@ -771,7 +771,7 @@ export class EventLog {
         let end = start;
         let bytes = 0;
         while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
-        await wal.append(records.slice(start, end), rows[start]!.seq);
+        await wal.appendImport(records.slice(start, end), rows[start]!.seq);
         start = end;
       }
       await wal.sync();
