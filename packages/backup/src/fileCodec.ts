@@ -3,6 +3,7 @@ import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import { decodeSegment, type SegmentEntry } from './segment.js';
+import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
 // The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
@@ -28,7 +29,7 @@ export interface SealedFile {
  * encrypts and hashes each raw segment.
  */
 export class FileSealer {
-  private readonly state = new ReplayState(false);
+  private readonly state = new LiveCounter();
   /** Time spent sealing, ms. */
   busyMs = 0;
 
@@ -115,7 +116,9 @@ export interface OpenedSource {
  * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
  */
 export class SourceOpener {
+  /** The replayed state with vectors (`keepState`); without it, ids are counted in `counter`. */
   readonly state: ReplayState;
+  private readonly counter = new LiveCounter();
   private cur = 0;
   private curHash = '';
   private headTs = 0;
@@ -163,7 +166,7 @@ export class SourceOpener {
 
   /** Live vectors per collection of what was opened so far. */
   counts(): Record<string, number> {
-    return this.state.counts();
+    return this.o.keepState ? this.state.counts() : this.counter.counts();
   }
 
   private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
@@ -189,7 +192,7 @@ export class SourceOpener {
       const ev = checked(e.record, name);
       if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
       if (this.o.keepState) this.state.apply(decodeRecord(e.record));
-      else this.state.applyLight(ev);
+      else this.counter.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;

@@ -26,6 +26,7 @@ export type { RetentionOptions, RetentionPlan, RetentionPolicy } from './retenti
 export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegments } from './continuous.js';
 export type { ContinuousBackupOptions, SegmentReport } from './continuous.js';
 export { ReplayState, exactTopK } from './state.js';
+export { IdSet, LiveCounter } from './liveCounter.js';
 export { backupMetrics } from './metrics.js';
 export type { BackupMetrics } from './metrics.js';
 export type { BackupLogger, Progress, ProgressFn } from './progress.js';
