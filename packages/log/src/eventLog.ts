@@ -207,6 +207,8 @@ export class EventLog {
   private cursors: Record<string, unknown> = {};
   private markerWritten = false;
   private pendingApply: Prepared[] = [];
+  /** The last import's rows: durable in the segments and acknowledged, not yet in LMDB (see importRecords). */
+  private importedUnapplied: { rows: IndexRow[]; head: LogHead } | undefined;
   private applyScheduled = false;
 
   private constructor(options: EventLogOptions) {
@@ -626,6 +628,7 @@ export class EventLog {
    * error is thrown, classified like a WAL error; the segments have them, so nothing is lost.
    */
   private applyPending(): void {
+    if (this.importedUnapplied !== undefined) this.applyImported();
     if (this.pendingApply.length === 0) return;
     const groups = this.pendingApply;
     const head = groups[groups.length - 1]!.head;
@@ -675,7 +678,7 @@ export class EventLog {
     if (this.cachedHead.seq !== mark.lastSeq || !bytesEqual(this.cachedHead.hash, mark.lastHash)) {
       throw new LogError('LOG_CHAIN_BROKEN', `after a failed write the write-ahead segments end at seq ${mark.lastSeq}, the acknowledged head is ${this.cachedHead.seq}`, { seq: mark.lastSeq });
     }
-    if (this.pendingApply.length > 0) return; // LMDB is behind by acknowledged groups: applied before the next write or read
+    if (this.pendingApply.length > 0 || this.importedUnapplied !== undefined) return; // LMDB is behind by acknowledged groups: applied before the next write or read
     const lmdbHead = this.readHeadFromDisk();
     if (lmdbHead.seq !== mark.lastSeq || !bytesEqual(lmdbHead.hash, mark.lastHash)) {
       throw new LogError('LOG_CHAIN_BROKEN', `after a failed write LMDB ends at seq ${lmdbHead.seq}, the write-ahead segments at ${mark.lastSeq}`, { seq: mark.lastSeq });
@@ -753,18 +756,21 @@ export class EventLog {
    * link to the previous hash, never go back in time and re-hash correctly, or nothing is written
    * (LOG_CHAIN_BROKEN; LOG_CORRUPT_RECORD for one that does not decode). With
    * `options.checked` the caller vouches for each record's own hash and the import checks the
-   * rest (see ImportOptions). Resolves once durable (in the write-ahead segments, then applied).
+   * rest (see ImportOptions). Resolves once durable in the write-ahead segments; like an
+   * append's group, the records are then applied to LMDB at the next turn of the event loop, or
+   * before any read, write or close, whichever comes first — in practice while the next
+   * import's frames are written and synced, so that a restore's two heaviest steps overlap.
    * Used by restore.
    */
   async importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
     if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
     if (records.length === 0) return this.head();
-    this.applyPending();
+    if (this.pendingApply.length > 0) this.applyPending(); // appends' groups (and an import before them) first
     // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
     const { rows, head } = this.checkRecords(records, this.cachedHead, options.checked);
     const wal = this.wal!;
     const mark = wal.needsRollback ?? wal.mark();
-    try {
+    const writing = (async (): Promise<void> => {
       if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
       let start = 0;
       while (start < rows.length) {
@@ -775,7 +781,22 @@ export class EventLog {
         start = end;
       }
       await wal.sync();
-      this.applyRows(rows, head);
+    })();
+    // While these frames are written and synced (off this thread), the previous import's rows go
+    // into LMDB. If that fails, this import fails too (its frames are cut back): nothing new is
+    // written past an unapplied import.
+    let applyError: unknown;
+    try {
+      if (this.importedUnapplied !== undefined) this.applyImported();
+    } catch (err) {
+      applyError = err;
+    }
+    try {
+      await writing;
+      if (applyError !== undefined) throw applyError;
+      // Little room left: apply before acknowledging, so that a full disk fails this import, not a later read.
+      if (wal.freeBytes() < LOW_SPACE_BYTES) this.applyRows(rows, head);
+      else this.importedUnapplied = { rows, head };
     } catch (thrown) {
       const err = refineByFreeSpace(await unwrapStorageError(thrown), this.opts.dir, 0);
       this.metrics.errors.inc({ type: classifyWalError(err) });
@@ -783,8 +804,30 @@ export class EventLog {
       throw toWalError(err, 1);
     }
     this.cachedHead = head;
+    if (this.importedUnapplied !== undefined && !this.applyScheduled) {
+      this.applyScheduled = true;
+      setImmediate(() => {
+        this.applyScheduled = false;
+        try {
+          this.applyPending();
+        } catch (err) {
+          this.opts.logger('error', 'applying durable events to LMDB failed; reads and appends will retry it', { message: err instanceof Error ? err.message : String(err) });
+        }
+      });
+    }
     if (this.committed$.observed) for (const r of rows) this.committed$.next(decodeRecord(r.record));
     return { ...head };
+  }
+
+  /** Applies the last import's rows (durable, acknowledged) to LMDB; on failure they stay queued and the error is thrown, classified. */
+  private applyImported(): void {
+    const p = this.importedUnapplied!;
+    try {
+      this.applyRows(p.rows, p.head);
+    } catch (thrown) {
+      throw toWalError(refineByFreeSpace(thrown, this.opts.dir, 0), 1);
+    }
+    this.importedUnapplied = undefined;
   }
 
   // ---------------------------------------------------------------- write-ahead segments

@@ -303,13 +303,14 @@ export class SegmentWal {
 
   /**
    * Writes one frame of a bulk import (`EventLog.importRecords`: megabytes a frame, one `sync`
-   * after all of them) at the end, in the page cache like `append`, but without zeroing ahead
-   * first: the frame itself extends the file. Zeros ahead spare a small group's `fdatasync` a
-   * journal commit; an import pays that commit once per segment and `sync`, and writing every
-   * byte twice (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main
-   * thread). The file still ends where the frames stop, so opening and `rollback` treat it as
-   * any other segment; later appends zero ahead again from its end. Throws the write's error;
-   * the caller then rolls back.
+   * after all of them) at the end, in the page cache like `append`, but off the calling thread
+   * (the import applies the previous batch to LMDB meanwhile) and without zeroing ahead first:
+   * the frame itself extends the file. Zeros ahead spare a small group's `fdatasync` a journal
+   * commit; an import pays that commit once per segment and `sync`, and writing every byte twice
+   * (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main thread). The
+   * file still ends where the frames stop, so opening and `rollback` treat it as any other
+   * segment; later appends zero ahead again from its end. Rejects with the write's error; the
+   * caller then rolls back.
    */
   async appendImport(records: readonly Uint8Array[], firstSeq: number): Promise<void> {
     if (records.length === 0) return;
@@ -317,7 +318,7 @@ export class SegmentWal {
     if (this.extending !== undefined) await this.extending;
     if (this.fd < 0 || (this.written > 0 && this.written + frame.byteLength > this.segmentBytes)) {
       if (this.fd >= 0) {
-        if (this.written > this.durable) fs.fdatasyncSync(this.fd); // an import spanning segments
+        if (this.written > this.durable) await fdatasync(this.fd); // an import spanning segments
         fs.closeSync(this.fd);
       }
       this.fd = -1;
@@ -329,8 +330,12 @@ export class SegmentWal {
       fsyncPath(this.dir);
     }
     this.attempted = Math.max(this.attempted, this.written + frame.byteLength);
+    const fd = this.fd;
     let done = 0;
-    while (done < frame.byteLength) done += fs.writeSync(this.fd, frame, done, frame.byteLength - done, this.written + done);
+    while (done < frame.byteLength) {
+      const at = this.written + done;
+      done += await new Promise<number>((resolve, reject) => fs.write(fd, frame, done, frame.byteLength - done, at, (err, n) => (err ? reject(err) : resolve(n))));
+    }
     this.written += frame.byteLength;
     this.allocated = Math.max(this.allocated, this.written);
     const last = records[records.length - 1]!;
