@@ -785,11 +785,11 @@ export class EventLog {
     // While these frames are written and synced (off this thread), the previous import's rows go
     // into LMDB. If that fails, this import fails too (its frames are cut back): nothing new is
     // written past an unapplied import.
-    let applyError: unknown;
+    let applyError: Error | undefined;
     try {
       if (this.importedUnapplied !== undefined) this.applyImported();
     } catch (err) {
-      applyError = err;
+      applyError = err instanceof Error ? err : new Error(String(err));
     }
     try {
       await writing;
