@@ -185,8 +185,8 @@ class WorkerCodecRunner implements CodecRunner {
     );
     this.chain = p.catch(() => undefined);
     return p.then((res) => {
-      const r = res as Omit<OpenedSource, 'buf'> & { buf: { ab: ArrayBuffer; offset: number; length: number } };
-      return { ...r, buf: Buffer.from(r.buf.ab, r.buf.offset, r.buf.length) };
+      const r = res as Omit<OpenedSource, 'frames'> & { frames: { ab: ArrayBuffer; offset: number; length: number }[] };
+      return { ...r, frames: r.frames.map((f) => Buffer.from(f.ab, f.offset, f.length)) };
     });
   }
 

@@ -13,7 +13,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, listSegments, readSegments } from './wal.js';
+import { SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
 import type { WalMark } from './wal.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
@@ -164,6 +164,14 @@ export interface ImportOptions {
    * every record is re-hashed and decoded here.
    */
   checked?: CheckedIndex;
+  /**
+   * The write-ahead frames of these records, already built (`encodeFrame`, in order, together
+   * holding every record once) with the records being views into them: they are written as they
+   * are, and each is checked to be the frame of its records (`isFrameOf`: headers, lengths and
+   * places; not its CRC) before anything is written. The restore's codec worker builds them.
+   * Absent: the import builds its frames.
+   */
+  frames?: readonly Uint8Array[];
 }
 
 /** A record with the fields its index keys are made of. */
@@ -768,18 +776,32 @@ export class EventLog {
     if (this.pendingApply.length > 0) this.applyPending(); // appends' groups (and an import before them) first
     // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
     const { rows, head } = this.checkRecords(records, this.cachedHead, options.checked);
-    const wal = this.wal!;
-    const mark = wal.needsRollback ?? wal.mark();
-    const writing = (async (): Promise<void> => {
-      if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
+    // Frames: [first record, end, built frame?], each checked against its records before anything is written.
+    const frames: [number, number, Uint8Array | undefined][] = [];
+    if (options.frames !== undefined) {
+      let start = 0;
+      for (const f of options.frames) {
+        const end = start + (f.byteLength >= 8 ? Buffer.from(f.buffer, f.byteOffset, 8).readUInt32LE(4) : 0);
+        if (end === start || end > records.length || !isFrameOf(f, records.slice(start, end), rows[start]!.seq)) throw new LogError('LOG_INVALID_EVENT', `import frame ${frames.length} is not the frame of records ${start}.. of the import`);
+        frames.push([start, end, f]);
+        start = end;
+      }
+      if (start !== records.length) throw new LogError('LOG_INVALID_EVENT', `the import's frames hold ${start} of its ${records.length} records`);
+    } else {
       let start = 0;
       while (start < rows.length) {
         let end = start;
         let bytes = 0;
         while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
-        await wal.appendImport(records.slice(start, end), rows[start]!.seq);
+        frames.push([start, end, undefined]);
         start = end;
       }
+    }
+    const wal = this.wal!;
+    const mark = wal.needsRollback ?? wal.mark();
+    const writing = (async (): Promise<void> => {
+      if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
+      for (const [start, end, built] of frames) await wal.appendImport(records.slice(start, end), rows[start]!.seq, built);
       await wal.sync();
     })();
     // While these frames are written and synced (off this thread), the previous import's rows go
