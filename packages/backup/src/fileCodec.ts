@@ -3,7 +3,7 @@ import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import { decodeSegment, type SegmentEntry } from './segment.js';
-import { EVENT_KINDS, LiveCounter, OTHER_KIND } from './liveCounter.js';
+import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
 // The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
@@ -92,13 +92,6 @@ export interface OpenedSource {
   frames: Buffer[];
   count: number;
   /**
-   * Each record's event kind (`EVENT_KINDS`) and dimension (NaN for none): with its collection
-   * and by-doc id, what `LiveCounter.applyKind` needs to count live vectors. The restore counts
-   * on its own thread (which has time to spare while the codec's is the busier), not here.
-   */
-  kinds: Uint8Array;
-  dims: Float64Array;
-  /**
    * Each record's collection (`collectionNames[collectionOf[i]]`) and by-doc id: `checkedIndex`
    * turns them into `EventLog.importRecords`'s `checked` index. Compact because they cross from
    * the worker: a string array is copied string by string.
@@ -126,8 +119,9 @@ export interface OpenedSource {
  * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
  */
 export class SourceOpener {
-  /** The replayed state with vectors (`keepState` only; without it nothing is counted here: see OpenedSource.kinds). */
+  /** The replayed state with vectors (`keepState`); without it, ids are counted in `counter`. */
   readonly state: ReplayState;
+  private readonly counter = new LiveCounter();
   private cur = 0;
   private curHash = '';
   private headTs = 0;
@@ -147,13 +141,13 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { frames: [], count: 0, kinds: new Uint8Array(0), dims: new Float64Array(0), collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
+      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
       const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
-      const { kept, collectionNames, collectionOf, kinds, dims, docIds } = this.take(seg.entries, spec.name);
+      const { kept, collectionNames, collectionOf, docIds } = this.take(seg.entries, spec.name);
       const frames: Buffer[] = [];
       let start = 0;
       while (start < kept.length) {
@@ -163,29 +157,27 @@ export class SourceOpener {
         frames.push(encodeFrame(kept.slice(start, end).map((e) => e.record), kept[start]!.seq));
         start = end;
       }
-      return { frames, count: kept.length, kinds, dims, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
+      return { frames, count: kept.length, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
   }
 
-  /** Live vectors per collection of what was opened so far (with `keepState`; else empty: the caller counts from `kinds`). */
+  /** Live vectors per collection of what was opened so far. */
   counts(): Record<string, number> {
-    return this.o.keepState ? this.state.counts() : {};
+    return this.o.keepState ? this.state.counts() : this.counter.counts();
   }
 
   private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
     return { seq: this.cur, hash: this.curHash, ts: this.headTs, reachedT: this.reachedT };
   }
 
-  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collectionNames: string[]; collectionOf: Uint32Array; kinds: Uint8Array; dims: Float64Array; docIds: string | string[] } {
+  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collectionNames: string[]; collectionOf: Uint32Array; docIds: string | string[] } {
     const T = this.o.pointInTime;
     const kept: SegmentEntry[] = [];
     const collectionNames: string[] = [];
     const collectionNo = new Map<string, number>();
     const collectionOf = new Uint32Array(entries.length);
-    const kinds = new Uint8Array(entries.length);
-    const dims = new Float64Array(entries.length);
     const docIds: string[] = [];
     let newline = false;
     for (const e of entries) {
@@ -199,14 +191,13 @@ export class SourceOpener {
       const ev = checked(e.record, name);
       if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
       if (this.o.keepState) this.state.apply(decodeRecord(e.record));
+      else this.counter.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;
         collectionNo.set(ev.collection, no);
       }
       collectionOf[kept.length] = no;
-      kinds[kept.length] = EVENT_KINDS[ev.type] ?? OTHER_KIND;
-      dims[kept.length] = ev.dim ?? NaN;
       kept.push(e);
       const id = indexDocId(ev);
       if (id.includes('\n')) newline = true;
@@ -216,8 +207,7 @@ export class SourceOpener {
     }
     const last = kept[kept.length - 1];
     if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
-    const n = kept.length;
-    return { kept, collectionNames, collectionOf: collectionOf.slice(0, n), kinds: kinds.slice(0, n), dims: dims.slice(0, n), docIds: newline ? docIds : docIds.join('\n') };
+    return { kept, collectionNames, collectionOf: collectionOf.slice(0, kept.length), docIds: newline ? docIds : docIds.join('\n') };
   }
 }
 
@@ -240,7 +230,7 @@ export function frameRecords(frame: Buffer): Buffer[] {
 /** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */
 export function checkedIndex(r: OpenedSource): { collections: string[]; docIds: string[] } {
   const docIds = typeof r.docIds === 'string' ? (r.count === 0 ? [] : r.docIds.split('\n')) : r.docIds;
-  if (docIds.length !== r.count || r.collectionOf.length !== r.count || r.kinds.length !== r.count || r.dims.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but index fields for ${docIds.length}`, {});
+  if (docIds.length !== r.count || r.collectionOf.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but index fields for ${docIds.length}`, {});
   const collections = new Array<string>(r.count);
   for (let i = 0; i < r.count; i++) collections[i] = r.collectionNames[r.collectionOf[i]!]!;
   return { collections, docIds };

@@ -126,11 +126,6 @@ function hashString(s: string): number {
   return h ^ (h >>> 16);
 }
 
-/** An event type as a small code (`OpenedSource.kinds`), so that it crosses threads in a typed array. */
-export const EVENT_KINDS: Readonly<Record<string, number>> = { 'collection.created': 0, 'collection.dropped': 1, 'vector.upserted': 2, 'vector.deleted': 3 };
-/** The code of any other type (changes no count). */
-export const OTHER_KIND = 4;
-
 /**
  * Live vector counts per collection of a log prefix, replayed from index fields with the rules
  * of `ReplayState` (and the projections): a create of an existing collection, an upsert into a
@@ -143,25 +138,20 @@ export class LiveCounter {
 
   /** Applies one event's index fields (in seq order). */
   applyLight(e: IndexFields): void {
-    this.applyKind(EVENT_KINDS[e.type] ?? OTHER_KIND, e.collection, e.id ?? '', e.dim ?? NaN);
-  }
-
-  /** Applies one event (in seq order) given as its kind (`EVENT_KINDS`), collection, id ('' for none) and dimension (NaN for none). */
-  applyKind(kind: number, collection: string, id: string, dim: number): void {
-    switch (kind) {
-      case 0:
-        if (!this.collections.has(collection)) this.collections.set(collection, { dimension: Number.isNaN(dim) ? 0 : dim, ids: new IdSet() });
+    switch (e.type) {
+      case 'collection.created':
+        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, ids: new IdSet() });
         break;
-      case 1:
-        this.collections.delete(collection);
+      case 'collection.dropped':
+        this.collections.delete(e.collection);
         break;
-      case 2: {
-        const c = this.collections.get(collection);
-        if (c !== undefined && c.dimension === dim) c.ids.add(id);
+      case 'vector.upserted': {
+        const c = this.collections.get(e.collection);
+        if (c !== undefined && c.dimension === e.dim) c.ids.add(e.id!);
         break;
       }
-      case 3:
-        this.collections.get(collection)?.ids.delete(id);
+      case 'vector.deleted':
+        this.collections.get(e.collection)?.ids.delete(e.id!);
         break;
     }
   }

@@ -10,7 +10,6 @@ import { decodeObject } from './objectCodec.js';
 import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, frameRecords, type OpenedSource, type SourceSpec } from './fileCodec.js';
-import { LiveCounter } from './liveCounter.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import type { ReplayState } from './state.js';
@@ -116,8 +115,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let headTs = 0;
     let reachedT = false;
     let pending: Buffer[] = [];
-    // Live vectors, counted here from what the codec read (OpenedSource.kinds): this thread has time to spare.
-    const counter = new LiveCounter();
     let pendingFrames: Buffer[] = [];
     // The index fields the codec read while it checked each record's own hash (checkRecord):
     // the import checks only the links between records and neither re-hashes nor decodes them.
@@ -188,7 +185,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
           pending.push(rec);
           collections.push(idx.collections[i]!);
           docIds.push(idx.docIds[i]!);
-          counter.applyKind(r.kinds[i]!, idx.collections[i]!, idx.docIds[i]!, r.dims[i]!);
           i += 1;
         }
         pendingFrames.push(frame);
@@ -206,7 +202,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     await flush();
     const fin = await runner.finish();
     phases.open = fin.busyMs;
-    const vectorCount = Object.values(counter.counts()).reduce((a, b) => a + b, 0);
+    const vectorCount = Object.values(fin.counts).reduce((a, b) => a + b, 0);
     const state = runner.state;
     await runner.close();
     runner = undefined;
