@@ -215,6 +215,9 @@ export class EventLog {
   private cursors: Record<string, unknown> = {};
   private markerWritten = false;
   private pendingApply: Prepared[] = [];
+  /** A sync of LMDB started by an import ahead of close (see importRecords), and the first such sync's failure. */
+  private envSyncAhead: Promise<void> | undefined;
+  private envSyncAheadError: Error | undefined;
   /** The last import's rows: durable in the segments and acknowledged, not yet in LMDB (see importRecords). */
   private importedUnapplied: { rows: IndexRow[]; head: LogHead } | undefined;
   private applyScheduled = false;
@@ -809,7 +812,10 @@ export class EventLog {
     // written past an unapplied import.
     let applyError: Error | undefined;
     try {
-      if (this.importedUnapplied !== undefined) this.applyImported();
+      if (this.importedUnapplied !== undefined) {
+        this.applyImported();
+        this.syncEnvAhead();
+      }
     } catch (err) {
       applyError = err instanceof Error ? err : new Error(String(err));
     }
@@ -839,6 +845,25 @@ export class EventLog {
     }
     if (this.committed$.observed) for (const r of rows) this.committed$.next(decodeRecord(r.record));
     return { ...head };
+  }
+
+  /**
+   * Starts syncing LMDB in the background (unless a sync is running), so that what a bulk import
+   * applied is mostly on disk when close syncs it (1M events: ~0.35 s of close-time sync, now
+   * overlapping the import). An extra sync only; a failure is kept and fails `close` — a failed
+   * flush is never retried as if nothing happened.
+   */
+  private syncEnvAhead(): void {
+    if (this.envSyncAhead !== undefined) return;
+    this.envSyncAhead = syncEnv(this.env).then(
+      () => {
+        this.envSyncAhead = undefined;
+      },
+      (err: unknown) => {
+        this.envSyncAheadError ??= err instanceof Error ? err : new Error(String(err));
+        this.envSyncAhead = undefined;
+      },
+    );
   }
 
   /** Applies the last import's rows (durable, acknowledged) to LMDB; on failure they stay queued and the error is thrown, classified. */
@@ -1237,6 +1262,8 @@ export class EventLog {
         // only then says so (removes the open-marker). If that fails the segments still have it all.
         if (!this.opts.readOnly && this.wal !== undefined) {
           this.applyPending();
+          await this.envSyncAhead;
+          if (this.envSyncAheadError !== undefined) throw toWalError(this.envSyncAheadError, 1);
           await syncEnv(this.env);
         }
         await this.env.close();
