@@ -1,4 +1,4 @@
-import { checkRecord, decodeRecord, encodeFrame, indexDocId, isLogError, type IndexFields } from '@kyrodb/log';
+import { checkRecord, decodeRecord, encodeFrame, indexDocId, isLogError, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';

@@ -1,4 +1,4 @@
-import { decodeIndexFields, splitRecord, type IndexFields } from '@kyrodb/log';
+import { decodeIndexFields, splitRecord, type IndexFields } from '@kyrodb/log/codec';
 
 /**
  * A set of strings kept in typed arrays: an open-addressing table of entry numbers, and per entry
