@@ -14,7 +14,8 @@ import { executeRestore } from './restore.js';
 import { backupChain, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { encodeSegment, recordSeqTs, type SegmentEntry } from './segment.js';
-import { exactTopK, IncrementalCounter } from './state.js';
+import { IncrementalCounter } from './state.js';
+import { exactTopK } from './topK.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import type { ObjectStore } from './stores/objectStore.js';
 

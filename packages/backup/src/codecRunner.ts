@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { LogError, isLogError, startWorker } from '@kyrodb/log';
+import { LogError, isLogError, startWorker } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import type { ReplayState } from './state.js';
 import type { SegmentEntry } from './segment.js';
@@ -12,7 +12,7 @@ import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type Sea
  * compressing and hashing then overlap reading the log; a restore's checks (each record's own
  * SHA-256, ~1 µs of its ~4.5 µs per event), decompression, decoding and counting overlap the
  * import (1M events, quiet machine: 9.1-9.4 s inline, 6.5 s in the worker). The worker's start-up, ~0.2-0.3 s
- * mostly loading @kyrodb/log, makes it no faster than inline at ~100k events and slower below.
+ * mostly loading its modules, makes it no faster than inline at ~100k events and slower below.
  */
 export type CodecThread = 'auto' | 'inline' | 'worker';
 
@@ -185,8 +185,8 @@ class WorkerCodecRunner implements CodecRunner {
     );
     this.chain = p.catch(() => undefined);
     return p.then((res) => {
-      const r = res as Omit<OpenedSource, 'buf'> & { buf: { ab: ArrayBuffer; offset: number; length: number } };
-      return { ...r, buf: Buffer.from(r.buf.ab, r.buf.offset, r.buf.length) };
+      const r = res as Omit<OpenedSource, 'frames'> & { frames: { ab: ArrayBuffer; offset: number; length: number }[] };
+      return { ...r, frames: r.frames.map((f) => Buffer.from(f.ab, f.offset, f.length)) };
     });
   }
 

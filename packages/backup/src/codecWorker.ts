@@ -30,8 +30,8 @@ port.on('message', (m: ToCodec) => {
     } else if (m.op === 'open') {
       const stored = m.stored === undefined ? undefined : Buffer.from(m.stored.ab, m.stored.offset, m.stored.length);
       const r = opener!.open(m.spec, stored, m.error === undefined ? undefined : deserializeError(m.error));
-      const buf = forTransfer(r.buf);
-      reply({ id: m.id, ok: true, result: { ...r, buf } }, [buf.ab]);
+      const frames = r.frames.map(forTransfer);
+      reply({ id: m.id, ok: true, result: { ...r, frames } }, frames.map((f) => f.ab));
     } else {
       const c = sealer ?? opener!;
       reply({ id: m.id, ok: true, result: { counts: c.counts(), busyMs: c.busyMs } }, []);

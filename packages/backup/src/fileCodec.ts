@@ -1,8 +1,9 @@
-import { checkRecord, decodeRecord, indexDocId, isLogError, type IndexFields } from '@kyrodb/log';
+import { checkRecord, decodeRecord, encodeFrame, indexDocId, isLogError, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import { decodeSegment, type SegmentEntry } from './segment.js';
+import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
 // The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
@@ -28,7 +29,7 @@ export interface SealedFile {
  * encrypts and hashes each raw segment.
  */
 export class FileSealer {
-  private readonly state = new ReplayState(false);
+  private readonly state = new LiveCounter();
   /** Time spent sealing, ms. */
   busyMs = 0;
 
@@ -77,15 +78,18 @@ export interface OpenOptions {
   encryption?: EncryptionKey;
 }
 
+/** Kept records go into write-ahead frames of about this many bytes (as `EventLog.importRecords` would build them). */
+export const FRAME_RECORD_BYTES = 8 * 1024 * 1024;
+
 /**
- * What a source contributes: the records to import (`buf.subarray(starts[i], starts[i] + lengths[i])`),
- * each already checked against its own hash (`checkRecord`), with the index fields read there,
- * and the position after them. `count` 0 with `skipped`: the source was already covered.
+ * What a source contributes: the records to import, each already checked against its own hash
+ * (`checkRecord`), with the index fields read there, and the position after them. The records
+ * come in the write-ahead frames the import writes as they are (`encodeFrame`, built here so
+ * that the import's thread neither copies nor CRCs them; `frameRecords` gives their views).
+ * `count` 0 with `skipped`: the source was already covered.
  */
 export interface OpenedSource {
-  buf: Buffer;
-  starts: Uint32Array;
-  lengths: Uint32Array;
+  frames: Buffer[];
   count: number;
   /**
    * Each record's collection (`collectionNames[collectionOf[i]]`) and by-doc id: `checkedIndex`
@@ -115,7 +119,9 @@ export interface OpenedSource {
  * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
  */
 export class SourceOpener {
+  /** The replayed state with vectors (`keepState`); without it, ids are counted in `counter`. */
   readonly state: ReplayState;
+  private readonly counter = new LiveCounter();
   private cur = 0;
   private curHash = '';
   private headTs = 0;
@@ -135,27 +141,23 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { buf: Buffer.alloc(0), starts: new Uint32Array(0), lengths: new Uint32Array(0), count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
+      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
       const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
       const { kept, collectionNames, collectionOf, docIds } = this.take(seg.entries, spec.name);
-      // One view over the kept records (they are consecutive in the decoded segment) and their offsets in it.
-      const first = kept[0]?.record;
-      const last = kept[kept.length - 1]?.record;
-      const base = first?.byteOffset ?? 0;
-      const buf = first === undefined || last === undefined ? Buffer.alloc(0) : Buffer.from(first.buffer, base, last.byteOffset + last.byteLength - base);
-      const starts = new Uint32Array(kept.length);
-      const lengths = new Uint32Array(kept.length);
-      for (let i = 0; i < kept.length; i++) {
-        const r = kept[i]!.record;
-        if (r.buffer !== buf.buffer) throw new BackupError('BACKUP_CORRUPT', `${spec.name}: records are not in one buffer`, { key: spec.name });
-        starts[i] = r.byteOffset - base;
-        lengths[i] = r.byteLength;
+      const frames: Buffer[] = [];
+      let start = 0;
+      while (start < kept.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < kept.length && (end === start || bytes < FRAME_RECORD_BYTES)) bytes += kept[end++]!.record.byteLength;
+        frames.push(encodeFrame(kept.slice(start, end).map((e) => e.record), kept[start]!.seq));
+        start = end;
       }
-      return { buf, starts, lengths, count: kept.length, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
+      return { frames, count: kept.length, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
@@ -163,7 +165,7 @@ export class SourceOpener {
 
   /** Live vectors per collection of what was opened so far. */
   counts(): Record<string, number> {
-    return this.state.counts();
+    return this.o.keepState ? this.state.counts() : this.counter.counts();
   }
 
   private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
@@ -189,7 +191,7 @@ export class SourceOpener {
       const ev = checked(e.record, name);
       if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
       if (this.o.keepState) this.state.apply(decodeRecord(e.record));
-      else this.state.applyLight(ev);
+      else this.counter.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;
@@ -207,6 +209,22 @@ export class SourceOpener {
     if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
     return { kept, collectionNames, collectionOf: collectionOf.slice(0, kept.length), docIds: newline ? docIds : docIds.join('\n') };
   }
+}
+
+/** The records of a write-ahead frame (`encodeFrame`), as views into it; BACKUP_CORRUPT if it is not one. */
+export function frameRecords(frame: Buffer): Buffer[] {
+  if (frame.byteLength < 24) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame too short for its header', {});
+  const count = frame.readUInt32LE(4);
+  const out = new Array<Buffer>(count);
+  let off = 24;
+  for (let i = 0; i < count; i++) {
+    const len = off + 4 <= frame.byteLength ? frame.readUInt32LE(off) : -1;
+    if (len < 0 || off + 4 + len > frame.byteLength) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame whose records overrun it', {});
+    out[i] = frame.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
+  }
+  if (off !== frame.byteLength) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame with bytes after its records', {});
+  return out;
 }
 
 /** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */

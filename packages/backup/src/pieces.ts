@@ -1,4 +1,4 @@
-import { chainHash, splitRecord, toHex } from '@kyrodb/log';
+import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
 import { decodeObject, sha256Hex, type EncryptionKey } from './objectCodec.js';

@@ -9,7 +9,7 @@ import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
 import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
-import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
+import { checkedIndex, frameRecords, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import type { ReplayState } from './state.js';
@@ -115,6 +115,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let headTs = 0;
     let reachedT = false;
     let pending: Buffer[] = [];
+    let pendingFrames: Buffer[] = [];
     // The index fields the codec read while it checked each record's own hash (checkRecord):
     // the import checks only the links between records and neither re-hashes nor decodes them.
     let collections: string[] = [];
@@ -124,7 +125,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (pending.length === 0) return;
       const t0 = performance.now();
       try {
-        await log!.importRecords(pending, { checked: { collections, docIds } });
+        await log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
       } catch (err) {
         if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
         throw err;
@@ -132,6 +133,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         phases.import += performance.now() - t0;
       }
       pending = [];
+      pendingFrames = [];
       collections = [];
       docIds = [];
       o.onProgress?.({ phase: 'import', done: cur, total });
@@ -175,16 +177,23 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       phases.waitOpen += performance.now() - t0;
       o.onProgress?.({ phase: 'download', done: r.seq, total });
       const idx = checkedIndex(r);
-      for (let i = 0; i < r.count; i++) {
-        const at = r.starts[i]!;
-        pending.push(r.buf.subarray(at, at + r.lengths[i]!));
-        collections.push(idx.collections[i]!);
-        docIds.push(idx.docIds[i]!);
+      // Whole frames go into an import (written as they are); an import takes frames until it holds IMPORT_BATCH records.
+      let i = 0;
+      for (const frame of r.frames) {
+        for (const rec of frameRecords(frame)) {
+          if (i === r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but its frames hold more`, {});
+          pending.push(rec);
+          collections.push(idx.collections[i]!);
+          docIds.push(idx.docIds[i]!);
+          i += 1;
+        }
+        pendingFrames.push(frame);
         if (pending.length >= IMPORT_BATCH) {
           cur = r.seq; // progress only
           await flush();
         }
       }
+      if (i !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but its frames hold ${i}`, {});
       cur = r.seq;
       curHash = r.hash;
       headTs = r.ts;

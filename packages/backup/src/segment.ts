@@ -1,4 +1,4 @@
-import { splitRecord, decodePayload, toHex } from '@kyrodb/log';
+import { splitRecord, decodePayload, toHex } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 
 /** The header of a segment: its seq and ts range and the chain hashes at both ends. */

@@ -1,6 +1,5 @@
-import type { IndexFields, LogEvent, Metric } from '@kyrodb/log';
-import { decodeIndexFields, decodeRecord, indexFieldsOf, splitRecord } from '@kyrodb/log';
-import { score } from '@kyrodb/projections';
+import type { IndexFields, LogEvent, Metric } from '@kyrodb/log/codec';
+import { decodeIndexFields, decodeRecord, indexFieldsOf, splitRecord } from '@kyrodb/log/codec';
 
 /** A live vector in a replayed state. */
 export interface ReplayDoc {
@@ -77,14 +76,6 @@ export class ReplayState {
   }
 }
 
-
-/** Brute-force top-k (score descending, ties by id ascending) over a replayed collection. */
-export function exactTopK(c: ReplayCollection, q: Float32Array, k: number): { id: string; score: number }[] {
-  const all: { id: string; score: number }[] = [];
-  for (const [id, d] of c.docs) if (d !== null) all.push({ id, score: score(c.metric, q, d.vector) });
-  all.sort((x, y) => y.score - x.score || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
-  return all.slice(0, k);
-}
 
 /** The part of the log an incremental count needs: per-document history through the by-doc index. */
 export interface DocHistorySource {

@@ -101,6 +101,24 @@ export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): B
   return buf;
 }
 
+/**
+ * Whether `frame` is what `encodeFrame(records, firstSeq)` builds around these very record views
+ * (not copies of them): magic, count, first seq and body length as they should be, and each
+ * record the view at its place in the frame, after its length. Reads headers and lengths only;
+ * the CRC is not recomputed (whoever built the frame, with `encodeFrame`, computed it).
+ */
+export function isFrameOf(frame: Uint8Array, records: readonly Uint8Array[], firstSeq: number): boolean {
+  const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (records.length === 0 || b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(4) !== records.length) return false;
+  if (b.readUInt32LE(8) !== b.byteLength - FRAME_HEADER_BYTES || b.readDoubleLE(16) !== firstSeq) return false;
+  let off = FRAME_HEADER_BYTES;
+  for (const r of records) {
+    if (r.buffer !== frame.buffer || off + 4 + r.byteLength > b.byteLength || b.readUInt32LE(off) !== r.byteLength || r.byteOffset !== frame.byteOffset + off + 4) return false;
+    off += 4 + r.byteLength;
+  }
+  return off === b.byteLength;
+}
+
 function frameCrc(buf: Buffer, body: number): number {
   const head = zlib.crc32(buf.subarray(4, 12));
   const seq = zlib.crc32(buf.subarray(16, 24), head);
@@ -179,7 +197,7 @@ export function fsyncPath(dir: string): void {
 }
 
 /** Writes all of `buf` at `pos` of `fd` (on the thread pool). */
-async function pwriteAll(fd: number, buf: Buffer, pos: number): Promise<void> {
+async function pwriteAll(fd: number, buf: Uint8Array, pos: number): Promise<void> {
   let done = 0;
   while (done < buf.byteLength) {
     const off = done;
@@ -375,6 +393,40 @@ export class SegmentWal {
       }
     }
     this.fd = this.dfd = -1;
+  }
+
+  /**
+   * Writes one frame of a bulk import (`EventLog.importRecords`: megabytes a frame, one `sync`
+   * after all of them) at the end, in the page cache like `append`, but off the calling thread
+   * (the import applies the previous batch to LMDB meanwhile) and without zeroing ahead first:
+   * the frame itself extends the file. Zeros ahead spare a small group's `fdatasync` a journal
+   * commit; an import pays that commit once per segment and `sync`, and writing every byte twice
+   * (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main thread). The
+   * file still ends where the frames stop, so opening and `rollback` treat it as any other
+   * segment; later appends zero ahead again from its end. `built`: the frame already built
+   * around these records (`isFrameOf` holds; the restore's codec worker builds them). Rejects
+   * with the write's error; the caller then rolls back.
+   */
+  async appendImport(records: readonly Uint8Array[], firstSeq: number, built?: Uint8Array): Promise<void> {
+    if (records.length === 0) return;
+    const frame = built ?? encodeFrame(records, firstSeq);
+    if (this.extending !== undefined) await this.extending;
+    if (this.fd < 0 || (this.written > 0 && this.written + frame.byteLength > this.segmentBytes)) {
+      if (this.fd >= 0 && this.written > this.durable) await fdatasync(this.fd); // an import spanning segments
+      await this.closeFds();
+      const fd = fs.openSync(path.join(this.dir, segmentName(firstSeq)), 'w+');
+      this.fd = fd;
+      this.segment = firstSeq;
+      this.written = this.durable = this.allocated = this.attempted = 0;
+      this.extendFailed = false;
+      fsyncPath(this.dir);
+    }
+    this.attempted = Math.max(this.attempted, this.written + frame.byteLength);
+    await pwriteAll(this.fd, frame, this.written);
+    this.written += frame.byteLength;
+    this.allocated = Math.max(this.allocated, this.written);
+    const last = records[records.length - 1]!;
+    this.pending = { seq: firstSeq + records.length - 1, hash: new Uint8Array(last.subarray(32, 64)) };
   }
 
   private writeFrame(frame: Buffer, records: readonly Uint8Array[], firstSeq: number): void {

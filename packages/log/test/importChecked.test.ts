@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import { EventLog, checkRecord, indexDocId, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import { EventLog, checkRecord, encodeFrame, indexDocId, isFrameOf, readSegments, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
 import type { CheckedIndex, LogHead } from '@kyrodb/log';
 import { created, openTestLog, upsert } from './helpers.js';
 
@@ -122,6 +122,58 @@ describe('importRecords with a checked index', () => {
     bad[bad.length - 1]! ^= 0x01;
     await expect(t.importRecords([records[0]!, records[1]!, bad])).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { seq: 3, problem: 'hash_mismatch' } });
     expect(t.head().seq).toBe(0);
+    await Promise.all([log.close(), t.close()]);
+  });
+});
+
+/** Frames built around the records (as the restore's codec does) and the views of the records inside them. */
+function framed(records: readonly Buffer[], firstSeq: number, per: number): { frames: Buffer[]; views: Buffer[] } {
+  const frames: Buffer[] = [];
+  const views: Buffer[] = [];
+  for (let i = 0; i < records.length; i += per) {
+    const f = encodeFrame(records.slice(i, i + per), firstSeq + i);
+    frames.push(f);
+    let off = 24;
+    for (const r of records.slice(i, i + per)) {
+      views.push(f.subarray(off + 4, off + 4 + r.length));
+      off += 4 + r.length;
+    }
+  }
+  return { frames, views };
+}
+
+describe('importRecords with frames built by the caller', () => {
+  it('writes them as they are: the segments hold the records, a reopened log has them, and it goes on appending', async () => {
+    const { log, records } = await source(30);
+    const t = await openTestLog();
+    dirs.push(t.dir);
+    const { frames, views } = framed(records, 1, 7);
+    expect(isFrameOf(frames[0]!, views.slice(0, 7), 1)).toBe(true);
+    await t.log.importRecords(views, { checked: checkedIndex(views), frames });
+    // Resolved once durable in the segments; a read right after (same turn) sees it in LMDB.
+    expect(t.log.getRecord(30)?.equals(records[29]!)).toBe(true);
+    await t.log.close();
+    expect([...readSegments(`${t.dir}/wal`, 1)].map((r) => r.record.toString('hex'))).toEqual(records.map((r) => r.toString('hex')));
+    const again = await EventLog.open({ dir: t.dir, logger: () => undefined });
+    expect(sameHead(again.head(), log.head())).toBe(true);
+    await again.append([upsert('after', [1, 2])]);
+    expect(again.verify()).toMatchObject({ ok: true, checked: 31 });
+    await Promise.all([log.close(), again.close()]);
+  });
+
+  it('a frame that is not the frame of its records (copies, wrong count or seq, records left over) is LOG_INVALID_EVENT; nothing is written', async () => {
+    const { log, records } = await source(10);
+    const t = await target();
+    const { frames, views } = framed(records, 1, 5);
+    const idx = checkedIndex(views);
+    await expect(t.importRecords(records, { checked: idx, frames })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' }); // copies, not views
+    await expect(t.importRecords(views, { checked: idx, frames: frames.slice(0, 1) })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    await expect(t.importRecords(views, { checked: idx, frames: [frames[1]!, frames[0]!] })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    const shifted = framed(records, 2, 5);
+    await expect(t.importRecords(shifted.views, { checked: idx, frames: shifted.frames })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    expect(t.head().seq).toBe(0);
+    await t.importRecords(views, { checked: idx, frames });
+    expect(t.head().seq).toBe(10);
     await Promise.all([log.close(), t.close()]);
   });
 });

@@ -1,0 +1,170 @@
+import { decodeIndexFields, splitRecord, type IndexFields } from '@kyrodb/log/codec';
+
+/**
+ * A set of strings kept in typed arrays: an open-addressing table of entry numbers, and per entry
+ * its hash, its characters' place in one shared UTF-16 arena, and whether it is in the set now. A
+ * string once added keeps its entry (a delete clears its flag), so nothing is ever moved but on a
+ * resize. Exact: equal hashes are confirmed character by character. Restore counts a million ids
+ * here at ~0.1 µs each, against ~1 µs in a `Map` (its entries and the id strings it keeps alive
+ * are what the garbage collector then has to walk and move).
+ */
+export class IdSet {
+  private table = new Int32Array(1024); // entry number + 1; 0 = empty slot
+  private hashes = new Int32Array(512);
+  private starts = new Uint32Array(512);
+  private lengths = new Uint32Array(512);
+  private live = new Uint8Array(512);
+  private chars = new Uint16Array(4096);
+  private entries = 0;
+  private used = 0;
+  /** Strings in the set now. */
+  size = 0;
+
+  /** Adds `s` (no change if it is in the set). */
+  add(s: string): void {
+    const h = hashString(s);
+    const e = this.find(s, h);
+    if (e >= 0) {
+      if (this.live[e] === 0) {
+        this.live[e] = 1;
+        this.size += 1;
+      }
+      return;
+    }
+    this.insert(s, h);
+    this.size += 1;
+  }
+
+  /** Removes `s` (no change if it is not in the set). */
+  delete(s: string): void {
+    const e = this.find(s, hashString(s));
+    if (e >= 0 && this.live[e] === 1) {
+      this.live[e] = 0;
+      this.size -= 1;
+    }
+  }
+
+  /** Whether `s` is in the set. */
+  has(s: string): boolean {
+    const e = this.find(s, hashString(s));
+    return e >= 0 && this.live[e] === 1;
+  }
+
+  /** The entry holding `s`, or -1. */
+  private find(s: string, h: number): number {
+    const mask = this.table.length - 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const slot = this.table[i]!;
+      if (slot === 0) return -1;
+      const e = slot - 1;
+      if (this.hashes[e] === h && this.lengths[e] === s.length && this.same(e, s)) return e;
+    }
+  }
+
+  private same(e: number, s: string): boolean {
+    const at = this.starts[e]!;
+    const chars = this.chars;
+    for (let k = 0; k < s.length; k++) if (chars[at + k] !== s.charCodeAt(k)) return false;
+    return true;
+  }
+
+  private insert(s: string, h: number): void {
+    if (this.entries === this.hashes.length) this.growEntries();
+    if (2 * (this.entries + 1) > this.table.length) this.growTable();
+    while (this.used + s.length > this.chars.length) {
+      const chars = new Uint16Array(2 * this.chars.length);
+      chars.set(this.chars);
+      this.chars = chars;
+    }
+    const e = this.entries++;
+    this.hashes[e] = h;
+    this.starts[e] = this.used;
+    this.lengths[e] = s.length;
+    this.live[e] = 1;
+    for (let k = 0; k < s.length; k++) this.chars[this.used + k] = s.charCodeAt(k);
+    this.used += s.length;
+    this.place(e);
+  }
+
+  private place(e: number): void {
+    const mask = this.table.length - 1;
+    let i = this.hashes[e]! & mask;
+    while (this.table[i] !== 0) i = (i + 1) & mask;
+    this.table[i] = e + 1;
+  }
+
+  private growEntries(): void {
+    const n = 2 * this.hashes.length;
+    const hashes = new Int32Array(n);
+    hashes.set(this.hashes);
+    this.hashes = hashes;
+    const starts = new Uint32Array(n);
+    starts.set(this.starts);
+    this.starts = starts;
+    const lengths = new Uint32Array(n);
+    lengths.set(this.lengths);
+    this.lengths = lengths;
+    const live = new Uint8Array(n);
+    live.set(this.live);
+    this.live = live;
+  }
+
+  private growTable(): void {
+    this.table = new Int32Array(2 * this.table.length);
+    for (let e = 0; e < this.entries; e++) this.place(e);
+  }
+}
+
+/** FNV-1a over the UTF-16 code units, then a final mix (murmur3's) so that low bits spread. */
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/**
+ * Live vector counts per collection of a log prefix, replayed from index fields with the rules
+ * of `ReplayState` (and the projections): a create of an existing collection, an upsert into a
+ * missing collection or of the wrong dimension, and a drop or delete of something absent change
+ * nothing; a drop forgets the collection's documents. What backups and restores count when they
+ * do not keep vectors: ids only, in `IdSet`s.
+ */
+export class LiveCounter {
+  private readonly collections = new Map<string, { dimension: number; ids: IdSet }>();
+
+  /** Applies one event's index fields (in seq order). */
+  applyLight(e: IndexFields): void {
+    switch (e.type) {
+      case 'collection.created':
+        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, ids: new IdSet() });
+        break;
+      case 'collection.dropped':
+        this.collections.delete(e.collection);
+        break;
+      case 'vector.upserted': {
+        const c = this.collections.get(e.collection);
+        if (c !== undefined && c.dimension === e.dim) c.ids.add(e.id!);
+        break;
+      }
+      case 'vector.deleted':
+        this.collections.get(e.collection)?.ids.delete(e.id!);
+        break;
+    }
+  }
+
+  /** Applies a stored record (its index fields only). */
+  applyRecord(rec: Uint8Array): void {
+    this.applyLight(decodeIndexFields(splitRecord(rec).payload));
+  }
+
+  /** Live vectors per collection. */
+  counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, c] of this.collections) out[name] = c.ids.size;
+    return out;
+  }
+}
