@@ -326,6 +326,7 @@ export class EventLog {
         log.loadCursors();
         await log.openWal();
         await log.checkTail(16);
+        if (log.opts.applyThread === 'on') log.startApplier();
       }
     } catch (err) {
       await log.close();
