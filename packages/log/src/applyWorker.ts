@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { decodeIndexFields, indexDocId } from './codec.js';
@@ -12,6 +14,17 @@ import { STATE_DONE, STATE_EXITED, STATE_READY } from './applier.js';
 // it itself, in order).
 
 const { dir, state: stateBuffer, results } = workerData as ApplyWorkerData & { results: MessagePort };
+
+// This thread runs behind the writer: it yields the cores to the writer's own thread and to the
+// threads completing its writes (whose latency is every append's), and uses what they leave.
+// Linux lets a thread's nice value be set by its id, which /proc/thread-self names.
+const niceness = Number(process.env['KYRODB_APPLY_NICE'] ?? 10);
+try {
+  const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, niceness);
+} catch {
+  // not Linux, or not allowed: the thread runs at the process's priority
+}
 const state = new Int32Array(stateBuffer);
 const stores = openStores(dir, false);
 let failed = false;

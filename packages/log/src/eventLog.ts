@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
 import { Observable, Subject } from 'rxjs';
@@ -75,9 +76,10 @@ export interface EventLogOptions {
   pipelineCommits?: boolean;
   /**
    * Where acknowledged events are applied to LMDB: `on` a thread of its own from the start, `off`
-   * the writer's thread, `auto` (default) the writer's until APPLY_THREAD_AFTER_EVENTS events
-   * were appended since open, then a thread of its own (a log that takes a steady stream of
-   * appends gains a core; one that takes a few does not pay for a thread).
+   * the writer's thread, `auto` (default) the writer's, until APPLY_THREAD_AFTER_EVENTS events
+   * were appended since open on a machine with 4 or more cores, then a thread of its own (a log
+   * that takes a steady stream of appends gains a core; one that takes a few does not pay for a
+   * thread; with 2 cores there is no core to gain).
    */
   applyThread?: 'auto' | 'on' | 'off';
   /** Where log lines go. Default: JSON lines on stderr for warn/error. */
@@ -161,14 +163,21 @@ interface OpenMarker {
 }
 
 const FORMAT_KEY = 'format';
-const FORMAT_VERSION = 1;
+/** 2: by-time has an entry per run of equal ts (see applyRows); 1 (one per seq) is read the same way and upgraded when opened for writing. */
+const FORMAT_VERSION = 2;
 /** Acknowledged events are handed to LMDB in batches of about this many, or after APPLY_DELAY_MS. */
 const APPLY_BATCH_EVENTS = 1024;
 const APPLY_DELAY_MS = 2;
 /** Batches the apply thread may have outstanding before the writer waits for it. */
 const APPLY_MAX_BACKLOG = 64;
-/** Under `applyThread: 'auto'`, the apply thread starts once this many events were appended since open. */
+/** Under `applyThread: 'auto'`, the apply thread starts once this many events were appended since open, */
 const APPLY_THREAD_AFTER_EVENTS = 20_000;
+/**
+ * and only with 4 or more cores. On 2 (this machine) it lowers the writer's CPU per event by a
+ * quarter (11 → 8 µs at 64 writers) but not its throughput: the writes' completions then wait
+ * for a core, and 64 writers × 1 event measured 73–84k events/s with it against 85–89k without.
+ */
+const APPLY_THREAD_AUTO = os.availableParallelism() >= 4;
 /** Below this much free space a group is applied to LMDB before it is acknowledged. */
 const LOW_SPACE_BYTES = 256 * 1024 * 1024;
 /** An import is written as frames of about this size. */
@@ -363,6 +372,11 @@ export class EventLog {
   private checkFormat(): void {
     const v = this.meta.get(FORMAT_KEY);
     if (v === undefined) {
+      if (!this.opts.readOnly) this.meta.putSync(FORMAT_KEY, FORMAT_VERSION);
+      return;
+    }
+    if (v === 1) {
+      // Format 1 reads as format 2; what this writer adds would not read as format 1.
       if (!this.opts.readOnly) this.meta.putSync(FORMAT_KEY, FORMAT_VERSION);
       return;
     }
@@ -695,7 +709,7 @@ export class EventLog {
     for (const r of rows) this.pendingRows.push(r);
     this.pendingHead = head;
     this.appendedSinceOpen += rows.length;
-    if (this.applier === undefined && this.opts.applyThread !== 'off' && (this.opts.applyThread === 'on' || this.appendedSinceOpen >= APPLY_THREAD_AFTER_EVENTS)) this.startApplier();
+    if (this.applier === undefined && this.opts.applyThread === 'auto' && APPLY_THREAD_AUTO && this.appendedSinceOpen >= APPLY_THREAD_AFTER_EVENTS) this.startApplier();
     if (this.wal!.freeBytes() < LOW_SPACE_BYTES) {
       try {
         this.applyPending();
@@ -1089,11 +1103,19 @@ export class EventLog {
     }
   }
 
-  /** The largest seq whose ts ≤ `tsMicros` (0 when none): the log prefix as of that instant. */
+  /**
+   * The largest seq whose ts ≤ `tsMicros` (0 when none): the log prefix as of that instant. The
+   * by-time entry at or before it starts a run of that ts, which ends where the next entry
+   * starts (or at the head); see `applyRows`.
+   */
   seqAtTime(tsMicros: number): number {
     this.applyPending();
-    for (const key of this.byTime.getKeys({ start: [tsMicros, Number.MAX_SAFE_INTEGER], reverse: true, limit: 1 })) return key[1];
-    return 0;
+    let at: [number, number] | undefined;
+    for (const key of this.byTime.getKeys({ start: [tsMicros, Number.MAX_SAFE_INTEGER], reverse: true, limit: 1 })) at = key;
+    if (at === undefined) return 0;
+    for (const next of this.byTime.getKeys({ start: [at[0], at[1] + 1], limit: 1 })) return next[1] - 1;
+    for (const key of this.events.getKeys({ reverse: true, limit: 1 })) return key;
+    return at[1];
   }
 
   /** Events with ts ≤ `tsMicros` (a prefix of the log), from `fromSeq`. */

@@ -71,6 +71,11 @@ function byDocOrder(a: IndexRow, b: IndexRow): number {
 /**
  * Writes `rows` (consecutive seqs, ts never going back, extending what LMDB has) and the new
  * head, in one transaction. Throws LMDB's error (nothing written) if it fails.
+ *
+ * `by-time` holds a key [ts, seq] where a run of equal ts begins (a group shares one ts), and at
+ * the start of each call: every seq from an entry up to the next entry's (or the head) has the
+ * entry's ts. (Data dirs of format 1 have an entry for every seq, which reads the same way.) A
+ * dense index cost every append a third LMDB put: ~6% of the writer's time at 64 writers.
  */
 export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead): void {
   // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
@@ -78,11 +83,15 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
   const docKey: [string, string, number] = ['', '', 0];
   s.env.transactionSync(() => {
     // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
+    let runTs = Number.NaN;
     for (const r of rows) {
       s.events.putSync(r.seq, r.record as Buffer, APPEND);
-      timeKey[0] = r.ts;
-      timeKey[1] = r.seq;
-      s.byTime.putSync(timeKey, EMPTY, APPEND);
+      if (r.ts !== runTs) {
+        runTs = r.ts;
+        timeKey[0] = r.ts;
+        timeKey[1] = r.seq;
+        s.byTime.putSync(timeKey, EMPTY, APPEND);
+      }
     }
     // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
     const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;

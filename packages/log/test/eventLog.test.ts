@@ -54,6 +54,42 @@ describe('EventLog', () => {
     await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_FORMAT_VERSION' });
   });
 
+  it('a format 1 data dir (a by-time entry for every seq) reads the same, and is format 2 once written to', async () => {
+    const { log, dir } = await openTestLog();
+    dirs.push(dir);
+    await log.append([created('c', 2)]);
+    for (let i = 0; i < 6; i++) await log.append(Array.from({ length: 1 + i }, (_, j) => upsert(`d${i}-${j}`, [i, j])));
+    await log.close();
+    // Rewrite it as format 1 wrote it: one by-time key per seq.
+    const env = openLmdb({ path: path.join(dir, 'log.mdb'), noSubdir: true, maxDbs: 8 });
+    const events = env.openDB<Buffer, number>({ name: 'events', encoding: 'binary' });
+    const byTime = env.openDB<Buffer, [number, number]>({ name: 'by-time', encoding: 'binary' });
+    const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    const evs = [...ro.read()];
+    await ro.close();
+    await env.transaction(() => {
+      for (const key of byTime.getKeys()) void byTime.remove(key);
+      for (const e of evs) void byTime.put([e.ts, e.seq], Buffer.alloc(0));
+      void meta.put('format', 1);
+    });
+    expect([...events.getKeys()].length).toBe(evs.length);
+    await env.close();
+    const seqAt = (l: EventLog, all: { seq: number; ts: number }[]): void => {
+      for (const e of all) for (const t of [e.ts - 1, e.ts, e.ts + 1]) expect(l.seqAtTime(t)).toBe(all.filter((x) => x.ts <= t).reduce((m, x) => Math.max(m, x.seq), 0));
+    };
+    const v1 = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    seqAt(v1, evs);
+    await v1.close();
+    const w = await EventLog.open({ dir, logger: quietLogger() });
+    for (let i = 0; i < 3; i++) await w.append([upsert(`n${i}`, [1, i]), upsert(`m${i}`, [2, i])]);
+    seqAt(w, [...w.read()]);
+    await w.close();
+    const env2 = openLmdb({ path: path.join(dir, 'log.mdb'), noSubdir: true, maxDbs: 8, readOnly: true });
+    expect(env2.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }).get('format')).toBe(2);
+    await env2.close();
+  });
+
   it('cursors are durable across reopen', async () => {
     const { log, dir } = await filled(1);
     expect(log.getCursor('backup')).toBeUndefined();
