@@ -1,12 +1,55 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { GENESIS_HASH, chainHash, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
-import { eventInputArb, fcParams, float32Arb, sameBits, sameInput, inputOf } from './helpers.js';
+import { eventInputArb, fcParams, float32Arb, metadataArb, sameBits, sameInput, inputOf } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
 const tsArb = fc.integer({ min: 0, max: 2 ** 52 });
 
+// Printable ASCII without / ? # % and whitespace (what ids and collections may hold), of lengths
+// on both sides of msgpack's string header sizes (31/32, 255/256).
+const asciiUnit = fc.constantFrom(...'abcXYZ019-_~.:@'.split(''));
+const asciiArb = (max: number) =>
+  fc.oneof(
+    fc.string({ unit: asciiUnit, minLength: 1, maxLength: max }),
+    fc.constantFrom(...[31, 32, 255, 256].filter((n) => n <= max)).chain((n) => fc.string({ unit: asciiUnit, minLength: n, maxLength: n })),
+  );
+const boundaryIntArb = fc.oneof(
+  fc.constantFrom(0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, Number.MAX_SAFE_INTEGER),
+  fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+);
+
 describe('codec', () => {
+  it('a vector.upserted is sealed by hand byte for byte as through msgpackr (payload, hash, record)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          collection: asciiArb(64),
+          id: fc.oneof(asciiArb(40), asciiArb(300)),
+          actor: fc.option(asciiArb(128), { nil: undefined }),
+          dim: fc.oneof(fc.integer({ min: 1, max: 80 }), fc.integer({ min: 60, max: 4096 })),
+          metadata: fc.option(metadataArb, { nil: undefined }),
+          seed: float32Arb,
+        }),
+        boundaryIntArb.filter((n) => n >= 1),
+        boundaryIntArb,
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        (r, seq, ts, prev) => {
+          const vector = Float32Array.from({ length: r.dim }, (_, i) => r.seed * (i + 1) - i);
+          const input = { type: 'vector.upserted' as const, collection: r.collection, ...(r.actor !== undefined ? { actor: r.actor } : {}), body: { id: r.id, vector, ...(r.metadata !== undefined ? { metadata: r.metadata } : {}) } };
+          const payload = encodePayload(input, seq, ts);
+          const hash = chainHash(prev, payload);
+          const { event, record } = sealEvent(input, seq, ts, prev);
+          expect(Buffer.from(record.subarray(64)).equals(payload)).toBe(true);
+          expect(Buffer.from(event.hash).equals(Buffer.from(hash))).toBe(true);
+          expect(Buffer.from(record.subarray(0, 32)).equals(Buffer.from(prev))).toBe(true);
+          expect(Buffer.from(record.subarray(32, 64)).equals(Buffer.from(hash))).toBe(true);
+        },
+      ),
+      fcParams(1000),
+    );
+  });
+
   it('decode ∘ encode = id for every event shape (payload and sealed record)', () => {
     fc.assert(
       fc.property(eventInputArb, seqArb, tsArb, fc.uint8Array({ minLength: 32, maxLength: 32 }), (input, seq, ts, prev) => {
