@@ -506,8 +506,13 @@ export class EventLog {
         while (flights.length < this.opts.commitDepth && (flights.length === 0 || this.wal!.needsRollback === undefined)) {
           // Let appends issued in this turn of the event loop join the group. Without this, the
           // writers woken by the previous group re-append only after the loop has taken a group
-          // of one, and group sizes alternate 1, N-1, 1, N-1 (half the throughput).
-          await tick();
+          // of one, and group sizes alternate 1, N-1, 1, N-1 (half the throughput). With a group
+          // in flight, the writers just woken (their continuations are microtasks) are enough:
+          // waiting for the next turn as well measured 78-91k against 88-94k events/s at 64
+          // writers, and appends that arrive later join the group after it.
+          if (flights.length > 0) {
+            for (let i = 0; i < 4; i++) await Promise.resolve();
+          } else await tick();
           const group = this.takeGroup(flights.length === 0);
           if (group === undefined) break;
           const last = flights[flights.length - 1];
