@@ -265,6 +265,8 @@ export class EventLog {
   private envSyncAhead: Promise<void> | undefined;
   private envSyncAheadError: Error | undefined;
   private applyScheduled = false;
+  /** Wakes the committer waiting for appends (see runCommitter). */
+  private onArrival: ((arrived: true) => void) | undefined;
   /** The thread applying acknowledged rows to LMDB (see applier.ts), once started. */
   private applier: ApplyThread | undefined;
   /** `applier.finished` when this thread's LMDB read snapshot was last renewed. */
@@ -447,6 +449,11 @@ export class EventLog {
       }
       return new Promise<AppendResult>((resolve, reject) => {
         this.queue.push({ inputs: copies, resolve, reject });
+        const wake = this.onArrival;
+        if (wake !== undefined) {
+          this.onArrival = undefined;
+          wake(true);
+        }
         void this.runCommitter();
       });
     } catch (err) {
@@ -523,8 +530,14 @@ export class EventLog {
           if (this.failFastIfOpen(group)) continue;
           flights.push(this.launch(group, prepared, last?.written));
         }
-        const first = flights.shift();
-        if (first === undefined) break;
+        if (flights.length === 0) break;
+        if (flights.length < this.opts.commitDepth && this.queue.length === 0 && this.wal!.needsRollback === undefined) {
+          // Room in the window: appends that arrive (from I/O, say) while the first group is in
+          // flight start the next one at once, instead of after it.
+          const arrived = await Promise.race([flights[0]!.done.then(() => false), this.nextArrival()]);
+          if (arrived) continue;
+        }
+        const first = flights.shift()!;
         let failure = await first.done;
         if (failure === undefined) {
           try {
@@ -553,6 +566,11 @@ export class EventLog {
     } finally {
       this.committing = false;
     }
+  }
+
+  /** Resolves (true) when the next append is queued. */
+  private nextArrival(): Promise<true> {
+    return new Promise<true>((resolve) => (this.onArrival = resolve));
   }
 
   /** With the breaker open (a failure ahead of this group opened it), fails the group fast, as `append` does. */

@@ -255,6 +255,32 @@ describe('group commit pipelining', () => {
     await log.close();
   });
 
+  it('two groups in flight, the first one\'s flush fails after both are on disk: the second is cut back with it, and each lands exactly once', async () => {
+    const { log, failpoints, registry, dir } = await setup();
+    const before = log.head();
+    // The first group's write waits, so the second is sealed and queued behind it; both are then
+    // written and made durable, and the first one's flush is reported failed.
+    failpoints.set('wal.append', '1*delay(40)');
+    failpoints.set('wal.flush', '1*error(EIO)');
+    const p1 = log.append([upsert('x', [0, 0, 1])]);
+    await new Promise((r) => setImmediate(r)); // the committer has launched [p1]
+    const p2 = log.append([upsert('y', [0, 1, 0]), upsert('y2', [0, 1, 1])]);
+    const p3 = log.append([upsert('z', [1, 0, 0])]);
+    const [r1, r2, r3] = await Promise.all([p1, p2, p3]);
+    expect([r1.firstSeq, r2.firstSeq, r2.lastSeq, r3.firstSeq]).toEqual([before.seq + 1, before.seq + 2, before.seq + 3, before.seq + 4]);
+    expect(Buffer.from(r2.events[0]!.prevHash).equals(Buffer.from(r1.events[0]!.hash))).toBe(true);
+    expect(await metricValue(registry, 'wal_retry_attempts_total')).toBe(1);
+    expect(failpoints.list()).toEqual({});
+    // exactly once in the segments and in LMDB, and after a reopen
+    expect(walSeqs(dir)).toEqual(Array.from({ length: before.seq + 4 }, (_, i) => i + 1));
+    expect([...log.read(before.seq + 1)].flatMap((e) => (e.type === 'vector.upserted' ? [e.body.id] : []))).toEqual(['x', 'y', 'y2', 'z']);
+    expect(log.verify()).toMatchObject({ ok: true, checked: before.seq + 4 });
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    expect(again.verify()).toMatchObject({ ok: true, checked: before.seq + 4 });
+    await again.close();
+  });
+
   it('many concurrent writers: every append lands exactly once, in a gapless verified chain', async () => {
     const t = await openTestLog();
     dirs.push(t.dir);
