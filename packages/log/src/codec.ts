@@ -428,8 +428,11 @@ export function recordHashOk(rec: Uint8Array): boolean {
 }
 
 /** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */
-export function encodeRecord(prevHash: Uint8Array, hash: Uint8Array, payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(64 + payload.byteLength);
+/** A record's own buffer (from Node's pool), when no frame is being built around it. */
+const allocRecord = (bytes: number): Buffer => Buffer.allocUnsafe(bytes);
+
+export function encodeRecord(prevHash: Uint8Array, hash: Uint8Array, payload: Uint8Array, alloc: (bytes: number) => Buffer = allocRecord): Buffer {
+  const out = alloc(64 + payload.byteLength);
   out.set(prevHash, 0);
   out.set(hash, 32);
   out.set(payload, 64);
@@ -453,8 +456,8 @@ export function encodeEvent(e: LogEvent): Buffer {
 }
 
 /** Builds the committed form of `input` at `seq`/`ts` after `prevHash`: payload, hash and record. */
-export function sealEvent(input: EventInput, seq: number, ts: number, prevHash: Uint8Array): { event: LogEvent; record: Buffer } {
-  const fast = input.type === 'vector.upserted' ? sealUpsert(input, seq, ts, prevHash) : undefined;
+export function sealEvent(input: EventInput, seq: number, ts: number, prevHash: Uint8Array, alloc: (bytes: number) => Buffer = allocRecord): { event: LogEvent; record: Buffer } {
+  const fast = input.type === 'vector.upserted' ? sealUpsert(input, seq, ts, prevHash, alloc) : undefined;
   if (fast !== undefined) return fast;
   const payload = encodePayload(input, seq, ts);
   const hash = chainHash(prevHash, payload);
@@ -465,7 +468,7 @@ export function sealEvent(input: EventInput, seq: number, ts: number, prevHash: 
       ? { type: input.type, collection: input.collection, body: input.body, seq, ts, prevHash, hash }
       : { type: input.type, collection: input.collection, actor: input.actor, body: input.body, seq, ts, prevHash, hash }
   ) as LogEvent;
-  return { event, record: encodeRecord(prevHash, hash, payload) };
+  return { event, record: encodeRecord(prevHash, hash, payload, alloc) };
 }
 
 // ---------------------------------------------------------------- sealing a vector.upserted fast
@@ -534,7 +537,7 @@ const TYPE_UPSERTED = Buffer.concat([Buffer.from([0xa0 | 'vector.upserted'.lengt
  * record. Undefined (the caller takes the general path) for anything outside what it writes:
  * non-integer seq or ts, strings that are not ASCII or are 64 KiB long, a vector of 64 KiB.
  */
-function sealUpsert(input: EventInput & { type: 'vector.upserted' }, seq: number, ts: number, prevHash: Uint8Array): { event: LogEvent; record: Buffer } | undefined {
+function sealUpsert(input: EventInput & { type: 'vector.upserted' }, seq: number, ts: number, prevHash: Uint8Array, alloc: (bytes: number) => Buffer): { event: LogEvent; record: Buffer } | undefined {
   if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(ts) || seq < 0 || ts < 0) return undefined;
   const { id, vector, metadata } = input.body;
   const collection = input.collection;
@@ -582,7 +585,7 @@ function sealUpsert(input: EventInput & { type: 'vector.upserted' }, seq: number
   b.set(new Uint8Array(vector.buffer, vector.byteOffset, vbytes), p);
   p += vbytes;
   const hash = new Uint8Array(oneShotHash('sha256', b.subarray(0, p), 'buffer'));
-  const record = Buffer.allocUnsafe(32 + p);
+  const record = alloc(32 + p);
   record.set(prevHash, 0);
   record.set(hash, 32);
   record.set(b.subarray(32, p), 64);

@@ -13,7 +13,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
+import { FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -142,6 +142,8 @@ interface Prepared {
   events: LogEvent[];
   records: Buffer[];
   head: LogHead;
+  /** The records' frame, built in place as they were sealed (undefined: build it by copying). */
+  frame: Buffer | undefined;
 }
 
 /** A group in the committer's window: sealed, its frame being written and synced. */
@@ -669,16 +671,20 @@ export class EventLog {
     const ts = Math.max(this.opts.clock.nowMicros(), head.ts);
     const events: LogEvent[] = [];
     const records: Buffer[] = [];
+    let estimate = 0;
+    for (const batch of batches) for (const input of batch) estimate += recordEstimate(input);
+    const frame = new FrameBuilder(estimate);
+    const firstSeq = seq + 1;
     for (const batch of batches) {
       for (const input of batch) {
         seq += 1;
-        const sealed = sealEvent(input, seq, ts, hash);
+        const sealed = sealEvent(input, seq, ts, hash, frame.alloc);
         hash = sealed.event.hash;
         events.push(sealed.event);
         records.push(sealed.record);
       }
     }
-    return { events, records, head: { seq, ts, hash } };
+    return { events, records, head: { seq, ts, hash }, frame: frame.finish(firstSeq) };
   }
 
   /**
@@ -695,7 +701,7 @@ export class EventLog {
     if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
     const fp = this.opts.failpoints;
     if (fp.active) await fp.hit('wal.append');
-    const durable = wal.appendDurable(p.records, p.events[0]!.seq, wrote && (() => wrote(true)));
+    const durable = wal.appendDurable(p.records, p.events[0]!.seq, wrote && (() => wrote(true)), p.frame);
     let applyError: Error | undefined;
     try {
       if (this.pendingRows.length >= APPLY_BATCH_EVENTS || this.applier?.failedNow() === true) this.handOver();
@@ -1504,6 +1510,16 @@ function recordBytes(p: Prepared): number {
   let n = 0;
   for (const r of p.records) n += r.byteLength;
   return n;
+}
+
+/**
+ * Room to reserve in a group's frame for an event's record and its length: generous for a vector
+ * upsert (the hot path); a record that does not fit makes its group's frame be built by copying.
+ */
+function recordEstimate(e: EventInput): number {
+  const base = 4 + 64 + 64 + e.collection.length + (e.actor?.length ?? 0);
+  if (e.type !== 'vector.upserted') return base + 256;
+  return base + e.body.id.length + e.body.vector.byteLength + (e.body.metadata === undefined ? 0 : 1024);
 }
 
 function batchesOf(group: readonly Pending[]): EventInput[][] {

@@ -107,6 +107,50 @@ export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): B
  * record the view at its place in the frame, after its length. Reads headers and lengths only;
  * the CRC is not recomputed (whoever built the frame, with `encodeFrame`, computed it).
  */
+/**
+ * Builds a group's frame in place: `alloc` hands out the place of each next record in the frame
+ * (behind its length), where sealing writes it, so the records need no buffers of their own and
+ * the frame no copy of them (at 64 writers, the allocations and the copy were ~5% of the
+ * writer's time). A record that does not fit the estimate gets a buffer of its own, and `finish`
+ * then says so (undefined): the frame is built by copying (`encodeFrame`).
+ */
+export class FrameBuilder {
+  private readonly buf: Buffer;
+  private off = FRAME_HEADER_BYTES;
+  private count = 0;
+  private whole = true;
+
+  constructor(estimatedBodyBytes: number) {
+    this.buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + estimatedBodyBytes);
+  }
+
+  /** Room for the next record, of `bytes`. */
+  readonly alloc = (bytes: number): Buffer => {
+    const at = this.off;
+    if (this.whole && at + 4 + bytes <= this.buf.byteLength) {
+      this.buf.writeUInt32LE(bytes, at);
+      this.off = at + 4 + bytes;
+      this.count++;
+      return this.buf.subarray(at + 4, at + 4 + bytes);
+    }
+    this.whole = false;
+    return Buffer.allocUnsafe(bytes);
+  };
+
+  /** The frame of the records handed out (all written by now), whose first has seq `firstSeq`; undefined if one did not fit. */
+  finish(firstSeq: number): Buffer | undefined {
+    if (!this.whole || this.count === 0) return undefined;
+    const frame = this.buf.subarray(0, this.off);
+    const body = this.off - FRAME_HEADER_BYTES;
+    frame.writeUInt32LE(MAGIC, 0);
+    frame.writeUInt32LE(this.count, 4);
+    frame.writeUInt32LE(body, 8);
+    frame.writeDoubleLE(firstSeq, 16);
+    frame.writeUInt32LE(frameCrc(frame, body), 12);
+    return frame;
+  }
+}
+
 export function isFrameOf(frame: Uint8Array, records: readonly Uint8Array[], firstSeq: number): boolean {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (records.length === 0 || b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(4) !== records.length) return false;
@@ -352,8 +396,8 @@ export class SegmentWal {
    * once, unless a new segment or more zeros must come first: those wait for the writes in
    * flight). Throws the write's error; the caller then rolls back.
    */
-  async appendDurable(records: readonly Uint8Array[], firstSeq: number, placed?: () => void): Promise<void> {
-    const frame = encodeFrame(records, firstSeq);
+  async appendDurable(records: readonly Uint8Array[], firstSeq: number, placed?: () => void, built?: Buffer): Promise<void> {
+    const frame = built ?? encodeFrame(records, firstSeq);
     if (!this.fits(frame.byteLength)) {
       await Promise.allSettled([...this.inflight]);
       await this.reserve(frame.byteLength, firstSeq);

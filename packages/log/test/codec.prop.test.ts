@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { GENESIS_HASH, chainHash, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
+import { FrameBuilder, GENESIS_HASH, chainHash, encodeFrame, isFrameOf, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams, float32Arb, metadataArb, sameBits, sameInput, inputOf } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -20,6 +20,29 @@ const boundaryIntArb = fc.oneof(
 );
 
 describe('codec', () => {
+  it('a frame built in place as records are sealed is the frame encodeFrame builds; one that outgrows its estimate is not built', () => {
+    fc.assert(
+      fc.property(fc.array(eventInputArb, { minLength: 1, maxLength: 12 }), fc.integer({ min: 1, max: 2 ** 40 }), fc.integer({ min: 0, max: 4000 }), (inputs, firstSeq, estimate) => {
+        const fb = new FrameBuilder(estimate);
+        let prev: Uint8Array = GENESIS_HASH;
+        const records = inputs.map((input, i) => {
+          const { event, record } = sealEvent(input, firstSeq + i, 7, prev, fb.alloc);
+          prev = event.hash;
+          return record;
+        });
+        const built = fb.finish(firstSeq);
+        const need = records.reduce((n, r) => n + 4 + r.byteLength, 0);
+        if (need > estimate) expect(built).toBeUndefined();
+        else {
+          expect(built).toBeDefined();
+          expect(built!.equals(encodeFrame(records, firstSeq))).toBe(true);
+          expect(isFrameOf(built!, records, firstSeq)).toBe(true);
+        }
+      }),
+      fcParams(300),
+    );
+  });
+
   it('a vector.upserted is sealed by hand byte for byte as through msgpackr (payload, hash, record)', () => {
     fc.assert(
       fc.property(
