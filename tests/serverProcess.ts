@@ -28,7 +28,13 @@ export function startServer(args: string[], env: Record<string, string> = {}): P
   const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--json', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code, signal) => {
+      // A server that dies by a signal it was not sent (a crash) says so, with its last words.
+      if (signal !== null && signal !== 'SIGKILL') console.error(`kyrodb server ${proc.pid} ended by ${signal}; stderr tail:\n${err.slice(-4000)}`);
+      resolve(code);
+    }),
+  );
   proc.stderr.on('data', (d: Buffer) => {
     err += d.toString();
   });
