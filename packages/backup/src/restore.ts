@@ -108,11 +108,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     // run ahead of the import, in order; errors surface in plan order. A worker starts while the log opens.
     const inWorker = o.keepState !== true && useCodecWorker(o.codecThread, { kind: 'open', events: plan.toSeq });
     runner = openCodecRunner({ kind: 'open', options: { pointInTime: plan.pointInTime, toSeq: plan.toSeq, keepState: o.keepState === true, ...(o.encryption !== undefined ? { encryption: o.encryption } : {}) } }, inWorker);
-    // No apply thread: with the codec worker beside it, the import's LMDB work on this thread
-    // (between its frame writes) keeps both cores busy; a third busy thread only added work
-    // (hand-over, the thread's own index reads) and a longer close (1M, interleaved: 6.6-6.8 s
-    // with it, 6.0-6.1 s without; user CPU 9.1-9.4 s -> 7.8-8.0 s).
-    log = await EventLog.open({ dir: staging, applyThread: 'off' });
+    log = await EventLog.open({ dir: staging });
     const T = plan.pointInTime;
     let cur = 0;
     let curHash = '';
