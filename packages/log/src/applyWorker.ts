@@ -18,7 +18,7 @@ const { dir, state: stateBuffer, results } = workerData as ApplyWorkerData & { r
 // This thread runs behind the writer: it yields the cores to the writer's own thread and to the
 // threads completing its writes (whose latency is every append's), and uses what they leave.
 // Linux lets a thread's nice value be set by its id, which /proc/thread-self names.
-const niceness = Number(process.env['KYRODB_APPLY_NICE'] ?? 10);
+const niceness = 10;
 try {
   const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
   if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, niceness);

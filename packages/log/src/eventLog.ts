@@ -559,7 +559,7 @@ export class EventLog {
         this.queue.unshift(...behind);
         try {
           // Its mark was taken before its write: the group ahead of it had been written (it was acknowledged).
-        const results = await this.commitGroup(batchesOf(first.group), first.prepared, { err: failure, mark: first.mark! });
+          const results = await this.commitGroup(batchesOf(first.group), first.prepared, { err: failure, mark: first.mark! });
           this.settleSuccess(first.group, results);
         } catch (err) {
           this.settleFailure(first.group, err);
