@@ -456,7 +456,7 @@ export class EventLog {
           this.onArrival = undefined;
           wake(true);
         }
-        void this.runCommitter();
+        if (!this.committing) void this.runCommitter();
       });
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
