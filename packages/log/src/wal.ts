@@ -102,12 +102,6 @@ export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): B
 }
 
 /**
- * Whether `frame` is what `encodeFrame(records, firstSeq)` builds around these very record views
- * (not copies of them): magic, count, first seq and body length as they should be, and each
- * record the view at its place in the frame, after its length. Reads headers and lengths only;
- * the CRC is not recomputed (whoever built the frame, with `encodeFrame`, computed it).
- */
-/**
  * Builds a group's frame in place: `alloc` hands out the place of each next record in the frame
  * (behind its length), where sealing writes it, so the records need no buffers of their own and
  * the frame no copy of them (at 64 writers, the allocations and the copy were ~5% of the
@@ -151,6 +145,12 @@ export class FrameBuilder {
   }
 }
 
+/**
+ * Whether `frame` is what `encodeFrame(records, firstSeq)` builds around these very record views
+ * (not copies of them): magic, count, first seq and body length as they should be, and each
+ * record the view at its place in the frame, after its length. Reads headers and lengths only;
+ * the CRC is not recomputed (whoever built the frame, with `encodeFrame`, computed it).
+ */
 export function isFrameOf(frame: Uint8Array, records: readonly Uint8Array[], firstSeq: number): boolean {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
   if (records.length === 0 || b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(4) !== records.length) return false;
