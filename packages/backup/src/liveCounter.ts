@@ -1,4 +1,5 @@
 import { decodeIndexFields, splitRecord, type IndexFields } from '@kyrodb/log/codec';
+import { replayStep } from './state.js';
 
 /**
  * A set of strings kept in typed arrays: an open-addressing table of entry numbers, and per entry
@@ -126,34 +127,22 @@ function hashString(s: string): number {
   return h ^ (h >>> 16);
 }
 
+const newIds = (e: IndexFields): { dimension: number; docs: IdSet } => ({ dimension: e.dim ?? 0, docs: new IdSet() });
+const addId = (docs: IdSet, id: string): void => {
+  docs.add(id);
+};
+
 /**
- * Live vector counts per collection of a log prefix, replayed from index fields with the rules
- * of `ReplayState` (and the projections): a create of an existing collection, an upsert into a
- * missing collection or of the wrong dimension, and a drop or delete of something absent change
- * nothing; a drop forgets the collection's documents. What backups and restores count when they
- * do not keep vectors: ids only, in `IdSet`s.
+ * Live vector counts per collection of a log prefix, replayed from index fields by `replayStep`
+ * (the rules `ReplayState` uses). What backups and restores count when they do not keep
+ * vectors: ids only, in `IdSet`s.
  */
 export class LiveCounter {
-  private readonly collections = new Map<string, { dimension: number; ids: IdSet }>();
+  private readonly collections = new Map<string, { dimension: number; docs: IdSet }>();
 
   /** Applies one event's index fields (in seq order). */
   applyLight(e: IndexFields): void {
-    switch (e.type) {
-      case 'collection.created':
-        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, ids: new IdSet() });
-        break;
-      case 'collection.dropped':
-        this.collections.delete(e.collection);
-        break;
-      case 'vector.upserted': {
-        const c = this.collections.get(e.collection);
-        if (c !== undefined && c.dimension === e.dim) c.ids.add(e.id!);
-        break;
-      }
-      case 'vector.deleted':
-        this.collections.get(e.collection)?.ids.delete(e.id!);
-        break;
-    }
+    replayStep(this.collections, e, newIds, addId);
   }
 
   /** Applies a stored record (its index fields only). */
@@ -164,7 +153,7 @@ export class LiveCounter {
   /** Live vectors per collection. */
   counts(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const [name, c] of this.collections) out[name] = c.ids.size;
+    for (const [name, c] of this.collections) out[name] = c.docs.size;
     return out;
   }
 }

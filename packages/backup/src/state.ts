@@ -15,6 +15,37 @@ export interface ReplayCollection {
 }
 
 /**
+ * One event of a replay, with the projections' rules, over any keeping of documents: a create of
+ * an existing collection, an upsert into a missing collection or of the wrong dimension, and a
+ * drop or delete of something absent change nothing; a drop forgets the collection's documents.
+ * `ReplayState` keeps documents in Maps (with their vectors, for deep verify); `LiveCounter`
+ * only their ids, in `IdSet`s (a restore counts a million of them).
+ */
+export function replayStep<D extends { delete(id: string): unknown }>(
+  collections: Map<string, { dimension: number; docs: D }>,
+  e: IndexFields,
+  created: (e: IndexFields) => { dimension: number; docs: D },
+  upsert: (docs: D, id: string) => void,
+): void {
+  switch (e.type) {
+    case 'collection.created':
+      if (!collections.has(e.collection)) collections.set(e.collection, created(e));
+      break;
+    case 'collection.dropped':
+      collections.delete(e.collection);
+      break;
+    case 'vector.upserted': {
+      const c = collections.get(e.collection);
+      if (c !== undefined && c.dimension === e.dim) upsert(c.docs, e.id!);
+      break;
+    }
+    case 'vector.deleted':
+      collections.get(e.collection)?.docs.delete(e.id!);
+      break;
+  }
+}
+
+/**
  * The state of a log prefix rebuilt by a small replay (create/drop/upsert/delete). Backup only
  * needs live vector counts and, for recall probes, the vectors; it does not depend on the
  * projections package's internals. With `keepVectors: false` docs map to null (ids only).
@@ -42,22 +73,13 @@ export class ReplayState {
   /** Applies an event read by `decodeIndexFields`; with `keepVectors`, `vector` is the upsert's vector. */
   applyLight(e: IndexFields, vector?: Float32Array, metric: Metric = 'l2'): void {
     this.seq = e.seq;
-    switch (e.type) {
-      case 'collection.created':
-        if (!this.collections.has(e.collection)) this.collections.set(e.collection, { dimension: e.dim ?? 0, metric, docs: new Map() });
-        break;
-      case 'collection.dropped':
-        this.collections.delete(e.collection);
-        break;
-      case 'vector.upserted': {
-        const c = this.collections.get(e.collection);
-        if (c !== undefined && c.dimension === e.dim) c.docs.set(e.id!, this.keepVectors && vector !== undefined ? { vector, seq: e.seq } : null);
-        break;
-      }
-      case 'vector.deleted':
-        this.collections.get(e.collection)?.docs.delete(e.id!);
-        break;
-    }
+    const doc = this.keepVectors && vector !== undefined ? { vector, seq: e.seq } : null;
+    replayStep(
+      this.collections,
+      e,
+      (c) => ({ dimension: c.dim ?? 0, metric, docs: new Map<string, ReplayDoc | null>() }),
+      (docs, id) => docs.set(id, doc),
+    );
   }
 
 
