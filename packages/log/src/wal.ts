@@ -24,6 +24,12 @@ import { GENESIS_HASH } from './events.js';
  * and costs several times the write itself. Past the written end a segment holds only zeros, so
  * the end is where the frames stop: a failed attempt is undone by zeroing its bytes again.
  *
+ * An import (`appendImport`) writes its frames' whole 4 KiB blocks with O_DIRECT, from one
+ * page-aligned staging buffer, and only the last partial block of each frame through the page
+ * cache: copying hundreds of MiB into fresh page-cache pages cost the restore ~1.2 s of CPU on this
+ * VM (a 2 µs host fault a page), where the direct writes cost ~0.1 s. Durability is unchanged: the
+ * import still ends with one `fdatasync`.
+ *
  * Files: `<dir>/wal/<first seq, 20 digits>.seg`, rotated at `segmentBytes`. A frame is
  *   magic u32 | record count u32 | body bytes u32 | crc32 u32 | first seq f64 | body
  * (little-endian), the body being `count × (length u32 | record)`. The CRC covers the first seq,
@@ -39,6 +45,21 @@ export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 /** Zeros written ahead of the write position, in steps of this size. */
 const PREALLOC_BYTES = 4 * 1024 * 1024;
 const ZEROS = Buffer.alloc(1024 * 1024);
+/** O_DIRECT writes are aligned to this (file offset, length and memory): every block size Linux file systems use. */
+const DIRECT_BLOCK = 4096;
+/** An import's direct writes go through a staging buffer of this many bytes (plus a block). */
+const DIRECT_CHUNK = 8 * 1024 * 1024;
+const WASM_PAGE = 65536;
+// The one WebAssembly API used here (the build's libs do not declare WebAssembly).
+declare const WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } };
+
+/**
+ * A page-aligned buffer of at least `bytes`: the memory of a WebAssembly instance, which V8 maps
+ * page-aligned (Node's own buffers come from malloc, 16-byte aligned; O_DIRECT needs the block).
+ */
+function pageAlignedBuffer(bytes: number): Buffer {
+  return Buffer.from(new WebAssembly.Memory({ initial: Math.ceil(bytes / WASM_PAGE) }).buffer);
+}
 
 /** Where the WAL was before a write: `rollback` cuts back to it. */
 export interface WalMark {
@@ -249,6 +270,17 @@ async function pwriteAll(fd: number, buf: Uint8Array, pos: number): Promise<void
   }
 }
 
+/** Reads exactly `len` bytes at `pos` of `fd` into `buf` (from its start). */
+async function preadAll(fd: number, buf: Uint8Array, len: number, pos: number): Promise<void> {
+  let done = 0;
+  while (done < len) {
+    const off = done;
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, off, len - off, pos + off, (err, r) => (err ? reject(err) : resolve(r))));
+    if (n === 0) throw new Error(`the segment ends at ${pos + done}, before ${pos + len}`);
+    done += n;
+  }
+}
+
 function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
@@ -261,6 +293,12 @@ export class SegmentWal {
   private fd = -1;
   /** The current segment opened with O_DSYNC, for `appendDurable` (opened on first use). */
   private dfd = -1;
+  /** The current segment opened with O_DIRECT, for `appendImport` (opened on first use); see `writeDirect`. */
+  private directFd = -1;
+  /** O_DIRECT is not available here (the file system refused it): imports write through the page cache. */
+  private directOff = false;
+  /** `writeDirect`'s page-aligned staging buffer (allocated on first use). */
+  private stage: Buffer | undefined;
   /** `appendDurable` writes not yet completed. */
   private readonly inflight = new Set<Promise<void>>();
   /** First seq of the current segment (its name); 0 before the first segment exists. */
@@ -428,7 +466,7 @@ export class SegmentWal {
   /** Closes the descriptors of the current segment (after the writes in flight). */
   private async closeFds(): Promise<void> {
     if (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
-    for (const fd of [this.fd, this.dfd]) {
+    for (const fd of [this.fd, this.dfd, this.directFd]) {
       if (fd < 0) continue;
       try {
         fs.closeSync(fd);
@@ -436,7 +474,7 @@ export class SegmentWal {
         // the descriptor may be unusable; the file is reopened when needed
       }
     }
-    this.fd = this.dfd = -1;
+    this.fd = this.dfd = this.directFd = -1;
   }
 
   /**
@@ -447,7 +485,8 @@ export class SegmentWal {
    * commit; an import pays that commit once per segment and `sync`, and writing every byte twice
    * (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main thread). The
    * file still ends where the frames stop, so opening and `rollback` treat it as any other
-   * segment; later appends zero ahead again from its end. `built`: the frame already built
+   * segment; later appends zero ahead again from its end. The frame goes out with O_DIRECT where
+   * the file system takes it (see `writeDirect`). `built`: the frame already built
    * around these records (`isFrameOf` holds; the restore's codec worker builds them). Rejects
    * with the write's error; the caller then rolls back.
    */
@@ -466,11 +505,59 @@ export class SegmentWal {
       fsyncPath(this.dir);
     }
     this.attempted = Math.max(this.attempted, this.written + frame.byteLength);
-    await pwriteAll(this.fd, frame, this.written);
+    if (!(await this.writeDirect(frame, this.written))) await pwriteAll(this.fd, frame, this.written);
     this.written += frame.byteLength;
     this.allocated = Math.max(this.allocated, this.written);
     const last = records[records.length - 1]!;
     this.pending = { seq: firstSeq + records.length - 1, hash: new Uint8Array(last.subarray(32, 64)) };
+  }
+
+  /**
+   * Writes `frame` at `pos` of the current segment as `pwriteAll` would, but its whole 4 KiB
+   * blocks with O_DIRECT: the block `pos` falls in is read back (what is before `pos` in it), the
+   * frame copied behind it into the page-aligned stage, and every whole block written straight to
+   * the device, a stage at a time; the last partial block is written through the page cache, so
+   * that the file ends exactly where the frame does (as after `pwriteAll`). False, with nothing
+   * written, where the file system refuses O_DIRECT (the caller then writes through the page
+   * cache, as from now on every import of this log). Throws the write's error.
+   */
+  private async writeDirect(frame: Uint8Array, pos: number): Promise<boolean> {
+    if (this.directOff) return false;
+    if (this.directFd < 0) {
+      try {
+        this.directFd = fs.openSync(path.join(this.dir, segmentName(this.segment)), fs.constants.O_WRONLY | fs.constants.O_DIRECT);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        this.directOff = true;
+        return false;
+      }
+    }
+    const stage = (this.stage ??= pageAlignedBuffer(DIRECT_CHUNK + DIRECT_BLOCK));
+    let at = pos - (pos % DIRECT_BLOCK); // the file offset of stage[0]
+    let fill = pos - at;
+    if (fill > 0) await preadAll(this.fd, stage, fill, at);
+    let taken = 0;
+    while (taken < frame.byteLength) {
+      const n = Math.min(frame.byteLength - taken, DIRECT_CHUNK + DIRECT_BLOCK - fill);
+      stage.set(frame.subarray(taken, taken + n), fill);
+      taken += n;
+      fill += n;
+      const whole = fill - (fill % DIRECT_BLOCK);
+      if (whole === 0) break;
+      try {
+        await pwriteAll(this.directFd, stage.subarray(0, whole), at);
+      } catch (err) {
+        // Alignment this device does not take: through the page cache (rewriting what went out).
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        this.directOff = true;
+        return false;
+      }
+      stage.copyWithin(0, whole, fill);
+      at += whole;
+      fill -= whole;
+    }
+    if (fill > 0) await pwriteAll(this.fd, stage.subarray(0, fill), at);
+    return true;
   }
 
   private writeFrame(frame: Buffer, records: readonly Uint8Array[], firstSeq: number): void {
@@ -620,6 +707,7 @@ export class SegmentWal {
   async close(): Promise<void> {
     if (this.extending !== undefined) await this.extending;
     await this.closeFds();
+    this.stage = undefined;
   }
 }
 
