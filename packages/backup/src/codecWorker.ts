@@ -31,7 +31,8 @@ port.on('message', (m: ToCodec) => {
       const stored = m.stored === undefined ? undefined : Buffer.from(m.stored.ab, m.stored.offset, m.stored.length);
       const r = opener!.open(m.spec, stored, m.error === undefined ? undefined : deserializeError(m.error));
       const frames = r.frames.map(forTransfer);
-      reply({ id: m.id, ok: true, result: { ...r, frames } }, frames.map((f) => f.ab));
+      // A source's frames share its body's ArrayBuffer: each buffer is listed once.
+      reply({ id: m.id, ok: true, result: { ...r, frames } }, [...new Set(frames.map((f) => f.ab))]);
     } else {
       const c = sealer ?? opener!;
       reply({ id: m.id, ok: true, result: { counts: c.counts(), busyMs: c.busyMs } }, []);

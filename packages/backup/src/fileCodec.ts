@@ -1,8 +1,8 @@
-import { checkRecord, decodeRecord, encodeFrame, indexDocId, isLogError, type IndexFields } from '@kyrodb/log/codec';
+import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLogError, sealFrame, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { openEventsFile, openSegment, type EventsFileExpect, type SegmentInfo } from './pieces.js';
-import { decodeSegment, type SegmentEntry } from './segment.js';
+import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
+import { decodeSegment, type SegmentEntry, type SegmentLayout } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
@@ -84,8 +84,9 @@ export const FRAME_RECORD_BYTES = 8 * 1024 * 1024;
 /**
  * What a source contributes: the records to import, each already checked against its own hash
  * (`checkRecord`), with the index fields read there, and the position after them. The records
- * come in the write-ahead frames the import writes as they are (`encodeFrame`, built here so
- * that the import's thread neither copies nor CRCs them; `frameRecords` gives their views).
+ * come in the write-ahead frames the import writes as they are (what `encodeFrame` builds, built
+ * here so that the import's thread neither copies nor CRCs them; `frameRecords` gives their
+ * views). The frames of a source may share one ArrayBuffer (the source's body).
  * `count` 0 with `skipped`: the source was already covered.
  */
 export interface OpenedSource {
@@ -134,7 +135,8 @@ export class SourceOpener {
   }
 
   /**
-   * Opens the next source. `stored` is its bytes, or `fetchError` why they could not be had
+   * Opens the next source. `stored` is its bytes (consumed: the frames are built in them, or in
+   * their decompressed copy), or `fetchError` why they could not be had
    * (thrown only if the source is needed: a covered source is skipped and a gap reported first,
    * as a sequential restore would).
    */
@@ -146,18 +148,8 @@ export class SourceOpener {
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
-      const seg = spec.file !== undefined ? openEventsFile(stored, spec.file, this.o.encryption) : openSegment(stored, spec.segment!, this.o.encryption);
-      const { kept, collectionNames, collectionOf, docIds } = this.take(seg.entries, spec.name);
-      const frames: Buffer[] = [];
-      let start = 0;
-      while (start < kept.length) {
-        let end = start;
-        let bytes = 0;
-        while (end < kept.length && (end === start || bytes < FRAME_RECORD_BYTES)) bytes += kept[end++]!.record.byteLength;
-        frames.push(encodeFrame(kept.slice(start, end).map((e) => e.record), kept[start]!.seq));
-        start = end;
-      }
-      return { frames, count: kept.length, collectionNames, collectionOf, docIds, skipped: false, ...this.position() };
+      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption) : openSegmentLayout(stored, spec.segment!, this.o.encryption);
+      return { ...this.take(seg, spec.name), skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
@@ -172,42 +164,81 @@ export class SourceOpener {
     return { seq: this.cur, hash: this.curHash, ts: this.headTs, reachedT: this.reachedT };
   }
 
-  private take(entries: readonly SegmentEntry[], name: string): { kept: SegmentEntry[]; collectionNames: string[]; collectionOf: Uint32Array; docIds: string | string[] } {
+  /**
+   * Checks, counts and keeps the source's records, and builds their write-ahead frames in place:
+   * each kept record is moved down into its frame inside the segment's own body (behind the
+   * frames before it, never past where it starts, so nothing still to be read is overwritten), so
+   * a restore allocates and faults in no second copy of its data.
+   */
+  private take(seg: SegmentLayout, name: string): Omit<OpenedSource, 'skipped' | 'seq' | 'hash' | 'ts' | 'reachedT'> {
     const T = this.o.pointInTime;
-    const kept: SegmentEntry[] = [];
+    const { body: b, starts } = seg;
+    const first = seg.header.first_seq;
+    const frames: Buffer[] = [];
     const collectionNames: string[] = [];
     const collectionNo = new Map<string, number>();
-    const collectionOf = new Uint32Array(entries.length);
+    const collectionOf = new Uint32Array(starts.length);
     const docIds: string[] = [];
     let newline = false;
-    for (const e of entries) {
-      if (e.seq <= this.cur) continue;
-      if (e.seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${e.seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
-      if (T !== null && e.ts > T) {
+    let count = 0;
+    // The frame being built: its header's place in b (-1: none), records, their bytes and first seq.
+    let frameAt = -1;
+    let inFrame = 0;
+    let frameBytes = 0;
+    let frameSeq = 0;
+    let w = 0; // where the next frame byte goes
+    let lastAt = -1; // where the last kept record now is
+    for (let i = 0; i < starts.length; i++) {
+      const seq = first + i;
+      if (seq <= this.cur) continue;
+      if (seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
+      const start = starts[i]!;
+      const len = b.readUInt32LE(start - 12);
+      const ts = b.readDoubleLE(start - 8);
+      if (T !== null && ts > T) {
         this.reachedT = true;
         break;
       }
-      if (T === null && e.seq > this.o.toSeq) break;
-      const ev = checked(e.record, name);
-      if (ev.ts !== e.ts || ev.seq !== e.seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${e.seq} has ts ${ev.ts} but is framed with ${e.ts}`, { seq: e.seq });
-      if (this.o.keepState) this.state.apply(decodeRecord(e.record));
+      if (T === null && seq > this.o.toSeq) break;
+      const rec = b.subarray(start, start + len);
+      const ev = checked(rec, name);
+      if (ev.ts !== ts || ev.seq !== seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} has ts ${ev.ts} but is framed with ${ts}`, { seq });
+      if (this.o.keepState) this.state.apply(decodeRecord(rec));
       else this.counter.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;
         collectionNo.set(ev.collection, no);
       }
-      collectionOf[kept.length] = no;
-      kept.push(e);
+      collectionOf[count++] = no;
       const id = indexDocId(ev);
       if (id.includes('\n')) newline = true;
       docIds.push(id);
-      this.cur = e.seq;
-      this.headTs = e.ts;
+      // A frame holds records until FRAME_RECORD_BYTES (and until the next header fits below this record).
+      if (frameAt >= 0 && frameBytes >= FRAME_RECORD_BYTES && w + FRAME_HEADER_BYTES + 4 <= start) {
+        frames.push(sealFrame(b.subarray(frameAt, w), inFrame, frameSeq));
+        frameAt = -1;
+      }
+      if (frameAt < 0) {
+        frameAt = w;
+        w += FRAME_HEADER_BYTES;
+        inFrame = frameBytes = 0;
+        frameSeq = seq;
+      }
+      // Each entry's 12-byte framing becomes a 4-byte length, and the segment header is far larger than a frame header.
+      if (w + 4 > start) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} cannot be framed in place`, { seq });
+      b.writeUInt32LE(len, w);
+      b.copyWithin(w + 4, start, start + len);
+      lastAt = w + 4;
+      w += 4 + len;
+      inFrame += 1;
+      frameBytes += len;
+      this.cur = seq;
+      this.headTs = ts;
     }
-    const last = kept[kept.length - 1];
-    if (last !== undefined) this.curHash = last.record.toString('hex', 32, 64);
-    return { kept, collectionNames, collectionOf: collectionOf.slice(0, kept.length), docIds: newline ? docIds : docIds.join('\n') };
+    if (frameAt >= 0) frames.push(sealFrame(b.subarray(frameAt, w), inFrame, frameSeq));
+    if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
+    return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
   }
 }
 
@@ -236,10 +267,10 @@ export function checkedIndex(r: OpenedSource): { collections: string[]; docIds: 
   return { collections, docIds };
 }
 
-/** `checkRecord`, with a hash that does not match reported as the backup's broken chain. */
+/** `checkRecord` (in place: the opener owns the source's bytes), with a hash that does not match reported as the backup's broken chain. */
 function checked(record: Buffer, name: string): IndexFields {
   try {
-    return checkRecord(record);
+    return checkRecordInPlace(record);
   } catch (err) {
     if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${name}: ${err.message}`, { ...err.details }, { cause: err });
     throw err;

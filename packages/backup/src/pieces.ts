@@ -2,7 +2,7 @@ import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
 import { decodeObject, sha256Hex, type EncryptionKey } from './objectCodec.js';
-import { decodeSegment, type SegmentEntry, type SegmentHeader } from './segment.js';
+import { layoutEntries, segmentLayout, type SegmentEntry, type SegmentHeader, type SegmentLayout } from './segment.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
 /** A continuous-backup segment as listed: its key and seq range (from the deterministic key). */
@@ -91,12 +91,21 @@ export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileEx
   return { key: f.key, size: f.size, sha256: f.sha256, first_seq: f.first_seq ?? 0, last_seq: f.last_seq ?? 0, encrypted: m.encryption !== null, compression: m.compression };
 }
 
-/** Checks (size, SHA-256), decrypts, decompresses and decodes the stored bytes of an events file. */
-export function openEventsFile(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
+/**
+ * Checks (size, SHA-256), decrypts, decompresses and reads the framing of the stored bytes of an
+ * events file. The layout's body may be `stored` itself (an uncompressed, unencrypted file).
+ */
+export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): SegmentLayout {
   checkStored(stored, x);
-  const seg = decodeSegment(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }), x.key);
+  const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }), x.key);
   if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
   return seg;
+}
+
+/** Checks (size, SHA-256), decrypts, decompresses and decodes the stored bytes of an events file. */
+export function openEventsFile(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
+  const l = openEventsLayout(stored, x, key);
+  return { header: l.header, entries: layoutEntries(l) };
 }
 
 /** Downloads, checks and decodes an events file of a backup. */
@@ -104,11 +113,17 @@ export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: 
   return openEventsFile(await getFile(store, f.key, 'backup file'), eventsFileExpect(m, f), key);
 }
 
-/** Decrypts, decompresses and decodes the stored bytes of a continuous segment, checking that it holds the range its key names. */
-export function openSegment(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
-  const seg = decodeSegment(decodeObject(stored, key, s.key), s.key);
+/** Decrypts, decompresses and reads the framing of the stored bytes of a continuous segment, checking that it holds the range its key names. */
+export function openSegmentLayout(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): SegmentLayout {
+  const seg = segmentLayout(decodeObject(stored, key, s.key), s.key);
   if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
   return seg;
+}
+
+/** Decrypts, decompresses and decodes the stored bytes of a continuous segment, checking that it holds the range its key names. */
+export function openSegment(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
+  const l = openSegmentLayout(stored, s, key);
+  return { header: l.header, entries: layoutEntries(l) };
 }
 
 /** Downloads and decodes a continuous segment, checking that it holds the range its key names. */

@@ -76,26 +76,61 @@ export function readSegmentHeader(b: Buffer, name = 'segment'): SegmentHeader {
 }
 
 /**
+ * A segment's bytes read in place: its header, and where each entry's record starts in `body`
+ * (the record's length is the u32 12 bytes before its start, its ts the f64 8 bytes before; the
+ * i-th entry has seq `header.first_seq + i`). No object per entry: a restore reads a million.
+ */
+export interface SegmentLayout {
+  header: SegmentHeader;
+  body: Buffer;
+  starts: Uint32Array;
+}
+
+/**
+ * Reads a segment's framing: checks that each record is framed correctly and that the count and
+ * ends match the header (hashes are checked by the caller). BACKUP_CORRUPT otherwise.
+ */
+export function segmentLayout(b: Buffer, name = 'segment'): SegmentLayout {
+  const header = readSegmentHeader(b, name);
+  let off = 9 + b.readUInt32LE(5);
+  // Every entry takes at least 12 bytes; the header's count is only a hint for the first allocation.
+  const most = Math.max(0, Math.floor((b.length - off) / 12));
+  let starts = new Uint32Array(Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : Math.min(most, 1024));
+  let n = 0;
+  while (off < b.length) {
+    if (off + 12 > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
+    const len = b.readUInt32LE(off);
+    if (off + 12 + len > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
+    if (n === starts.length) {
+      const more = new Uint32Array(Math.max(16, 2 * n));
+      more.set(starts);
+      starts = more;
+    }
+    starts[n++] = off + 12;
+    off += 12 + len;
+  }
+  if (n !== header.count || n === 0 || header.first_seq + n - 1 !== header.last_seq) throw new BackupError('BACKUP_CORRUPT', `${name} holds ${n} events, its header says ${header.count}`, { file: name });
+  return { header, body: b, starts: starts.subarray(0, n) };
+}
+
+/** The entries of a segment read by `segmentLayout`, as views into its body. */
+export function layoutEntries(l: SegmentLayout): SegmentEntry[] {
+  const { body: b, starts } = l;
+  const entries = new Array<SegmentEntry>(starts.length);
+  for (let i = 0; i < starts.length; i++) {
+    const at = starts[i]!;
+    entries[i] = { seq: l.header.first_seq + i, ts: b.readDoubleLE(at - 8), record: b.subarray(at, at + b.readUInt32LE(at - 12)) };
+  }
+  return entries;
+}
+
+/**
  * Decodes a segment: its header and entries, checking that seqs are consecutive, the count and
  * ends match the header, and each record is framed correctly (hashes are checked by the caller).
  */
 export function decodeSegment(b: Buffer, name = 'segment'): { header: SegmentHeader; entries: SegmentEntry[] } {
-  const header = readSegmentHeader(b, name);
-  const entries: SegmentEntry[] = [];
-  let off = 9 + b.readUInt32LE(5);
-  let seq = header.first_seq;
-  while (off < b.length) {
-    if (off + 12 > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
-    const len = b.readUInt32LE(off);
-    const ts = b.readDoubleLE(off + 4);
-    if (off + 12 + len > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
-    entries.push({ seq, ts, record: b.subarray(off + 12, off + 12 + len) });
-    off += 12 + len;
-    seq += 1;
-  }
-  const last = entries[entries.length - 1];
-  if (entries.length !== header.count || last === undefined || last.seq !== header.last_seq) throw new BackupError('BACKUP_CORRUPT', `${name} holds ${entries.length} events, its header says ${header.count}`, { file: name });
-  return { header, entries };
+  const l = segmentLayout(b, name);
+  return { header: l.header, entries: layoutEntries(l) };
 }
 
 function readUint(b: Buffer, off: number): [number, number] | undefined {

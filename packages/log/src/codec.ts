@@ -393,6 +393,25 @@ function recordHashMatches(rec: Buffer): boolean {
   return true;
 }
 
+const storedHash = new Uint8Array(32);
+
+/**
+ * `recordHashMatches` without copying the record: its stored hash (bytes 32..63) is set aside and
+ * the prevHash copied over it, so that prevHash ‖ payload is contiguous at 32, hashed there, and
+ * the stored hash put back (whatever happens).
+ */
+function recordHashMatchesInPlace(rec: Buffer): boolean {
+  for (let i = 0; i < 32; i++) storedHash[i] = rec[32 + i]!;
+  rec.copyWithin(32, 0, 32);
+  try {
+    const h = oneShotHash('sha256', rec.subarray(32), 'binary'); // 'binary' is latin1
+    for (let i = 0; i < 32; i++) if (h.charCodeAt(i) !== storedHash[i]) return false;
+    return true;
+  } finally {
+    for (let i = 0; i < 32; i++) rec[32 + i] = storedHash[i]!;
+  }
+}
+
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
@@ -405,6 +424,20 @@ function asBuffer(b: Uint8Array): Buffer {
  * LOG_CHAIN_BROKEN (`problem: 'hash_mismatch'`) for a hash that does not match.
  */
 export function checkRecord(rec: Uint8Array): IndexFields {
+  return checkRecordBy(rec, recordHashMatches);
+}
+
+/**
+ * `checkRecord`, hashing the record where it is instead of a copy of it: while it is hashed, the
+ * record's stored-hash bytes hold its prevHash; they are put back before it returns or throws.
+ * Only for bytes the caller owns, that nothing reads meanwhile (the restore's codec checks a
+ * million records in its own buffer: ~0.2 s of copies).
+ */
+export function checkRecordInPlace(rec: Uint8Array): IndexFields {
+  return checkRecordBy(rec, recordHashMatchesInPlace);
+}
+
+function checkRecordBy(rec: Uint8Array, matches: (b: Buffer) => boolean): IndexFields {
   if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
   const b = asBuffer(rec);
   let f: IndexFields;
@@ -413,7 +446,7 @@ export function checkRecord(rec: Uint8Array): IndexFields {
   } catch {
     f = indexFieldsOf(decodePayload(b.subarray(64)));
   }
-  if (!recordHashMatches(b)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+  if (!matches(b)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
   return f;
 }
 

@@ -107,10 +107,6 @@ export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): B
   let body = 0;
   for (const r of records) body += 4 + r.byteLength;
   const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body);
-  buf.writeUInt32LE(MAGIC, 0);
-  buf.writeUInt32LE(records.length, 4);
-  buf.writeUInt32LE(body, 8);
-  buf.writeDoubleLE(firstSeq, 16);
   let off = FRAME_HEADER_BYTES;
   for (const r of records) {
     buf.writeUInt32LE(r.byteLength, off);
@@ -118,8 +114,7 @@ export function encodeFrame(records: readonly Uint8Array[], firstSeq: number): B
     buf.set(r, off);
     off += r.byteLength;
   }
-  buf.writeUInt32LE(frameCrc(buf, body), 12);
-  return buf;
+  return sealFrame(buf, records.length, firstSeq);
 }
 
 /**
@@ -155,15 +150,23 @@ export class FrameBuilder {
   /** The frame of the records handed out (all written by now), whose first has seq `firstSeq`; undefined if one did not fit. */
   finish(firstSeq: number): Buffer | undefined {
     if (!this.whole || this.count === 0) return undefined;
-    const frame = this.buf.subarray(0, this.off);
-    const body = this.off - FRAME_HEADER_BYTES;
-    frame.writeUInt32LE(MAGIC, 0);
-    frame.writeUInt32LE(this.count, 4);
-    frame.writeUInt32LE(body, 8);
-    frame.writeDoubleLE(firstSeq, 16);
-    frame.writeUInt32LE(frameCrc(frame, body), 12);
-    return frame;
+    return sealFrame(this.buf.subarray(0, this.off), this.count, firstSeq);
   }
+}
+
+/**
+ * Writes the header of `frame` (its CRC last), whose body — `count × (length u32 | record)`, the
+ * first record with seq `firstSeq` — is already in place behind FRAME_HEADER_BYTES bytes of room,
+ * and returns it: the frame `encodeFrame` would build of those records.
+ */
+export function sealFrame(frame: Buffer, count: number, firstSeq: number): Buffer {
+  const body = frame.byteLength - FRAME_HEADER_BYTES;
+  frame.writeUInt32LE(MAGIC, 0);
+  frame.writeUInt32LE(count, 4);
+  frame.writeUInt32LE(body, 8);
+  frame.writeDoubleLE(firstSeq, 16);
+  frame.writeUInt32LE(frameCrc(frame, body), 12);
+  return frame;
 }
 
 /**

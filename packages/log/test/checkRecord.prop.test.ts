@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { checkRecord, decodeIndexFields, decodePayload, indexFieldsOf, isLogError, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import { checkRecord, checkRecordInPlace, decodeIndexFields, decodePayload, indexFieldsOf, isLogError, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -22,6 +22,9 @@ describe('checkRecord', () => {
           expect(checkRecord(copy)).toEqual(want);
           expect(decodeIndexFields(splitRecord(record).payload)).toEqual(want);
           expect(recordHashOk(copy)).toBe(true);
+          // In place: the same answer, and the bytes as they were.
+          expect(checkRecordInPlace(copy)).toEqual(want);
+          expect(Buffer.from(copy).equals(record)).toBe(true);
         }
       }),
       fcParams(300),
@@ -41,6 +44,16 @@ describe('checkRecord', () => {
           err = e;
         }
         expect(isLogError(err, 'LOG_CORRUPT_RECORD') || (isLogError(err, 'LOG_CHAIN_BROKEN') && err.details['problem'] === 'hash_mismatch')).toBe(true);
+        // In place: refused the same way, and the bad bytes left exactly as they were.
+        const before = Buffer.from(bad);
+        let inPlace: unknown;
+        try {
+          checkRecordInPlace(bad);
+        } catch (e) {
+          inPlace = e;
+        }
+        expect((inPlace as { code?: string } | undefined)?.code).toBe((err as { code?: string }).code);
+        expect(bad.equals(before)).toBe(true);
       }),
       fcParams(1000),
     );

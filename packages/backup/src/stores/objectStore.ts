@@ -10,7 +10,7 @@ export interface ObjectStore {
   readonly url: string;
   /** Stores `body` under `key` atomically. BACKUP_OBJECT_CONFLICT if other bytes are there. */
   put(key: string, body: Buffer): Promise<void>;
-  /** The object's bytes. BACKUP_FILE_MISSING if absent. */
+  /** The object's bytes, in a buffer the caller owns (a restore reuses it in place). BACKUP_FILE_MISSING if absent. */
   get(key: string): Promise<Buffer>;
   /** The object's size, or undefined if absent. */
   head(key: string): Promise<{ size: number } | undefined>;
