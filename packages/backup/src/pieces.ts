@@ -1,3 +1,4 @@
+import { webcrypto } from 'node:crypto';
 import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
@@ -70,8 +71,21 @@ export async function getFile(store: ObjectStore, key: string, what: string): Pr
 
 /** Checks stored bytes against a manifest entry's size and SHA-256 (BACKUP_CHECKSUM_MISMATCH). */
 export function checkStored(b: Buffer, f: Pick<BackupFile, 'key' | 'size' | 'sha256'>): void {
+  checkStoredSize(b, f);
+  checkStoredHash(sha256Hex(b), f);
+}
+
+/** `checkStored`, hashing on the thread pool (WebCrypto's digest) instead of the calling thread. */
+export async function checkStoredOffThread(b: Buffer, f: Pick<BackupFile, 'key' | 'size' | 'sha256'>): Promise<void> {
+  checkStoredSize(b, f);
+  checkStoredHash(Buffer.from(await webcrypto.subtle.digest('SHA-256', b)).toString('hex'), f);
+}
+
+function checkStoredSize(b: Buffer, f: Pick<BackupFile, 'key' | 'size'>): void {
   if (b.length !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${b.length} bytes, the manifest says ${f.size} (truncated or altered)`, { key: f.key });
-  const h = sha256Hex(b);
+}
+
+function checkStoredHash(h: string, f: Pick<BackupFile, 'key' | 'sha256'>): void {
   if (h !== f.sha256) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has SHA-256 ${h}, the manifest says ${f.sha256}`, { key: f.key });
 }
 
@@ -92,11 +106,12 @@ export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileEx
 }
 
 /**
- * Checks (size, SHA-256), decrypts, decompresses and reads the framing of the stored bytes of an
- * events file. The layout's body may be `stored` itself (an uncompressed, unencrypted file).
+ * Checks (size, SHA-256; not with `checked`: the caller did, `checkStored`), decrypts, decompresses
+ * and reads the framing of the stored bytes of an events file. The layout's body may be `stored`
+ * itself (an uncompressed, unencrypted file).
  */
-export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): SegmentLayout {
-  checkStored(stored, x);
+export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, checked = false): SegmentLayout {
+  if (!checked) checkStored(stored, x);
   const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }), x.key);
   if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
   return seg;

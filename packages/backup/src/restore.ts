@@ -7,7 +7,7 @@ import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
+import { checkStoredOffThread, eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, frameRecords, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
@@ -149,7 +149,12 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     for (const step of plan.steps) {
       if (step.kind === 'backup') {
         const m = step.manifest;
-        for (const f of m.files) if (f.kind === 'events') add({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, file: eventsFileExpect(m, f) }, () => getFile(o.store, f.key, 'backup file'));
+        // Each file's SHA-256 is checked as it arrives, on the thread pool, not by the codec (the busier thread).
+        for (const f of m.files) if (f.kind === 'events') add({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, file: eventsFileExpect(m, f), storedChecked: true }, async () => {
+          const b = await getFile(o.store, f.key, 'backup file');
+          await checkStoredOffThread(b, f);
+          return b;
+        });
       } else {
         const sg = step.segment;
         add({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, segment: { key: sg.key, first_seq: sg.first_seq, last_seq: sg.last_seq } }, () => getFile(o.store, sg.key, 'segment'));

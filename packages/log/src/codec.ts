@@ -393,22 +393,18 @@ function recordHashMatches(rec: Buffer): boolean {
   return true;
 }
 
-const storedHash = new Uint8Array(32);
-
 /**
- * `recordHashMatches` without copying the record: its stored hash (bytes 32..63) is set aside and
- * the prevHash copied over it, so that prevHash ‖ payload is contiguous at 32, hashed there, and
- * the stored hash put back (whatever happens).
+ * `recordHashMatches` without copying the record: its stored hash (bytes 32..63) is set aside (as
+ * a latin1 string, one char a byte) and the prevHash copied over it, so that prevHash ‖ payload is
+ * contiguous at 32, hashed there, and the stored hash put back (whatever happens).
  */
 function recordHashMatchesInPlace(rec: Buffer): boolean {
-  for (let i = 0; i < 32; i++) storedHash[i] = rec[32 + i]!;
+  const stored = rec.toString('latin1', 32, 64);
   rec.copyWithin(32, 0, 32);
   try {
-    const h = oneShotHash('sha256', rec.subarray(32), 'binary'); // 'binary' is latin1
-    for (let i = 0; i < 32; i++) if (h.charCodeAt(i) !== storedHash[i]) return false;
-    return true;
+    return oneShotHash('sha256', rec.subarray(32), 'binary') === stored; // 'binary' is latin1
   } finally {
-    for (let i = 0; i < 32; i++) rec[32 + i] = storedHash[i]!;
+    rec.write(stored, 32, 'latin1');
   }
 }
 
