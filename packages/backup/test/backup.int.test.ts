@@ -134,6 +134,33 @@ describe('backup details', () => {
     await log.close();
   });
 
+  it('a file larger than a write-ahead frame: its frames are built in its own bytes, one after another, inline and through the worker', async () => {
+    // ~9k events of 512 dims (~2.2 KB each, ~20 MB): one events file, opened into three frames of ~8 MiB in place.
+    const { log, dir } = await openLog();
+    await log.append([created('c', 512)]);
+    await fill(log, 9000, { dim: 512, ids: 7000, batch: 500 });
+    await log.append([del('d3'), del('d4')]);
+    const records = [...log.readRecords()].map((x) => x.record.toString('hex'));
+    const mid = log.get(5000)!.ts;
+    for (const compression of ['zstd', 'none'] as const) {
+      const store = new LocalDirStore(tempDir() + '/store');
+      const m = await new BackupManager({ log, dataDir: dir, store, compression, logger: quietLogger() }).createFull();
+      expect(m.files.filter((f) => f.kind === 'events').length).toBe(1);
+      for (const codecThread of ['inline', 'worker'] as const) {
+        const target = path.join(tempDir(), 'r');
+        const r = await restore({ store, dataDir: target, codecThread });
+        expect([r.seq, r.headHash, r.vectorCount]).toEqual([log.head().seq, toHex(log.head().hash), 6998]);
+        const back = await EventLog.open({ dir: target, readOnly: true });
+        expect([...back.readRecords()].map((x) => x.record.toString('hex'))).toEqual(records);
+        await back.close();
+        // A point in time inside the file: the frames stop at it.
+        const p = await restore({ store, dataDir: path.join(tempDir(), 'p'), pointInTime: mid, codecThread });
+        expect(p.seq).toBe(log.seqAtTime(mid));
+      }
+    }
+    await log.close();
+  });
+
   it('copies the newest checkpoint ≤ S and restores it into checkpoints/<seq>/', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
