@@ -166,9 +166,13 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
     const r = accept === undefined ? c.index.searchKnn(q, want) : c.index.searchKnn(q, want, accept);
     const d = r.distances;
     const n = r.neighbors.length;
-    const kth = n <= kk ? Infinity : Float64Array.from(d).sort()[kk - 1]!;
+    // hnswlib-node returns the hits nearest first; sorted here only if that ever changes.
+    let sorted = true;
+    for (let i = 1; i < n && sorted; i++) sorted = d[i - 1]! <= d[i]!;
+    const byDistance = sorted ? d : Array.from(Float64Array.from(d).sort());
+    const kth = n <= kk ? Infinity : byDistance[kk - 1]!;
     // Done when there is no tie to chase: fewer than asked came back, or the farthest is farther than the k-th.
-    if (n < want || want >= live || Math.max(...d) > kth) {
+    if (n < want || want >= live || byDistance[n - 1]! > kth) {
       const kept: number[] = [];
       for (let i = 0; i < n; i++) if (d[i]! <= kth && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
       return scoreHits(c, vector, kept);

@@ -258,15 +258,26 @@ export class SearchChannel {
         this.f64[f + n] = hit.seq;
         this.f64[f + SLOT_MAX_HITS + n] = hit.score;
       }
-      // One write for all the ids; as many bytes as UTF-16 units only when every unit was ASCII.
-      let joined = '';
-      for (let i = 0; i < n; i++) joined += hits[i]!.id;
-      let off = base + this.bytes.write(joined, base, 'utf8');
-      const ascii = off - base === chars;
+      // The log admits only ASCII ids: copied unit by unit, cheaper than a call into C++ per id.
+      // Anything else (never, today) is encoded as UTF-8, id by id.
+      const bytes = this.bytes;
+      let off = base;
+      let ascii = true;
+      for (let i = 0; i < n && ascii; i++) {
+        const id = hits[i]!.id;
+        for (let j = 0; j < id.length; j++) {
+          const u = id.charCodeAt(j);
+          if (u > 0x7f) {
+            ascii = false;
+            break;
+          }
+          bytes[off++] = u;
+        }
+      }
       if (!ascii) {
         off = base;
         for (let i = 0; i < n; i++) {
-          const len = this.bytes.write(hits[i]!.id, off, 'utf8');
+          const len = bytes.write(hits[i]!.id, off, 'utf8');
           this.lens[l + i] = (this.lens[l + i]! & META_BIT) | len;
           off += len;
         }
