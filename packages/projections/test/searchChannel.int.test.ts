@@ -91,6 +91,25 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
     expect(gapMs).toBeLessThan(500);
   });
 
+  it('hits come back with their ids, exact scores and metadata whatever the ids hold (every printable ASCII character the log admits, 1 to 256 of them) and whichever tier scored them', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const r = rng(9);
+    const odd = ['plain', '!"$&\'()*+,-.:;<=>@[\\]^_`{|}~', 'x'.repeat(253), 'Z', ''];
+    await env.log.append([create('c', DIM, 'cosine')]);
+    const ids = Array.from({ length: 90 }, (_, i) => `${odd[i % odd.length]}${i}`);
+    // Every third doc has metadata (looked up here), the rest are scored by the worker alone.
+    const res = await env.log.append(ids.map((id, i) => upsert('c', id, randomVector(r, DIM), i % 3 === 0 ? { i } : undefined)));
+    await p.waitForCold(res.lastSeq);
+    const state = materialize(env.log);
+    for (let i = 0; i < 20; i++) {
+      const req: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 1 + (i % 12) };
+      const got = await p.search('c', req);
+      expect(got.layers).toEqual(['hot', 'cold']);
+      expect(got.results).toEqual(exactSearch(state, 'c', req));
+    }
+  });
+
   it('ties at the k-th score are broken by id, as the exact search breaks them', async () => {
     env = await makeEnv();
     const p = await env.open();
