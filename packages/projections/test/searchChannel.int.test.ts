@@ -73,7 +73,9 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
     await seed(env, p, 100);
     const r = rng(23);
     const q = (): SearchRequest => ({ vector: new Float32Array(randomVector(r, DIM)), k: 5 });
-    env.failpoints.set('projection.cold.search', '1*delay(5000)');
+    // Hung for ~3x what the 13 searches below take (each waits 1 s at most), so that a loaded machine
+    // cannot stretch them past the hang; closing then waits out the rest of it.
+    env.failpoints.set('projection.cold.search', '1*delay(10000)');
     const { value, gapMs } = await maxEventLoopGap(async () => {
       const first = p.search('c', q()); // the worker hangs in this one
       // Written while the worker hangs: the hot tier serves it.
