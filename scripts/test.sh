@@ -8,6 +8,17 @@ pnpm exec eslint .
 echo "==> tests" >&2
 mkdir -p .kyrodb-tmp
 summary=.kyrodb-tmp/vitest-summary.json
+# Every temp dir the tests (and the servers they start) make goes under one dir for this run,
+# removed when the run ends: thousands of data dirs otherwise pile up in /tmp run after run.
+# KYRODB_KEEP_TMP=1 keeps it for a look after a failure.
+run_tmp="$PWD/.kyrodb-tmp/run-$$"
+mkdir -p "$run_tmp"
+cleanup() {
+  if [ "${KYRODB_KEEP_TMP:-}" = "1" ]; then echo "kept the run's temp dirs in $run_tmp" >&2; return; fi
+  rm -rf "$run_tmp" 2>/dev/null || echo "warning: could not remove all of $run_tmp (a mount left behind?)" >&2
+}
+trap cleanup EXIT
+export TMPDIR="$run_tmp"
 rm -f "$summary"
 status=0
 pnpm exec vitest run --reporter=default --reporter=json --outputFile.json="$summary" "$@" || status=$?

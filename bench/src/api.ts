@@ -93,6 +93,7 @@ async function inProcess(): Promise<Figures> {
     return { writeBatchesPerSec, searchP50Ms: pct(lat, 50), searchP99Ms: pct(lat, 99), searchesPerSec: lat.length / searchSecs, degradedShare: degraded / Math.max(1, lat.length) };
   } finally {
     await node.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -156,6 +157,7 @@ async function overHttp(): Promise<Figures & { non2xx: number }> {
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.on('exit', r));
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -13,7 +13,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
+import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -170,6 +170,14 @@ const FORMAT_VERSION = 2;
 /** Acknowledged events are handed to LMDB in batches of about this many, or after APPLY_DELAY_MS. */
 const APPLY_BATCH_EVENTS = 1024;
 const APPLY_DELAY_MS = 2;
+/**
+ * Applied on the writer thread, acknowledged events go to LMDB as soon as this many have gathered,
+ * right after the next group's write is issued, so the apply overlaps that write. Bigger batches
+ * stall the writer thread longer than a write takes (~1.6 µs an event: 1024 rows are 1.6 ms, 200
+ * rows from the 2 ms timer 0.3 ms), during which finished groups wait to be acknowledged and the
+ * disk idles; at 64 writers × 1 event, 64 measured 120–129k events/s against 109–114k with the timer.
+ */
+const APPLY_INLINE_EVENTS = 64;
 /** Batches the apply thread may have outstanding before the writer waits for it. */
 const APPLY_MAX_BACKLOG = 64;
 /** Under `applyThread: 'auto'`, the apply thread starts once this many events were appended since open, */
@@ -263,6 +271,8 @@ export class EventLog {
   /** Acknowledged rows LMDB does not have yet and nobody is applying, in seq order, and the head after them. */
   private pendingRows: IndexRow[] = [];
   private pendingHead: LogHead | undefined;
+  /** Where group frames are built (wal.ts). */
+  private readonly frameArena = new FrameArena();
   /** A sync of LMDB started by an import ahead of close (see importRecords), and the first such sync's failure. */
   private envSyncAhead: Promise<void> | undefined;
   private envSyncAheadError: Error | undefined;
@@ -673,7 +683,7 @@ export class EventLog {
     const records: Buffer[] = [];
     let estimate = 0;
     for (const batch of batches) for (const input of batch) estimate += recordEstimate(input);
-    const frame = new FrameBuilder(estimate);
+    const frame = new FrameBuilder(estimate, this.frameArena);
     const firstSeq = seq + 1;
     for (const batch of batches) {
       for (const input of batch) {
@@ -704,7 +714,8 @@ export class EventLog {
     const durable = wal.appendDurable(p.records, p.events[0]!.seq, wrote && (() => wrote(true)), p.frame);
     let applyError: Error | undefined;
     try {
-      if (this.pendingRows.length >= APPLY_BATCH_EVENTS || this.applier?.failedNow() === true) this.handOver();
+      const threshold = this.applier?.takes() === true ? APPLY_BATCH_EVENTS : APPLY_INLINE_EVENTS;
+      if (this.pendingRows.length >= threshold || this.applier?.failedNow() === true) this.handOver();
     } catch (err) {
       applyError = err instanceof Error ? err : new Error(String(err));
     }

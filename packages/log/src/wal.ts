@@ -130,8 +130,12 @@ export class FrameBuilder {
   private count = 0;
   private whole = true;
 
-  constructor(estimatedBodyBytes: number) {
-    this.buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + estimatedBodyBytes);
+  /** With an `arena`, the frame is carved from its slabs (see FrameArena); else it has a buffer of its own. */
+  constructor(
+    estimatedBodyBytes: number,
+    private readonly arena?: FrameArena,
+  ) {
+    this.buf = arena !== undefined ? arena.take(FRAME_HEADER_BYTES + estimatedBodyBytes) : Buffer.allocUnsafe(FRAME_HEADER_BYTES + estimatedBodyBytes);
   }
 
   /** Room for the next record, of `bytes`. */
@@ -149,6 +153,7 @@ export class FrameBuilder {
 
   /** The frame of the records handed out (all written by now), whose first has seq `firstSeq`; undefined if one did not fit. */
   finish(firstSeq: number): Buffer | undefined {
+    this.arena?.trim(this.buf, this.off);
     if (!this.whole || this.count === 0) return undefined;
     return sealFrame(this.buf.subarray(0, this.off), this.count, firstSeq);
   }
@@ -167,6 +172,44 @@ export function sealFrame(frame: Buffer, count: number, firstSeq: number): Buffe
   frame.writeDoubleLE(firstSeq, 16);
   frame.writeUInt32LE(frameCrc(frame, body), 12);
   return frame;
+}
+
+/**
+ * Hands out the buffers group frames are built in, one after another from slabs of `slabBytes`.
+ * A group's frame is tens of KB, and a buffer of its own for each cost the writer thread ~2% at
+ * 64 writers (an ArrayBuffer allocated, tracked and collected per group). A slab is never
+ * written twice: it is freed by the GC once nothing in it is referenced, which for a frame and
+ * its records is once the frame is written and its rows are in LMDB. Larger frames (over a
+ * quarter of a slab) get buffers of their own.
+ */
+export class FrameArena {
+  private slab: Buffer = Buffer.alloc(0);
+  private pos = 0;
+
+  constructor(private readonly slabBytes = 1 << 20) {}
+
+  /** A buffer of `bytes`, 8-byte aligned; its unused end may be given back with `trim`. */
+  take(bytes: number): Buffer {
+    if (bytes > this.slabBytes / 4) return Buffer.allocUnsafeSlow(bytes);
+    if (this.pos + bytes > this.slab.byteLength) {
+      this.slab = Buffer.allocUnsafeSlow(this.slabBytes);
+      this.pos = 0;
+    }
+    const at = this.pos;
+    this.pos = alignUp8(at + bytes);
+    return this.slab.subarray(at, at + bytes);
+  }
+
+  /** Gives back what follows the first `used` bytes of `buf`, when `buf` is the last buffer taken (else nothing). */
+  trim(buf: Buffer, used: number): void {
+    if (buf.buffer !== this.slab.buffer) return;
+    const start = buf.byteOffset - this.slab.byteOffset;
+    if (alignUp8(start + buf.byteLength) === this.pos) this.pos = alignUp8(start + used);
+  }
+}
+
+function alignUp8(n: number): number {
+  return (n + 7) & ~7;
 }
 
 /**

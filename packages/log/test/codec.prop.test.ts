@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { FrameBuilder, GENESIS_HASH, chainHash, encodeFrame, isFrameOf, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
+import { FrameArena, FrameBuilder, GENESIS_HASH, chainHash, encodeFrame, isFrameOf, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams, float32Arb, metadataArb, sameBits, sameInput, inputOf } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -37,6 +37,39 @@ describe('codec', () => {
           expect(built).toBeDefined();
           expect(built!.equals(encodeFrame(records, firstSeq))).toBe(true);
           expect(isFrameOf(built!, records, firstSeq)).toBe(true);
+        }
+      }),
+      fcParams(300),
+    );
+  });
+
+  it('frames carved one after another from an arena (small slabs, so some frames start a new slab or get their own buffer) never overlap: each keeps its bytes', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.array(eventInputArb, { minLength: 1, maxLength: 6 }), fc.integer({ min: 0, max: 6000 })), { minLength: 1, maxLength: 8 }), (groups) => {
+        const arena = new FrameArena(4096);
+        let prev: Uint8Array = GENESIS_HASH;
+        let seq = 1;
+        const built: { frame: Buffer; copy: Buffer; records: Uint8Array[]; firstSeq: number }[] = [];
+        for (const [inputs, estimate] of groups) {
+          const fb = new FrameBuilder(estimate, arena);
+          const firstSeq = seq;
+          const records = inputs.map((input) => {
+            const { event, record } = sealEvent(input, seq++, 7, prev, fb.alloc);
+            prev = event.hash;
+            return record;
+          });
+          const frame = fb.finish(firstSeq);
+          if (frame === undefined) {
+            expect(records.reduce((n, r) => n + 4 + r.byteLength, 0)).toBeGreaterThan(estimate);
+            continue;
+          }
+          expect(frame.byteOffset % 8).toBe(0);
+          built.push({ frame, copy: Buffer.from(frame), records, firstSeq });
+        }
+        for (const b of built) {
+          expect(b.frame.equals(b.copy)).toBe(true);
+          expect(b.frame.equals(encodeFrame(b.records, b.firstSeq))).toBe(true);
+          expect(isFrameOf(b.frame, b.records, b.firstSeq)).toBe(true);
         }
       }),
       fcParams(300),

@@ -16,6 +16,12 @@ export type ToCold =
   | { type: 'apply'; ops: ColdOp[]; vectors: Float32Array; seq: number; fault?: ColdFault }
   /** A search that does not fit the shared channel (or finds no free slot). */
   | { type: 'search'; reqId: number; coll: string; vector: Float32Array; k: number; filter?: Filter; fault?: ColdFault }
+  /**
+   * Copies of vectors for labels loaded from a checkpoint (which holds hnswlib's copies only:
+   * normalised for cosine): doc `ids[i]` at version `seqs[i]` has the vector at i·dim. Applied
+   * only to the label holding that very version, so it is exact in any order with the batches.
+   */
+  | { type: 'vectors'; coll: string; ids: string[]; seqs: number[]; vectors: Float32Array }
   | { type: 'save'; reqId: number; dir: string }
   | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
   | { type: 'stats'; reqId: number }
@@ -33,13 +39,21 @@ export interface ColdSavedCollection {
 /** Per-collection cold stats. */
 export interface ColdStats {
   watermark: number;
-  collections: { name: string; dim: number; live: number; capacity: number }[];
+  /** `scored`: live labels whose vector the worker holds (their hits come back scored). */
+  collections: { name: string; dim: number; live: number; capacity: number; scored: number }[];
 }
 
-/** A cold hit: the id and the seq of the version the index holds. */
+/**
+ * A cold hit: the id and the seq of the version the index holds; `score`, that version's exact
+ * score (`scoreAt` over the worker's copy of its vector: the number the main thread would
+ * compute), or NaN when the worker holds no copy (labels loaded from a checkpoint and not
+ * filled); `meta` when that version has metadata.
+ */
 export interface ColdHit {
   id: string;
   seq: number;
+  score: number;
+  meta: boolean;
 }
 
 /**

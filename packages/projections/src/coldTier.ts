@@ -305,6 +305,12 @@ export class ColdTier {
     return r;
   }
 
+  /** Sends copies of vectors for labels loaded from a checkpoint (see the `vectors` message); `vectors` is transferred. */
+  fillVectors(coll: string, ids: string[], seqs: number[], vectors: Float32Array): void {
+    if (this.dead) return;
+    this.post({ type: 'vectors', coll, ids, seqs, vectors }, [vectors.buffer as ArrayBuffer]);
+  }
+
   /** Writes every index and its label map into `dir`; resolves with what was written and the worker's watermark. */
   save(dir: string): Promise<{ watermark: number; collections: ColdSavedCollection[] }> {
     return this.request((reqId) => ({ type: 'save', reqId, dir }), 0);

@@ -15,6 +15,7 @@ import hnswlib from 'hnswlib-node';
 import type { Metadata, Metric } from '@kyrodb/log';
 import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { matchesFilter } from './filter.js';
+import { scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
 import { BELL, POLL, SEARCH_BELL, SearchChannel } from './searchChannel.js';
 import type { ChannelBuffers } from './searchChannel.js';
@@ -22,6 +23,8 @@ import type { ChannelBuffers } from './searchChannel.js';
 interface Entry {
   id: string;
   seq: number;
+  /** Whether `Coll.vecs` holds this version's vector (false for labels loaded from a checkpoint until filled). */
+  vec: boolean;
   meta?: Metadata;
 }
 interface Coll {
@@ -31,10 +34,17 @@ interface Coll {
   M: number;
   efC: number;
   efS: number;
+  /** The ef the index was last set to (0 = not yet). */
+  ef: number;
   createdSeq: number;
   labels: (Entry | undefined)[];
   byId: Map<string, number>;
   capacity: number;
+  /**
+   * The vectors as written (hnswlib keeps cosine vectors normalised), label-dense: label l at
+   * l·dim; `capacity`·dim floats. Hits are scored from it exactly, in this thread.
+   */
+  vecs: Float32Array;
 }
 
 const port = parentPort!;
@@ -82,7 +92,7 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
   switch (o.op) {
     case 'create':
       if (colls.has(o.coll)) break;
-      colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024 });
+      colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, ef: 0, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024, vecs: new Float32Array(1024 * o.dim) });
       break;
     case 'drop':
       colls.delete(o.coll);
@@ -99,9 +109,14 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
       if (label >= c.capacity) {
         c.capacity = Math.max(c.capacity * 2, label + 1);
         c.index.resizeIndex(c.capacity);
+        const grown = new Float32Array(c.capacity * c.dim);
+        grown.set(c.vecs);
+        c.vecs = grown;
       }
-      c.index.addPoint(Array.from(vectors.subarray(o.off, o.off + c.dim)), label);
-      const e: Entry = { id: o.id, seq: o.seq };
+      const v = vectors.subarray(o.off, o.off + c.dim);
+      c.index.addPoint(Array.from(v), label);
+      c.vecs.set(v, label * c.dim);
+      const e: Entry = { id: o.id, seq: o.seq, vec: true };
       if (o.meta !== undefined) e.meta = o.meta;
       c.labels.push(e);
       c.byId.set(o.id, label);
@@ -130,7 +145,9 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
   const live = c.byId.size;
   const kk = Math.min(k, live);
   const labels = c.labels;
-  const q = Array.from(vector);
+  // hnswlib-node takes a plain array; a loop builds it several times faster than Array.from.
+  const q = new Array<number>(vector.length);
+  for (let i = 0; i < vector.length; i++) q[i] = vector[i]!;
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
   const accept =
@@ -141,21 +158,58 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
           return e !== undefined && matchesFilter(e.meta, f);
         };
   for (let want = Math.min(kk + 1, live); ; want = Math.min(live, want * 2)) {
-    c.index.setEf(Math.max(c.efS, want));
+    const ef = Math.max(c.efS, want);
+    if (ef !== c.ef) {
+      c.index.setEf(ef);
+      c.ef = ef;
+    }
     const r = accept === undefined ? c.index.searchKnn(q, want) : c.index.searchKnn(q, want, accept);
     const d = r.distances;
     const n = r.neighbors.length;
-    const kth = n <= kk ? Infinity : Float64Array.from(d).sort()[kk - 1]!;
+    // hnswlib-node returns the hits nearest first; sorted here only if that ever changes.
+    let sorted = true;
+    for (let i = 1; i < n && sorted; i++) sorted = d[i - 1]! <= d[i]!;
+    const byDistance = sorted ? d : Array.from(Float64Array.from(d).sort());
+    const kth = n <= kk ? Infinity : byDistance[kk - 1]!;
     // Done when there is no tie to chase: fewer than asked came back, or the farthest is farther than the k-th.
-    if (n < want || want >= live || Math.max(...d) > kth) {
-      const out: ColdHit[] = [];
-      for (let i = 0; i < n; i++) {
-        if (d[i]! > kth) continue;
-        const e = labels[r.neighbors[i]!];
-        if (e !== undefined) out.push({ id: e.id, seq: e.seq });
-      }
-      return out;
+    if (n < want || want >= live || byDistance[n - 1]! > kth) {
+      const kept: number[] = [];
+      for (let i = 0; i < n; i++) if (d[i]! <= kth && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
+      return scoreHits(c, vector, kept);
     }
+  }
+}
+
+/** Float32 values in one 64-byte cache line. */
+const FLOATS_PER_LINE = 16;
+/** Keeps the touching loads of `scoreHits` from being optimised away. */
+const sink = { touch: 0 };
+
+/**
+ * The hits of `kept` (live labels) with their exact scores. The vectors were last touched long
+ * ago (hnswlib searched its own copies): every cache line of them is loaded first, line by line
+ * across the hits, so the misses overlap instead of queueing one by one.
+ */
+function scoreHits(c: Coll, vector: Float32Array, kept: number[]): ColdHit[] {
+  const { vecs, dim, labels, metric } = c;
+  let touch = 0;
+  for (let off = 0; off < dim; off += FLOATS_PER_LINE) for (const l of kept) touch += vecs[l * dim + off]!;
+  sink.touch = touch;
+  return kept.map((l) => {
+    const e = labels[l]!;
+    return { id: e.id, seq: e.seq, score: e.vec ? scoreAt(metric, vector, vecs, l * dim) : NaN, meta: e.meta !== undefined };
+  });
+}
+/** Fills the vector copies of the labels that hold the given versions (see the `vectors` message). */
+function fillVectors(coll: string, ids: string[], seqs: number[], vectors: Float32Array): void {
+  const c = colls.get(coll);
+  if (c === undefined || vectors.length !== ids.length * c.dim) return;
+  for (let i = 0; i < ids.length; i++) {
+    const label = c.byId.get(ids[i]!);
+    const e = label === undefined ? undefined : c.labels[label];
+    if (e === undefined || e.vec || e.seq !== seqs[i]) continue;
+    c.vecs.set(vectors.subarray(i * c.dim, (i + 1) * c.dim), label! * c.dim);
+    e.vec = true;
   }
 }
 
@@ -197,13 +251,13 @@ function load(dir: string, names: string[], seq: number): ColdStats {
     const labels: (Entry | undefined)[] = new Array<Entry | undefined>(lf.nextLabel).fill(undefined);
     const byId = new Map<string, number>();
     for (const [label, id, s, meta] of lf.labels) {
-      const e: Entry = { id, seq: s };
+      const e: Entry = { id, seq: s, vec: false };
       if (meta !== null) e.meta = meta;
       labels[label] = e;
       byId.set(id, label);
     }
     const capacity = Math.max(index.getMaxElements(), lf.nextLabel);
-    loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, createdSeq: lf.createdSeq, labels, byId, capacity });
+    loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, ef: 0, createdSeq: lf.createdSeq, labels, byId, capacity, vecs: new Float32Array(capacity * lf.dim) });
   }
   colls.clear();
   for (const [k, v] of loaded) colls.set(k, v);
@@ -212,7 +266,10 @@ function load(dir: string, names: string[], seq: number): ColdStats {
 }
 
 function stats(): ColdStats {
-  return { watermark, collections: [...colls].map(([name, c]) => ({ name, dim: c.dim, live: c.byId.size, capacity: c.capacity })) };
+  return {
+    watermark,
+    collections: [...colls].map(([name, c]) => ({ name, dim: c.dim, live: c.byId.size, capacity: c.capacity, scored: c.labels.reduce((n, e) => (e?.vec === true ? n + 1 : n), 0) })),
+  };
 }
 
 /**
@@ -271,6 +328,9 @@ function handle(m: ToCold): void {
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
       }
+      return;
+    case 'vectors':
+      fillVectors(m.coll, m.ids, m.seqs, m.vectors);
       return;
     case 'save':
     case 'load':

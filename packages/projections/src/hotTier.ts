@@ -108,6 +108,16 @@ export class HotTier {
     return this.colls.get(collection)?.changed.size ?? 0;
   }
 
+  /**
+   * Ids of the collection created at `createdSeq` changed after the cold watermark: id → seq of
+   * the newest such change (undefined when the hot tier tracks no such collection). A cold copy
+   * of an id with seq below its entry is stale or deleted; one of an id without an entry is live.
+   */
+  changes(collection: string, createdSeq: number): ReadonlyMap<string, number> | undefined {
+    const h = this.colls.get(collection);
+    return h !== undefined && h.createdSeq === createdSeq ? h.changed : undefined;
+  }
+
   /** The seq that created the collection this hot tier tracks (0 when unknown). */
   createdSeq(collection: string): number {
     return this.colls.get(collection)?.createdSeq ?? 0;

@@ -101,8 +101,8 @@ export interface ProjectionsHealth {
 
 const COLD_BATCH_EVENTS = 2000;
 const COLD_MAX_IN_FLIGHT = 2;
-/** Float32 values in one 64-byte cache line. */
-const FLOATS_PER_LINE = 16;
+/** Docs per message when copying vectors to a worker that loaded a checkpoint. */
+const COLD_FILL_DOCS = 4096;
 
 const defaultLogger: LogSink = (level, msg, fields) => {
   if (level === 'info') return;
@@ -134,7 +134,6 @@ export class Projections {
   private asOfCache: MaterializedState | undefined;
   private initializing = true;
   private ingest = { lastMs: 0, lastSeq: 0, rate: 0 };
-  private touchSink = 0;
   private readonly log: EventLog;
   private readonly dataDir: string;
   private readonly clock: Clock;
@@ -249,6 +248,7 @@ export class Projections {
         checkColdStats(g.dir, cp.meta, stats);
         this.state = cp.state;
         this.coldSentSeq = this.coldWatermark = cp.meta.cold.seq;
+        this.fillCold(this.cold, cp.state, cp.meta.cold.seq);
         this.m.recovery.inc({ result: 'success' });
         if (g !== gens[0]) this.logger('warn', 'loaded an older checkpoint generation after corruption', { dir: g.dir, seq: g.seq });
         loaded = true;
@@ -432,12 +432,14 @@ export class Projections {
       return;
     }
     let base = 0;
+    let loaded: MaterializedState | undefined;
     const g = this.generations[0];
     if (g !== undefined) {
       try {
         const cp = validateCheckpoint(g.dir, this.log);
         checkColdStats(g.dir, cp.meta, await cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq));
         base = cp.meta.cold.seq;
+        loaded = cp.state;
       } catch (err) {
         this.logger('warn', 'cold restart could not load the newest checkpoint; rebuilding the cold tier from the log', { error: String(err) });
         if (!cold.alive) return; // its own exit handler schedules the next try
@@ -450,6 +452,46 @@ export class Projections {
     this.hot.reset(this.state, base, this.log);
     this.logger('info', 'cold tier restarted; catching up', { from: base, to: this.state.seq });
     this.pumpCold();
+    if (loaded !== undefined) this.fillCold(cold, loaded, base);
+  }
+
+  /**
+   * Sends the worker copies of the vectors of the labels it loaded from a checkpoint (the docs of
+   * `state` with seq ≤ `coldSeq`), one chunk a turn, so their hits come back scored; until then
+   * this thread scores them. Stops when the worker is replaced or the projections close.
+   */
+  private fillCold(cold: ColdTier, state: MaterializedState, coldSeq: number): void {
+    function* chunks(): Generator<{ coll: string; docs: DocValue[]; dim: number }> {
+      for (const c of state.collections.values()) {
+        let docs: DocValue[] = [];
+        for (const d of c.docs.values()) {
+          if (d.seq > coldSeq) continue;
+          docs.push(d);
+          if (docs.length === COLD_FILL_DOCS) {
+            yield { coll: c.info.name, docs, dim: c.info.dimension };
+            docs = [];
+          }
+        }
+        if (docs.length > 0) yield { coll: c.info.name, docs, dim: c.info.dimension };
+      }
+    }
+    const it = chunks();
+    const step = (): void => {
+      if (this.closed || cold !== this.cold || !cold.alive) return;
+      const next = it.next();
+      if (next.done === true) return;
+      const { coll, docs, dim } = next.value;
+      const vectors = new Float32Array(docs.length * dim);
+      docs.forEach((d, i) => vectors.set(d.vector, i * dim));
+      cold.fillVectors(
+        coll,
+        docs.map((d) => d.id),
+        docs.map((d) => d.seq),
+        vectors,
+      );
+      setImmediate(step);
+    };
+    setImmediate(step);
   }
 
   // ------------------------------------------------------------------ reads
@@ -567,30 +609,32 @@ export class Projections {
 
   /**
    * Top-k of hot ∪ cold: cold hits that are deleted, stale (a newer version exists) or also in the
-   * hot tier are dropped; the rest are rescored exactly from the live vectors, so a score does
-   * not depend on the tier.
+   * hot tier are dropped. The rest keep the exact score the worker computed from its copy of the
+   * very vector (the same `scoreAt` over the same float32 values: bit-identical to rescoring it
+   * here), so a score does not depend on the tier. Staleness comes from the hot tier's change
+   * marks, which cover everything after the cold watermark (≤ the answer's seq); only hits the
+   * worker could not score, hits with metadata, and collections the hot tier does not track are
+   * looked up in the live docs.
    */
   private merge(c: CollectionState, req: SearchRequest, hotHits: SearchHit[], coldHits: ColdHit[]): SearchHit[] {
-    // The docs were last touched long ago (memory far from this core): look all of them up, then
-    // touch every cache line of their vectors, line by line across the docs, so the misses
-    // overlap instead of queueing one by one (measured: 10 rescorings 18 µs → 9 µs).
-    const docs: (DocValue | undefined)[] = new Array<DocValue | undefined>(coldHits.length);
-    let touch = 0;
-    for (let i = 0; i < coldHits.length; i++) docs[i] = c.docs.get(coldHits[i]!.id);
-    for (let off = 0; off < c.info.dimension; off += FLOATS_PER_LINE) {
-      for (const d of docs) if (d !== undefined) touch += d.vector[off]!;
+    const { createdSeq, metric } = c.info;
+    const changes = this.hot.changes(c.info.name, createdSeq);
+    const hotIds = hotHits.length > 0 ? new Set(hotHits.map((h) => h.id)) : undefined;
+    const out = hotHits.slice();
+    for (const h of coldHits) {
+      if (h.seq < createdSeq) continue; // from a dropped namesake the worker had not dropped yet
+      if (changes !== undefined && changes.size > 0 && (changes.get(h.id) ?? 0) > h.seq) continue; // deleted, or a newer version lives in the hot tier
+      if (hotIds?.has(h.id) === true) continue; // the same version, absorbed after the watermark
+      if (changes !== undefined && !h.meta && !Number.isNaN(h.score)) {
+        out.push({ id: h.id, score: h.score });
+        continue;
+      }
+      const d = c.docs.get(h.id);
+      if (d === undefined || d.seq !== h.seq) continue;
+      out.push(toHit(d, Number.isNaN(h.score) ? score(metric, req.vector, d.vector) : h.score));
     }
-    const merged = new Map<string, SearchHit>();
-    for (const h of hotHits) merged.set(h.id, h);
-    for (let i = 0; i < coldHits.length; i++) {
-      const h = coldHits[i]!;
-      const d = docs[i];
-      if (d === undefined || d.seq !== h.seq || merged.has(h.id)) continue; // deleted, or a newer version lives in the hot tier
-      merged.set(h.id, toHit(d, score(c.info.metric, req.vector, d.vector)));
-    }
-    const out = [...merged.values()].sort(compareHits);
+    out.sort(compareHits);
     if (out.length > req.k) out.length = req.k;
-    this.touchSink = touch; // kept, so the touching loads are not optimised away
     return out;
   }
 

@@ -6,25 +6,34 @@ import type { Metric } from '@kyrodb/log';
  * l2 → negative squared L2 distance. Computed in float64.
  */
 export function score(metric: Metric, a: Float32Array, b: Float32Array): number {
+  return scoreAt(metric, a, b, 0);
+}
+
+/**
+ * `score(metric, a, b.subarray(off, off + a.length))` without the view: the one implementation
+ * of the score, so the cold worker (reading its vector slab) and the main thread (reading a
+ * doc's vector) compute bit-identical scores from the same float32 values.
+ */
+export function scoreAt(metric: Metric, a: Float32Array, b: Float32Array, off: number): number {
   const n = a.length;
   if (metric === 'l2') {
     let s = 0;
     for (let i = 0; i < n; i++) {
-      const d = a[i]! - b[i]!;
+      const d = a[i]! - b[off + i]!;
       s += d * d;
     }
     return s === 0 ? 0 : -s;
   }
   let dot = 0;
   if (metric === 'ip') {
-    for (let i = 0; i < n; i++) dot += a[i]! * b[i]!;
+    for (let i = 0; i < n; i++) dot += a[i]! * b[off + i]!;
     return dot;
   }
   let na = 0;
   let nb = 0;
   for (let i = 0; i < n; i++) {
     const x = a[i]!;
-    const y = b[i]!;
+    const y = b[off + i]!;
     dot += x * y;
     na += x * x;
     nb += y * y;

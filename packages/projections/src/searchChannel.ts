@@ -32,7 +32,7 @@ export const SEARCH_BELL = 1;
 export const POLL = 2;
 const CTL_INTS = 16;
 /** Header words of one slot. */
-const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, ok: 8, count: 9, respLen: 10 } as const;
+const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, ok: 8, count: 9, respLen: 10, ascii: 11 } as const;
 const HDR_INTS = 16;
 const FAULT_KIND = { none: 0, delay: 1, panic: 2 } as const;
 
@@ -57,7 +57,9 @@ export interface SlotRequest {
 /** What the main thread reads from a finished slot. */
 export type SlotAnswer = { ok: true; answer: ColdAnswer } | { ok: false; error: string };
 
-const F64_PER_SLOT = SLOT_MAX_HITS + 2; // hit seqs, then the applied seq and the µs spent
+const F64_PER_SLOT = 2 * SLOT_MAX_HITS + 2; // hit seqs, hit scores, then the applied seq and the µs spent
+/** Set in a hit's id length when the hit has metadata. */
+const META_BIT = 1 << 30;
 
 /** Both ends of the channel share this view of the buffers. */
 export class SearchChannel {
@@ -67,6 +69,8 @@ export class SearchChannel {
   private readonly f64: Float64Array;
   private readonly lens: Int32Array;
   private readonly bytes: Buffer;
+  /** The collection name each slot's request area holds (main thread). */
+  private readonly lastColl: (string | undefined)[] = new Array<string | undefined>(CHANNEL_SLOTS).fill(undefined);
   private constructor(readonly buffers: ChannelBuffers) {
     this.ints = new Int32Array(buffers.ints);
     this.vecs = new Float32Array(buffers.vecs);
@@ -136,7 +140,12 @@ export class SearchChannel {
     const base = slot * (REQ_BYTES + RESP_BYTES);
     // Names and filters are mostly ASCII; `write` stops at the end, so an overflow shows as a short write.
     if (coll.length * 3 + (filterJson?.length ?? 0) * 3 > REQ_BYTES) return false;
-    const collLen = this.bytes.write(coll, base, 'utf8');
+    // The same collection as this slot's last request (the usual case) is already written.
+    let collLen = this.ints[h + H.collLen]!;
+    if (coll !== this.lastColl[slot]) {
+      collLen = this.bytes.write(coll, base, 'utf8');
+      this.lastColl[slot] = coll;
+    }
     const filterLen = filterJson === undefined ? -1 : this.bytes.write(filterJson, base + collLen, 'utf8');
     this.vecs.set(vector, slot * SLOT_MAX_DIM);
     const ints = this.ints;
@@ -163,13 +172,17 @@ export class SearchChannel {
       const f = slot * F64_PER_SLOT;
       const l = slot * SLOT_MAX_HITS;
       const hits: ColdHit[] = new Array<ColdHit>(n);
-      let off = base;
+      // All-ASCII ids (the usual case) are decoded in one call and sliced apart.
+      const all = ints[h + H.ascii] === 1 ? this.bytes.toString('latin1', base, base + ints[h + H.respLen]!) : undefined;
+      let off = 0;
       for (let i = 0; i < n; i++) {
-        const len = this.lens[l + i]!;
-        hits[i] = { id: this.bytes.toString('utf8', off, off + len), seq: this.f64[f + i]! };
+        const lm = this.lens[l + i]!;
+        const len = lm & ~META_BIT;
+        const id = all !== undefined ? all.slice(off, off + len) : this.bytes.toString('utf8', base + off, base + off + len);
+        hits[i] = { id, seq: this.f64[f + i]!, score: this.f64[f + SLOT_MAX_HITS + i]!, meta: (lm & META_BIT) !== 0 };
         off += len;
       }
-      r = { ok: true, answer: { hits, seq: this.f64[f + SLOT_MAX_HITS]!, tookUs: this.f64[f + SLOT_MAX_HITS + 1]! } };
+      r = { ok: true, answer: { hits, seq: this.f64[f + 2 * SLOT_MAX_HITS]!, tookUs: this.f64[f + 2 * SLOT_MAX_HITS + 1]! } };
     } else r = { ok: false, error: this.bytes.toString('utf8', base, base + ints[h + H.respLen]!) };
     Atomics.store(ints, h + H.state, SLOT.free);
     return r;
@@ -235,19 +248,45 @@ export class SearchChannel {
       const f = slot * F64_PER_SLOT;
       const l = slot * SLOT_MAX_HITS;
       const hits = a.answer.hits;
-      let off = base;
+      // Ids are ≤ 256 ASCII characters, so only hits beyond SLOT_MAX_HITS are ever cut.
       let n = 0;
-      for (; n < hits.length && n < SLOT_MAX_HITS; n++) {
+      let chars = 0;
+      for (; n < hits.length && n < SLOT_MAX_HITS && (chars + hits[n]!.id.length) * 3 <= RESP_BYTES; n++) {
         const hit = hits[n]!;
-        if (off + hit.id.length * 3 > base + RESP_BYTES) break; // ids are ≤ 256 ASCII chars: only beyond SLOT_MAX_HITS
-        const len = this.bytes.write(hit.id, off, 'utf8');
-        this.lens[l + n] = len;
+        chars += hit.id.length;
+        this.lens[l + n] = hit.meta ? hit.id.length | META_BIT : hit.id.length;
         this.f64[f + n] = hit.seq;
-        off += len;
+        this.f64[f + SLOT_MAX_HITS + n] = hit.score;
       }
-      this.f64[f + SLOT_MAX_HITS] = a.answer.seq;
-      this.f64[f + SLOT_MAX_HITS + 1] = a.answer.tookUs;
+      // The log admits only ASCII ids: copied unit by unit, cheaper than a call into C++ per id.
+      // Anything else (never, today) is encoded as UTF-8, id by id.
+      const bytes = this.bytes;
+      let off = base;
+      let ascii = true;
+      for (let i = 0; i < n && ascii; i++) {
+        const id = hits[i]!.id;
+        for (let j = 0; j < id.length; j++) {
+          const u = id.charCodeAt(j);
+          if (u > 0x7f) {
+            ascii = false;
+            break;
+          }
+          bytes[off++] = u;
+        }
+      }
+      if (!ascii) {
+        off = base;
+        for (let i = 0; i < n; i++) {
+          const len = bytes.write(hits[i]!.id, off, 'utf8');
+          this.lens[l + i] = (this.lens[l + i]! & META_BIT) | len;
+          off += len;
+        }
+      }
+      this.f64[f + 2 * SLOT_MAX_HITS] = a.answer.seq;
+      this.f64[f + 2 * SLOT_MAX_HITS + 1] = a.answer.tookUs;
       ints[h + H.count] = n;
+      ints[h + H.respLen] = off - base;
+      ints[h + H.ascii] = ascii ? 1 : 0;
       ints[h + H.ok] = 1;
     } else {
       ints[h + H.respLen] = this.bytes.write(a.error.slice(0, 4096), base, 'utf8');

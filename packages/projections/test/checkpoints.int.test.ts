@@ -125,6 +125,32 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     expect((await env.registry.getSingleMetric('hnsw_snapshot_age_seconds')!.get()).values.map((v) => v.labels['generation'])).toEqual(['0', '1']);
   });
 
+  it('a cold tier loaded from a checkpoint (hnswlib keeps cosine vectors normalised) gets exact copies of its vectors back: same answers while this thread scores its hits and once the worker does; a restarted worker too', async () => {
+    const b = await build();
+    env = b.env;
+    const dq: SearchRequest[] = Array.from({ length: 4 }, () => ({ vector: new Float32Array(randomVector(r, 4)), k: 6 }));
+    const both = async (p: Projections): Promise<unknown> => [await answers(p), ...(await Promise.all(dq.map(async (q) => (await p.search('d', q)).results)))];
+    const s = materialize(env.log);
+    const expected = [b.expected, ...dq.map((q) => exactSearch(s, 'd', q))];
+    const p = await env.open({ query: { coldTimeoutMs: 10_000 } });
+    expect(await both(p)).toEqual(expected); // scored here or by the worker, as far as the copies have arrived
+    const allScored = async (): Promise<void> => {
+      for (;;) {
+        const st = await p.coldStats();
+        if (st !== undefined && st.collections.length === 2 && st.collections.every((c) => c.scored === c.live)) return;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    };
+    await allScored();
+    expect(await both(p)).toEqual(expected);
+    // A killed worker restarts from the newest checkpoint and is sent the copies again.
+    env.failpoints.set('projection.cold.search', '1*panic');
+    await p.search('d', dq[0]!);
+    await p.waitForCold(env.log.head().seq);
+    await allScored();
+    expect(await both(p)).toEqual(expected);
+  });
+
   it('a checkpoint from another history (the log hash differs) is rejected', async () => {
     const b = await build();
     env = b.env;

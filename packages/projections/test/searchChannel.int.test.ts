@@ -73,7 +73,9 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
     await seed(env, p, 100);
     const r = rng(23);
     const q = (): SearchRequest => ({ vector: new Float32Array(randomVector(r, DIM)), k: 5 });
-    env.failpoints.set('projection.cold.search', '1*delay(5000)');
+    // Hung for ~3x what the 13 searches below take (each waits 1 s at most), so that a loaded machine
+    // cannot stretch them past the hang; closing then waits out the rest of it.
+    env.failpoints.set('projection.cold.search', '1*delay(10000)');
     const { value, gapMs } = await maxEventLoopGap(async () => {
       const first = p.search('c', q()); // the worker hangs in this one
       // Written while the worker hangs: the hot tier serves it.
@@ -89,6 +91,25 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
     // Blocking until the 1000 ms timeout would show here as a gap of a second or more; the
     // synchronous wait is 2 ms. The bound leaves room for a loaded machine.
     expect(gapMs).toBeLessThan(500);
+  });
+
+  it('hits come back with their ids, exact scores and metadata whatever the ids hold (every printable ASCII character the log admits, 1 to 256 of them) and whichever tier scored them', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const r = rng(9);
+    const odd = ['plain', '!"$&\'()*+,-.:;<=>@[\\]^_`{|}~', 'x'.repeat(253), 'Z', ''];
+    await env.log.append([create('c', DIM, 'cosine')]);
+    const ids = Array.from({ length: 90 }, (_, i) => `${odd[i % odd.length]}${i}`);
+    // Every third doc has metadata (looked up here), the rest are scored by the worker alone.
+    const res = await env.log.append(ids.map((id, i) => upsert('c', id, randomVector(r, DIM), i % 3 === 0 ? { i } : undefined)));
+    await p.waitForCold(res.lastSeq);
+    const state = materialize(env.log);
+    for (let i = 0; i < 20; i++) {
+      const req: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 1 + (i % 12) };
+      const got = await p.search('c', req);
+      expect(got.layers).toEqual(['hot', 'cold']);
+      expect(got.results).toEqual(exactSearch(state, 'c', req));
+    }
   });
 
   it('ties at the k-th score are broken by id, as the exact search breaks them', async () => {
