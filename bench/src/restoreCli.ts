@@ -1,0 +1,116 @@
+// A full restore as a user runs it: `kyrodb restore` in a fresh process, timed from outside
+// (issue 4's target: ≤ 5 s for 1M events on local disk). Run:
+//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--dir DIR] [CHECKOUT…]
+// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>) a log of n 128-d upserts and one
+// full zstd backup of it; then restores it `reps` times with each CHECKOUT's CLI (a built clone or
+// worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
+// same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
+// be written back during the next run). Prints wall time, the child's CPU and the restore's own
+// phases (`--json`).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EventLog, type EventInput } from '@kyrodb/log';
+import { BackupManager, LocalDirStore } from '@kyrodb/backup';
+
+const args = process.argv.slice(2);
+function flag(name: string, def: number): number {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : def;
+}
+const N = flag('n', 1_000_000);
+const REPS = flag('reps', 3);
+const dirAt = args.indexOf('--dir');
+const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}`);
+const flagged = new Set(['--n', '--reps', '--dir'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const checkouts = args.filter((_, i) => !flagged.has(i));
+if (checkouts.length === 0) checkouts.push(ROOT);
+const DIM = 128;
+
+function vec(seed: number): Float32Array {
+  const v = new Float32Array(DIM);
+  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
+  return v;
+}
+
+async function buildFixture(): Promise<void> {
+  const done = path.join(base, 'fixture-ready');
+  if (fs.existsSync(done)) return;
+  fs.rmSync(base, { recursive: true, force: true });
+  console.error(`building the fixture in ${base}: ${N} events and a full zstd backup…`);
+  const dataDir = path.join(base, 'data');
+  const log = await EventLog.open({ dir: dataDir, logger: () => undefined });
+  try {
+    await log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } }]);
+    for (let i = 0; i < N; i += 1000) {
+      const batch: EventInput[] = [];
+      for (let j = i; j < Math.min(i + 1000, N); j++) batch.push({ type: 'vector.upserted', collection: 'bench', body: { id: `d${j}`, vector: vec(j), metadata: { i: j } } });
+      await log.append(batch);
+    }
+    const mgr = new BackupManager({ log, dataDir, store: new LocalDirStore(path.join(base, 'backups')), compression: 'zstd', logger: () => undefined });
+    await mgr.createFull();
+  } finally {
+    await log.close();
+  }
+  fs.writeFileSync(done, '');
+  // The fixture's 1.5 GB is still being written back: the first restore would pay for it.
+  spawnSync('sync');
+}
+
+interface Run {
+  checkout: string;
+  wallS: number;
+  userS: number;
+  sysS: number;
+  phasesMs: Record<string, number>;
+}
+
+function restoreOnce(checkout: string): Run {
+  const target = path.join(base, 'restored');
+  fs.rmSync(target, { recursive: true, force: true });
+  spawnSync('sync');
+  const t0 = performance.now();
+  const r = spawnSync(process.execPath, [path.join(checkout, 'packages/api/dist/cli.js'), 'restore', '--backup-id', 'latest', '--from', path.join(base, 'backups'), '--data-dir', target, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const wallS = (performance.now() - t0) / 1000;
+  fs.rmSync(target, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`restore with ${checkout} failed (${String(r.status)}): ${r.stderr}`);
+  const out = JSON.parse(r.stdout) as { phasesMs?: Record<string, number> };
+  return { checkout, wallS, userS: 0, sysS: 0, phasesMs: out.phasesMs ?? {} };
+}
+
+/** CPU time of the children reaped so far (user, system), in seconds, from /proc (Linux); zeros elsewhere. */
+function childrenCpu(): [number, number] {
+  try {
+    const f = fs.readFileSync('/proc/self/stat', 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    const hz = 100; // USER_HZ on Linux
+    return [Number(fields[13]) / hz, Number(fields[14]) / hz];
+  } catch {
+    return [0, 0];
+  }
+}
+
+await buildFixture();
+const runs: Run[] = [];
+for (let rep = 0; rep < REPS; rep++) {
+  for (const c of checkouts) {
+    const [u0, s0] = childrenCpu();
+    const run = restoreOnce(c);
+    const [u1, s1] = childrenCpu();
+    run.userS = u1 - u0;
+    run.sysS = s1 - s0;
+    runs.push(run);
+    const p = run.phasesMs;
+    console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
+  }
+}
+for (const c of checkouts) {
+  const w = runs.filter((r) => r.checkout === c).map((r) => r.wallS);
+  console.log(`${c}: wall ${w.map((x) => x.toFixed(2)).join(', ')} s (target ≤ 5 s for 1M)`);
+}
+const outDir = path.join(ROOT, 'bench/results');
+fs.mkdirSync(outDir, { recursive: true });
+fs.writeFileSync(path.join(outDir, `restore-cli-${N}.json`), JSON.stringify({ n: N, reps: REPS, runs }, null, 2));
