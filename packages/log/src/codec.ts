@@ -456,10 +456,10 @@ export function recordHashOk(rec: Uint8Array): boolean {
   return recordHashMatches(b);
 }
 
-/** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */
 /** A record's own buffer (from Node's pool), when no frame is being built around it. */
 const allocRecord = (bytes: number): Buffer => Buffer.allocUnsafe(bytes);
 
+/** Stored record: `prevHash(32) ‖ hash(32) ‖ payload`. */
 export function encodeRecord(prevHash: Uint8Array, hash: Uint8Array, payload: Uint8Array, alloc: (bytes: number) => Buffer = allocRecord): Buffer {
   const out = alloc(64 + payload.byteLength);
   out.set(prevHash, 0);
