@@ -72,13 +72,15 @@ function restoreOnce(checkout: string): Run {
   const target = path.join(base, 'restored');
   fs.rmSync(target, { recursive: true, force: true });
   spawnSync('sync');
+  const [u0, s0] = childrenCpu();
   const t0 = performance.now();
   const r = spawnSync(process.execPath, [path.join(checkout, 'packages/api/dist/cli.js'), 'restore', '--backup-id', 'latest', '--from', path.join(base, 'backups'), '--data-dir', target, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
   const wallS = (performance.now() - t0) / 1000;
+  const [u1, s1] = childrenCpu();
   fs.rmSync(target, { recursive: true, force: true });
   if (r.status !== 0) throw new Error(`restore with ${checkout} failed (${String(r.status)}): ${r.stderr}`);
   const out = JSON.parse(r.stdout) as { phasesMs?: Record<string, number> };
-  return { checkout, wallS, userS: 0, sysS: 0, phasesMs: out.phasesMs ?? {} };
+  return { checkout, wallS, userS: u1 - u0, sysS: s1 - s0, phasesMs: out.phasesMs ?? {} };
 }
 
 /** CPU time of the children reaped so far (user, system), in seconds, from /proc (Linux); zeros elsewhere. */
@@ -97,11 +99,7 @@ await buildFixture();
 const runs: Run[] = [];
 for (let rep = 0; rep < REPS; rep++) {
   for (const c of checkouts) {
-    const [u0, s0] = childrenCpu();
     const run = restoreOnce(c);
-    const [u1, s1] = childrenCpu();
-    run.userS = u1 - u0;
-    run.sysS = s1 - s0;
     runs.push(run);
     const p = run.phasesMs;
     console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
