@@ -4,7 +4,7 @@ import type { Failpoints } from '@kyrodb/log';
 import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
-import { POLL, PollGovernor, SLOT, SearchChannel } from './searchChannel.js';
+import { POLL, POLL_CLOCK_STRIDE, PollGovernor, SLOT, SearchChannel } from './searchChannel.js';
 import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
@@ -221,7 +221,10 @@ export class ColdTier {
     let st = ch.state(slot);
     if (this.poll.polling) {
       const pollUntil = Math.min(until, t0 + Math.min(COLD_POLL_MAX_MS, 2 * this.roundTripMs));
-      for (let now = t0; st !== SLOT.done && now < pollUntil; now = performance.now()) st = ch.state(slot);
+      for (let n = 1; st !== SLOT.done; n++) {
+        st = ch.state(slot);
+        if (n % POLL_CLOCK_STRIDE === 0 && performance.now() >= pollUntil) break;
+      }
     }
     for (; st !== SLOT.done; st = ch.state(slot)) {
       const left = until - performance.now();

@@ -297,8 +297,20 @@ export class SearchChannel {
   }
 }
 
-/** A polled search costing more than this beyond the worker's search time (smoothed) means polling does not pay, µs. */
+/**
+ * Loads of a polled word per read of the clock. `performance.now()` returns a freshly allocated
+ * heap number: read on every turn of a poll loop (~10M turns/s), it made ~200 MB/s of garbage in
+ * each polling thread, and the scavenges (with their helper threads, on a 2-core machine where
+ * both ends poll) stalled 1–2% of searches by 1–5 ms. 64 loads take well under a microsecond.
+ */
+export const POLL_CLOCK_STRIDE = 64;
+
+/** A polled search costing more than this beyond the worker's search time is a stalled one, µs. */
 export const POLL_HOP_LIMIT_US = 200;
+/** The searches the governor looks back over. */
+export const POLL_WINDOW = 32;
+/** Stalled searches among the last POLL_WINDOW that switch polling off. */
+export const POLL_STALLS_OFF = 24;
 /**
  * How long both ends sleep after polling did not pay, ms. Not doubled when it happens again:
  * stalls right after a heavy ingest (worker GC) tripped it several times in a row with no
@@ -309,17 +321,23 @@ export const POLL_BACKOFF_MS = 100;
 /**
  * Decides whether the two ends of the channel poll for each other or sleep, from what each
  * synchronous search cost beyond the worker's own search time (`hopUs`; the caller leaves out
- * searches that waited for inserts). Polling on both ends makes that ~5–30 µs, sleeping ~80–100 µs
+ * searches that waited for inserts). Polling on both ends makes that ~2–10 µs, sleeping ~80–100 µs
  * (two futex wake-ups on this VM). When other work holds the cores, a polling thread takes the
  * CPU the other end needs and the cost grows to hundreds of µs (measured with a busy loop in
- * another process: +600 µs a search): then both ends sleep for POLL_BACKOFF_MS, after which
- * polling is tried again (a few slow searches every 100 ms while the contention lasts).
+ * another process: +600 µs a search): nearly every search stalls, and once POLL_STALLS_OFF of the
+ * last POLL_WINDOW have, both ends sleep for POLL_BACKOFF_MS, after which polling is tried again
+ * (a few dozen slow searches every 100 ms while the contention lasts).
+ *
+ * Bursts of stalls without contention do not switch it off. A V8 background job (a TurboFan
+ * compile, a GC helper) preempting one end stalls the next 5–10 searches on a 2-core machine; a
+ * smoothed average that switched off after five such stalls did so once or twice a second on a
+ * quiet machine, and each time ~300 searches paid the futex wake-ups (+75 µs).
  */
 export class PollGovernor {
   /** Whether both ends poll. Starts off; the first search turns it on. */
   polling = false;
-  /** Smoothed cost beyond the search while polling, µs. */
-  private hopUs = 0;
+  /** Bit i set: the i-th most recent search while polling stalled. */
+  private stalls = 0;
   /** When polling may be tried again (ms, the caller's clock). */
   private offUntil = 0;
 
@@ -328,15 +346,22 @@ export class PollGovernor {
     if (!this.polling) {
       if (nowMs < this.offUntil) return;
       this.polling = true;
-      this.hopUs = 0;
+      this.stalls = 0;
       return;
     }
-    // Clamped and smoothed, so stalls now and then (a GC pause) cannot switch polling off;
-    // under contention nearly every search stalls, and five in a row do.
-    this.hopUs += (Math.min(hopUs, 2 * POLL_HOP_LIMIT_US) - this.hopUs) / 8;
-    if (this.hopUs > POLL_HOP_LIMIT_US) {
+    this.stalls = ((this.stalls << 1) | (hopUs > POLL_HOP_LIMIT_US ? 1 : 0)) >>> 0;
+    if (popcount32(this.stalls) >= POLL_STALLS_OFF) {
       this.polling = false;
       this.offUntil = nowMs + POLL_BACKOFF_MS;
     }
   }
 }
+
+/** Set bits of a 32-bit word. */
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}
+
