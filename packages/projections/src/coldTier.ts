@@ -144,7 +144,7 @@ export class ColdTier {
   private post(m: ToCold, transfer: ArrayBuffer[] = []): void {
     this.worker.postMessage(m, transfer);
     // The worker sleeps on the channel's bell, not in its event loop: wake it for the message.
-    this.channel.ring(false);
+    this.channel.ring();
   }
 
   private request<T>(build: (reqId: number) => ToCold, timeoutMs: number, transfer: ArrayBuffer[] = []): Promise<T> {
@@ -192,7 +192,7 @@ export class ColdTier {
       return this.searchByMessage(coll, vector, k, filter, fault, timeoutMs);
     }
     const t0 = performance.now();
-    this.channel.ring(true);
+    this.channel.ring();
     whileWaiting?.();
     if (this.slowSlots.size === 0 && !this.channel.anyAbandoned()) {
       const early = this.channel.state(slot) === SLOT.done;

@@ -17,7 +17,7 @@ import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCo
 import { matchesFilter } from './filter.js';
 import { scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
-import { BELL, POLL_CLOCK_STRIDE, POLL, SEARCH_BELL, SearchChannel } from './searchChannel.js';
+import { BELL, POLL_CLOCK_STRIDE, POLL, SearchChannel } from './searchChannel.js';
 import type { ChannelBuffers } from './searchChannel.js';
 
 interface Entry {
@@ -54,8 +54,8 @@ const colls = new Map<string, Coll>();
 let watermark = 0;
 /** The seq of the last op applied (inside a batch: ahead of `watermark`); what a search answer reflects. */
 let appliedSeq = 0;
-/** The search bell as of the last scan of the channel. */
-let searchBellSeen = 0;
+/** The bell as of the last scan of the channel (it rings for messages too: a scan that finds nothing costs eight loads). */
+let bellServed = 0;
 
 function send(m: FromCold): void {
   port.postMessage(m);
@@ -84,7 +84,7 @@ function apply(ops: ColdOp[], vectors: Float32Array): void {
   for (const o of ops) {
     applyOne(o, vectors);
     appliedSeq = o.op === 'create' ? o.createdSeq : o.seq;
-    if (Atomics.load(channel.ints, SEARCH_BELL) !== searchBellSeen) serveChannel();
+    if (Atomics.load(channel.ints, BELL) !== bellServed) serveChannel();
   }
 }
 
@@ -294,7 +294,7 @@ function watchBell(bell: number, ms: number): boolean {
 
 /** Serves every published search request, oldest first; returns how many it took. */
 function serveChannel(): number {
-  searchBellSeen = Atomics.load(channel.ints, SEARCH_BELL);
+  bellServed = Atomics.load(channel.ints, BELL);
   let served = 0;
   for (let slot = channel.nextRequest(); slot >= 0; slot = channel.nextRequest()) {
     const r = channel.claim(slot);
