@@ -906,7 +906,10 @@ export class EventLog {
     if (checked !== undefined && (checked.collections.length !== records.length || checked.docIds.length !== records.length)) {
       throw new LogError('LOG_INVALID_EVENT', `import of ${records.length} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
     }
-    let { seq, ts, hash } = from;
+    let { seq, ts } = from;
+    // The previous hash is `hash[hashAt..hashAt + 32]`: the head's, then each record's own (no view per record: restore checks millions).
+    let hash: Uint8Array = from.hash;
+    let hashAt = 0;
     const rows: IndexRow[] = new Array<IndexRow>(records.length);
     for (let i = 0; i < records.length; i++) {
       const rec = records[i]!;
@@ -926,15 +929,16 @@ export class EventLog {
         docId = indexDocId(x);
       }
       if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      if (!linksTo(rec, hash, hashAt)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
       if (checked === undefined && !recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
       if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
       seq = f.seq;
       ts = f.ts;
-      hash = rec.subarray(32, 64);
+      hash = rec;
+      hashAt = 32;
       rows[i] = { seq, ts, collection, docId, record: rec };
     }
-    return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
+    return { rows, head: { seq, ts, hash: new Uint8Array(hash.subarray(hashAt, hashAt + 32)) } };
   }
 
   /** Writes checked rows and the new head to LMDB in one transaction. */
@@ -1498,9 +1502,9 @@ function tick(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** Whether a stored record's prevHash (its first 32 bytes) is `hash`. */
-function linksTo(rec: Uint8Array, hash: Uint8Array): boolean {
-  for (let i = 0; i < 32; i++) if (rec[i] !== hash[i]) return false;
+/** Whether `rec`'s prevHash (its first 32 bytes) is `hash[at..at + 32]`. */
+function linksTo(rec: Uint8Array, hash: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 32; i++) if (rec[i] !== hash[at + i]) return false;
   return true;
 }
 
