@@ -127,17 +127,29 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let collections: string[] = [];
     let docIds: string[] = [];
     const total = plan.toSeq;
-    const flush = async (): Promise<void> => {
-      if (pending.length === 0) return;
+    // An import is checked and framed while the one before it is still being written (see
+    // EventLog.importRecords): at most two are in flight, and the last is awaited after the loop.
+    let importing: Promise<unknown> | undefined;
+    const imported = async (p: Promise<unknown>): Promise<void> => {
       const t0 = performance.now();
       try {
-        await log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
+        await p;
       } catch (err) {
         if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
         throw err;
       } finally {
         phases.import += performance.now() - t0;
       }
+    };
+    const flush = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      const t0 = performance.now();
+      const p = log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
+      phases.import += performance.now() - t0;
+      p.catch(() => undefined); // awaited below, or by the next flush
+      const before = importing;
+      importing = p;
+      if (before !== undefined) await imported(before);
       pending = [];
       pendingFrames = [];
       collections = [];
@@ -214,6 +226,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       reachedT = r.reachedT;
     }
     await flush();
+    if (importing !== undefined) await imported(importing);
     const fin = await runner.finish();
     phases.open = fin.busyMs;
     const vectorCount = Object.values(fin.counts).reduce((a, b) => a + b, 0);
