@@ -57,7 +57,8 @@ export interface RestoreReport {
   /**
    * Where the time went, ms: `open` the codec's busy time (checks, decoding, counting; beside the
    * import when in a worker), `waitOpen` the time the import waited for it, `import` the time
-   * inside `EventLog.importRecords`, `checkpoint` copying the checkpoint, `swap` closing,
+   * inside `EventLog.importRecords` and waiting for its imports to be written (the next import
+   * is checked while the previous one is), `checkpoint` copying the checkpoint, `swap` closing,
    * renaming and re-opening the new data dir, `total` all of it.
    */
   phasesMs: { open: number; waitOpen: number; import: number; checkpoint: number; swap: number; total: number };
