@@ -57,7 +57,8 @@ export interface RestoreReport {
   /**
    * Where the time went, ms: `open` the codec's busy time (checks, decoding, counting; beside the
    * import when in a worker), `waitOpen` the time the import waited for it, `import` the time
-   * inside `EventLog.importRecords`, `checkpoint` copying the checkpoint, `swap` closing,
+   * inside `EventLog.importRecords` and waiting for its imports to be written (the next import
+   * is checked while the previous one is), `checkpoint` copying the checkpoint, `swap` closing,
    * renaming and re-opening the new data dir, `total` all of it.
    */
   phasesMs: { open: number; waitOpen: number; import: number; checkpoint: number; swap: number; total: number };
@@ -129,17 +130,29 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let docIds: string[] = [];
     const total = plan.toSeq;
     const live = new LiveCounter();
-    const flush = async (): Promise<void> => {
-      if (pending.length === 0) return;
+    // An import is checked and framed while the one before it is still being written (see
+    // EventLog.importRecords): at most two are in flight, and the last is awaited after the loop.
+    let importing: Promise<unknown> | undefined;
+    const imported = async (p: Promise<unknown>): Promise<void> => {
       const t0 = performance.now();
       try {
-        await log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
+        await p;
       } catch (err) {
         if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${err.message}`, { ...err.details }, { cause: err });
         throw err;
       } finally {
         phases.import += performance.now() - t0;
       }
+    };
+    const flush = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      const t0 = performance.now();
+      const p = log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
+      phases.import += performance.now() - t0;
+      p.catch(() => undefined); // awaited below, or by the next flush
+      const before = importing;
+      importing = p;
+      if (before !== undefined) await imported(before);
       pending = [];
       pendingFrames = [];
       collections = [];
@@ -218,6 +231,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       reachedT = r.reachedT;
     }
     await flush();
+    if (importing !== undefined) await imported(importing);
     const fin = await runner.finish();
     phases.open = fin.busyMs;
     const vectorCount = Object.values(live.counts()).reduce((a, b) => a + b, 0);

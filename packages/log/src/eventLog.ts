@@ -273,6 +273,10 @@ export class EventLog {
   private pendingHead: LogHead | undefined;
   /** Where group frames are built (wal.ts). */
   private readonly frameArena = new FrameArena();
+  /** The imports being written (see importRecords): the last one started, the head it leaves, and how many. */
+  private importing: Promise<LogHead> | undefined;
+  private importHead: LogHead | undefined;
+  private importsInFlight = 0;
   /** A sync of LMDB started by an import ahead of close (see importRecords), and the first such sync's failure. */
   private envSyncAhead: Promise<void> | undefined;
   private envSyncAheadError: Error | undefined;
@@ -906,7 +910,10 @@ export class EventLog {
     if (checked !== undefined && (checked.collections.length !== records.length || checked.docIds.length !== records.length)) {
       throw new LogError('LOG_INVALID_EVENT', `import of ${records.length} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
     }
-    let { seq, ts, hash } = from;
+    let { seq, ts } = from;
+    // The previous hash is `hash[hashAt..hashAt + 32]`: the head's, then each record's own (no view per record: restore checks millions).
+    let hash: Uint8Array = from.hash;
+    let hashAt = 0;
     const rows: IndexRow[] = new Array<IndexRow>(records.length);
     for (let i = 0; i < records.length; i++) {
       const rec = records[i]!;
@@ -926,18 +933,18 @@ export class EventLog {
         docId = indexDocId(x);
       }
       if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!linksTo(rec, hash)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      if (!linksTo(rec, hash, hashAt)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
       if (checked === undefined && !recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
       if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
       seq = f.seq;
       ts = f.ts;
-      hash = rec.subarray(32, 64);
+      hash = rec;
+      hashAt = 32;
       rows[i] = { seq, ts, collection, docId, record: rec };
     }
-    return { rows, head: { seq, ts, hash: new Uint8Array(hash) } };
+    return { rows, head: { seq, ts, hash: new Uint8Array(hash.subarray(hashAt, hashAt + 32)) } };
   }
 
-  /** Writes checked rows and the new head to LMDB in one transaction. */
   /**
    * Imports already-sealed records (from a backup) after the head: each must continue the seqs,
    * link to the previous hash, never go back in time and re-hash correctly, or nothing is written
@@ -947,37 +954,52 @@ export class EventLog {
    * append's group, the records then go to LMDB (see `acknowledge`): handed to the apply thread
    * once it runs, else applied while the next import's frames are written and synced, or before
    * any read or close — so that a restore's two heaviest steps overlap. Used by restore.
+   *
+   * An import may be started while earlier ones are still being written: it is checked at once
+   * against the head they will leave, and its frames go out after theirs. If one fails, every
+   * import started behind it fails with the same error and writes nothing. A restore so checks
+   * and frames its next batch while the previous one's frames are on their way to disk (1M
+   * events: the import's thread otherwise waited ~1.3-1.9 s for the write-ahead writes).
    */
-  async importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
-    if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
-    if (records.length === 0) return this.head();
-    // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
-    const { rows, head } = this.checkRecords(records, this.cachedHead, options.checked);
-    // Frames: [first record, end, built frame?], each checked against its records before anything is written.
-    const frames: [number, number, Uint8Array | undefined][] = [];
-    if (options.frames !== undefined) {
-      let start = 0;
-      for (const f of options.frames) {
-        const end = start + (f.byteLength >= 8 ? Buffer.from(f.buffer, f.byteOffset, 8).readUInt32LE(4) : 0);
-        if (end === start || end > records.length || !isFrameOf(f, records.slice(start, end), rows[start]!.seq)) throw new LogError('LOG_INVALID_EVENT', `import frame ${frames.length} is not the frame of records ${start}.. of the import`);
-        frames.push([start, end, f]);
-        start = end;
-      }
-      if (start !== records.length) throw new LogError('LOG_INVALID_EVENT', `the import's frames hold ${start} of its ${records.length} records`);
-    } else {
-      let start = 0;
-      while (start < rows.length) {
-        let end = start;
-        let bytes = 0;
-        while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
-        frames.push([start, end, undefined]);
-        start = end;
+  importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
+    try {
+      if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
+      if (records.length === 0) return this.importing === undefined ? Promise.resolve(this.head()) : this.importing.then(() => this.head());
+      // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
+      const { rows, head } = this.checkRecords(records, this.importHead ?? this.cachedHead, options.checked);
+      const frames = importFrames(records, rows, options.frames);
+      const done = this.writeImport(this.importing, records, rows, head, frames);
+      this.importing = done;
+      this.importHead = head;
+      this.importsInFlight += 1;
+      const settled = (): void => {
+        this.importsInFlight -= 1;
+        if (this.importsInFlight === 0) {
+          this.importing = undefined;
+          this.importHead = undefined;
+        }
+      };
+      done.then(settled, settled);
+      return done;
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Writes a checked import's frames once the import before it (`prev`) is done, and acknowledges its rows. */
+  private async writeImport(prev: Promise<LogHead> | undefined, records: readonly Uint8Array[], rows: IndexRow[], head: LogHead, frames: [number, number, Uint8Array | undefined][]): Promise<LogHead> {
+    if (prev !== undefined) {
+      try {
+        await prev;
+      } catch (cause) {
+        throw new LogError('WAL_IO_ERROR', 'an import ahead of this one failed; nothing of this one was written', {}, { cause });
       }
     }
     const wal = this.wal!;
     const mark = wal.needsRollback ?? wal.mark();
     const writing = (async (): Promise<void> => {
       if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
+      if (this.opts.failpoints.active) await this.opts.failpoints.hit('wal.import');
       for (const [start, end, built] of frames) await wal.appendImport(records.slice(start, end), rows[start]!.seq, built);
       await wal.sync();
     })();
@@ -1414,6 +1436,7 @@ export class EventLog {
     if (this.closed) return;
     this.closed = true;
     while (this.committing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+    await this.importing?.catch(() => undefined); // an import still being written ends (or fails) first
     this.committed$.complete();
     try {
       if (this.env !== undefined) {
@@ -1498,9 +1521,38 @@ function tick(): Promise<void> {
   return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-/** Whether a stored record's prevHash (its first 32 bytes) is `hash`. */
-function linksTo(rec: Uint8Array, hash: Uint8Array): boolean {
-  for (let i = 0; i < 32; i++) if (rec[i] !== hash[i]) return false;
+/**
+ * An import's frames: [first record, end, built frame?]. Built ones (`ImportOptions.frames`) are
+ * each checked against their records before anything is written; else records are cut into
+ * frames of about IMPORT_FRAME_BYTES.
+ */
+function importFrames(records: readonly Uint8Array[], rows: readonly IndexRow[], built: readonly Uint8Array[] | undefined): [number, number, Uint8Array | undefined][] {
+  const frames: [number, number, Uint8Array | undefined][] = [];
+  if (built !== undefined) {
+    let start = 0;
+    for (const f of built) {
+      const end = start + (f.byteLength >= 8 ? Buffer.from(f.buffer, f.byteOffset, 8).readUInt32LE(4) : 0);
+      if (end === start || end > records.length || !isFrameOf(f, records.slice(start, end), rows[start]!.seq)) throw new LogError('LOG_INVALID_EVENT', `import frame ${frames.length} is not the frame of records ${start}.. of the import`);
+      frames.push([start, end, f]);
+      start = end;
+    }
+    if (start !== records.length) throw new LogError('LOG_INVALID_EVENT', `the import's frames hold ${start} of its ${records.length} records`);
+  } else {
+    let start = 0;
+    while (start < rows.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
+      frames.push([start, end, undefined]);
+      start = end;
+    }
+  }
+  return frames;
+}
+
+/** Whether `rec`'s prevHash (its first 32 bytes) is `hash[at..at + 32]`. */
+function linksTo(rec: Uint8Array, hash: Uint8Array, at: number): boolean {
+  for (let i = 0; i < 32; i++) if (rec[i] !== hash[at + i]) return false;
   return true;
 }
 

@@ -45,7 +45,7 @@ export function failpointError(name: string, code: string): NodeJS.ErrnoExceptio
  * size check and returns without allocating.
  *
  * Known names: `wal.append` (before the write transaction), `wal.flush` (after the commit, before
- * the flush is confirmed), `log.apply` (as a batch is handed to the LMDB apply thread: `error` fails
+ * the flush is confirmed), `wal.import` (before an import's frames are written), `log.apply` (as a batch is handed to the LMDB apply thread: `error` fails
  * it there, `panic` kills the thread, `delay` makes it slow), `projection.cold.search`, `projection.cold.insert`, `training.rmi`,
  * `backup.upload`, `backup.segment.upload`, `restore.swap`.
  */

@@ -71,3 +71,58 @@ describe('imports write through O_DIRECT', () => {
     await again.close();
   });
 });
+
+// A restore starts its next import while the one before is still being written: it is checked
+// against the head that one will leave, and written after it; a failure fails every import behind it.
+describe('imports started before the previous one is written', () => {
+  it('land in order, each checked against the head the one ahead leaves; a record that does not link to it is refused', async () => {
+    const records = chain(3000);
+    const { log, dir } = await openTestLog();
+    dirs.push(dir);
+    const a = log.importRecords(records.slice(0, 1000));
+    const b = log.importRecords(records.slice(1000, 2000));
+    // Does not continue b (seq 2001 is skipped): refused at once, nothing of it written.
+    const gap = log.importRecords(records.slice(2001));
+    await expect(gap).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem: 'seq_gap', seq: 2001 } });
+    expect((await a).seq).toBe(1000);
+    expect((await b).seq).toBe(2000);
+    expect(log.head().seq).toBe(2000);
+    await log.importRecords(records.slice(2000));
+    expect(log.verify()).toMatchObject({ ok: true, checked: 3000 });
+    await log.close();
+    const back = [...readSegments(path.join(dir, 'wal'), 1)];
+    expect(back.length).toBe(3000);
+    for (let i = 0; i < records.length; i++) expect(back[i]!.record.equals(records[i]!)).toBe(true);
+  });
+
+  it('one that fails to write fails every import started behind it; none of theirs is written and the log goes on from the head before them', async () => {
+    const records = chain(3000);
+    const { log, dir, failpoints } = await openTestLog();
+    dirs.push(dir);
+    await log.importRecords(records.slice(0, 500));
+    failpoints.set('wal.import', '1*error(EIO)');
+    const a = log.importRecords(records.slice(500, 1500));
+    const b = log.importRecords(records.slice(1500, 2500));
+    await expect(a).rejects.toMatchObject({ code: 'WAL_IO_ERROR' });
+    await expect(b).rejects.toMatchObject({ code: 'WAL_IO_ERROR', message: expect.stringContaining('an import ahead of this one failed') });
+    expect(log.head().seq).toBe(500);
+    // The next import continues the head before them.
+    await log.importRecords(records.slice(500));
+    expect(log.verify()).toMatchObject({ ok: true, checked: 3000 });
+    await log.close();
+    const back = [...readSegments(path.join(dir, 'wal'), 1)];
+    expect(back.map((r) => r.seq)).toEqual(records.map((_, i) => i + 1));
+  });
+
+  it('close waits for an import still being written', async () => {
+    const records = chain(2000);
+    const { log, dir } = await openTestLog();
+    dirs.push(dir);
+    const a = log.importRecords(records);
+    await log.close();
+    expect((await a).seq).toBe(2000);
+    const again = await EventLog.open({ dir, logger: () => undefined });
+    expect(again.verify()).toMatchObject({ ok: true, checked: 2000 });
+    await again.close();
+  });
+});
