@@ -1,6 +1,6 @@
-import { toHex, type EventLog, type LogEvent } from '@kyrodb/log';
+import { rxjs, toHex, type EventLog, type LogEvent } from '@kyrodb/log';
 import { Registry } from 'prom-client';
-import { bufferTime, concatMap, filter, from, type Subscription } from 'rxjs';
+import type { Subscription } from 'rxjs';
 import { BackupError } from './errors.js';
 import { padSeq } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
@@ -108,6 +108,7 @@ export class ContinuousBackup {
 
   private subscribe(): void {
     const tailOpts = this.o.pollMs !== undefined ? { pollMs: this.o.pollMs } : {};
+    const { bufferTime, concatMap, filter, from } = rxjs();
     this.sub = this.o.log
       .tail(this.shipped + 1, tailOpts)
       .pipe(

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Database, RootDatabase } from 'lmdb';
-import { Observable, Subject } from 'rxjs';
+import type { Observable } from 'rxjs';
+import { rxjs } from './rx.js';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
@@ -242,7 +243,8 @@ export class EventLog {
   private committing = false;
   private closed = false;
   private lock: WriterLock | undefined;
-  private readonly committed$ = new Subject<LogEvent>();
+  /** Who hears each committed event as it commits (the live part of `tail`). */
+  private readonly committedListeners = new Set<(e: LogEvent) => void>();
   private readonly opts: Required<Omit<EventLogOptions, 'wal' | 'registry'>> & { wal: WalOptions };
   /**
    * The thread applying acknowledged events to LMDB (see `applyThread`): off (not started, or
@@ -615,11 +617,22 @@ export class EventLog {
     return flight;
   }
 
+  /** Hands a committed event to each live tail. A listener's failure is its own: it never reaches the commit that announced it. */
+  private announce(e: LogEvent): void {
+    for (const l of this.committedListeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.opts.logger('error', 'a live tail failed on a committed event', { seq: e.seq, error: String(err) });
+      }
+    }
+  }
+
   private settleSuccess(group: Pending[], results: AppendResult[]): void {
     this.breaker.recordSuccess();
     this.lastFailureType = undefined;
     this.metrics.writes.inc({ status: 'success' }, group.length);
-    for (const r of results) for (const ev of r.events) this.committed$.next(ev);
+    if (this.committedListeners.size > 0) for (const r of results) for (const ev of r.events) this.announce(ev);
     group.forEach((p, i) => p.resolve(results[i]!));
   }
 
@@ -1027,7 +1040,7 @@ export class EventLog {
       throw toWalError(err, 1);
     }
     this.cachedHead = head;
-    if (this.committed$.observed) for (const r of rows) this.committed$.next(decodeRecord(r.record));
+    if (this.committedListeners.size > 0) for (const r of rows) this.announce(decodeRecord(r.record));
     return { ...head };
   }
 
@@ -1255,7 +1268,7 @@ export class EventLog {
   tail(fromSeq = 1, options: TailOptions = {}): Observable<LogEvent> {
     const chunk = options.chunk ?? 1000;
     const pollMs = options.pollMs ?? (this.opts.readOnly ? 100 : 0);
-    return new Observable<LogEvent>((sub) => {
+    return new (rxjs().Observable)<LogEvent>((sub) => {
       let next = Math.max(1, fromSeq);
       let live = false;
       let stopped = false;
@@ -1275,15 +1288,22 @@ export class EventLog {
         }
         return n;
       };
-      const liveSub = this.committed$.subscribe((e) => {
+      const onCommitted = (e: LogEvent): void => {
         if (!live || stopped) return;
         if (e.seq < next) return;
-        if (e.seq > next) pump(e.seq - 1, Number.MAX_SAFE_INTEGER);
+        try {
+          if (e.seq > next) pump(e.seq - 1, Number.MAX_SAFE_INTEGER);
+        } catch (err) {
+          stopped = true;
+          sub.error(err);
+          return;
+        }
         if (e.seq === next) {
           next += 1;
           sub.next(e);
         }
-      });
+      };
+      this.committedListeners.add(onCommitted);
       const catchUp = (): void => {
         if (stopped) return;
         try {
@@ -1315,7 +1335,7 @@ export class EventLog {
       setImmediate(catchUp);
       return () => {
         stopped = true;
-        liveSub.unsubscribe();
+        this.committedListeners.delete(onCommitted);
         if (timer) clearTimeout(timer);
       };
     });
@@ -1437,7 +1457,7 @@ export class EventLog {
     this.closed = true;
     while (this.committing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
     await this.importing?.catch(() => undefined); // an import still being written ends (or fails) first
-    this.committed$.complete();
+    this.committedListeners.clear();
     try {
       if (this.env !== undefined) {
         // LMDB commits without syncing; a clean close applies what is queued and syncs it, and
