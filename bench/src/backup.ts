@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventLog, type EventInput } from '@kyrodb/log';
 import { BackupManager, ContinuousBackup, LocalDirStore, S3Store, restore, type ObjectStore } from '@kyrodb/backup';
+import { cliRestore } from './cliRestore.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -29,6 +30,8 @@ interface S3rverLike {
   run(): Promise<{ port: number }>;
   close(): Promise<void>;
 }
+/** The repo root: its built CLI is what the fresh-process restore runs. */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const S3rver = createRequire(import.meta.url)('s3rver') as new (o: { port: number; address: string; silent: boolean; directory: string; configureBuckets: { name: string }[] }) => S3rverLike;
 
 const dirs: string[] = [];
@@ -123,6 +126,15 @@ async function main(): Promise<void> {
       drop(restoreDir);
       rows[`${name} ${compression}`] = { 'backup s': fmt(backupSecs), 'restore s': fmt(restoreSecs), 'of it importRecords s': fmt(r.phasesMs.import / 1000), 'stored MB': fmt(stored / 1e6, 1), 'events/s backup': fmt(m.to_seq / backupSecs, 0), 'events/s restore': fmt(r.seq / restoreSecs, 0) };
       results[`full.${name}.${compression}`] = { backupSecs, restoreSecs, storedBytes: stored, events: m.to_seq, backupPhasesMs, restorePhasesMs: r.phasesMs };
+      if (store instanceof LocalDirStore) {
+        // The same restore as a user runs it, `kyrodb restore` in a fresh process, timed from outside
+        // (process start-up included): beside the in-process figure, it tells a cost of running the
+        // restore inside this process from one of the machine's state after this run's writes.
+        const c = cliRestore(ROOT, store.root, path.join(freshDir('restore-cli'), 'data'));
+        if (c.seq !== m.to_seq || c.vectorCount !== N) throw new Error('CLI restore mismatch');
+        rows[`${name} ${compression}, kyrodb restore (fresh process)`] = { 'backup s': '', 'restore s': fmt(c.wallS), 'of it importRecords s': fmt((c.phasesMs['import'] ?? 0) / 1000), 'stored MB': '', 'events/s backup': '', 'events/s restore': fmt(c.seq / c.wallS, 0) };
+        results[`full.${name}.${compression}.cli`] = c;
+      }
       if (store instanceof S3Store) store.destroy();
     }
   }

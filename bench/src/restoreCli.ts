@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventLog, type EventInput } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
+import { cliRestore, type CliRestore } from './cliRestore.js';
 
 const args = process.argv.slice(2);
 function flag(name: string, def: number): number {
@@ -60,46 +61,15 @@ async function buildFixture(): Promise<void> {
   spawnSync('sync');
 }
 
-interface Run {
+interface Run extends CliRestore {
   checkout: string;
-  wallS: number;
-  userS: number;
-  sysS: number;
-  phasesMs: Record<string, number>;
-}
-
-function restoreOnce(checkout: string): Run {
-  const target = path.join(base, 'restored');
-  fs.rmSync(target, { recursive: true, force: true });
-  spawnSync('sync');
-  const [u0, s0] = childrenCpu();
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [path.join(checkout, 'packages/api/dist/cli.js'), 'restore', '--backup-id', 'latest', '--from', path.join(base, 'backups'), '--data-dir', target, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const wallS = (performance.now() - t0) / 1000;
-  const [u1, s1] = childrenCpu();
-  fs.rmSync(target, { recursive: true, force: true });
-  if (r.status !== 0) throw new Error(`restore with ${checkout} failed (${String(r.status)}): ${r.stderr}`);
-  const out = JSON.parse(r.stdout) as { phasesMs?: Record<string, number> };
-  return { checkout, wallS, userS: u1 - u0, sysS: s1 - s0, phasesMs: out.phasesMs ?? {} };
-}
-
-/** CPU time of the children reaped so far (user, system), in seconds, from /proc (Linux); zeros elsewhere. */
-function childrenCpu(): [number, number] {
-  try {
-    const f = fs.readFileSync('/proc/self/stat', 'utf8');
-    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    const hz = 100; // USER_HZ on Linux
-    return [Number(fields[13]) / hz, Number(fields[14]) / hz];
-  } catch {
-    return [0, 0];
-  }
 }
 
 await buildFixture();
 const runs: Run[] = [];
 for (let rep = 0; rep < REPS; rep++) {
   for (const c of checkouts) {
-    const run = restoreOnce(c);
+    const run = { checkout: c, ...cliRestore(c, path.join(base, 'backups'), path.join(base, 'restored')) };
     runs.push(run);
     const p = run.phasesMs;
     console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
