@@ -23,7 +23,7 @@ interface Waiter {
  */
 export const COLD_SYNC_WAIT_MS = 2;
 /** The longest search the smoothed round trip counts, ms (a hung worker moves it only a little). */
-const COLD_POLL_MAX_MS = 1;
+const ROUND_TRIP_CAP_MS = 1;
 /**
  * The calling thread polls for an answer for four times the smoothed round trip, and at least
  * this long, ms, before it sleeps. Polling for twice the round trip (0.3 ms at 100k vectors,
@@ -239,7 +239,7 @@ export class ColdTier {
       Atomics.wait(ch.ints, ch.stateIndex(slot), st, left);
     }
     // The recent round trip, smoothed; one slow answer (a hung worker) moves it only a little.
-    this.roundTripMs += (Math.min(performance.now() - t0, COLD_POLL_MAX_MS) - this.roundTripMs) / 8;
+    this.roundTripMs += (Math.min(performance.now() - t0, ROUND_TRIP_CAP_MS) - this.roundTripMs) / 8;
     return st;
   }
 
