@@ -3,7 +3,7 @@ import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import { decodeSegment, type SegmentEntry, type SegmentLayout } from './segment.js';
-import { LiveCounter, kindOf } from './liveCounter.js';
+import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
 // The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
@@ -103,13 +103,6 @@ export interface OpenedSource {
   collectionOf: Uint32Array;
   /** The by-doc ids joined by '\n' (a valid id never holds one), or one per record if some id does. */
   docIds: string | string[];
-  /**
-   * Each record's type (`kindOf`) and `dim` (NaN for none): with its collection and by-doc id,
-   * what counting live vectors replays (`LiveCounter.applyKind`). The import's thread counts,
-   * beside this (the busier) one.
-   */
-  kinds: Uint8Array;
-  dims: Float64Array;
   skipped: boolean;
   /** The restore's position after this source: last seq, its hash (hex) and ts. */
   seq: number;
@@ -124,7 +117,7 @@ export interface OpenedSource {
  * decompresses, decodes the framing, skips events already restored, refuses gaps, cuts at the
  * point in time / last seq, checks each kept record against its own hash (`checkRecord`:
  * BACKUP_CHAIN_BROKEN if it does not match) and its seq and ts against its framing, and reads
- * what counting live vectors needs (`kinds`, `dims`; the importing side counts). With
+ * counts live vectors (`counts`). With
  * `keepState` it also replays the kept events with their vectors (`state`). What ties the records into
  * one chain (each prevHash the hash before it) is checked where they are imported
  * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
@@ -132,6 +125,12 @@ export interface OpenedSource {
 export class SourceOpener {
   /** The replayed state with vectors (`keepState` only). */
   readonly state: ReplayState;
+  /**
+   * Live vectors, counted from the index fields each record's check reads (without `keepState`).
+   * Here rather than on the import's thread, which is the busier one: at 1M events it wrote LMDB
+   * alone for the last ~1.2 s of a restore while this thread idled.
+   */
+  private readonly live = new LiveCounter();
   private cur = 0;
   private curHash = '';
   private headTs = 0;
@@ -152,7 +151,7 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], kinds: new Uint8Array(0), dims: new Float64Array(0), skipped: true };
+      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
@@ -164,9 +163,9 @@ export class SourceOpener {
     }
   }
 
-  /** Live vectors per collection of what was opened so far, with `keepState` (without it, the importing side counts: `kinds`). */
+  /** Live vectors per collection of what was opened so far. */
   counts(): Record<string, number> {
-    return this.state.counts();
+    return this.o.keepState ? this.state.counts() : this.live.counts();
   }
 
   private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
@@ -187,8 +186,6 @@ export class SourceOpener {
     const collectionNames: string[] = [];
     const collectionNo = new Map<string, number>();
     const collectionOf = new Uint32Array(starts.length);
-    const kinds = new Uint8Array(starts.length);
-    const dims = new Float64Array(starts.length);
     const docIds: string[] = [];
     let newline = false;
     let count = 0;
@@ -215,13 +212,12 @@ export class SourceOpener {
       const ev = checked(rec, name);
       if (ev.ts !== ts || ev.seq !== seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} has ts ${ev.ts} but is framed with ${ts}`, { seq });
       if (this.o.keepState) this.state.apply(decodeRecord(rec));
+      else this.live.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;
         collectionNo.set(ev.collection, no);
       }
-      kinds[count] = kindOf(ev.type);
-      dims[count] = ev.dim ?? Number.NaN;
       collectionOf[count++] = no;
       const id = indexDocId(ev);
       if (id.includes('\n')) newline = true;
@@ -250,7 +246,7 @@ export class SourceOpener {
     }
     if (frameAt >= 0) frames.push(sealFrame(b.subarray(frameAt, w), inFrame, frameSeq));
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
-    return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n'), kinds: kinds.slice(0, count), dims: dims.slice(0, count) };
+    return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
   }
 }
 
@@ -273,7 +269,7 @@ export function frameRecords(frame: Buffer): Buffer[] {
 /** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */
 export function checkedIndex(r: OpenedSource): { collections: string[]; docIds: string[] } {
   const docIds = typeof r.docIds === 'string' ? (r.count === 0 ? [] : r.docIds.split('\n')) : r.docIds;
-  if (docIds.length !== r.count || r.collectionOf.length !== r.count || r.kinds.length !== r.count || r.dims.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but index fields for ${docIds.length}`, {});
+  if (docIds.length !== r.count || r.collectionOf.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but index fields for ${docIds.length}`, {});
   const collections = new Array<string>(r.count);
   for (let i = 0; i < r.count; i++) collections[i] = r.collectionNames[r.collectionOf[i]!]!;
   return { collections, docIds };

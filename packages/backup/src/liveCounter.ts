@@ -132,15 +132,6 @@ const addId = (docs: IdSet, id: string): void => {
   docs.add(id);
 };
 
-/** The event types a replay acts on, by the number `kindOf` gives them (any other type: 255, ignored). */
-export const EVENT_KINDS: readonly string[] = ['collection.created', 'collection.dropped', 'vector.upserted', 'vector.deleted'];
-
-/** The number of an event type in `EVENT_KINDS` (255 for a type a replay ignores). */
-export function kindOf(type: string): number {
-  const k = EVENT_KINDS.indexOf(type);
-  return k < 0 ? 255 : k;
-}
-
 /**
  * Live vector counts per collection of a log prefix, replayed from index fields by `replayStep`
  * (the rules `ReplayState` uses). What backups and restores count when they do not keep
@@ -157,16 +148,6 @@ export class LiveCounter {
   /** Applies a stored record (its index fields only). */
   applyRecord(rec: Uint8Array): void {
     this.applyLight(decodeIndexFields(splitRecord(rec).payload));
-  }
-
-  /**
-   * Applies an event given by its type's number (`kindOf`), collection, document id and `dim`
-   * (NaN for none): what a restore's codec hands over for each record it checked.
-   */
-  applyKind(kind: number, collection: string, id: string, dim: number): void {
-    const type = EVENT_KINDS[kind];
-    if (type === undefined) return;
-    this.applyLight(Number.isNaN(dim) ? { seq: 0, ts: 0, type, collection, id } : { seq: 0, ts: 0, type, collection, id, dim });
   }
 
   /** Live vectors per collection. */

@@ -10,7 +10,6 @@ import { decodeObject } from './objectCodec.js';
 import { checkStoredOffThread, eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, frameRecords, type OpenedSource, type SourceSpec } from './fileCodec.js';
-import { LiveCounter } from './liveCounter.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import type { ReplayState } from './state.js';
@@ -129,7 +128,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let collections: string[] = [];
     let docIds: string[] = [];
     const total = plan.toSeq;
-    const live = new LiveCounter();
     // An import is checked and framed while the one before it is still being written (see
     // EventLog.importRecords): at most two are in flight, and the last is awaited after the loop.
     let importing: Promise<unknown> | undefined;
@@ -206,8 +204,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       phases.waitOpen += performance.now() - t0;
       o.onProgress?.({ phase: 'download', done: r.seq, total });
       const idx = checkedIndex(r);
-      // Live vectors are counted here, on the import's thread, while the codec opens the next sources.
-      for (let k = 0; k < r.count; k++) live.applyKind(r.kinds[k]!, idx.collections[k]!, idx.docIds[k]!, r.dims[k]!);
       // Whole frames go into an import (written as they are); an import takes frames until it holds IMPORT_BATCH records.
       let i = 0;
       for (const frame of r.frames) {
@@ -234,7 +230,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     if (importing !== undefined) await imported(importing);
     const fin = await runner.finish();
     phases.open = fin.busyMs;
-    const vectorCount = Object.values(live.counts()).reduce((a, b) => a + b, 0);
+    const vectorCount = Object.values(fin.counts).reduce((a, b) => a + b, 0);
     const state = runner.state;
     await runner.close();
     runner = undefined;
