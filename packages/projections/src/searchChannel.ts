@@ -329,9 +329,11 @@ export class SearchChannel {
  * Loads of a polled word per read of the clock. `performance.now()` returns a freshly allocated
  * heap number: read on every turn of a poll loop (~10M turns/s), it made ~200 MB/s of garbage in
  * each polling thread, and the scavenges (with their helper threads, on a 2-core machine where
- * both ends poll) stalled 1–2% of searches by 1–5 ms. 64 loads take well under a microsecond.
+ * both ends poll) stalled 1–2% of searches by 1–5 ms. Read once per 64 loads, the spinning worker
+ * still made ~48 MB/s (a scavenge every ~330 ms); once per 1024, one in the 1.4 s of 4000
+ * searches. 1024 loads take a few microseconds, nothing against the deadlines they check.
  */
-export const POLL_CLOCK_STRIDE = 64;
+export const POLL_CLOCK_STRIDE = 1024;
 
 /** A polled search costing more than this beyond the worker's search time is a stalled one, µs. */
 export const POLL_HOP_LIMIT_US = 200;
