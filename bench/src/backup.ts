@@ -140,6 +140,13 @@ async function main(): Promise<void> {
   }
   console.log('\nFull backup and full restore (sketch, 1M: backup ~30 s, restore ~45 s; target ≤ 5 s each for 1M local)');
   console.table(rows);
+  // The child's CPU: its system time is what this run's own writes and deletes change (a quiet
+  // machine, restoreCli.ts on a fixture: ~0.9 s at 1M; after this run's writes it measured 1.9-2.5 s).
+  for (const [k, v] of Object.entries(results)) {
+    if (!k.endsWith('.cli')) continue;
+    const c = v as { userS: number; sysS: number };
+    console.log(`${k.slice(5, -4)} kyrodb restore (fresh process): user ${fmt(c.userS)} s, system ${fmt(c.sysS)} s`);
+  }
 
   // Incremental of 1k events, repeated.
   const store = new LocalDirStore(freshDir('inc'));
