@@ -1,13 +1,15 @@
 // A full restore as a user runs it: `kyrodb restore` in a fresh process, timed from outside
 // (issue 4's target: ≤ 5 s for 1M events on local disk). Run:
-//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--dir DIR] [CHECKOUT…]
-// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>) a log of n 128-d upserts and one
+//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid] [--dir DIR] [CHECKOUT…]
+// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>[-uuid]) a log of n 128-d upserts and one
 // full zstd backup of it; then restores it `reps` times with each CHECKOUT's CLI (a built clone or
 // worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
 // same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
 // be written back during the next run). Prints wall time, the child's CPU and the restore's own
-// phases (`--json`).
+// phases (`--json`). `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead
+// of `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,9 +25,12 @@ function flag(name: string, def: number): number {
 }
 const N = flag('n', 1_000_000);
 const REPS = flag('reps', 3);
+const idsAt = args.indexOf('--ids');
+const IDS = idsAt >= 0 ? args[idsAt + 1] : 'seq';
+if (IDS !== 'seq' && IDS !== 'uuid') throw new Error(`--ids must be seq or uuid, not ${String(IDS)}`);
 const dirAt = args.indexOf('--dir');
-const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}`);
-const flagged = new Set(['--n', '--reps', '--dir'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
+const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}${IDS === 'uuid' ? '-uuid' : ''}`);
+const flagged = new Set(['--n', '--reps', '--dir', '--ids'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const checkouts = args.filter((_, i) => !flagged.has(i));
 if (checkouts.length === 0) checkouts.push(ROOT);
@@ -35,6 +40,13 @@ function vec(seed: number): Float32Array {
   const v = new Float32Array(DIM);
   for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
   return v;
+}
+
+/** Document `i`'s id: `d<i>`, or (`--ids uuid`) a UUID made of the MD5 of i (the same on every run). */
+function docId(i: number): string {
+  if (IDS === 'seq') return `d${i}`;
+  const h = createHash('md5').update(String(i)).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 async function buildFixture(): Promise<void> {
@@ -48,7 +60,7 @@ async function buildFixture(): Promise<void> {
     await log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } }]);
     for (let i = 0; i < N; i += 1000) {
       const batch: EventInput[] = [];
-      for (let j = i; j < Math.min(i + 1000, N); j++) batch.push({ type: 'vector.upserted', collection: 'bench', body: { id: `d${j}`, vector: vec(j), metadata: { i: j } } });
+      for (let j = i; j < Math.min(i + 1000, N); j++) batch.push({ type: 'vector.upserted', collection: 'bench', body: { id: docId(j), vector: vec(j), metadata: { i: j } } });
       await log.append(batch);
     }
     const mgr = new BackupManager({ log, dataDir, store: new LocalDirStore(path.join(base, 'backups')), compression: 'zstd', logger: () => undefined });
@@ -81,4 +93,4 @@ for (const c of checkouts) {
 }
 const outDir = path.join(ROOT, 'bench/results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, `restore-cli-${N}.json`), JSON.stringify({ n: N, reps: REPS, runs }, null, 2));
+fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, reps: REPS, runs }, null, 2));

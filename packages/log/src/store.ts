@@ -63,8 +63,12 @@ export function openStores(dir: string, readOnly: boolean): Stores {
 
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
 function byDocOrder(a: IndexRow, b: IndexRow): number {
+  // The same collection is nearly always the very same string (one per source, or per append
+  // group): told apart by reference. Ids are compared at most twice, and for distinct ids (nearly
+  // all of them) half the time once: a restore of 1M random ids sorted for ~1 s here.
   if (a.collection !== b.collection) return a.collection < b.collection ? -1 : 1;
-  if (a.docId !== b.docId) return a.docId < b.docId ? -1 : 1;
+  if (a.docId < b.docId) return -1;
+  if (a.docId > b.docId) return 1;
   return a.seq - b.seq;
 }
 
