@@ -84,7 +84,7 @@ for (let rep = 0; rep < REPS; rep++) {
     const run = { checkout: c, ...cliRestore(c, path.join(base, 'backups'), path.join(base, 'restored')) };
     runs.push(run);
     const p = run.phasesMs;
-    console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
+    console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, by-doc index ${((p['docIndex'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
   }
 }
 for (const c of checkouts) {

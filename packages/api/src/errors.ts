@@ -122,6 +122,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   LOG_CHAIN_BROKEN: 500,
   LOG_CORRUPT_RECORD: 500,
   LOG_FORMAT_VERSION: 500,
+  LOG_INDEX_INCOMPLETE: 500,
   LOG_LOCKED: 409,
   LOG_READ_ONLY: 503,
   LOG_CLOSED: 503,

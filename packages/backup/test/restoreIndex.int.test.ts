@@ -15,7 +15,11 @@ afterAll(() => {
 });
 
 describe('a restored log has the source log\'s indexes', () => {
-  it.each(['inline', 'worker'] as const)('by-doc histories, collection-level events and by-time lookups match (codec %s), an id holding a newline included', async (codecThread) => {
+  it.each([
+    ['inline', true],
+    ['worker', true],
+    ['worker', 'always'],
+  ] as const)('by-doc histories, collection-level events and by-time lookups match (codec %s, by-doc deferred: %s), an id holding a newline included', async (codecThread, deferDocIndex) => {
     const { log, dir } = await openLog();
     dirs.push(dir);
     await log.append([created('c', 8), created('e', 8)]);
@@ -34,7 +38,7 @@ describe('a restored log has the source log\'s indexes', () => {
     const full = await new BackupManager({ log, dataDir: dir, store, eventsPerFile: 128, logger: quietLogger() }).createFull();
     const target = path.join(tempDir(), 'data');
     dirs.push(path.dirname(target));
-    const r = await restore({ store, dataDir: target, codecThread });
+    const r = await restore({ store, dataDir: target, codecThread, deferDocIndex });
     expect(r.seq).toBe(log.head().seq);
     expect(r.headHash).toBe(toHex(log.head().hash));
     expect(r.vectorCount).toBe(full.vector_count);
@@ -47,6 +51,7 @@ describe('a restored log has the source log\'s indexes', () => {
         for (const id of ids) expect(back.history(c, id).map((e) => e.seq)).toEqual(log.history(c, id).map((e) => e.seq));
       }
       expect(back.history('c', odd)).toHaveLength(1);
+      for (const id of ['d1', 'd4', 'd50', odd]) for (const c of ['c', 'e']) expect(back.docAsOf(c, id)?.seq).toBe(log.docAsOf(c, id)?.seq);
       for (const s of [1, 100, 333, log.head().seq]) expect(back.seqAtTime(log.get(s)!.ts)).toBe(log.seqAtTime(log.get(s)!.ts));
       expect(back.verify()).toMatchObject({ ok: true, checked: log.head().seq });
     } finally {

@@ -23,6 +23,8 @@ export const LogErrorCodes = {
   LOG_READ_ONLY: 'the log is open read-only',
   /** The log is closed. */
   LOG_CLOSED: 'the log is closed',
+  /** A read-only log's by-doc index misses the entries of a bulk import (`deferDocIndex`) whose writer stopped before writing them; opening it for writing writes them. */
+  LOG_INDEX_INCOMPLETE: 'the by-doc index misses entries of an interrupted bulk import; open the log for writing once',
   /** The WAL circuit breaker is open after repeated write failures; writes fail fast until it half-opens or is reset. */
   WAL_CIRCUIT_OPEN: 'the WAL circuit breaker is open; writes fail fast, reads work',
   /** The disk is full (ENOSPC); the breaker opened at once. Free space, then reset the breaker or wait for the probe. */

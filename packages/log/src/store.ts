@@ -7,6 +7,14 @@ import type { Database, RootDatabase } from 'lmdb';
 // (applyWorker.ts); both share one environment and write through `applyRows`.
 
 export const HEAD_KEY = 'head';
+/**
+ * In `meta` while by-doc entries of applied rows are deferred (EventLog's `deferDocIndex`) and
+ * not all written yet: the first seq whose entry may be missing. Written in the transaction that
+ * applies the first deferred row, removed in the one that writes the last deferred entry.
+ */
+export const DOC_INDEX_PENDING_KEY = 'by-doc-pending';
+/** Deferred by-doc entries are written in transactions of this many (sorted: each touches one stretch of the index). */
+const DOC_WRITE_BATCH = 262_144;
 export const DOC_LEVEL = ''; // by-doc id for collection-level events
 const EMPTY = Buffer.alloc(0);
 const APPEND = { append: true } as const;
@@ -27,6 +35,13 @@ export interface IndexRow {
   collection: string;
   docId: string;
   record: Uint8Array;
+}
+
+/** The fields of a by-doc key: collection, by-doc id, seq. */
+export interface DocEntry {
+  collection: string;
+  docId: string;
+  seq: number;
 }
 
 /** Where a head is kept in `meta`: seq, ts and the hash. */
@@ -62,7 +77,7 @@ export function openStores(dir: string, readOnly: boolean): Stores {
 }
 
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
-function byDocOrder(a: IndexRow, b: IndexRow): number {
+function byDocOrder(a: DocEntry, b: DocEntry): number {
   // The same collection is nearly always the very same string (one per source, or per append
   // group): told apart by reference. Ids are compared at most twice, and for distinct ids (nearly
   // all of them) half the time once: a restore of 1M random ids sorted for ~1 s here.
@@ -80,11 +95,15 @@ function byDocOrder(a: IndexRow, b: IndexRow): number {
  * the start of each call: every seq from an entry up to the next entry's (or the head) has the
  * entry's ts. (Data dirs of format 1 have an entry for every seq, which reads the same way.) A
  * dense index cost every append a third LMDB put: ~6% of the writer's time at 64 writers.
+ *
+ * With `deferDocs`, the rows' by-doc entries are not put but appended to it (see
+ * `writeDocEntries`). Returns the time the by-doc puts took (sorting included), ms.
  */
-export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead): void {
+export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDocs?: DocEntry[]): number {
   // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
   const timeKey: [number, number] = [0, 0];
   const docKey: [string, string, number] = ['', '', 0];
+  let docMs = 0;
   s.env.transactionSync(() => {
     // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
     let runTs = Number.NaN;
@@ -97,14 +116,51 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
         s.byTime.putSync(timeKey, EMPTY, APPEND);
       }
     }
-    // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
-    const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
-    for (const r of byDoc) {
-      docKey[0] = r.collection;
-      docKey[1] = r.docId;
-      docKey[2] = r.seq;
-      s.byDoc.putSync(docKey, EMPTY);
+    if (deferDocs !== undefined) {
+      if (deferDocs.length === 0 && rows.length > 0) s.meta.putSync(DOC_INDEX_PENDING_KEY, rows[0]!.seq);
+    } else {
+      const t0 = performance.now();
+      // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
+      const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
+      for (const r of byDoc) {
+        docKey[0] = r.collection;
+        docKey[1] = r.docId;
+        docKey[2] = r.seq;
+        s.byDoc.putSync(docKey, EMPTY);
+      }
+      docMs = performance.now() - t0;
     }
     s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
   });
+  // Only rows LMDB took: a failed transaction defers nothing.
+  if (deferDocs !== undefined) for (const r of rows) deferDocs.push({ collection: r.collection, docId: r.docId, seq: r.seq });
+  return docMs;
+}
+
+/**
+ * Writes deferred by-doc entries (see applyRows' `deferDocs`), sorted, in transactions of
+ * DOC_WRITE_BATCH, and removes DOC_INDEX_PENDING_KEY with the last. Sorted as a whole, a
+ * million random ids (UUIDs) take ~1.4 s of puts; put batch by batch as their rows are applied,
+ * each batch's ids land all over the index and the same million took ~4 s of puts and commits
+ * (each touched leaf page is copied and written whole, again by every later batch). Entries
+ * already in the index are put again (no change). `entries` is sorted in place.
+ */
+export function writeDocEntries(s: Stores, entries: DocEntry[]): void {
+  entries.sort(byDocOrder);
+  const docKey: [string, string, number] = ['', '', 0];
+  let i = 0;
+  do {
+    const end = Math.min(entries.length, i + DOC_WRITE_BATCH);
+    s.env.transactionSync(() => {
+      for (let j = i; j < end; j++) {
+        const e = entries[j]!;
+        docKey[0] = e.collection;
+        docKey[1] = e.docId;
+        docKey[2] = e.seq;
+        s.byDoc.putSync(docKey, EMPTY);
+      }
+      if (end === entries.length) s.meta.removeSync(DOC_INDEX_PENDING_KEY);
+    });
+    i = end;
+  } while (i < entries.length);
 }
