@@ -138,6 +138,35 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
 }
 
 /**
+ * Sorts by-doc entries into key order (`byDocOrder`), in place. Entries of one collection (nearly
+ * always) are first bucketed by their id's first two UTF-16 units (the order's leading part), and
+ * each bucket sorted by itself: random ids (the ones deferred) then take half the comparisons
+ * (~8.6 against ~17 an entry in chunks of 100k; ~0.15 s a chunk of UUIDs sorted whole).
+ */
+export function sortDocEntries(entries: DocEntry[]): void {
+  const c = entries[0]?.collection;
+  if (entries.length < 4096 || entries.some((e) => e.collection !== c)) {
+    entries.sort(byDocOrder);
+    return;
+  }
+  const buckets = new Map<number, DocEntry[]>();
+  for (const e of entries) {
+    const id = e.docId;
+    // Absent units count as -1: a prefix sorts before its extensions.
+    const key = (id.length > 0 ? id.charCodeAt(0) + 1 : 0) * 65537 + (id.length > 1 ? id.charCodeAt(1) + 1 : 0);
+    const b = buckets.get(key);
+    if (b === undefined) buckets.set(key, [e]);
+    else b.push(e);
+  }
+  let i = 0;
+  for (const key of [...buckets.keys()].sort((a, b) => a - b)) {
+    const b = buckets.get(key)!;
+    if (b.length > 1) b.sort(byDocOrder);
+    for (const e of b) entries[i++] = e;
+  }
+}
+
+/**
  * Writes deferred by-doc entries (see applyRows' `deferDocs`), sorted, in transactions of
  * DOC_WRITE_BATCH, and removes DOC_INDEX_PENDING_KEY with the last. Sorted as a whole, a
  * million random ids (UUIDs) take ~1.4 s of puts; put batch by batch as their rows are applied,
@@ -146,7 +175,7 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
  * already in the index are put again (no change). `entries` is sorted in place.
  */
 export function writeDocEntries(s: Stores, entries: DocEntry[]): void {
-  entries.sort(byDocOrder);
+  sortDocEntries(entries);
   const docKey: [string, string, number] = ['', '', 0];
   let i = 0;
   do {

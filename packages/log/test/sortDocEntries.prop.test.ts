@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { sortDocEntries, type DocEntry } from '@kyrodb/log';
+import { fcParams } from './helpers.js';
+
+// Deferred by-doc entries are bucketed by their ids' first two UTF-16 units before sorting: the
+// result must be exactly the by-doc key order (collection, id by UTF-16 units, seq), whatever the
+// ids — empty, prefixes of each other, surrogates, units above them.
+
+const byDoc = (a: DocEntry, b: DocEntry): number => (a.collection !== b.collection ? (a.collection < b.collection ? -1 : 1) : a.docId !== b.docId ? (a.docId < b.docId ? -1 : 1) : a.seq - b.seq);
+
+const unit = fc.constantFrom('', 'a', 'b', 'z', '0', '\u0000', '\u00e9', '\ud83d\ude00', '\ud7ff', '\ue000', '\uffff', '-');
+const id = fc.array(unit, { maxLength: 4 }).map((u) => u.join(''));
+
+describe('sortDocEntries', () => {
+  it('sorts into the by-doc key order, bucketed (one collection, ≥ 4096 entries) or not', () => {
+    fc.assert(
+      fc.property(fc.array(id, { minLength: 1, maxLength: 60 }), fc.boolean(), fc.integer({ min: 1, max: 2 ** 31 }), (ids, mixed, seed) => {
+        // Enough entries for the bucketed path; seqs distinct, ids repeated, in a scrambled order.
+        const entries: DocEntry[] = [];
+        let x = seed;
+        for (let seq = 1; seq <= 5000; seq++) {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          entries.push({ collection: mixed && x % 7 === 0 ? 'd' : 'c', docId: ids[x % ids.length]!, seq: (x % 100_000) * 10_000 + seq });
+        }
+        const want = [...entries].sort(byDoc);
+        sortDocEntries(entries);
+        expect(entries).toEqual(want);
+      }),
+      fcParams(40),
+    );
+  });
+});
