@@ -1157,6 +1157,8 @@ export class EventLog {
    * stay deferred).
    */
   flushDocIndex(minEntries = 0): void {
+    // A loader's opportunistic call costs nothing when there is not enough to write (nor waits for an apply thread).
+    if (minEntries > 0 && (this.deferredDocs === undefined || this.deferredDocs.length + this.pendingRows.length < minEntries)) return;
     this.applyPending();
     if (this.opts.readOnly) {
       if (this.meta.get(DOC_INDEX_PENDING_KEY) !== undefined) throw new LogError('LOG_INDEX_INCOMPLETE', `the by-doc index of ${this.opts.dir} misses the entries of a bulk import that stopped before writing them; open it for writing once to write them`, { dir: this.opts.dir });
