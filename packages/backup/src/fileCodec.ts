@@ -116,7 +116,7 @@ export interface OpenedSource {
  * Opens a restore's sources in plan order: checks (size, SHA-256 of backup files), decrypts,
  * decompresses, decodes the framing, skips events already restored, refuses gaps, cuts at the
  * point in time / last seq, checks each kept record against its own hash (`checkRecord`:
- * BACKUP_CHAIN_BROKEN if it does not match) and its seq and ts against its framing, and reads
+ * BACKUP_CHAIN_BROKEN if it does not match) and its seq and ts against its framing, and
  * counts live vectors (`counts`). With
  * `keepState` it also replays the kept events with their vectors (`state`). What ties the records into
  * one chain (each prevHash the hash before it) is checked where they are imported
@@ -127,8 +127,9 @@ export class SourceOpener {
   readonly state: ReplayState;
   /**
    * Live vectors, counted from the index fields each record's check reads (without `keepState`).
-   * Here rather than on the import's thread, which is the busier one: at 1M events it wrote LMDB
-   * alone for the last ~1.2 s of a restore while this thread idled.
+   * Here, not on the import's thread: at 1M events that thread was the busier of the two (it
+   * wrote LMDB alone for the last ~1.2 s of a restore while this one idled); counted here, the
+   * two are about even.
    */
   private readonly live = new LiveCounter();
   private cur = 0;

@@ -91,7 +91,7 @@ export interface EventLogOptions {
    * For bulk loading (restore): once putting the by-doc index entries of applied batches costs
    * more than DOC_DEFER_US_PER_ROW a row (ids that land all over the index, such as UUIDs), they
    * are gathered instead and written sorted by `flushDocIndex()` or `close()` (for a million
-   * random ids ~2.5x cheaper; see `writeDocEntries`); ids that sort like their seqs stay cheap and
+   * random ids ~2x cheaper; see `writeDocEntries`); ids that sort like their seqs stay cheap and
    * are put as before. `history` and `docAsOf` flush first. If the process stops before the
    * flush, a marker in LMDB says so and the next open for writing writes the missing entries (a
    * read-only open refuses `history`/`docAsOf` until then: LOG_INDEX_INCOMPLETE). `'always'`
@@ -335,7 +335,6 @@ export class EventLog {
       wal,
     };
     if (this.opts.deferDocIndex === 'always' && !this.opts.readOnly) this.deferredDocs = [];
-
     this.breaker = new CircuitBreaker('wal', {
       failureThreshold: wal.circuitBreakerThreshold,
       openTimeoutMs: wal.circuitBreakerTimeoutMs,
@@ -901,7 +900,7 @@ export class EventLog {
     const rows = this.pendingRows;
     try {
       const docMs = applyRows(this.stores, rows, this.pendingHead!, this.deferredDocs);
-      if (this.opts.deferDocIndex === true && this.deferredDocs === undefined && rows.length >= DOC_DEFER_MIN_ROWS && !this.opts.readOnly) {
+      if (this.opts.deferDocIndex === true && this.deferredDocs === undefined && rows.length >= DOC_DEFER_MIN_ROWS) {
         this.docUsPerRow += ((docMs * 1000) / rows.length - this.docUsPerRow) / 2;
         if (this.docUsPerRow > DOC_DEFER_US_PER_ROW) this.deferredDocs = [];
       }
