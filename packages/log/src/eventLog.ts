@@ -18,7 +18,7 @@ import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath,
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
-import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, openStores, writeDocEntries, type DocEntry } from './store.js';
+import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
@@ -88,11 +88,11 @@ export interface EventLogOptions {
   /** Size at which the write-ahead segment rotates. Default 64 MiB. */
   segmentBytes?: number;
   /**
-   * For bulk loading (restore): once putting the by-doc index entries of applied batches costs
-   * more than DOC_DEFER_US_PER_ROW a row (ids that land all over the index, such as UUIDs), they
-   * are gathered instead and written sorted by `flushDocIndex()` or `close()` (for a million
-   * random ids ~2x cheaper; see `writeDocEntries`); ids that sort like their seqs stay cheap and
-   * are put as before. `history` and `docAsOf` flush first. If the process stops before the
+   * For bulk loading (restore): once an applied batch writes its documents in random key order
+   * (ids such as UUIDv4 or hashes, whose by-doc entries land all over the index; see
+   * `docsInKeyOrder`), by-doc entries are gathered instead and written sorted by
+   * `flushDocIndex()` or `close()` (for a million random ids ~2x cheaper; see
+   * `writeDocEntries`); ids that arrive in about key order are cheap and put as before. `history` and `docAsOf` flush first. If the process stops before the
    * flush, a marker in LMDB says so and the next open for writing writes the missing entries (a
    * read-only open refuses `history`/`docAsOf` until then: LOG_INDEX_INCOMPLETE). `'always'`
    * defers from the first row (a loader that knows its ids are random; tests). Default false.
@@ -203,12 +203,14 @@ const APPLY_THREAD_AUTO = os.availableParallelism() >= 4;
 /** Below this much free space a group is applied to LMDB before it is acknowledged. */
 const LOW_SPACE_BYTES = 256 * 1024 * 1024;
 /**
- * With `deferDocIndex`, by-doc entries are deferred once their puts cost more than this a row,
- * smoothed over applied batches of at least DOC_DEFER_MIN_ROWS. Measured at 1M events in
- * batches of 12.5k: ids `d<i>` ~0.85 µs a row throughout; UUIDs from ~1 µs in a small index to
- * ~5 µs, 3.4 µs on average.
+ * With `deferDocIndex`, by-doc entries are deferred from the first applied batch of at least
+ * DOC_DEFER_MIN_ROWS whose documents are not in about key order (fewer than this share of
+ * neighbours in order). Their order, not the puts' time, decides: timed, a restore of `d<i>` ids
+ * on a busy machine crossed the threshold and paid for a deferral it did not need. Measured at 1M
+ * events in batches of 12.5k: `d<i>` ids ~0.85 µs a by-doc put and nearly all in order; UUIDs
+ * ~3.4 µs on average (~5 µs late) and half in order.
  */
-const DOC_DEFER_US_PER_ROW = 2;
+const DOC_DEFER_ORDERED_SHARE = 0.8;
 const DOC_DEFER_MIN_ROWS = 4096;
 /** An import is written as frames of about this size. */
 const IMPORT_FRAME_BYTES = 8 * 1024 * 1024;
@@ -267,8 +269,6 @@ export class EventLog {
   private readonly opts: Required<Omit<EventLogOptions, 'wal' | 'registry'>> & { wal: WalOptions };
   /** By-doc entries of applied rows not written yet (`deferDocIndex`); undefined when not deferring. */
   private deferredDocs: DocEntry[] | undefined;
-  /** Smoothed cost of the by-doc puts of applied batches, µs a row (`deferDocIndex`: when to defer). */
-  private docUsPerRow = 0;
   /**
    * The thread applying acknowledged events to LMDB (see `applyThread`): off (not started, or
    * applying on this thread), starting, running, failed (a batch failed and is being applied
@@ -899,11 +899,8 @@ export class EventLog {
     if (this.pendingRows.length === 0) return;
     const rows = this.pendingRows;
     try {
-      const docMs = applyRows(this.stores, rows, this.pendingHead!, this.deferredDocs);
-      if (this.opts.deferDocIndex === true && this.deferredDocs === undefined && rows.length >= DOC_DEFER_MIN_ROWS) {
-        this.docUsPerRow += ((docMs * 1000) / rows.length - this.docUsPerRow) / 2;
-        if (this.docUsPerRow > DOC_DEFER_US_PER_ROW) this.deferredDocs = [];
-      }
+      applyRows(this.stores, rows, this.pendingHead!, this.deferredDocs);
+      if (this.opts.deferDocIndex === true && this.deferredDocs === undefined && rows.length >= DOC_DEFER_MIN_ROWS && docsInKeyOrder(rows, DOC_DEFER_ORDERED_SHARE) === false) this.deferredDocs = [];
     } catch (thrown) {
       const err = refineByFreeSpace(thrown, this.opts.dir, rows[0]!.record.byteLength);
       throw toWalError(err, 1);
@@ -1150,14 +1147,19 @@ export class EventLog {
   /**
    * Writes the by-doc entries deferred so far (`deferDocIndex`), after what is pending for LMDB;
    * with `minEntries`, only if at least that many are deferred (a bulk loader flushes while it
-   * would otherwise wait, in sorted chunks big enough to keep most of the gain). A no-op when
+   * would otherwise wait, in sorted chunks big enough to keep most of the gain; what is pending
+   * for LMDB is handed over either way: a restore of `d<i>` ids was ~0.1 s faster so). A no-op when
    * nothing is deferred. On a read-only log whose writer stopped before its flush,
    * LOG_INDEX_INCOMPLETE. Throws like an append's LMDB apply when LMDB cannot take them (they
    * stay deferred).
    */
   flushDocIndex(minEntries = 0): void {
-    // A loader's opportunistic call costs nothing when there is not enough to write (nor waits for an apply thread).
-    if (minEntries > 0 && (this.deferredDocs === undefined || this.deferredDocs.length + this.pendingRows.length < minEntries)) return;
+    if (minEntries > 0) {
+      // A loader with time to spare: acknowledged rows go to LMDB now (without waiting for an
+      // apply thread: handed over), deferred entries only once there are enough.
+      if (this.pendingRows.length > 0) this.handOver();
+      if (this.deferredDocs === undefined || this.deferredDocs.length < minEntries) return;
+    }
     this.applyPending();
     if (this.opts.readOnly) {
       if (this.meta.get(DOC_INDEX_PENDING_KEY) !== undefined) throw new LogError('LOG_INDEX_INCOMPLETE', `the by-doc index of ${this.opts.dir} misses the entries of a bulk import that stopped before writing them; open it for writing once to write them`, { dir: this.opts.dir });

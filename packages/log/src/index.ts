@@ -29,8 +29,8 @@ export type {
 export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, decodeIndexFields, indexDocId, recordHashOk, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { EventLog, defaultWalOptions } from './eventLog.js';
-export { sortDocEntries } from './store.js';
-export type { DocEntry } from './store.js';
+export { docsInKeyOrder, sortDocEntries } from './store.js';
+export type { DocEntry, IndexRow } from './store.js';
 export type { AppendResult, CheckedIndex, EventLogOptions, ImportOptions, LogHead, LogSink, TailOptions, VerifyOptions, VerifyProblem, VerifyReport, WalOptions } from './eventLog.js';
 export { Failpoints, failpointError, parseFailpointAction } from './failpoints.js';
 export type { FailpointAction } from './failpoints.js';

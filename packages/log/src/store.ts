@@ -97,13 +97,12 @@ function byDocOrder(a: DocEntry, b: DocEntry): number {
  * dense index cost every append a third LMDB put: ~6% of the writer's time at 64 writers.
  *
  * With `deferDocs`, the rows' by-doc entries are not put but appended to it (see
- * `writeDocEntries`). Returns the time the by-doc puts took (sorting included), ms.
+ * `writeDocEntries`).
  */
-export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDocs?: DocEntry[]): number {
+export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDocs?: DocEntry[]): void {
   // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
   const timeKey: [number, number] = [0, 0];
   const docKey: [string, string, number] = ['', '', 0];
-  let docMs = 0;
   s.env.transactionSync(() => {
     // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
     let runTs = Number.NaN;
@@ -119,7 +118,6 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
     if (deferDocs !== undefined) {
       if (deferDocs.length === 0 && rows.length > 0) s.meta.putSync(DOC_INDEX_PENDING_KEY, rows[0]!.seq);
     } else {
-      const t0 = performance.now();
       // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
       const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
       for (const r of byDoc) {
@@ -128,13 +126,32 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
         docKey[2] = r.seq;
         s.byDoc.putSync(docKey, EMPTY);
       }
-      docMs = performance.now() - t0;
     }
     s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
   });
   // Only rows LMDB took: a failed transaction defers nothing.
   if (deferDocs !== undefined) for (const r of rows) deferDocs.push({ collection: r.collection, docId: r.docId, seq: r.seq });
-  return docMs;
+}
+
+/**
+ * Whether `rows` (in seq order) write their documents in about key order: of the neighbours in
+ * the same collection among the first `sample` rows, at least `share` have ids that do not sort
+ * below the one before. Such ids (`d<i>`, counters, time-ordered ids) put their by-doc entries
+ * into a few stretches of the index; random ids (UUIDv4, hashes: about half in order) put them
+ * all over it. Undefined when too few neighbours share a collection to tell.
+ */
+export function docsInKeyOrder(rows: readonly IndexRow[], share: number, sample = 2048): boolean | undefined {
+  const n = Math.min(rows.length, sample);
+  let pairs = 0;
+  let ordered = 0;
+  for (let i = 1; i < n; i++) {
+    const a = rows[i - 1]!;
+    const b = rows[i]!;
+    if (a.collection !== b.collection) continue;
+    pairs += 1;
+    if (b.docId >= a.docId) ordered += 1;
+  }
+  return pairs < n / 2 ? undefined : ordered >= share * pairs;
 }
 
 /**

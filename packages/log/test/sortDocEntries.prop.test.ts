@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sortDocEntries, type DocEntry } from '@kyrodb/log';
+import { docsInKeyOrder, sortDocEntries, type DocEntry, type IndexRow } from '@kyrodb/log';
 import { fcParams } from './helpers.js';
 
 // Deferred by-doc entries are bucketed by their ids' first two UTF-16 units before sorting: the
@@ -29,5 +29,20 @@ describe('sortDocEntries', () => {
       }),
       fcParams(40),
     );
+  });
+});
+
+describe('docsInKeyOrder', () => {
+  const rows = (ids: string[], collections: (i: number) => string = () => 'c'): IndexRow[] => ids.map((docId, i) => ({ seq: i + 1, ts: 0, collection: collections(i), docId, record: new Uint8Array(0) }));
+  const seq = Array.from({ length: 5000 }, (_, i) => `d${i + 1}`);
+  it('tells ids written in about key order (d<i>, counters, repeats) from random ones', () => {
+    expect(docsInKeyOrder(rows(seq), 0.8)).toBe(true);
+    expect(docsInKeyOrder(rows(seq.map((_, i) => `same-${Math.floor(i / 100)}`)), 0.8)).toBe(true);
+    let x = 7;
+    const random = seq.map(() => (x = (Math.imul(x, 1103515245) + 12345) >>> 0).toString(16));
+    expect(docsInKeyOrder(rows(random), 0.8)).toBe(false);
+  });
+  it('says nothing when too few neighbours share a collection', () => {
+    expect(docsInKeyOrder(rows(seq, (i) => (i % 2 === 0 ? 'a' : 'b')), 0.8)).toBeUndefined();
   });
 });
