@@ -183,25 +183,8 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
     backpressureWaitMs: Math.round(pushbackMs),
   });
 
-  const ours = async (label: string): Promise<void> => {
-    for (let w = 0; w < WARMUP; w++) await p.search('c', { vector: queries[w % queries.length]!, k: K });
-    const lat: number[] = [];
-    const inWorker: number[] = [];
-    let rc = 0;
-    let degraded = 0;
-    for (let i = 0; i < queries.length; i++) {
-      const t = performance.now();
-      const r = await p.search('c', { vector: queries[i]!, k: K });
-      lat.push((performance.now() - t) * 1000);
-      inWorker.push(p.lastColdSearchUs());
-      if (r.degraded) degraded++;
-      rc += recall(r.results.map((h) => Number(h.id)), truth[i]!);
-    }
-    if (degraded > 0) extra[`degraded_${label}`] = degraded;
-    extra[`hnswInWorkerUs_${label}`] = { p50: pct(inWorker, 0.5), p99: pct(inWorker, 0.99) };
-    rows.push({ dataset: name, system: label, recall10: rc / queries.length, p50us: pct(lat, 0.5), p99us: pct(lat, 0.99), meanUs: lat.reduce((a, b) => a + b, 0) / lat.length });
-  };
-  // Raw and ours, query by query, alternating which goes first.
+  // Raw and ours, query by query, alternating which goes first: each search finds the other's
+  // index in the caches as often as its own, and machine noise hits both alike.
   let rawLat: number[] = [];
   let ourLat: number[] = [];
   let inWorker: number[] = [];
@@ -235,29 +218,36 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
       }
     }
   };
-  // The warm-up runs these very closures, interleaved the same way, one pass per call (so the
-  // function itself is compiled, not only its loop), and drops what they recorded. With only the
-  // two searches warmed, TurboFan was still compiling the timing loop (jobs of 3–30 ms on a V8
-  // background thread) through the first ~300 timed queries, and on 2 cores such a job preempts
-  // one side, most often the polling cold worker: 1–2% of our searches stalled 1–5 ms there.
-  for (let w = 0; w < Math.ceil(WARMUP / queries.length); w++) await interleaved(1);
-  rawLat = [];
-  ourLat = [];
-  inWorker = [];
-  rawRecall = ourRecall = degraded = 0;
-  await interleaved(ROUNDS);
-  const n = queries.length * ROUNDS;
-  const ourLabel = 'kyrodb search (hot ∪ cold worker)';
-  if (degraded > 0) extra[`degraded_${ourLabel}`] = degraded;
-  extra[`hnswInWorkerUs_${ourLabel}`] = { p50: pct(inWorker, 0.5), p99: pct(inWorker, 0.99) };
-  // Searches preempted or paused (a V8 background job, a GC, another process): what sets the p99.
-  extra['searchesOver1ms'] = { raw: rawLat.filter((l) => l > 1000).length, ours: ourLat.filter((l) => l > 1000).length, of: n };
-  // What our search cost beyond the worker's own HNSW search, search by search: the tiering's fixed
-  // cost (the hop, the merge, the breakers), free of how the two indexes' search times differ.
-  const beyond = ourLat.map((l, i) => l - inWorker[i]!);
-  extra['beyondWorkerSearchUs'] = { p50: pct(beyond, 0.5), p90: pct(beyond, 0.9), p99: pct(beyond, 0.99) };
-  rows.push({ dataset: name, system: 'raw hnswlib-node (in-thread)', recall10: rawRecall / n, p50us: pct(rawLat, 0.5), p99us: pct(rawLat, 0.99), meanUs: rawLat.reduce((a, b) => a + b, 0) / rawLat.length });
-  rows.push({ dataset: name, system: ourLabel, recall10: ourRecall / n, p50us: pct(ourLat, 0.5), p99us: pct(ourLat, 0.99), meanUs: ourLat.reduce((a, b) => a + b, 0) / ourLat.length });
+  /**
+   * Times raw and ours (`p` as it is now) interleaved and adds a row for each. Extras are keyed
+   * by `ourLabel`, but for the first comparison (`main`), whose extras keep their plain names.
+   */
+  const compare = async (rawLabel: string, ourLabel: string, main: boolean): Promise<void> => {
+    // The warm-up runs these very closures, interleaved the same way, one pass per call (so the
+    // function itself is compiled, not only its loop), and drops what they recorded. With only the
+    // two searches warmed, TurboFan was still compiling the timing loop (jobs of 3–30 ms on a V8
+    // background thread) through the first ~300 timed queries, and on 2 cores such a job preempts
+    // one side, most often the polling cold worker: 1–2% of our searches stalled 1–5 ms there.
+    for (let w = 0; w < Math.ceil(WARMUP / queries.length); w++) await interleaved(1);
+    rawLat = [];
+    ourLat = [];
+    inWorker = [];
+    rawRecall = ourRecall = degraded = 0;
+    await interleaved(ROUNDS);
+    const n = queries.length * ROUNDS;
+    const key = (k: string): string => (main ? k : `${k}_${ourLabel}`);
+    if (degraded > 0) extra[`degraded_${ourLabel}`] = degraded;
+    extra[`hnswInWorkerUs_${ourLabel}`] = { p50: pct(inWorker, 0.5), p99: pct(inWorker, 0.99) };
+    // Searches preempted or paused (a V8 background job, a GC, another process): what sets the p99.
+    extra[key('searchesOver1ms')] = { raw: rawLat.filter((l) => l > 1000).length, ours: ourLat.filter((l) => l > 1000).length, of: n };
+    // What our search cost beyond the worker's own HNSW search, search by search: the tiering's fixed
+    // cost (the hop, the merge, the breakers), free of how the two indexes' search times differ.
+    const beyond = ourLat.map((l, i) => l - inWorker[i]!);
+    extra[key('beyondWorkerSearchUs')] = { p50: pct(beyond, 0.5), p90: pct(beyond, 0.9), p99: pct(beyond, 0.99) };
+    rows.push({ dataset: name, system: rawLabel, recall10: rawRecall / n, p50us: pct(rawLat, 0.5), p99us: pct(rawLat, 0.99), meanUs: rawLat.reduce((a, b) => a + b, 0) / rawLat.length });
+    rows.push({ dataset: name, system: ourLabel, recall10: ourRecall / n, p50us: pct(ourLat, 0.5), p99us: pct(ourLat, 0.99), meanUs: ourLat.reduce((a, b) => a + b, 0) / ourLat.length });
+  };
+  await compare('raw hnswlib-node (in-thread)', 'kyrodb search (hot ∪ cold worker)', true);
 
   if (full && OPEN) {
     console.error(`[${name}] checkpoints and open times…`);
@@ -279,7 +269,7 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
     const aside = `${checkpointsDir(dir)}.aside`;
     fs.renameSync(checkpointsDir(dir), aside);
     const rebuild = await openOnce();
-    await ours('kyrodb search after a rebuild from the log');
+    await compare('raw, beside the rebuilt index', 'kyrodb, index rebuilt from the log', false);
     await p.close();
     fs.rmSync(checkpointsDir(dir), { recursive: true, force: true });
     fs.renameSync(aside, checkpointsDir(dir));
