@@ -27,8 +27,15 @@ const M = 16;
 const K = 10;
 const DIM = 128;
 const HOT_MAX = flag('hot-max', 20_000);
-/** Searches run before timing, so both sides are JIT-compiled. */
-const WARMUP = flag('warmup', 1000);
+/**
+ * Searches run before timing, so both sides are JIT-compiled: the steady state both are compared
+ * in. Raw is one native call; our search path is JavaScript on two threads, and after 1000
+ * warm-up searches TurboFan was still compiling parts of it (claim, publish, ring, the searches,
+ * serveChannel: `--trace-opt`) through the timed window. Each such job (0.5–45 ms on a V8
+ * background thread) preempts one of the two polling threads on 2 cores: 21–47 of 2000 of our
+ * searches stalled over 1 ms. After 4000, a few compiles were left in the window, and 17–19 stalled.
+ */
+const WARMUP = flag('warmup', 4000);
 const SPREAD = flag('spread', 0.6);
 const EFS = flag('efs', 64);
 const ROUNDS = flag('rounds', 10);
