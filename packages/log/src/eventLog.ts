@@ -1190,7 +1190,11 @@ export class EventLog {
       const x = decodeIndexFields(record.subarray(64));
       entries.push({ collection: x.collection, docId: indexDocId(x), seq });
     }
-    writeDocEntries(this.stores, entries);
+    try {
+      writeDocEntries(this.stores, entries);
+    } catch (thrown) {
+      throw toWalError(refineByFreeSpace(thrown, this.opts.dir, 0), 1); // the marker stays: the next open tries again
+    }
   }
 
   /** Applies the segments' records from `fromSeq` on to LMDB, checking each against the chain. */
