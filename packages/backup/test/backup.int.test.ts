@@ -283,6 +283,21 @@ describe('backup details', () => {
     expect(() => parseKey('abcd')).toThrow(expect.objectContaining({ code: 'BACKUP_KEY_INVALID' }) as Error);
   });
 
+  it("an incremental counts a document by its events before the range, never by the range's own", async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8), upsert('a', 1)]);
+    const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(tempDir()), logger: quietLogger() });
+    expect((await mgr.createFull()).vector_count).toBe(1);
+    // The range opens with a new document, then a live one leaves and comes back, and a deleted one comes back.
+    await log.append([upsert('b', 2), del('a'), upsert('a', 3)]);
+    const inc = await mgr.createIncremental();
+    expect([inc.vector_count, inc.collections]).toEqual([2, { c: 2 }]);
+    await log.append([del('b')]);
+    await log.append([upsert('b', 4), upsert('e', 5)]);
+    expect((await mgr.createIncremental()).vector_count).toBe(3);
+    await log.close();
+  });
+
   it('an incremental refuses a log that no longer extends its parent, and needs a parent', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);

@@ -1278,11 +1278,14 @@ export class EventLog {
     yield* this.read(fromSeq, this.seqAtTime(tsMicros));
   }
 
-  /** Every event that concerned document `id` of `collection`, oldest first. */
-  history(collection: string, id: string): LogEvent[] {
+  /**
+   * Every event that concerned document `id` of `collection`, oldest first; with `beforeSeq`,
+   * only those with a lower seq (read through the index: later events are not even decoded).
+   */
+  history(collection: string, id: string, beforeSeq = Number.MAX_SAFE_INTEGER): LogEvent[] {
     this.flushDocIndex();
     const out: LogEvent[] = [];
-    for (const key of this.byDoc.getKeys({ start: [collection, id, 0], end: [collection, id, Number.MAX_SAFE_INTEGER] })) {
+    for (const key of this.byDoc.getKeys({ start: [collection, id, 0], end: [collection, id, beforeSeq] })) {
       const e = this.get(key[2]);
       if (e !== undefined) out.push(e);
     }

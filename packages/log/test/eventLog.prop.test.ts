@@ -139,7 +139,10 @@ describe('EventLog laws', () => {
         for (const c of ['c1', 'c2', 'Docs_9']) {
           for (const id of ['a', 'b', 'doc-1', 'x~y', 'Z']) {
             expect(log.docAsOf(c, id)?.seq).toBe(modelDocAsOf(evs, c, id, Number.MAX_SAFE_INTEGER)?.seq);
-            expect(log.history(c, id).map((e) => e.seq)).toEqual(evs.filter((e) => e.collection === c && docOf(e) === id).map((e) => e.seq));
+            const own = evs.filter((e) => e.collection === c && docOf(e) === id).map((e) => e.seq);
+            expect(log.history(c, id).map((e) => e.seq)).toEqual(own);
+            // Bounded: only the events before a seq (every event's own seq, and one past the end).
+            for (const before of [1, ...own, evs.length + 1]) expect(log.history(c, id, before).map((e) => e.seq)).toEqual(own.filter((s) => s < before));
           }
         }
         await log.close();
