@@ -156,16 +156,86 @@ export function docsInKeyOrder(rows: readonly IndexRow[], share: number, sample 
 
 /**
  * Sorts by-doc entries into key order (`byDocOrder`), in place. Entries of one collection (nearly
- * always) are first bucketed by their id's first two UTF-16 units (the order's leading part), and
- * each bucket sorted by itself: random ids (the ones deferred) then take half the comparisons
- * (~8.6 against ~17 an entry in chunks of 100k; ~0.15 s a chunk of UUIDs sorted whole).
+ * always, and at least 4096 of them: the ones deferred) are sorted by numbers made of their ids'
+ * leading UTF-16 units (see `sortByLeadingUnits`); only ids that share their first ten units are
+ * compared as strings. Ids with a unit above 0xFE among those fall back to bucketing by the
+ * first two units and comparing strings (`sortBucketed`).
  */
 export function sortDocEntries(entries: DocEntry[]): void {
+  const n = entries.length;
   const c = entries[0]?.collection;
-  if (entries.length < 4096 || entries.some((e) => e.collection !== c)) {
+  if (n < 4096 || entries.some((e) => e.collection !== c)) {
     entries.sort(byDocOrder);
     return;
   }
+  if (!sortByLeadingUnits(entries)) sortBucketed(entries);
+}
+
+/** Units of an id in the second number of `sortByLeadingUnits` (8 bits each: 48 bits, exact in a float64). */
+const SECOND_UNITS = 6;
+
+/**
+ * Sorts entries of one collection by two numbers per id, each unit of it as unit + 1 in 8 bits (0
+ * where the id has ended, so a prefix sorts before its extensions): the first of its first K
+ * units followed by the entry's index (K = 4 up to 2M entries: K·8 + index bits ≤ 53), sorted as
+ * one typed array; then, among entries whose first K units tie, the next SECOND_UNITS units; then
+ * the ids as strings, and seq. Each id is read once, in entry order, and the comparisons are of
+ * numbers: random ids are compared where they lie in memory, not through a million pointers. A
+ * million UUIDs sort in ~0.5 s, against ~1.4-1.5 s bucketed by two units and compared as strings
+ * (~17 comparisons an entry, ~50-80 ns each, mostly cache misses). False (entries untouched) when
+ * an id has a unit above 0xFE among the units read.
+ */
+function sortByLeadingUnits(entries: DocEntry[]): boolean {
+  const n = entries.length;
+  const indexBits = Math.max(1, Math.ceil(Math.log2(n)));
+  const first = Math.min(4, Math.floor((53 - indexBits) / 8));
+  if (first < 1) return false;
+  const scale = 2 ** indexBits;
+  const keys = new Float64Array(n);
+  const second = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const id = entries[i]!.docId;
+    let a = 0;
+    let b = 0;
+    for (let u = 0; u < first + SECOND_UNITS; u++) {
+      let v = 0;
+      if (u < id.length) {
+        v = id.charCodeAt(u) + 1;
+        if (v > 0xff) return false;
+      }
+      if (u < first) a = a * 256 + v;
+      else b = b * 256 + v;
+    }
+    keys[i] = a * scale + i;
+    second[i] = b;
+  }
+  keys.sort();
+  // The sorted keys split back into the first number (in `keys`) and the index (in `order`).
+  const order = new Array<number>(n);
+  for (let k = 0; k < n; k++) {
+    const prefix = Math.floor(keys[k]! / scale);
+    order[k] = keys[k]! - prefix * scale;
+    keys[k] = prefix;
+  }
+  const byRest = (x: number, y: number): number => second[x]! - second[y]! || byDocOrder(entries[x]!, entries[y]!);
+  let i = 0;
+  while (i < n) {
+    const prefix = keys[i]!;
+    let j = i + 1;
+    while (j < n && keys[j] === prefix) j++;
+    if (j - i > 1) {
+      const group = order.slice(i, j).sort(byRest);
+      for (let k = i; k < j; k++) order[k] = group[k - i]!;
+    }
+    i = j;
+  }
+  const sorted = order.map((x) => entries[x]!);
+  for (let k = 0; k < n; k++) entries[k] = sorted[k]!;
+  return true;
+}
+
+/** Entries of one collection bucketed by their ids' first two UTF-16 units, each bucket sorted by itself. */
+function sortBucketed(entries: DocEntry[]): void {
   const buckets = new Map<number, DocEntry[]>();
   for (const e of entries) {
     const id = e.docId;
