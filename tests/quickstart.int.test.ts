@@ -38,6 +38,12 @@ describe('README quick start (child processes, real HTTP)', { timeout: 240_000 }
     expect((JSON.parse(list.stdout) as { backup_id: string }[]).map((m) => m.backup_id)).toEqual([manifest.backup_id]);
     const verify = await kyrodb(['backup', 'verify', '--backup-id', 'latest', '--output', backups, '--json']);
     expect(verify.code, verify.stderr + verify.stdout).toBe(0);
+    // Nothing written since: an empty incremental, said so (not "seq 52..51").
+    const inc = await kyrodb(['backup', 'create', '--incremental', '--data-dir', data, '--output', backups]);
+    expect(inc.code, inc.stderr).toBe(0);
+    expect(inc.stdout).toMatch(/\(incremental\) no new events after seq 51, 50 vectors/);
+    const listed = await kyrodb(['backup', 'list', '--output', backups]);
+    expect(listed.stdout).toMatch(/incremental .* no new events after seq 51 .*\n.*full .* seq 1\.\.51 /); // newest first
 
     // restore refuses while the server holds the data dir
     const refused = await kyrodb(['restore', '--backup-id', manifest.backup_id, '--from', backups, '--data-dir', data, '--force']);

@@ -80,6 +80,11 @@ function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroCon
   return loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
 }
 
+/** A backup's events as a user reads them: `seq 4..6`, or, for an incremental with nothing new, `no new events after seq 3`. */
+function seqRange(m: { from_seq: number; to_seq: number }): string {
+  return m.to_seq < m.from_seq ? `no new events after seq ${m.to_seq}` : `seq ${m.from_seq}..${m.to_seq}`;
+}
+
 function out(json: boolean | undefined, value: unknown, human: string): void {
   process.stdout.write((json ? JSON.stringify(value) : human) + '\n');
 }
@@ -217,7 +222,7 @@ export function buildProgram(): Command {
           ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
           : await mgr.createIncremental(since !== undefined ? { since } : {});
         bar.stop();
-        out(o.json, m, `backup ${m.backup_id} (${m.type}) seq ${m.from_seq}..${m.to_seq}, ${m.vector_count} vectors, in ${store.url}`);
+        out(o.json, m, `backup ${m.backup_id} (${m.type}) ${seqRange(m)}, ${m.vector_count} vectors, in ${store.url}`);
       } catch (err) {
         bar.stop();
         fail(err, o.json);
@@ -226,7 +231,7 @@ export function buildProgram(): Command {
       }
     });
 
-  storeOpts(backup.command('list').description('list backups, oldest first'))
+  storeOpts(backup.command('list').description('list backups, newest first'))
     .option('--before <iso>', 'only backups created before this instant')
     .action(async (o: CommonOpts & { before?: string; output?: string; s3?: string }) => {
       try {
@@ -235,7 +240,7 @@ export function buildProgram(): Command {
         const store = openConfiguredStore(cfg, storeUrl(o));
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const list = await mgr.list(before !== undefined ? { before } : {});
-        out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  seq ${m.from_seq}..${m.to_seq}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
+        out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  ${seqRange(m)}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
       } catch (err) {
         fail(err, o.json);
       }
