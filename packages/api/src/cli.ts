@@ -10,7 +10,7 @@ import cliProgress from 'cli-progress';
 import { EventLog, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
-import { BackupManager, restore } from '@kyrodb/backup';
+import { BackupManager, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { encryptionOf, openConfiguredStore, startNode } from './node.js';
@@ -78,11 +78,6 @@ function fail(err: unknown, json: boolean | undefined): never {
 
 function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroConfig {
   return loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
-}
-
-/** A backup's events as a user reads them: `seq 4..6`, or, for an incremental with nothing new, `no new events after seq 3`. */
-function seqRange(m: { from_seq: number; to_seq: number }): string {
-  return m.to_seq < m.from_seq ? `no new events after seq ${m.to_seq}` : `seq ${m.from_seq}..${m.to_seq}`;
 }
 
 function out(json: boolean | undefined, value: unknown, human: string): void {
@@ -222,7 +217,7 @@ export function buildProgram(): Command {
           ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
           : await mgr.createIncremental(since !== undefined ? { since } : {});
         bar.stop();
-        out(o.json, m, `backup ${m.backup_id} (${m.type}) ${seqRange(m)}, ${m.vector_count} vectors, in ${store.url}`);
+        out(o.json, m, `backup ${m.backup_id} (${m.type}) ${seqSpan(m.from_seq, m.to_seq)}, ${m.vector_count} vectors, in ${store.url}`);
       } catch (err) {
         bar.stop();
         fail(err, o.json);
@@ -240,7 +235,7 @@ export function buildProgram(): Command {
         const store = openConfiguredStore(cfg, storeUrl(o));
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const list = await mgr.list(before !== undefined ? { before } : {});
-        out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  ${seqRange(m)}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
+        out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  ${seqSpan(m.from_seq, m.to_seq)}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
       } catch (err) {
         fail(err, o.json);
       }

@@ -144,6 +144,14 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
   };
 }
 
+/**
+ * A backup's events as a user reads them: `seq 4..6`, or, for an incremental with nothing new
+ * (its first seq past its last: still a link of the chain), `no new events after seq 3`.
+ */
+export function seqSpan(first: number, last: number): string {
+  return last < first ? `no new events after seq ${last}` : `seq ${first}..${last}`;
+}
+
 /** A human-readable description of a plan (what `restore --dry-run` prints). */
 export function describePlan(plan: RestorePlan): string {
   const lines: string[] = [];
@@ -151,7 +159,7 @@ export function describePlan(plan: RestorePlan): string {
   if (plan.pointInTime !== null) lines.push(`Point-in-time restore to ${new Date(plan.pointInTime / 1000).toISOString()} (${plan.pointInTime} µs): events with ts ≤ T`);
   else lines.push(`Restore backup ${plan.expected?.backup_id ?? '?'}${t.tag !== undefined ? ` (tag ${t.tag})` : ''} up to seq ${plan.toSeq}`);
   for (const [i, s] of plan.steps.entries()) {
-    if (s.kind === 'backup') lines.push(`  ${i + 1}. ${s.manifest.type} backup ${s.manifest.backup_id}: seq ${s.first_seq}..${s.last_seq} (${s.manifest.files.filter((f) => f.kind === 'events').length} files, ${s.manifest.files.reduce((n, f) => n + f.size, 0)} bytes)`);
+    if (s.kind === 'backup') lines.push(`  ${i + 1}. ${s.manifest.type} backup ${s.manifest.backup_id}: ${seqSpan(s.first_seq, s.last_seq)} (${s.manifest.files.filter((f) => f.kind === 'events').length} files, ${s.manifest.files.reduce((n, f) => n + f.size, 0)} bytes)`);
     else lines.push(`  ${i + 1}. segment ${s.segment.key}: seq ${s.first_seq}..${s.last_seq}`);
   }
   if (plan.checkpoint !== null) lines.push(`  checkpoint at seq ${plan.checkpoint.seq} from ${plan.checkpoint.backup_id} (${plan.checkpoint.files.length} files)`);

@@ -71,7 +71,9 @@ describe('planRestore (pure)', () => {
     const p = planRestore({ manifests: [full, inc], segments: [] }, { backupId: 'i1' });
     expect(p.steps.map((s) => (s.kind === 'backup' ? s.manifest.backup_id : s.segment.key))).toEqual(['f1', 'i1']);
     expect(p.expected).toMatchObject({ to_seq: 150, head_hash: 'h150' });
-    expect(describePlan(p)).toContain('incremental backup i1');
+    expect(describePlan(p)).toContain('incremental backup i1: seq 101..150');
+    const empty = manifest('i2', 'incremental', 'i1', 151, 150, '2026-01-01T02:00:00Z');
+    expect(describePlan(planRestore({ manifests: [full, inc, empty], segments: [] }, { backupId: 'i2' }))).toContain('incremental backup i2: no new events after seq 150');
   });
   it('PITR inside a full truncates that full; later T extends by incrementals then segments and flags the gap', () => {
     expect(planRestore({ manifests: [full, inc], segments: segs }, { pointInTime: 555 }).steps).toHaveLength(1);
