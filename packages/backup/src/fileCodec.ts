@@ -87,8 +87,8 @@ export const FRAME_RECORD_BYTES = 8 * 1024 * 1024;
  * What a source contributes: the records to import, each already checked against its own hash
  * (`checkRecord`), with the index fields read there, and the position after them. The records
  * come in the write-ahead frames the import writes as they are (what `encodeFrame` builds, built
- * here so that the import's thread neither copies nor CRCs them; `frameRecords` gives their
- * views). The frames of a source may share one ArrayBuffer (the source's body).
+ * here so that the import's thread neither copies nor CRCs them; `EventLog.importFrames` reads
+ * the records out of them). The frames of a source may share one ArrayBuffer (the source's body).
  * `count` 0 with `skipped`: the source was already covered.
  */
 export interface OpenedSource {
@@ -96,7 +96,7 @@ export interface OpenedSource {
   count: number;
   /**
    * Each record's collection (`collectionNames[collectionOf[i]]`) and by-doc id: `checkedIndex`
-   * turns them into `EventLog.importRecords`'s `checked` index. Compact because they cross from
+   * turns them into `EventLog.importFrames`'s `checked` index. Compact because they cross from
    * the worker: a string array is copied string by string.
    */
   collectionNames: string[];
@@ -120,7 +120,7 @@ export interface OpenedSource {
  * counts live vectors (`counts`). With
  * `keepState` it also replays the kept events with their vectors (`state`). What ties the records into
  * one chain (each prevHash the hash before it) is checked where they are imported
- * (`EventLog.importRecords` with the `checked` index this returns), so no record is hashed twice.
+ * (`EventLog.importFrames` with the `checked` index this returns), so no record is hashed twice.
  */
 export class SourceOpener {
   /** The replayed state with vectors (`keepState` only). */
@@ -249,22 +249,6 @@ export class SourceOpener {
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
     return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
   }
-}
-
-/** The records of a write-ahead frame (`encodeFrame`), as views into it; BACKUP_CORRUPT if it is not one. */
-export function frameRecords(frame: Buffer): Buffer[] {
-  if (frame.byteLength < 24) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame too short for its header', {});
-  const count = frame.readUInt32LE(4);
-  const out = new Array<Buffer>(count);
-  let off = 24;
-  for (let i = 0; i < count; i++) {
-    const len = off + 4 <= frame.byteLength ? frame.readUInt32LE(off) : -1;
-    if (len < 0 || off + 4 + len > frame.byteLength) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame whose records overrun it', {});
-    out[i] = frame.subarray(off + 4, off + 4 + len);
-    off += 4 + len;
-  }
-  if (off !== frame.byteLength) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame with bytes after its records', {});
-  return out;
 }
 
 /** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { EventLog, isLogError, lockHolder, toHex } from '@kyrodb/log';
+import { EventLog, frameRecordCount, isLogError, lockHolder, toHex } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -9,7 +9,7 @@ import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
 import { checkStoredOffThread, eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
-import { checkedIndex, frameRecords, type OpenedSource, type SourceSpec } from './fileCodec.js';
+import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import type { ReplayState } from './state.js';
@@ -58,7 +58,7 @@ export interface RestoreReport {
   /**
    * Where the time went, ms: `open` the codec's busy time (checks, decoding, counting; beside the
    * import when in a worker), `waitOpen` the time the import waited for it, `import` the time
-   * inside `EventLog.importRecords` and waiting for its imports to be written (the next import
+   * inside `EventLog.importFrames` and waiting for its imports to be written (the next import
    * is checked while the previous one is), `docIndex` writing deferred by-doc entries (while the
    * codec had nothing ready, and what was left at the end), `checkpoint` copying the checkpoint, `swap` closing,
    * renaming and re-opening the new data dir, `total` all of it.
@@ -98,7 +98,7 @@ const DOC_FLUSH_MIN = 100_000;
 /**
  * Carries out a plan: downloads each file into memory one at a time, verifies checksums, the
  * GCM tags and the hash chain (each record's own hash in the codec, the links between them in
- * `EventLog.importRecords`), imports the records into a NEW data dir built in a staging dir
+ * `EventLog.importFrames`), imports the records into a NEW data dir built in a staging dir
  * beside the target, copies the checkpoint,
  * checks event count / head hash / vector count against the plan, and swaps the new dir in by
  * rename. Any failure removes the staging dir and leaves the target exactly as it was.
@@ -133,7 +133,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let curHash = '';
     let headTs = 0;
     let reachedT = false;
-    let pending: Buffer[] = [];
+    let pending = 0; // records in pendingFrames
     let pendingFrames: Buffer[] = [];
     // The index fields the codec read while it checked each record's own hash (checkRecord):
     // the import checks only the links between records and neither re-hashes nor decodes them.
@@ -141,7 +141,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let docIds: string[] = [];
     const total = plan.toSeq;
     // An import is checked and framed while the one before it is still being written (see
-    // EventLog.importRecords): at most two are in flight, and the last is awaited after the loop.
+    // EventLog.importFrames): at most two are in flight, and the last is awaited after the loop.
     let importing: Promise<unknown> | undefined;
     const imported = async (p: Promise<unknown>): Promise<void> => {
       const t0 = performance.now();
@@ -155,15 +155,15 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       }
     };
     const flush = async (): Promise<void> => {
-      if (pending.length === 0) return;
+      if (pending === 0) return;
       const t0 = performance.now();
-      const p = log!.importRecords(pending, { checked: { collections, docIds }, frames: pendingFrames });
+      const p = log!.importFrames(pendingFrames, { checked: { collections, docIds } });
       phases.import += performance.now() - t0;
       p.catch(() => undefined); // awaited below, or by the next flush
       const before = importing;
       importing = p;
       if (before !== undefined) await imported(before);
-      pending = [];
+      pending = 0;
       pendingFrames = [];
       collections = [];
       docIds = [];
@@ -228,17 +228,21 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       o.onProgress?.({ phase: 'download', done: r.seq, total });
       const idx = checkedIndex(r);
       // Whole frames go into an import (written as they are); an import takes frames until it holds IMPORT_BATCH records.
+      // The import reads the records out of the frames (and fails on a frame whose header's count
+      // is not what it holds); here, the counts tell which index fields go with which frame.
       let i = 0;
       for (const frame of r.frames) {
-        for (const rec of frameRecords(frame)) {
-          if (i === r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but its frames hold more`, {});
-          pending.push(rec);
-          collections.push(idx.collections[i]!);
-          docIds.push(idx.docIds[i]!);
-          i += 1;
+        const n = frameRecordCount(frame);
+        if (n === 0) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame without records', {});
+        if (i + n > r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but its frames hold more`, {});
+        for (let j = i; j < i + n; j++) {
+          collections.push(idx.collections[j]!);
+          docIds.push(idx.docIds[j]!);
         }
+        i += n;
+        pending += n;
         pendingFrames.push(frame);
-        if (pending.length >= IMPORT_BATCH) {
+        if (pending >= IMPORT_BATCH) {
           cur = r.seq; // progress only
           await flush();
         }

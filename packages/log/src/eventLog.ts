@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, fsyncPath, isFrameOf, listSegments, readSegments } from './wal.js';
+import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -223,7 +223,7 @@ export interface CheckedIndex {
   docIds: readonly string[];
 }
 
-/** Options of `EventLog.importRecords`. */
+/** Options of `EventLog.importRecords` and `importFrames`. */
 export interface ImportOptions {
   /**
    * Set only when every record was checked by `checkRecord` (its own hash) on these very bytes,
@@ -235,14 +235,6 @@ export interface ImportOptions {
    * every record is re-hashed and decoded here.
    */
   checked?: CheckedIndex;
-  /**
-   * The write-ahead frames of these records, already built (`encodeFrame`, in order, together
-   * holding every record once) with the records being views into them: they are written as they
-   * are, and each is checked to be the frame of its records (`isFrameOf`: headers, lengths and
-   * places; not its CRC) before anything is written. The restore's codec worker builds them.
-   * Absent: the import builds its frames.
-   */
-  frames?: readonly Uint8Array[];
 }
 
 
@@ -1002,12 +994,37 @@ export class EventLog {
    * events: the import's thread otherwise waited ~1.3-1.9 s for the write-ahead writes).
    */
   importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
+    return this.startImport(records, options.checked, undefined);
+  }
+
+  /**
+   * `importRecords` of the records inside write-ahead frames the caller built (`encodeFrame`,
+   * `sealFrame`; in seq order): the frames are written as they are. Their records are read out
+   * of them here, in one pass over each frame's header and record lengths (`frameViews`), so
+   * a frame always holds exactly the records imported from it. A frame that is not one, or whose
+   * first seq is not its first record's, is LOG_INVALID_EVENT, and nothing is written. The
+   * restore's codec worker builds the frames (and checks the records: `options.checked`).
+   */
+  importFrames(frames: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
+    const records: Buffer[] = [];
+    const spans: [number, number, Uint8Array][] = [];
+    for (const f of frames) {
+      const views = frameViews(f);
+      if (views === undefined) return Promise.reject(new LogError('LOG_INVALID_EVENT', `import frame ${spans.length} is not a write-ahead frame`));
+      spans.push([records.length, records.length + views.length, f]);
+      for (const v of views) records.push(v);
+    }
+    return this.startImport(records, options.checked, spans);
+  }
+
+  /** Checks an import and starts writing it: in the frames `built` spans, else in frames built here. */
+  private startImport(records: readonly Uint8Array[], checked: CheckedIndex | undefined, built: readonly [number, number, Uint8Array][] | undefined): Promise<LogHead> {
     try {
       if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
       if (records.length === 0) return this.importing === undefined ? Promise.resolve(this.head()) : this.importing.then(() => this.head());
       // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
-      const { rows, head } = this.checkRecords(records, this.importHead ?? this.cachedHead, options.checked);
-      const frames = importFrames(records, rows, options.frames);
+      const { rows, head } = this.checkRecords(records, this.importHead ?? this.cachedHead, checked);
+      const frames = importSpans(rows, built);
       const done = this.writeImport(this.importing, records, rows, head, frames);
       this.importing = done;
       this.importHead = head;
@@ -1626,30 +1643,26 @@ function tick(): Promise<void> {
 }
 
 /**
- * An import's frames: [first record, end, built frame?]. Built ones (`ImportOptions.frames`) are
- * each checked against their records before anything is written; else records are cut into
- * frames of about IMPORT_FRAME_BYTES.
+ * An import's frames: [first record, end, built frame?]. Built ones (`EventLog.importFrames`,
+ * whose records were read out of them) must each start at the seq of their first record, else
+ * LOG_INVALID_EVENT; the others are cut from the records, about IMPORT_FRAME_BYTES a frame.
  */
-function importFrames(records: readonly Uint8Array[], rows: readonly IndexRow[], built: readonly Uint8Array[] | undefined): [number, number, Uint8Array | undefined][] {
-  const frames: [number, number, Uint8Array | undefined][] = [];
+function importSpans(rows: readonly IndexRow[], built: readonly [number, number, Uint8Array][] | undefined): [number, number, Uint8Array | undefined][] {
   if (built !== undefined) {
-    let start = 0;
-    for (const f of built) {
-      const end = start + (f.byteLength >= 8 ? Buffer.from(f.buffer, f.byteOffset, 8).readUInt32LE(4) : 0);
-      if (end === start || end > records.length || !isFrameOf(f, records.slice(start, end), rows[start]!.seq)) throw new LogError('LOG_INVALID_EVENT', `import frame ${frames.length} is not the frame of records ${start}.. of the import`);
-      frames.push([start, end, f]);
-      start = end;
+    for (let i = 0; i < built.length; i++) {
+      const [start, , f] = built[i]!;
+      if (frameFirstSeq(f) !== rows[start]!.seq) throw new LogError('LOG_INVALID_EVENT', `import frame ${i} starts at seq ${frameFirstSeq(f)}, but its first record is seq ${rows[start]!.seq}`);
     }
-    if (start !== records.length) throw new LogError('LOG_INVALID_EVENT', `the import's frames hold ${start} of its ${records.length} records`);
-  } else {
-    let start = 0;
-    while (start < rows.length) {
-      let end = start;
-      let bytes = 0;
-      while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
-      frames.push([start, end, undefined]);
-      start = end;
-    }
+    return built.slice();
+  }
+  const frames: [number, number, Uint8Array | undefined][] = [];
+  let start = 0;
+  while (start < rows.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
+    frames.push([start, end, undefined]);
+    start = end;
   }
   return frames;
 }

@@ -213,21 +213,36 @@ function alignUp8(n: number): number {
 }
 
 /**
- * Whether `frame` is what `encodeFrame(records, firstSeq)` builds around these very record views
- * (not copies of them): magic, count, first seq and body length as they should be, and each
- * record the view at its place in the frame, after its length. Reads headers and lengths only;
- * the CRC is not recomputed (whoever built the frame, with `encodeFrame`, computed it).
+ * The records of a write-ahead frame built by `encodeFrame` (or `FrameBuilder`, `sealFrame`), as
+ * views into it, in one pass over its header and record lengths; undefined when it is not one:
+ * no magic, no records, a body length other than what follows the header, or record lengths
+ * that do not fill the body exactly. The CRC is not recomputed (whoever built the frame
+ * computed it), nor is the first seq checked (`frameFirstSeq`): the caller ties it to the records.
  */
-export function isFrameOf(frame: Uint8Array, records: readonly Uint8Array[], firstSeq: number): boolean {
+export function frameViews(frame: Uint8Array): Buffer[] | undefined {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (records.length === 0 || b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(4) !== records.length) return false;
-  if (b.readUInt32LE(8) !== b.byteLength - FRAME_HEADER_BYTES || b.readDoubleLE(16) !== firstSeq) return false;
+  if (b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(8) !== b.byteLength - FRAME_HEADER_BYTES) return undefined;
+  const count = b.readUInt32LE(4);
+  if (count === 0) return undefined;
+  const out = new Array<Buffer>(count);
   let off = FRAME_HEADER_BYTES;
-  for (const r of records) {
-    if (r.buffer !== frame.buffer || off + 4 + r.byteLength > b.byteLength || b.readUInt32LE(off) !== r.byteLength || r.byteOffset !== frame.byteOffset + off + 4) return false;
-    off += 4 + r.byteLength;
+  for (let i = 0; i < count; i++) {
+    const len = off + 4 <= b.byteLength ? b.readUInt32LE(off) : -1;
+    if (len < 0 || off + 4 + len > b.byteLength) return undefined;
+    out[i] = b.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
   }
-  return off === b.byteLength;
+  return off === b.byteLength ? out : undefined;
+}
+
+/** The record count in a frame's header (0 when it is too short to have one). */
+export function frameRecordCount(frame: Uint8Array): number {
+  return frame.byteLength < FRAME_HEADER_BYTES ? 0 : Buffer.from(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES).readUInt32LE(4);
+}
+
+/** The first seq in a frame's header. */
+export function frameFirstSeq(frame: Uint8Array): number {
+  return Buffer.from(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES).readDoubleLE(16);
 }
 
 function frameCrc(buf: Buffer, body: number): number {
@@ -532,9 +547,9 @@ export class SegmentWal {
    * (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main thread). The
    * file still ends where the frames stop, so opening and `rollback` treat it as any other
    * segment; later appends zero ahead again from its end. The frame goes out with O_DIRECT where
-   * the file system takes it (see `writeDirect`). `built`: the frame already built
-   * around these records (`isFrameOf` holds; the restore's codec worker builds them). Rejects
-   * with the write's error; the caller then rolls back.
+   * the file system takes it (see `writeDirect`). `built`: the frame these records were read
+   * out of (`EventLog.importFrames`; the restore's codec worker builds them). Rejects with the
+   * write's error; the caller then rolls back.
    */
   async appendImport(records: readonly Uint8Array[], firstSeq: number, built?: Uint8Array): Promise<void> {
     if (records.length === 0) return;

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
-import { EventLog, checkRecord, encodeFrame, indexDocId, isFrameOf, readSegments, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import { EventLog, checkRecord, encodeFrame, frameViews, indexDocId, readSegments, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
 import type { CheckedIndex, LogHead } from '@kyrodb/log';
 import { created, openTestLog, upsert } from './helpers.js';
 
@@ -142,14 +142,16 @@ function framed(records: readonly Buffer[], firstSeq: number, per: number): { fr
   return { frames, views };
 }
 
-describe('importRecords with frames built by the caller', () => {
+describe('importFrames: frames built by the caller', () => {
   it('writes them as they are: the segments hold the records, a reopened log has them, and it goes on appending', async () => {
     const { log, records } = await source(30);
     const t = await openTestLog();
     dirs.push(t.dir);
     const { frames, views } = framed(records, 1, 7);
-    expect(isFrameOf(frames[0]!, views.slice(0, 7), 1)).toBe(true);
-    await t.log.importRecords(views, { checked: checkedIndex(views), frames });
+    // The records the import reads out of a frame are the views inside it, not copies.
+    const read = frameViews(frames[0]!)!;
+    expect(read.map((v) => [v.buffer === frames[0]!.buffer, v.byteOffset, v.byteLength])).toEqual(views.slice(0, 7).map((v) => [true, v.byteOffset, v.byteLength]));
+    await t.log.importFrames(frames, { checked: checkedIndex(views) });
     // Resolved once durable in the segments; a read right after (same turn) sees it in LMDB.
     expect(t.log.getRecord(30)?.equals(records[29]!)).toBe(true);
     await t.log.close();
@@ -161,18 +163,33 @@ describe('importRecords with frames built by the caller', () => {
     await Promise.all([log.close(), again.close()]);
   });
 
-  it('a frame that is not the frame of its records (copies, wrong count or seq, records left over) is LOG_INVALID_EVENT; nothing is written', async () => {
+  it('a frame that is not one (magic, count, lengths, bytes after its records) or starts at another seq than its first record is LOG_INVALID_EVENT; frames out of order break the chain; nothing is written', async () => {
     const { log, records } = await source(10);
-    const t = await target();
+    const tt = await openTestLog();
+    dirs.push(tt.dir);
+    const t = tt.log;
     const { frames, views } = framed(records, 1, 5);
     const idx = checkedIndex(views);
-    await expect(t.importRecords(records, { checked: idx, frames })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' }); // copies, not views
-    await expect(t.importRecords(views, { checked: idx, frames: frames.slice(0, 1) })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
-    await expect(t.importRecords(views, { checked: idx, frames: [frames[1]!, frames[0]!] })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
-    const shifted = framed(records, 2, 5);
-    await expect(t.importRecords(shifted.views, { checked: idx, frames: shifted.frames })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    const edited = (at: number, edit: (b: Buffer) => Buffer): Buffer[] => frames.map((f, i) => (i === at ? edit(Buffer.from(f)) : f));
+    const bad: [string, Buffer[]][] = [
+      ['magic', edited(1, (b) => (b.writeUInt32LE(0, 0), b))],
+      ['count one more', edited(0, (b) => (b.writeUInt32LE(6, 4), b))],
+      ['count one less', edited(1, (b) => (b.writeUInt32LE(4, 4), b))],
+      ['count 0', edited(0, (b) => (b.writeUInt32LE(0, 4), b))],
+      ['a record length one more', edited(0, (b) => (b.writeUInt32LE(b.readUInt32LE(24) + 1, 24), b))],
+      ['a byte after its records', edited(1, (b) => { const c = Buffer.concat([b, Buffer.alloc(1)]); c.writeUInt32LE(c.byteLength - 24, 8); return c; })],
+      ['a body length one less', edited(1, (b) => (b.writeUInt32LE(b.byteLength - 25, 8), b))],
+      ['shorter than a header', [frames[0]!, frames[1]!.subarray(0, 20)]],
+      ['first seq 2', framed(records, 2, 5).frames],
+    ];
+    for (const [what, fs] of bad) {
+      await expect(t.importFrames(fs, { checked: idx }), what).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    }
+    await expect(t.importFrames([frames[1]!, frames[0]!], { checked: idx })).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem: 'seq_gap' } });
+    await expect(t.importFrames(frames.slice(0, 1), { checked: idx })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' }); // index fields for 10 records, 5 in the frames
     expect(t.head().seq).toBe(0);
-    await t.importRecords(views, { checked: idx, frames });
+    expect([...readSegments(`${tt.dir}/wal`, 1)]).toEqual([]);
+    await t.importFrames(frames, { checked: idx });
     expect(t.head().seq).toBe(10);
     await Promise.all([log.close(), t.close()]);
   });
