@@ -178,6 +178,11 @@ export class ColdTier {
     this.post(fault ? { type: 'apply', ops, vectors, seq, fault } : { type: 'apply', ops, vectors, seq }, [vectors.buffer as ArrayBuffer]);
   }
 
+  /** Whether the search channel's two ends poll for each other (see PollGovernor); false while they sleep. */
+  get polling(): boolean {
+    return this.poll.polling;
+  }
+
   /**
    * HNSW top-`k` (filter applied inside the search). Rejects PROJ_COLD_UNAVAILABLE on failure or
    * after `timeoutMs` (`details.timeout`). Honours `projection.cold.search`.
@@ -204,16 +209,20 @@ export class ColdTier {
     if (this.slowSlots.size === 0 && !this.channel.anyAbandoned()) {
       const early = this.channel.state(slot) === SLOT.done;
       const st = this.waitSync(slot, t0 + Math.min(COLD_SYNC_WAIT_MS, timeoutMs));
+      // Only a search the caller had to wait for, while the worker had no inserts to make,
+      // tells whether polling pays: not one answered while the caller was busy
+      // (`whileWaiting`), nor one that waited for an insert or the batch's hand-over. One that
+      // outlasted the synchronous wait counts too, once answered: the longest stalls (a thread
+      // waiting a whole time slice for a core, 3–5 ms) are the ones polling must not miss.
+      const note = !early && this.inFlight === 0 ? t0 : undefined;
       if (st === SLOT.done) {
         const a = this.channel.take(slot);
-        // Only a search the caller had to wait for, while the worker had no inserts to make,
-        // tells whether polling pays: not one answered while the caller was busy
-        // (`whileWaiting`), nor one that waited for an insert or the batch's hand-over.
-        if (a.ok && !early && this.inFlight === 0) this.notePoll((performance.now() - t0) * 1000 - a.answer.tookUs);
+        if (a.ok && note !== undefined) this.notePoll((performance.now() - note) * 1000 - a.answer.tookUs);
         return this.settle(a);
       }
+      return this.waitSlow(slot, Math.max(0, timeoutMs - (performance.now() - t0)), timeoutMs, note);
     }
-    return this.waitSlow(slot, Math.max(0, timeoutMs - (performance.now() - t0)), timeoutMs);
+    return this.waitSlow(slot, Math.max(0, timeoutMs - (performance.now() - t0)), timeoutMs, undefined);
   }
 
   /**
@@ -256,8 +265,12 @@ export class ColdTier {
     return a.answer;
   }
 
-  /** Waits for a channel slot without blocking: Atomics.waitAsync for the answer, a timer for the timeout. */
-  private waitSlow(slot: number, leftMs: number, timeoutMs: number): Promise<ColdAnswer> {
+  /**
+   * Waits for a channel slot without blocking: Atomics.waitAsync for the answer, a timer for the
+   * timeout. `notedFrom`: when the search was published (performance.now() ms), if its answer
+   * feeds the poll governor.
+   */
+  private waitSlow(slot: number, leftMs: number, timeoutMs: number, notedFrom: number | undefined): Promise<ColdAnswer> {
     const ch = this.channel;
     return new Promise<ColdAnswer>((resolve, reject) => {
       let settled = false;
@@ -273,7 +286,9 @@ export class ColdTier {
         this.slowSlots.delete(slot);
         if (w.timer) clearTimeout(w.timer);
         try {
-          resolve(this.settle(ch.take(slot)));
+          const a = ch.take(slot);
+          if (a.ok && notedFrom !== undefined && this.inFlight === 0) this.notePoll((performance.now() - notedFrom) * 1000 - a.answer.tookUs);
+          resolve(this.settle(a));
         } catch (err) {
           reject(err instanceof Error ? err : new Error(String(err)));
         }

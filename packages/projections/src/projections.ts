@@ -97,6 +97,12 @@ export interface ProjectionsHealth {
   breakers: Record<string, string>;
   /** Seq of the newest checkpoint (0 when none). */
   lastCheckpointSeq: number;
+  /**
+   * How a search waits for the cold worker: `polling` (both threads spin: the fastest hop, on
+   * cores nothing else needs), `sleeping` (polling stalled: other work holds the cores; see
+   * PollGovernor), `down` (no cold worker running).
+   */
+  searchChannel: 'polling' | 'sleeping' | 'down';
 }
 
 const COLD_BATCH_EVENTS = 2000;
@@ -773,6 +779,7 @@ export class Projections {
       lagEvents: this.state.seq - this.coldWatermark,
       breakers: { cache: this.breakers.cache.state, hot: this.breakers.hot.state, cold: this.breakers.cold.state },
       lastCheckpointSeq: this.generations[0]?.seq ?? 0,
+      searchChannel: this.cold === undefined || !this.cold.alive ? 'down' : this.cold.polling ? 'polling' : 'sleeping',
     };
   }
 

@@ -342,34 +342,55 @@ export const POLL_WINDOW = 32;
 /** Stalled searches among the last POLL_WINDOW that switch polling off. */
 export const POLL_STALLS_OFF = 24;
 /**
- * How long both ends sleep after polling did not pay, ms. Not doubled when it happens again:
- * stalls right after a heavy ingest (worker GC) tripped it several times in a row with no
- * contention at all, and a growing back-off then kept polling off for seconds.
+ * How long both ends sleep after polling stopped paying in the long run (POLL_STALLS_OFF of the
+ * last POLL_WINDOW stalled), ms, and the first back-off after a failed try (see POLL_PROBATION).
  */
 export const POLL_BACKOFF_MS = 100;
+/** The longest back-off, ms: while polling keeps failing its tries, it is tried at least this often. */
+export const POLL_BACKOFF_MAX_MS = 1600;
+/**
+ * The first searches of every polling period (the first search, or a try after a back-off) are
+ * on probation: POLL_PROBATION_STALLS stalls among them switch polling straight back off, for
+ * twice the previous back-off (up to POLL_BACKOFF_MAX_MS). A period that gets through resets the
+ * back-off to POLL_BACKOFF_MS.
+ */
+export const POLL_PROBATION = 8;
+export const POLL_PROBATION_STALLS = 4;
 
 /**
  * Decides whether the two ends of the channel poll for each other or sleep, from what each
  * synchronous search cost beyond the worker's own search time (`hopUs`; the caller leaves out
  * searches that waited for inserts). Polling on both ends makes that ~2–10 µs, sleeping ~80–100 µs
  * (two futex wake-ups on this VM). When other work holds the cores, a polling thread takes the
- * CPU the other end needs and the cost grows to hundreds of µs (measured with a busy loop in
- * another process: +600 µs a search): nearly every search stalls, and once POLL_STALLS_OFF of the
- * last POLL_WINDOW have, both ends sleep for POLL_BACKOFF_MS, after which polling is tried again
- * (a few dozen slow searches every 100 ms while the contention lasts).
+ * CPU the other end needs: with one busy process beside us on 2 cores, three threads want two
+ * cores, and a search waits for the scheduler to give the worker (or the caller) its turn back,
+ * 1–5 ms. Sleeping ends need one core at a time and answer in ~0.1–0.2 ms.
  *
- * Bursts of stalls without contention do not switch it off. A V8 background job (a TurboFan
- * compile, a GC helper) preempting one end stalls the next 5–10 searches on a 2-core machine; a
- * smoothed average that switched off after five such stalls did so once or twice a second on a
- * quiet machine, and each time ~300 searches paid the futex wake-ups (+75 µs).
+ * So polling is switched off when it stalls, and tried again after a back-off:
+ * - In the long run, once POLL_STALLS_OFF of the last POLL_WINDOW searches stalled. Bursts of
+ *   stalls without contention do not do it: a V8 background job (a TurboFan compile, a GC helper)
+ *   preempting one end stalls the next 5–10 searches on a 2-core machine; a smoothed average that
+ *   switched off after five such stalls did so once or twice a second on a quiet machine, and each
+ *   time ~300 searches paid the futex wake-ups (+75 µs).
+ * - On probation (the first POLL_PROBATION searches of a try), after POLL_PROBATION_STALLS, with
+ *   the back-off doubled. Under lasting contention nearly every polled search stalls: with a fixed
+ *   100 ms back-off and only the long-run rule, each try cost ~24 stalls of several ms (~100 ms
+ *   stalled in every ~200 ms: 38% of searches over 1 ms beside one busy process); now a try costs
+ *   four, and they come at most every POLL_BACKOFF_MAX_MS. A burst that fails a try on a quiet
+ *   machine (stalls after a heavy ingest) costs one back-off of sleeping ends; the next try that
+ *   gets through resets it.
  */
 export class PollGovernor {
   /** Whether both ends poll. Starts off; the first search turns it on. */
   polling = false;
   /** Bit i set: the i-th most recent search while polling stalled. */
   private stalls = 0;
+  /** Searches noted since polling was last switched on. */
+  private since = 0;
   /** When polling may be tried again (ms, the caller's clock). */
   private offUntil = 0;
+  /** The back-off after the next failed try, ms. */
+  private backoffMs = POLL_BACKOFF_MS;
 
   /** One synchronous search's cost beyond the worker's search time, µs, at `nowMs`. */
   note(hopUs: number, nowMs: number): void {
@@ -377,13 +398,25 @@ export class PollGovernor {
       if (nowMs < this.offUntil) return;
       this.polling = true;
       this.stalls = 0;
+      this.since = 0;
       return;
     }
     this.stalls = ((this.stalls << 1) | (hopUs > POLL_HOP_LIMIT_US ? 1 : 0)) >>> 0;
-    if (popcount32(this.stalls) >= POLL_STALLS_OFF) {
-      this.polling = false;
-      this.offUntil = nowMs + POLL_BACKOFF_MS;
+    this.since += 1;
+    if (this.since <= POLL_PROBATION) {
+      if (popcount32(this.stalls) >= POLL_PROBATION_STALLS) {
+        this.switchOff(nowMs, this.backoffMs);
+        this.backoffMs = Math.min(2 * this.backoffMs, POLL_BACKOFF_MAX_MS);
+        return;
+      }
+      if (this.since === POLL_PROBATION) this.backoffMs = POLL_BACKOFF_MS;
     }
+    if (popcount32(this.stalls) >= POLL_STALLS_OFF) this.switchOff(nowMs, POLL_BACKOFF_MS);
+  }
+
+  private switchOff(nowMs: number, forMs: number): void {
+    this.polling = false;
+    this.offUntil = nowMs + forMs;
   }
 }
 

@@ -1,6 +1,6 @@
 // When the search channel's two ends poll for each other and when they sleep (ColdTier's policy).
 import { describe, expect, it } from 'vitest';
-import { POLL_BACKOFF_MS, POLL_HOP_LIMIT_US, POLL_STALLS_OFF, POLL_WINDOW, PollGovernor } from '../src/searchChannel.js';
+import { POLL_BACKOFF_MAX_MS, POLL_BACKOFF_MS, POLL_HOP_LIMIT_US, POLL_PROBATION, POLL_PROBATION_STALLS, POLL_STALLS_OFF, POLL_WINDOW, PollGovernor } from '../src/searchChannel.js';
 
 const BAD = 10 * POLL_HOP_LIMIT_US;
 
@@ -52,17 +52,52 @@ describe('poll governor', () => {
     expect(stallUntilOff(h, 4)).toBe(POLL_STALLS_OFF);
   });
 
-  it('sleeps for the back-off, then tries polling again, every time it does not pay', () => {
+  /** Checks that polling stays off until `from + ms` and is tried again then (the probe turns it on); returns that time. */
+  function triedAfter(g: PollGovernor, from: number, ms: number): number {
+    g.note(10, from + ms - 1);
+    expect(g.polling).toBe(false);
+    g.note(10, from + ms);
+    expect(g.polling).toBe(true);
+    return from + ms;
+  }
+
+  it('after polling stopped paying in the long run, it sleeps POLL_BACKOFF_MS, then tries again', () => {
     const g = new PollGovernor();
     g.note(0, 0);
+    for (let i = 0; i < POLL_WINDOW; i++) g.note(10, 1);
     let now = 10;
     for (let i = 0; i < 5; i++) {
       expect(stallUntilOff(g, now)).toBe(POLL_STALLS_OFF);
-      g.note(10, now + POLL_BACKOFF_MS - 1);
-      expect(g.polling).toBe(false);
-      now += POLL_BACKOFF_MS;
-      g.note(10, now); // the probe
+      now = triedAfter(g, now, POLL_BACKOFF_MS);
+      for (let j = 0; j < POLL_PROBATION; j++) g.note(10, now); // through probation
       expect(g.polling).toBe(true);
     }
+  });
+
+  it('a try that stalls on probation is given up at once, the back-off doubling up to its cap; a try that gets through resets it', () => {
+    const g = new PollGovernor();
+    g.note(0, 0); // the first search: polling on, on probation
+    let now = 1;
+    expect(stallUntilOff(g, now)).toBe(POLL_PROBATION_STALLS);
+    const seen: number[] = [];
+    let backoff = POLL_BACKOFF_MS;
+    for (let i = 0; i < 7; i++) {
+      now = triedAfter(g, now, backoff);
+      seen.push(backoff);
+      expect(stallUntilOff(g, now)).toBe(POLL_PROBATION_STALLS);
+      backoff = Math.min(2 * backoff, POLL_BACKOFF_MAX_MS);
+    }
+    expect(seen).toEqual([1, 2, 4, 8, 16, 32, 64].map((m) => Math.min(m * POLL_BACKOFF_MS, POLL_BACKOFF_MAX_MS)));
+    // A try with fewer stalls than POLL_PROBATION_STALLS in its first POLL_PROBATION searches gets through …
+    now = triedAfter(g, now, POLL_BACKOFF_MAX_MS);
+    for (let j = 0; j < POLL_PROBATION; j++) g.note(j < POLL_PROBATION_STALLS - 1 ? BAD : 10, now);
+    expect(g.polling).toBe(true);
+    // … and then only the long-run rule switches it off (the window still holds those stalls) …
+    for (let j = 0; j < POLL_WINDOW; j++) g.note(10, now);
+    expect(stallUntilOff(g, now)).toBe(POLL_STALLS_OFF);
+    // … for POLL_BACKOFF_MS, and the next failed try backs off POLL_BACKOFF_MS again.
+    now = triedAfter(g, now, POLL_BACKOFF_MS);
+    expect(stallUntilOff(g, now)).toBe(POLL_PROBATION_STALLS);
+    triedAfter(g, now, POLL_BACKOFF_MS);
   });
 });

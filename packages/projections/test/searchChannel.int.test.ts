@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { exactSearch, materialize } from '@kyrodb/projections';
 import type { Filter, Projections, SearchRequest, SearchResponse } from '@kyrodb/projections';
+import { POLL_BACKOFF_MS, POLL_PROBATION_STALLS } from '../src/searchChannel.js';
 import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
 import type { Env } from './helpers.js';
 
@@ -136,5 +137,35 @@ describe('search channel (SharedArrayBuffer + Atomics) to the cold worker', () =
       expect(got.layers).toEqual(['hot', 'cold']);
       expect(got.results).toEqual(exactSearch(state, 'c', req));
     }
+  });
+
+  it('answers that come only after the synchronous wait (a thread kept off its core for milliseconds) switch the channel from polling to sleeping; after the back-off it polls again', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { coldTimeoutMs: 10_000 } });
+    await seed(env, p, 100);
+    const q: SearchRequest = { vector: new Float32Array(DIM).fill(0.5), k: 3 };
+    // The first searches switch polling on, on probation.
+    for (let i = 0; i < 3; i++) await p.search('c', q);
+    expect(p.health().searchChannel).toBe('polling');
+    // Each of the next four is answered 10 ms late: past COLD_SYNC_WAIT_MS, so the caller waits
+    // asynchronously, and the answer still counts as a stall.
+    env.failpoints.set('projection.cold.search', `${POLL_PROBATION_STALLS}*delay(10)`);
+    for (let i = 0; i < POLL_PROBATION_STALLS; i++) {
+      const r = await p.search('c', q);
+      expect(r.layers).toEqual(['hot', 'cold']);
+    }
+    expect(p.health().searchChannel).toBe('sleeping');
+    // Searches go on (sleeping ends), and after the back-off one of them tries polling again.
+    const before = performance.now();
+    for (let i = 0; i < 5; i++) await p.search('c', q);
+    if (performance.now() - before < POLL_BACKOFF_MS) expect(p.health().searchChannel).toBe('sleeping');
+    await new Promise((r) => setTimeout(r, POLL_BACKOFF_MS + 20));
+    let tries = 0;
+    while (p.health().searchChannel !== 'polling' && tries < 20) {
+      await p.search('c', q);
+      tries++;
+    }
+    expect(p.health().searchChannel).toBe('polling');
+    expect(tries).toBeGreaterThan(0);
   });
 });
