@@ -375,8 +375,9 @@ export const POLL_PROBATION_STALLS = 4;
  * - On probation (the first POLL_PROBATION searches of a try), after POLL_PROBATION_STALLS, with
  *   the back-off doubled. Under lasting contention nearly every polled search stalls: with a fixed
  *   100 ms back-off and only the long-run rule, each try cost ~24 stalls of several ms (~100 ms
- *   stalled in every ~200 ms: 38% of searches over 1 ms beside one busy process); now a try costs
- *   four, and they come at most every POLL_BACKOFF_MAX_MS. A burst that fails a try on a quiet
+ *   stalled in every ~200 ms; with the stalls that outlast the synchronous wait not counted then
+ *   either, 30–37% of searches took over 1 ms beside one busy process, now under 1%); now a try
+ *   costs four, and tries come at most every POLL_BACKOFF_MAX_MS. A burst that fails a try on a quiet
  *   machine (stalls after a heavy ingest) costs one back-off of sleeping ends; the next try that
  *   gets through resets it.
  */
