@@ -182,8 +182,8 @@ describe('importFrames: frames built by the caller', () => {
       ['shorter than a header', [frames[0]!, frames[1]!.subarray(0, 20)]],
       ['first seq 2', framed(records, 2, 5).frames],
     ];
-    for (const [what, fs] of bad) {
-      await expect(t.importFrames(fs, { checked: idx }), what).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
+    for (const [what, malformed] of bad) {
+      await expect(t.importFrames(malformed, { checked: idx }), what).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' });
     }
     await expect(t.importFrames([frames[1]!, frames[0]!], { checked: idx })).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem: 'seq_gap' } });
     await expect(t.importFrames(frames.slice(0, 1), { checked: idx })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' }); // index fields for 10 records, 5 in the frames
