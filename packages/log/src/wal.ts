@@ -162,15 +162,16 @@ export class FrameBuilder {
 /**
  * Writes the header of `frame` (its CRC last), whose body — `count × (length u32 | record)`, the
  * first record with seq `firstSeq` — is already in place behind FRAME_HEADER_BYTES bytes of room,
- * and returns it: the frame `encodeFrame` would build of those records.
+ * and returns it: the frame `encodeFrame` would build of those records. `bodyCrc`, if given, is
+ * the CRC-32 of the body, taken by the caller while it wrote the body (see `crc32Combine`).
  */
-export function sealFrame(frame: Buffer, count: number, firstSeq: number): Buffer {
+export function sealFrame(frame: Buffer, count: number, firstSeq: number, bodyCrc?: number): Buffer {
   const body = frame.byteLength - FRAME_HEADER_BYTES;
   frame.writeUInt32LE(MAGIC, 0);
   frame.writeUInt32LE(count, 4);
   frame.writeUInt32LE(body, 8);
   frame.writeDoubleLE(firstSeq, 16);
-  frame.writeUInt32LE(frameCrc(frame, body), 12);
+  frame.writeUInt32LE(frameCrc(frame, body, bodyCrc), 12);
   return frame;
 }
 
@@ -245,10 +246,45 @@ export function frameFirstSeq(frame: Uint8Array): number {
   return Buffer.from(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES).readDoubleLE(16);
 }
 
-function frameCrc(buf: Buffer, body: number): number {
+/** The frame's CRC: of count and length, first seq, then the body (whose own CRC-32 may be given). */
+function frameCrc(buf: Buffer, body: number, bodyCrc?: number): number {
   const head = zlib.crc32(buf.subarray(4, 12));
   const seq = zlib.crc32(buf.subarray(16, 24), head);
+  if (bodyCrc !== undefined) return crc32Combine(seq, bodyCrc, body);
   return zlib.crc32(buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + body), seq);
+}
+
+/** CRC-32's polynomial, reflected (bit 31 is the coefficient of x^0). */
+const CRC_POLY = 0xedb88320;
+
+/** a·b modulo the CRC-32 polynomial, over GF(2) (both reflected, as CRC values are). */
+function mulModPoly(a: number, b: number): number {
+  let p = 0;
+  for (let m = 0x80000000; a !== 0 && m !== 0; m >>>= 1) {
+    if ((a & m) !== 0) {
+      p ^= b;
+      a ^= m;
+    }
+    b = (b & 1) !== 0 ? (b >>> 1) ^ CRC_POLY : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** x^(2^k) modulo the polynomial, for k = 0..31. */
+const X_POW_2K: number[] = [0x40000000];
+for (let k = 1; k < 32; k++) X_POW_2K.push(mulModPoly(X_POW_2K[k - 1]!, X_POW_2K[k - 1]!));
+
+/**
+ * The CRC-32 of A ‖ B from the CRC-32 of A, that of B and B's length in bytes (zlib's
+ * `crc32_combine`, which Node does not expose): A's CRC moved past 8·len zero bits, plus B's.
+ * Lets a writer take a frame body's CRC in small pieces as it writes them (while they are still
+ * in the cache) although the header, hashed first, is only known once the body is complete.
+ */
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  let shift = 0x80000000; // x^0
+  let n = lengthB;
+  for (let k = 3; n > 0; k++, n = Math.floor(n / 2)) if (n % 2 === 1) shift = mulModPoly(X_POW_2K[k % 32]!, shift);
+  return (mulModPoly(shift, crcA >>> 0) ^ crcB) >>> 0;
 }
 
 /** The frame at `off` of `buf`, or undefined if there is none, or a torn or damaged one. */

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import zlib from 'node:zlib';
+import { crc32Combine, sealFrame } from '@kyrodb/log/codec';
 import { FrameArena, FrameBuilder, GENESIS_HASH, chainHash, encodeFrame, frameViews, decodePayload, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams, float32Arb, metadataArb, sameBits, sameInput, inputOf } from './helpers.js';
 
@@ -77,6 +79,45 @@ describe('codec', () => {
           expect(b.frame.equals(encodeFrame(b.records, b.firstSeq))).toBe(true);
           expect(viewsOf(b.frame, b.records)).toBe(true);
         }
+      }),
+      fcParams(300),
+    );
+  });
+
+  it('crc32Combine(crc32(a), crc32(b), |b|) is the CRC-32 of a ‖ b, for any bytes and lengths (long runs of zeros too)', () => {
+    const bytes = fc.uint8Array({ maxLength: 3000 });
+    fc.assert(
+      fc.property(bytes, bytes, (a, b) => {
+        expect(crc32Combine(zlib.crc32(a), zlib.crc32(b), b.byteLength)).toBe(zlib.crc32(Buffer.concat([a, b])));
+      }),
+      fcParams(500),
+    );
+    // Lengths whose bits reach far up (the shift is taken bit by bit of the length).
+    for (const n of [1, 7, 8, 4096, 65535, 65536, (1 << 20) + 3, 9 * (1 << 20) + 1]) {
+      const a = Buffer.from('KyroDB frame header');
+      const b = Buffer.alloc(n, n & 0xff);
+      expect(crc32Combine(zlib.crc32(a), zlib.crc32(b), n)).toBe(zlib.crc32(Buffer.concat([a, b])));
+    }
+  });
+
+  it('a frame sealed with its body CRC taken piece by piece is the frame encodeFrame builds', () => {
+    fc.assert(
+      fc.property(fc.array(eventInputArb, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 2 ** 40 }), fc.array(fc.nat(), { maxLength: 6 }), (inputs, firstSeq, cuts) => {
+        let prev: Uint8Array = GENESIS_HASH;
+        const records = inputs.map((input, i) => {
+          const { event, record } = sealEvent(input, firstSeq + i, 7, prev);
+          prev = event.hash;
+          return record;
+        });
+        const want = encodeFrame(records, firstSeq);
+        const frame = Buffer.from(want);
+        frame.fill(0, 0, 24); // the header is written by sealing
+        const body = frame.subarray(24);
+        const at = [0, ...cuts.map((c) => c % (body.byteLength + 1)).sort((x, y) => x - y), body.byteLength];
+        let crc = 0;
+        for (let i = 1; i < at.length; i++) crc = zlib.crc32(body.subarray(at[i - 1], at[i]), crc);
+        expect(sealFrame(frame, records.length, firstSeq, crc).equals(want)).toBe(true);
+        expect(sealFrame(Buffer.from(frame), records.length, firstSeq, crc ^ 1).equals(want)).toBe(false);
       }),
       fcParams(300),
     );
