@@ -6,8 +6,9 @@
 // worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
 // same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
 // be written back during the next run). Prints wall time, the child's CPU and the restore's own
-// phases (`--json`). `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead
-// of `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids.
+// phases (`--json`); each rep first times the baseline, a plain `cp -r` + `sync` of the fixture's
+// data dir. `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead of
+// `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -77,9 +78,33 @@ interface Run extends CliRestore {
   checkout: string;
 }
 
+/**
+ * The baseline, timed in each rep beside the restores: a plain `cp -r` of the fixture's data dir
+ * (the 1.45 GB a 1M restore builds) into the restore's place, then `sync` so that it is as
+ * durable as a restore's result. It shows how fast the machine copies right now: the backup
+ * bench's plain copy of the same 1.45 GB took 2.73 s and 3.52 s an hour apart, and the restores
+ * beside it moved alike.
+ */
+function plainCopy(target: string): { copyS: number; syncS: number } {
+  fs.rmSync(target, { recursive: true, force: true });
+  spawnSync('sync');
+  const t0 = performance.now();
+  const r = spawnSync('cp', ['-r', path.join(base, 'data'), target]);
+  const t1 = performance.now();
+  spawnSync('sync');
+  const t2 = performance.now();
+  fs.rmSync(target, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`cp -r failed (${String(r.status)}): ${String(r.stderr)}`);
+  return { copyS: (t1 - t0) / 1000, syncS: (t2 - t1) / 1000 };
+}
+
 await buildFixture();
 const runs: Run[] = [];
+const copies: { copyS: number; syncS: number }[] = [];
 for (let rep = 0; rep < REPS; rep++) {
+  const cp = plainCopy(path.join(base, 'restored'));
+  copies.push(cp);
+  console.log(`${'plain copy'.padEnd(16)} wall ${(cp.copyS + cp.syncS).toFixed(2)} s  (cp -r ${cp.copyS.toFixed(2)} s, then sync ${cp.syncS.toFixed(2)} s)`);
   for (const c of checkouts) {
     const run = { checkout: c, ...cliRestore(c, path.join(base, 'backups'), path.join(base, 'restored')) };
     runs.push(run);
@@ -87,10 +112,11 @@ for (let rep = 0; rep < REPS; rep++) {
     console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, by-doc index ${((p['docIndex'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);
   }
 }
+console.log(`plain copy (baseline): ${copies.map((x) => (x.copyS + x.syncS).toFixed(2)).join(', ')} s`);
 for (const c of checkouts) {
   const w = runs.filter((r) => r.checkout === c).map((r) => r.wallS);
   console.log(`${c}: wall ${w.map((x) => x.toFixed(2)).join(', ')} s (target ≤ 5 s for 1M)`);
 }
 const outDir = path.join(ROOT, 'bench/results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, reps: REPS, runs }, null, 2));
+fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, reps: REPS, copies, runs }, null, 2));
