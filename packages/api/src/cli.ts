@@ -243,7 +243,7 @@ export function buildProgram(): Command {
 
   storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare)'))
     .requiredOption('--backup-id <id>', 'backup id, or "latest"')
-    .option('--deep', 'also restore into a temp dir and compare')
+    .option('--deep', 'also restore into a temp dir: its event count, head hash, vector count and write-ahead segments must match the backup, and recall probes must find their vectors')
     .action(async (o: CommonOpts & { backupId: string; deep?: boolean; output?: string; s3?: string }) => {
       try {
         const cfg = configFrom(o);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, decodeRecord, toHex, decodeIndexFields, splitRecord } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, toHex, decodeIndexFields, segmentsChain, splitRecord, walDirOf } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -56,7 +56,7 @@ export interface BackupVerifyReport {
   code?: BackupErrorCode;
   message?: string;
   /** With `deep`: what the scratch restore found. */
-  deep?: { events: number; headHash: string; vectorCount: number; probes: number; probeHits: number; indexProbeHits: number };
+  deep?: { events: number; headHash: string; vectorCount: number; segmentEvents: number; probes: number; probeHits: number; indexProbeHits: number };
 }
 
 /** What `prune` did (or would do, with dryRun). */
@@ -192,7 +192,8 @@ export class BackupManager {
   /**
    * Checks a backup (or `latest`) and its chain: every file's size and SHA-256, decryption,
    * decoding, and the hash chain across files and backups. With `deep`, also restores into a
-   * scratch dir, compares event count / head hash / vector count with the manifest, and runs
+   * scratch dir, compares event count / head hash / vector count with the manifest, checks that
+   * the restored write-ahead segments hold that same chain (every frame's CRC good), and runs
    * recall probes: `probes` stored vectors (default 32) searched by brute force must each find
    * themselves on top, and searched through the restored data dir's own index (the projections'
    * HNSW + hot tier, loaded from the restored checkpoint if any) at least `minIndexRecall`
@@ -252,6 +253,13 @@ export class BackupManager {
       const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
       const dataDir = path.join(scratch, 'data');
       const r = await executeRestore(plan, { store: this.o.store, dataDir, keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
+      // What the restored data dir's LMDB is rebuilt from after a crash: its write-ahead segments
+      // must hold the same chain, every frame's CRC good (LMDB reading back right does not show it).
+      const seg = segmentsChain(walDirOf(dataDir));
+      if (seg.brokenAt !== null || seg.events !== r.events || toHex(seg.headHash) !== r.headHash) {
+        const broken = seg.brokenAt !== null ? ` (the chain breaks at seq ${seg.brokenAt})` : '';
+        throw new BackupError('BACKUP_VERIFY_FAILED', `the restored write-ahead segments hold ${seg.events} events${broken}, the restore ${r.events}`, { segmentEvents: seg.events, events: r.events });
+      }
       const state = r.state!;
       // Probes: evenly spaced live vectors; each must be its own top hit (or tie with it).
       const all: { c: string; id: string; v: Float32Array }[] = [];
@@ -287,7 +295,7 @@ export class BackupManager {
         await log.close();
       }
       if (n > 0 && indexHits / n < minIndexRecall) throw new BackupError('BACKUP_VERIFY_FAILED', `index probes: ${indexHits} of ${n} vectors found themselves (recall below ${minIndexRecall})`, { hits: indexHits, probes: n });
-      return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, probes: n, probeHits: hits, indexProbeHits: indexHits };
+      return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, segmentEvents: seg.events, probes: n, probeHits: hits, indexProbeHits: indexHits };
     } finally {
       await fsp.rm(scratch, { recursive: true, force: true });
     }

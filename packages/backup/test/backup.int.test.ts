@@ -68,6 +68,8 @@ describe.each([
     expect(v).toMatchObject({ ok: true, chain: [full.backup_id, inc.backup_id, inc2.backup_id] });
     expect(v.deep?.probeHits).toBe(v.deep?.probes);
     expect(v.deep?.indexProbeHits).toBe(v.deep?.probes);
+    // The restored write-ahead segments (what a crash rebuilds LMDB from) hold the whole chain.
+    expect(v.deep?.segmentEvents).toBe(log.head().seq);
 
     const target = path.join(tempDir(), 'restored');
     const r = await restore({ store, dataDir: target, registry, ...(encryption ? { encryption } : {}) });
@@ -330,7 +332,7 @@ describe('backup details', () => {
     await proj.close();
     expect(m.checkpoint_seq).toBe(cp.seq);
     const v = await mgr.verify(m.backup_id, { deep: true, probes: 20 });
-    expect(v).toMatchObject({ ok: true, deep: { probes: 20, probeHits: 20, indexProbeHits: 20 } });
+    expect(v).toMatchObject({ ok: true, deep: { segmentEvents: m.to_seq, probes: 20, probeHits: 20, indexProbeHits: 20 } });
     const target = path.join(tempDir(), 'r');
     await restore({ store, dataDir: target });
     const back = await EventLog.open({ dir: target, logger: () => undefined });

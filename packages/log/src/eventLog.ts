@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments } from './wal.js';
+import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments, walDirOf } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -1110,7 +1110,7 @@ export class EventLog {
   // ---------------------------------------------------------------- write-ahead segments
 
   private get walDir(): string {
-    return path.join(this.opts.dir, 'wal');
+    return walDirOf(this.opts.dir);
   }
 
   private get markerPath(): string {

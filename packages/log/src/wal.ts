@@ -808,6 +808,29 @@ export class SegmentWal {
   }
 }
 
+/** The directory of a data dir's write-ahead segments. */
+export function walDirOf(dataDir: string): string {
+  return path.join(dataDir, 'wal');
+}
+
+/**
+ * The chain the segments in `walDir` hold, read as a log rebuilding LMDB from them would (frame by
+ * frame, each CRC checked, stopping at the first bad frame): how many records follow from seq 1
+ * with consecutive seqs, each linking to its predecessor's hash, and the last one's own hash.
+ * `brokenAt` is the seq of the first record that does not follow (null when all do). Payloads are
+ * not re-hashed: this checks that the segments hold the chain, not that each record is sound.
+ */
+export function segmentsChain(walDir: string): { events: number; headHash: Uint8Array; brokenAt: number | null } {
+  let events = 0;
+  let head: Uint8Array = GENESIS_HASH;
+  for (const { seq, record } of readSegments(walDir, 1)) {
+    if (seq !== events + 1 || record.byteLength < 64 || Buffer.compare(record.subarray(0, 32), head) !== 0) return { events, headHash: new Uint8Array(head), brokenAt: seq };
+    events = seq;
+    head = record.subarray(32, 64);
+  }
+  return { events, headHash: new Uint8Array(head), brokenAt: null };
+}
+
 /** Records with seq ≥ `fromSeq` from the segments in `walDir`, in order, up to the first invalid frame. */
 export function* readSegments(walDir: string, fromSeq: number): Generator<WalRecord> {
   const segments = listSegments(walDir);

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventLog, listSegments, segmentName } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, encodeFrame, listSegments, sealEvent, segmentName, segmentsChain, walDirOf } from '@kyrodb/log';
 import type { EventInput } from '@kyrodb/log';
 import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir, upsert, walSeqs } from './helpers.js';
 
@@ -48,6 +48,49 @@ describe('write-ahead segments', () => {
     expect(segs[0]).toBe(1);
     // each segment is named by its first seq
     for (const s of segs.slice(1)) expect(walSeqs(dir).includes(s)).toBe(true);
+  });
+
+  it('segmentsChain: the chain the segments hold; a damaged frame ends it there; a record that does not link is named', async () => {
+    const { dir, head } = await filledLog(40, 5, 2048);
+    const wal = walDirOf(dir);
+    const chainOf = (d: string) => {
+      const c = segmentsChain(d);
+      return { events: c.events, hash: Buffer.from(c.headHash).toString('hex'), brokenAt: c.brokenAt };
+    };
+    expect(chainOf(wal)).toEqual({ events: head.seq, hash: head.hash, brokenAt: null });
+    // A byte flipped in the first frame of the second segment: its CRC fails, the reading stops
+    // there and resumes at the third segment, whose first seq does not follow.
+    const segs = listSegments(wal);
+    expect(segs.length).toBeGreaterThan(3);
+    const file = path.join(wal, segmentName(segs[1]!));
+    const b = fs.readFileSync(file);
+    b[40] ^= 0xff;
+    fs.writeFileSync(file, b);
+    const cut = segmentsChain(wal);
+    expect([cut.events, cut.brokenAt]).toEqual([segs[1]! - 1, segs[2]!]);
+    // Frames whose CRCs hold, with a record sealed after the wrong hash.
+    const other = tempDir();
+    dirs.push(other);
+    const recs: Buffer[] = [];
+    let prev: Uint8Array = GENESIS_HASH;
+    for (let seq = 1; seq <= 4; seq++) {
+      const { event, record } = sealEvent(upsert(`x${seq}`, randomVector(8)), seq, seq, seq === 3 ? new Uint8Array(32).fill(7) : prev);
+      recs.push(record);
+      prev = event.hash;
+    }
+    fs.mkdirSync(walDirOf(other));
+    fs.writeFileSync(path.join(walDirOf(other), segmentName(1)), Buffer.concat([encodeFrame(recs.slice(0, 2), 1), encodeFrame(recs.slice(2), 3)]));
+    expect(chainOf(walDirOf(other))).toEqual({ events: 2, hash: Buffer.from(recs[1]!.subarray(32, 64)).toString('hex'), brokenAt: 3 });
+    // A chain that links, in a frame whose header names the wrong first seq: the reading stops there.
+    const linked: Buffer[] = [];
+    prev = GENESIS_HASH;
+    for (let seq = 1; seq <= 4; seq++) {
+      const { event, record } = sealEvent(upsert(`y${seq}`, randomVector(8)), seq, seq, prev);
+      linked.push(record);
+      prev = event.hash;
+    }
+    fs.writeFileSync(path.join(walDirOf(other), segmentName(1)), Buffer.concat([encodeFrame(linked.slice(0, 2), 1), encodeFrame(linked.slice(2), 4)]));
+    expect(chainOf(walDirOf(other))).toEqual({ events: 2, hash: Buffer.from(linked[1]!.subarray(32, 64)).toString('hex'), brokenAt: null });
   });
 
   it('a machine crash (the open-marker names another boot): LMDB is rebuilt from the segments, even when damaged', async () => {
