@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EventLog, FakeClock } from '@kyrodb/log';
+import { EventLog, FakeClock, chainHash } from '@kyrodb/log';
+import { sealFrame } from '@kyrodb/log/codec';
 import type { LogHead } from '@kyrodb/log';
 import { verifyDigest, verifyDigestAsync } from '../packages/api/src/audit/index.js';
 import type { DigestVerifyResult } from '../packages/api/src/audit/index.js';
@@ -33,7 +34,34 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function verifyCopy(copy: string, digest: LogHead): Promise<DigestVerifyResult> {
+/**
+ * Edits, in place, the record of `seq` in a closed data dir's write-ahead segments (the frames
+ * of this log hold one record each: one append, one frame), then re-seals its frame (a good CRC)
+ * unless `reseal` is false.
+ */
+function editSegmentRecord(dataDir: string, seq: number, edit: (rec: Buffer) => void, reseal = true): void {
+  const wal = path.join(dataDir, 'wal');
+  for (const name of fs.readdirSync(wal)) {
+    const file = path.join(wal, name);
+    const buf = fs.readFileSync(file);
+    for (let off = 0; off + 24 <= buf.length && buf.readUInt32LE(off) !== 0; ) {
+      const count = buf.readUInt32LE(off + 4);
+      const body = buf.readUInt32LE(off + 8);
+      const first = buf.readDoubleLE(off + 16);
+      if (first === seq) {
+        expect(count).toBe(1);
+        edit(buf.subarray(off + 28, off + 24 + body));
+        if (reseal) sealFrame(buf.subarray(off, off + 24 + body), count, first);
+        fs.writeFileSync(file, buf);
+        return;
+      }
+      off += 24 + body;
+    }
+  }
+  throw new Error(`seq ${seq} is in no frame`);
+}
+
+async function verifyCopy(copy: string, digest?: LogHead): Promise<DigestVerifyResult> {
   const log = await EventLog.open({ dir: copy, readOnly: true, logger: () => {} });
   try {
     const r = verifyDigest(log, digest);
@@ -80,6 +108,18 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 10, problem: 'seq_mismatch' });
   });
 
+  it('a record re-sealed after another hash (its own hash right, its link broken): prev_hash_mismatch at it', async () => {
+    const copy = copyDir(dir);
+    rawEdit(copy, ({ events }) => {
+      const rec: Buffer = Buffer.from(events.get(25));
+      const payload = rec.subarray(64);
+      const prevHash = new Uint8Array(32).fill(9);
+      events.putSync(25, Buffer.concat([prevHash, chainHash(prevHash, payload), payload]));
+    });
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 25, problem: 'prev_hash_mismatch' });
+    expect(await verifyCopy(copy)).toMatchObject({ ok: false, seq: 25, problem: 'prev_hash_mismatch' });
+  });
+
   it('a record deleted from the middle: seq_gap naming it', async () => {
     const copy = copyDir(dir);
     rawEdit(copy, ({ events }) => {
@@ -110,17 +150,43 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     expect(r).toMatchObject({ problem: 'head_mismatch' });
   });
 
-  it('a rewrite that re-chains every later hash verifies alone, but not against a digest taken before it', async () => {
+  it('a rewrite of LMDB that re-chains every later hash: the write-ahead segments differ from seq 12; and against a digest taken before it', async () => {
     const copy = copyDir(dir);
     rewriteHistory(copy, 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e));
-    const log = await EventLog.open({ dir: copy, readOnly: true, logger: () => {} });
-    try {
-      expect(verifyDigest(log)).toMatchObject({ ok: true }); // self-consistent chain
-    } finally {
-      await log.close();
-    }
+    expect(await verifyCopy(copy)).toMatchObject({ ok: false, seq: 12, problem: 'segments_differ', checked: 40 });
     expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 20, problem: 'digest_mismatch' });
     expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 40, problem: 'digest_mismatch' });
+  });
+
+  it('a rewrite of both copies (LMDB re-chained, the segments rebuilt from it) verifies alone, but not against a digest taken before it', async () => {
+    const copy = copyDir(dir);
+    rewriteHistory(copy, 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e));
+    // A writable open of a data dir without segments writes them from LMDB.
+    fs.rmSync(path.join(copy, 'wal'), { recursive: true });
+    await (await EventLog.open({ dir: copy, logger: () => {} })).close();
+    expect(await verifyCopy(copy)).toMatchObject({ ok: true, checked: 40 }); // self-consistent
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 20, problem: 'digest_mismatch' });
+    expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 40, problem: 'digest_mismatch' });
+  });
+
+  it('a record altered in the write-ahead segments only (its frame re-sealed, CRC good): segments_differ at it', async () => {
+    const copy = copyDir(dir);
+    editSegmentRecord(copy, 15, (rec) => {
+      const at = rec.indexOf('MARKERactorXYZ');
+      expect(at).toBeGreaterThan(0);
+      rec[at] = 'N'.charCodeAt(0);
+    });
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 15, problem: 'segments_differ', checked: 40 });
+    expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 15, problem: 'segments_differ' });
+  });
+
+  it('a flipped byte in a segment (its frame CRC fails) or the segments removed: segments_missing from there', async () => {
+    const flipped = copyDir(dir);
+    editSegmentRecord(flipped, 23, (rec) => (rec[70] ^= 1), false);
+    expect(await verifyCopy(flipped, early)).toMatchObject({ ok: false, seq: 23, problem: 'segments_missing' });
+    const removed = copyDir(dir);
+    fs.rmSync(path.join(removed, 'wal'), { recursive: true });
+    expect(await verifyCopy(removed, late)).toMatchObject({ ok: false, seq: 1, problem: 'segments_missing' });
   });
 
   it('a flipped byte in the LMDB file itself: hash_mismatch at that event', async () => {

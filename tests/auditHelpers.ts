@@ -35,9 +35,11 @@ export function tmpDir(prefix = 'kyro-audit-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/** A copy of a closed data dir, as an auditor takes one: LMDB and the write-ahead segments. */
 export function copyDir(src: string): string {
   const dst = tmpDir('kyro-audit-copy-');
   fs.copyFileSync(path.join(src, 'log.mdb'), path.join(dst, 'log.mdb'));
+  fs.cpSync(path.join(src, 'wal'), path.join(dst, 'wal'), { recursive: true });
   return dst;
 }
 

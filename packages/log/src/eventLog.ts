@@ -117,8 +117,11 @@ export interface AppendResult {
   events: LogEvent[];
 }
 
-/** A problem `verify` found. */
-export type VerifyProblem = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_mismatch' | 'seq_gap' | 'ts_regression' | 'decode_error' | 'head_mismatch' | 'digest_mismatch' | 'digest_beyond_head';
+/**
+ * A problem `verify` found (or an audit's check of the write-ahead segments against LMDB:
+ * `segments_missing`, `segments_differ`).
+ */
+export type VerifyProblem = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_mismatch' | 'seq_gap' | 'ts_regression' | 'decode_error' | 'head_mismatch' | 'digest_mismatch' | 'digest_beyond_head' | 'segments_missing' | 'segments_differ';
 
 /** The result of `verify`. */
 export type VerifyReport =

@@ -72,7 +72,7 @@ export function registerAuditCommands(program: Command): Command {
 
   audit
     .command('verify')
-    .description('verify the whole hash chain and, with --digest, that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq, 2 bad input')
+    .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq, 2 bad input')
     .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
     .option('--backup-id <id>', 'verify a backup instead: restore it into a scratch dir (needs --store), then verify there')
     .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix')
@@ -103,7 +103,7 @@ export function registerAuditCommands(program: Command): Command {
           const source = o.backupId !== undefined ? { backup_id: o.backupId } : {};
           if (r.ok) {
             if (o.json === true) process.stdout.write(JSON.stringify({ ok: true, extends: r.extends, checked: r.checked, head: headToJson(r.head), digest: formatDigest(r.head), ...source }) + '\n');
-            else process.stdout.write(`ok: ${r.checked} events verified${o.backupId !== undefined ? ` in backup ${o.backupId}` : ''}${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
+            else process.stdout.write(`ok: ${r.checked} events verified${o.backupId !== undefined ? ` in backup ${o.backupId}` : ''}, the write-ahead segments hold the same records${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
             process.exitCode = AUDIT_EXIT.OK;
           } else {
             if (o.json === true) process.stdout.write(JSON.stringify({ ok: false, seq: r.seq, problem: r.problem, message: r.message, checked: r.checked, ...source }) + '\n');
