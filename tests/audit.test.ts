@@ -181,4 +181,30 @@ describe('the async replay and verify yield to the event loop between chunks', (
     expect(await count(() => Promise.resolve(verifyDigest(log)))).toBe(0);
     await log.close();
   });
+
+  it('verifyDigestAsync on a live log that appends while it runs: the segments are read again for records appended since', async () => {
+    const dir = tmpDir();
+    const clock = new FakeClock();
+    const log = await EventLog.open({ dir, clock, logger: () => {} });
+    await log.append([createColl('c', 2)]);
+    for (let i = 0; i < 2000; i += 100) await log.append(Array.from({ length: 100 }, (_, j) => upsert('c', `d${i + j}`, [i + j, 1])));
+    // Chunks of 1: the walk yields after every record, and each yield lets an append through.
+    let appending = true;
+    let appended = 0;
+    const writer = (async () => {
+      while (appending && appended < 200) {
+        await log.append([upsert('c', `w${appended}`, [appended, 2])]);
+        appended += 1;
+      }
+    })();
+    const r = await verifyDigestAsync(log, undefined, undefined, 1);
+    appending = false;
+    await writer;
+    expect(r).toMatchObject({ ok: true });
+    // It verified records appended after it started (the ones its first read of the segment lacked).
+    expect(appended).toBeGreaterThan(0);
+    expect(r.ok && r.checked).toBeGreaterThan(2001);
+    expect(verifyDigest(log)).toMatchObject({ ok: true, checked: 2001 + appended });
+    await log.close();
+  });
 });

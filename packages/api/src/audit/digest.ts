@@ -127,7 +127,7 @@ class SegmentsInStep {
   problem: { ok: false; seq: number; problem: VerifyProblem; message: string } | undefined;
   /** The next seq to compare. */
   next = 1;
-  private readonly segments: Generator<{ seq: number; record: Uint8Array }>;
+  private segments: Generator<{ seq: number; record: Uint8Array }>;
 
   constructor(private readonly log: EventLog) {
     this.segments = readSegments(walDirOf(log.dir), 1);
@@ -137,7 +137,13 @@ class SegmentsInStep {
   check(seq: number, record: Buffer): void {
     if (this.problem !== undefined || seq !== this.next) return;
     this.next += 1;
-    const s = this.segments.next();
+    let s = this.segments.next();
+    if (s.done === true || s.value.seq !== seq) {
+      // A live log: the segment being written was read before this record was appended (every
+      // record reaches the segments before LMDB). Read the segments again from here, once.
+      this.segments = readSegments(walDirOf(this.log.dir), seq);
+      s = this.segments.next();
+    }
     if (s.done === true || s.value.seq !== seq) this.problem = { ok: false, seq, problem: 'segments_missing', message: `the write-ahead segments lack seq ${seq} (their frames end, or one is damaged, before it); LMDB has it` };
     else if (Buffer.compare(s.value.record, record) !== 0) this.problem = { ok: false, seq, problem: 'segments_differ', message: `seq ${seq} differs between the write-ahead segments and LMDB: one of the two copies was altered` };
   }
