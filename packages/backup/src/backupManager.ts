@@ -257,8 +257,8 @@ export class BackupManager {
       // must hold the same chain, every frame's CRC good (LMDB reading back right does not show it).
       const seg = segmentsChain(walDirOf(dataDir));
       if (seg.brokenAt !== null || seg.events !== r.events || toHex(seg.headHash) !== r.headHash) {
-        const broken = seg.brokenAt !== null ? ` (the chain breaks at seq ${seg.brokenAt})` : '';
-        throw new BackupError('BACKUP_VERIFY_FAILED', `the restored write-ahead segments hold ${seg.events} events${broken}, the restore ${r.events}`, { segmentEvents: seg.events, events: r.events });
+        const why = seg.brokenAt !== null ? `the chain breaks at seq ${seg.brokenAt}` : seg.events !== r.events ? `they hold ${seg.events} events, the restore ${r.events}` : `they end in another hash than the restore's`;
+        throw new BackupError('BACKUP_VERIFY_FAILED', `the restored write-ahead segments do not hold the backup's chain: ${why}`, { segmentEvents: seg.events, events: r.events });
       }
       const state = r.state!;
       // Probes: evenly spaced live vectors; each must be its own top hit (or tie with it).

@@ -202,4 +202,3 @@ function* chainSteps(log: EventLog, digest: Digest | undefined, onProgress: ((se
   if (!tail.ok) return { ...tail, checked: last - 1 + tail.checked };
   return { ok: true, head: tail.head, checked: last - 1 + tail.checked, extends: digest !== undefined };
 }
-
