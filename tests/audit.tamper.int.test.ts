@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EventLog, FakeClock, chainHash } from '@kyrodb/log';
+import { EventLog, FakeClock, chainHash, walDirOf } from '@kyrodb/log';
 import { sealFrame } from '@kyrodb/log/codec';
 import type { LogHead } from '@kyrodb/log';
 import { verifyDigest, verifyDigestAsync } from '../packages/api/src/audit/index.js';
@@ -40,7 +40,7 @@ afterAll(() => {
  * unless `reseal` is false.
  */
 function editSegmentRecord(dataDir: string, seq: number, edit: (rec: Buffer) => void, reseal = true): void {
-  const wal = path.join(dataDir, 'wal');
+  const wal = walDirOf(dataDir);
   for (const name of fs.readdirSync(wal)) {
     const file = path.join(wal, name);
     const buf = fs.readFileSync(file);
@@ -162,7 +162,7 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     const copy = copyDir(dir);
     rewriteHistory(copy, 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e));
     // A writable open of a data dir without segments writes them from LMDB.
-    fs.rmSync(path.join(copy, 'wal'), { recursive: true });
+    fs.rmSync(walDirOf(copy), { recursive: true });
     await (await EventLog.open({ dir: copy, logger: () => {} })).close();
     expect(await verifyCopy(copy)).toMatchObject({ ok: true, checked: 40 }); // self-consistent
     expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 20, problem: 'digest_mismatch' });
@@ -185,7 +185,7 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     editSegmentRecord(flipped, 23, (rec) => (rec[70] ^= 1), false);
     expect(await verifyCopy(flipped, early)).toMatchObject({ ok: false, seq: 23, problem: 'segments_missing' });
     const removed = copyDir(dir);
-    fs.rmSync(path.join(removed, 'wal'), { recursive: true });
+    fs.rmSync(walDirOf(removed), { recursive: true });
     expect(await verifyCopy(removed, late)).toMatchObject({ ok: false, seq: 1, problem: 'segments_missing' });
   });
 

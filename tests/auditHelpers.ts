@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { decodeRecord, encodePayload, chainHash } from '@kyrodb/log';
+import { decodeRecord, encodePayload, chainHash, walDirOf } from '@kyrodb/log';
 import type { EventInput, LogEvent } from '@kyrodb/log';
 import type { auditRoutes } from '../packages/api/src/audit/index.js';
 
@@ -39,7 +39,7 @@ export function tmpDir(prefix = 'kyro-audit-'): string {
 export function copyDir(src: string): string {
   const dst = tmpDir('kyro-audit-copy-');
   fs.copyFileSync(path.join(src, 'log.mdb'), path.join(dst, 'log.mdb'));
-  fs.cpSync(path.join(src, 'wal'), path.join(dst, 'wal'), { recursive: true });
+  fs.cpSync(walDirOf(src), walDirOf(dst), { recursive: true });
   return dst;
 }
 

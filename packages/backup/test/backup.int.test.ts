@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { EventLog, readSegments, toHex } from '@kyrodb/log';
+import { EventLog, readSegments, toHex, walDirOf } from '@kyrodb/log';
 import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
@@ -157,7 +157,7 @@ describe('backup details', () => {
         await back.close();
         // The write-ahead segments hold every record: each frame's CRC (taken piece by piece as the
         // frame was built) verifies, else the reading stops at that frame.
-        expect([...readSegments(path.join(target, 'wal'), 1)].map((x) => Buffer.from(x.record).toString('hex'))).toEqual(records);
+        expect([...readSegments(walDirOf(target), 1)].map((x) => Buffer.from(x.record).toString('hex'))).toEqual(records);
         // A point in time inside the file: the frames stop at it.
         const p = await restore({ store, dataDir: path.join(tempDir(), 'p'), pointInTime: mid, codecThread });
         expect(p.seq).toBe(log.seqAtTime(mid));

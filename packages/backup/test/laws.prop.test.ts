@@ -1,7 +1,7 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EventLog, FakeClock, readSegments, toHex, type EventInput } from '@kyrodb/log';
+import { EventLog, FakeClock, readSegments, toHex, walDirOf, type EventInput } from '@kyrodb/log';
 import { exactSearch, materialize, type MaterializedState } from '@kyrodb/projections';
 import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, planRetention, restore, type BackupManifest } from '@kyrodb/backup';
 import { quietLogger, tempDir } from './helpers.js';
@@ -42,7 +42,7 @@ function records(log: EventLog, to?: number): string[] {
 
 /** The records in a data dir's write-ahead segments (what LMDB is rebuilt from): read up to the first frame whose CRC fails. */
 function walRecords(dataDir: string): string[] {
-  return [...readSegments(path.join(dataDir, 'wal'), 1)].map((r) => Buffer.from(r.record).toString('hex'));
+  return [...readSegments(walDirOf(dataDir), 1)].map((r) => Buffer.from(r.record).toString('hex'));
 }
 
 describe('backup laws', () => {
