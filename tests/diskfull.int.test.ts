@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EventLog } from '@kyrodb/log';
 import { call, kyrodb, startServer, tmp, vectorFor } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
@@ -117,5 +118,46 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     expect((await call(s.url, 'POST', '/v1/audit/verify', {})).json.ok).toBe(true);
     for (const id of acked.filter((_, i) => i % 25 === 0)) expect((await call(s.url, 'GET', `/v1/collections/c/vectors/${id}`)).status).toBe(200);
     expect(await s.stop()).toBe(0);
+  });
+});
+
+describe('the CLI on a full disk: exit 8, a message saying where and how much, nothing left half-written', { timeout: 120_000 }, () => {
+  // A real full disk: a 1 MiB tmpfs (needs root / CAP_SYS_ADMIN to mount).
+  const disk = tmp('kyro-tmpfs-');
+  let skipReason: string | undefined;
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk], { stdio: 'pipe' });
+  } catch (err) {
+    skipReason = `cannot mount a tmpfs (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); a real full disk needs root or CAP_SYS_ADMIN`;
+    console.warn(`SKIPPED real tmpfs CLI disk-full test: ${skipReason}`);
+  }
+  afterAll(() => {
+    if (skipReason === undefined) execFileSync('umount', [disk]);
+    fs.rmSync(disk, { recursive: true, force: true });
+  });
+  const files = (d: string): string[] => fs.readdirSync(d, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+
+  it.skipIf(skipReason !== undefined)(`backup create onto a full store, restore onto a full disk${skipReason ? ` — SKIPPED: ${skipReason}` : ''}`, async () => {
+    const dir = tmp();
+    const dataDir = path.join(dir, 'data');
+    const log = await EventLog.open({ dir: dataDir, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 128, metric: 'l2', hnsw: { M: 16, efConstruction: 100, efSearch: 50 } } }]);
+    for (let i = 0; i < 3000; i += 500) await log.append(Array.from({ length: 500 }, (_, j) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `v${i + j}`, vector: Float32Array.from(vectorFor(i + j, 128)) } })));
+    await log.close();
+    // ~1.7 MB of events onto a 1 MiB store: refused, and nothing of it stays on the disk.
+    const b = await kyrodb(['backup', 'create', '--full', '--data-dir', dataDir, '--output', path.join(disk, 'backups')], { KYRODB_BACKUP_COMPRESSION: 'none' });
+    expect(b.code, b.stderr).toBe(8);
+    expect(b.stderr).toMatch(/BACKUP_NO_SPACE: writing backups\/.* to the backup store .*: the disk is full/);
+    expect(files(disk)).toEqual([]);
+    // Restoring a backup of it onto the 1 MiB disk: the dry run and the restore both refuse up front.
+    const ok = await kyrodb(['backup', 'create', '--full', '--data-dir', dataDir, '--output', path.join(dir, 'backups')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    for (const extra of [['--dry-run'], []]) {
+      const r = await kyrodb(['restore', '--backup-id', 'latest', '--from', path.join(dir, 'backups'), '--data-dir', path.join(disk, 'data'), ...extra]);
+      expect(r.code, r.stderr).toBe(8);
+      expect(r.stderr).toMatch(/BACKUP_NO_SPACE: restoring into .*data needs at least [\d.]+ MB free in .*, but [\d.]+ (KB|MB) is free; nothing was changed/);
+      expect(fs.existsSync(path.join(disk, 'data'))).toBe(false);
+      expect(files(disk)).toEqual([]);
+    }
   });
 });

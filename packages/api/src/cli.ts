@@ -35,6 +35,8 @@ export const EXIT = Object.freeze({
   UNAVAILABLE: 6,
   /** The feature is not available in this build (e.g. @kyrodb/backup missing). */
   NOT_AVAILABLE: 7,
+  /** Not enough disk space: a full disk or an exceeded quota (the message says where, and how much is free). */
+  NO_SPACE: 8,
 });
 
 const EXIT_HELP = `
@@ -47,6 +49,7 @@ Exit codes:
   5  verification failed (checksums, hash chain, restore check)
   6  server unreachable, or not ready / breaker open (health-check)
   7  feature not available in this build
+  8  not enough disk space (the message says where, how much is free and, for a restore, needed)
 Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
 KYRODB_API_KEY is sent by admin/query commands, KYRODB_FAILPOINTS arms failpoints (testing).`;
 
@@ -65,6 +68,7 @@ function exitCodeFor(err: unknown): number {
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
   if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
   if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
+  if (code === 'BACKUP_NO_SPACE' || code === 'WAL_DISK_FULL' || code === 'WAL_QUOTA_EXCEEDED') return EXIT.NO_SPACE;
   return EXIT.FAILURE;
 }
 

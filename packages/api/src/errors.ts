@@ -163,6 +163,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   BACKUP_INVALID_URL: 400,
   BACKUP_INVALID_ARGUMENT: 400,
   BACKUP_LOG_DIVERGED: 409,
+  BACKUP_NO_SPACE: 507,
 });
 
 /** Codes whose 503 carries `Retry-After` (writes are blocked for a while). */

@@ -98,10 +98,9 @@ export class BackupManager {
 
   /** A full backup of events 1..head (+ newest checkpoint ≤ head). Tagged backups are never pruned. */
   async createFull(opts: { tag?: string; description?: string } = {}): Promise<BackupManifest> {
-    return this.timed('full', async () => {
+    return this.timed('full', async (id) => {
       const head = this.o.log.head();
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
-      const id = newBackupId(this.now(), 'full');
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, countVectors: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
       let counts: Record<string, number>;
@@ -144,7 +143,7 @@ export class BackupManager {
    * parent; BACKUP_LOG_DIVERGED if the log's hash at the parent's head differs.
    */
   async createIncremental(opts: { since?: number; tag?: string; description?: string } = {}): Promise<BackupManifest> {
-    return this.timed('incremental', async () => {
+    return this.timed('incremental', async (id) => {
       const { manifests } = await loadManifests(this.o.store);
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
@@ -154,7 +153,6 @@ export class BackupManager {
       if (at === undefined || toHex(decodeRecord(at).hash) !== parent.head_hash || head.seq < parent.to_seq) {
         throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq})`, { parent: parent.backup_id });
       }
-      const id = newBackupId(this.now(), 'incremental');
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];
@@ -345,11 +343,13 @@ export class BackupManager {
     };
   }
 
-  private async timed(type: 'full' | 'incremental', fn: () => Promise<BackupManifest>): Promise<BackupManifest> {
+  /** Runs a backup `fn` under a new id, with its metrics; if it fails, what it stored is removed (`discard`). */
+  private async timed(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
     const t0 = performance.now();
     this.lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
+    const id = newBackupId(this.now(), type);
     try {
-      const m = await fn();
+      const m = await fn(id);
       this.lastPhasesMs.total = performance.now() - t0;
       this.metrics.success.inc({ type });
       this.metrics.duration.observe({ type }, (performance.now() - t0) / 1000);
@@ -359,7 +359,23 @@ export class BackupManager {
     } catch (err) {
       this.metrics.failure.inc({ type });
       this.logger('error', `${type} backup failed`, { error: String(err) });
+      await this.discard(id);
       throw err;
+    }
+  }
+
+  /**
+   * Removes what a failed backup stored, manifest first (so it is never listed, even if its put
+   * failed after the store took it). A failure on a full backup disk would otherwise keep the
+   * disk full and fail every backup after it. Best effort: what cannot be removed stays unlisted
+   * (no manifest) and is logged.
+   */
+  private async discard(id: string): Promise<void> {
+    try {
+      await this.o.store.delete(manifestKey(id));
+      for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
+    } catch (err) {
+      this.logger('warn', `could not remove the objects of the failed backup ${id}; they are never listed (no manifest)`, { error: String(err) });
     }
   }
 
@@ -372,35 +388,43 @@ export class BackupManager {
     const ahead = runner.inWorker ? 2 : 1; // files sealed/uploaded ahead of the read (worker / inline)
     let chain: Promise<void> = Promise.resolve();
     const inFlight: Promise<void>[] = [];
-    for (let start = from; start <= to; start += this.o.eventsPerFile) {
-      const t0 = performance.now();
-      const end = Math.min(to, start + this.o.eventsPerFile - 1);
-      const entries: SegmentEntry[] = [];
-      for (const { seq, record } of this.o.log.readRecords(start, end)) {
-        if (seq !== start + entries.length) throw new BackupError('BACKUP_CHAIN_GAP', `the log is missing seq ${start + entries.length}`, { seq });
-        entries.push({ seq, ts: recordSeqTs(record).ts, record });
-        onRecord?.(record);
+    try {
+      for (let start = from; start <= to; start += this.o.eventsPerFile) {
+        const t0 = performance.now();
+        const end = Math.min(to, start + this.o.eventsPerFile - 1);
+        const entries: SegmentEntry[] = [];
+        for (const { seq, record } of this.o.log.readRecords(start, end)) {
+          if (seq !== start + entries.length) throw new BackupError('BACKUP_CHAIN_GAP', `the log is missing seq ${start + entries.length}`, { seq });
+          entries.push({ seq, ts: recordSeqTs(record).ts, record });
+          onRecord?.(record);
+        }
+        if (entries.length !== end - start + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the log holds ${entries.length} of seqs ${start}..${end}`, { from: start, to: end });
+        const raw = encodeSegment(entries).body;
+        const rawSize = raw.length; // `raw` may be handed over to the codec's worker
+        const sealed = runner.seal(raw, entries);
+        sealed.catch(() => undefined); // observed through the chain below, even when an earlier step failed
+        this.lastPhasesMs.read += performance.now() - t0;
+        const key = `${backupPrefix(id)}events-${padSeq(start)}-${padSeq(end)}`;
+        const step = chain
+          .then(() => sealed)
+          .then(async ({ body, sha256 }) => {
+            files.push({ key, kind: 'events', size: body.length, raw_size: rawSize, sha256, first_seq: start, last_seq: end });
+            await this.o.store.put(key, body);
+            this.o.onProgress?.({ phase: 'events', done: end - from + 1, total: to - from + 1 });
+          });
+        step.catch(() => undefined); // observed through the chain; never unhandled if the read fails first
+        chain = step;
+        inFlight.push(step);
+        if (inFlight.length > ahead) {
+          const t1 = performance.now();
+          await inFlight.shift();
+          this.lastPhasesMs.wait += performance.now() - t1;
+        }
       }
-      if (entries.length !== end - start + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the log holds ${entries.length} of seqs ${start}..${end}`, { from: start, to: end });
-      const sealed = runner.seal(encodeSegment(entries).body, entries);
-      sealed.catch(() => undefined); // observed through the chain below, even when an earlier step failed
-      this.lastPhasesMs.read += performance.now() - t0;
-      const key = `${backupPrefix(id)}events-${padSeq(start)}-${padSeq(end)}`;
-      const step = chain
-        .then(() => sealed)
-        .then(async ({ body, sha256 }) => {
-          files.push({ key, kind: 'events', size: body.length, sha256, first_seq: start, last_seq: end });
-          await this.o.store.put(key, body);
-          this.o.onProgress?.({ phase: 'events', done: end - from + 1, total: to - from + 1 });
-        });
-      step.catch(() => undefined); // observed through the chain; never unhandled if the read fails first
-      chain = step;
-      inFlight.push(step);
-      if (inFlight.length > ahead) {
-        const t1 = performance.now();
-        await inFlight.shift();
-        this.lastPhasesMs.wait += performance.now() - t1;
-      }
+    } catch (err) {
+      // Nothing is left uploading once this fails: what a failed backup stored is then removed (see `timed`).
+      await chain.catch(() => undefined);
+      throw err;
     }
     const t1 = performance.now();
     await chain;
@@ -429,10 +453,11 @@ export class BackupManager {
           const r = rel === '' ? e.name : `${rel}/${e.name}`;
           if (e.isDirectory()) await walk(path.join(d, e.name), r);
           else if (e.isFile()) {
-            const body = encodeObject(await fsp.readFile(path.join(d, e.name)), this.o.compression, this.o.encryption);
+            const raw = await fsp.readFile(path.join(d, e.name));
+            const body = encodeObject(raw, this.o.compression, this.o.encryption);
             const key = `${backupPrefix(id)}checkpoint/${r}`;
             await this.o.store.put(key, body);
-            files.push({ key, kind: 'checkpoint', size: body.length, sha256: sha256Hex(body), path: r });
+            files.push({ key, kind: 'checkpoint', size: body.length, raw_size: raw.length, sha256: sha256Hex(body), path: r });
           }
         }
       };

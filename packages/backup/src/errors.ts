@@ -41,6 +41,8 @@ export const BackupErrorCodes = {
   BACKUP_INVALID_ARGUMENT: 'an argument is invalid',
   /** The source log's history differs from the parent backup (different hash at the parent's head). */
   BACKUP_LOG_DIVERGED: 'the log no longer extends the parent backup',
+  /** The file system a restore writes, or a local backup store, has too little free space (full or over quota); nothing was left half-written. */
+  BACKUP_NO_SPACE: 'not enough free disk space',
 } as const;
 
 /** A stable error code of the backup package. */

@@ -12,6 +12,8 @@ export interface BackupFile {
   kind: 'events' | 'checkpoint';
   /** Stored size, bytes (after compression/encryption). */
   size: number;
+  /** Size before compression and encryption, bytes: what a restore writes from it (absent in backups written before it was recorded). */
+  raw_size?: number;
   /** Hex SHA-256 of the stored bytes. */
   sha256: string;
   /** Events files: the seq range held. */

@@ -15,6 +15,7 @@ import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from 
 import type { ReplayState } from './state.js';
 import type { ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
+import { formatBytes, freeBytes, noSpaceError } from './space.js';
 
 /** Options of `executeRestore`. */
 export interface ExecuteRestoreOptions {
@@ -53,6 +54,8 @@ export interface RestoreReport {
   previousDir: string | null;
   durationMs: number;
   plan: string;
+  /** At least this many bytes the restore writes into the data dir (`restoreSpaceNeeded`): checked against the free space before anything is written. */
+  spaceNeededBytes: number;
   /** The replayed state (only with `keepState`). */
   state?: ReplayState;
   /**
@@ -114,11 +117,13 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   let runner: CodecRunner | undefined;
   let copyingCheckpoint: Promise<void> | undefined;
   const phases = { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0 };
+  let reached = 0; // the last seq imported, for a failure's message
   try {
     const holder = lockHolder(dataDir);
     if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
     const exists = await nonEmptyDir(dataDir);
     if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
+    checkSpace(plan, dataDir);
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
     // Downloading, checking, decoding and counting (the codec; see CodecThread for where it runs)
@@ -167,6 +172,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       pendingFrames = [];
       collections = [];
       docIds = [];
+      reached = cur;
       o.onProgress?.({ phase: 'import', done: cur, total });
     };
     // Sources in plan order. One covered by the sources before it is never fetched (the opener would skip it).
@@ -336,6 +342,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       previousDir,
       durationMs,
       plan: describePlan(plan),
+      spaceNeededBytes: restoreSpaceNeeded(plan),
       phasesMs: { ...phases, total: durationMs },
       ...(o.keepState === true && state !== undefined ? { state } : {}),
     };
@@ -344,9 +351,59 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     if (runner !== undefined) await runner.close().catch(() => undefined);
     await copyingCheckpoint?.catch(() => undefined); // it writes into the staging dir: let it finish before removing that
     if (log !== undefined) await log.close().catch(() => undefined);
+    // Told while the staging dir still holds what filled the disk.
+    const full = staging !== undefined ? noSpaceError(err, path.dirname(dataDir), `the restore into ${dataDir} ran out of space at seq ${reached} of ${plan.toSeq}`, `${dataDir} is untouched and the partial restore was removed`, { seq: reached }) : undefined;
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
-    throw err;
+    throw full ?? err;
   }
+}
+
+/**
+ * At least the bytes a restore of `plan` writes into its data dir: every restored event's record
+ * goes to the write-ahead segments and to LMDB (so twice its bytes; LMDB's pages and indexes add
+ * ~7% more, 1M 128-d events: 628 MB of segments, 716 MB of LMDB), plus the checkpoint's files.
+ * A lower bound, so that it never refuses a restore that would fit: an events file counts its
+ * records (what it holds less its framing) only where all of it is restored; a file of a backup
+ * written before `raw_size` was recorded counts its stored size (a compressed one counts short);
+ * a point-in-time restore counts only backups that end at or before T; continuous segments
+ * (unsized in the plan) count nothing.
+ */
+export function restoreSpaceNeeded(plan: RestorePlan): number {
+  const T = plan.pointInTime;
+  let bytes = 0;
+  let covered = 0;
+  for (const step of plan.steps) {
+    if (step.kind !== 'backup') {
+      covered = Math.max(covered, step.last_seq);
+      continue;
+    }
+    const whole = T === null || step.manifest.to_ts <= T;
+    for (const f of step.manifest.files) {
+      if (f.kind !== 'events' || f.first_seq === undefined || f.last_seq === undefined) continue;
+      if (whole && f.first_seq > covered && f.last_seq <= plan.toSeq) {
+        const events = f.last_seq - f.first_seq + 1;
+        // A segment's header (under 1 KiB of JSON) and each entry's 12 bytes of framing are not written as they are.
+        bytes += 2 * Math.max(0, (f.raw_size ?? f.size) - 1024 - 12 * events);
+      }
+      covered = Math.max(covered, f.last_seq);
+    }
+  }
+  const cp = plan.checkpoint;
+  if (cp !== null && T === null && cp.seq <= plan.toSeq) for (const f of cp.files) bytes += f.raw_size ?? f.size;
+  return bytes;
+}
+
+/** BACKUP_NO_SPACE when the file system the restore writes into has less free space than `restoreSpaceNeeded(plan)`. */
+function checkSpace(plan: RestorePlan, dataDir: string): void {
+  const needed = restoreSpaceNeeded(plan);
+  const dir = path.dirname(dataDir);
+  const free = freeBytes(dir);
+  if (free === undefined || free >= needed) return;
+  throw new BackupError(
+    'BACKUP_NO_SPACE',
+    `restoring into ${dataDir} needs at least ${formatBytes(needed)} free in ${dir} (every event goes into the write-ahead segments and into LMDB), but ${formatBytes(free)} is free; nothing was changed`,
+    { dir, neededBytes: needed, freeBytes: free },
+  );
 }
 
 /** Fetches, checks (size, SHA-256, decryption) and writes a backup's checkpoint files into `<dataDir>/checkpoints/<name>/`. */
@@ -400,7 +457,12 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
         throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
       }
     }
-    return { dataDir: path.resolve(o.dataDir), seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan), phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 } };
+    const dataDir = path.resolve(o.dataDir);
+    checkSpace(plan, dataDir);
+    const needed = restoreSpaceNeeded(plan);
+    const free = freeBytes(path.dirname(dataDir));
+    const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
+    return { dataDir, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 } };
   }
   return executeRestore(plan, o);
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { sealEvent, GENESIS_HASH, toHex, type EventInput } from '@kyrodb/log';
-import { BackupErrorCodes, BackupError, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+import { BackupErrorCodes, BackupError, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
   it('every code is documented in errors.ts and used with its own name', () => {
@@ -85,6 +85,28 @@ describe('planRestore (pure)', () => {
   it('a missing parent is BACKUP_CHAIN_GAP; an unknown tag BACKUP_NOT_FOUND', () => {
     expect(() => planRestore({ manifests: [inc], segments: [] }, { backupId: 'i1' })).toThrow(expect.objectContaining({ code: 'BACKUP_CHAIN_GAP' }) as Error);
     expect(() => planRestore({ manifests: [full], segments: [] }, { tag: 'nope' })).toThrow(expect.objectContaining({ code: 'BACKUP_NOT_FOUND' }) as Error);
+  });
+});
+
+describe('restoreSpaceNeeded (pure): a lower bound of what a restore writes', () => {
+  const ev = (key: string, first: number, last: number, size: number, raw?: number): BackupFile => ({ key, kind: 'events', size, sha256: '', first_seq: first, last_seq: last, ...(raw !== undefined ? { raw_size: raw } : {}) });
+  const full = manifest('f1', 'full', null, 1, 100, '2026-01-01T00:00:00Z', { prev_hash: toHex(GENESIS_HASH), files: [ev('f1/a', 1, 50, 10_000, 60_000), ev('f1/b', 51, 100, 10_000, 60_000)] });
+  const inc = manifest('i1', 'incremental', 'f1', 101, 150, '2026-01-01T01:00:00Z', { files: [ev('i1/a', 101, 150, 9_000)] });
+  // Each events file: twice its records, i.e. its raw bytes less a 1 KiB header allowance and 12 bytes of framing an event.
+  const rec = (raw: number, events: number): number => 2 * (raw - 1024 - 12 * events);
+  it('every events file restored whole counts twice its records; a file without raw_size counts its stored size', () => {
+    expect(restoreSpaceNeeded(planRestore({ manifests: [full], segments: [] }, { backupId: 'f1' }))).toBe(2 * rec(60_000, 50));
+    expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [] }, { backupId: 'i1' }))).toBe(2 * rec(60_000, 50) + rec(9_000, 50));
+  });
+  it('a point-in-time restore counts only the backups that end at or before T; segments count nothing', () => {
+    // full ends at ts 1000: T inside it counts nothing (the file holding T may be cut), T after it counts it whole.
+    expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [] }, { pointInTime: 999 }))).toBe(0);
+    expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [{ key: 'segments/x', first_seq: 151, last_seq: 400 }] }, { pointInTime: 1200 }))).toBe(2 * rec(60_000, 50));
+  });
+  it('the checkpoint a restore copies counts its raw size', () => {
+    const cp: BackupFile = { key: 'f1/checkpoint/meta.json', kind: 'checkpoint', size: 100, raw_size: 5_000, sha256: '', path: 'meta.json' };
+    const withCp = { ...full, backup_id: 'f2', checkpoint_seq: 100, files: [...full.files, cp] };
+    expect(restoreSpaceNeeded(planRestore({ manifests: [withCp], segments: [] }, { backupId: 'f2' }))).toBe(2 * rec(60_000, 50) + 5_000);
   });
 });
 

@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BackupError } from '../errors.js';
+import { formatBytes, noSpaceError } from '../space.js';
 import { checkKey, type ObjectStore } from './objectStore.js';
 
 const TMP_MARK = '.tmp-';
@@ -39,25 +40,33 @@ export class LocalDirStore implements ObjectStore {
       throw new BackupError('BACKUP_OBJECT_CONFLICT', `object ${key} already exists with different bytes`, { key });
     }
     const dir = path.dirname(file);
-    await fsp.mkdir(dir, { recursive: true });
     const tmp = `${file}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
-    const fh = await fsp.open(tmp, 'wx');
     try {
-      await fh.writeFile(body);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      // link() fails if the key appeared meanwhile, keeping objects immutable under races.
-      await fsp.link(tmp, file);
-    } catch (err) {
+      await fsp.mkdir(dir, { recursive: true });
+      const fh = await fsp.open(tmp, 'wx');
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        // link() fails if the key appeared meanwhile, keeping objects immutable under races.
+        await fsp.link(tmp, file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+          await fsp.rm(tmp, { force: true });
+          return this.put(key, body);
+        }
+        throw err;
+      }
       await fsp.rm(tmp, { force: true });
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return this.put(key, body);
-      throw err;
+      await fsyncDir(dir);
+    } catch (err) {
+      // A failed write leaves no temp file behind: on a full disk it would keep the disk full.
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+      throw noSpaceError(err, this.root, `writing ${key} (${formatBytes(body.length)}) to the backup store ${this.url}`, 'the object was not stored') ?? err;
     }
-    await fsp.rm(tmp, { force: true });
-    await fsyncDir(dir);
   }
 
   async get(key: string): Promise<Buffer> {
