@@ -248,12 +248,13 @@ export function buildProgram(): Command {
   storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare)'))
     .requiredOption('--backup-id <id>', 'backup id, or "latest"')
     .option('--deep', 'also restore into a temp dir: its event count, head hash, vector count and write-ahead segments must match the backup, and recall probes must find their vectors')
-    .action(async (o: CommonOpts & { backupId: string; deep?: boolean; output?: string; s3?: string }) => {
+    .option('--scratch-dir <dir>', 'where --deep restores (default: the system temp dir, $TMPDIR); it needs a little over twice the backup\'s events\' bytes free')
+    .action(async (o: CommonOpts & { backupId: string; deep?: boolean; scratchDir?: string; output?: string; s3?: string }) => {
       try {
         const cfg = configFrom(o);
         const store = openConfiguredStore(cfg, storeUrl(o));
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
-        const rep = await mgr.verify(o.backupId, o.deep ? { deep: true } : {});
+        const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
         if (!rep.ok) process.exit(EXIT.VERIFY_FAILED);
       } catch (err) {

@@ -195,10 +195,12 @@ export class BackupManager {
    * recall probes: `probes` stored vectors (default 32) searched by brute force must each find
    * themselves on top, and searched through the restored data dir's own index (the projections'
    * HNSW + hot tier, loaded from the restored checkpoint if any) at least `minIndexRecall`
-   * (default 0.95) of them must.
-   * Never throws for a bad backup: the report's `code` names the problem.
+   * (default 0.95) of them must. The scratch dir goes under `scratchDir` (default: the system
+   * temp dir), which needs what the restore needs (see `restoreSpaceNeeded`).
+   * Never throws for a bad backup: the report's `code` names the problem. Throws what is not
+   * the backup's fault: BACKUP_NO_SPACE when the scratch dir's disk cannot hold the restore.
    */
-  async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number; minIndexRecall?: number } = {}): Promise<BackupVerifyReport> {
+  async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number; minIndexRecall?: number; scratchDir?: string } = {}): Promise<BackupVerifyReport> {
     const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
     try {
       const { manifests, incomplete } = await loadManifests(this.o.store);
@@ -235,18 +237,19 @@ export class BackupManager {
         if (expectSeq !== b.to_seq + 1) throw new BackupError('BACKUP_CHAIN_GAP', `backup ${b.backup_id} holds events up to ${expectSeq - 1}, its manifest says ${b.to_seq}`, { backupId: b.backup_id });
         if (prev !== b.head_hash) throw new BackupError('BACKUP_CHAIN_BROKEN', `backup ${b.backup_id}: the last event's hash differs from the manifest's head hash`, { backupId: b.backup_id });
       }
-      if (opts.deep === true) report.deep = await this.deepCheck(manifests, m, opts.probes ?? 32, opts.minIndexRecall ?? 0.95);
+      if (opts.deep === true) report.deep = await this.deepCheck(manifests, m, opts.probes ?? 32, opts.minIndexRecall ?? 0.95, opts.scratchDir ?? os.tmpdir());
       report.ok = true;
     } catch (err) {
-      if (!isBackupError(err)) throw err;
+      if (!isBackupError(err) || err.code === 'BACKUP_NO_SPACE') throw err;
       report.code = err.code;
       report.message = err.message;
     }
     return report;
   }
 
-  private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number, minIndexRecall: number): Promise<NonNullable<BackupVerifyReport['deep']>> {
-    const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'kyrodb-verify-'));
+  private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number, minIndexRecall: number, scratchDir: string): Promise<NonNullable<BackupVerifyReport['deep']>> {
+    await fsp.mkdir(scratchDir, { recursive: true });
+    const scratch = await fsp.mkdtemp(path.join(scratchDir, 'kyrodb-verify-'));
     try {
       const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
       const dataDir = path.join(scratch, 'data');

@@ -139,6 +139,12 @@ describe('backup and restore on a full disk (real tmpfs)', { timeout: 120_000 },
       expect(staging()).toEqual([]);
     }
 
+    // A deep verify that would restore onto that disk: not a bad backup (no report), BACKUP_NO_SPACE.
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger() });
+    await expect(mgr.verify(m.backup_id, { deep: true, scratchDir: disk })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_NO_SPACE'));
+    expect(staging()).toEqual([]);
+    expect(await mgr.verify(m.backup_id, { deep: true, scratchDir: tempDir() })).toMatchObject({ ok: true, deep: { events: 6001 } });
+
     // 2. A backup written before raw sizes were recorded: the check counts its stored (compressed)
     // size, lets it start, and the disk fills mid-way. The target is untouched, the partial restore gone.
     const mk = path.join(storeDir, ...manifestKey(m.backup_id).split('/'));
