@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, lockHolder } from '@kyrodb/log';
+import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
 import { BackupManager, restore, seqSpan } from '@kyrodb/backup';
@@ -327,6 +327,8 @@ export function buildProgram(): Command {
           force: o.force === true,
           ...(enc ? { encryption: enc } : {}),
           ...(bar.onProgress ? { onProgress: bar.onProgress } : {}),
+          failpoints: Failpoints.fromEnv(),
+          logger: (level, msg) => process.stderr.write(`kyrodb: ${level === 'warn' ? 'warning: ' : ''}${msg}\n`),
         });
         bar.stop();
         out(o.json, rep, rep.plan);

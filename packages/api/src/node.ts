@@ -6,7 +6,7 @@ import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
-import { BackupManager, ContinuousBackup, loadKey, openObjectStore } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore } from '@kyrodb/backup';
 import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 
@@ -88,6 +88,8 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   const logger = o.logger ?? defaultLogger;
   const dataDir = dataDirOf(cfg);
   const wal = cfg.error_recovery.wal;
+  // A restore into this data dir that was killed part way may have moved it aside: put it back first.
+  await recoverInterruptedRestore(dataDir, (level, msg, fields) => logger(level, msg, { component: 'restore', ...fields }));
   const log = await EventLog.open({
     dir: dataDir,
     registry,

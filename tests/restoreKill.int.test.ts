@@ -1,0 +1,121 @@
+// A `kyrodb restore` killed with SIGKILL part way, for real. The failpoints only hold the restore
+// at the spot (`wal.import`: before its first frames are written; `restore.swap`: between the
+// two renames of the swap, where the data dir has been moved aside); the kill is a real one.
+// After it, the data dir must be as it was, and what the dead restore left must be cleaned up by
+// the next restore or server start, by themselves.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EventLog, toHex, type EventInput } from '@kyrodb/log';
+import { BackupManager, LocalDirStore } from '@kyrodb/backup';
+import { CLI, call, kyrodb, startServer, tmp, vectorFor } from './serverProcess.js';
+import type { ServerProc } from './serverProcess.js';
+
+/** A data dir of `n` upserts of 16-d vectors (seeds from `seed`); its head. */
+async function makeLog(dir: string, n: number, seed: number): Promise<{ seq: number; hash: string }> {
+  const log = await EventLog.open({ dir, logger: () => undefined });
+  try {
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 16, metric: 'l2', hnsw: { M: 16, efConstruction: 100, efSearch: 50 } } }]);
+    for (let i = 0; i < n; i += 500) {
+      const batch: EventInput[] = [];
+      for (let j = i; j < Math.min(n, i + 500); j++) batch.push({ type: 'vector.upserted', collection: 'c', body: { id: `v${j}`, vector: Float32Array.from(vectorFor(seed + j, 16)) } });
+      await log.append(batch);
+    }
+    const h = log.head();
+    return { seq: h.seq, hash: toHex(h.hash) };
+  } finally {
+    await log.close();
+  }
+}
+
+/** SHA-256 over every file path and content under `dir`. */
+function hashDir(dir: string): string {
+  const h = createHash('sha256');
+  for (const f of (fs.readdirSync(dir, { recursive: true }) as string[]).sort()) {
+    const p = path.join(dir, f);
+    if (!fs.statSync(p).isFile()) continue;
+    h.update(f + '\0');
+    h.update(fs.readFileSync(p));
+  }
+  return h.digest('hex');
+}
+
+/** Starts `kyrodb restore …` with `failpoints` armed, waits until `ready()` holds, then SIGKILLs it. */
+async function killRestoreWhen(args: string[], failpoints: string, ready: () => boolean): Promise<void> {
+  const proc = spawn(process.execPath, [CLI, 'restore', ...args], { env: { ...process.env, KYRODB_FAILPOINTS: failpoints }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+  const end = Date.now() + 60_000;
+  while (!ready()) {
+    if (proc.exitCode !== null) throw new Error(`the restore ended (${proc.exitCode}) before the kill:\n${err}`);
+    if (Date.now() > end) throw new Error(`the restore never reached the point to kill it at:\n${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  proc.kill('SIGKILL');
+  await exited;
+  expect(proc.signalCode).toBe('SIGKILL');
+}
+
+describe('a restore killed with SIGKILL part way', { timeout: 180_000 }, () => {
+  const root = tmp();
+  const backups = path.join(root, 'backups');
+  let backupHead: { seq: number; hash: string };
+  const servers: ServerProc[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.stop('SIGKILL');
+  });
+  const leftovers = (dataDir: string): string[] => fs.readdirSync(path.dirname(dataDir)).filter((n) => n.startsWith(path.basename(dataDir) + '.'));
+
+  it('the backup to restore', async () => {
+    const src = path.join(root, 'source');
+    backupHead = await makeLog(src, 4000, 1);
+    const log = await EventLog.open({ dir: src, readOnly: true, logger: () => undefined });
+    try {
+      await new BackupManager({ log, dataDir: src, store: new LocalDirStore(backups), logger: () => undefined }).createFull();
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('while importing: the data dir is untouched; the next restore removes the dead staging dir and completes', async () => {
+    const target = path.join(root, 'a', 'data');
+    const own = await makeLog(target, 300, 50_000);
+    const before = hashDir(target);
+    const staging = (): string[] => leftovers(target).filter((n) => n.includes('.restore-staging-'));
+    await killRestoreWhen(['--backup-id', 'latest', '--from', backups, '--data-dir', target, '--force'], 'wal.import=delay(60000)', () => staging().some((n) => fs.existsSync(path.join(path.dirname(target), n, 'log.mdb'))));
+    expect(hashDir(target)).toBe(before);
+    expect(staging()).toHaveLength(1); // what the dead restore wrote
+    expect(own.seq).toBe(301);
+    const again = await kyrodb(['restore', '--backup-id', 'latest', '--from', backups, '--data-dir', target, '--force', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/removed 1 staging dir\(s\) of restores into .* that were stopped part way/);
+    expect(JSON.parse(again.stdout)).toMatchObject({ seq: backupHead.seq, headHash: backupHead.hash });
+    expect(leftovers(target)).toEqual([]);
+  });
+
+  it('between the two renames of the swap (no data dir at that moment): the server started next puts the data dir back', async () => {
+    const target = path.join(root, 'b', 'data');
+    const own = await makeLog(target, 300, 90_000);
+    await killRestoreWhen(['--backup-id', 'latest', '--from', backups, '--data-dir', target, '--force'], 'restore.swap=delay(60000)', () => !fs.existsSync(target));
+    // The kill left the data dir moved aside, the verified staging dir, and the swap's marker.
+    expect(fs.existsSync(target)).toBe(false);
+    expect(leftovers(target).map((n) => n.replace(/-[\dTZ]+(-\d+)?$/, ''))).toEqual(expect.arrayContaining(['data.pre-restore', 'data.restore-staging', 'data.restore-swap.json']));
+    const s = await startServer(['--data-dir', target], { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(root, 'b', 'backups') });
+    servers.push(s);
+    const head = await call(s.url, 'GET', '/v1/audit/head');
+    expect([head.json.seq, head.json.hash]).toEqual([own.seq, own.hash]);
+    expect((await call(s.url, 'GET', '/v1/collections/c/vectors/v299')).status).toBe(200);
+    expect(s.stderr()).toMatch(/stopped in the middle of swapping data dirs: the data dir it had moved aside is back/);
+    expect(await s.stop()).toBe(0);
+    expect(leftovers(target)).toEqual([]);
+    const log = await EventLog.open({ dir: target, readOnly: true, logger: () => undefined });
+    try {
+      expect(toHex(log.head().hash)).toBe(own.hash);
+    } finally {
+      await log.close();
+    }
+  });
+});
