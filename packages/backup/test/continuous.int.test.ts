@@ -1,9 +1,10 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
-import { BackupManager, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, loadSegments, restore, verifySegments, type ObjectStore } from '@kyrodb/backup';
-import { created, FaultProxy, fill, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
+import { BackupManager, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, restore, verifySegments, type ObjectStore } from '@kyrodb/backup';
+import { created, FaultProxy, fill, hashDir, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
 
 async function gauge(r: Registry, name: string): Promise<number> {
   const m = (await r.getMetricsAsJSON()).find((x) => x.name === name);
@@ -155,6 +156,27 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     const full = await mgr.createFull();
     proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
     expect((await mgr.verify(full.backup_id)).ok).toBe(true);
+
+    // A restore through the same faults: its downloads retry, and it lands intact.
+    const target = path.join(tempDir(), 'data');
+    const own = await EventLog.open({ dir: target, logger: () => undefined });
+    await own.append([created('mine', 4)]);
+    await own.close();
+    const targetBefore = hashDir(target);
+    proxy.faults = { errorRate: 0.2, dropRate: 0.05, latencyMs: 5 };
+    const errorsBefore = proxy.counts.errors + proxy.counts.drops;
+    const staged = path.join(tempDir(), 'staged');
+    const r = await restore({ store: patient, dataDir: staged, backupId: full.backup_id });
+    expect([r.seq, r.headHash, r.vectorCount]).toEqual([full.to_seq, full.head_hash, full.vector_count]);
+    expect(proxy.counts.errors + proxy.counts.drops).toBeGreaterThan(errorsBefore);
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+    // S3 gone for good: the restore fails once its retries run out (BACKUP_STORE_ERROR), and the
+    // data dir it would have replaced is untouched, nothing of the attempt left beside it.
+    await s3.stop();
+    await expect(restore({ store: patient, dataDir: target, backupId: full.backup_id, force: true })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_STORE_ERROR'));
+    expect(hashDir(target)).toBe(targetBefore);
+    expect(fs.readdirSync(path.dirname(target))).toEqual(['data']);
+    await s3.start(s3.port);
     patient.destroy();
     store.destroy();
     await log.close();
