@@ -63,6 +63,8 @@ export interface BackupVerifyReport {
 export interface PruneResult extends RetentionPlan {
   dryRun: boolean;
   deletedObjects: number;
+  /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
+  sweptTempFiles: number;
 }
 
 function newBackupId(nowMs: number, type: 'full' | 'incremental'): string {
@@ -304,13 +306,17 @@ export class BackupManager {
 
   /**
    * Applies retention: plans (pure, see `planRetention`) then, unless `dryRun`, deletes the
-   * pruned backups (manifest first, so a half-deleted backup is never listed) and segments.
+   * pruned backups (manifest first, so a half-deleted backup is never listed), segments, and
+   * incomplete backups older than `incompleteAfterMs` (default a day), and sweeps the store's
+   * temp files left by dead processes.
    */
-  async prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number }): Promise<PruneResult> {
+  async prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number; incompleteAfterMs?: number }): Promise<PruneResult> {
     const { manifests, incomplete } = await loadManifests(this.o.store);
     const segments = await loadSegments(this.o.store);
     const plan = planRetention(manifests, segments, {
       now: opts.now ?? this.now(),
+      incomplete,
+      ...(opts.incompleteAfterMs !== undefined ? { incompleteAfterMs: opts.incompleteAfterMs } : {}),
       ...(opts.retentionDays !== undefined ? { retentionDays: opts.retentionDays } : {}),
       ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
     });
@@ -325,9 +331,14 @@ export class BackupManager {
         await this.o.store.delete(k);
         deletedObjects += 1;
       }
-      void incomplete; // incomplete backups may still be uploading; they are left alone
+      for (const id of plan.deleteIncomplete) {
+        for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
+        deletedObjects += 1;
+      }
     }
-    return { ...plan, dryRun: opts.dryRun === true, deletedObjects };
+    // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
+    const sweptTempFiles = opts.dryRun === true || this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep()).length;
+    return { ...plan, dryRun: opts.dryRun === true, deletedObjects, sweptTempFiles };
   }
 
   // ---------------------------------------------------------------- internals

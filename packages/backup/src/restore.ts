@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { EventLog, frameRecordCount, isLogError, lockHolder, toHex, type Failpoints } from '@kyrodb/log';
+import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, toHex, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -442,14 +442,6 @@ async function writeSwapMarker(file: string, m: SwapMarker): Promise<void> {
   await fsyncDir(path.dirname(file));
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** What `recoverInterruptedRestore` did. */
 export interface RestoreRecovery {

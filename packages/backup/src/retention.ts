@@ -24,6 +24,21 @@ export interface RetentionOptions {
   retentionDays?: number;
   /** Now, ms since the epoch (plans are pure: the caller passes the time). */
   now: number;
+  /** Ids of backups with objects but no manifest (`loadManifests`' `incomplete`). */
+  incomplete?: readonly string[];
+  /** An incomplete backup older than this (by the time in its id) is one whose process is gone: deleted. Default 24 h. */
+  incompleteAfterMs?: number;
+}
+
+/** Default `incompleteAfterMs`: a day (a full backup of 1M events takes seconds). */
+export const INCOMPLETE_AFTER_MS = 24 * 3_600_000;
+
+/** The time (ms) a backup id was made at (`20261127T035039Z-full-…`), or undefined for another shape. */
+export function backupIdTime(id: string): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(id);
+  if (m === null) return undefined;
+  const t = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+  return Number.isNaN(t) ? undefined : t;
 }
 
 /** The result of planning: what to delete and why each kept backup stays. */
@@ -32,6 +47,11 @@ export interface RetentionPlan {
   delete: string[];
   /** Segments no kept restore point needs (wholly before the PITR base). */
   deleteSegments: string[];
+  /**
+   * Incomplete backups (objects, no manifest: never listed or used) made longer than
+   * `incompleteAfterMs` ago: what a backup killed mid-upload left. Younger ones may still be uploading.
+   */
+  deleteIncomplete: string[];
 }
 
 function isoWeek(d: Date): string {
@@ -56,7 +76,8 @@ const slotKeys: Record<keyof RetentionPolicy, (d: Date) => string> = {
  * created within `retentionDays`, plus the newest full backup ending before the window start
  * (the PITR base). Then every parent of a kept backup is kept too, so nothing kept ever loses
  * what it depends on. Segments are deletable only if they end at or before the PITR base (or,
- * with no window, before the oldest kept full backup).
+ * with no window, before the oldest kept full backup). Incomplete backups older than
+ * `incompleteAfterMs` are deleted too.
  */
 export function planRetention(manifests: readonly BackupManifest[], segments: readonly SegmentInfo[], o: RetentionOptions): RetentionPlan {
   const sorted = [...manifests].sort((a, b) => createdMs(b) - createdMs(a) || compareNewestFirst(a, b));
@@ -114,5 +135,9 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
     keep: sorted.filter((m) => reasons.has(m.backup_id)).map((m) => ({ backup_id: m.backup_id, reasons: reasons.get(m.backup_id)! })),
     delete: sorted.filter((m) => !reasons.has(m.backup_id)).map((m) => m.backup_id),
     deleteSegments: segments.filter((s) => s.last_seq <= segLimit).map((s) => s.key),
+    deleteIncomplete: (o.incomplete ?? []).filter((id) => {
+      const t = backupIdTime(id);
+      return t !== undefined && t < o.now - (o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS);
+    }),
   };
 }

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +60,27 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     const listed = await mgr.list();
     expect(listed).toHaveLength(1);
     expect(listed[0]!.to_seq).toBe(log.head().seq);
+    expect((await mgr.verify('latest')).ok).toBe(true);
+
+    // Prune removes what the killed backup left once it is older than a day (a younger one may
+    // still be uploading), and temp files of puts whose process is gone (a live one's stay).
+    const tmpOf = (pid: number): string => path.join(storeDir, 'backups', halfId, `events-x.tmp-${pid}-0a1b2c3d`);
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    fs.writeFileSync(tmpOf(Number(dead.stdout)), 'partial');
+    fs.writeFileSync(tmpOf(process.ppid), 'in flight');
+    expect((await mgr.prune({ dryRun: true })).deleteIncomplete).toEqual([]);
+    const later = Date.now() + 2 * 86_400_000;
+    const plan = await mgr.prune({ now: later, dryRun: true });
+    expect(plan.deleteIncomplete).toEqual([halfId]);
+    expect(plan.sweptTempFiles).toBe(0);
+    expect(await store.list(`backups/${halfId}/`)).not.toEqual([]);
+    const res = await mgr.prune({ now: later });
+    expect(res.deleteIncomplete).toEqual([halfId]);
+    expect(res.sweptTempFiles).toBeGreaterThanOrEqual(1);
+    expect(await store.list(`backups/${halfId}/`)).toEqual([]);
+    const tmpLeft = (fs.readdirSync(storeDir, { recursive: true }) as string[]).filter((f) => f.includes('.tmp-'));
+    expect(tmpLeft).toEqual([path.join('backups', halfId, `events-x.tmp-${process.ppid}-0a1b2c3d`)]);
+    expect((await mgr.list()).map((m) => m.backup_id)).toEqual([listed[0]!.backup_id]);
     expect((await mgr.verify('latest')).ok).toBe(true);
     await log.close();
   });

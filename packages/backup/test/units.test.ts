@@ -111,6 +111,14 @@ describe('restoreSpaceNeeded (pure): a lower bound of what a restore writes', ()
 });
 
 describe('planRetention (pure)', () => {
+  it('incomplete backups (no manifest) are deleted once older than incompleteAfterMs, by the time in their id; other ids never', () => {
+    const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const incomplete = ['20261126T115959Z-full-aaaaaa', '20261126T120001Z-incr-bbbbbb', '20261127T115900Z-full-cccccc', 'not-a-backup-id'];
+    expect(planRetention([], [], { now, incomplete }).deleteIncomplete).toEqual(['20261126T115959Z-full-aaaaaa']);
+    expect(planRetention([], [], { now, incomplete, incompleteAfterMs: 60_000 }).deleteIncomplete).toEqual(['20261126T115959Z-full-aaaaaa', '20261126T120001Z-incr-bbbbbb']);
+    expect(planRetention([], [], { now }).deleteIncomplete).toEqual([]);
+  });
+
   it('GFS keeps one per slot, tags forever, parents of kept incrementals; dry data only', () => {
     const ms: BackupManifest[] = [];
     let prev: BackupManifest | undefined;

@@ -13,7 +13,8 @@ export function lockPath(dir: string): string {
   return path.join(dir, 'kyrodb.lock');
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (one of another user's counts). */
+export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -32,7 +33,7 @@ export function lockHolder(dir: string): number | undefined {
     return undefined;
   }
   const pid = Number(text.trim());
-  return alive(pid) ? pid : undefined;
+  return processAlive(pid) ? pid : undefined;
 }
 
 /**

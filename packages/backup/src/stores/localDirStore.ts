@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { processAlive } from '@kyrodb/log';
 import { BackupError } from '../errors.js';
 import { formatBytes, noSpaceError } from '../space.js';
 import { checkKey, type ObjectStore } from './objectStore.js';
@@ -112,7 +113,30 @@ export class LocalDirStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     await fsp.rm(this.file(key), { force: true });
   }
+
+  /** Removes temp files (`<key>.tmp-<pid>-<hex>`) of puts whose process is gone: a put killed mid-write leaves one. */
+  async sweep(): Promise<string[]> {
+    const removed: string[] = [];
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(this.root, { recursive: true, withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return removed;
+      throw err;
+    }
+    for (const e of entries) {
+      const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(e.name);
+      if (!e.isFile() || m === null) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      const file = path.join(e.parentPath, e.name);
+      await fsp.rm(file, { force: true });
+      removed.push(path.relative(this.root, file));
+    }
+    return removed;
+  }
 }
+
 
 async function readIfExists(file: string): Promise<Buffer | undefined> {
   try {
