@@ -15,6 +15,8 @@ export const LogErrorCodes = {
   LOG_CHAIN_BROKEN: 'the stored hash chain does not verify',
   /** A stored record cannot be decoded. */
   LOG_CORRUPT_RECORD: 'a stored record cannot be decoded',
+  /** log.mdb is shorter than its own pages reach (cut short) and cannot be rebuilt here: opened read-only, or no write-ahead segments. */
+  LOG_STORE_CORRUPT: 'the LMDB store is damaged and cannot be rebuilt by this open',
   /** The data dir was written by an unknown format version. */
   LOG_FORMAT_VERSION: 'the data dir has an unsupported format version',
   /** Another live process holds the writer lock on this data dir. */

@@ -18,7 +18,7 @@ import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, frameFirst
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
-import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, openStores, writeDocEntries, type DocEntry } from './store.js';
+import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
@@ -368,6 +368,7 @@ export class EventLog {
     }
     try {
       if (!log.opts.readOnly) log.dropLmdbAfterMachineCrash();
+      await log.setAsideLmdbCutShort();
       log.openEnv();
       log.checkFormat();
       log.cachedHead = log.readHeadFromDisk();
@@ -1238,6 +1239,24 @@ export class EventLog {
    * boot, or cannot say), LMDB's unsynced pages may be anything — not even safe to open — so it
    * is deleted before opening; `openWal` then rebuilds it from the segments.
    */
+  /**
+   * A log.mdb cut short (see `lmdbCutShort`) would kill the process at its first read of a missing
+   * page. A writable open with write-ahead segments moves it aside (`log.mdb.cut-short-<ts>`, kept:
+   * nothing is deleted) and `openWal` rebuilds LMDB from the segments; a read-only open, or a data
+   * dir without segments, is LOG_STORE_CORRUPT.
+   */
+  private async setAsideLmdbCutShort(): Promise<void> {
+    const cut = await lmdbCutShort(this.opts.dir);
+    if (cut === undefined) return;
+    const what = `${path.join(this.opts.dir, 'log.mdb')} is cut short: ${cut.size} bytes, its pages reach ${cut.needed}`;
+    if (this.opts.readOnly) throw new LogError('LOG_STORE_CORRUPT', `${what}; opening the data dir for writing (kyrodb serve) rebuilds it from the write-ahead segments`, cut);
+    if (listSegments(this.walDir).length === 0) throw new LogError('LOG_STORE_CORRUPT', `${what}, and there are no write-ahead segments to rebuild it from`, cut);
+    const aside = path.join(this.opts.dir, `log.mdb.cut-short-${new Date().toISOString().replace(/[-:.]/g, '')}`);
+    this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...cut, aside });
+    fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
+    fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
+  }
+
   private dropLmdbAfterMachineCrash(): void {
     const marker = readMarker(this.markerPath);
     if (marker === undefined) return;

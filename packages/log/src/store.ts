@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import type { Database, RootDatabase } from 'lmdb';
@@ -74,6 +75,36 @@ export function openStores(dir: string, readOnly: boolean): Stores {
     byDoc: env.openDB<Buffer, [string, string, number]>({ name: 'by-doc', encoding: 'binary' }),
     meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
   };
+}
+
+/**
+ * Whether `<dir>/log.mdb` is shorter than its own pages reach, as its meta page (the last page
+ * in use) says: cut short by an interrupted copy or a damaged disk. Such a file is memory-mapped
+ * like any other, and the first read of a missing page kills the process with SIGBUS; this reads
+ * only the meta page. Undefined when whole, absent, or not readable as LMDB at all (the open
+ * that follows reports that).
+ */
+export async function lmdbCutShort(dir: string): Promise<{ size: number; needed: number } | undefined> {
+  const file = path.join(dir, 'log.mdb');
+  let size: number;
+  try {
+    size = fs.statSync(file).size;
+  } catch {
+    return undefined;
+  }
+  let needed: number;
+  try {
+    const env = openLmdb({ path: file, noSubdir: true, maxDbs: 8, readOnly: true, cache: false });
+    try {
+      const st = env.getStats() as { lastPageNumber: number; pageSize: number };
+      needed = (st.lastPageNumber + 1) * st.pageSize;
+    } finally {
+      await env.close();
+    }
+  } catch {
+    return undefined;
+  }
+  return size < needed ? { size, needed } : undefined;
 }
 
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */

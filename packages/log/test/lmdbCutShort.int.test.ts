@@ -1,0 +1,71 @@
+// A log.mdb cut short (an interrupted copy, a damaged disk): LMDB memory-maps it, and the first
+// read of a page past its end killed the process with SIGBUS, before any message, on every
+// start. Now a writable open moves it aside and rebuilds LMDB from the write-ahead segments; a
+// read-only open, or a data dir without segments, refuses with LOG_STORE_CORRUPT.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { EventLog, isLogError, toHex, walDirOf, type EventInput } from '@kyrodb/log';
+import { created, quietLogger, tempDir } from './helpers.js';
+
+/** A log of `n` upserts of 64-d vectors; its records (hex) and head hash. */
+async function makeLog(dir: string, n: number): Promise<{ records: string[]; head: string }> {
+  const log = await EventLog.open({ dir, logger: quietLogger() });
+  try {
+    await log.append([created('c', 64)]);
+    for (let i = 0; i < n; i += 250) {
+      const batch: EventInput[] = [];
+      for (let j = i; j < Math.min(n, i + 250); j++) batch.push({ type: 'vector.upserted', collection: 'c', body: { id: `d${j}`, vector: new Float32Array(64).fill(j / n) } });
+      await log.append(batch);
+    }
+    return { records: [...log.readRecords()].map((r) => r.record.toString('hex')), head: toHex(log.head().hash) };
+  } finally {
+    await log.close();
+  }
+}
+
+function cutInHalf(dir: string): number {
+  const file = path.join(dir, 'log.mdb');
+  const size = fs.statSync(file).size;
+  fs.truncateSync(file, Math.floor(size / 2 / 4096) * 4096);
+  return fs.statSync(file).size;
+}
+
+describe('a log.mdb cut short', () => {
+  it('read-only: LOG_STORE_CORRUPT (no crash); writable: moved aside and rebuilt from the segments, every record the same, appends go on', async () => {
+    const dir = tempDir();
+    const before = await makeLog(dir, 3000);
+    const cut = cutInHalf(dir);
+    const err = await EventLog.open({ dir, readOnly: true, logger: quietLogger() }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isLogError(err, 'LOG_STORE_CORRUPT'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/is cut short: \d+ bytes, its pages reach \d+; opening the data dir for writing .* rebuilds it/);
+    expect(fs.statSync(path.join(dir, 'log.mdb')).size).toBe(cut); // a read-only open changes nothing
+
+    const lines: string[] = [];
+    const log = await EventLog.open({ dir, logger: quietLogger(lines) });
+    try {
+      expect(lines.join('\n')).toMatch(/cut short.*moved aside to .*log\.mdb\.cut-short-.*rebuilding LMDB from the write-ahead segments/);
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith('log.mdb.cut-short-')).map((f) => fs.statSync(path.join(dir, f)).size)).toEqual([cut]);
+      expect(toHex(log.head().hash)).toBe(before.head);
+      expect([...log.readRecords()].map((r) => r.record.toString('hex'))).toEqual(before.records);
+      expect(log.verify()).toMatchObject({ ok: true, checked: before.records.length });
+      await log.append([{ type: 'vector.deleted', collection: 'c', body: { id: 'd7' } }]);
+      expect(log.head().seq).toBe(before.records.length + 1);
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('without write-ahead segments to rebuild from: LOG_STORE_CORRUPT, and the file is left as it is', async () => {
+    const dir = tempDir();
+    await makeLog(dir, 3000);
+    fs.rmSync(walDirOf(dir), { recursive: true });
+    const cut = cutInHalf(dir);
+    await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toSatisfy((e) => isLogError(e, 'LOG_STORE_CORRUPT') && /no write-ahead segments to rebuild it from/.test((e as Error).message));
+    expect(fs.statSync(path.join(dir, 'log.mdb')).size).toBe(cut);
+    expect(fs.readdirSync(dir).some((f) => f.includes('cut-short'))).toBe(false);
+  });
+});
