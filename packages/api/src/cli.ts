@@ -3,6 +3,7 @@
  * The `kyrodb` command line: `serve`, `backup …`, `restore`, `admin …`, `query`, `audit …`.
  * Exit codes are `EXIT` (documented in `--help`).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -10,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
-import { BackupManager, restore, seqSpan } from '@kyrodb/backup';
+import { BackupManager, LocalDirStore, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { encryptionOf, openConfiguredStore, startNode } from './node.js';
@@ -314,7 +315,7 @@ export function buildProgram(): Command {
         if (backupId === 'latest') {
           const all = await new BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
           const newest = all.reduce<(typeof all)[number] | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);
-          if (newest === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backups in ${store.url}`);
+          if (newest === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backups in ${store.url}${store instanceof LocalDirStore && !fs.existsSync(store.root) ? ' (the directory does not exist)' : ''}`);
           backupId = newest.backup_id;
         }
         const rep = await restore({

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
@@ -42,10 +41,13 @@ export interface KyroNode {
   close(): Promise<void>;
 }
 
-/** The object store the config names, with the S3 options from config. */
+/**
+ * The object store the config names, with the S3 options from config. A local store's directory
+ * is made by its first put, not here: reading (list, restore, verify) a mistyped path must not
+ * leave a directory behind.
+ */
 export function openConfiguredStore(cfg: KyroConfig, url?: string): ObjectStore {
   const u = url ?? backupStoreUrl(cfg);
-  if (u.startsWith('file://')) fs.mkdirSync(u.slice('file://'.length), { recursive: true });
   const s3 = cfg.backup.s3;
   return openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
 }
