@@ -78,33 +78,41 @@ export function openStores(dir: string, readOnly: boolean): Stores {
 }
 
 /**
+ * LMDB may legitimately end a few pages short of its last page number: pages a commit allocated
+ * and freed again ("loose") are not written. A file shorter than that by more than this many
+ * pages was cut short.
+ */
+const CUT_SHORT_MIN_PAGES = 64;
+
+/**
  * Whether `<dir>/log.mdb` is shorter than its own pages reach, as its meta page (the last page
- * in use) says: cut short by an interrupted copy or a damaged disk. Such a file is memory-mapped
- * like any other, and the first read of a missing page kills the process with SIGBUS; this reads
- * only the meta page. Undefined when whole, absent, or not readable as LMDB at all (the open
- * that follows reports that).
+ * in use) says, by more than CUT_SHORT_MIN_PAGES: cut short by an interrupted copy or a damaged
+ * disk. Such a file is memory-mapped like any other, and the first read of a missing page kills
+ * the process with SIGBUS; this reads only the meta page. Undefined when whole, absent, or not
+ * readable as LMDB at all (the open that follows reports that).
  */
 export async function lmdbCutShort(dir: string): Promise<{ size: number; needed: number } | undefined> {
   const file = path.join(dir, 'log.mdb');
-  let size: number;
-  try {
-    size = fs.statSync(file).size;
-  } catch {
-    return undefined;
-  }
+  if (!fs.existsSync(file)) return undefined;
   let needed: number;
+  let size: number;
+  let pageSize: number;
   try {
     const env = openLmdb({ path: file, noSubdir: true, maxDbs: 8, readOnly: true, cache: false });
     try {
       const st = env.getStats() as { lastPageNumber: number; pageSize: number };
-      needed = (st.lastPageNumber + 1) * st.pageSize;
+      pageSize = st.pageSize;
+      needed = (st.lastPageNumber + 1) * pageSize;
+      // The size after the meta: a writer writes a commit's pages before its meta, so a file
+      // measured first could miss pages a commit made meanwhile (seen as "cut short" by mistake).
+      size = fs.statSync(file).size;
     } finally {
       await env.close();
     }
   } catch {
     return undefined;
   }
-  return size < needed ? { size, needed } : undefined;
+  return size < needed - CUT_SHORT_MIN_PAGES * pageSize ? { size, needed } : undefined;
 }
 
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
