@@ -361,7 +361,7 @@ export class EventLog {
   static async open(options: EventLogOptions): Promise<EventLog> {
     const log = new EventLog(options);
     if (!log.opts.readOnly) {
-      fs.mkdirSync(options.dir, { recursive: true });
+      makeDir(options.dir);
       log.lock = acquireWriterLock(options.dir);
     } else if (!fs.existsSync(path.join(options.dir, 'log.mdb'))) {
       throw new LogError('LOG_CLOSED', `no log at ${options.dir}`, { dir: options.dir });
@@ -1743,3 +1743,19 @@ const defaultLogger: LogSink = (level, msg, fields) => {
   if (level === 'info') return;
   process.stderr.write(JSON.stringify({ level, component: 'log', msg, ...fields }) + '\n');
 };
+
+/**
+ * Makes `dir` and its missing parents. Node's recursive mkdir reports a parent it cannot write
+ * (a read-only file system, no permission) as ENOENT, which names the wrong problem; the real
+ * error is found by making each missing level in turn.
+ */
+function makeDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const missing: string[] = [];
+    for (let d = path.resolve(dir); !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.unshift(d);
+    for (const m of missing) fs.mkdirSync(m); // throws the real reason: EROFS, EACCES, ENOTDIR, …
+    throw err;
+  }
+}

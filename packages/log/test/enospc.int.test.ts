@@ -112,3 +112,21 @@ describe('a real disk full (tmpfs)', () => {
     await again.close();
   });
 });
+
+describe('a data dir on a read-only file system (tmpfs mounted ro)', () => {
+  const ro = tempDir('kyro-rofs-');
+  let skip: string | undefined;
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro], { stdio: 'pipe' });
+  } catch (err) {
+    skip = `cannot mount a tmpfs at ${ro} (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); needs root or CAP_SYS_ADMIN`;
+    console.warn(`SKIPPED read-only file system test: ${skip}`);
+  }
+  afterAll(() => {
+    if (skip === undefined) execFileSync('umount', [ro]);
+    fs.rmSync(ro, { recursive: true, force: true });
+  });
+  it.skipIf(skip !== undefined)(`opening a new data dir there names the read-only file system (Node's recursive mkdir says ENOENT)${skip ? ` — SKIPPED: ${skip}` : ''}`, async () => {
+    await expect(EventLog.open({ dir: path.join(ro, 'a', 'data'), logger: quietLogger() })).rejects.toMatchObject({ code: 'EROFS', message: expect.stringMatching(/read-only file system, mkdir .*\/a'/) as unknown });
+  });
+});
