@@ -319,7 +319,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       await fsp.rename(staging, dataDir);
       staging = undefined;
       await fsyncDir(path.dirname(dataDir));
-      await fsp.rm(swap, { force: true });
       const check = await EventLog.open({ dir: dataDir, readOnly: true });
       try {
         const h = check.head();
@@ -327,6 +326,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       } finally {
         await check.close();
       }
+      // Only now: a rollback after a failed check is a swap too, and may be cut short as well.
+      await fsp.rm(swap, { force: true });
     } catch (err) {
       if (staging === undefined) await fsp.rm(dataDir, { recursive: true, force: true });
       if (previousDir !== null) await fsp.rename(previousDir, dataDir);
@@ -441,7 +442,6 @@ async function writeSwapMarker(file: string, m: SwapMarker): Promise<void> {
   }
   await fsyncDir(path.dirname(file));
 }
-
 
 /** What `recoverInterruptedRestore` did. */
 export interface RestoreRecovery {
