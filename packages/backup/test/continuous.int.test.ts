@@ -59,6 +59,31 @@ describe('continuous backup', () => {
     await log.close();
   });
 
+  it('a damaged cursors.json does not stop the log from opening; continuous backup resumes from its store with no gap or overlap', async () => {
+    const { log, dir } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    let cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 150, logger: quietLogger() });
+    await cb.start();
+    await log.append([created('c', 8)]);
+    await fill(log, 400, { batch: 50 });
+    await cb.waitForShipped(log.head().seq);
+    await cb.stop();
+    await log.close();
+    fs.writeFileSync(path.join(dir, 'cursors.json'), '{"backup.continuous": {"seq": 4'); // torn by something outside
+    const lines: string[] = [];
+    const reopened = await EventLog.open({ dir, logger: (level, msg) => lines.push(`${level} ${msg}`) });
+    expect(lines.join('\n')).toMatch(/cursors\.json is damaged .* moved aside to .*cursors\.json\.damaged-/);
+    expect(reopened.getCursor('backup.continuous')).toBeUndefined();
+    await fill(reopened, 300, { seed: 5000, batch: 50 });
+    cb = new ContinuousBackup({ log: reopened, store, intervalMs: 20, maxBatchEvents: 150, logger: quietLogger() });
+    expect(await cb.resumePosition()).toBe(401);
+    await cb.start();
+    await cb.waitForShipped(reopened.head().seq);
+    await cb.stop();
+    await expectSegmentsEqualLog(store, reopened);
+    await reopened.close();
+  });
+
   it('works from a read-only log (cursor object in the store) while another handle writes', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);

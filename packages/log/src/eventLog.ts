@@ -1532,12 +1532,32 @@ export class EventLog {
     return path.join(this.opts.dir, 'cursors.json');
   }
 
+  /**
+   * Reads `cursors.json`. It is only ever replaced whole (`setCursor`), so one that does not
+   * parse was damaged from outside. Its cursors are positions their consumers can find again
+   * (continuous backup resumes from the segments in its store), so the log does not refuse to
+   * open over it: a writable open moves it aside (`cursors.json.damaged-<ts>`) and starts with
+   * none, saying so; a read-only one reads none.
+   */
   private loadCursors(): void {
+    let text: string;
     try {
-      this.cursors = JSON.parse(fs.readFileSync(this.cursorsPath, 'utf8')) as Record<string, unknown>;
+      text = fs.readFileSync(this.cursorsPath, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LogError('LOG_CORRUPT_RECORD', `cannot read ${this.cursorsPath}: ${String(err)}`, {});
       this.cursors = {};
+      return;
+    }
+    try {
+      const parsed = JSON.parse(text) as unknown;
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+      this.cursors = parsed as Record<string, unknown>;
+    } catch (err) {
+      this.cursors = {};
+      if (this.opts.readOnly) return;
+      const aside = `${this.cursorsPath}.damaged-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+      fs.renameSync(this.cursorsPath, aside);
+      this.opts.logger('warn', `${this.cursorsPath} is damaged (${err instanceof Error ? err.message : String(err)}): moved aside to ${aside}; consumers start from their own records (continuous backup: the segments in its store)`, { aside });
     }
   }
 
