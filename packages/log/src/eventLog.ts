@@ -1235,11 +1235,6 @@ export class EventLog {
   }
 
   /**
-   * If the machine stopped while a writer had the log open (the open-marker names another
-   * boot, or cannot say), LMDB's unsynced pages may be anything — not even safe to open — so it
-   * is deleted before opening; `openWal` then rebuilds it from the segments.
-   */
-  /**
    * A log.mdb cut short (see `lmdbCutShort`) would kill the process at its first read of a missing
    * page. A writable open with write-ahead segments moves it aside (`log.mdb.cut-short-<ts>`, kept:
    * nothing is deleted) and `openWal` rebuilds LMDB from the segments; a read-only open, or a data
@@ -1251,12 +1246,17 @@ export class EventLog {
     const what = `${path.join(this.opts.dir, 'log.mdb')} is cut short: ${cut.size} bytes, its pages reach ${cut.needed}`;
     if (this.opts.readOnly) throw new LogError('LOG_STORE_CORRUPT', `${what}; opening the data dir for writing (kyrodb serve) rebuilds it from the write-ahead segments`, cut);
     if (listSegments(this.walDir).length === 0) throw new LogError('LOG_STORE_CORRUPT', `${what}, and there are no write-ahead segments to rebuild it from`, cut);
-    const aside = path.join(this.opts.dir, `log.mdb.cut-short-${new Date().toISOString().replace(/[-:.]/g, '')}`);
+    const aside = path.join(this.opts.dir, `log.mdb.cut-short-${fileStamp()}`);
     this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...cut, aside });
     fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
     fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
   }
 
+  /**
+   * If the machine stopped while a writer had the log open (the open-marker names another
+   * boot, or cannot say), LMDB's unsynced pages may be anything — not even safe to open — so it
+   * is deleted before opening; `openWal` then rebuilds it from the segments.
+   */
   private dropLmdbAfterMachineCrash(): void {
     const marker = readMarker(this.markerPath);
     if (marker === undefined) return;
@@ -1555,7 +1555,7 @@ export class EventLog {
     } catch (err) {
       this.cursors = {};
       if (this.opts.readOnly) return;
-      const aside = `${this.cursorsPath}.damaged-${new Date().toISOString().replace(/[-:.]/g, '')}`;
+      const aside = `${this.cursorsPath}.damaged-${fileStamp()}`;
       fs.renameSync(this.cursorsPath, aside);
       this.opts.logger('warn', `${this.cursorsPath} is damaged (${err instanceof Error ? err.message : String(err)}): moved aside to ${aside}; consumers start from their own records (continuous backup: the segments in its store)`, { aside });
     }
@@ -1778,4 +1778,9 @@ function makeDir(dir: string): void {
     for (const m of missing) fs.mkdirSync(m); // throws the real reason: EROFS, EACCES, ENOTDIR, …
     throw err;
   }
+}
+
+/** Now, for the names of files set aside: 20261127T041428849Z. */
+function fileStamp(): string {
+  return new Date().toISOString().replace(/[-:.]/g, '');
 }

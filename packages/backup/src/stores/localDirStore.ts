@@ -137,7 +137,6 @@ export class LocalDirStore implements ObjectStore {
   }
 }
 
-
 async function readIfExists(file: string): Promise<Buffer | undefined> {
   try {
     return await fsp.readFile(file);
