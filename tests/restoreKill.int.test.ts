@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog, toHex, type EventInput } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
 import { CLI, call, kyrodb, startServer, tmp, vectorFor } from './serverProcess.js';
@@ -69,7 +69,8 @@ describe('a restore killed with SIGKILL part way', { timeout: 180_000 }, () => {
   });
   const leftovers = (dataDir: string): string[] => fs.readdirSync(path.dirname(dataDir)).filter((n) => n.startsWith(path.basename(dataDir) + '.'));
 
-  it('the backup to restore', async () => {
+  // The backup every case restores: 4000 events of its own.
+  beforeAll(async () => {
     const src = path.join(root, 'source');
     backupHead = await makeLog(src, 4000, 1);
     const log = await EventLog.open({ dir: src, readOnly: true, logger: () => undefined });
