@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { EventLog, GENESIS_HASH, decodeRecord, toHex, decodeIndexFields, segmentsChain, splitRecord, walDirOf } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
-import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
+import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments } from './pieces.js';
@@ -65,11 +64,6 @@ export interface PruneResult extends RetentionPlan {
   deletedObjects: number;
   /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
   sweptTempFiles: number;
-}
-
-function newBackupId(nowMs: number, type: 'full' | 'incremental'): string {
-  const t = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `${t}-${type === 'full' ? 'full' : 'incr'}-${randomBytes(3).toString('hex')}`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { BackupError } from './errors.js';
 import type { Compression, EncryptionInfo } from './objectCodec.js';
 
@@ -64,6 +65,20 @@ export function backupPrefix(id: string): string {
 /** Store key of a backup's manifest. */
 export function manifestKey(id: string): string {
   return `backups/${id}/manifest.json`;
+}
+
+/** A new backup's id: the time it starts (to the second, UTC), its type, 6 random hex digits: `20261127T035039Z-full-6ed0f9`. */
+export function newBackupId(nowMs: number, type: 'full' | 'incremental'): string {
+  const t = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${t}-${type === 'full' ? 'full' : 'incr'}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The time (ms) a backup id was made at (`20261127T035039Z-full-…`), or undefined for another shape. */
+export function backupIdTime(id: string): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(id);
+  if (m === null) return undefined;
+  const t = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+  return Number.isNaN(t) ? undefined : t;
 }
 
 /** Zero-padded seq for keys, so keys sort by seq. */

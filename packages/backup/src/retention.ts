@@ -1,4 +1,4 @@
-import { compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
+import { backupIdTime, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
 
 /** Grandfather-father-son retention: keep the newest backup of each of the last N hours/days/weeks/months. */
@@ -32,14 +32,6 @@ export interface RetentionOptions {
 
 /** Default `incompleteAfterMs`: a day (a full backup of 1M events takes seconds). */
 export const INCOMPLETE_AFTER_MS = 24 * 3_600_000;
-
-/** The time (ms) a backup id was made at (`20261127T035039Z-full-…`), or undefined for another shape. */
-export function backupIdTime(id: string): number | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-/.exec(id);
-  if (m === null) return undefined;
-  const t = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
-  return Number.isNaN(t) ? undefined : t;
-}
 
 /** The result of planning: what to delete and why each kept backup stays. */
 export interface RetentionPlan {
