@@ -1,4 +1,4 @@
-// Benchmark of backup and restore (issue 4). Run: npx tsc -b && pnpm exec tsx bench/src/backup.ts [--n 100000] [--quick] [--local-only] [--dir DIR] [--codec auto|inline|worker]
+// Benchmark of backup and restore (issue 4). Run: npx tsc -b && pnpm exec tsx bench/src/backup.ts [--n 100000] [--quick] [--local-only] [--dir DIR] [--codec auto|inline|worker] [--vectors clustered|sin]
 // Prints tables and writes bench/results/backup.json. Baselines (a plain recursive copy of the same data dir) run in the same process and directory.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { EventLog, type EventInput } from '@kyrodb/log';
 import { BackupManager, ContinuousBackup, LocalDirStore, S3Store, restore, type ObjectStore } from '@kyrodb/backup';
 import { cliRestore } from './cliRestore.js';
+import { vectorsOf } from './vectors.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -25,6 +26,9 @@ const LAG_SECONDS = quick ? 3 : 10;
 const localOnly = args.includes('--local-only');
 /** `--codec`: where backup/restore run their file codec (default auto: a worker for full backups and restores of ≥ 250k events; see CodecThread). */
 const codecThread = (arg('--codec') ?? 'auto') as 'auto' | 'inline' | 'worker';
+/** `--vectors clustered|sin`: what the documents' vectors are like (see vectors.ts). */
+const VECTORS = arg('--vectors') ?? 'clustered';
+const vec = vectorsOf(VECTORS, DIM);
 
 interface S3rverLike {
   run(): Promise<{ port: number }>;
@@ -62,11 +66,6 @@ function freshDir(tag: string): string {
   return d;
 }
 
-function vec(seed: number): Float32Array {
-  const v = new Float32Array(DIM);
-  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
-  return v;
-}
 function upsert(i: number): EventInput {
   return { type: 'vector.upserted', collection: 'bench', body: { id: `d${i}`, vector: vec(i), metadata: { i } } };
 }
@@ -110,7 +109,7 @@ async function main(): Promise<void> {
     ['s3rver', () => new S3Store(`s3://bench/run-${Date.now()}`, { endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })],
   ];
   const rows: Record<string, Record<string, string>> = {};
-  const results: Record<string, unknown> = { when: new Date().toISOString(), n: N, dim: DIM, node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), codecThread, dir: base, loadSecs, srcBytes, copySecs };
+  const results: Record<string, unknown> = { when: new Date().toISOString(), n: N, dim: DIM, node: process.version, cpus: os.cpus().length, loadavg: os.loadavg(), codecThread, vectors: VECTORS, dir: base, loadSecs, srcBytes, copySecs };
   rows['plain copy (baseline)'] = { 'backup s': fmt(copySecs), 'restore s': fmt(copySecs) + ' (copy back)', 'of it importRecords s': '', 'stored MB': fmt(srcBytes / 1e6, 1), 'events/s backup': fmt(N / copySecs, 0), 'events/s restore': '' };
   for (const [name, make] of localOnly ? stores.slice(0, 1) : stores) {
     for (const compression of ['zstd', 'none'] as const) {

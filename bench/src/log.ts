@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventLog } from '@kyrodb/log';
 import type { EventInput, EventLogOptions } from '@kyrodb/log';
+import { vectorsOf } from './vectors.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -28,14 +29,9 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 }
 
-function vec(seed: number): Float32Array {
-  const v = new Float32Array(DIM);
-  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
-  return v;
-}
-
-// Vectors are made once: the writers measure the log, not 128 Math.sin calls per event (which
+// Vectors are made once: the writers measure the log, not the making of a vector per event (which
 // cost as much as sealing the event). The log copies each vector it is given.
+const vec = vectorsOf('clustered', DIM);
 const POOL = Array.from({ length: 1024 }, (_, i) => vec(i));
 
 function upsert(i: number): EventInput {

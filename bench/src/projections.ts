@@ -13,9 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { spawn } from 'node:child_process';
-import { EventLog, seededRandom } from '@kyrodb/log';
+import { EventLog } from '@kyrodb/log';
 import type { EventInput } from '@kyrodb/log';
 import { Projections, checkpointsDir, listGenerations } from '@kyrodb/projections';
+import { gaussianMixture, uniform } from './vectors.js';
 
 const args = process.argv.slice(2);
 function flag(name: string, def: number): number {
@@ -60,31 +61,6 @@ const hnswlib = createRequire(new URL('../../packages/projections/package.json',
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-}
-const mulberry = seededRandom;
-function gauss(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
-}
-function normalise(v: Float32Array): Float32Array {
-  let s = 0;
-  for (const x of v) s += x * x;
-  const n = Math.sqrt(s) || 1;
-  for (let i = 0; i < v.length; i++) v[i] = v[i]! / n;
-  return v;
-}
-/** A normalised Gaussian mixture: 100 unit centres, isotropic noise of expected norm SPREAD — clustered like real embeddings. */
-function clustered(n: number, seed: number): Float32Array[] {
-  const r = mulberry(seed);
-  const centres = Array.from({ length: 100 }, () => normalise(Float32Array.from({ length: DIM }, () => gauss(r))));
-  return Array.from({ length: n }, () => {
-    const c = centres[Math.floor(r() * centres.length)]!;
-    return normalise(Float32Array.from(c, (x) => x + (gauss(r) * SPREAD) / Math.sqrt(DIM)));
-  });
-}
-/** Uniform in the cube, normalised: no structure, the worst case for HNSW. */
-function uniform(n: number, seed: number): Float32Array[] {
-  const r = mulberry(seed);
-  return Array.from({ length: n }, () => normalise(Float32Array.from({ length: DIM }, () => r() * 2 - 1)));
 }
 function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
@@ -280,8 +256,7 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
     console.error(`[${name}] checkpoints and open times…`);
     const [, cp1Ms] = await time(() => p.checkpoint());
     const tailN = Math.min(1000, Math.floor(data.length / 10));
-    const r2 = mulberry(99);
-    await log.append(Array.from({ length: tailN }, (_, j) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `t${j}`, vector: normalise(Float32Array.from({ length: DIM }, () => r2() * 2 - 1)) } })));
+    await log.append(uniform(tailN, DIM, 99).map((vector, j) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `t${j}`, vector } })));
     await p.checkpoint();
     await p.close();
     const openOnce = async (): Promise<{ openMs: number; coldReadyMs: number }> => {
@@ -315,11 +290,16 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
 }
 
 const t0 = Date.now();
-const queriesC = clustered(Q, 2);
-const queriesU = uniform(Q, 4);
+// The clustered queries come from the data's own mixture (its centres, fresh noise), as real
+// queries are embedded by the same model as the data. Up to stop 18 they came from a mixture of
+// other centres, far from every cluster of the data.
+const mixture = gaussianMixture(DIM, 1, SPREAD);
+const dataC = mixture.clustered(N);
+const queriesC = mixture.clustered(Q);
+const queriesU = uniform(Q, DIM, 4);
 const results = [];
-results.push({ dataset: 'clustered', ...(await runDataset('clustered', clustered(N, 1), queriesC, true)) });
-results.push({ dataset: 'uniform', ...(await runDataset('uniform', uniform(N, 3), queriesU, false)) });
+results.push({ dataset: 'clustered', ...(await runDataset('clustered', dataC, queriesC, true)) });
+results.push({ dataset: 'uniform', ...(await runDataset('uniform', uniform(N, DIM, 3), queriesU, false)) });
 
 const table = results.flatMap((r) => r.rows);
 console.log(`\nProjections benchmark: n=${N} dim=${DIM} M=${M} efConstruction=${EFC} efSearch=${EFS} k=${K} queries=${Q}×${ROUNDS} rounds, raw and ours interleaved (cosine)\n`);

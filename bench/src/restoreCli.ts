@@ -1,7 +1,7 @@
 // A full restore as a user runs it: `kyrodb restore` in a fresh process, timed from outside
 // (issue 4's target: ≤ 5 s for 1M events on local disk). Run:
-//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid] [--dir DIR] [CHECKOUT…]
-// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>[-uuid]) a log of n 128-d upserts and one
+//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
+// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>-<vectors>[-uuid]) a log of n 128-d upserts and one
 // full zstd backup of it; then restores it `reps` times with each CHECKOUT's CLI (a built clone or
 // worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
 // same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { EventLog, type EventInput } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
 import { cliRestore, type CliRestore } from './cliRestore.js';
+import { vectorsOf } from './vectors.js';
 
 const args = process.argv.slice(2);
 function flag(name: string, def: number): number {
@@ -29,19 +30,18 @@ const REPS = flag('reps', 3);
 const idsAt = args.indexOf('--ids');
 const IDS = idsAt >= 0 ? args[idsAt + 1] : 'seq';
 if (IDS !== 'seq' && IDS !== 'uuid') throw new Error(`--ids must be seq or uuid, not ${String(IDS)}`);
+const vectorsAt = args.indexOf('--vectors');
+/** What the documents' vectors are like (vectors.ts). */
+const VECTORS = vectorsAt >= 0 ? String(args[vectorsAt + 1]) : 'clustered';
+const DIM = 128;
+const vec = vectorsOf(VECTORS, DIM);
 const dirAt = args.indexOf('--dir');
-const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}${IDS === 'uuid' ? '-uuid' : ''}`);
-const flagged = new Set(['--n', '--reps', '--dir', '--ids'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
+const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}-${VECTORS}${IDS === 'uuid' ? '-uuid' : ''}`);
+const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const checkouts = args.filter((_, i) => !flagged.has(i));
 if (checkouts.length === 0) checkouts.push(ROOT);
-const DIM = 128;
 
-function vec(seed: number): Float32Array {
-  const v = new Float32Array(DIM);
-  for (let i = 0; i < DIM; i++) v[i] = Math.sin(seed * 31 + i);
-  return v;
-}
 
 /** Document `i`'s id: `d<i>`, or (`--ids uuid`) a UUID made of the MD5 of i (the same on every run). */
 function docId(i: number): string {
@@ -122,4 +122,4 @@ for (const c of checkouts) {
 }
 const outDir = path.join(ROOT, 'bench/results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, reps: REPS, copies, runs }, null, 2));
+fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, vectors: VECTORS, reps: REPS, copies, runs }, null, 2));
