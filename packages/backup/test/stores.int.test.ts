@@ -95,4 +95,26 @@ describe('store specifics', () => {
     await st.put('seg/y', Buffer.from('whole'));
     expect(await st.list('seg/')).toEqual(['seg/y']);
   });
+
+  it('a local delete removes the dirs it leaves empty, never the root; puts make them again, even mid-delete', async () => {
+    const root = tempDir();
+    const st = new LocalDirStore(root);
+    const { existsSync } = await import('node:fs');
+    const b = Buffer.from('x');
+    for (const k of ['backups/a/x', 'backups/a/y', 'backups/b/z']) await st.put(k, b);
+    await st.delete('backups/a/x');
+    expect(existsSync(`${root}/backups/a`)).toBe(true);
+    await st.delete('backups/a/y');
+    expect(existsSync(`${root}/backups/a`)).toBe(false);
+    expect(existsSync(`${root}/backups/b/z`)).toBe(true);
+    await st.delete('backups/b/z');
+    expect(existsSync(`${root}/backups`)).toBe(false);
+    expect(existsSync(root)).toBe(true);
+    await st.delete('backups/gone/never-there');
+    expect(existsSync(root)).toBe(true);
+    // Each put lands while the delete of the dir's only other object may be removing the dir.
+    for (let i = 1; i <= 200; i++) await Promise.all([st.put(`r/s/${i}`, b), i > 1 ? st.delete(`r/s/${i - 1}`) : undefined]);
+    expect(await st.list('r/')).toEqual(['r/s/200']);
+    expect(await st.get('r/s/200')).toEqual(b);
+  });
 });

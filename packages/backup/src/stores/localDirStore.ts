@@ -43,8 +43,7 @@ export class LocalDirStore implements ObjectStore {
     const dir = path.dirname(file);
     const tmp = `${file}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
-      await fsp.mkdir(dir, { recursive: true });
-      const fh = await fsp.open(tmp, 'wx');
+      const fh = await openInDir(dir, tmp);
       try {
         await fh.writeFile(body);
         await fh.sync();
@@ -110,8 +109,20 @@ export class LocalDirStore implements ObjectStore {
     return out.sort();
   }
 
+  /**
+   * Removes the object, then its directories left empty (a pruned backup's `backups/<id>/`),
+   * up to the root: without that, a year of hourly backups leaves 8,760 empty dirs to walk.
+   */
   async delete(key: string): Promise<void> {
-    await fsp.rm(this.file(key), { force: true });
+    const file = this.file(key);
+    await fsp.rm(file, { force: true });
+    for (let dir = path.dirname(file); dir !== this.root && dir.startsWith(this.root + path.sep); dir = path.dirname(dir)) {
+      try {
+        await fsp.rmdir(dir);
+      } catch {
+        break; // not empty (or gone, or not ours to remove): the dirs above it are not empty either
+      }
+    }
   }
 
   /** Removes temp files (`<key>.tmp-<pid>-<hex>`) of puts whose process is gone: a put killed mid-write leaves one. */
@@ -154,5 +165,20 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Creates `tmp` (exclusively) in `dir`, making `dir` first. A delete emptying `dir` may remove it
+ * between the two: then it is made again.
+ */
+async function openInDir(dir: string, tmp: string): Promise<fsp.FileHandle> {
+  for (let attempt = 1; ; attempt++) {
+    await fsp.mkdir(dir, { recursive: true });
+    try {
+      return await fsp.open(tmp, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 5) throw err;
+    }
   }
 }
