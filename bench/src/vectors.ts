@@ -49,8 +49,6 @@ export function uniform(n: number, dim: number, seed: number): Float32Array[] {
  * - `sin`: component k is sin(31 i + k), what the benches used up to stop 18. zstd shrinks
  *   those events 3.9 times (171 MB), which flatters every compressed figure; kept to compare.
  */
-export type VectorKind = 'clustered' | 'sin';
-
 export function vectorsOf(kind: string, dim: number): (i: number) => Float32Array {
   if (kind === 'sin') {
     return (i) => {
