@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, decodeRecord, toHex, decodeIndexFields, segmentsChain, splitRecord, walDirOf } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, toHex, recordIndexFields, segmentsChain, walDirOf } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -155,7 +155,7 @@ export class BackupManager {
       if (head.seq >= from) {
         // Inline: incrementals are small, and the counter reads the log's per-document index.
         const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, countVectors: false, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, false);
-        files = await this.writeEvents(id, from, head.seq, runner, (rec) => counter.applyLight(decodeIndexFields(splitRecord(rec).payload)));
+        files = await this.writeEvents(id, from, head.seq, runner, (rec) => counter.applyLight(recordIndexFields(rec)));
       }
       const firstTs = head.seq >= from ? decodeRecord(this.o.log.getRecord(from)!).ts : parent.to_ts;
       const m: BackupManifest = {

@@ -3,7 +3,7 @@ import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLog
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
-import { decodeSegment, type SegmentEntry, type SegmentLayout } from './segment.js';
+import { segmentLayout, type SegmentEntry, type SegmentLayout } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
@@ -42,7 +42,14 @@ export class FileSealer {
    */
   seal(raw: Buffer, entries?: readonly SegmentEntry[]): SealedFile {
     const t0 = performance.now();
-    if (this.o.countVectors) for (const e of entries ?? decodeSegment(raw).entries) this.state.applyRecord(e.record);
+    if (this.o.countVectors) {
+      if (entries !== undefined) for (const e of entries) this.state.applyRecord(e.record);
+      else {
+        // The framing read in place, one view per record and no entry objects: a backup counts millions.
+        const { body, starts } = segmentLayout(raw);
+        for (const at of starts) this.state.applyRecord(body.subarray(at, at + body.readUInt32LE(at - 12)));
+      }
+    }
     const body = encodeObject(raw, this.o.compression, this.o.encryption);
     const sealed = { body, sha256: sha256Hex(body) };
     this.busyMs += performance.now() - t0;

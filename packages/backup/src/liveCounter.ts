@@ -1,4 +1,4 @@
-import { decodeIndexFields, splitRecord, type IndexFields } from '@kyrodb/log/codec';
+import { recordIndexFields, type IndexFields } from '@kyrodb/log/codec';
 import { replayStep } from './state.js';
 
 /**
@@ -147,7 +147,7 @@ export class LiveCounter {
 
   /** Applies a stored record (its index fields only). */
   applyRecord(rec: Uint8Array): void {
-    this.applyLight(decodeIndexFields(splitRecord(rec).payload));
+    this.applyLight(recordIndexFields(rec));
   }
 
   /** Live vectors per collection. */

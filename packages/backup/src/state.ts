@@ -1,5 +1,5 @@
 import type { IndexFields, LogEvent, Metric } from '@kyrodb/log/codec';
-import { decodeIndexFields, decodeRecord, indexFieldsOf, splitRecord } from '@kyrodb/log/codec';
+import { decodeRecord, indexFieldsOf, recordIndexFields } from '@kyrodb/log/codec';
 
 /** A live vector in a replayed state. */
 export interface ReplayDoc {
@@ -67,7 +67,7 @@ export class ReplayState {
   /** Applies a stored record (ids only: without `keepVectors` the vector is never decoded). */
   applyRecord(rec: Uint8Array): void {
     if (this.keepVectors) this.apply(decodeRecord(rec));
-    else this.applyLight(decodeIndexFields(splitRecord(rec).payload));
+    else this.applyLight(recordIndexFields(rec));
   }
 
   /** Applies an event read by `decodeIndexFields`; with `keepVectors`, `vector` is the upsert's vector. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
-import { decodeIndexFields, indexDocId } from './codec.js';
+import { indexDocId, recordIndexFields } from './codec.js';
 import { applyRows, openStores } from './store.js';
 import type { IndexRow } from './store.js';
 import type { ApplyBatch, ApplyResult, ApplyWorkerData } from './applier.js';
@@ -43,7 +43,7 @@ function rowsOf(b: ApplyBatch): IndexRow[] {
   for (let i = 0; i < rows.length; i++) {
     const len = b.lens[i]!;
     const record = body.subarray(off, off + len);
-    const f = decodeIndexFields(record.subarray(64));
+    const f = recordIndexFields(record);
     rows[i] = { seq: f.seq, ts: f.ts, collection: f.collection, docId: indexDocId(f), record };
     off += len;
   }

@@ -433,15 +433,20 @@ export function checkRecordInPlace(rec: Uint8Array): IndexFields {
   return checkRecordBy(rec, recordHashMatchesInPlace);
 }
 
-function checkRecordBy(rec: Uint8Array, matches: (b: Buffer) => boolean): IndexFields {
+/** The IndexFields of a stored record (the payload after its two hashes), read in place. */
+export function recordIndexFields(rec: Uint8Array): IndexFields {
   if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
   const b = asBuffer(rec);
-  let f: IndexFields;
   try {
-    f = readIndexFields(b, 64);
+    return readIndexFields(b, 64);
   } catch {
-    f = indexFieldsOf(decodePayload(b.subarray(64)));
+    return indexFieldsOf(decodePayload(b.subarray(64)));
   }
+}
+
+function checkRecordBy(rec: Uint8Array, matches: (b: Buffer) => boolean): IndexFields {
+  const b = asBuffer(rec);
+  const f = recordIndexFields(b);
   if (!matches(b)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
   return f;
 }

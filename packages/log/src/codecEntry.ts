@@ -6,7 +6,7 @@ export { LogError, LogErrorCodes, isLogError } from './errors.js';
 export type { LogErrorCode } from './errors.js';
 export { GENESIS_HASH, fromHex, toHex } from './events.js';
 export type { LogEvent, Metric } from './events.js';
-export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, decodeIndexFields, indexDocId, recordHashOk, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, decodeIndexFields, indexDocId, recordHashOk, recordIndexFields, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { FRAME_HEADER_BYTES, crc32Combine, encodeFrame, sealFrame } from './wal.js';
 export { startWorker } from './worker.js';

@@ -9,7 +9,7 @@ import { CircuitBreaker, BREAKER_STATES } from './circuitBreaker.js';
 import type { BreakerState } from './circuitBreaker.js';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
-import { chainHash, decodeIndexFields, decodePayloadHeader, decodeRecord, indexDocId, payloadHeaderAt, recordHashOk, sealEvent, splitRecord } from './codec.js';
+import { chainHash, decodePayloadHeader, decodeRecord, indexDocId, payloadHeaderAt, recordHashOk, recordIndexFields, sealEvent, splitRecord } from './codec.js';
 import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
@@ -963,7 +963,7 @@ export class EventLog {
         collection = checked.collections[i]!;
         docId = checked.docIds[i]!;
       } else {
-        const x = decodeIndexFields(rec.subarray(64));
+        const x = recordIndexFields(rec);
         f = x;
         collection = x.collection;
         docId = indexDocId(x);
@@ -1208,7 +1208,7 @@ export class EventLog {
     this.opts.logger('warn', 'a bulk import stopped before writing its by-doc index entries: writing them', { from, to: this.cachedHead.seq });
     const entries: DocEntry[] = [];
     for (const { seq, record } of this.readRecords(from, this.cachedHead.seq)) {
-      const x = decodeIndexFields(record.subarray(64));
+      const x = recordIndexFields(record);
       entries.push({ collection: x.collection, docId: indexDocId(x), seq });
     }
     try {
