@@ -61,6 +61,7 @@ export interface BackupVerifyReport {
 /** What `prune` did (or would do, with dryRun). */
 export interface PruneResult extends RetentionPlan {
   dryRun: boolean;
+  /** Objects removed from the store: each deleted backup's manifest and files, segments, an incomplete backup's files (0 in a dry run). */
   deletedObjects: number;
   /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
   sweptTempFiles: number;
@@ -316,19 +317,16 @@ export class BackupManager {
     });
     let deletedObjects = 0;
     if (opts.dryRun !== true) {
-      for (const id of plan.delete) {
-        await this.o.store.delete(manifestKey(id));
-        for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
-        deletedObjects += 1;
-      }
-      for (const k of plan.deleteSegments) {
+      const remove = async (k: string): Promise<void> => {
         await this.o.store.delete(k);
         deletedObjects += 1;
+      };
+      for (const id of plan.delete) {
+        await remove(manifestKey(id)); // first: a backup half deleted is never listed
+        for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
       }
-      for (const id of plan.deleteIncomplete) {
-        for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
-        deletedObjects += 1;
-      }
+      for (const k of plan.deleteSegments) await remove(k);
+      for (const id of plan.deleteIncomplete) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
     const sweptTempFiles = opts.dryRun === true || this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep()).length;

@@ -362,9 +362,13 @@ describe('backup details', () => {
     const dry = await mgr.prune({ retentionDays: 3, dryRun: true, now });
     expect(dry.dryRun).toBe(true);
     expect(dry.delete.length).toBeGreaterThan(0);
+    expect(dry.deletedObjects).toBe(0);
     expect((await mgr.list()).length).toBe(12);
+    const objects = (await store.list('backups/')).length;
     const real = await mgr.prune({ retentionDays: 3, now });
     expect(real.delete).toEqual(dry.delete);
+    expect(real.deletedObjects).toBe(objects - (await store.list('backups/')).length); // objects, each manifest and file, not backups
+    expect(real.deletedObjects).toBeGreaterThan(real.delete.length);
     const left = (await mgr.list()).map((m) => m.backup_id);
     expect(left).toContain(made[0]); // tagged
     for (const id of real.delete) expect(await store.list(`backups/${id}/`)).toEqual([]);
