@@ -126,7 +126,7 @@ parentPort.postMessage(0);`;
       twin.postMessage(q);
     });
   try {
-    await inTwin(new Float32Array(DIM)); // answered once the index is read (its first message)
+    await new Promise((resolve) => twin.once('message', resolve)); // its first message: the index is read
     const here: number[] = [];
     const there: number[] = [];
     const inThis = (q: Float32Array): number => {
