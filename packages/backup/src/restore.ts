@@ -128,7 +128,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     await recoverInterruptedRestore(dataDir, o.logger);
     const exists = await nonEmptyDir(dataDir);
     if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
-    checkSpace(plan, dataDir);
+    const space = checkSpace(plan, dataDir);
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
     // Downloading, checking, decoding and counting (the codec; see CodecThread for where it runs)
@@ -355,7 +355,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       previousDir,
       durationMs,
       plan: describePlan(plan),
-      spaceNeededBytes: restoreSpaceNeeded(plan),
+      spaceNeededBytes: space.needed,
       phasesMs: { ...phases, total: durationMs },
       ...(o.keepState === true && state !== undefined ? { state } : {}),
     };
@@ -406,12 +406,15 @@ export function restoreSpaceNeeded(plan: RestorePlan): number {
   return bytes;
 }
 
-/** BACKUP_NO_SPACE when the file system the restore writes into has less free space than `restoreSpaceNeeded(plan)`. */
-function checkSpace(plan: RestorePlan, dataDir: string): void {
+/**
+ * BACKUP_NO_SPACE when the file system the restore writes into has less free space than
+ * `restoreSpaceNeeded(plan)`; else what it needs and what is free (undefined: cannot be told).
+ */
+function checkSpace(plan: RestorePlan, dataDir: string): { needed: number; free: number | undefined } {
   const needed = restoreSpaceNeeded(plan);
   const dir = path.dirname(dataDir);
   const free = freeBytes(dir);
-  if (free === undefined || free >= needed) return;
+  if (free === undefined || free >= needed) return { needed, free };
   throw new BackupError(
     'BACKUP_NO_SPACE',
     `restoring into ${dataDir} needs at least ${formatBytes(needed)} free in ${dir} (every event goes into the write-ahead segments and into LMDB), but ${formatBytes(free)} is free; nothing was changed`,
@@ -559,9 +562,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
       }
     }
     const dataDir = path.resolve(o.dataDir);
-    checkSpace(plan, dataDir);
-    const needed = restoreSpaceNeeded(plan);
-    const free = freeBytes(path.dirname(dataDir));
+    const { needed, free } = checkSpace(plan, dataDir);
     const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
     return { dataDir, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 } };
   }
