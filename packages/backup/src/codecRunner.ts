@@ -2,13 +2,12 @@ import type { Worker } from 'node:worker_threads';
 import { LogError, isLogError, startWorker } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import type { ReplayState } from './state.js';
-import type { SegmentEntry } from './segment.js';
 import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
 
 /**
  * Where the CPU-bound file work of a backup or restore runs: `inline` on the calling thread, or
  * `worker` in one worker thread beside it. `auto` (the default): a full backup or a restore of
- * at least `CODEC_WORKER_MIN_EVENTS` events runs its codec in the worker — a backup's counting,
+ * at least `CODEC_WORKER_MIN_EVENTS` events runs its codec in the worker — a backup's
  * compressing and hashing then overlap reading the log; a restore's checks (each record's own
  * SHA-256, ~1 µs of its ~4.5 µs per event), decompression, decoding and counting overlap the
  * import (1M events, quiet machine: 9.1-9.4 s inline, 6.5 s in the worker). The worker's start-up, ~0.2-0.3 s
@@ -28,11 +27,11 @@ export function useCodecWorker(mode: CodecThread | undefined, job: { kind: 'seal
 
 /** The file work of a job, in order: seal (backup) or open (restore) calls are applied in call order. */
 export interface CodecRunner {
-  /** Seals the next raw segment (`entries`: what it encodes, used inline to skip decoding it). */
-  seal(raw: Buffer, entries?: readonly SegmentEntry[]): Promise<SealedFile>;
+  /** Seals the next raw segment. */
+  seal(raw: Buffer): Promise<SealedFile>;
   /** Opens the next source, once `stored` resolves (its rejection is handed to the opener, see SourceOpener.open). */
   open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource>;
-  /** Live vectors per collection after everything sealed/opened, and the codec's busy time (ms). */
+  /** Live vectors per collection after everything opened (a backup counts them as it reads: none here), and the codec's busy time (ms). */
   finish(): Promise<{ counts: Record<string, number>; busyMs: number }>;
   /** Stops the worker, if any. Pending calls reject. */
   close(): Promise<void>;
@@ -102,8 +101,8 @@ class InlineCodecRunner implements CodecRunner {
     else this.opener = new SourceOpener(job.options);
   }
 
-  seal(raw: Buffer, entries?: readonly SegmentEntry[]): Promise<SealedFile> {
-    return Promise.resolve(this.sealer!.seal(raw, entries));
+  seal(raw: Buffer): Promise<SealedFile> {
+    return Promise.resolve(this.sealer!.seal(raw));
   }
 
   open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource> {
@@ -114,7 +113,7 @@ class InlineCodecRunner implements CodecRunner {
 
   finish(): Promise<{ counts: Record<string, number>; busyMs: number }> {
     const c = this.sealer ?? this.opener!;
-    return this.chain.then(() => ({ counts: c.counts(), busyMs: c.busyMs }));
+    return this.chain.then(() => ({ counts: this.opener?.counts() ?? {}, busyMs: c.busyMs }));
   }
 
   get state(): ReplayState | undefined {

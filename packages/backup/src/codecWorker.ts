@@ -35,7 +35,7 @@ port.on('message', (m: ToCodec) => {
       reply({ id: m.id, ok: true, result: { ...r, frames } }, [...new Set(frames.map((f) => f.ab))]);
     } else {
       const c = sealer ?? opener!;
-      reply({ id: m.id, ok: true, result: { counts: c.counts(), busyMs: c.busyMs } }, []);
+      reply({ id: m.id, ok: true, result: { counts: opener?.counts() ?? {}, busyMs: c.busyMs } }, []);
     }
   } catch (err) {
     reply({ id: m.id, ok: false, error: serializeError(err) }, []);

@@ -3,7 +3,7 @@ import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLog
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
-import { segmentLayout, type SegmentEntry, type SegmentLayout } from './segment.js';
+import type { SegmentLayout } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { ReplayState } from './state.js';
 
@@ -15,8 +15,6 @@ import { ReplayState } from './state.js';
 export interface SealOptions {
   compression: Compression;
   encryption?: EncryptionKey;
-  /** Replay the sealed events (ids only) to count live vectors. */
-  countVectors: boolean;
 }
 
 /** A sealed events file: the bytes to store and their SHA-256 (hex). */
@@ -25,40 +23,20 @@ export interface SealedFile {
   sha256: string;
 }
 
-/**
- * Seals a backup's events files in seq order: counts live vectors (optional), compresses,
- * encrypts and hashes each raw segment.
- */
+/** Seals a backup's events files: compresses, encrypts and hashes each raw segment. */
 export class FileSealer {
-  private readonly state = new LiveCounter();
   /** Time spent sealing, ms. */
   busyMs = 0;
 
   constructor(private readonly o: SealOptions) {}
 
-  /**
-   * Seals one raw segment (`encodeSegment(entries).body`); segments must come in seq order.
-   * `entries` (inline only: they do not cross to the worker) spares decoding the framing again.
-   */
-  seal(raw: Buffer, entries?: readonly SegmentEntry[]): SealedFile {
+  /** Seals one raw segment (`encodeSegmentRuns(…).body`). */
+  seal(raw: Buffer): SealedFile {
     const t0 = performance.now();
-    if (this.o.countVectors) {
-      if (entries !== undefined) for (const e of entries) this.state.applyRecord(e.record);
-      else {
-        // The framing read in place, one view per record and no entry objects: a backup counts millions.
-        const { body, starts } = segmentLayout(raw);
-        for (const at of starts) this.state.applyRecord(body.subarray(at, at + body.readUInt32LE(at - 12)));
-      }
-    }
     const body = encodeObject(raw, this.o.compression, this.o.encryption);
     const sealed = { body, sha256: sha256Hex(body) };
     this.busyMs += performance.now() - t0;
     return sealed;
-  }
-
-  /** Live vectors per collection after every sealed event. */
-  counts(): Record<string, number> {
-    return this.state.counts();
   }
 }
 

@@ -9,7 +9,7 @@ export { defaultRetryOptions, withRetry, backoffDelay } from './retry.js';
 export type { RetryOptions } from './retry.js';
 export { decodeObject, encodeObject, keyIdOf, loadKey, parseKey, sha256Hex } from './objectCodec.js';
 export type { Compression, EncryptionInfo, EncryptionKey } from './objectCodec.js';
-export { decodeSegment, encodeSegment, readSegmentHeader } from './segment.js';
+export { SegmentBuilder, decodeSegment, encodeSegment, readSegmentHeader } from './segment.js';
 export type { SegmentEntry, SegmentHeader } from './segment.js';
 export { BACKUP_FORMAT_VERSION, manifestKey, parseManifest } from './manifest.js';
 export type { BackupFile, BackupManifest } from './manifest.js';

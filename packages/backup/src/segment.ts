@@ -1,4 +1,4 @@
-import { splitRecord, decodePayload, toHex } from '@kyrodb/log/codec';
+import { splitRecord, recordIndexFieldsAt, toHex, type IndexFields, type RecordRun } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 
 /** The header of a segment: its seq and ts range and the chain hashes at both ends. */
@@ -44,17 +44,10 @@ export function encodeSegment(records: readonly SegmentEntry[]): { body: Buffer;
     last_hash: toHex(splitRecord(last.record).hash),
     count: records.length,
   };
-  const hj = Buffer.from(JSON.stringify(header));
-  let size = 9 + hj.length;
-  for (const r of records) size += 12 + r.record.length;
-  const out = Buffer.allocUnsafe(size);
-  MAGIC.copy(out, 0);
-  out.writeUInt8(VERSION, 4);
-  out.writeUInt32LE(hj.length, 5);
-  hj.copy(out, 9);
-  // DataView + TypedArray.set: about twice as fast as Buffer's write*/copy per record.
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  let off = 9 + hj.length;
+  let bytes = 0;
+  for (const r of records) bytes += r.record.length;
+  const { out, dv, at } = segmentBuffer(header, bytes);
+  let off = at;
   for (const r of records) {
     dv.setUint32(off, r.record.length, true);
     dv.setFloat64(off + 4, r.ts, true);
@@ -62,6 +55,109 @@ export function encodeSegment(records: readonly SegmentEntry[]): { body: Buffer;
     off += 12 + r.record.length;
   }
   return { body: out, header };
+}
+
+/** Room kept in front of a SegmentBuilder's records for the segment's start and header (~250 bytes of JSON). */
+const HEADER_ROOM = 1024;
+
+/**
+ * Builds a segment (what `encodeSegment` makes) from runs of stored records added in seq order,
+ * read in place with no object per record: a full backup encodes millions. Each record is copied
+ * as it is added (a run's bytes may be reused once the next run is read), after its index fields
+ * are read once (`recordIndexFieldsAt`): its seq must be the next one (else BACKUP_CHAIN_GAP),
+ * and `onRecord` gets them (the backup counts live vectors with them). The records go behind
+ * room for the header, which is written in front of them at the end.
+ */
+export class SegmentBuilder {
+  private out: Buffer | undefined;
+  private dv: DataView | undefined;
+  private off = HEADER_ROOM;
+  private firstTs = 0;
+  private lastTs = 0;
+  private lastAt = 0;
+  /** Records added. */
+  count = 0;
+
+  /** `expected`: how many records the segment will hold, to size its buffer. */
+  constructor(
+    private readonly firstSeq: number,
+    private readonly expected: number,
+    private readonly onRecord?: (f: IndexFields) => void,
+  ) {}
+
+  add(r: RecordRun): void {
+    const b = r.buf;
+    let p = r.start;
+    for (let k = 0; k < r.count; k++) {
+      const len = p + 4 <= r.end ? b.readUInt32LE(p) : -1;
+      const at = p + 4;
+      if (len < 64 || at + len > r.end) throw new BackupError('BACKUP_CORRUPT', `the log's record of seq ${r.firstSeq + k} is cut short`, { seq: r.firstSeq + k });
+      const f = recordIndexFieldsAt(b, at, at + len);
+      const seq = this.firstSeq + this.count;
+      if (f.seq !== seq) throw new BackupError('BACKUP_CHAIN_GAP', `the log has seq ${f.seq} where seq ${seq} belongs`, { seq });
+      this.onRecord?.(f);
+      if (this.count === 0) this.firstTs = f.ts;
+      this.lastTs = f.ts;
+      this.room(12 + len, (r.end - r.start) / r.count + 8);
+      this.dv!.setUint32(this.off, len, true);
+      this.dv!.setFloat64(this.off + 4, f.ts, true);
+      b.copy(this.out!, this.off + 12, at, at + len);
+      this.lastAt = this.off + 12;
+      this.off += 12 + len;
+      this.count += 1;
+      p = at + len;
+    }
+    if (p !== r.end) throw new BackupError('BACKUP_CORRUPT', `the log's records of seqs ${r.firstSeq}..${r.firstSeq + r.count - 1} do not fill their frame`, { from: r.firstSeq });
+  }
+
+  /** The segment: a view of the builder's buffer (which it owns from now on). */
+  finish(): { body: Buffer; header: SegmentHeader } {
+    const out = this.out;
+    if (out === undefined || this.count === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'a segment holds at least one event');
+    const header: SegmentHeader = {
+      first_seq: this.firstSeq,
+      last_seq: this.firstSeq + this.count - 1,
+      first_ts: this.firstTs,
+      last_ts: this.lastTs,
+      prev_hash: out.toString('hex', HEADER_ROOM + 12, HEADER_ROOM + 44),
+      last_hash: out.toString('hex', this.lastAt + 32, this.lastAt + 64),
+      count: this.count,
+    };
+    const hj = Buffer.from(JSON.stringify(header));
+    const start = HEADER_ROOM - 9 - hj.length;
+    if (start < 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', `a segment header of ${hj.length} bytes`);
+    MAGIC.copy(out, start);
+    out.writeUInt8(VERSION, start + 4);
+    out.writeUInt32LE(hj.length, start + 5);
+    hj.copy(out, start + 9);
+    this.out = undefined;
+    return { body: out.subarray(start, this.off), header };
+  }
+
+  /** Makes room for `bytes` more; the buffer is first sized for `expected` records of about `perRecord` bytes. */
+  private room(bytes: number, perRecord: number): void {
+    if (this.out !== undefined && this.off + bytes <= this.out.byteLength) return;
+    const want = this.out === undefined ? HEADER_ROOM + Math.ceil(this.expected * perRecord * 1.05) : Math.ceil(this.out.byteLength * 1.5);
+    const next = Buffer.allocUnsafe(Math.max(want, this.off + bytes));
+    if (this.out !== undefined) this.out.copy(next, 0, 0, this.off);
+    this.out = next;
+    this.dv = new DataView(next.buffer, next.byteOffset, next.byteLength);
+  }
+}
+
+/**
+ * A segment's buffer for `header` and records of `recordBytes` bytes in all, the header written:
+ * the entries go from `at` on, their lengths and ts written through `dv` (about twice as fast as
+ * Buffer's writeUInt32LE and writeDoubleLE per record).
+ */
+function segmentBuffer(header: SegmentHeader, recordBytes: number): { out: Buffer; dv: DataView; at: number } {
+  const hj = Buffer.from(JSON.stringify(header));
+  const out = Buffer.allocUnsafe(9 + hj.length + 12 * header.count + recordBytes);
+  MAGIC.copy(out, 0);
+  out.writeUInt8(VERSION, 4);
+  out.writeUInt32LE(hj.length, 5);
+  hj.copy(out, 9);
+  return { out, dv: new DataView(out.buffer, out.byteOffset, out.byteLength), at: 9 + hj.length };
 }
 
 /** Reads a segment's header only. BACKUP_CORRUPT if it is not a segment. */
@@ -131,35 +227,4 @@ export function layoutEntries(l: SegmentLayout): SegmentEntry[] {
 export function decodeSegment(b: Buffer, name = 'segment'): { header: SegmentHeader; entries: SegmentEntry[] } {
   const l = segmentLayout(b, name);
   return { header: l.header, entries: layoutEntries(l) };
-}
-
-function readUint(b: Buffer, off: number): [number, number] | undefined {
-  const t = b[off];
-  if (t === undefined) return undefined;
-  if (t <= 0x7f) return [t, off + 1];
-  if (off + 9 > b.length) return undefined;
-  switch (t) {
-    case 0xcc: return [b.readUInt8(off + 1), off + 2];
-    case 0xcd: return [b.readUInt16BE(off + 1), off + 3];
-    case 0xce: return [b.readUInt32BE(off + 1), off + 5];
-    case 0xcf: return [Number(b.readBigUInt64BE(off + 1)), off + 9];
-    case 0xd3: return [Number(b.readBigInt64BE(off + 1)), off + 9];
-    case 0xcb: return [b.readDoubleBE(off + 1), off + 9];
-    default: return undefined;
-  }
-}
-
-/**
- * A record's seq and ts. Reads the first fields of the canonical msgpack payload
- * (`[version, seq, ts, …]`, at byte 64 of the record) directly; falls back to a full decode
- * for any other layout.
- */
-export function recordSeqTs(record: Buffer): { seq: number; ts: number } {
-  if (record[64] === 0x97 && record[65] === 0x01) {
-    const s = readUint(record, 66);
-    const t = s && readUint(record, s[1]);
-    if (s !== undefined && t !== undefined) return { seq: s[0], ts: t[0] };
-  }
-  const d = decodePayload(splitRecord(record).payload);
-  return { seq: d.seq, ts: d.ts };
 }

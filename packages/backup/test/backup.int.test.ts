@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { EventLog, readSegments, toHex, walDirOf } from '@kyrodb/log';
+import { EventLog, listSegments, readSegments, toHex, walDirOf } from '@kyrodb/log';
 import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
@@ -94,11 +94,14 @@ describe.each([
 
 describe('backup details', () => {
   it('the codec worker (large jobs) writes the same files and restores the same data as inline', async () => {
-    const { log, dir } = await openLog();
+    // Small write-ahead segments: a full backup reads them (two buffers, reused), and its files
+    // of 250 events start and end inside their frames and segments.
+    const { log, dir } = await openLog(undefined, 32 * 1024);
     await log.append([created('c', 8), created('o', 4)]);
     await fill(log, 900, { ids: 500, batch: 61 });
     await log.append([del('d1'), del('d2'), upsert('x', 1, 'o', 4), upsert('bad-dim', 2, 'o', 8)]);
     await fill(log, 300, { ids: 700, seed: 77 });
+    expect(listSegments(walDirOf(dir)).length).toBeGreaterThan(4);
     const mid = log.get(Math.floor(log.head().seq / 2))!.ts;
     const backup = async (codecThread: 'inline' | 'worker', encryption?: typeof KEY): Promise<{ store: ObjectStore; m: Awaited<ReturnType<BackupManager['createFull']>> }> => {
       const store = new LocalDirStore(tempDir() + '/store');

@@ -22,9 +22,9 @@ export function quietLogger(lines: string[] = []): BackupLogger {
 
 export const quietLogLogger = (): void => undefined;
 
-/** Opens a writable log in a fresh data dir. */
-export async function openLog(dir = tempDir()): Promise<{ log: EventLog; dir: string }> {
-  return { log: await EventLog.open({ dir, logger: quietLogLogger }), dir };
+/** Opens a writable log in a fresh data dir (`segmentBytes`: its write-ahead segments' size). */
+export async function openLog(dir = tempDir(), segmentBytes?: number): Promise<{ log: EventLog; dir: string }> {
+  return { log: await EventLog.open({ dir, logger: quietLogLogger, ...(segmentBytes !== undefined ? { segmentBytes } : {}) }), dir };
 }
 
 /** A deterministic vector. */

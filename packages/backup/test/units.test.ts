@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { sealEvent, GENESIS_HASH, toHex, type EventInput } from '@kyrodb/log';
-import { BackupErrorCodes, BackupError, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
+import { BackupErrorCodes, BackupError, SegmentBuilder, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
   it('every code is documented in errors.ts and used with its own name', () => {
@@ -43,6 +43,48 @@ describe('segments and object wrapping', () => {
         expect(back.entries.map((e) => [e.seq, e.ts, e.record.toString('hex')])).toEqual(recs.map((e) => [e.seq, e.ts, e.record.toString('hex')]));
       }
     }
+  });
+
+  it('SegmentBuilder: runs of stored records, however cut, make the very bytes encodeSegment makes; each record seen once, in order', () => {
+    const recs = records(60, 11, new Uint8Array(32).fill(7));
+    const want = encodeSegment(recs).body;
+    for (const frameSize of [1, 4, 60]) {
+      for (const cut of [0, 1, 3]) {
+        // Frames of `frameSize` records, each further cut every `cut` records (0: not cut).
+        const runs: RecordRun[] = [];
+        for (let i = 0; i < recs.length; i += frameSize) {
+          const f = encodeFrame(recs.slice(i, i + frameSize).map((r) => r.record), recs[i]!.seq);
+          let r: RecordRun | undefined = { buf: f, firstSeq: recs[i]!.seq, count: Math.min(frameSize, recs.length - i), start: FRAME_HEADER_BYTES, end: f.length };
+          while (r !== undefined) {
+            const [head, rest]: [RecordRun, RecordRun | undefined] = cut > 0 ? splitRun(r, cut) : [r, undefined];
+            runs.push(head);
+            r = rest;
+          }
+        }
+        const seen: number[] = [];
+        const b = new SegmentBuilder(11, recs.length, (f) => seen.push(f.seq));
+        for (const r of runs) b.add(r);
+        const { body, header } = b.finish();
+        expect(body.equals(want), `frames of ${frameSize}, cut every ${cut}`).toBe(true);
+        expect(header).toEqual(encodeSegment(recs).header);
+        expect(seen).toEqual(recs.map((r) => r.seq));
+      }
+    }
+    // More records than expected grow the buffer; the bytes are the same.
+    const small = new SegmentBuilder(11, 2);
+    const f = encodeFrame(recs.map((r) => r.record), 11);
+    small.add({ buf: f, firstSeq: 11, count: recs.length, start: FRAME_HEADER_BYTES, end: f.length });
+    expect(small.finish().body.equals(want)).toBe(true);
+  });
+
+  it('SegmentBuilder refuses a record out of seq order (BACKUP_CHAIN_GAP) and lengths that do not fill the run (BACKUP_CORRUPT)', () => {
+    const recs = records(5);
+    const f = encodeFrame(recs.map((r) => r.record), 1);
+    const run: RecordRun = { buf: f, firstSeq: 1, count: 5, start: FRAME_HEADER_BYTES, end: f.length };
+    expect(() => new SegmentBuilder(2, 5).add(run)).toThrow(expect.objectContaining({ code: 'BACKUP_CHAIN_GAP' }) as Error);
+    expect(() => new SegmentBuilder(1, 5).add({ ...run, count: 4 })).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT' }) as Error);
+    expect(() => new SegmentBuilder(1, 5).add({ ...run, end: run.end - 1 })).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT' }) as Error);
+    expect(() => new SegmentBuilder(1, 5).finish()).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_ARGUMENT' }) as Error);
   });
 
   it('a truncated segment body is BACKUP_CORRUPT; a flipped ciphertext byte is BACKUP_DECRYPT_FAILED', () => {

@@ -304,8 +304,11 @@ class Reader {
   }
 }
 
-/** The IndexFields of the canonical payload at `b[start..]`; throws (not LogError) on any other layout. */
-function readIndexFields(b: Uint8Array, start: number): IndexFields {
+/**
+ * The IndexFields of the canonical payload at `b[start..]`; throws (not LogError) on any other
+ * layout, and, given `end`, when the payload does not end exactly there.
+ */
+function readIndexFields(b: Uint8Array, start: number, end?: number): IndexFields {
   const r = new Reader(b, start);
   if (r.b[start] !== 0x97 || r.b[start + 1] !== RECORD_FORMAT_VERSION) throw new TypeError('layout');
   r.off = start + 2;
@@ -326,6 +329,7 @@ function readIndexFields(b: Uint8Array, start: number): IndexFields {
     else if (k === 'dimension') out.dim = r.num();
     else r.skip();
   }
+  if (end !== undefined && r.off !== end) throw new TypeError('layout');
   return out;
 }
 
@@ -435,12 +439,19 @@ export function checkRecordInPlace(rec: Uint8Array): IndexFields {
 
 /** The IndexFields of a stored record (the payload after its two hashes), read in place. */
 export function recordIndexFields(rec: Uint8Array): IndexFields {
-  if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
-  const b = asBuffer(rec);
+  return recordIndexFieldsAt(asBuffer(rec), 0, rec.byteLength);
+}
+
+/**
+ * `recordIndexFields` of the stored record at `b[at..end)`, read without a view of it (a backup
+ * reads millions out of the write-ahead segments' bytes).
+ */
+export function recordIndexFieldsAt(b: Buffer, at: number, end: number): IndexFields {
+  if (end - at < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
   try {
-    return readIndexFields(b, 64);
+    return readIndexFields(b, at + 64, end);
   } catch {
-    return indexFieldsOf(decodePayload(b.subarray(64)));
+    return indexFieldsOf(decodePayload(b.subarray(at + 64, end)));
   }
 }
 

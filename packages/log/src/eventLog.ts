@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments, walDirOf } from './wal.js';
+import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments, segmentRuns, walDirOf, type RecordRun } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -217,6 +217,14 @@ const DOC_DEFER_ORDERED_SHARE = 0.8;
 const DOC_DEFER_MIN_ROWS = 4096;
 /** An import is written as frames of about this size. */
 const IMPORT_FRAME_BYTES = 8 * 1024 * 1024;
+/**
+ * `recordRuns` reads ranges of at least this many records (or from seq 1) from the write-ahead
+ * segments: a segment (64 MiB) is read whole, ~100k events of 128-d vectors, so a short range
+ * further on (an incremental backup of 1k events) costs less through LMDB's index.
+ */
+const SEGMENT_RUNS_MIN_EVENTS = 50_000;
+/** Records per run when `recordRuns` reads LMDB. */
+const LMDB_RUN_EVENTS = 10_000;
 
 /** Index fields of records, one entry per record, read where each record's own hash was checked. */
 export interface CheckedIndex {
@@ -1294,6 +1302,38 @@ export class EventLog {
     const end = toSeq >= Number.MAX_SAFE_INTEGER ? undefined : toSeq + 1;
     for (const { key, value } of this.events.getRange({ start: Math.max(1, fromSeq), ...(end !== undefined ? { end } : {}), limit })) {
       yield { seq: key, record: value };
+    }
+  }
+
+  /**
+   * Records `fromSeq..toSeq` as runs (see RecordRun), in seq order: a bulk reader's way, with no
+   * object per record. From the write-ahead segments (`source` 'auto': when the range starts at
+   * seq 1 or holds at least SEGMENT_RUNS_MIN_EVENTS), where whole files read and CRC-checked cost far less than
+   * LMDB's cursor, which copies each record into a Buffer of its own (a full backup of 1M events
+   * spent ~2.4 s of its main thread on that and the garbage it made); else, and for whatever the
+   * segments do not hold, from LMDB, in runs of up to LMDB_RUN_EVENTS. Stops short of `toSeq`
+   * only where LMDB lacks a seq too: the caller checks the count. A run's bytes are valid only
+   * until the generator is resumed (the segments' read buffers are reused): copy what you keep.
+   */
+  async *recordRuns(fromSeq: number, toSeq: number, source: 'auto' | 'segments' | 'lmdb' = 'auto'): AsyncGenerator<RecordRun> {
+    let next = Math.max(1, fromSeq);
+    if (toSeq < next) return;
+    if (source === 'segments' || (source === 'auto' && (next === 1 || toSeq - next + 1 >= SEGMENT_RUNS_MIN_EVENTS))) {
+      for await (const run of segmentRuns(this.walDir, next, toSeq)) {
+        yield run;
+        next = run.firstSeq + run.count;
+      }
+    }
+    while (next <= toSeq) {
+      const records: Buffer[] = [];
+      for (const { seq, record } of this.readRecords(next, Math.min(toSeq, next + LMDB_RUN_EVENTS - 1))) {
+        if (seq !== next + records.length) break;
+        records.push(record);
+      }
+      if (records.length === 0) return;
+      const frame = encodeFrame(records, next);
+      yield { buf: frame, firstSeq: next, count: records.length, start: FRAME_HEADER_BYTES, end: frame.byteLength };
+      next += records.length;
     }
   }
 

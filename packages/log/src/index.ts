@@ -26,7 +26,7 @@ export type {
   VectorDeletedBody,
   VectorUpsertedBody,
 } from './events.js';
-export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, decodeIndexFields, indexDocId, recordHashOk, recordIndexFields, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, decodeIndexFields, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { EventLog, defaultWalOptions } from './eventLog.js';
 export { docsInKeyOrder, sortDocEntries } from './store.js';
@@ -45,5 +45,5 @@ export type { WriterLock } from './writerLock.js';
 export { startWorker } from './worker.js';
 export { seededRandom } from './random.js';
 export { rxjs } from './rx.js';
-export { DEFAULT_SEGMENT_BYTES, FrameArena, FrameBuilder, encodeFrame, frameRecordCount, frameViews, fsyncPath, listSegments, readSegments, segmentName, segmentsChain, walDirOf } from './wal.js';
-export type { WalRecord } from './wal.js';
+export { DEFAULT_SEGMENT_BYTES, FRAME_HEADER_BYTES, FrameArena, FrameBuilder, encodeFrame, frameRecordCount, frameViews, fsyncPath, listSegments, readSegments, segmentName, segmentRuns, segmentsChain, splitRun, walDirOf } from './wal.js';
+export type { RecordRun, WalRecord } from './wal.js';

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { GENESIS_HASH } from './events.js';
+import { LogError } from './errors.js';
 
 /**
  * The write-ahead segments: the log's durability point.
@@ -287,17 +289,23 @@ export function crc32Combine(crcA: number, crcB: number, lengthB: number): numbe
   return (mulModPoly(shift, crcA >>> 0) ^ crcB) >>> 0;
 }
 
-/** The frame at `off` of `buf`, or undefined if there is none, or a torn or damaged one. */
-function frameAt(buf: Buffer, off: number): Frame | undefined {
+/** The header of the frame at `off` of `buf`, its CRC checked; undefined if there is none, or a torn or damaged one. */
+function frameHeaderAt(buf: Buffer, off: number): { count: number; firstSeq: number; end: number } | undefined {
   if (off + FRAME_HEADER_BYTES > buf.byteLength) return undefined;
   if (buf.readUInt32LE(off) !== MAGIC) return undefined;
   const count = buf.readUInt32LE(off + 4);
   const body = buf.readUInt32LE(off + 8);
   const end = off + FRAME_HEADER_BYTES + body;
   if (count === 0 || end > buf.byteLength) return undefined;
-  const frame = buf.subarray(off, end);
-  if (frameCrc(frame, body) !== buf.readUInt32LE(off + 12)) return undefined;
-  const firstSeq = buf.readDoubleLE(off + 16);
+  if (frameCrc(buf.subarray(off, end), body) !== buf.readUInt32LE(off + 12)) return undefined;
+  return { count, firstSeq: buf.readDoubleLE(off + 16), end };
+}
+
+/** The frame at `off` of `buf`, or undefined if there is none, or a torn or damaged one. */
+function frameAt(buf: Buffer, off: number): Frame | undefined {
+  const h = frameHeaderAt(buf, off);
+  if (h === undefined) return undefined;
+  const { count, firstSeq, end } = h;
   const records: Buffer[] = [];
   let p = off + FRAME_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
@@ -829,6 +837,96 @@ export function segmentsChain(walDir: string): { events: number; headHash: Uint8
     head = record.subarray(32, 64);
   }
   return { events, headHash: new Uint8Array(head), brokenAt: null };
+}
+
+/**
+ * Consecutive stored records in place: `count` of them, the first with seq `firstSeq`, each as
+ * `u32 length ‖ record` (little-endian), filling `buf[start..end)` exactly — a write-ahead
+ * frame's body, or part of one. What a bulk reader (a full backup) takes instead of a view per record.
+ */
+export interface RecordRun {
+  buf: Buffer;
+  firstSeq: number;
+  count: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * The first `n` records of `run` and the rest (undefined when nothing is left), found by walking
+ * the lengths. A length running past the run's end is LOG_CORRUPT_RECORD.
+ */
+export function splitRun(run: RecordRun, n: number): [RecordRun, RecordRun | undefined] {
+  if (n >= run.count) return [run, undefined];
+  let p = run.start;
+  for (let i = 0; i < n; i++) {
+    p += 4 + run.buf.readUInt32LE(p);
+    if (p > run.end) throw new LogError('LOG_CORRUPT_RECORD', `a record of seq ${run.firstSeq + i} runs past the end of its frame`, { seq: run.firstSeq + i });
+  }
+  return [
+    { buf: run.buf, firstSeq: run.firstSeq, count: n, start: run.start, end: p },
+    { buf: run.buf, firstSeq: run.firstSeq + n, count: run.count - n, start: p, end: run.end },
+  ];
+}
+
+/**
+ * Records `fromSeq..toSeq` read from the segments in `walDir` as runs (a frame's body each, the
+ * first and last cut to the range), in seq order. Reads whole segment files, checks each frame's
+ * CRC and that it follows the one before, and stops quietly short of `toSeq` at a frame that is
+ * missing, torn, damaged or out of order, or a segment that cannot be read: the caller reads the
+ * rest elsewhere (the log: from LMDB). A run's bytes are valid only until the generator is
+ * resumed: the buffers are reused.
+ */
+export async function* segmentRuns(walDir: string, fromSeq: number, toSeq: number): AsyncGenerator<RecordRun> {
+  if (toSeq < fromSeq) return;
+  const segments = listSegments(walDir);
+  let first = 0;
+  for (let i = 0; i < segments.length; i++) if (segments[i]! <= fromSeq) first = i;
+  // Segment i is read into one of two buffers, reused, while the caller works through the runs
+  // of segment i − 1 in the other. Into fresh memory, the 11 segments of 1M events (750 MB) took
+  // 0.69 s to read against 0.19 s into reused buffers (page faults cost ~2 µs each on this VM);
+  // and each read waited for (~60 ms a segment) stalled the caller.
+  const bufs: (Buffer | undefined)[] = [undefined, undefined];
+  const read = async (i: number): Promise<Buffer | undefined> => {
+    if (i >= segments.length || segments[i]! > toSeq) return undefined;
+    try {
+      const fh = await fsp.open(path.join(walDir, segmentName(segments[i]!)), 'r');
+      try {
+        const size = (await fh.stat()).size;
+        let b = bufs[i % 2];
+        if (b === undefined || b.byteLength < size) b = bufs[i % 2] = Buffer.allocUnsafeSlow(size);
+        let done = 0;
+        for (let n = -1; done < size && n !== 0; done += n) n = (await fh.read(b, done, size - done, done)).bytesRead;
+        return b.subarray(0, done);
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return undefined;
+    }
+  };
+  let ahead = read(first);
+  let next = fromSeq; // the next seq to yield
+  for (let i = first; i < segments.length && next <= toSeq; i++) {
+    const segFirst = segments[i]!;
+    if (i > first ? segFirst !== next : segFirst > next) return; // the segments miss `next`
+    const buf = await ahead;
+    if (buf === undefined) return;
+    ahead = read(i + 1);
+    let expect = segFirst;
+    for (let off = 0; next <= toSeq; ) {
+      const h = frameHeaderAt(buf, off);
+      if (h === undefined || h.firstSeq !== expect) break; // where this segment's frames end
+      let run: RecordRun = { buf, firstSeq: h.firstSeq, count: h.count, start: off + FRAME_HEADER_BYTES, end: h.end };
+      expect += h.count;
+      off = h.end;
+      if (expect <= next) continue; // wholly before `next`
+      if (run.firstSeq < next) run = splitRun(run, next - run.firstSeq)[1]!;
+      if (run.firstSeq + run.count - 1 > toSeq) run = splitRun(run, toSeq - run.firstSeq + 1)[0];
+      yield run;
+      next = run.firstSeq + run.count;
+    }
+  }
 }
 
 /** Records with seq ≥ `fromSeq` from the segments in `walDir`, in order, up to the first invalid frame. */
