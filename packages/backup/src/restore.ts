@@ -372,14 +372,20 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
 }
 
 /**
+ * The most a backup segment's start takes (magic, version, length, header JSON): five numbers of
+ * at most 16 digits, two hashes of 64 hex digits and the keys, ~305 bytes.
+ */
+const SEGMENT_HEADER_MAX_BYTES = 320;
+
+/**
  * At least the bytes a restore of `plan` writes into its data dir: every restored event's record
  * goes to the write-ahead segments and to LMDB (so twice its bytes; LMDB's pages and indexes add
  * ~7% more, 1M 128-d events: 628 MB of segments, 716 MB of LMDB), plus the checkpoint's files.
  * A lower bound, so that it never refuses a restore that would fit: an events file counts its
  * records (what it holds less its framing) only where all of it is restored; a file of a backup
  * written before `raw_size` was recorded counts its stored size (a compressed one counts short);
- * a point-in-time restore counts only backups that end at or before T; continuous segments
- * (unsized in the plan) count nothing.
+ * a point-in-time restore counts only backups that end at or before T (continuous segments
+ * count nothing: which of them end before T is only known once they are read).
  */
 export function restoreSpaceNeeded(plan: RestorePlan): number {
   const T = plan.pointInTime;
@@ -395,8 +401,8 @@ export function restoreSpaceNeeded(plan: RestorePlan): number {
       if (f.kind !== 'events' || f.first_seq === undefined || f.last_seq === undefined) continue;
       if (whole && f.first_seq > covered && f.last_seq <= plan.toSeq) {
         const events = f.last_seq - f.first_seq + 1;
-        // A segment's header (under 1 KiB of JSON) and each entry's 12 bytes of framing are not written as they are.
-        bytes += 2 * Math.max(0, (f.raw_size ?? f.size) - 1024 - 12 * events);
+        // A segment's header and each entry's 12 bytes of framing are not written as they are.
+        bytes += 2 * Math.max(0, (f.raw_size ?? f.size) - SEGMENT_HEADER_MAX_BYTES - 12 * events);
       }
       covered = Math.max(covered, f.last_seq);
     }

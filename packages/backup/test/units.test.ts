@@ -134,8 +134,8 @@ describe('restoreSpaceNeeded (pure): a lower bound of what a restore writes', ()
   const ev = (key: string, first: number, last: number, size: number, raw?: number): BackupFile => ({ key, kind: 'events', size, sha256: '', first_seq: first, last_seq: last, ...(raw !== undefined ? { raw_size: raw } : {}) });
   const full = manifest('f1', 'full', null, 1, 100, '2026-01-01T00:00:00Z', { prev_hash: toHex(GENESIS_HASH), files: [ev('f1/a', 1, 50, 10_000, 60_000), ev('f1/b', 51, 100, 10_000, 60_000)] });
   const inc = manifest('i1', 'incremental', 'f1', 101, 150, '2026-01-01T01:00:00Z', { files: [ev('i1/a', 101, 150, 9_000)] });
-  // Each events file: twice its records, i.e. its raw bytes less a 1 KiB header allowance and 12 bytes of framing an event.
-  const rec = (raw: number, events: number): number => 2 * (raw - 1024 - 12 * events);
+  // Each events file: twice its records, i.e. its raw bytes less the most a header takes (320 bytes) and 12 bytes of framing an event.
+  const rec = (raw: number, events: number): number => 2 * (raw - 320 - 12 * events);
   it('every events file restored whole counts twice its records; a file without raw_size counts its stored size', () => {
     expect(restoreSpaceNeeded(planRestore({ manifests: [full], segments: [] }, { backupId: 'f1' }))).toBe(2 * rec(60_000, 50));
     expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [] }, { backupId: 'i1' }))).toBe(2 * rec(60_000, 50) + rec(9_000, 50));
@@ -144,6 +144,19 @@ describe('restoreSpaceNeeded (pure): a lower bound of what a restore writes', ()
     // full ends at ts 1000: T inside it counts nothing (the file holding T may be cut), T after it counts it whole.
     expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [] }, { pointInTime: 999 }))).toBe(0);
     expect(restoreSpaceNeeded(planRestore({ manifests: [full, inc], segments: [{ key: 'segments/x', first_seq: 151, last_seq: 400 }] }, { pointInTime: 1200 }))).toBe(2 * rec(60_000, 50));
+  });
+  it('the header allowance is at least what a header takes: a segment of the largest numbers still counts no more than its records', () => {
+    const big = 2 ** 53 - 1;
+    const recs = records(3, big - 2);
+    const seg = encodeSegment(recs.map((r) => ({ ...r, ts: big })));
+    const hashes = { prev_hash: 'f'.repeat(64), last_hash: 'f'.repeat(64) };
+    const headerBytes = 9 + Buffer.byteLength(JSON.stringify({ ...seg.header, ...hashes, first_ts: big, last_ts: big, count: big }));
+    expect(headerBytes).toBeLessThanOrEqual(320);
+    const m = manifest('t1', 'full', null, 1, 3, '2026-01-01T00:00:00Z', { prev_hash: toHex(GENESIS_HASH), files: [ev('t1/a', 1, 3, 100, seg.body.length)] });
+    const recordBytes = recs.reduce((n, r) => n + r.record.length, 0);
+    const needed = restoreSpaceNeeded(planRestore({ manifests: [m], segments: [] }, { backupId: 't1' }));
+    expect(needed).toBeGreaterThan(0);
+    expect(needed).toBeLessThanOrEqual(2 * recordBytes);
   });
   it('the checkpoint a restore copies counts its raw size', () => {
     const cp: BackupFile = { key: 'f1/checkpoint/meta.json', kind: 'checkpoint', size: 100, raw_size: 5_000, sha256: '', path: 'meta.json' };
