@@ -111,7 +111,7 @@ export class BackupManager {
       // Live vectors are counted here, from the index fields each record's encoding reads anyway.
       const counter = new LiveCounter();
       try {
-        files = await this.writeEvents(id, 1, head.seq, runner, (f) => counter.applyLight(f));
+        files = await this.writeEvents(id, 1, head.seq, toHex(head.hash), runner, (f) => counter.applyLight(f));
         const fin = await runner.finish();
         this.lastPhasesMs.seal = fin.busyMs;
       } finally {
@@ -165,7 +165,7 @@ export class BackupManager {
       if (head.seq >= from) {
         // Inline: incrementals are small, and the counter reads the log's per-document index.
         const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, false);
-        files = await this.writeEvents(id, from, head.seq, runner, (f) => counter.applyLight(f));
+        files = await this.writeEvents(id, from, head.seq, toHex(head.hash), runner, (f) => counter.applyLight(f));
       }
       const firstTs = head.seq >= from ? decodeRecord(this.o.log.getRecord(from)!).ts : parent.to_ts;
       const m: BackupManifest = {
@@ -400,9 +400,12 @@ export class BackupManager {
    * while the runner seals (compresses, encrypts, hashes) the files read before and their
    * uploads run, side by side: a local store's put (write, fsync, link, fsync of the dir) took
    * ~0.2 s for a 25 MB file, and one at a time they took most of a full backup of 1M events.
+   * The record at `to` must hash to `headHash` (the log's head, from LMDB): records are read from
+   * the write-ahead segments, and a data dir whose two copies of the log disagree (only a writer's
+   * open checks that) is refused, BACKUP_CHAIN_BROKEN, rather than backed up with a head it does not hold.
    * Returns the files in seq order, once every upload is done; on a failure, once none is left running.
    */
-  private async writeEvents(id: string, from: number, to: number, runner: CodecRunner, onRecord?: (f: IndexFields) => void): Promise<BackupFile[]> {
+  private async writeEvents(id: string, from: number, to: number, headHash: string, runner: CodecRunner, onRecord?: (f: IndexFields) => void): Promise<BackupFile[]> {
     const files: BackupFile[] = [];
     const ahead = runner.inWorker ? WRITE_AHEAD_FILES : 1; // files sealed/uploaded ahead of the read (worker / inline)
     const steps: Promise<void>[] = [];
@@ -429,7 +432,10 @@ export class BackupManager {
           seg.add(r);
         }
         if (seg.count !== want) throw new BackupError('BACKUP_CHAIN_GAP', `the log holds ${seg.count} of seqs ${start}..${end}`, { from: start, to: end });
-        const raw = seg.finish().body;
+        const { body: raw, header } = seg.finish();
+        if (end === to && header.last_hash !== headHash) {
+          throw new BackupError('BACKUP_CHAIN_BROKEN', `the log's record at seq ${to} has hash ${header.last_hash} in the write-ahead segments but ${headHash} in LMDB: the data dir is damaged (a writer's open refuses it, LOG_CHAIN_BROKEN); nothing was backed up`, { seq: to });
+        }
         const rawSize = raw.length; // `raw` may be handed over to the codec's worker
         const sealed = runner.seal(raw);
         this.lastPhasesMs.read += performance.now() - t0;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { EventLog, listSegments, readSegments, toHex, walDirOf } from '@kyrodb/log';
+import { EventLog, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
 import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
@@ -244,6 +244,29 @@ describe('backup details', () => {
     expect(inc.to_seq).toBe(log.head().seq);
     await ro.close();
     await log.close();
+  });
+
+  it('a data dir whose write-ahead segments and LMDB disagree at the head is not backed up: BACKUP_CHAIN_BROKEN, nothing stored', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 300, { batch: 50 });
+    const head = log.head();
+    await log.close();
+    // The last record rewritten in the segments (its stored hash changed; the frames' CRCs made good).
+    const wal = walDirOf(dir);
+    const records = [...readSegments(wal, 1)].map((r) => Buffer.from(r.record));
+    expect(records).toHaveLength(head.seq);
+    records[records.length - 1]![40]! ^= 0xff;
+    const file = path.join(wal, segmentName(listSegments(wal)[0]!));
+    const size = fs.statSync(file).size;
+    const frames = Buffer.concat([encodeFrame(records.slice(0, -1), 1), encodeFrame(records.slice(-1), head.seq)]);
+    fs.writeFileSync(file, Buffer.concat([frames, Buffer.alloc(size - frames.length)]));
+    const ro = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
+    const storeDir = tempDir();
+    const mgr = new BackupManager({ log: ro, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger() });
+    await expect(mgr.createFull()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHAIN_BROKEN') && (e as Error).message.includes(`seq ${head.seq}`));
+    expect(await new LocalDirStore(storeDir).list('')).toEqual([]);
+    await ro.close();
   });
 
   it('restore refuses a non-empty target without force, and a target a live process writes', async () => {
