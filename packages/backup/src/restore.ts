@@ -12,6 +12,7 @@ import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } f
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
+import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
 import type { ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
@@ -370,12 +371,6 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     throw full ?? err;
   }
 }
-
-/**
- * The most a backup segment's start takes (magic, version, length, header JSON): five numbers of
- * at most 16 digits, two hashes of 64 hex digits and the keys, ~305 bytes.
- */
-const SEGMENT_HEADER_MAX_BYTES = 320;
 
 /**
  * At least the bytes a restore of `plan` writes into its data dir: every restored event's record

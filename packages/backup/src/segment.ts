@@ -57,7 +57,12 @@ export function encodeSegment(records: readonly SegmentEntry[]): { body: Buffer;
   return { body: out, header };
 }
 
-/** Room kept in front of a SegmentBuilder's records for the segment's start and header (~250 bytes of JSON). */
+/**
+ * The most a segment's start takes (magic, version, length, header JSON): five numbers of at
+ * most 16 digits, two hashes of 64 hex digits and the keys, ~305 bytes.
+ */
+export const SEGMENT_HEADER_MAX_BYTES = 320;
+/** Room kept in front of a SegmentBuilder's records for the segment's start (more than it can take). */
 const HEADER_ROOM = 1024;
 
 /**
@@ -87,18 +92,19 @@ export class SegmentBuilder {
 
   add(r: RecordRun): void {
     const b = r.buf;
+    const perRecord = (r.end - r.start) / r.count + 8;
     let p = r.start;
     for (let k = 0; k < r.count; k++) {
       const len = p + 4 <= r.end ? b.readUInt32LE(p) : -1;
       const at = p + 4;
-      if (len < 64 || at + len > r.end) throw new BackupError('BACKUP_CORRUPT', `the log's record of seq ${r.firstSeq + k} is cut short`, { seq: r.firstSeq + k });
+      if (len < 65 || at + len > r.end) throw new BackupError('BACKUP_CORRUPT', `the log's record of seq ${r.firstSeq + k} is cut short`, { seq: r.firstSeq + k });
       const f = recordIndexFieldsAt(b, at, at + len);
       const seq = this.firstSeq + this.count;
       if (f.seq !== seq) throw new BackupError('BACKUP_CHAIN_GAP', `the log has seq ${f.seq} where seq ${seq} belongs`, { seq });
       this.onRecord?.(f);
       if (this.count === 0) this.firstTs = f.ts;
       this.lastTs = f.ts;
-      this.room(12 + len, (r.end - r.start) / r.count + 8);
+      this.room(12 + len, perRecord);
       this.dv!.setUint32(this.off, len, true);
       this.dv!.setFloat64(this.off + 4, f.ts, true);
       b.copy(this.out!, this.off + 12, at, at + len);
