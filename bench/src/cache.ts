@@ -12,7 +12,7 @@
  *
  * Run `npx tsc -b` first (the bench imports the built packages).
  *
- *   pnpm exec tsx bench/src/cache.ts [--tiers hnsw|projections] [--vectors 100000] [--dim 32]
+ *   pnpm exec tsx bench/src/cache.ts [--tiers hnsw|projections] [--n 100000] [--dim 32]
  *        [--topics 20000] [--zipf 1.0] [--capacity 1000] [--warm 20000] [--queries 60000]
  *        [--noise 0.01] [--seed 1]
  */
@@ -41,9 +41,11 @@ function arg(name: string, def: number): number {
 const tiersIdx = process.argv.indexOf('--tiers');
 const tiers = tiersIdx >= 0 ? process.argv[tiersIdx + 1] : 'hnsw';
 if (tiers !== 'hnsw' && tiers !== 'projections') throw new Error('--tiers must be hnsw or projections');
+// `--vectors` names the kind of vectors in the other benches (vectors.ts); the count is `--n` everywhere.
+if (process.argv.includes('--vectors')) throw new Error('cache bench: give the number of vectors with --n (--vectors names their kind in the other benches)');
 const cfg = {
   tiers,
-  vectors: arg('vectors', 100_000),
+  vectors: arg('n', 100_000),
   dim: arg('dim', 32),
   topics: arg('topics', 20_000),
   zipf: arg('zipf', 1.0),
