@@ -42,7 +42,6 @@ export interface BackupManagerOptions {
   now?: () => number;
 }
 
-/** Defaults of BackupManagerOptions. */
 /**
  * Events files a full backup keeps sealing and uploading beyond the one it reads (the codec in a
  * worker; inline, one): their uploads overlap. Each holds its raw and sealed bytes (~60 MB at
@@ -50,6 +49,7 @@ export interface BackupManagerOptions {
  */
 const WRITE_AHEAD_FILES = 3;
 
+/** Defaults of BackupManagerOptions. */
 export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000 });
 
 /** What `verify` found. `ok: false` carries the error code naming the problem. */
