@@ -1308,12 +1308,13 @@ export class EventLog {
   /**
    * Records `fromSeq..toSeq` as runs (see RecordRun), in seq order: a bulk reader's way, with no
    * object per record. From the write-ahead segments (`source` 'auto': when the range starts at
-   * seq 1 or holds at least SEGMENT_RUNS_MIN_EVENTS), where whole files read and CRC-checked cost far less than
-   * LMDB's cursor, which copies each record into a Buffer of its own (a full backup of 1M events
-   * spent ~2.4 s of its main thread on that and the garbage it made); else, and for whatever the
-   * segments do not hold, from LMDB, in runs of up to LMDB_RUN_EVENTS. Stops short of `toSeq`
-   * only where LMDB lacks a seq too: the caller checks the count. A run's bytes are valid only
-   * until the generator is resumed (the segments' read buffers are reused): copy what you keep.
+   * seq 1 or holds at least SEGMENT_RUNS_MIN_EVENTS), where whole files read and CRC-checked
+   * cost far less than LMDB's cursor, which copies each record into a Buffer of its own (a full
+   * backup of 1M events spent ~2.4 s of its main thread on that and the garbage it made); else,
+   * and for whatever the segments do not hold, from LMDB, in runs of up to LMDB_RUN_EVENTS.
+   * Stops short of `toSeq` only where LMDB lacks a seq too: the caller checks the count. A run's
+   * bytes are valid only until the generator is resumed (the segments' read buffers are
+   * reused): copy what you keep.
    */
   async *recordRuns(fromSeq: number, toSeq: number, source: 'auto' | 'segments' | 'lmdb' = 'auto'): AsyncGenerator<RecordRun> {
     let next = Math.max(1, fromSeq);
