@@ -1,4 +1,3 @@
-import { webcrypto } from 'node:crypto';
 import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
@@ -73,12 +72,6 @@ export async function getFile(store: ObjectStore, key: string, what: string): Pr
 export function checkStored(b: Buffer, f: Pick<BackupFile, 'key' | 'size' | 'sha256'>): void {
   checkStoredSize(b, f);
   checkStoredHash(sha256Hex(b), f);
-}
-
-/** `checkStored`, hashing on the thread pool (WebCrypto's digest) instead of the calling thread. */
-export async function checkStoredOffThread(b: Buffer, f: Pick<BackupFile, 'key' | 'size' | 'sha256'>): Promise<void> {
-  checkStoredSize(b, f);
-  checkStoredHash(Buffer.from(await webcrypto.subtle.digest('SHA-256', b)).toString('hex'), f);
 }
 
 function checkStoredSize(b: Buffer, f: Pick<BackupFile, 'key' | 'size'>): void {
