@@ -1,4 +1,4 @@
-import { recordIndexFields, type IndexFields } from '@kyrodb/log/codec';
+import type { IndexFields } from '@kyrodb/log/codec';
 import { replayStep } from './state.js';
 
 /**
@@ -143,11 +143,6 @@ export class LiveCounter {
   /** Applies one event's index fields (in seq order). */
   applyLight(e: IndexFields): void {
     replayStep(this.collections, e, newIds, addId);
-  }
-
-  /** Applies a stored record (its index fields only). */
-  applyRecord(rec: Uint8Array): void {
-    this.applyLight(recordIndexFields(rec));
   }
 
   /** Live vectors per collection. */

@@ -1,5 +1,5 @@
 import type { IndexFields, LogEvent, Metric } from '@kyrodb/log/codec';
-import { decodeRecord, indexFieldsOf, recordIndexFields } from '@kyrodb/log/codec';
+import { indexFieldsOf } from '@kyrodb/log/codec';
 
 /** A live vector in a replayed state. */
 export interface ReplayDoc {
@@ -64,13 +64,7 @@ export class ReplayState {
     this.applyLight(indexFieldsOf(e), e.type === 'vector.upserted' ? e.body.vector : undefined, e.type === 'collection.created' ? e.body.metric : undefined);
   }
 
-  /** Applies a stored record (ids only: without `keepVectors` the vector is never decoded). */
-  applyRecord(rec: Uint8Array): void {
-    if (this.keepVectors) this.apply(decodeRecord(rec));
-    else this.applyLight(recordIndexFields(rec));
-  }
-
-  /** Applies an event read by `decodeIndexFields`; with `keepVectors`, `vector` is the upsert's vector. */
+  /** Applies an event's index fields (`recordIndexFields`); with `keepVectors`, `vector` is the upsert's vector. */
   applyLight(e: IndexFields, vector?: Float32Array, metric: Metric = 'l2'): void {
     this.seq = e.seq;
     const doc = this.keepVectors && vector !== undefined ? { vector, seq: e.seq } : null;
@@ -180,7 +174,7 @@ export class IncrementalCounter {
     this.applyLight(indexFieldsOf(e));
   }
 
-  /** Applies one event of the range, as read by `decodeIndexFields`. */
+  /** Applies one event of the range, as read by `recordIndexFields`. */
   applyLight(e: IndexFields): void {
     const c = e.collection;
     const st = this.coll(c);

@@ -333,19 +333,6 @@ function readIndexFields(b: Uint8Array, start: number, end?: number): IndexField
   return out;
 }
 
-/**
- * Reads the IndexFields of a canonical payload without building the vector or the metadata
- * (about 10x cheaper than `decodePayload`). A layout it does not recognise falls back to the full
- * decode, which throws LOG_CORRUPT_RECORD for anything that is not a valid payload.
- */
-export function decodeIndexFields(payload: Uint8Array): IndexFields {
-  try {
-    return readIndexFields(payload, 0);
-  } catch {
-    return indexFieldsOf(decodePayload(payload));
-  }
-}
-
 /** The document id a record is indexed under (by-doc): a vector event's id, '' for a collection-level event. */
 export function indexDocId(f: IndexFields): string {
   return f.type === 'vector.upserted' || f.type === 'vector.deleted' ? (f.id ?? '') : '';
@@ -437,7 +424,12 @@ export function checkRecordInPlace(rec: Uint8Array): IndexFields {
   return checkRecordBy(rec, recordHashMatchesInPlace);
 }
 
-/** The IndexFields of a stored record (the payload after its two hashes), read in place. */
+/**
+ * The IndexFields of a stored record (the payload after its two hashes), read in place without
+ * building the vector or the metadata (about 10x cheaper than `decodePayload`). A layout it does
+ * not recognise falls back to the full decode, which throws LOG_CORRUPT_RECORD for anything that
+ * is not a valid payload.
+ */
 export function recordIndexFields(rec: Uint8Array): IndexFields {
   return recordIndexFieldsAt(asBuffer(rec), 0, rec.byteLength);
 }

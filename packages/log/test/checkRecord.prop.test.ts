@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { checkRecord, checkRecordInPlace, decodeIndexFields, decodePayload, indexFieldsOf, isLogError, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
+import { checkRecord, checkRecordInPlace, decodePayload, indexFieldsOf, isLogError, recordHashOk, recordIndexFields, recordIndexFieldsAt, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams } from './helpers.js';
 
 const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
@@ -20,7 +20,12 @@ describe('checkRecord', () => {
           const copy = new Uint8Array(record.byteLength + 8).subarray(4, 4 + record.byteLength);
           copy.set(record);
           expect(checkRecord(copy)).toEqual(want);
-          expect(decodeIndexFields(splitRecord(record).payload)).toEqual(want);
+          expect(recordIndexFields(record)).toEqual(want);
+          // In place inside a larger buffer (a write-ahead frame), with bytes on both sides.
+          const framed = Buffer.concat([Buffer.from([1, 2, 3]), record, Buffer.from([0x97, 0xc0, 9])]);
+          expect(recordIndexFieldsAt(framed, 3, 3 + record.byteLength)).toEqual(want);
+          // Given an end one byte short, the bytes past it are not read as the record's.
+          expect(() => recordIndexFieldsAt(framed, 3, 2 + record.byteLength)).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT_RECORD' }) as Error);
           expect(recordHashOk(copy)).toBe(true);
           // In place: the same answer, and the bytes as they were.
           expect(checkRecordInPlace(copy)).toEqual(want);
