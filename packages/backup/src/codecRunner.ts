@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { LogError, isLogError, startWorker } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import type { ReplayState } from './state.js';
-import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
+import { BODY_REUSE_MIN_BYTES, FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
 
 /**
  * Where the CPU-bound file work of a backup or restore runs: `inline` on the calling thread, or
@@ -31,14 +31,32 @@ export interface CodecRunner {
   seal(raw: Buffer): Promise<SealedFile>;
   /** Opens the next source, once `stored` resolves (its rejection is handed to the opener, see SourceOpener.open). */
   open(spec: SourceSpec, stored: Promise<Buffer>): Promise<OpenedSource>;
+  /**
+   * Hands the memory behind an opened source's frames back to the codec, which decompresses later
+   * sources into it: call once nothing reads the frames any more (for an import, once the log
+   * holds none of their records: `EventLog.importHeldFrom`). Only a worker reuses it: its frames
+   * cross by transfer, so the transfer back leaves any view of them on this side empty (a read
+   * by mistake finds no bytes, never another source's). Inline, a no-op.
+   */
+  recycle(frames: readonly Buffer[]): void;
   /** Live vectors per collection after everything opened (a backup counts them as it reads: none here), and the codec's busy time (ms). */
-  finish(): Promise<{ counts: Record<string, number>; busyMs: number }>;
+  finish(): Promise<CodecFinish>;
   /** Stops the worker, if any. Pending calls reject. */
   close(): Promise<void>;
   /** Whether the work runs in a worker thread. */
   readonly inWorker: boolean;
   /** The opener's replayed state when inline (deep verify keeps the vectors); undefined in a worker. */
   readonly state: ReplayState | undefined;
+}
+
+/** What `CodecRunner.finish` tells. */
+export interface CodecFinish {
+  /** Live vectors per collection after everything opened (none for a backup: it counts as it reads). */
+  counts: Record<string, number>;
+  /** The codec's busy time, ms. */
+  busyMs: number;
+  /** Sources decompressed into memory handed back by `recycle`. */
+  bodiesReused: number;
 }
 
 /** What the codec worker is started with (`workerData`). */
@@ -48,7 +66,8 @@ export type CodecJob = { kind: 'seal'; options: SealOptions } | { kind: 'open'; 
 export type ToCodec =
   | { id: number; op: 'seal'; raw: ArrayBuffer; offset: number; length: number }
   | { id: number; op: 'open'; spec: SourceSpec; stored?: { ab: ArrayBuffer; offset: number; length: number }; error?: SerializedError }
-  | { id: number; op: 'finish' };
+  | { id: number; op: 'finish' }
+  | { id: number; op: 'recycle'; buffers: ArrayBuffer[] };
 type DistributiveOmitId<T> = T extends unknown ? Omit<T, 'id'> : never;
 export type FromCodec = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: SerializedError };
 
@@ -111,13 +130,17 @@ class InlineCodecRunner implements CodecRunner {
     return p;
   }
 
-  finish(): Promise<{ counts: Record<string, number>; busyMs: number }> {
+  finish(): Promise<CodecFinish> {
     const c = this.sealer ?? this.opener!;
-    return this.chain.then(() => ({ counts: this.opener?.counts() ?? {}, busyMs: c.busyMs }));
+    return this.chain.then(() => ({ counts: this.opener?.counts() ?? {}, busyMs: c.busyMs, bodiesReused: this.opener?.bodiesReused ?? 0 }));
   }
 
   get state(): ReplayState | undefined {
     return this.opener?.state;
+  }
+
+  recycle(): void {
+    // Nothing crosses a thread here: the frames stay readable wherever they were kept.
   }
 
   close(): Promise<void> {
@@ -189,9 +212,20 @@ class WorkerCodecRunner implements CodecRunner {
     });
   }
 
-  async finish(): Promise<{ counts: Record<string, number>; busyMs: number }> {
+  recycle(frames: readonly Buffer[]): void {
+    if (this.failed !== undefined) return;
+    const buffers = [...new Set(frames.map((f) => f.buffer))].filter((ab): ab is ArrayBuffer => ab instanceof ArrayBuffer && ab.byteLength >= BODY_REUSE_MIN_BYTES);
+    if (buffers.length === 0) return;
+    try {
+      this.worker.postMessage({ id: 0, op: 'recycle', buffers } satisfies ToCodec, buffers);
+    } catch {
+      // Not transferable: left to the garbage collector, as without recycling.
+    }
+  }
+
+  async finish(): Promise<CodecFinish> {
     await this.chain;
-    return (await this.call({ op: 'finish' }, [])) as { counts: Record<string, number>; busyMs: number };
+    return (await this.call({ op: 'finish' }, [])) as CodecFinish;
   }
 
   async close(): Promise<void> {

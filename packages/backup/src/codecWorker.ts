@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EncryptionKey } from './objectCodec.js';
 import { FileSealer, SourceOpener } from './fileCodec.js';
-import { deserializeError, forTransfer, serializeError, type CodecJob, type FromCodec, type ToCodec } from './codecRunner.js';
+import { deserializeError, forTransfer, serializeError, type CodecFinish, type CodecJob, type FromCodec, type ToCodec } from './codecRunner.js';
 
 const port = parentPort!;
 const job = workerData as CodecJob;
@@ -22,6 +22,10 @@ function reply(m: FromCodec, transfer: ArrayBuffer[]): void {
 }
 
 port.on('message', (m: ToCodec) => {
+  if (m.op === 'recycle') {
+    opener?.recycle(m.buffers); // no answer
+    return;
+  }
   try {
     if (m.op === 'seal') {
       const s = sealer!.seal(Buffer.from(m.raw, m.offset, m.length));
@@ -35,7 +39,7 @@ port.on('message', (m: ToCodec) => {
       reply({ id: m.id, ok: true, result: { ...r, frames } }, [...new Set(frames.map((f) => f.ab))]);
     } else {
       const c = sealer ?? opener!;
-      reply({ id: m.id, ok: true, result: { counts: opener?.counts() ?? {}, busyMs: c.busyMs } }, []);
+      reply({ id: m.id, ok: true, result: { counts: opener?.counts() ?? {}, busyMs: c.busyMs, bodiesReused: opener?.bodiesReused ?? 0 } satisfies CodecFinish }, []);
     }
   } catch (err) {
     reply({ id: m.id, ok: false, error: serializeError(err) }, []);

@@ -1,3 +1,4 @@
+import buffer from 'node:buffer';
 import zlib from 'node:zlib';
 import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLogError, sealFrame, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
@@ -129,6 +130,9 @@ export class SourceOpener {
   private curHash = '';
   private headTs = 0;
   private reachedT = false;
+  /** Bodies handed back (`recycle`), which the next sources are decompressed into. */
+  private readonly bodies = new BodyPool();
+  private readonly alloc = (size: number): Buffer => this.bodies.take(size);
   /** Time spent opening, ms. */
   busyMs = 0;
 
@@ -150,11 +154,24 @@ export class SourceOpener {
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
-      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption, spec.storedChecked === true) : openSegmentLayout(stored, spec.segment!, this.o.encryption);
+      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption, spec.storedChecked === true, this.alloc) : openSegmentLayout(stored, spec.segment!, this.o.encryption, this.alloc);
       return { ...this.take(seg, spec.name), skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
     }
+  }
+
+  /**
+   * Takes back the memory of sources opened before (the ArrayBuffers behind their frames), once
+   * nothing reads them any more: later sources are decompressed into it.
+   */
+  recycle(buffers: readonly ArrayBuffer[]): void {
+    for (const ab of buffers) this.bodies.give(ab);
+  }
+
+  /** Sources decompressed into memory taken back by `recycle`. */
+  get bodiesReused(): number {
+    return this.bodies.reused;
   }
 
   /** Live vectors per collection of what was opened so far. */
@@ -251,6 +268,50 @@ export class SourceOpener {
     if (frameAt >= 0) frames.push(sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc));
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
     return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
+  }
+}
+
+/** Bodies smaller than this are neither kept for reuse nor rounded up. */
+export const BODY_REUSE_MIN_BYTES = 1 << 20;
+/** Bodies kept for reuse at most: a restore has about this many sources in flight (opened ahead, importing, waiting for LMDB). */
+const BODY_POOL_MAX = 4;
+
+/**
+ * Memory for decompressed bodies, reused. Decompressing each 50k-event file (~30 MB) into fresh
+ * memory faulted in ~120k pages over a 1M-event restore (about 0.1–0.3 s of the codec's time
+ * in the kernel, zeroing and mapping them, and as much again unmapping them); a body given back
+ * is used again for the next source it fits. Fresh bodies are rounded up a little (files of
+ * one backup differ by a few percent) so that a later one fits.
+ */
+class BodyPool {
+  private readonly free: ArrayBuffer[] = [];
+  /** Bodies taken from what was given back. */
+  reused = 0;
+
+  /** A buffer of `size` bytes: the smallest kept body it fits in, else fresh memory. */
+  take(size: number): Buffer {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const n = this.free[i]!.byteLength;
+      if (n >= size && (best < 0 || n < this.free[best]!.byteLength)) best = i;
+    }
+    if (best >= 0) {
+      this.reused += 1;
+      return Buffer.from(this.free.splice(best, 1)[0]!, 0, size);
+    }
+    if (size < BODY_REUSE_MIN_BYTES) return Buffer.allocUnsafeSlow(size);
+    const rounded = Math.ceil((size + size / 32) / BODY_REUSE_MIN_BYTES) * BODY_REUSE_MIN_BYTES;
+    return Buffer.allocUnsafeSlow(rounded).subarray(0, size);
+  }
+
+  /** Keeps `ab` for reuse (the largest BODY_POOL_MAX are kept). */
+  give(ab: ArrayBuffer): void {
+    if (ab.byteLength < BODY_REUSE_MIN_BYTES || ab.byteLength > buffer.constants.MAX_LENGTH) return;
+    this.free.push(ab);
+    if (this.free.length > BODY_POOL_MAX) {
+      this.free.sort((a, b) => b.byteLength - a.byteLength);
+      this.free.length = BODY_POOL_MAX;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
-import { decodeObject, sha256Hex, type EncryptionKey } from './objectCodec.js';
+import { decodeObject, sha256Hex, type BodyAlloc, type EncryptionKey } from './objectCodec.js';
 import { layoutEntries, segmentLayout, type SegmentEntry, type SegmentHeader, type SegmentLayout } from './segment.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
@@ -101,11 +101,11 @@ export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileEx
 /**
  * Checks (size, SHA-256; not with `checked`: the caller did, `checkStored`), decrypts, decompresses
  * and reads the framing of the stored bytes of an events file. The layout's body may be `stored`
- * itself (an uncompressed, unencrypted file).
+ * itself (an uncompressed, unencrypted file); a decompressed one is put where `alloc` says.
  */
-export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, checked = false): SegmentLayout {
+export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, checked = false, alloc?: BodyAlloc): SegmentLayout {
   if (!checked) checkStored(stored, x);
-  const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }), x.key);
+  const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }, alloc), x.key);
   if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
   return seg;
 }
@@ -122,8 +122,8 @@ export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: 
 }
 
 /** Decrypts, decompresses and reads the framing of the stored bytes of a continuous segment, checking that it holds the range its key names. */
-export function openSegmentLayout(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): SegmentLayout {
-  const seg = segmentLayout(decodeObject(stored, key, s.key), s.key);
+export function openSegmentLayout(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentLayout {
+  const seg = segmentLayout(decodeObject(stored, key, s.key, {}, alloc), s.key);
   if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
   return seg;
 }

@@ -72,6 +72,8 @@ export interface RestoreReport {
    * renaming and re-opening the new data dir, `total` all of it.
    */
   phasesMs: { open: number; waitOpen: number; import: number; docIndex: number; checkpoint: number; swap: number; total: number };
+  /** Sources the codec worker decompressed into memory an earlier source had used and the import had done with (`CodecRunner.recycle`); 0 inline. */
+  bodiesReused: number;
 }
 
 function stamp(): string {
@@ -165,15 +167,28 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         phases.import += performance.now() - t0;
       }
     };
+    // Opened sources whose records are not all known to be out of the log's hands, in order, and
+    // the last seq handed to the log (`pendingLast`: of what pendingFrames hold). A source the
+    // log no longer reads gives its memory back to a worker codec, which decompresses later
+    // sources into it (see CodecRunner.recycle).
+    const held: { last: number; frames: Buffer[] }[] = [];
+    let handed = 0;
+    let pendingLast = 0;
+    const release = (): void => {
+      const from = log!.importHeldFrom() ?? Infinity;
+      while (held.length > 0 && held[0]!.last <= handed && held[0]!.last < from) runner!.recycle(held.shift()!.frames);
+    };
     const flush = async (): Promise<void> => {
       if (pending === 0) return;
       const t0 = performance.now();
       const p = log!.importFrames(pendingFrames, { checked: { collections, docIds } });
       phases.import += performance.now() - t0;
       p.catch(() => undefined); // awaited below, or by the next flush
+      handed = pendingLast;
       const before = importing;
       importing = p;
       if (before !== undefined) await imported(before);
+      release();
       pending = 0;
       pendingFrames = [];
       collections = [];
@@ -246,6 +261,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       // The import reads the records out of the frames (and fails on a frame whose header's count
       // is not what it holds); here, the counts tell which index fields go with which frame.
       let i = 0;
+      if (r.count > 0 && runner.inWorker) held.push({ last: r.seq, frames: r.frames });
       for (const frame of r.frames) {
         const n = frameRecordCount(frame);
         if (n === 0) throw new BackupError('BACKUP_CORRUPT', 'an opened source holds a frame without records', {});
@@ -256,6 +272,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         }
         i += n;
         pending += n;
+        pendingLast = r.seq - r.count + i; // a source's kept records are consecutive and end at r.seq
         pendingFrames.push(frame);
         if (pending >= IMPORT_BATCH) {
           cur = r.seq; // progress only
@@ -361,6 +378,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       plan: describePlan(plan),
       spaceNeededBytes: space.needed,
       phasesMs: { ...phases, total: durationMs },
+      bodiesReused: fin.bodiesReused,
       ...(o.keepState === true && state !== undefined ? { state } : {}),
     };
   } catch (err) {
@@ -568,7 +586,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
     const dataDir = path.resolve(o.dataDir);
     const { needed, free } = checkSpace(plan, dataDir);
     const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
-    return { dataDir, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 } };
+    return { dataDir, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, bodiesReused: 0 };
   }
   return executeRestore(plan, o);
 }

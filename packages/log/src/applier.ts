@@ -101,6 +101,11 @@ export class ApplyThread {
     return this.posted.length > 0;
   }
 
+  /** The first seq of the rows posted and not yet known to be applied (kept to be applied elsewhere if the thread fails), if any. */
+  get heldFrom(): number | undefined {
+    return this.posted[0]?.rows[0]?.seq;
+  }
+
   /** How many posted batches are not yet known to be applied. */
   get backlog(): number {
     return this.posted.length;

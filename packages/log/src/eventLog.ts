@@ -298,6 +298,8 @@ export class EventLog {
   private markerWritten = false;
   /** Acknowledged rows LMDB does not have yet and nobody is applying, in seq order, and the head after them. */
   private pendingRows: IndexRow[] = [];
+  /** The first seq of each import being written, oldest first (see importHeldFrom). */
+  private importsFrom: number[] = [];
   private pendingHead: LogHead | undefined;
   /** Where group frames are built (wal.ts). */
   private readonly frameArena = new FrameArena();
@@ -1029,6 +1031,21 @@ export class EventLog {
     return this.startImport(records, options.checked, spans);
   }
 
+  /**
+   * The lowest seq whose record bytes, as given to `importRecords` or `importFrames`, the log may
+   * still read: in an import being written, in rows waiting for LMDB, or in rows the apply thread
+   * holds until it has applied them. Undefined when it holds none. A bulk loader may reuse the
+   * memory of the records below it (restore hands its sources' buffers back to its codec worker).
+   */
+  importHeldFrom(): number | undefined {
+    let from = this.importsFrom[0];
+    const pending = this.pendingRows[0]?.seq;
+    if (pending !== undefined && (from === undefined || pending < from)) from = pending;
+    const posted = this.applier?.heldFrom;
+    if (posted !== undefined && (from === undefined || posted < from)) from = posted;
+    return from;
+  }
+
   /** Checks an import and starts writing it: in the frames `built` spans, else in frames built here. */
   private startImport(records: readonly Uint8Array[], checked: CheckedIndex | undefined, built: readonly [number, number, Uint8Array][] | undefined): Promise<LogHead> {
     try {
@@ -1041,7 +1058,10 @@ export class EventLog {
       this.importing = done;
       this.importHead = head;
       this.importsInFlight += 1;
+      this.importsFrom.push(rows[0]!.seq);
+      // Imports settle in the order they start (each waits for the one before it).
       const settled = (): void => {
+        this.importsFrom.shift();
         this.importsInFlight -= 1;
         if (this.importsInFlight === 0) {
           this.importing = undefined;

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import type { Database, RootDatabase } from 'lmdb';
+import { LogError } from './errors.js';
 
 // LMDB, the log's read side: the records and the time and document indexes. Opened by the log on
 // its own thread and, in the same process, by the thread that applies acknowledged groups
@@ -146,6 +147,9 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
     // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
     let runTs = Number.NaN;
     for (const r of rows) {
+      // Never shorter than its two hashes and a header: an empty one is memory a bulk loader
+      // reused too early (see EventLog.importHeldFrom). Refused (nothing written), never stored.
+      if (r.record.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', `seq ${r.seq}'s record has ${r.record.byteLength} bytes`, { seq: r.seq });
       s.events.putSync(r.seq, r.record as Buffer, APPEND);
       if (r.ts !== runTs) {
         runTs = r.ts;
