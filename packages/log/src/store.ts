@@ -320,16 +320,22 @@ export function writeDocEntries(s: Stores, entries: DocEntry[]): void {
   let i = 0;
   do {
     const end = Math.min(entries.length, i + DOC_WRITE_BATCH);
+    const from = i;
     s.env.transactionSync(() => {
-      for (let j = i; j < end; j++) {
-        const e = entries[j]!;
-        docKey[0] = e.collection;
-        docKey[1] = e.docId;
-        docKey[2] = e.seq;
-        s.byDoc.putSync(docKey, EMPTY);
-      }
+      putDocEntries(s, entries, from, end, docKey);
       if (end === entries.length) s.meta.removeSync(DOC_INDEX_PENDING_KEY);
     });
     i = end;
   } while (i < entries.length);
+}
+
+/** Puts by-doc entries [from, end) (a function of its own, for the reason putRows is). */
+function putDocEntries(s: Stores, entries: readonly DocEntry[], from: number, end: number, docKey: [string, string, number]): void {
+  for (let j = from; j < end; j++) {
+    const e = entries[j]!;
+    docKey[0] = e.collection;
+    docKey[1] = e.docId;
+    docKey[2] = e.seq;
+    s.byDoc.putSync(docKey, EMPTY);
+  }
 }
