@@ -1,8 +1,9 @@
 import type { Worker } from 'node:worker_threads';
 import { LogError, isLogError, startWorker } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
+import { REUSE_MIN_BYTES } from './reuse.js';
 import type { ReplayState } from './state.js';
-import { BODY_REUSE_MIN_BYTES, FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
+import { FileSealer, SourceOpener, type OpenOptions, type OpenedSource, type SealOptions, type SealedFile, type SourceSpec } from './fileCodec.js';
 
 /**
  * Where the CPU-bound file work of a backup or restore runs: `inline` on the calling thread, or
@@ -217,7 +218,7 @@ class WorkerCodecRunner implements CodecRunner {
 
   recycle(frames: readonly Buffer[]): void {
     if (this.failed !== undefined) return;
-    const buffers = [...new Set(frames.map((f) => f.buffer))].filter((ab): ab is ArrayBuffer => ab instanceof ArrayBuffer && ab.byteLength >= BODY_REUSE_MIN_BYTES);
+    const buffers = [...new Set(frames.map((f) => f.buffer))].filter((ab): ab is ArrayBuffer => ab instanceof ArrayBuffer && ab.byteLength >= REUSE_MIN_BYTES);
     if (buffers.length === 0) return;
     try {
       this.worker.postMessage({ id: 0, op: 'recycle', buffers } satisfies ToCodec, buffers);

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EncryptionKey } from './objectCodec.js';
 import { FileSealer, SourceOpener } from './fileCodec.js';
+import { REUSE_MIN_BYTES } from './reuse.js';
 import { deserializeError, forTransfer, serializeError, type CodecFinish, type CodecJob, type FromCodec, type ToCodec } from './codecRunner.js';
 
 const port = parentPort!;
@@ -36,7 +37,12 @@ port.on('message', (m: ToCodec) => {
       const r = opener!.open(m.spec, stored, m.error === undefined ? undefined : deserializeError(m.error));
       const frames = r.frames.map(forTransfer);
       // A source's frames share its body's ArrayBuffer: each buffer is listed once.
-      reply({ id: m.id, ok: true, result: { ...r, frames } }, [...new Set(frames.map((f) => f.ab))]);
+      const buffers = new Set(frames.map((f) => f.ab));
+      // The stored bytes' memory, unless the frames were built in it: back for the next read.
+      const ab = stored?.buffer;
+      const spent = ab instanceof ArrayBuffer && ab.byteLength >= REUSE_MIN_BYTES && !buffers.has(ab) ? ab : undefined;
+      if (spent !== undefined) buffers.add(spent);
+      reply({ id: m.id, ok: true, result: { ...r, frames, ...(spent !== undefined ? { spent } : {}) } }, [...buffers]);
     } else {
       const c = sealer ?? opener!;
       reply({ id: m.id, ok: true, result: { counts: opener?.counts() ?? {}, busyMs: c.busyMs, bodiesReused: opener?.bodiesReused ?? 0 } satisfies CodecFinish }, []);

@@ -1,4 +1,3 @@
-import buffer from 'node:buffer';
 import zlib from 'node:zlib';
 import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLogError, sealFrame, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
@@ -6,6 +5,7 @@ import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from '.
 import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import type { SegmentLayout } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
+import { allocReusable, REUSE_MIN_BYTES } from './reuse.js';
 import { ReplayState } from './state.js';
 
 // The CPU-bound work of backup and restore on whole files, with no I/O and no store, so that it
@@ -104,6 +104,12 @@ export interface OpenedSource {
   ts: number;
   /** The point in time was reached inside (or before) this source: nothing after it is restored. */
   reachedT: boolean;
+  /**
+   * From a worker: the memory the source's stored bytes arrived in, when its frames are not in it
+   * (they are in its decompressed or decrypted copy), handed back for the next read
+   * (`ObjectStore.get`'s `into`).
+   */
+  spent?: ArrayBuffer;
 }
 
 /**
@@ -271,8 +277,6 @@ export class SourceOpener {
   }
 }
 
-/** Bodies smaller than this are neither kept for reuse nor rounded up. */
-export const BODY_REUSE_MIN_BYTES = 1 << 20;
 /** Bodies kept for reuse at most: a restore has about this many sources in flight (opened ahead, importing, waiting for LMDB). */
 const BODY_POOL_MAX = 4;
 
@@ -280,8 +284,7 @@ const BODY_POOL_MAX = 4;
  * Memory for decompressed bodies, reused. Decompressing each 50k-event file (~30 MB) into fresh
  * memory faulted in ~120k pages over a 1M-event restore (about 0.1–0.3 s of the codec's time
  * in the kernel, zeroing and mapping them, and as much again unmapping them); a body given back
- * is used again for the next source it fits. Fresh bodies are rounded up a little (files of
- * one backup differ by a few percent) so that a later one fits.
+ * is used again for the next source it fits (`allocReusable` rounds fresh ones up so that it does).
  */
 class BodyPool {
   private readonly free: ArrayBuffer[] = [];
@@ -299,14 +302,12 @@ class BodyPool {
       this.reused += 1;
       return Buffer.from(this.free.splice(best, 1)[0]!, 0, size);
     }
-    if (size < BODY_REUSE_MIN_BYTES) return Buffer.allocUnsafeSlow(size);
-    const rounded = Math.ceil((size + size / 32) / BODY_REUSE_MIN_BYTES) * BODY_REUSE_MIN_BYTES;
-    return Buffer.allocUnsafeSlow(rounded).subarray(0, size);
+    return allocReusable(size);
   }
 
   /** Keeps `ab` for reuse (the largest BODY_POOL_MAX are kept). */
   give(ab: ArrayBuffer): void {
-    if (ab.byteLength < BODY_REUSE_MIN_BYTES || ab.byteLength > buffer.constants.MAX_LENGTH) return;
+    if (ab.byteLength < REUSE_MIN_BYTES) return;
     this.free.push(ab);
     if (this.free.length > BODY_POOL_MAX) {
       this.free.sort((a, b) => b.byteLength - a.byteLength);

@@ -3,7 +3,7 @@ import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
 import { decodeObject, sha256Hex, type BodyAlloc, type EncryptionKey } from './objectCodec.js';
 import { layoutEntries, segmentLayout, type SegmentEntry, type SegmentHeader, type SegmentLayout } from './segment.js';
-import type { ObjectStore } from './stores/objectStore.js';
+import type { GetOptions, ObjectStore } from './stores/objectStore.js';
 
 /** A continuous-backup segment as listed: its key and seq range (from the deterministic key). */
 export interface SegmentInfo {
@@ -59,9 +59,9 @@ export async function fetchChecked(store: ObjectStore, f: BackupFile): Promise<B
 }
 
 /** `store.get`, with BACKUP_FILE_MISSING naming what is missing (`what`: "backup file", "segment"). */
-export async function getFile(store: ObjectStore, key: string, what: string): Promise<Buffer> {
+export async function getFile(store: ObjectStore, key: string, what: string, options?: GetOptions): Promise<Buffer> {
   try {
-    return await store.get(key);
+    return await store.get(key, options);
   } catch (err) {
     if (isBackupError(err, 'BACKUP_FILE_MISSING')) throw new BackupError('BACKUP_FILE_MISSING', `${what} ${key} is missing`, { key });
     throw err;

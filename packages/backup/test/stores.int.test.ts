@@ -67,9 +67,38 @@ describe.each(stores)('ObjectStore contract: %s', (_name, make) => {
     expect((await st.head('big'))?.size).toBe(big.length);
     expect((await st.get('big')).equals(big)).toBe(true);
   });
+
+  it('get with memory to read into: the same bytes whether it fits, is too small or the key is missing', async () => {
+    const st = make();
+    const body = Buffer.alloc(3 << 20);
+    for (let i = 0; i < body.length; i += 997) body[i] = (i >> 10) % 251;
+    await st.put('into', body);
+    const roomy = new ArrayBuffer(4 << 20);
+    new Uint8Array(roomy).fill(0xee); // what was there before must not show through
+    const got = await st.get('into', { into: roomy });
+    expect(got.length).toBe(body.length);
+    expect(got.equals(body)).toBe(true);
+    expect((await st.get('into', { into: new ArrayBuffer(1 << 20) })).equals(body)).toBe(true);
+    await expect(st.get('nope', { into: new ArrayBuffer(1 << 20) })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_FILE_MISSING'));
+  });
 });
 
 describe('store specifics', () => {
+  it('a local get reads into the memory it is given when the object fits, and into fresh memory rounded up to be reusable when it does not', async () => {
+    const st = new LocalDirStore(`file://${tempDir()}/store`);
+    const body = Buffer.alloc(2 << 20, 7);
+    await st.put('o', body);
+    const into = new ArrayBuffer(3 << 20);
+    const a = await st.get('o', { into });
+    expect(a.buffer).toBe(into);
+    expect(a.equals(body)).toBe(true);
+    const b = await st.get('o', { into: new ArrayBuffer(1 << 20) });
+    expect(b.equals(body)).toBe(true);
+    // Room for the next file of about the same size (a backup's files differ by a few percent).
+    expect(b.buffer.byteLength).toBeGreaterThan(body.length);
+    expect((await st.get('o')).equals(body)).toBe(true);
+  });
+
   it('openObjectStore parses URLs', () => {
     expect(openObjectStore('file:///tmp/x').url).toBe('file:///tmp/x');
     expect(openObjectStore('s3://bucket/pre/fix/', { region: 'us-east-1' }).url).toBe('s3://bucket/pre/fix');

@@ -11,7 +11,7 @@ export interface ObjectStore {
   /** Stores `body` under `key` atomically. BACKUP_OBJECT_CONFLICT if other bytes are there. */
   put(key: string, body: Buffer): Promise<void>;
   /** The object's bytes, in a buffer the caller owns (a restore reuses it in place). BACKUP_FILE_MISSING if absent. */
-  get(key: string): Promise<Buffer>;
+  get(key: string, options?: GetOptions): Promise<Buffer>;
   /** The object's size, or undefined if absent. */
   head(key: string): Promise<{ size: number } | undefined>;
   /** Every key starting with `prefix`, sorted ascending. */
@@ -22,6 +22,15 @@ export interface ObjectStore {
   presignGet?(key: string, expiresSec: number): Promise<string>;
   /** Removes what puts of processes that are gone left half-written (a local store's temp files); returns what it removed. */
   sweep?(): Promise<string[]>;
+}
+
+/** Options of `ObjectStore.get`. */
+export interface GetOptions {
+  /**
+   * Memory the caller gives up, which the store may read the object into when it fits (the
+   * result is then a view of it) instead of allocating fresh memory. A hint: a store may ignore it.
+   */
+  into?: ArrayBuffer;
 }
 
 /** Rejects keys that could escape the store's root. */
