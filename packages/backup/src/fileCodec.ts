@@ -50,8 +50,6 @@ export interface SourceSpec {
   last: number;
   /** An events file of a backup: what its manifest says. */
   file?: EventsFileExpect;
-  /** The file's stored bytes were checked against its size and SHA-256 as they were fetched (`checkStored`): not again. */
-  storedChecked?: boolean;
   /** A continuous segment. */
   segment?: SegmentInfo;
 }
@@ -160,7 +158,7 @@ export class SourceOpener {
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
-      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption, spec.storedChecked === true, this.alloc) : openSegmentLayout(stored, spec.segment!, this.o.encryption, this.alloc);
+      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption, this.alloc) : openSegmentLayout(stored, spec.segment!, this.o.encryption, this.alloc);
       return { ...this.take(seg, spec.name), skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;

@@ -99,12 +99,12 @@ export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileEx
 }
 
 /**
- * Checks (size, SHA-256; not with `checked`: the caller did, `checkStored`), decrypts, decompresses
+ * Checks (size, SHA-256), decrypts, decompresses
  * and reads the framing of the stored bytes of an events file. The layout's body may be `stored`
  * itself (an uncompressed, unencrypted file); a decompressed one is put where `alloc` says.
  */
-export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, checked = false, alloc?: BodyAlloc): SegmentLayout {
-  if (!checked) checkStored(stored, x);
+export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentLayout {
+  checkStored(stored, x);
   const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }, alloc), x.key);
   if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
   return seg;

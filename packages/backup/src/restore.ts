@@ -7,7 +7,7 @@ import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { checkStored, eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
+import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
@@ -226,18 +226,11 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     for (const step of plan.steps) {
       if (step.kind === 'backup') {
         const m = step.manifest;
-        // A compressed file's SHA-256 is checked as it arrives, on the import's thread (~15 ms a
-        // file of 50k events, while it waits ~1.3 s in all for the codec), not by the codec. On the
-        // thread pool (WebCrypto's digest) it cost more: the digest copies its input first (525 MB
-        // for 1M events), beside the two busy threads (1M restore, 9 interleaved pairs: median
-        // −0.10 s here). An uncompressed file, 4x larger, is left to the codec, which then has no
-        // decompressing to do.
-        const early = m.compression === 'zstd';
-        for (const f of m.files) if (f.kind === 'events') add({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, file: eventsFileExpect(m, f), storedChecked: early }, async () => {
-          const b = await getFile(o.store, f.key, 'backup file', into());
-          if (early) checkStored(b, f);
-          return b;
-        });
+        // Each file's size and SHA-256 are checked by the codec, beside its decompressing. (On
+        // this thread, as they arrived, they cost the import ~18 ms a file of 50k events: once the
+        // worker found its sources queued, the import became the slower of the two, and a 1M
+        // restore was ~0.4 s faster with the check back in the codec, 5 of 6 interleaved pairs.)
+        for (const f of m.files) if (f.kind === 'events') add({ name: f.key, stepFirst: step.first_seq, last: f.last_seq ?? 0, file: eventsFileExpect(m, f) }, () => getFile(o.store, f.key, 'backup file', into()));
       } else {
         const sg = step.segment;
         add({ name: sg.key, stepFirst: step.first_seq, last: sg.last_seq, segment: { key: sg.key, first_seq: sg.first_seq, last_seq: sg.last_seq } }, () => getFile(o.store, sg.key, 'segment', into()));
