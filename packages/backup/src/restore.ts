@@ -114,8 +114,8 @@ const SPARE_READS = 4;
 const DOC_FLUSH_MIN = 100_000;
 
 /**
- * Carries out a plan: downloads each file into memory one at a time, verifies checksums, the
- * GCM tags and the hash chain (each record's own hash in the codec, the links between them in
+ * Carries out a plan: downloads each file into memory (a few ahead of the import, in plan
+ * order), verifies checksums, the GCM tags and the hash chain (each record's own hash in the codec, the links between them in
  * `EventLog.importFrames`), imports the records into a NEW data dir built in a staging dir
  * beside the target, copies the checkpoint,
  * checks event count / head hash / vector count against the plan, and swaps the new dir in by
