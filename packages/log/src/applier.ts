@@ -101,8 +101,9 @@ export class ApplyThread {
     return this.posted.length > 0;
   }
 
-  /** The first seq of the rows posted and not yet known to be applied (kept to be applied elsewhere if the thread fails), if any. */
+  /** The first seq of the rows posted and not yet known to be applied (kept to be applied elsewhere if the thread fails), if any; takes the results reported so far first. */
   get heldFrom(): number | undefined {
+    this.collect();
     return this.posted[0]?.rows[0]?.seq;
   }
 

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import { EventLog, checkRecord, encodeFrame, frameViews, indexDocId, readSegments, recordHashOk, sealEvent, splitRecord } from '@kyrodb/log';
 import type { CheckedIndex, LogHead } from '@kyrodb/log';
-import { created, openTestLog, upsert } from './helpers.js';
+import { created, openTestLog, upsert, waitFor } from './helpers.js';
 
 // Records whose own hashes were checked elsewhere (checkRecord, in restore's codec worker) are
 // imported with `checked`: the import no longer re-hashes them, but still refuses anything that
@@ -192,5 +192,43 @@ describe('importFrames: frames built by the caller', () => {
     await t.importFrames(frames, { checked: idx });
     expect(t.head().seq).toBe(10);
     await Promise.all([log.close(), t.close()]);
+  });
+});
+
+describe('importHeldFrom: which imported bytes the log may still read', () => {
+  it('an import being written, then its rows waiting for LMDB, hold their seqs; once applied, nothing is held', async () => {
+    const { log: src, records } = await source(20);
+    await src.close();
+    const log = await target();
+    expect(log.importHeldFrom()).toBeUndefined();
+    const first = log.importRecords(records.slice(0, 10));
+    const second = log.importRecords(records.slice(10));
+    expect(log.importHeldFrom()).toBe(1); // both being written
+    await first;
+    // The second, as it started writing, applied the first's rows: only its own are held.
+    expect(log.importHeldFrom()).toBe(11);
+    await second;
+    expect(log.importHeldFrom()).toBe(11); // acknowledged, waiting for LMDB
+    expect(log.get(20)).toBeDefined(); // a read applies what waits
+    expect(log.importHeldFrom()).toBeUndefined();
+    await log.close();
+  });
+
+  it('rows handed to the apply thread stay held until it reports them applied (it keeps them to give back if it fails)', async () => {
+    const { log: src, records } = await source(30);
+    await src.close();
+    const t = await openTestLog({ applyThread: 'on' });
+    dirs.push(t.dir);
+    const log = t.log;
+    await log.importRecords(records.slice(0, 10));
+    log.flushDocIndex();
+    await waitFor(() => log.applyThreadStatus.state === 'running');
+    t.failpoints.set('log.apply', '1*delay(300)');
+    await log.importRecords(records.slice(10));
+    log.flushDocIndex(1); // hands the rows over without waiting for the thread
+    expect(log.importHeldFrom()).toBe(11); // posted, the thread not done
+    await waitFor(() => log.importHeldFrom() === undefined); // without a read: as the thread reports
+    expect(log.verify()).toMatchObject({ ok: true, checked: 30 });
+    await log.close();
   });
 });
