@@ -154,35 +154,33 @@ function putRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDo
   // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
   const timeKey: [number, number] = [0, 0];
   const docKey: [string, string, number] = ['', '', 0];
-  {
-    // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
-    let runTs = Number.NaN;
-    for (const r of rows) {
-      // Never shorter than its two hashes and a header: an empty one is memory a bulk loader
-      // reused too early (see EventLog.importHeldFrom). Refused (nothing written), never stored.
-      if (r.record.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', `seq ${r.seq}'s record has ${r.record.byteLength} bytes`, { seq: r.seq });
-      s.events.putSync(r.seq, r.record as Buffer, APPEND);
-      if (r.ts !== runTs) {
-        runTs = r.ts;
-        timeKey[0] = r.ts;
-        timeKey[1] = r.seq;
-        s.byTime.putSync(timeKey, EMPTY, APPEND);
-      }
+  // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
+  let runTs = Number.NaN;
+  for (const r of rows) {
+    // Never shorter than its two hashes and a header: an empty one is memory a bulk loader
+    // reused too early (see EventLog.importHeldFrom). Refused (nothing written), never stored.
+    if (r.record.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', `seq ${r.seq}'s record has ${r.record.byteLength} bytes`, { seq: r.seq });
+    s.events.putSync(r.seq, r.record as Buffer, APPEND);
+    if (r.ts !== runTs) {
+      runTs = r.ts;
+      timeKey[0] = r.ts;
+      timeKey[1] = r.seq;
+      s.byTime.putSync(timeKey, EMPTY, APPEND);
     }
-    if (deferDocs !== undefined) {
-      if (deferDocs.length === 0 && rows.length > 0) s.meta.putSync(DOC_INDEX_PENDING_KEY, rows[0]!.seq);
-    } else {
-      // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
-      const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
-      for (const r of byDoc) {
-        docKey[0] = r.collection;
-        docKey[1] = r.docId;
-        docKey[2] = r.seq;
-        s.byDoc.putSync(docKey, EMPTY);
-      }
-    }
-    s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
   }
+  if (deferDocs !== undefined) {
+    if (deferDocs.length === 0 && rows.length > 0) s.meta.putSync(DOC_INDEX_PENDING_KEY, rows[0]!.seq);
+  } else {
+    // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
+    const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
+    for (const r of byDoc) {
+      docKey[0] = r.collection;
+      docKey[1] = r.docId;
+      docKey[2] = r.seq;
+      s.byDoc.putSync(docKey, EMPTY);
+    }
+  }
+  s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
 }
 
 /**
