@@ -31,7 +31,7 @@ export class FileSealer {
 
   constructor(private readonly o: SealOptions) {}
 
-  /** Seals one raw segment (`encodeSegmentRuns(…).body`). */
+  /** Seals one raw segment (`SegmentBuilder.finish().body`). */
   seal(raw: Buffer): SealedFile {
     const t0 = performance.now();
     const body = encodeObject(raw, this.o.compression, this.o.encryption);

@@ -132,10 +132,7 @@ export class SegmentBuilder {
     const hj = Buffer.from(JSON.stringify(header));
     const start = HEADER_ROOM - 9 - hj.length;
     if (start < 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', `a segment header of ${hj.length} bytes`);
-    MAGIC.copy(out, start);
-    out.writeUInt8(VERSION, start + 4);
-    out.writeUInt32LE(hj.length, start + 5);
-    hj.copy(out, start + 9);
+    writeSegmentStart(out, start, hj);
     this.out = undefined;
     return { body: out.subarray(start, this.off), header };
   }
@@ -159,11 +156,16 @@ export class SegmentBuilder {
 function segmentBuffer(header: SegmentHeader, recordBytes: number): { out: Buffer; dv: DataView; at: number } {
   const hj = Buffer.from(JSON.stringify(header));
   const out = Buffer.allocUnsafe(9 + hj.length + 12 * header.count + recordBytes);
-  MAGIC.copy(out, 0);
-  out.writeUInt8(VERSION, 4);
-  out.writeUInt32LE(hj.length, 5);
-  hj.copy(out, 9);
+  writeSegmentStart(out, 0, hj);
   return { out, dv: new DataView(out.buffer, out.byteOffset, out.byteLength), at: 9 + hj.length };
+}
+
+/** Writes a segment's start at `at` of `out`: magic, version, the header JSON's length and the JSON (`hj`). */
+function writeSegmentStart(out: Buffer, at: number, hj: Buffer): void {
+  MAGIC.copy(out, at);
+  out.writeUInt8(VERSION, at + 4);
+  out.writeUInt32LE(hj.length, at + 5);
+  hj.copy(out, at + 9);
 }
 
 /** Reads a segment's header only. BACKUP_CORRUPT if it is not a segment. */

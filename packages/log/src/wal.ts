@@ -366,6 +366,26 @@ export function fsyncPath(dir: string): void {
   }
 }
 
+/**
+ * Reads the whole file at `file` into `alloc(size)` (size: the file's when opened; the buffer
+ * given must hold that many bytes), with as few reads as the kernel allows: one, for a file in
+ * the page cache, where `readFile` reads 512 KiB at a time, each waiting for a turn of the event
+ * loop. Returns the bytes read: fewer if the file was cut meanwhile. Throws what fs throws
+ * (ENOENT, EISDIR on the read of a directory).
+ */
+export async function readWholeFile(file: string, alloc: (size: number) => Buffer): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const b = alloc(size);
+    let done = 0;
+    for (let n = -1; done < size && n !== 0; done += n) n = (await fh.read(b, done, size - done, done)).bytesRead;
+    return done === b.byteLength ? b : b.subarray(0, done);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Writes all of `buf` at `pos` of `fd` (on the thread pool). */
 async function pwriteAll(fd: number, buf: Uint8Array, pos: number): Promise<void> {
   let done = 0;
@@ -890,17 +910,11 @@ export async function* segmentRuns(walDir: string, fromSeq: number, toSeq: numbe
   const read = async (i: number): Promise<Buffer | undefined> => {
     if (i >= segments.length || segments[i]! > toSeq) return undefined;
     try {
-      const fh = await fsp.open(path.join(walDir, segmentName(segments[i]!)), 'r');
-      try {
-        const size = (await fh.stat()).size;
+      return await readWholeFile(path.join(walDir, segmentName(segments[i]!)), (size) => {
         let b = bufs[i % 2];
         if (b === undefined || b.byteLength < size) b = bufs[i % 2] = Buffer.allocUnsafeSlow(size);
-        let done = 0;
-        for (let n = -1; done < size && n !== 0; done += n) n = (await fh.read(b, done, size - done, done)).bytesRead;
-        return b.subarray(0, done);
-      } finally {
-        await fh.close();
-      }
+        return b.subarray(0, size);
+      });
     } catch {
       return undefined;
     }

@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, encodeFrame, listSegments, sealEvent, segmentName, segmentsChain, walDirOf } from '@kyrodb/log';
-import type { EventInput } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, encodeFrame, listSegments, sealEvent, seededRandom, segmentName, segmentRuns, segmentsChain, walDirOf } from '@kyrodb/log';
+import type { EventInput, RecordRun } from '@kyrodb/log';
 import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir, upsert, walSeqs } from './helpers.js';
 
 const dirs: string[] = [];
@@ -201,10 +201,10 @@ describe('write-ahead segments', () => {
   });
 });
 
-/** The records recordRuns gives for from..to, as [seq, hex] (copied: a run's bytes are valid only until the next is read), checking each run's framing. */
-async function runRecords(log: EventLog, from: number, to: number, source: 'auto' | 'segments' | 'lmdb'): Promise<[number, string][]> {
+/** The records of `runs`, as [seq, hex] (copied: a run's bytes are valid only until the next is read), checking each run's framing. */
+async function recordsOf(runs: AsyncIterable<RecordRun>): Promise<[number, string][]> {
   const out: [number, string][] = [];
-  for await (const r of log.recordRuns(from, to, source)) {
+  for await (const r of runs) {
     expect(r.count).toBeGreaterThan(0);
     let p = r.start;
     for (let i = 0; i < r.count; i++) {
@@ -215,6 +215,11 @@ async function runRecords(log: EventLog, from: number, to: number, source: 'auto
     expect(p).toBe(r.end);
   }
   return out;
+}
+
+/** The records recordRuns gives for from..to (see recordsOf). */
+function runRecords(log: EventLog, from: number, to: number, source: 'auto' | 'segments' | 'lmdb'): Promise<[number, string][]> {
+  return recordsOf(log.recordRuns(from, to, source));
 }
 
 function lmdbRecords(log: EventLog, from: number, to: number): [number, string][] {
@@ -229,12 +234,15 @@ describe('recordRuns', () => {
       expect(listSegments(walDirOf(dir)).length).toBeGreaterThan(3);
       const n = head.seq;
       const ranges: [number, number][] = [[1, n], [0, n + 10], [1, 1], [n, n], [3, 17], [7, 7], [2, n - 1], [5, 5 + 60], [12, 11]];
+      const random = seededRandom(21);
       for (let i = 0; i < 20; i++) {
-        const a = 1 + Math.floor(Math.random() * n);
-        ranges.push([a, a + Math.floor(Math.random() * (n - a + 1))]);
+        const a = 1 + Math.floor(random() * n);
+        ranges.push([a, a + Math.floor(random() * (n - a + 1))]);
       }
       for (const [a, b] of ranges) {
         const want = lmdbRecords(log, a, b);
+        // The segments alone (recordRuns would fill in from LMDB what they missed) hold all of it.
+        expect(await recordsOf(segmentRuns(walDirOf(dir), Math.max(1, a), b)), `${a}..${b} from the segments alone`).toEqual(want);
         expect(await runRecords(log, a, b, 'segments'), `${a}..${b} from the segments`).toEqual(want);
         expect(await runRecords(log, a, b, 'lmdb'), `${a}..${b} from LMDB`).toEqual(want);
         expect(await runRecords(log, a, b, 'auto'), `${a}..${b}`).toEqual(want);
@@ -258,6 +266,8 @@ describe('recordRuns', () => {
       b[40] ^= 0xff;
       fs.writeFileSync(file, b);
       expect(segmentsChain(wal).brokenAt).toBe(segs[2]);
+      // The segments alone stop quietly before the damaged frame; recordRuns reads the rest from LMDB.
+      expect(await recordsOf(segmentRuns(wal, 1, head.seq))).toEqual(want.slice(0, segs[1]! - 1));
       expect(await runRecords(log, 1, head.seq, 'segments')).toEqual(want);
       expect(await runRecords(log, segs[1]! + 1, head.seq, 'segments')).toEqual(want.slice(segs[1]));
       // The third segment gone: a gap in the segments.

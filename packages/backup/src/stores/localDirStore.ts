@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { processAlive } from '@kyrodb/log';
+import { processAlive, readWholeFile } from '@kyrodb/log';
 import { BackupError } from '../errors.js';
 import { allocReusable } from '../reuse.js';
 import { formatBytes, noSpaceError } from '../space.js';
@@ -150,38 +150,17 @@ export class LocalDirStore implements ObjectStore {
   }
 }
 
-/**
- * The whole file, read into `into` when it fits, else into fresh memory; undefined if absent.
- * Read with as few reads as the kernel allows (one, for a file in the page cache), not
- * `readFile`'s 512 KiB a read: each of those waits for the event loop, which during a restore is
- * busy with LMDB for tens of ms at a time (a 25 MB backup file took ~50 such turns).
- */
+/** The whole file, read into `into` when it fits, else into fresh memory (`allocReusable`); undefined if absent. */
 async function readIfExists(file: string, into?: ArrayBuffer): Promise<Buffer | undefined> {
-  let fh: fsp.FileHandle;
   try {
-    fh = await fsp.open(file, 'r');
+    return await readWholeFile(file, (size) => {
+      if (size > buffer.constants.MAX_LENGTH) throw new BackupError('BACKUP_CORRUPT', `${file} has ${size} bytes, more than a buffer holds`, { file });
+      return into !== undefined && into.byteLength >= size ? Buffer.from(into, 0, size) : allocReusable(size);
+    });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'EISDIR') return undefined;
     throw err;
-  }
-  try {
-    const size = (await fh.stat()).size;
-    if (size > buffer.constants.MAX_LENGTH) throw new BackupError('BACKUP_CORRUPT', `${file} has ${size} bytes, more than a buffer holds`, { file });
-    const b = into !== undefined && into.byteLength >= size ? Buffer.from(into, 0, size) : allocReusable(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(b, got, size - got, got);
-      if (bytesRead === 0) break; // cut short since it was measured: what is there (checked against the manifest's size)
-      got += bytesRead;
-    }
-    return got === size ? b : b.subarray(0, got);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR') return undefined;
-    throw err;
-  } finally {
-    await fh.close();
   }
 }
 
