@@ -2,8 +2,8 @@ import zlib from 'node:zlib';
 import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLogError, sealFrame, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { openEventsLayout, openSegmentLayout, type EventsFileExpect, type SegmentInfo } from './pieces.js';
-import type { SegmentLayout } from './segment.js';
+import { openEventsBody, openSegmentBody, type EventsFileExpect, type SegmentInfo } from './pieces.js';
+import { checkEntryCount, entryRecordLength, type SegmentBody } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { allocReusable, REUSE_MIN_BYTES } from './reuse.js';
 import { ReplayState } from './state.js';
@@ -158,7 +158,7 @@ export class SourceOpener {
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
       if (stored === undefined) throw new BackupError('BACKUP_FILE_MISSING', `${spec.name} was not fetched`, { key: spec.name });
-      const seg = spec.file !== undefined ? openEventsLayout(stored, spec.file, this.o.encryption, this.alloc) : openSegmentLayout(stored, spec.segment!, this.o.encryption, this.alloc);
+      const seg = spec.file !== undefined ? openEventsBody(stored, spec.file, this.o.encryption, this.alloc) : openSegmentBody(stored, spec.segment!, this.o.encryption, this.alloc);
       return { ...this.take(seg, spec.name), skipped: false, ...this.position() };
     } finally {
       this.busyMs += performance.now() - t0;
@@ -191,16 +191,19 @@ export class SourceOpener {
    * Checks, counts and keeps the source's records, and builds their write-ahead frames in place:
    * each kept record is moved down into its frame inside the segment's own body (behind the
    * frames before it, never past where it starts, so nothing still to be read is overwritten), so
-   * a restore allocates and faults in no second copy of its data.
+   * a restore allocates and faults in no second copy of its data. The entries' framing is checked
+   * as they are walked, to the end of the segment even past a cut (see SegmentBody).
    */
-  private take(seg: SegmentLayout, name: string): Omit<OpenedSource, 'skipped' | 'seq' | 'hash' | 'ts' | 'reachedT'> {
+  private take(seg: SegmentBody, name: string): Omit<OpenedSource, 'skipped' | 'seq' | 'hash' | 'ts' | 'reachedT'> {
     const T = this.o.pointInTime;
-    const { body: b, starts } = seg;
-    const first = seg.header.first_seq;
+    const { body: b, header } = seg;
+    const first = header.first_seq;
     const frames: Buffer[] = [];
     const collectionNames: string[] = [];
     const collectionNo = new Map<string, number>();
-    const collectionOf = new Uint32Array(starts.length);
+    // One slot per entry the header promises, at most one per 12 bytes (the count is checked after the walk).
+    const most = Math.floor((b.length - seg.entriesAt) / 12);
+    const collectionOf = new Uint32Array(Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : 0);
     const docIds: string[] = [];
     let newline = false;
     let count = 0;
@@ -215,22 +218,25 @@ export class SourceOpener {
     // the cache then): up to crcAt.
     let bodyCrc = 0;
     let crcAt = 0;
-    for (let i = 0; i < starts.length; i++) {
-      const seq = first + i;
+    let off = seg.entriesAt; // the next entry's framing
+    let n = 0; // entries walked
+    while (off < b.length) {
+      const len = entryRecordLength(b, off, name);
+      const start = off + 12;
+      off = start + len;
+      const seq = first + n++;
       if (seq <= this.cur) continue;
       if (seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
-      const start = starts[i]!;
-      const len = b.readUInt32LE(start - 12);
       const ts = b.readDoubleLE(start - 8);
+      // A cut: the entries after this one are walked (checked) below, not taken.
       if (T !== null && ts > T) {
         this.reachedT = true;
         break;
       }
       if (T === null && seq > this.o.toSeq) break;
-      const rec = b.subarray(start, start + len);
-      const ev = checked(rec, name);
+      const ev = checked(b, start, start + len, name);
       if (ev.ts !== ts || ev.seq !== seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} has ts ${ev.ts} but is framed with ${ts}`, { seq });
-      if (this.o.keepState) this.state.apply(decodeRecord(rec));
+      if (this.o.keepState) this.state.apply(decodeRecord(b.subarray(start, start + len)));
       else this.live.applyLight(ev);
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
@@ -269,6 +275,11 @@ export class SourceOpener {
       this.cur = seq;
       this.headTs = ts;
     }
+    while (off < b.length) {
+      off += 12 + entryRecordLength(b, off, name);
+      n += 1;
+    }
+    checkEntryCount(header, n, name);
     if (frameAt >= 0) frames.push(sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc));
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
     return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
@@ -328,10 +339,10 @@ export function checkedIndex(r: OpenedSource): { collections: string[]; docIds: 
   return { collections, docIds };
 }
 
-/** `checkRecord` (in place: the opener owns the source's bytes), with a hash that does not match reported as the backup's broken chain. */
-function checked(record: Buffer, name: string): IndexFields {
+/** `checkRecord` of `b[at, end)` (in place: the opener owns the source's bytes), with a hash that does not match reported as the backup's broken chain. */
+function checked(b: Buffer, at: number, end: number, name: string): IndexFields {
   try {
-    return checkRecordInPlace(record);
+    return checkRecordInPlace(b, at, end);
   } catch (err) {
     if (isLogError(err, 'LOG_CHAIN_BROKEN')) throw new BackupError('BACKUP_CHAIN_BROKEN', `the backup's hash chain does not verify: ${name}: ${err.message}`, { ...err.details }, { cause: err });
     throw err;

@@ -2,7 +2,7 @@ import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
 import { decodeObject, sha256Hex, type BodyAlloc, type EncryptionKey } from './objectCodec.js';
-import { layoutEntries, segmentLayout, type SegmentEntry, type SegmentHeader, type SegmentLayout } from './segment.js';
+import { layoutEntries, layoutOf, segmentBody, type SegmentBody, type SegmentEntry, type SegmentHeader } from './segment.js';
 import type { GetOptions, ObjectStore } from './stores/objectStore.js';
 
 /** A continuous-backup segment as listed: its key and seq range (from the deterministic key). */
@@ -99,20 +99,20 @@ export function eventsFileExpect(m: BackupManifest, f: BackupFile): EventsFileEx
 }
 
 /**
- * Checks (size, SHA-256), decrypts, decompresses
- * and reads the framing of the stored bytes of an events file. The layout's body may be `stored`
+ * Checks (size, SHA-256), decrypts and decompresses the stored bytes of an events file, and reads
+ * its header (its entries are left to the caller: see SegmentBody). The body may be `stored`
  * itself (an uncompressed, unencrypted file); a decompressed one is put where `alloc` says.
  */
-export function openEventsLayout(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentLayout {
+export function openEventsBody(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentBody {
   checkStored(stored, x);
-  const seg = segmentLayout(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }, alloc), x.key);
+  const seg = segmentBody(decodeObject(stored, key, x.key, { encrypted: x.encrypted, compression: x.compression }, alloc), x.key);
   if (seg.header.first_seq !== x.first_seq || seg.header.last_seq !== x.last_seq) throw new BackupError('BACKUP_CORRUPT', `${x.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}, the manifest says ${x.first_seq}..${x.last_seq}`, { key: x.key });
   return seg;
 }
 
 /** Checks (size, SHA-256), decrypts, decompresses and decodes the stored bytes of an events file. */
 export function openEventsFile(stored: Buffer, x: EventsFileExpect, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
-  const l = openEventsLayout(stored, x, key);
+  const l = layoutOf(openEventsBody(stored, x, key), x.key);
   return { header: l.header, entries: layoutEntries(l) };
 }
 
@@ -121,16 +121,16 @@ export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: 
   return openEventsFile(await getFile(store, f.key, 'backup file'), eventsFileExpect(m, f), key);
 }
 
-/** Decrypts, decompresses and reads the framing of the stored bytes of a continuous segment, checking that it holds the range its key names. */
-export function openSegmentLayout(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentLayout {
-  const seg = segmentLayout(decodeObject(stored, key, s.key, {}, alloc), s.key);
+/** Decrypts and decompresses the stored bytes of a continuous segment and reads its header (not its entries), checking that it holds the range its key names. */
+export function openSegmentBody(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentBody {
+  const seg = segmentBody(decodeObject(stored, key, s.key, {}, alloc), s.key);
   if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
   return seg;
 }
 
 /** Decrypts, decompresses and decodes the stored bytes of a continuous segment, checking that it holds the range its key names. */
 export function openSegment(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined): { header: SegmentHeader; entries: SegmentEntry[] } {
-  const l = openSegmentLayout(stored, s, key);
+  const l = layoutOf(openSegmentBody(stored, s, key), s.key);
   return { header: l.header, entries: layoutEntries(l) };
 }
 

@@ -191,20 +191,55 @@ export interface SegmentLayout {
 }
 
 /**
+ * A segment's bytes with only the header read: its entries start at `entriesAt` and are framed
+ * one after the other (a u32 record length, the f64 ts, the record). A reader that walks them
+ * itself checks each with `entryRecordLength` and their number with `checkEntryCount`, as
+ * `segmentLayout` does: restore walks them once, as it reads the records (a walk of its own
+ * ahead of that read each 30 MB body from memory once more: ~0.15 s per 1M events).
+ */
+export interface SegmentBody {
+  header: SegmentHeader;
+  body: Buffer;
+  entriesAt: number;
+}
+
+/** Reads a segment's header (BACKUP_CORRUPT if it is not a segment); its entries are not read. */
+export function segmentBody(b: Buffer, name = 'segment'): SegmentBody {
+  const header = readSegmentHeader(b, name);
+  return { header, body: b, entriesAt: 9 + b.readUInt32LE(5) };
+}
+
+/** The length of the record of the entry at `off` of `b` (the record starts at `off + 12`); BACKUP_CORRUPT if the entry runs past the end. */
+export function entryRecordLength(b: Buffer, off: number, name: string): number {
+  if (off + 12 > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
+  const len = b.readUInt32LE(off);
+  if (off + 12 + len > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
+  return len;
+}
+
+/** BACKUP_CORRUPT unless `n`, the number of entries a walk to the end found, is what the header says. */
+export function checkEntryCount(header: SegmentHeader, n: number, name: string): void {
+  if (n !== header.count || n === 0 || header.first_seq + n - 1 !== header.last_seq) throw new BackupError('BACKUP_CORRUPT', `${name} holds ${n} events, its header says ${header.count}`, { file: name });
+}
+
+/**
  * Reads a segment's framing: checks that each record is framed correctly and that the count and
  * ends match the header (hashes are checked by the caller). BACKUP_CORRUPT otherwise.
  */
 export function segmentLayout(b: Buffer, name = 'segment'): SegmentLayout {
-  const header = readSegmentHeader(b, name);
-  let off = 9 + b.readUInt32LE(5);
+  return layoutOf(segmentBody(b, name), name);
+}
+
+/** `segmentLayout` of a segment whose header was read (`segmentBody`). */
+export function layoutOf(s: SegmentBody, name: string): SegmentLayout {
+  const { header, body: b } = s;
+  let off = s.entriesAt;
   // Every entry takes at least 12 bytes; the header's count is only a hint for the first allocation.
   const most = Math.max(0, Math.floor((b.length - off) / 12));
   let starts = new Uint32Array(Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : Math.min(most, 1024));
   let n = 0;
   while (off < b.length) {
-    if (off + 12 > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
-    const len = b.readUInt32LE(off);
-    if (off + 12 + len > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated`, { file: name });
+    const len = entryRecordLength(b, off, name);
     if (n === starts.length) {
       const more = new Uint32Array(Math.max(16, 2 * n));
       more.set(starts);
@@ -213,7 +248,7 @@ export function segmentLayout(b: Buffer, name = 'segment'): SegmentLayout {
     starts[n++] = off + 12;
     off += 12 + len;
   }
-  if (n !== header.count || n === 0 || header.first_seq + n - 1 !== header.last_seq) throw new BackupError('BACKUP_CORRUPT', `${name} holds ${n} events, its header says ${header.count}`, { file: name });
+  checkEntryCount(header, n, name);
   return { header, body: b, starts: starts.subarray(0, n) };
 }
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
+import { SourceOpener, type SourceSpec } from '../src/fileCodec.js';
 import { BackupErrorCodes, BackupError, SegmentBuilder, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
@@ -191,5 +192,25 @@ describe('planRetention (pure)', () => {
     expect(kept.has(ms[ms.length - 1]!.backup_id)).toBe(true);
     expect(plan.delete.length).toBeGreaterThan(100);
     for (const k of plan.keep) expect(k.reasons.length).toBeGreaterThan(0);
+  });
+});
+
+describe('SourceOpener (a restore source read in one walk)', () => {
+  const recs = records(6);
+  const { body } = encodeSegment(recs);
+  const spec: SourceSpec = { name: 'segments/x', stepFirst: 1, last: 6, segment: { key: 'segments/x', first_seq: 1, last_seq: 6 } };
+  const opener = (cut: { toSeq?: number; pointInTime?: number }): SourceOpener => new SourceOpener({ pointInTime: cut.pointInTime ?? null, toSeq: cut.toSeq ?? 6, keepState: false });
+  // The opener builds its frames in the bytes it is given: each open gets its own copy.
+  const copy = (b: Buffer): Buffer => Buffer.from(b);
+  it('takes the records up to a cut, at a seq or a point in time', () => {
+    expect(opener({ toSeq: 3 }).open(spec, copy(body))).toMatchObject({ count: 3, seq: 3, reachedT: false });
+    expect(opener({ pointInTime: recs[3]!.ts }).open(spec, copy(body))).toMatchObject({ count: 4, seq: 4, reachedT: true });
+    expect(opener({}).open(spec, copy(body))).toMatchObject({ count: 6, seq: 6, hash: toHex(recs[5]!.record.subarray(32, 64)) });
+  });
+  it('checks the framing to the end of the segment, past the cut: cut short, or fewer entries than its header says → BACKUP_CORRUPT', () => {
+    const truncated = body.subarray(0, body.length - 3);
+    expect(() => opener({ toSeq: 2 }).open(spec, copy(truncated))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('is truncated') as string }) as Error);
+    const oneLess = body.subarray(0, body.length - 12 - recs[5]!.record.length);
+    expect(() => opener({ pointInTime: recs[1]!.ts }).open(spec, copy(oneLess))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('holds 5 events, its header says 6') as string }) as Error);
   });
 });
