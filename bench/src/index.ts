@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   projections: 'search latency and recall beside raw hnswlib-node, open times, ingest (issue 3)',
   backup: 'full, incremental and PITR backup/restore, continuous-backup lag (issue 4)',
   restoreCli: 'a full restore as `kyrodb restore` in a fresh process, beside a plain copy (issue 4)',
+  restoreCodec: "the restore codec thread's work alone (checks, decompression, framing), beside its floor (issue 4)",
   api: 'HTTP writes and searches through a `kyrodb serve` child, beside the same calls in-process (issue 5)',
   audit: 'value-as-of, replay-to-T, export and verify rates (issue 7)',
   cache: 'the semantic cache: hit rate and latency on a Zipf workload (issue 6)',

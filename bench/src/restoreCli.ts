@@ -10,15 +10,11 @@
 // data dir. `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead of
 // `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventLog, type EventInput } from '@kyrodb/log';
-import { BackupManager, LocalDirStore } from '@kyrodb/backup';
 import { cliRestore, type CliRestore } from './cliRestore.js';
-import { vectorsOf } from './vectors.js';
+import { buildRestoreFixture, restoreFixtureDir } from './restoreFixture.js';
 
 const args = process.argv.slice(2);
 function flag(name: string, def: number): number {
@@ -33,46 +29,13 @@ if (IDS !== 'seq' && IDS !== 'uuid') throw new Error(`--ids must be seq or uuid,
 const vectorsAt = args.indexOf('--vectors');
 /** What the documents' vectors are like (vectors.ts). */
 const VECTORS = vectorsAt >= 0 ? String(args[vectorsAt + 1]) : 'clustered';
-const DIM = 128;
-const vec = vectorsOf(VECTORS, DIM);
 const dirAt = args.indexOf('--dir');
-const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : path.join(os.tmpdir(), `kyro-bench-restore-${N}-${VECTORS}${IDS === 'uuid' ? '-uuid' : ''}`);
+const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : restoreFixtureDir(N, VECTORS, IDS);
 const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const checkouts = args.filter((_, i) => !flagged.has(i));
 if (checkouts.length === 0) checkouts.push(ROOT);
 
-
-/** Document `i`'s id: `d<i>`, or (`--ids uuid`) a UUID made of the MD5 of i (the same on every run). */
-function docId(i: number): string {
-  if (IDS === 'seq') return `d${i}`;
-  const h = createHash('md5').update(String(i)).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-async function buildFixture(): Promise<void> {
-  const done = path.join(base, 'fixture-ready');
-  if (fs.existsSync(done)) return;
-  fs.rmSync(base, { recursive: true, force: true });
-  console.error(`building the fixture in ${base}: ${N} events and a full zstd backup…`);
-  const dataDir = path.join(base, 'data');
-  const log = await EventLog.open({ dir: dataDir, logger: () => undefined });
-  try {
-    await log.append([{ type: 'collection.created', collection: 'bench', body: { dimension: DIM, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 } } }]);
-    for (let i = 0; i < N; i += 1000) {
-      const batch: EventInput[] = [];
-      for (let j = i; j < Math.min(i + 1000, N); j++) batch.push({ type: 'vector.upserted', collection: 'bench', body: { id: docId(j), vector: vec(j), metadata: { i: j } } });
-      await log.append(batch);
-    }
-    const mgr = new BackupManager({ log, dataDir, store: new LocalDirStore(path.join(base, 'backups')), compression: 'zstd', logger: () => undefined });
-    await mgr.createFull();
-  } finally {
-    await log.close();
-  }
-  fs.writeFileSync(done, '');
-  // The fixture's 1.5 GB is still being written back: the first restore would pay for it.
-  spawnSync('sync');
-}
 
 interface Run extends CliRestore {
   checkout: string;
@@ -98,7 +61,7 @@ function plainCopy(target: string): { copyS: number; syncS: number } {
   return { copyS: (t1 - t0) / 1000, syncS: (t2 - t1) / 1000 };
 }
 
-await buildFixture();
+await buildRestoreFixture(base, N, VECTORS, IDS);
 // Once, untimed: reads the data dir into the page cache (the first copy of a run read it from
 // disk: 4.6 s against 2.0-2.5 s after), as the restores find their backup files there.
 plainCopy(path.join(base, 'restored'));
