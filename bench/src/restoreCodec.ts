@@ -15,28 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { hash } from 'node:crypto';
-import { pathToFileURL, fileURLToPath } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { decodeObject, parseManifest, type BackupFile, type BackupManifest } from '@kyrodb/backup';
-import { buildRestoreFixture, restoreFixtureDir } from './restoreFixture.js';
+import { buildRestoreFixture, restoreBenchArgs } from './restoreFixture.js';
 
-const args = process.argv.slice(2);
-function flag(name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? Number(args[i + 1]) : def;
-}
-const N = flag('n', 1_000_000);
-const REPS = flag('reps', 5);
-const idsAt = args.indexOf('--ids');
-const IDS = idsAt >= 0 ? args[idsAt + 1] : 'seq';
-if (IDS !== 'seq' && IDS !== 'uuid') throw new Error(`--ids must be seq or uuid, not ${String(IDS)}`);
-const vectorsAt = args.indexOf('--vectors');
-const VECTORS = vectorsAt >= 0 ? String(args[vectorsAt + 1]) : 'clustered';
-const dirAt = args.indexOf('--dir');
-const base = dirAt >= 0 && args[dirAt + 1] !== undefined ? args[dirAt + 1]! : restoreFixtureDir(N, VECTORS, IDS);
-const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (args.includes(f) ? [args.indexOf(f), args.indexOf(f) + 1] : [])));
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const checkouts = args.filter((_, i) => !flagged.has(i));
-if (checkouts.length === 0) checkouts.push(ROOT);
+const { n: N, reps: REPS, ids: IDS, vectors: VECTORS, base, checkouts, root: ROOT } = restoreBenchArgs(process.argv.slice(2), 5);
 
 /** The part of a checkout's codec this bench drives (its internal modules: a bench compares builds). */
 interface Opener {

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EventLog, type EventInput } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
 import { vectorsOf } from './vectors.js';
@@ -50,4 +51,41 @@ export async function buildRestoreFixture(base: string, n: number, vectors: stri
   fs.writeFileSync(done, '');
   // The fixture's 1.5 GB is still being written back: the first restore would pay for it.
   spawnSync('sync');
+}
+
+/** The flags the restore benches share, read from `argv`. */
+export interface RestoreBenchArgs {
+  /** Events in the fixture (`--n`, default 1M). */
+  n: number;
+  /** Reps (`--reps`). */
+  reps: number;
+  /** Document ids (`--ids seq|uuid`, default seq). */
+  ids: 'seq' | 'uuid';
+  /** What the documents' vectors are like (`--vectors`, vectors.ts; default clustered). */
+  vectors: string;
+  /** The fixture's dir (`--dir`, default `restoreFixtureDir`). */
+  base: string;
+  /** The checkouts to compare (the other arguments; default this one). */
+  checkouts: string[];
+  /** This repo's root. */
+  root: string;
+}
+
+/** Reads the restore benches' flags: [--n N] [--reps R] [--ids seq|uuid] [--vectors V] [--dir DIR] [CHECKOUT…]. */
+export function restoreBenchArgs(argv: readonly string[], defaultReps: number): RestoreBenchArgs {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const n = Number(value('n') ?? 1_000_000);
+  const reps = Number(value('reps') ?? defaultReps);
+  const ids = value('ids') ?? 'seq';
+  if (ids !== 'seq' && ids !== 'uuid') throw new Error(`--ids must be seq or uuid, not ${ids}`);
+  const vectors = value('vectors') ?? 'clustered';
+  const base = value('dir') ?? restoreFixtureDir(n, vectors, ids);
+  const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (argv.includes(f) ? [argv.indexOf(f), argv.indexOf(f) + 1] : [])));
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const checkouts = argv.filter((_, i) => !flagged.has(i));
+  if (checkouts.length === 0) checkouts.push(root);
+  return { n, reps, ids, vectors, base, checkouts, root };
 }
