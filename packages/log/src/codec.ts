@@ -432,6 +432,7 @@ export function checkRecord(rec: Uint8Array): IndexFields {
  * copies, and with offsets no view is made of each).
  */
 export function checkRecordInPlace(rec: Uint8Array, at = 0, end = rec.byteLength): IndexFields {
+  if (!(at >= 0 && at <= end && end <= rec.byteLength)) throw new RangeError(`record bounds ${at}..${end} are outside the ${rec.byteLength} bytes given`);
   return checkRecordBy(asBuffer(rec), at, end, recordHashMatchesInPlace);
 }
 

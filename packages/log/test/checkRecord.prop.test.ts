@@ -30,6 +30,11 @@ describe('checkRecord', () => {
           // In place: the same answer, and the bytes as they were.
           expect(checkRecordInPlace(copy)).toEqual(want);
           expect(Buffer.from(copy).equals(record)).toBe(true);
+          // In place by offsets inside the larger buffer: the same answer, every byte (both sides too) as it was.
+          const framedBefore = Buffer.from(framed);
+          expect(checkRecordInPlace(framed, 3, 3 + record.byteLength)).toEqual(want);
+          expect(framed.equals(framedBefore)).toBe(true);
+          expect(() => checkRecordInPlace(framed, 3, framed.byteLength + 1)).toThrow(RangeError);
         }
       }),
       fcParams(300),
