@@ -206,7 +206,9 @@ export interface SegmentBody {
 /** Reads a segment's header (BACKUP_CORRUPT if it is not a segment); its entries are not read. */
 export function segmentBody(b: Buffer, name = 'segment'): SegmentBody {
   const header = readSegmentHeader(b, name);
-  return { header, body: b, entriesAt: 9 + b.readUInt32LE(5) };
+  const entriesAt = 9 + b.readUInt32LE(5);
+  if (entriesAt > b.length) throw new BackupError('BACKUP_CORRUPT', `${name} is truncated inside its header`, { file: name });
+  return { header, body: b, entriesAt };
 }
 
 /** The length of the record of the entry at `off` of `b` (the record starts at `off + 12`); BACKUP_CORRUPT if the entry runs past the end. */
@@ -235,7 +237,7 @@ export function layoutOf(s: SegmentBody, name: string): SegmentLayout {
   const { header, body: b } = s;
   let off = s.entriesAt;
   // Every entry takes at least 12 bytes; the header's count is only a hint for the first allocation.
-  const most = Math.max(0, Math.floor((b.length - off) / 12));
+  const most = Math.floor((b.length - off) / 12);
   let starts = new Uint32Array(Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : Math.min(most, 1024));
   let n = 0;
   while (off < b.length) {

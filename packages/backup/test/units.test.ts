@@ -212,5 +212,11 @@ describe('SourceOpener (a restore source read in one walk)', () => {
     expect(() => opener({ toSeq: 2 }).open(spec, copy(truncated))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('is truncated') as string }) as Error);
     const oneLess = body.subarray(0, body.length - 12 - recs[5]!.record.length);
     expect(() => opener({ pointInTime: recs[1]!.ts }).open(spec, copy(oneLess))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('holds 5 events, its header says 6') as string }) as Error);
+    // A header length past the end (the JSON itself intact): BACKUP_CORRUPT, not a RangeError.
+    const hl = body.readUInt32LE(5);
+    const headerOnly = Buffer.from(body.subarray(0, 9 + hl));
+    headerOnly.writeUInt32LE(hl + 8, 5);
+    expect(() => opener({}).open(spec, copy(headerOnly))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('inside its header') as string }) as Error);
+    expect(() => decodeSegment(headerOnly)).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT' }) as Error);
   });
 });
