@@ -1,6 +1,7 @@
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type { MessagePort, Worker } from 'node:worker_threads';
 import type { IndexRow, StoredHead } from './store.js';
+import { rowRecord } from './store.js';
 import { startWorker } from './worker.js';
 
 /** Words of the shared state: the id of the last batch the thread has finished, whether it is ready, whether it has exited. */
@@ -126,12 +127,12 @@ export class ApplyThread {
   /** Posts rows (consecutive seqs extending everything posted before) and the head after them. */
   post(rows: IndexRow[], head: StoredHead, fail?: ApplyBatch['fail']): void {
     let bytes = 0;
-    for (const r of rows) bytes += r.record.byteLength;
+    for (const r of rows) bytes += r.end - r.at;
     const body = new Uint8Array(bytes);
     const lens = new Uint32Array(rows.length);
     let off = 0;
     for (let i = 0; i < rows.length; i++) {
-      const rec = rows[i]!.record;
+      const rec = rowRecord(rows[i]!);
       body.set(rec, off);
       off += rec.byteLength;
       lens[i] = rec.byteLength;

@@ -44,7 +44,7 @@ function rowsOf(b: ApplyBatch): IndexRow[] {
     const len = b.lens[i]!;
     const record = body.subarray(off, off + len);
     const f = recordIndexFields(record);
-    rows[i] = { seq: f.seq, ts: f.ts, collection: f.collection, docId: indexDocId(f), record };
+    rows[i] = { seq: f.seq, ts: f.ts, collection: f.collection, docId: indexDocId(f), record, at: 0, end: len };
     off += len;
   }
   return rows;

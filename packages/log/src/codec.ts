@@ -149,11 +149,11 @@ export function decodePayloadHeader(payload: Uint8Array): { seq: number; ts: num
 }
 
 /**
- * The seq and ts of the canonical payload at `b[start..]` (a stored record's is at 64), read in
+ * The seq and ts of the canonical payload at `b[start..end)` (a stored record's is at 64), read in
  * place: `decodePayloadHeader` without a view, a DataView or a BigInt. Throws LOG_CORRUPT_RECORD
  * like it.
  */
-export function payloadHeaderAt(b: Uint8Array, start: number): { seq: number; ts: number } {
+export function payloadHeaderAt(b: Uint8Array, start: number, end = b.byteLength): { seq: number; ts: number } {
   if (b[start] === 0x97 && b[start + 1] === RECORD_FORMAT_VERSION) {
     try {
       const r = new Reader(b, start + 2);
@@ -164,7 +164,7 @@ export function payloadHeaderAt(b: Uint8Array, start: number): { seq: number; ts
       // not the layout expected: the full decode below decides
     }
   }
-  return decodePayloadHeader(b.subarray(start));
+  return decodePayloadHeader(b.subarray(start, end));
 }
 
 /**

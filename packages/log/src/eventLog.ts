@@ -14,12 +14,13 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameViews, fsyncPath, listSegments, readSegments, segmentRuns, walDirOf, type RecordRun } from './wal.js';
+import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
 import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
+import { rowRecord, spanView } from './store.js';
 import { acquireWriterLock } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
 import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
@@ -788,7 +789,8 @@ export class EventLog {
     const rows = new Array<IndexRow>(events.length);
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
-      rows[i] = { seq: e.seq, ts: e.ts, collection: e.collection, docId: eventDocId(e) ?? DOC_LEVEL, record: p.records[i]! };
+      const record = p.records[i]!;
+      rows[i] = { seq: e.seq, ts: e.ts, collection: e.collection, docId: eventDocId(e) ?? DOC_LEVEL, record, at: 0, end: record.byteLength };
     }
     this.acknowledgeRows(rows, p.head);
   }
@@ -908,7 +910,7 @@ export class EventLog {
       applyRows(this.stores, rows, this.pendingHead!, this.deferredDocs);
       if (this.opts.deferDocIndex === true && this.deferredDocs === undefined && rows.length >= DOC_DEFER_MIN_ROWS && docsInKeyOrder(rows, DOC_DEFER_ORDERED_SHARE) === false) this.deferredDocs = [];
     } catch (thrown) {
-      const err = refineByFreeSpace(thrown, this.opts.dir, rows[0]!.record.byteLength);
+      const err = refineByFreeSpace(thrown, this.opts.dir, rows[0]!.end - rows[0]!.at);
       throw toWalError(err, 1);
     }
     this.pendingRows = [];
@@ -948,45 +950,50 @@ export class EventLog {
   }
 
   /**
-   * Checks that `records` extend `from`: consecutive seqs, each linking to the previous hash and
-   * re-hashing to its stored hash, ts never going back. Decodes only the index fields. With
-   * `checked` (see ImportOptions) nothing is re-hashed and only seq and ts are decoded.
+   * Checks that the records `spans` lays out extend `from`: consecutive seqs, each linking to the
+   * previous hash and re-hashing to its stored hash, ts never going back. Decodes only the index
+   * fields. With `checked` (see ImportOptions) nothing is re-hashed and only seq and ts are
+   * decoded. The rows hold the records where they lie (no view per record).
    */
-  private checkRecords(records: readonly Uint8Array[], from: LogHead, checked?: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
-    if (checked !== undefined && (checked.collections.length !== records.length || checked.docIds.length !== records.length)) {
-      throw new LogError('LOG_INVALID_EVENT', `import of ${records.length} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
+  private checkRecords(spans: RecordSpans, from: LogHead, checked?: CheckedIndex): { rows: IndexRow[]; head: LogHead } {
+    const { bufs, at: ats, end: ends } = spans;
+    const n = bufs.length;
+    if (checked !== undefined && (checked.collections.length !== n || checked.docIds.length !== n)) {
+      throw new LogError('LOG_INVALID_EVENT', `import of ${n} records with index fields for ${checked.collections.length} and ${checked.docIds.length}`);
     }
     let { seq, ts } = from;
-    // The previous hash is `hash[hashAt..hashAt + 32]`: the head's, then each record's own (no view per record: restore checks millions).
+    // The previous hash is `hash[hashAt..hashAt + 32]`: the head's, then each record's own.
     let hash: Uint8Array = from.hash;
     let hashAt = 0;
-    const rows: IndexRow[] = new Array<IndexRow>(records.length);
-    for (let i = 0; i < records.length; i++) {
-      const rec = records[i]!;
-      if (rec.byteLength < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
+    const rows: IndexRow[] = new Array<IndexRow>(n);
+    for (let i = 0; i < n; i++) {
+      const buf = bufs[i]!;
+      const at = ats[i]!;
+      const end = ends[i]!;
+      if (end - at < 65) throw new LogError('LOG_CORRUPT_RECORD', 'record is too short');
       // Checked elsewhere: seq and ts read in place, the rest given. Else the index fields decoded here.
       let f: { seq: number; ts: number };
       let collection: string;
       let docId: string;
       if (checked !== undefined) {
-        f = payloadHeaderAt(rec, 64);
+        f = payloadHeaderAt(buf, at + 64, end);
         collection = checked.collections[i]!;
         docId = checked.docIds[i]!;
       } else {
-        const x = recordIndexFields(rec);
+        const x = recordIndexFields(spanView(buf, at, end));
         f = x;
         collection = x.collection;
         docId = indexDocId(x);
       }
       if (f.seq !== seq + 1) throw new LogError('LOG_CHAIN_BROKEN', `import expected seq ${seq + 1}, got ${f.seq}`, { seq: seq + 1, problem: 'seq_gap' });
-      if (!linksTo(rec, hash, hashAt)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
-      if (checked === undefined && !recordHashOk(rec)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
+      if (!linksTo(buf, at, hash, hashAt)) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not link to the previous hash`, { seq: f.seq, problem: 'prev_hash_mismatch' });
+      if (checked === undefined && !recordHashOk(spanView(buf, at, end))) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} does not hash to its stored hash`, { seq: f.seq, problem: 'hash_mismatch' });
       if (f.ts < ts) throw new LogError('LOG_CHAIN_BROKEN', `seq ${f.seq} goes back in time`, { seq: f.seq, problem: 'ts_regression' });
       seq = f.seq;
       ts = f.ts;
-      hash = rec;
-      hashAt = 32;
-      rows[i] = { seq, ts, collection, docId, record: rec };
+      hash = buf;
+      hashAt = at + 32;
+      rows[i] = { seq, ts, collection, docId, record: buf, at, end };
     }
     return { rows, head: { seq, ts, hash: new Uint8Array(hash.subarray(hashAt, hashAt + 32)) } };
   }
@@ -1008,25 +1015,24 @@ export class EventLog {
    * events: the import's thread otherwise waited ~1.3-1.9 s for the write-ahead writes).
    */
   importRecords(records: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
-    return this.startImport(records, options.checked, undefined);
+    return this.startImport(spansOf(records), options.checked, undefined);
   }
 
   /**
    * `importRecords` of the records inside write-ahead frames the caller built (`encodeFrame`,
    * `sealFrame`; in seq order): the frames are written as they are. Their records are read out
-   * of them here, in one pass over each frame's header and record lengths (`frameViews`), so
+   * of them here, in one pass over each frame's header and record lengths (`frameSpans`), so
    * a frame always holds exactly the records imported from it. A frame that is not one, or whose
    * first seq is not its first record's, is LOG_INVALID_EVENT, and nothing is written. The
    * restore's codec worker builds the frames (and checks the records: `options.checked`).
    */
   importFrames(frames: readonly Uint8Array[], options: ImportOptions = {}): Promise<LogHead> {
-    const records: Buffer[] = [];
+    const records: RecordSpans = { bufs: [], at: [], end: [] };
     const spans: [number, number, Uint8Array][] = [];
     for (const f of frames) {
-      const views = frameViews(f);
-      if (views === undefined) return Promise.reject(new LogError('LOG_INVALID_EVENT', `import frame ${spans.length} is not a write-ahead frame`));
-      spans.push([records.length, records.length + views.length, f]);
-      for (const v of views) records.push(v);
+      const start = records.bufs.length;
+      if (!frameSpans(f, records)) return Promise.reject(new LogError('LOG_INVALID_EVENT', `import frame ${spans.length} is not a write-ahead frame`));
+      spans.push([start, records.bufs.length, f]);
     }
     return this.startImport(records, options.checked, spans);
   }
@@ -1047,14 +1053,14 @@ export class EventLog {
   }
 
   /** Checks an import and starts writing it: in the frames `built` spans, else in frames built here. */
-  private startImport(records: readonly Uint8Array[], checked: CheckedIndex | undefined, built: readonly [number, number, Uint8Array][] | undefined): Promise<LogHead> {
+  private startImport(records: RecordSpans, checked: CheckedIndex | undefined, built: readonly [number, number, Uint8Array][] | undefined): Promise<LogHead> {
     try {
       if (this.opts.readOnly) throw new LogError('LOG_READ_ONLY', 'the log is open read-only');
-      if (records.length === 0) return this.importing === undefined ? Promise.resolve(this.head()) : this.importing.then(() => this.head());
+      if (records.bufs.length === 0) return this.importing === undefined ? Promise.resolve(this.head()) : this.importing.then(() => this.head());
       // Only the index fields are decoded (no vectors, no metadata): restore imports millions.
       const { rows, head } = this.checkRecords(records, this.importHead ?? this.cachedHead, checked);
       const frames = importSpans(rows, built);
-      const done = this.writeImport(this.importing, records, rows, head, frames);
+      const done = this.writeImport(this.importing, rows, head, frames);
       this.importing = done;
       this.importHead = head;
       this.importsInFlight += 1;
@@ -1076,7 +1082,7 @@ export class EventLog {
   }
 
   /** Writes a checked import's frames once the import before it (`prev`) is done, and acknowledges its rows. */
-  private async writeImport(prev: Promise<LogHead> | undefined, records: readonly Uint8Array[], rows: IndexRow[], head: LogHead, frames: [number, number, Uint8Array | undefined][]): Promise<LogHead> {
+  private async writeImport(prev: Promise<LogHead> | undefined, rows: IndexRow[], head: LogHead, frames: [number, number, Uint8Array | undefined][]): Promise<LogHead> {
     if (prev !== undefined) {
       try {
         await prev;
@@ -1089,7 +1095,11 @@ export class EventLog {
     const writing = (async (): Promise<void> => {
       if (wal.needsRollback !== undefined) await wal.rollback(wal.needsRollback);
       if (this.opts.failpoints.active) await this.opts.failpoints.hit('wal.import');
-      for (const [start, end, built] of frames) await wal.appendImport(records.slice(start, end), rows[start]!.seq, built);
+      for (const [start, end, built] of frames) {
+        const last = rows[end - 1]!;
+        const frame = built ?? encodeFrame(rows.slice(start, end).map(rowRecord), rows[start]!.seq);
+        await wal.appendImport(frame, end - start, rows[start]!.seq, last.record.subarray(last.at + 32, last.at + 64));
+      }
       await wal.sync();
     })();
     // While these frames are written and synced (off this thread), the rows acknowledged before
@@ -1116,7 +1126,7 @@ export class EventLog {
       throw toWalError(err, 1);
     }
     this.cachedHead = head;
-    if (this.committedListeners.size > 0) for (const r of rows) this.announce(decodeRecord(r.record));
+    if (this.committedListeners.size > 0) for (const r of rows) this.announce(decodeRecord(rowRecord(r)));
     return { ...head };
   }
 
@@ -1250,7 +1260,7 @@ export class EventLog {
   private replayWal(fromSeq: number): void {
     let chunk: Uint8Array[] = [];
     const flush = (): void => {
-      const { rows, head } = this.checkRecords(chunk, this.cachedHead);
+      const { rows, head } = this.checkRecords(spansOf(chunk), this.cachedHead);
       applyRows(this.stores, rows, head);
       this.cachedHead = head;
       chunk = [];
@@ -1763,17 +1773,29 @@ function importSpans(rows: readonly IndexRow[], built: readonly [number, number,
   while (start < rows.length) {
     let end = start;
     let bytes = 0;
-    while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) bytes += rows[end++]!.record.byteLength;
+    while (end < rows.length && (end === start || bytes < IMPORT_FRAME_BYTES)) {
+      const r = rows[end++]!;
+      bytes += r.end - r.at;
+    }
     frames.push([start, end, undefined]);
     start = end;
   }
   return frames;
 }
 
-/** Whether `rec`'s prevHash (its first 32 bytes) is `hash[at..at + 32]`. */
-function linksTo(rec: Uint8Array, hash: Uint8Array, at: number): boolean {
-  for (let i = 0; i < 32; i++) if (rec[i] !== hash[at + i]) return false;
+/** Whether the prevHash of the record at `b[at..]` (its first 32 bytes) is `hash[hashAt..hashAt + 32]`. */
+function linksTo(b: Uint8Array, at: number, hash: Uint8Array, hashAt: number): boolean {
+  for (let i = 0; i < 32; i++) if (b[at + i] !== hash[hashAt + i]) return false;
   return true;
+}
+
+/** Records as spans (`checkRecords`): each one whole. */
+function spansOf(records: readonly Uint8Array[]): RecordSpans {
+  const n = records.length;
+  const at = new Array<number>(n).fill(0);
+  const end = new Array<number>(n);
+  for (let i = 0; i < n; i++) end[i] = records[i]!.byteLength;
+  return { bufs: records.slice(), at, end };
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

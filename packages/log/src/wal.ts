@@ -215,27 +215,43 @@ function alignUp8(n: number): number {
   return (n + 7) & ~7;
 }
 
+/** Where records lie: record i is `bufs[i][at[i], end[i])`. */
+export interface RecordSpans {
+  bufs: Uint8Array[];
+  at: number[];
+  end: number[];
+}
+
 /**
- * The records of a write-ahead frame built by `encodeFrame` (or `FrameBuilder`, `sealFrame`), as
- * views into it, in one pass over its header and record lengths; undefined when it is not one:
- * no magic, no records, a body length other than what follows the header, or record lengths
- * that do not fill the body exactly. The CRC is not recomputed (whoever built the frame
- * computed it), nor is the first seq checked (`frameFirstSeq`): the caller ties it to the records.
+ * The records of write-ahead frames built by `encodeFrame` (or `FrameBuilder`, `sealFrame`), as
+ * spans of them (no view per record), in one pass over each frame's header and record lengths,
+ * appended to `out`; false when a frame is not one: no magic, no records, a body length other
+ * than what follows the header, or record lengths that do not fill the body exactly (what was
+ * appended for it then stays). The CRC is not recomputed (whoever built the frame computed it),
+ * nor is the first seq checked (`frameFirstSeq`): the caller ties it to the records.
  */
-export function frameViews(frame: Uint8Array): Buffer[] | undefined {
+export function frameSpans(frame: Uint8Array, out: RecordSpans): boolean {
   const b = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
-  if (b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(8) !== b.byteLength - FRAME_HEADER_BYTES) return undefined;
+  if (b.byteLength < FRAME_HEADER_BYTES || b.readUInt32LE(0) !== MAGIC || b.readUInt32LE(8) !== b.byteLength - FRAME_HEADER_BYTES) return false;
   const count = b.readUInt32LE(4);
-  if (count === 0) return undefined;
-  const out = new Array<Buffer>(count);
+  if (count === 0) return false;
   let off = FRAME_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
     const len = off + 4 <= b.byteLength ? b.readUInt32LE(off) : -1;
-    if (len < 0 || off + 4 + len > b.byteLength) return undefined;
-    out[i] = b.subarray(off + 4, off + 4 + len);
+    if (len < 0 || off + 4 + len > b.byteLength) return false;
+    out.bufs.push(b); // a Buffer (one per frame): a frame from a worker thread arrives as a plain Uint8Array
+    out.at.push(off + 4);
+    out.end.push(off + 4 + len);
     off += 4 + len;
   }
-  return off === b.byteLength ? out : undefined;
+  return off === b.byteLength;
+}
+
+/** The records of a write-ahead frame as views into it (`frameSpans`); undefined when it is not one. */
+export function frameViews(frame: Uint8Array): Buffer[] | undefined {
+  const s: RecordSpans = { bufs: [], at: [], end: [] };
+  if (!frameSpans(frame, s)) return undefined;
+  return s.bufs.map((b, i) => (b as Buffer).subarray(s.at[i], s.end[i]));
 }
 
 /** The record count in a frame's header (0 when it is too short to have one). */
@@ -611,13 +627,12 @@ export class SegmentWal {
    * (zeros, then the frame) cost it more (1M events: ~1 s of the restore's main thread). The
    * file still ends where the frames stop, so opening and `rollback` treat it as any other
    * segment; later appends zero ahead again from its end. The frame goes out with O_DIRECT where
-   * the file system takes it (see `writeDirect`). `built`: the frame these records were read
-   * out of (`EventLog.importFrames`; the restore's codec worker builds them). Rejects with the
-   * write's error; the caller then rolls back.
+   * the file system takes it (see `writeDirect`). `frame` holds `count` records from `firstSeq`,
+   * the last hashing to `lastHash` (built by `encodeFrame`, or by the restore's codec worker:
+   * `EventLog.importFrames`). Rejects with the write's error; the caller then rolls back.
    */
-  async appendImport(records: readonly Uint8Array[], firstSeq: number, built?: Uint8Array): Promise<void> {
-    if (records.length === 0) return;
-    const frame = built ?? encodeFrame(records, firstSeq);
+  async appendImport(frame: Uint8Array, count: number, firstSeq: number, lastHash: Uint8Array): Promise<void> {
+    if (count === 0) return;
     if (this.extending !== undefined) await this.extending;
     if (this.fd < 0 || (this.written > 0 && this.written + frame.byteLength > this.segmentBytes)) {
       if (this.fd >= 0 && this.written > this.durable) await fdatasync(this.fd); // an import spanning segments
@@ -633,8 +648,7 @@ export class SegmentWal {
     if (!(await this.writeDirect(frame, this.written))) await pwriteAll(this.fd, frame, this.written);
     this.written += frame.byteLength;
     this.allocated = Math.max(this.allocated, this.written);
-    const last = records[records.length - 1]!;
-    this.pending = { seq: firstSeq + records.length - 1, hash: new Uint8Array(last.subarray(32, 64)) };
+    this.pending = { seq: firstSeq + count - 1, hash: new Uint8Array(lastHash) };
   }
 
   /**

@@ -163,6 +163,37 @@ describe('importFrames: frames built by the caller', () => {
     await Promise.all([log.close(), again.close()]);
   });
 
+  it('rows keep each record where its frame holds it: LMDB gets exactly the records, from frames with memory of their own as a worker thread hands them over', async () => {
+    const { log, records } = await source(30);
+    const t = await target();
+    const { frames, views } = framed(records, 1, 7);
+    // Plain Uint8Arrays, each over an ArrayBuffer of its own (what arrives from a worker thread);
+    // LMDB is written from several buffers in turn.
+    const own = frames.map((f) => new Uint8Array(f));
+    await t.importFrames(own, { checked: checkedIndex(views) });
+    expect([...t.readRecords()].map((r) => Buffer.from(r.record).toString('hex'))).toEqual(records.map((r) => r.toString('hex')));
+    expect(t.verify()).toMatchObject({ ok: true, checked: 30 });
+    await Promise.all([log.close(), t.close()]);
+  });
+
+  it('a frame whose memory is taken away (transferred) before its rows reach LMDB is refused with LOG_CORRUPT_RECORD, never stored as other bytes', async () => {
+    const { log, records } = await source(14);
+    const tt = await openTestLog();
+    dirs.push(tt.dir);
+    const t = tt.log;
+    const { frames, views } = framed(records, 1, 7);
+    const own = frames.map((f) => new Uint8Array(f));
+    await t.importFrames(own, { checked: checkedIndex(views) }); // durable in the segments; its rows wait for LMDB
+    structuredClone(own[1]!.buffer, { transfer: [own[1]!.buffer] }); // the caller gave the memory away too early
+    expect(own[1]!.byteLength).toBe(0);
+    expect(() => t.getRecord(1)).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT_RECORD' }) as Error);
+    await t.close().catch(() => undefined);
+    // Nothing of the batch went into LMDB; reopened, the log takes the records from its segments.
+    const again = await EventLog.open({ dir: tt.dir, logger: () => undefined });
+    expect([...again.readRecords()].map((r) => Buffer.from(r.record).toString('hex'))).toEqual(records.map((r) => r.toString('hex')));
+    await Promise.all([log.close(), again.close()]);
+  });
+
   it('a frame that is not one (magic, count, lengths, bytes after its records) or starts at another seq than its first record is LOG_INVALID_EVENT; frames out of order break the chain; nothing is written', async () => {
     const { log, records } = await source(10);
     const tt = await openTestLog();
