@@ -217,11 +217,12 @@ function putRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDo
   } else {
     // by-doc in key order: neighbouring keys share pages, so a big batch touches each page once
     const byDoc = rows.length > 256 ? [...rows].sort(byDocOrder) : rows;
+    let append = true;
     for (const r of byDoc) {
       docKey[0] = r.collection;
       docKey[1] = r.docId;
       docKey[2] = r.seq;
-      s.byDoc.putSync(docKey, EMPTY);
+      append = putDocKey(s, docKey, append);
     }
   }
   s.meta.putSync(HEAD_KEY, { seq: head.seq, ts: head.ts, hash: Buffer.from(head.hash) });
@@ -373,11 +374,26 @@ export function writeDocEntries(s: Stores, entries: DocEntry[]): void {
 
 /** Puts by-doc entries [from, end) (a function of its own, for the reason putRows is). */
 function putDocEntries(s: Stores, entries: readonly DocEntry[], from: number, end: number, docKey: [string, string, number]): void {
+  let append = true;
   for (let j = from; j < end; j++) {
     const e = entries[j]!;
     docKey[0] = e.collection;
     docKey[1] = e.docId;
     docKey[2] = e.seq;
-    s.byDoc.putSync(docKey, EMPTY);
+    append = putDocKey(s, docKey, append);
   }
+}
+
+/**
+ * Puts a by-doc key (in a write transaction); returns whether the next key of the same sorted run
+ * should be tried as an append. While `append`, the key goes in with MDB_APPEND: past the index's
+ * last key, LMDB takes it without searching the tree (~25% of a million ordered puts); anywhere
+ * else it refuses it, writing nothing, and the key is put the usual way, as is the rest of the run.
+ * Keys sorted by `byDocOrder` (UTF-16 order) are in LMDB's byte order but for rare characters,
+ * where an append is refused the same way.
+ */
+function putDocKey(s: Stores, docKey: [string, string, number], append: boolean): boolean {
+  if (append && s.byDoc.putSync(docKey, EMPTY, APPEND)) return true;
+  s.byDoc.putSync(docKey, EMPTY);
+  return false;
 }
