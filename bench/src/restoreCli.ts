@@ -1,19 +1,20 @@
 // A full restore as a user runs it: `kyrodb restore` in a fresh process, timed from outside
 // (issue 4's target: ≤ 5 s for 1M events on local disk). Run:
-//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
-// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>-<vectors>[-uuid]) a log of n 128-d upserts and one
+//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid|uuid7] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
+// Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>-<vectors>[-<ids>]) a log of n 128-d upserts and one
 // full zstd backup of it; then restores it `reps` times with each CHECKOUT's CLI (a built clone or
 // worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
 // same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
 // be written back during the next run). Prints wall time, the child's CPU and the restore's own
 // phases (`--json`); each rep first times the baseline, a plain `cp -r` + `sync` of the fixture's
 // data dir. `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead of
-// `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids.
+// `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids;
+// `--ids uuid7` gives them time-ordered UUIDs, which ascend as they are written.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { cliRestore, type CliRestore } from './cliRestore.js';
-import { buildRestoreFixture, restoreBenchArgs } from './restoreFixture.js';
+import { buildRestoreFixture, idsSuffix, restoreBenchArgs } from './restoreFixture.js';
 
 const { n: N, reps: REPS, ids: IDS, vectors: VECTORS, base, checkouts, root: ROOT } = restoreBenchArgs(process.argv.slice(2), 3);
 
@@ -65,4 +66,4 @@ for (const c of checkouts) {
 }
 const outDir = path.join(ROOT, 'bench/results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, `restore-cli-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, vectors: VECTORS, reps: REPS, copies, runs }, null, 2));
+fs.writeFileSync(path.join(outDir, `restore-cli-${N}${idsSuffix(IDS)}.json`), JSON.stringify({ n: N, ids: IDS, vectors: VECTORS, reps: REPS, copies, runs }, null, 2));

@@ -1,7 +1,7 @@
 // The restore's codec thread on its own (issue 4): what `SourceOpener.open` costs over the
 // restoreCli fixture's backup, inline in this thread, beside the floor of that work in the same
 // run. Run:
-//   npx tsc -b && node bench/dist/index.js restoreCodec [--n 1000000] [--reps 5] [--ids seq|uuid] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
+//   npx tsc -b && node bench/dist/index.js restoreCodec [--n 1000000] [--reps 5] [--ids seq|uuid|uuid7] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
 // A full restore runs this work in its codec worker while the import writes LMDB on the other
 // core; timed alone, it moves far less with the machine than a whole restore does (a change of
 // ~0.3 s shows in every rep here, and only in most pairs of `restoreCli`). Each CHECKOUT is a
@@ -17,7 +17,7 @@ import zlib from 'node:zlib';
 import { hash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { decodeObject, parseManifest, type BackupFile, type BackupManifest } from '@kyrodb/backup';
-import { buildRestoreFixture, restoreBenchArgs } from './restoreFixture.js';
+import { buildRestoreFixture, idsSuffix, restoreBenchArgs } from './restoreFixture.js';
 
 const { n: N, reps: REPS, ids: IDS, vectors: VECTORS, base, checkouts, root: ROOT } = restoreBenchArgs(process.argv.slice(2), 5);
 
@@ -110,4 +110,4 @@ for (const [k, c] of checkouts.entries()) {
 }
 const outDir = path.join(ROOT, 'bench/results');
 fs.mkdirSync(outDir, { recursive: true });
-fs.writeFileSync(path.join(outDir, `restore-codec-${N}${IDS === 'uuid' ? '-uuid' : ''}.json`), JSON.stringify({ n: N, ids: IDS, vectors: VECTORS, reps: REPS, events, floorMs, checkouts: checkouts.map((c, k) => ({ checkout: c, openMs: openMs[k] })) }, null, 2));
+fs.writeFileSync(path.join(outDir, `restore-codec-${N}${idsSuffix(IDS)}.json`), JSON.stringify({ n: N, ids: IDS, vectors: VECTORS, reps: REPS, events, floorMs, checkouts: checkouts.map((c, k) => ({ checkout: c, openMs: openMs[k] })) }, null, 2));

@@ -12,15 +12,30 @@ import { vectorsOf } from './vectors.js';
 
 const DIM = 128;
 
-/** Where the fixture of `n` events is kept by default: <tmp>/kyro-bench-restore-<n>-<vectors>[-uuid]. */
-export function restoreFixtureDir(n: number, vectors: string, ids: 'seq' | 'uuid'): string {
-  return path.join(os.tmpdir(), `kyro-bench-restore-${n}-${vectors}${ids === 'uuid' ? '-uuid' : ''}`);
+/** How the fixture's documents are named (`--ids`): see `docId`. */
+export type FixtureIds = 'seq' | 'uuid' | 'uuid7';
+const ID_KINDS: readonly FixtureIds[] = ['seq', 'uuid', 'uuid7'];
+
+/** Where the fixture of `n` events is kept by default: <tmp>/kyro-bench-restore-<n>-<vectors>[-<ids>] (no suffix for seq). */
+export function restoreFixtureDir(n: number, vectors: string, ids: FixtureIds): string {
+  return path.join(os.tmpdir(), `kyro-bench-restore-${n}-${vectors}${idsSuffix(ids)}`);
 }
 
-/** Document `i`'s id: `d<i>`, or (`uuid`) a UUID made of the MD5 of i (the same on every run). */
-function docId(i: number, ids: 'seq' | 'uuid'): string {
+/** The suffix of a fixture's dir and result file for its ids: '' for seq, else `-<ids>`. */
+export function idsSuffix(ids: FixtureIds): string {
+  return ids === 'seq' ? '' : `-${ids}`;
+}
+
+/**
+ * Document `i`'s id, the same on every run: `d<i>` (not zero-padded: later ids sort among earlier
+ * ones), or a UUID made of the MD5 of i — random-looking (`uuid`, as v4 UUIDs), or (`uuid7`) with
+ * its first 48 bits a millisecond timestamp one ms apart per document, so that the ids ascend as
+ * time-ordered ids (UUIDv7, ULID) written one after another do.
+ */
+function docId(i: number, ids: FixtureIds): string {
   if (ids === 'seq') return `d${i}`;
-  const h = createHash('md5').update(String(i)).digest('hex');
+  let h = createHash('md5').update(String(i)).digest('hex');
+  if (ids === 'uuid7') h = (1_700_000_000_000 + i).toString(16).padStart(12, '0') + '7' + h.slice(13);
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
@@ -28,7 +43,7 @@ function docId(i: number, ids: 'seq' | 'uuid'): string {
  * Builds the fixture in `base` unless it is there already (`base/fixture-ready`): the log in
  * `base/data`, its full zstd backup in the local store `base/backups`.
  */
-export async function buildRestoreFixture(base: string, n: number, vectors: string, ids: 'seq' | 'uuid'): Promise<void> {
+export async function buildRestoreFixture(base: string, n: number, vectors: string, ids: FixtureIds): Promise<void> {
   const done = path.join(base, 'fixture-ready');
   if (fs.existsSync(done)) return;
   fs.rmSync(base, { recursive: true, force: true });
@@ -59,8 +74,8 @@ export interface RestoreBenchArgs {
   n: number;
   /** Reps (`--reps`). */
   reps: number;
-  /** Document ids (`--ids seq|uuid`, default seq). */
-  ids: 'seq' | 'uuid';
+  /** Document ids (`--ids seq|uuid|uuid7`, default seq). */
+  ids: FixtureIds;
   /** What the documents' vectors are like (`--vectors`, vectors.ts; default clustered). */
   vectors: string;
   /** The fixture's dir (`--dir`, default `restoreFixtureDir`). */
@@ -71,7 +86,7 @@ export interface RestoreBenchArgs {
   root: string;
 }
 
-/** Reads the restore benches' flags: [--n N] [--reps R] [--ids seq|uuid] [--vectors V] [--dir DIR] [CHECKOUT…]. */
+/** Reads the restore benches' flags: [--n N] [--reps R] [--ids seq|uuid|uuid7] [--vectors V] [--dir DIR] [CHECKOUT…]. */
 export function restoreBenchArgs(argv: readonly string[], defaultReps: number): RestoreBenchArgs {
   const value = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`);
@@ -79,8 +94,8 @@ export function restoreBenchArgs(argv: readonly string[], defaultReps: number): 
   };
   const n = Number(value('n') ?? 1_000_000);
   const reps = Number(value('reps') ?? defaultReps);
-  const ids = value('ids') ?? 'seq';
-  if (ids !== 'seq' && ids !== 'uuid') throw new Error(`--ids must be seq or uuid, not ${ids}`);
+  const ids = (value('ids') ?? 'seq') as FixtureIds;
+  if (!ID_KINDS.includes(ids)) throw new Error(`--ids must be one of ${ID_KINDS.join(', ')}, not ${ids}`);
   const vectors = value('vectors') ?? 'clustered';
   const base = value('dir') ?? restoreFixtureDir(n, vectors, ids);
   const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (argv.includes(f) ? [argv.indexOf(f), argv.indexOf(f) + 1] : [])));
