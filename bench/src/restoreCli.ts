@@ -1,22 +1,24 @@
 // A full restore as a user runs it: `kyrodb restore` in a fresh process, timed from outside
 // (issue 4's target: ≤ 5 s for 1M events on local disk). Run:
-//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid|uuid7] [--vectors clustered|sin] [--dir DIR] [CHECKOUT…]
+//   npx tsc -b && pnpm exec tsx bench/src/restoreCli.ts [--n 1000000] [--reps 3] [--ids seq|uuid|uuid7] [--vectors clustered|sin] [--dir DIR] [--settle 4] [CHECKOUT…]
 // Builds (once, kept in DIR, default <tmp>/kyro-bench-restore-<n>-<vectors>[-<ids>]) a log of n 128-d upserts and one
 // full zstd backup of it; then restores it `reps` times with each CHECKOUT's CLI (a built clone or
-// worktree of this repo; default: this one), the checkouts interleaved, so that an A/B sees the
-// same machine. Each restore goes into a fresh dir, removed right after (its pages would otherwise
-// be written back during the next run). Prints wall time, the child's CPU and the restore's own
-// phases (`--json`); each rep first times the baseline, a plain `cp -r` + `sync` of the fixture's
-// data dir. `--ids uuid` gives the documents random-looking UUIDs (deterministic) instead of
-// `d<i>`: where a document's by-doc index entry lands is then random, as with most real ids;
-// `--ids uuid7` gives them time-ordered UUIDs, which ascend as they are written.
+// worktree of this repo; default: this one), the checkouts interleaved (each rep starting with the
+// next one), so that an A/B sees the same machine. Each restore goes into a fresh dir, removed
+// right after; before each timed run the disk is left `--settle` seconds (see settleDisk). Prints
+// wall time, the child's CPU and the restore's own phases (`--json`); each rep first times the
+// baseline, a plain `cp -r` + `sync` of the fixture's data dir. `--ids uuid` gives the documents
+// random-looking UUIDs (deterministic) instead of `d<i>`: where a document's by-doc index entry
+// lands is then random, as with most real ids; `--ids uuid7` gives them time-ordered UUIDs, which
+// ascend as they are written.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cliRestore, type CliRestore } from './cliRestore.js';
+import { cliRestore, settleDisk, type CliRestore } from './cliRestore.js';
 import { buildRestoreFixture, idsSuffix, restoreBenchArgs } from './restoreFixture.js';
 
-const { n: N, reps: REPS, ids: IDS, vectors: VECTORS, base, checkouts, root: ROOT } = restoreBenchArgs(process.argv.slice(2), 3);
+const { n: N, reps: REPS, ids: IDS, vectors: VECTORS, base, settleS, checkouts, root: ROOT } = restoreBenchArgs(process.argv.slice(2), 3);
+const SETTLE = settleS * 1000;
 
 interface Run extends CliRestore {
   checkout: string;
@@ -31,7 +33,7 @@ interface Run extends CliRestore {
  */
 function plainCopy(target: string): { copyS: number; syncS: number } {
   fs.rmSync(target, { recursive: true, force: true });
-  spawnSync('sync');
+  settleDisk(SETTLE);
   const t0 = performance.now();
   const r = spawnSync('cp', ['-r', path.join(base, 'data'), target]);
   const t1 = performance.now();
@@ -52,8 +54,9 @@ for (let rep = 0; rep < REPS; rep++) {
   const cp = plainCopy(path.join(base, 'restored'));
   copies.push(cp);
   console.log(`${'plain copy'.padEnd(16)} wall ${(cp.copyS + cp.syncS).toFixed(2)} s  (cp -r ${cp.copyS.toFixed(2)} s, then sync ${cp.syncS.toFixed(2)} s)`);
-  for (const c of checkouts) {
-    const run = { checkout: c, ...cliRestore(c, path.join(base, 'backups'), path.join(base, 'restored')) };
+  // Each rep starts with another checkout: none always runs right after the copy.
+  for (const c of checkouts.map((_, i) => checkouts[(i + rep) % checkouts.length]!)) {
+    const run = { checkout: c, ...cliRestore(c, path.join(base, 'backups'), path.join(base, 'restored'), SETTLE) };
     runs.push(run);
     const p = run.phasesMs;
     console.log(`${path.basename(c).padEnd(16)} wall ${run.wallS.toFixed(2)} s  user ${run.userS.toFixed(2)} s  sys ${run.sysS.toFixed(2)} s  inside the restore ${((p['total'] ?? 0) / 1000).toFixed(2)} s (import ${((p['import'] ?? 0) / 1000).toFixed(2)} s, by-doc index ${((p['docIndex'] ?? 0) / 1000).toFixed(2)} s, waiting for files ${((p['waitOpen'] ?? 0) / 1000).toFixed(2)} s)`);

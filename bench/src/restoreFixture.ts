@@ -80,13 +80,15 @@ export interface RestoreBenchArgs {
   vectors: string;
   /** The fixture's dir (`--dir`, default `restoreFixtureDir`). */
   base: string;
+  /** Seconds the disk is left to settle before each timed run (`--settle`, default 4; see cliRestore.ts `settleDisk`). */
+  settleS: number;
   /** The checkouts to compare (the other arguments; default this one). */
   checkouts: string[];
   /** This repo's root. */
   root: string;
 }
 
-/** Reads the restore benches' flags: [--n N] [--reps R] [--ids seq|uuid|uuid7] [--vectors V] [--dir DIR] [CHECKOUT…]. */
+/** Reads the restore benches' flags: [--n N] [--reps R] [--ids seq|uuid|uuid7] [--vectors V] [--dir DIR] [--settle S] [CHECKOUT…]. */
 export function restoreBenchArgs(argv: readonly string[], defaultReps: number): RestoreBenchArgs {
   const value = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`);
@@ -98,9 +100,11 @@ export function restoreBenchArgs(argv: readonly string[], defaultReps: number): 
   if (!ID_KINDS.includes(ids)) throw new Error(`--ids must be one of ${ID_KINDS.join(', ')}, not ${ids}`);
   const vectors = value('vectors') ?? 'clustered';
   const base = value('dir') ?? restoreFixtureDir(n, vectors, ids);
-  const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors'].flatMap((f) => (argv.includes(f) ? [argv.indexOf(f), argv.indexOf(f) + 1] : [])));
+  const settleS = Number(value('settle') ?? 4);
+  if (!(settleS >= 0)) throw new Error(`--settle must be a number of seconds ≥ 0, not ${value('settle')}`);
+  const flagged = new Set(['--n', '--reps', '--dir', '--ids', '--vectors', '--settle'].flatMap((f) => (argv.includes(f) ? [argv.indexOf(f), argv.indexOf(f) + 1] : [])));
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const checkouts = argv.filter((_, i) => !flagged.has(i));
   if (checkouts.length === 0) checkouts.push(root);
-  return { n, reps, ids, vectors, base, checkouts, root };
+  return { n, reps, ids, vectors, base, settleS, checkouts, root };
 }
