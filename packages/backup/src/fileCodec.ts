@@ -1,4 +1,4 @@
-import zlib from 'node:zlib';
+import { crc32 } from 'node:zlib';
 import { FRAME_HEADER_BYTES, checkRecordInPlace, decodeRecord, indexDocId, isLogError, sealFrame, type IndexFields } from '@kyrodb/log/codec';
 import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
@@ -198,7 +198,10 @@ export class SourceOpener {
     const T = this.o.pointInTime;
     const { body: b, header } = seg;
     const first = header.first_seq;
-    const frames: Buffer[] = [];
+    // Each sealed frame's start and end in b, as numbers: Buffers pushed into an array born empty
+    // changed its kind mid-loop, and V8 threw the loop's compiled code away (a deopt; the first
+    // sources of a restore ran slower while it compiled it again).
+    const frameEnds: number[] = [];
     const collectionNames: string[] = [];
     const collectionNo = new Map<string, number>();
     // One slot per entry the header promises, at most one per 12 bytes (the count is checked after the walk).
@@ -215,25 +218,33 @@ export class SourceOpener {
     let w = 0; // where the next frame byte goes
     let lastAt = -1; // where the last kept record now is
     // The frame body's CRC, taken CRC_CHUNK bytes at a time behind the records moved in (still in
-    // the cache then): up to crcAt.
+    // the cache then): up to crcAt. Kept as an int32 (`| 0`; `>>> 0` where it is used): a CRC
+    // above 2^31 is a double, and the first one deopted the loop.
     let bodyCrc = 0;
     let crcAt = 0;
     let off = seg.entriesAt; // the next entry's framing
     let n = 0; // entries walked
+    // Past a point-in-time or seq cut the entries are walked (their framing checked), not taken:
+    // in this same loop, whose compiled code a second loop's first turn deopted.
+    let cut = false;
     while (off < b.length) {
       const len = entryRecordLength(b, off, name);
       const start = off + 12;
       off = start + len;
       const seq = first + n++;
-      if (seq <= this.cur) continue;
+      if (cut || seq <= this.cur) continue;
       if (seq !== this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `${name} continues at seq ${seq}, but seq ${this.cur + 1} is missing`, { seq: this.cur + 1 });
       const ts = b.readDoubleLE(start - 8);
-      // A cut: the entries after this one are walked (checked) below, not taken.
+      // A cut: the entries from this one on are walked, not taken.
       if (T !== null && ts > T) {
         this.reachedT = true;
-        break;
+        cut = true;
+        continue;
       }
-      if (T === null && seq > this.o.toSeq) break;
+      if (T === null && seq > this.o.toSeq) {
+        cut = true;
+        continue;
+      }
       const ev = checked(b, start, start + len, name);
       if (ev.ts !== ts || ev.seq !== seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} has ts ${ev.ts} but is framed with ${ts}`, { seq });
       if (this.o.keepState) this.state.apply(decodeRecord(b.subarray(start, start + len)));
@@ -247,9 +258,12 @@ export class SourceOpener {
       const id = indexDocId(ev);
       if (id.includes('\n')) newline = true;
       docIds.push(id);
-      // A frame holds records until FRAME_RECORD_BYTES (and until the next header fits below this record).
-      if (frameAt >= 0 && frameBytes >= FRAME_RECORD_BYTES && w + FRAME_HEADER_BYTES + 4 <= start) {
-        frames.push(sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc));
+      // A frame holds records until FRAME_RECORD_BYTES (and until the next header fits below this
+      // record: worked out on every turn, so that the compiled loop knows its types from the first).
+      const room = w + FRAME_HEADER_BYTES + 4 <= start;
+      if (frameAt >= 0 && frameBytes >= FRAME_RECORD_BYTES && room) {
+        sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc);
+        frameEnds.push(frameAt, w);
         frameAt = -1;
       }
       if (frameAt < 0) {
@@ -267,7 +281,7 @@ export class SourceOpener {
       lastAt = w + 4;
       w += 4 + len;
       if (w - crcAt >= CRC_CHUNK) {
-        bodyCrc = zlib.crc32(b.subarray(crcAt, w), bodyCrc);
+        bodyCrc = crc32(b.subarray(crcAt, w), bodyCrc >>> 0) | 0;
         crcAt = w;
       }
       inFrame += 1;
@@ -275,12 +289,13 @@ export class SourceOpener {
       this.cur = seq;
       this.headTs = ts;
     }
-    while (off < b.length) {
-      off += 12 + entryRecordLength(b, off, name);
-      n += 1;
-    }
     checkEntryCount(header, n, name);
-    if (frameAt >= 0) frames.push(sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc));
+    if (frameAt >= 0) {
+      sealBuilt(b, frameAt, w, inFrame, frameSeq, crcAt, bodyCrc);
+      frameEnds.push(frameAt, w);
+    }
+    const frames = new Array<Buffer>(frameEnds.length / 2);
+    for (let i = 0; i < frames.length; i++) frames[i] = b.subarray(frameEnds[2 * i], frameEnds[2 * i + 1]);
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
     return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
   }
@@ -325,9 +340,9 @@ class BodyPool {
   }
 }
 
-/** Seals the frame built in `b[frameAt, end)`, whose body's CRC-32 up to `crcAt` is `crc`. */
+/** Seals the frame built in `b[frameAt, end)`, whose body's CRC-32 up to `crcAt` is `crc` (as an int32: `| 0`). */
 function sealBuilt(b: Buffer, frameAt: number, end: number, count: number, firstSeq: number, crcAt: number, crc: number): Buffer {
-  return sealFrame(b.subarray(frameAt, end), count, firstSeq, zlib.crc32(b.subarray(crcAt, end), crc));
+  return sealFrame(b.subarray(frameAt, end), count, firstSeq, crc32(b.subarray(crcAt, end), crc >>> 0));
 }
 
 /** The `checked` index of an opened source's records, one entry per record; BACKUP_CORRUPT if its fields do not match its count. */

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
-import { SourceOpener, type SourceSpec } from '../src/fileCodec.js';
+import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, frameRecordCount, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
+import { FRAME_RECORD_BYTES, SourceOpener, type SourceSpec } from '../src/fileCodec.js';
 import { BackupErrorCodes, BackupError, SegmentBuilder, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
@@ -20,10 +20,12 @@ describe('errors', () => {
   });
 });
 
-function records(n: number, from = 1, prev: Uint8Array = GENESIS_HASH): { seq: number; ts: number; record: Buffer }[] {
+function records(n: number, from = 1, prev: Uint8Array = GENESIS_HASH, dim = 3): { seq: number; ts: number; record: Buffer }[] {
   const out = [];
   for (let seq = from; seq < from + n; seq++) {
-    const input: EventInput = { type: 'vector.upserted', collection: 'c', body: { id: `d${seq}`, vector: new Float32Array([seq, 1, 2]) } };
+    const vector = new Float32Array(dim).fill(1);
+    vector[0] = seq;
+    const input: EventInput = { type: 'vector.upserted', collection: 'c', body: { id: `d${seq}`, vector } };
     const { event, record } = sealEvent(input, seq, 1_700_000_000_000_000 + seq * 1000, prev);
     prev = event.hash;
     out.push({ seq, ts: event.ts, record });
@@ -206,6 +208,23 @@ describe('SourceOpener (a restore source read in one walk)', () => {
     expect(opener({ toSeq: 3 }).open(spec, copy(body))).toMatchObject({ count: 3, seq: 3, reachedT: false });
     expect(opener({ pointInTime: recs[3]!.ts }).open(spec, copy(body))).toMatchObject({ count: 4, seq: 4, reachedT: true });
     expect(opener({}).open(spec, copy(body))).toMatchObject({ count: 6, seq: 6, hash: toHex(recs[5]!.record.subarray(32, 64)) });
+  });
+  it('a source larger than a frame is framed in several, each the frame encodeFrame builds of its records, in order', () => {
+    // 4096-d vectors: ~16 KB a record, 700 of them ~11.5 MB, past FRAME_RECORD_BYTES (8 MiB) once.
+    const big = records(700, 1, GENESIS_HASH, 4096);
+    expect(big.reduce((n, r) => n + r.record.length, 0)).toBeGreaterThan(FRAME_RECORD_BYTES);
+    const seg = encodeSegment(big);
+    const bigSpec: SourceSpec = { name: 'segments/big', stepFirst: 1, last: 700, segment: { key: 'segments/big', first_seq: 1, last_seq: 700 } };
+    const r = new SourceOpener({ pointInTime: null, toSeq: 700, keepState: false }).open(bigSpec, Buffer.from(seg.body));
+    expect(r).toMatchObject({ count: 700, seq: 700 });
+    expect(r.frames.length).toBeGreaterThanOrEqual(2);
+    let at = 0;
+    for (const f of r.frames) {
+      const n = frameRecordCount(f);
+      expect(Buffer.from(f).equals(encodeFrame(big.slice(at, at + n).map((x) => x.record), at + 1))).toBe(true);
+      at += n;
+    }
+    expect(at).toBe(700);
   });
   it('checks the framing to the end of the segment, past the cut: cut short, or fewer entries than its header says → BACKUP_CORRUPT', () => {
     const truncated = body.subarray(0, body.length - 3);

@@ -209,10 +209,18 @@ class Reader {
     if (t >= 0xe0) return t - 0x100;
     const o = this.off;
     const b = this.b;
+    // uint 8, 16 and 32 (what seqs grow through as a log grows) by one loop: as a Buffer call
+    // each, the next was code a long import first reached at seq 128, 256 or 65 536, where V8
+    // threw away the compiled caller (a deopt) and compiled it again.
+    if (t >= 0xcc && t <= 0xce) {
+      const n = 1 << (t - 0xcc);
+      if (o + n > b.length) throw new RangeError('truncated');
+      let v = 0;
+      for (let k = 0; k < n; k++) v = v * 256 + b[o + k]!;
+      this.off = o + n;
+      return v;
+    }
     switch (t) {
-      case 0xcc: this.off += 1; return b.readUInt8(o);
-      case 0xcd: this.off += 2; return b.readUInt16BE(o);
-      case 0xce: this.off += 4; return b.readUInt32BE(o);
       // hi · 2^32 is exact; adding lo rounds once, to the nearest double, as Number(BigInt) does.
       case 0xcf: this.off += 8; return b.readUInt32BE(o) * 4294967296 + b.readUInt32BE(o + 4);
       case 0xd0: this.off += 1; return b.readInt8(o);

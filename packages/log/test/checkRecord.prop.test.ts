@@ -3,8 +3,13 @@ import fc from 'fast-check';
 import { checkRecord, checkRecordInPlace, decodePayload, indexFieldsOf, isLogError, recordHashOk, recordIndexFields, recordIndexFieldsAt, sealEvent, splitRecord } from '@kyrodb/log';
 import { eventInputArb, fcParams } from './helpers.js';
 
-const seqArb = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
-const tsArb = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+// Every msgpack integer width a seq or ts is written with (fixint, uint 8/16/32, float 64), each at its edges too.
+const widths = (min: number): fc.Arbitrary<number> =>
+  fc.oneof(
+    ...[[min, 127], [128, 255], [256, 65_535], [65_536, 2 ** 32 - 1], [2 ** 32, Number.MAX_SAFE_INTEGER]].map(([lo, hi]) => fc.oneof(fc.constantFrom(lo!, hi!), fc.integer({ min: lo!, max: hi! }))),
+  );
+const seqArb = widths(1);
+const tsArb = widths(0);
 const prevArb = fc.uint8Array({ minLength: 32, maxLength: 32 });
 
 describe('checkRecord', () => {
