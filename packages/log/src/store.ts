@@ -181,9 +181,7 @@ export function applyRows(s: Stores, rows: readonly IndexRow[], head: StoredHead
  */
 function putRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDocs: DocEntry[] | undefined): void {
   // One key array per index, refilled per put: a key is encoded as it is put (sync transaction).
-  // The time key holds doubles from the start (a ts is no small integer): made of 0s, its first
-  // ts changed its kind, and V8 threw this function's compiled code away each time.
-  const timeKey: [number, number] = [Number.NaN, 0];
+  const timeKey: [number, number] = [0, 0];
   const docKey: [string, string, number] = ['', '', 0];
   // Seqs, and (ts, seq) pairs, only ever grow: those two go in with MDB_APPEND (no search, full pages).
   let runTs = Number.NaN;
