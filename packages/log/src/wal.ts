@@ -628,8 +628,8 @@ export class SegmentWal {
    * file still ends where the frames stop, so opening and `rollback` treat it as any other
    * segment; later appends zero ahead again from its end. The frame goes out with O_DIRECT where
    * the file system takes it (see `writeDirect`). `frame` holds `count` records from `firstSeq`,
-   * the last hashing to `lastHash` (built by `encodeFrame`, or by the restore's codec worker:
-   * `EventLog.importFrames`). Rejects with the write's error; the caller then rolls back.
+   * the last one's stored hash being `lastHash` (built by `encodeFrame`, or by the restore's codec
+   * worker: `EventLog.importFrames`). Rejects with the write's error; the caller then rolls back.
    */
   async appendImport(frame: Uint8Array, count: number, firstSeq: number, lastHash: Uint8Array): Promise<void> {
     if (count === 0) return;
