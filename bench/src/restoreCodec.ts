@@ -6,7 +6,7 @@
 // core; timed alone, it moves far less with the machine than a whole restore does (a change of
 // ~0.3 s shows in every rep here, and only in most pairs of `restoreCli`). Each CHECKOUT is a
 // built clone or worktree of this repo (default: this one); their openers are interleaved rep by
-// rep. Every open gets its own copy of the stored file (the opener builds its frames in the
+// rep, each rep starting with the next. Every open gets its own copy of the stored file (the opener builds its frames in the
 // bytes), made untimed, and hands its bodies back (`recycle`) as a restore's import does.
 // The floor, timed per rep beside them: the work no opener can skip — the stored file's SHA-256,
 // decompressing it (into reused memory), one SHA-256 pass over the records' bytes (each record's
@@ -99,7 +99,11 @@ const floorMs: number[] = [];
 const openMs: number[][] = checkouts.map(() => []);
 for (let rep = 0; rep < REPS; rep++) {
   floorMs.push(floor());
-  codecs.forEach((c, k) => openMs[k]!.push(openAll(c)));
+  // Each rep starts with the next checkout: none always runs right after the floor.
+  for (let j = 0; j < codecs.length; j++) {
+    const k = (j + rep) % codecs.length;
+    openMs[k]!.push(openAll(codecs[k]!));
+  }
   console.log(`rep ${rep + 1}: floor ${floorMs[rep]!.toFixed(0)} ms; ${checkouts.map((c, k) => `${path.basename(c)} ${openMs[k]![rep]!.toFixed(0)} ms`).join('; ')}`);
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
