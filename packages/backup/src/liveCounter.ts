@@ -3,8 +3,8 @@ import { replayStep } from './state.js';
 
 /**
  * A set of strings kept in typed arrays: an open-addressing table of (entry number, hash) pairs,
- * and per entry its hash, its characters' place in one shared UTF-16 arena, and whether it is in
- * the set now. A string once added keeps its entry (a delete clears its flag), so nothing is ever
+ * and per entry its characters' place in one shared UTF-16 arena and whether it is in the set
+ * now. A string once added keeps its entry (a delete clears its flag), so nothing is ever
  * moved but on a resize. Exact: equal hashes are confirmed character by character. Restore counts
  * a million ids here, against ~1 µs each in a `Map` (its entries and the id strings it keeps alive
  * are what the garbage collector then has to walk and move). The table holds each slot's hash
@@ -14,7 +14,6 @@ import { replayStep } from './state.js';
 export class IdSet {
   /** Slot i is table[2i] (entry number + 1; 0 = empty) and table[2i + 1] (that entry's hash). */
   private table = new Int32Array(2 * 1024);
-  private hashes = new Int32Array(512);
   private starts = new Uint32Array(512);
   private lengths = new Uint32Array(512);
   private live = new Uint8Array(512);
@@ -74,7 +73,7 @@ export class IdSet {
   }
 
   private insert(s: string, h: number): void {
-    if (this.entries === this.hashes.length) this.growEntries();
+    if (this.entries === this.starts.length) this.growEntries();
     if (this.entries + 1 > this.table.length >> 2) this.growTable(); // at most half the slots taken
     while (this.used + s.length > this.chars.length) {
       const chars = new Uint16Array(2 * this.chars.length);
@@ -82,7 +81,6 @@ export class IdSet {
       this.chars = chars;
     }
     const e = this.entries++;
-    this.hashes[e] = h;
     this.starts[e] = this.used;
     this.lengths[e] = s.length;
     this.live[e] = 1;
@@ -101,10 +99,7 @@ export class IdSet {
   }
 
   private growEntries(): void {
-    const n = 2 * this.hashes.length;
-    const hashes = new Int32Array(n);
-    hashes.set(this.hashes);
-    this.hashes = hashes;
+    const n = 2 * this.starts.length;
     const starts = new Uint32Array(n);
     starts.set(this.starts);
     this.starts = starts;
@@ -116,9 +111,11 @@ export class IdSet {
     this.live = live;
   }
 
+  /** Doubles the table, placing each taken slot's (entry, hash) pair again. */
   private growTable(): void {
-    this.table = new Int32Array(2 * this.table.length);
-    for (let e = 0; e < this.entries; e++) this.place(e, this.hashes[e]!);
+    const old = this.table;
+    this.table = new Int32Array(2 * old.length);
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0) this.place(old[i]! - 1, old[i + 1]!);
   }
 }
 
