@@ -8,6 +8,7 @@
 // (what --hot-max bounds is the ingest, not the search), so the difference is the tiering itself.
 // --open 0 skips the checkpoint and open-time part. --busy N adds the comparison again beside N
 // processes that each keep a core busy (`node -e 'for (;;) {}'`): search under CPU contention.
+// --sched 1 (Linux) also counts the searches that waited for a core (see runQueueWaitNs).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,10 +47,35 @@ const EFS = flag('efs', 64);
 const ROUNDS = flag('rounds', 10);
 const OPEN = flag('open', 1) !== 0;
 const BUSY = flag('busy', 0);
+const SCHED = flag('sched', 0) !== 0 && process.platform === 'linux';
 const BATCH = 2000;
 const dirArg = args.indexOf('--dir');
 const base = dirArg >= 0 && args[dirArg + 1] !== undefined ? args[dirArg + 1]! : os.tmpdir();
 const quiet = (): void => undefined;
+
+/**
+ * Nanoseconds thread `tid` of this process has spent runnable but waiting for a core (the second
+ * field of its schedstat): read before and after a search, it tells whether the search was
+ * preempted (by another thread of ours, another process, the kernel). Raw searches on one thread;
+ * ours on two at once (the caller polls while the cold worker searches), so each of ours is
+ * exposed twice over: with --sched, a search counts as preempted when a thread it ran on waited.
+ */
+function runQueueWaitNs(tid: string): number {
+  return Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+}
+
+/** CPU time (ns) of each thread of this process. */
+function threadCpuNs(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      out.set(tid, Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
 
 /** The part of hnswlib-node the baseline uses (bench does not depend on it directly; it is loaded from the projections package, the same binary our worker runs). */
 interface RawHnsw {
@@ -242,16 +268,33 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
   let rawRecall = 0;
   let ourRecall = 0;
   let degraded = 0;
+  // With --sched: the run-queue wait of this thread and of the cold worker around each search
+  // (both read for both sides, so that each pays the same reads), in µs.
+  const mainTid = String(process.pid);
+  let coldTid = mainTid; // read harmlessly until the cold worker is found (see compare)
+  const wait: { raw: number[]; ourMain: number[]; ourCold: number[] } = { raw: [], ourMain: [], ourCold: [] };
   const rawOnce = (i: number): void => {
+    const m0 = SCHED ? runQueueWaitNs(mainTid) : 0;
+    if (SCHED) runQueueWaitNs(coldTid); // read as ours reads it; a raw search does not wait for the cold worker
     const t = performance.now();
     const r = raw.searchKnn(Array.from(queries[i]!), K);
     rawLat.push((performance.now() - t) * 1000);
+    if (SCHED) {
+      wait.raw.push((runQueueWaitNs(mainTid) - m0) / 1000);
+      runQueueWaitNs(coldTid);
+    }
     rawRecall += recall(r.neighbors, truth[i]!);
   };
   const ourOnce = async (i: number): Promise<void> => {
+    const m0 = SCHED ? runQueueWaitNs(mainTid) : 0;
+    const c0 = SCHED ? runQueueWaitNs(coldTid) : 0;
     const t = performance.now();
     const r = await p.search('c', { vector: queries[i]!, k: K });
     ourLat.push((performance.now() - t) * 1000);
+    if (SCHED) {
+      wait.ourMain.push((runQueueWaitNs(mainTid) - m0) / 1000);
+      wait.ourCold.push((runQueueWaitNs(coldTid) - c0) / 1000);
+    }
     inWorker.push(p.lastColdSearchUs());
     if (r.degraded) degraded++;
     ourRecall += recall(r.results.map((h) => Number(h.id)), truth[i]!);
@@ -279,7 +322,20 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
     // two searches warmed, TurboFan was still compiling the timing loop (jobs of 3–30 ms on a V8
     // background thread) through the first ~300 timed queries, and on 2 cores such a job preempts
     // one side, most often the polling cold worker: 1–2% of our searches stalled 1–5 ms there.
-    for (let w = 0; w < Math.ceil(WARMUP / queries.length); w++) await interleaved(1);
+    coldTid = mainTid; // the cold worker may be another thread by now (a reopened projection)
+    for (let w = 0; w < Math.ceil(WARMUP / queries.length); w++) {
+      // The last warm-up pass finds the cold worker: the thread besides this one that ran the most.
+      const last = SCHED && w === Math.ceil(WARMUP / queries.length) - 1;
+      const before = last ? threadCpuNs() : undefined;
+      await interleaved(1);
+      if (before !== undefined) {
+        const ran = [...threadCpuNs()].filter(([tid]) => tid !== mainTid).map(([tid, ns]) => [tid, ns - (before.get(tid) ?? 0)] as const);
+        coldTid = ran.sort((a, b) => b[1] - a[1])[0]![0];
+      }
+    }
+    wait.raw = [];
+    wait.ourMain = [];
+    wait.ourCold = [];
     rawLat = [];
     ourLat = [];
     inWorker = [];
@@ -287,6 +343,20 @@ async function runDataset(name: string, data: Float32Array[], queries: Float32Ar
     await interleaved(ROUNDS);
     const n = queries.length * ROUNDS;
     const key = (k: string): string => (main ? k : `${k}_${ourLabel}`);
+    if (SCHED) {
+      const waited = (ws: number[]): number[] => ws.flatMap((w, j) => (w > 0 ? [j] : []));
+      const ourWait = wait.ourMain.map((w, j) => w + wait.ourCold[j]!);
+      const unwaited = (lat: number[], ws: number[]): { p50: number; p99: number } => {
+        const kept = lat.filter((_, j) => ws[j] === 0);
+        return { p50: pct(kept, 0.5), p99: pct(kept, 0.99) };
+      };
+      const sum = (ws: number[]): number => ws.reduce((a, b) => a + b, 0);
+      extra[key('waitedForCore')] = {
+        raw: { searches: waited(wait.raw).length, waitUs: sum(wait.raw), unwaitedUs: unwaited(rawLat, wait.raw) },
+        ours: { searches: waited(ourWait).length, caller: waited(wait.ourMain).length, coldWorker: waited(wait.ourCold).length, waitUs: sum(ourWait), unwaitedUs: unwaited(ourLat, ourWait) },
+        of: n,
+      };
+    }
     if (degraded > 0) extra[`degraded_${ourLabel}`] = degraded;
     extra[`hnswInWorkerUs_${ourLabel}`] = { p50: pct(inWorker, 0.5), p99: pct(inWorker, 0.99) };
     // Searches preempted or paused (a V8 background job, a GC, another process): what sets the p99.
@@ -379,6 +449,11 @@ for (const r of results) {
   console.log(`${r.dataset}: control, the same raw search in a plain worker vs this thread: p50 ${ctl.workerVsThisPct.p50.toFixed(1)}%, p99 ${ctl.workerVsThisPct.p99.toFixed(1)}% (no code of ours: the two threads' difference)`);
   const beyond = r.extra['beyondWorkerSearchUs'] as { p50: number; p90: number; p99: number };
   console.log(`${r.dataset}: our search beyond the worker's HNSW search: p50 ${beyond.p50.toFixed(1)} µs, p90 ${beyond.p90.toFixed(1)} µs, p99 ${beyond.p99.toFixed(1)} µs`);
+  const w = r.extra['waitedForCore'] as { raw: { searches: number; waitUs: number; unwaitedUs: { p50: number; p99: number } }; ours: { searches: number; caller: number; coldWorker: number; waitUs: number; unwaitedUs: { p50: number; p99: number } }; of: number } | undefined;
+  if (w !== undefined) {
+    const vs = (a: number, b: number): string => `${(((a - b) / b) * 100).toFixed(1)}%`;
+    console.log(`${r.dataset}: searches that waited for a core: raw ${w.raw.searches} of ${w.of} (${(w.raw.waitUs / 1000).toFixed(1)} ms in all), ours ${w.ours.searches} (${(w.ours.waitUs / 1000).toFixed(1)} ms; caller ${w.ours.caller}, cold worker ${w.ours.coldWorker}); the others: p50 ${w.raw.unwaitedUs.p50.toFixed(0)} vs ${w.ours.unwaitedUs.p50.toFixed(0)} µs (${vs(w.ours.unwaitedUs.p50, w.raw.unwaitedUs.p50)}), p99 ${w.raw.unwaitedUs.p99.toFixed(0)} vs ${w.ours.unwaitedUs.p99.toFixed(0)} µs (${vs(w.ours.unwaitedUs.p99, w.raw.unwaitedUs.p99)})`);
+  }
   console.log(`${r.dataset}: overhead vs raw p50 ${(((ourRow.p50us - rawRow.p50us) / rawRow.p50us) * 100).toFixed(1)}% (+${(ourRow.p50us - rawRow.p50us).toFixed(0)} µs), p99 ${(((ourRow.p99us - rawRow.p99us) / rawRow.p99us) * 100).toFixed(1)}%, mean ${(((ourRow.meanUs - rawRow.meanUs) / rawRow.meanUs) * 100).toFixed(1)}%`);
   console.log(`${r.dataset}: ${JSON.stringify(r.extra)}`);
 }
