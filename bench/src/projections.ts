@@ -1,4 +1,4 @@
-// Benchmark of the projections (issue 3). Run: npx tsc -b && pnpm exec tsx bench/src/projections.ts [--n 100000] [--queries 200] [--efc 200] [--efs 64] [--hot-max 20000] [--rounds 10] [--open 1] [--busy 0] [--dir DIR]
+// Benchmark of the projections (issue 3). Run: npx tsc -b && pnpm exec tsx bench/src/projections.ts [--n 100000] [--queries 200] [--efc 200] [--efs 64] [--hot-max 20000] [--rounds 10] [--open 1] [--busy 0] [--sched 0] [--dir DIR]
 // Prints a table and writes bench/results/projections.json. Every baseline (raw hnswlib-node, brute force) is measured in the same run.
 // Search latency: raw hnswlib-node (in this thread) and our search are timed query by query,
 // alternating which goes first, over --rounds passes of the queries, so machine noise hits both alike.
