@@ -21,10 +21,15 @@ async function source(n: number): Promise<{ log: EventLog; records: Buffer[] }> 
   return { log: t.log, records: [...t.log.readRecords()].map((r) => r.record) };
 }
 
-async function target(): Promise<EventLog> {
+/** An empty log to import into, removed after the tests, with its dir (to reopen it or read its segments). */
+async function targetIn(): Promise<{ log: EventLog; dir: string }> {
   const t = await openTestLog();
   dirs.push(t.dir);
-  return t.log;
+  return t;
+}
+
+async function target(): Promise<EventLog> {
+  return (await targetIn()).log;
 }
 
 /** What the restore's codec hands over: each record checked by itself, its index fields read there. */
@@ -145,8 +150,7 @@ function framed(records: readonly Buffer[], firstSeq: number, per: number): { fr
 describe('importFrames: frames built by the caller', () => {
   it('writes them as they are: the segments hold the records, a reopened log has them, and it goes on appending', async () => {
     const { log, records } = await source(30);
-    const t = await openTestLog();
-    dirs.push(t.dir);
+    const t = await targetIn();
     const { frames, views } = framed(records, 1, 7);
     // The records the import reads out of a frame are the views inside it, not copies.
     const read = frameViews(frames[0]!)!;
@@ -178,9 +182,7 @@ describe('importFrames: frames built by the caller', () => {
 
   it('a frame whose memory is taken away (transferred) before its rows reach LMDB is refused with LOG_CORRUPT_RECORD, never stored as other bytes', async () => {
     const { log, records } = await source(14);
-    const tt = await openTestLog();
-    dirs.push(tt.dir);
-    const t = tt.log;
+    const { log: t, dir } = await targetIn();
     const { frames, views } = framed(records, 1, 7);
     const own = frames.map((f) => new Uint8Array(f));
     await t.importFrames(own, { checked: checkedIndex(views) }); // durable in the segments; its rows wait for LMDB
@@ -189,16 +191,14 @@ describe('importFrames: frames built by the caller', () => {
     expect(() => t.getRecord(1)).toThrow(expect.objectContaining({ code: 'LOG_CORRUPT_RECORD' }) as Error);
     await t.close().catch(() => undefined);
     // Nothing of the batch went into LMDB; reopened, the log takes the records from its segments.
-    const again = await EventLog.open({ dir: tt.dir, logger: () => undefined });
+    const again = await EventLog.open({ dir, logger: () => undefined });
     expect([...again.readRecords()].map((r) => Buffer.from(r.record).toString('hex'))).toEqual(records.map((r) => r.toString('hex')));
     await Promise.all([log.close(), again.close()]);
   });
 
   it('a frame that is not one (magic, count, lengths, bytes after its records) or starts at another seq than its first record is LOG_INVALID_EVENT; frames out of order break the chain; nothing is written', async () => {
     const { log, records } = await source(10);
-    const tt = await openTestLog();
-    dirs.push(tt.dir);
-    const t = tt.log;
+    const { log: t, dir } = await targetIn();
     const { frames, views } = framed(records, 1, 5);
     const idx = checkedIndex(views);
     const edited = (at: number, edit: (b: Buffer) => Buffer): Buffer[] => frames.map((f, i) => (i === at ? edit(Buffer.from(f)) : f));
@@ -219,7 +219,7 @@ describe('importFrames: frames built by the caller', () => {
     await expect(t.importFrames([frames[1]!, frames[0]!], { checked: idx })).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN', details: { problem: 'seq_gap' } });
     await expect(t.importFrames(frames.slice(0, 1), { checked: idx })).rejects.toMatchObject({ code: 'LOG_INVALID_EVENT' }); // index fields for 10 records, 5 in the frames
     expect(t.head().seq).toBe(0);
-    expect([...readSegments(`${tt.dir}/wal`, 1)]).toEqual([]);
+    expect([...readSegments(`${dir}/wal`, 1)]).toEqual([]);
     await t.importFrames(frames, { checked: idx });
     expect(t.head().seq).toBe(10);
     await Promise.all([log.close(), t.close()]);
