@@ -66,8 +66,9 @@ function checkpointOf(m: BackupManifest): RestorePlan['checkpoint'] {
  * - `backupId` / `tag` / nothing (newest backup): that backup's chain (full + incrementals).
  * - `pointInTime` T: the smallest full backup whose range reaches past T (truncated at T), else
  *   the newest full ending at or before T (or nothing, from seq 1) extended by incrementals and
- *   segments in seq order. BACKUP_NOT_FOUND when nothing covers T; `gapAfterSeq` when the
- *   extension stops at a gap with more data beyond it.
+ *   segments in seq order (it ends where the next incremental of the chain starts after T: the
+ *   steps then hold every event up to T). BACKUP_NOT_FOUND when nothing covers T; `gapAfterSeq`
+ *   when the extension stops at a gap with more data beyond it.
  */
 export function planRestore(input: { manifests: readonly BackupManifest[]; segments: readonly SegmentInfo[] }, target: RestoreTarget = {}): RestorePlan {
   const manifests = [...input.manifests].sort(compareNewestFirst);
@@ -114,9 +115,16 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
   }
   const incs = manifests.filter((m) => m.type === 'incremental');
   const segs = [...input.segments];
+  // Whether the chain goes on past T: then every event up to T is in the steps, gap or not beyond.
+  let continuesAfterT = false;
   for (;;) {
-    const inc = incs.find((m) => m.from_seq === cur + 1 && m.prev_hash === curHash && m.to_seq > cur && m.from_ts <= T);
+    const inc = incs.find((m) => m.from_seq === cur + 1 && m.prev_hash === curHash && m.to_seq > cur);
     if (inc !== undefined) {
+      // The next event (its first) is after T: the steps so far hold exactly the events up to T.
+      if (inc.from_ts > T) {
+        continuesAfterT = true;
+        break;
+      }
       steps.push(stepOf(inc));
       cur = inc.to_seq;
       curHash = inc.head_hash;
@@ -132,7 +140,7 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
   if (steps.length === 0) throw new BackupError('BACKUP_NOT_FOUND', `no backup or segment covers ${T} µs`, { pointInTime: T });
   const beyond = Math.max(0, ...manifests.map((m) => m.to_seq), ...segs.map((s) => s.last_seq));
   const last = steps[steps.length - 1]!;
-  const reachedT = last.kind === 'backup' && last.manifest.to_ts > T;
+  const reachedT = continuesAfterT || (last.kind === 'backup' && last.manifest.to_ts > T);
   return {
     target,
     steps,

@@ -45,6 +45,32 @@ function walRecords(dataDir: string): string[] {
   return [...readSegments(walDirOf(dataDir), 1)].map((r) => Buffer.from(r.record).toString('hex'));
 }
 
+/**
+ * Restores `store` to T into a fresh dir and checks it holds exactly `log`'s events 1..expectSeq
+ * (records, write-ahead segments, state, exact search for `q`); BACKUP_NOT_FOUND when expectSeq is 0.
+ */
+async function expectPitr(store: LocalDirStore, log: EventLog, T: number, expectSeq: number, q: Float32Array): Promise<void> {
+  const target = path.join(tempDir(), 'pitr');
+  if (expectSeq === 0) {
+    await expect(restore({ store, dataDir: target, pointInTime: T })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_NOT_FOUND'));
+    return;
+  }
+  const r = await restore({ store, dataDir: target, pointInTime: T });
+  expect(r.seq).toBe(expectSeq);
+  expect(r.headHash).toBe(toHex(log.get(expectSeq)!.hash));
+  const back = await EventLog.open({ dir: target, readOnly: true, logger: () => undefined });
+  try {
+    expect(records(back)).toEqual(records(log, expectSeq));
+    expect(walRecords(target)).toEqual(records(log, expectSeq));
+    const sb = materialize(back);
+    const sl = materialize(log, expectSeq);
+    expect(stateOf(sb)).toEqual(stateOf(sl));
+    for (const [c, col] of sl.collections) if (col.info.dimension === DIM) expect(exactSearch(sb, c, { vector: q, k: 3 })).toEqual(exactSearch(sl, c, { vector: q, k: 3 }));
+  } finally {
+    await back.close();
+  }
+}
+
 describe('backup laws', () => {
   it('round trip: restore(backup at S) has exactly events 1..S (same hashes) and the same state', async () => {
     await fc.assert(
@@ -97,26 +123,42 @@ describe('backup laws', () => {
         await cb.waitForShipped(log.head().seq);
         await cb.stop();
         const T = t0 + tOffsetMs * 1000;
-        const expectSeq = log.seqAtTime(T);
-        const target = path.join(tempDir(), 'pitr');
-        if (expectSeq === 0) {
-          await expect(restore({ store, dataDir: target, pointInTime: T })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_NOT_FOUND'));
-        } else {
-          const r = await restore({ store, dataDir: target, pointInTime: T });
-          expect(r.seq).toBe(expectSeq);
-          expect(r.headHash).toBe(toHex(log.get(expectSeq)!.hash));
-          const back = await EventLog.open({ dir: target, readOnly: true, logger: () => undefined });
-          expect(records(back)).toEqual(records(log, expectSeq));
-          expect(walRecords(target)).toEqual(records(log, expectSeq));
-          const sb = materialize(back);
-          const sl = materialize(log, expectSeq);
-          expect(stateOf(sb)).toEqual(stateOf(sl));
-          for (const [c, col] of sl.collections) if (col.info.dimension === DIM) expect(exactSearch(sb, c, { vector: q, k: 3 })).toEqual(exactSearch(sl, c, { vector: q, k: 3 }));
-          await back.close();
-        }
+        await expectPitr(store, log, T, log.seqAtTime(T), q);
         await log.close();
       }),
       { numRuns: 15, seed: SEED },
+    );
+  });
+
+  it('PITR over a chain of a full and incrementals (no continuous backup): restore to random T = the prefix with ts ≤ T, up to what the chain holds', async () => {
+    // T: any instant, or one at most 1 ms after the last event of one of the backups — between two
+    // backups of the chain (after the last event of one, before the first of the next) the chain
+    // still holds every event up to T.
+    const tArb = fc.oneof(fc.record({ offsetMs: fc.integer({ min: -2, max: 80 }) }), fc.record({ backup: fc.nat(), afterUs: fc.integer({ min: 0, max: 999 }) }));
+    await fc.assert(
+      fc.asyncProperty(historyArb, fc.uniqueArray(fc.nat(), { minLength: 1, maxLength: 4 }), fc.boolean(), tArb, vecArb, async (hist, picks, tail, t, q) => {
+        const dir = tempDir();
+        const clock = new FakeClock();
+        const t0 = clock.nowMicros();
+        const log = await EventLog.open({ dir, clock, logger: () => undefined });
+        const store = new LocalDirStore(tempDir());
+        const mgr = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 5, logger: quietLogger() });
+        // Backups after these batches: a full after the first, an incremental after each other; with `tail`, more writes no backup holds.
+        const cuts = [...new Set(picks.map((x) => 1 + (x % hist.length)))].sort((x, y) => x - y);
+        let done = 0;
+        const ends: number[] = [];
+        for (const [i, cut] of cuts.entries()) {
+          await write(log, clock, hist.slice(done, cut));
+          done = cut;
+          ends.push((i === 0 ? await mgr.createFull() : await mgr.createIncremental()).to_ts);
+        }
+        const backedUp = log.head().seq;
+        if (tail) await write(log, clock, hist.slice(done));
+        const T = 'offsetMs' in t ? t0 + t.offsetMs * 1000 : ends[t.backup % ends.length]! + t.afterUs;
+        await expectPitr(store, log, T, Math.min(log.seqAtTime(T), backedUp), q);
+        await log.close();
+      }),
+      { numRuns: 25, seed: SEED },
     );
   });
 

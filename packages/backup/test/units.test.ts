@@ -127,6 +127,18 @@ describe('planRestore (pure)', () => {
     expect(p.gapAfterSeq).toBe(200);
     expect(extendOverSegments(0, segs)).toBe(200);
   });
+  it('PITR between two backups of a chain (after the last event of one, before the first of the next) needs only the first: no gap', () => {
+    // full f1 ends at ts 1000 (seq 100), incremental i1 starts at ts 1010 (seq 101): T = 1005 is the state after seq 100.
+    for (const segments of [[], [{ key: 'segments/c', first_seq: 251, last_seq: 300 }]]) {
+      const p = planRestore({ manifests: [full, inc], segments }, { pointInTime: 1005 });
+      expect(p.steps.map((s) => (s.kind === 'backup' ? s.manifest.backup_id : s.segment.key))).toEqual(['f1']);
+      expect(p.toSeq).toBe(100);
+      expect(p.gapAfterSeq).toBeNull();
+    }
+    // T at the incremental's first event takes it (cut inside it); T past a real gap is still flagged.
+    expect(planRestore({ manifests: [full, inc], segments: [] }, { pointInTime: 1010 }).steps).toHaveLength(2);
+    expect(planRestore({ manifests: [full, inc], segments: [{ key: 'segments/c', first_seq: 251, last_seq: 300 }] }, { pointInTime: 1600 }).gapAfterSeq).toBe(150);
+  });
   it('a missing parent is BACKUP_CHAIN_GAP; an unknown tag BACKUP_NOT_FOUND', () => {
     expect(() => planRestore({ manifests: [inc], segments: [] }, { backupId: 'i1' })).toThrow(expect.objectContaining({ code: 'BACKUP_CHAIN_GAP' }) as Error);
     expect(() => planRestore({ manifests: [full], segments: [] }, { tag: 'nope' })).toThrow(expect.objectContaining({ code: 'BACKUP_NOT_FOUND' }) as Error);
