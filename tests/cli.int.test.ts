@@ -34,6 +34,24 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect((await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'disk'])).code).toBe(2);
   });
 
+  it('restore with two targets exits 2 and writes nothing; verify of a backup the store does not have exits 4', async () => {
+    const dir = tmp();
+    const target = path.join(dir, 'restored');
+    for (const extra of [['--point-in-time', '2026-11-27T10:00:00Z'], ['--tag', 't1']]) {
+      const r = await kyrodb(['restore', '--backup-id', 'latest', ...extra, '--from', path.join(dir, 'b'), '--data-dir', target]);
+      expect(r.code, extra[0]).toBe(2);
+      expect(r.stderr).toContain('only one of --backup-id');
+    }
+    expect((await kyrodb(['restore', '--tag', 't1', '--point-in-time', '2026-11-27T10:00:00Z', '--from', path.join(dir, 'b'), '--data-dir', target])).code).toBe(2);
+    expect(fs.existsSync(target)).toBe(false);
+    fs.mkdirSync(path.join(dir, 'b'));
+    for (const id of ['nope', 'latest']) {
+      const v = await kyrodb(['backup', 'verify', '--backup-id', id, '--output', path.join(dir, 'b'), '--json']);
+      expect(v.code, id).toBe(4);
+      expect((JSON.parse(v.stdout) as { code: string }).code).toBe('BACKUP_NOT_FOUND');
+    }
+  });
+
   it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {
     const dir = tmp();
     const env = { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'b') };

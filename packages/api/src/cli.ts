@@ -257,7 +257,8 @@ export function buildProgram(): Command {
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
-        if (!rep.ok) process.exit(EXIT.VERIFY_FAILED);
+        // An id no backup has (or `latest` of an empty store) is not found; anything else did not verify.
+        if (!rep.ok) process.exit(rep.code === 'BACKUP_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.VERIFY_FAILED);
       } catch (err) {
         fail(err, o.json);
       }
@@ -303,7 +304,10 @@ export function buildProgram(): Command {
           url = m[1]!;
           backupId = m[2]!;
         }
-        if (backupId === undefined && pit === undefined && o.tag === undefined) throw new ApiError('API_CONFIG_INVALID', 'restore: give --backup-id, --point-in-time or --tag');
+        const targets = [backupId !== undefined, pit !== undefined, o.tag !== undefined].filter(Boolean).length;
+        if (targets === 0) throw new ApiError('API_CONFIG_INVALID', 'restore: give --backup-id, --point-in-time or --tag');
+        // Never one of them quietly ignored: each names a different state.
+        if (targets > 1) throw new ApiError('API_CONFIG_INVALID', `restore: give only one of --backup-id${m !== null && o.backupId === undefined ? ' (the --s3 URL names backup ' + backupId + ')' : ''}, --point-in-time and --tag`);
         const cfg = configFrom(o);
         const dataDir = dataDirOf(cfg);
         const holder = lockHolder(dataDir);

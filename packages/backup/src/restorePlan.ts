@@ -62,7 +62,8 @@ function checkpointOf(m: BackupManifest): RestorePlan['checkpoint'] {
 }
 
 /**
- * Decides which backups and segments a restore needs — pure, no I/O.
+ * Decides which backups and segments a restore needs — pure, no I/O. The target is one of
+ * `backupId`, `tag` and `pointInTime` (more: BACKUP_INVALID_ARGUMENT).
  * - `backupId` / `tag` / nothing (newest backup): that backup's chain (full + incrementals).
  * - `pointInTime` T: the smallest full backup whose range reaches past T (truncated at T), else
  *   the newest full ending at or before T (or nothing, from seq 1) extended by incrementals and
@@ -71,6 +72,8 @@ function checkpointOf(m: BackupManifest): RestorePlan['checkpoint'] {
  *   when the extension stops at a gap with more data beyond it.
  */
 export function planRestore(input: { manifests: readonly BackupManifest[]; segments: readonly SegmentInfo[] }, target: RestoreTarget = {}): RestorePlan {
+  const given = (['backupId', 'tag', 'pointInTime'] as const).filter((k) => target[k] !== undefined);
+  if (given.length > 1) throw new BackupError('BACKUP_INVALID_ARGUMENT', `a restore targets one of backupId, tag and pointInTime, not ${given.join(' and ')}`, { given });
   const manifests = [...input.manifests].sort(compareNewestFirst);
   if (target.pointInTime === undefined) {
     let m: BackupManifest | undefined;

@@ -139,6 +139,11 @@ describe('planRestore (pure)', () => {
     expect(planRestore({ manifests: [full, inc], segments: [] }, { pointInTime: 1010 }).steps).toHaveLength(2);
     expect(planRestore({ manifests: [full, inc], segments: [{ key: 'segments/c', first_seq: 251, last_seq: 300 }] }, { pointInTime: 1600 }).gapAfterSeq).toBe(150);
   });
+  it('a target of more than one kind (backup id, tag, point in time) is BACKUP_INVALID_ARGUMENT, none of them quietly ignored', () => {
+    for (const target of [{ backupId: 'f1', pointInTime: 1005 }, { backupId: 'f1', tag: 't' }, { tag: 't', pointInTime: 1005 }]) {
+      expect(() => planRestore({ manifests: [full, inc], segments: [] }, target)).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_ARGUMENT' }) as Error);
+    }
+  });
   it('a missing parent is BACKUP_CHAIN_GAP; an unknown tag BACKUP_NOT_FOUND', () => {
     expect(() => planRestore({ manifests: [inc], segments: [] }, { backupId: 'i1' })).toThrow(expect.objectContaining({ code: 'BACKUP_CHAIN_GAP' }) as Error);
     expect(() => planRestore({ manifests: [full], segments: [] }, { tag: 'nope' })).toThrow(expect.objectContaining({ code: 'BACKUP_NOT_FOUND' }) as Error);
