@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventLog, FakeClock, readSegments, toHex, walDirOf, type EventInput } from '@kyrodb/log';
 import { exactSearch, materialize, type MaterializedState } from '@kyrodb/projections';
-import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, planRetention, restore, type BackupManifest } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, planRestore, planRetention, restore, type BackupManifest } from '@kyrodb/backup';
 import { quietLogger, tempDir } from './helpers.js';
 
 const SEED = Number(process.env['FC_SEED'] ?? 4242);
@@ -182,7 +182,8 @@ describe('backup laws', () => {
           ...(x.tagged === 0 ? { tag: `t${i}` } : {}),
           from_seq: from,
           to_seq: seq,
-          from_ts: (t - 1000) * 1000,
+          // A full starts at the log's first event; an incremental just after its parent's last.
+          from_ts: full ? Date.UTC(2026, 0, 1) * 1000 : (parent!.to_ts + 1),
           to_ts: t * 1000,
           prev_hash: '',
           head_hash: '',
@@ -227,6 +228,20 @@ describe('backup laws', () => {
             // PITR to the window start stays possible: a kept full ending at or before it, if any existed.
             const bases = manifests.filter((m) => m.type === 'full' && m.to_ts <= start * 1000);
             if (bases.length > 0) expect(bases.some((m) => kept.has(m.backup_id))).toBe(true);
+            // And to any instant in the window: what planned without a gap before the prune still does after it.
+            const left = manifests.filter((m) => kept.has(m.backup_id));
+            for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
+              const T = Math.round((start + frac * (now - start)) * 1000);
+              let before: ReturnType<typeof planRestore> | undefined;
+              try {
+                before = planRestore({ manifests, segments: [] }, { pointInTime: T });
+              } catch {
+                continue; // nothing covered T before the prune either
+              }
+              if (before.gapAfterSeq !== null) continue;
+              const after = planRestore({ manifests: left, segments: [] }, { pointInTime: T });
+              expect(after.gapAfterSeq, `T ${T}`).toBeNull();
+            }
           }
         },
       ),
