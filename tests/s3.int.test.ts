@@ -108,3 +108,58 @@ describe('serve with S3: scheduled + continuous backups, restore from S3', { tim
     expect((await kyrodb(['query', '--doc-id', 'second', '--collection', 'c', '--data-dir', pitr])).code).toBe(4);
   });
 });
+
+// A database must start while its backup target is down: `serve` with continuous backup to an S3
+// that does not answer yet comes up, takes writes, reports the backup as resuming (health, lag),
+// and ships everything once S3 is there.
+describe('serve while S3 is down', { timeout: 240_000 }, () => {
+  let s3: S3rver | undefined;
+  let server: ServerProc | undefined;
+  afterAll(async () => {
+    await server?.stop('SIGKILL');
+    await s3?.close();
+  });
+
+  it('starts, takes writes, reports the backup resuming, and ships everything once S3 answers', async () => {
+    const port = await freePort();
+    const env = {
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      KYRODB_BACKUP_ENABLED: 'false',
+      KYRODB_BACKUP_S3_ENABLED: 'true',
+      KYRODB_BACKUP_S3_BUCKET: 'kyro',
+      KYRODB_BACKUP_S3_PREFIX: 'down',
+      KYRODB_BACKUP_S3_REGION: 'us-east-1',
+      KYRODB_BACKUP_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      KYRODB_BACKUP_S3_FORCE_PATH_STYLE: 'true',
+      KYRODB_BACKUP_CONTINUOUS_ENABLED: 'true',
+      KYRODB_BACKUP_CONTINUOUS_INTERVAL_MS: '100',
+    };
+    server = await startServer(['--data-dir', path.join(tmp(), 'data')], env);
+    const { url } = server;
+    expect((await call(url, 'GET', '/readyz')).status).toBe(200);
+    expect((await call(url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' })).status).toBe(201);
+    const w = await call(url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'a', vector: vectorFor(1, 4) }] });
+    expect(w.status).toBe(200);
+    const h = (await call(url, 'GET', '/v1/admin/health')).json;
+    expect(h.continuousBackup).toMatchObject({ state: 'resuming', shippedSeq: 0 });
+    expect(h.continuousBackup.lastError).toBeTruthy();
+    const hc = await kyrodb(['admin', 'health-check', '--url', url], env);
+    expect(hc.stdout).toContain('continuous backup: resuming');
+
+    s3 = new S3rver({ port, address: '127.0.0.1', silent: true, directory: tmp('kyro-s3rver-'), configureBuckets: [{ name: 'kyro' }], resetOnClose: false });
+    await s3.run();
+    const shipped = await until('continuous backup to ship seq ' + w.json.seq, async () => {
+      const c = (await call(url, 'GET', '/v1/admin/health')).json.continuousBackup;
+      return c?.state === 'running' && c.shippedSeq >= w.json.seq ? c : undefined;
+    });
+    expect(shipped.lagEvents).toBe(0);
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+    // What it shipped restores: the write made while S3 was down is there.
+    const back = path.join(tmp(), 'back');
+    const r = await kyrodb(['restore', '--point-in-time', new Date(Date.now() + 60_000).toISOString(), '--data-dir', back, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await kyrodb(['query', '--doc-id', 'a', '--collection', 'c', '--data-dir', back])).code).toBe(0);
+  });
+});

@@ -365,8 +365,10 @@ export function buildProgram(): Command {
       if (h.status !== 200) throw httpError(h);
       const ready = await http(url, 'GET', '/readyz');
       const body = { ready: ready.status === 200, ...(h.json as Record<string, unknown>) };
-      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number } };
-      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number }; continuousBackup?: { state?: string; shippedSeq?: number; lagEvents?: number; lastError?: string } | null };
+      const cb = hj.continuousBackup;
+      const cbLine = cb ? `\ncontinuous backup: ${cb.state ?? '?'}, shipped seq ${cb.shippedSeq ?? '?'}, lag ${cb.lagEvents ?? '?'} events${cb.lastError !== undefined ? ` (${cb.lastError})` : ''}` : '';
+      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${cbLine}`);
       if (!body.ready) process.exit(EXIT.UNAVAILABLE);
     } catch (err) {
       fail(err, o.json);

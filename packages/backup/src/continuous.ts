@@ -1,7 +1,7 @@
 import { rxjs, toHex, type EventLog, type LogEvent } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
-import { BackupError } from './errors.js';
+import { BackupError, isBackupError } from './errors.js';
 import { padSeq } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { decodeObject, encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
@@ -36,6 +36,12 @@ export interface ContinuousBackupOptions {
 /** Defaults of ContinuousBackupOptions. */
 export const defaultContinuousBackupOptions: Readonly<{ intervalMs: number; maxBatchEvents: number; compression: Compression; retryBaseDelayMs: number; retryMaxDelayMs: number }> = Object.freeze({ intervalMs: 250, maxBatchEvents: 10_000, compression: 'zstd', retryBaseDelayMs: 100, retryMaxDelayMs: 5000 });
 
+/**
+ * How long `start` waits for its first try to find where to resume before it lets the caller go
+ * on (a store that does not answer: each request may wait out its connection timeout and retries).
+ */
+export const START_WAIT_MS = 5000;
+
 /** The cursor name continuous backup uses in a writable log. */
 export const CONTINUOUS_CURSOR = 'backup.continuous';
 const STORE_CURSOR_PREFIX = 'continuous/cursor-';
@@ -59,6 +65,12 @@ export class ContinuousBackup {
   private shipped = 0;
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The next try to find where to resume, while the store could not be read (see `start`). */
+  private resumeTimer: NodeJS.Timeout | undefined;
+  /** What the pipeline is doing: shipping, still finding where to resume, or given up on a store it must not write (see `start`). */
+  private state: 'running' | 'resuming' | 'failed' = 'resuming';
+  /** Counts `start`s: a try begun before a `stop` (and a new `start`) finds it changed and does nothing. */
+  private starts = 0;
   private waiters: { seq: number; resolve: () => void }[] = [];
 
   constructor(o: ContinuousBackupOptions) {
@@ -76,21 +88,86 @@ export class ContinuousBackup {
   }
 
   /**
-   * Resolves once the resume position is known and the pipeline runs. BACKUP_LOG_DIVERGED if the
-   * store already holds a history this log does not extend (e.g. the data dir was restored to an
-   * earlier point, or the store belongs to another database): shipping on would skip or mix
-   * events, so it refuses; use a fresh store prefix.
+   * Finds where to resume (reading the store) and starts the pipeline. Rejects, with nothing
+   * started, when the store holds what this log must not be shipped to: BACKUP_LOG_DIVERGED if it
+   * already holds a history this log does not extend (e.g. the data dir was restored to an earlier
+   * point, or the store belongs to another database: shipping on would skip or mix events; use a
+   * fresh store prefix), or segments it cannot read (wrong key, corrupt).
+   *
+   * A store that cannot be reached (BACKUP_STORE_ERROR after its retries: network, 5xx) does not
+   * stop the caller: a database must start while its backup target is down. Then, or when the
+   * first try takes longer than START_WAIT_MS, this resolves and the pipeline keeps trying in the
+   * background with backoff (`status()` says `resuming`, with the error; the lag gauges count
+   * every event as unshipped meanwhile), and ships from where the store ends once it answers. A
+   * refusal found only then is logged and kept in `status()` (`failed`): nothing is shipped.
    */
   async start(): Promise<void> {
     if (!this.stopped) return;
-    const shipped = await this.resumePosition();
-    await this.checkExtends(shipped);
     this.stopped = false;
-    this.shipped = shipped;
-    this.logger('info', `continuous backup resumes after seq ${this.shipped}`, { shipped: this.shipped });
-    this.subscribe();
+    this.state = 'resuming';
+    this.lastError = undefined;
+    this.starts += 1;
     this.timer = setInterval(() => this.status(), this.o.intervalMs);
     this.timer.unref();
+    let waitTimer: NodeJS.Timeout | undefined;
+    const first = this.tryResume(0, this.starts);
+    const waited = new Promise<void>((resolve) => {
+      waitTimer = setTimeout(resolve, START_WAIT_MS);
+      waitTimer.unref();
+    });
+    try {
+      await Promise.race([first, waited]);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    } finally {
+      clearTimeout(waitTimer);
+    }
+    // Still trying when the wait ended: a refusal found later is the background's to report.
+    const started = this.starts;
+    first.catch((err: unknown) => this.refuse(err, started));
+  }
+
+  /**
+   * One try to find where to resume and start shipping. Resolves true once shipping, false when
+   * the store could not be read (a retry is scheduled); rejects when the store holds what this log
+   * must not be shipped to.
+   */
+  private async tryResume(attempt: number, started: number): Promise<boolean> {
+    const current = (): boolean => !this.stopped && this.starts === started;
+    let shipped: number;
+    try {
+      shipped = await this.resumePosition();
+      await this.checkExtends(shipped);
+    } catch (err) {
+      if (!current()) return false;
+      if (isBackupError(err) && err.code !== 'BACKUP_STORE_ERROR') throw err;
+      this.lastError = err instanceof Error ? err.message : String(err);
+      const delay = backoffDelay(Math.min(attempt, 20), { attempts: Infinity, baseDelayMs: this.o.retryBaseDelayMs, maxDelayMs: this.o.retryMaxDelayMs });
+      this.logger('warn', `continuous backup cannot read its store ${this.o.store.url}; trying again in ${Math.round(delay)} ms (writes go on and are shipped once it answers)`, { error: this.lastError, attempt });
+      this.resumeTimer = setTimeout(() => {
+        this.resumeTimer = undefined;
+        this.tryResume(attempt + 1, started).catch((e: unknown) => this.refuse(e, started));
+      }, delay);
+      this.resumeTimer.unref();
+      return false;
+    }
+    if (!current()) return false;
+    this.shipped = shipped;
+    this.state = 'running';
+    this.lastError = undefined;
+    this.logger('info', `continuous backup resumes after seq ${this.shipped}`, { shipped: this.shipped });
+    this.subscribe();
+    this.status();
+    return true;
+  }
+
+  /** A refusal found after `start` resolved: nothing is shipped; the lag keeps growing where alerts see it. */
+  private refuse(err: unknown, started: number): void {
+    if (this.stopped || this.starts !== started) return;
+    this.state = 'failed';
+    this.lastError = err instanceof Error ? err.message : String(err);
+    this.logger('error', `continuous backup stopped: ${this.lastError}`, { error: this.lastError, ...(isBackupError(err) ? { code: err.code } : {}) });
   }
 
   private async checkExtends(shipped: number): Promise<void> {
@@ -199,11 +276,16 @@ export class ContinuousBackup {
     this.sub?.unsubscribe();
     this.sub = undefined;
     if (this.timer) clearInterval(this.timer);
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = undefined;
     await this.current?.catch(() => undefined);
   }
 
-  /** Shipped position and lag (events committed but not shipped; age of the oldest of them, seconds). Also updates the lag gauges. */
-  status(): { shippedSeq: number; lagEvents: number; lagSeconds: number; lastError?: string } {
+  /**
+   * Shipped position and lag (events committed but not shipped; age of the oldest of them,
+   * seconds), and `state` (see `start`). Also updates the lag gauges.
+   */
+  status(): { state: 'running' | 'resuming' | 'failed' | 'stopped'; shippedSeq: number; lagEvents: number; lagSeconds: number; lastError?: string } {
     const head = this.o.log.head();
     const lagEvents = Math.max(0, head.seq - this.shipped);
     let lagSeconds = 0;
@@ -213,7 +295,7 @@ export class ContinuousBackup {
     }
     this.metrics.lagEvents.set(lagEvents);
     this.metrics.lagSeconds.set(lagSeconds);
-    return { shippedSeq: this.shipped, lagEvents, lagSeconds, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
+    return { state: this.stopped ? 'stopped' : this.state, shippedSeq: this.shipped, lagEvents, lagSeconds, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
   }
 }
 

@@ -24,6 +24,16 @@ async function expectSegmentsEqualLog(store: ObjectStore, log: EventLog): Promis
   expect(got).toEqual([...log.readRecords()].map((r) => r.record.toString('hex')));
 }
 
+/** A first life of continuous backup: creates collection c, writes `events` upserts, ships them all and stops. */
+async function shipFirstLife(log: EventLog, store: ObjectStore, events: number, maxBatchEvents: number): Promise<void> {
+  const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents, logger: quietLogger() });
+  await cb.start();
+  await log.append([created('c', 8)]);
+  await fill(log, events, { batch: 50 });
+  await cb.waitForShipped(log.head().seq);
+  await cb.stop();
+}
+
 describe('continuous backup', () => {
   it('ships every event once, resumes after a restart with no gap or overlap, and PITR replays segments', async () => {
     const { log } = await openLog();
@@ -62,12 +72,7 @@ describe('continuous backup', () => {
   it('a damaged cursors.json does not stop the log from opening; continuous backup resumes from its store with no gap or overlap', async () => {
     const { log, dir } = await openLog();
     const store = new LocalDirStore(tempDir());
-    let cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 150, logger: quietLogger() });
-    await cb.start();
-    await log.append([created('c', 8)]);
-    await fill(log, 400, { batch: 50 });
-    await cb.waitForShipped(log.head().seq);
-    await cb.stop();
+    await shipFirstLife(log, store, 400, 150);
     await log.close();
     fs.writeFileSync(path.join(dir, 'cursors.json'), '{"backup.continuous": {"seq": 4'); // torn by something outside
     const lines: string[] = [];
@@ -75,7 +80,7 @@ describe('continuous backup', () => {
     expect(lines.join('\n')).toMatch(/cursors\.json is damaged .* moved aside to .*cursors\.json\.damaged-/);
     expect(reopened.getCursor('backup.continuous')).toBeUndefined();
     await fill(reopened, 300, { seed: 5000, batch: 50 });
-    cb = new ContinuousBackup({ log: reopened, store, intervalMs: 20, maxBatchEvents: 150, logger: quietLogger() });
+    const cb = new ContinuousBackup({ log: reopened, store, intervalMs: 20, maxBatchEvents: 150, logger: quietLogger() });
     expect(await cb.resumePosition()).toBe(401);
     await cb.start();
     await cb.waitForShipped(reopened.head().seq);
@@ -140,6 +145,51 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
   afterAll(async () => {
     await proxy.stop();
     await s3.stop();
+  });
+
+  it('S3 down when it starts: start resolves, writes go on and lag shows; once S3 answers it resumes where the store ends, nothing lost or duplicated', async () => {
+    const { log } = await openLog();
+    const store = s3Store(s3.endpoint, 'down-at-start', { requestTimeoutMs: 2000, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+    await shipFirstLife(log, store, 300, 100);
+
+    await s3.stop();
+    await fill(log, 200, { seed: 9000, batch: 50 });
+    const registry = new Registry();
+    const lines: string[] = [];
+    const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 100, registry, retryBaseDelayMs: 20, retryMaxDelayMs: 100, logger: quietLogger(lines) });
+    await cb.start(); // S3 is down: this resolves, the pipeline keeps trying
+    expect(cb.status()).toMatchObject({ state: 'resuming', shippedSeq: 0 });
+    expect(cb.status().lastError).toBeDefined();
+    expect(lines.join('\n')).toContain('cannot read its store');
+    await fill(log, 100, { seed: 9500, batch: 50 });
+    // Nothing is known shipped meanwhile: every event counts as lag.
+    await until(async () => (await gauge(registry, 'backup_continuous_lag_events')) === log.head().seq, 10_000, 'lag to count every event');
+    await s3.start(s3.port);
+    await cb.waitForShipped(log.head().seq);
+    expect(cb.status()).toMatchObject({ state: 'running', lagEvents: 0 });
+    expect(cb.status().lastError).toBeUndefined();
+    await cb.stop();
+    expect(cb.status().state).toBe('stopped');
+    await expectSegmentsEqualLog(store, log);
+
+    // A store that turns out, once it answers, to hold another history: nothing is shipped to it.
+    const { log: other } = await openLog();
+    await other.append([created('c', 8)]);
+    await fill(other, 50, { seed: 123 });
+    await s3.stop();
+    const refused: string[] = [];
+    const wrong = new ContinuousBackup({ log: other, store, intervalMs: 20, retryBaseDelayMs: 20, retryMaxDelayMs: 100, logger: quietLogger(refused) });
+    await wrong.start();
+    expect(wrong.status().state).toBe('resuming');
+    await s3.start(s3.port);
+    await until(() => wrong.status().state === 'failed', 10_000, 'the refusal');
+    expect(wrong.status().lastError).toMatch(/does not extend/);
+    expect(refused.join('\n')).toContain('continuous backup stopped');
+    await wrong.stop();
+    await expectSegmentsEqualLog(store, log); // still exactly the first log's events
+    store.destroy();
+    await other.close();
+    await log.close();
   });
 
   it('retries 500/503/dropped connections/latency, falls behind while S3 is down, catches up; nothing lost or duplicated', async () => {
