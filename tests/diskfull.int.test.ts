@@ -13,6 +13,30 @@ async function breakerOpenInMetrics(url: string): Promise<boolean> {
   return /wal_circuit_breaker_state\{state="open"\} 1/.test(m);
 }
 
+/**
+ * Writes batches of 128-d vectors (ids v1, v2, …) into collection c until the disk is full and the
+ * WAL breaker opens; returns the ids acknowledged and the first refused answer.
+ */
+async function fillUntilBreakerOpens(url: string): Promise<{ acked: string[]; full: Awaited<ReturnType<typeof call>> | undefined }> {
+  let seed = 1;
+  let full: Awaited<ReturnType<typeof call>> | undefined;
+  const acked: string[] = [];
+  for (let i = 0; i < 2000 && full === undefined; i++) {
+    const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
+    const r = await call(url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
+    if (r.status === 200) acked.push(...batch.map((b) => b.id));
+    else full = r;
+  }
+  // keep the pressure on until the breaker opens (a smaller write may still fit meanwhile)
+  for (let i = 0; i < 50 && full !== undefined && !(await breakerOpenInMetrics(url)); i++) {
+    const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
+    const r = await call(url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
+    if (r.status === 200) acked.push(...batch.map((b) => b.id));
+    else expect(r.status).toBe(503);
+  }
+  return { acked, full };
+}
+
 describe('disk full: writes 503 + code, reads work, metrics show the breaker, admin reset resumes writes', { timeout: 240_000 }, () => {
   const servers: ServerProc[] = [];
 
@@ -80,28 +104,13 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     const s = await startServer(['--data-dir', path.join(mnt, 'data')], env(tmp()));
     servers.push(s);
     expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 128, metric: 'cosine' })).status).toBe(201);
-    let seed = 1;
-    let full: Awaited<ReturnType<typeof call>> | undefined;
-    const acked: string[] = [];
-    for (let i = 0; i < 2000 && full === undefined; i++) {
-      const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
-      const r = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
-      if (r.status === 200) acked.push(...batch.map((b) => b.id));
-      else full = r;
-    }
+    const { acked, full } = await fillUntilBreakerOpens(s.url);
     expect(full, 'the tmpfs never filled').toBeDefined();
     expect(full!.status).toBe(503);
     // lmdb reports a full tmpfs either as ENOSPC (WAL_DISK_FULL, breaker opens at once) or, when
     // the page write fails, as EIO (WAL_IO_ERROR, breaker opens after 3 consecutive failures).
     expect(['WAL_DISK_FULL', 'WAL_IO_ERROR', 'WAL_CIRCUIT_OPEN'], JSON.stringify(full!.json)).toContain(full!.json.error.code);
     expect(full!.headers.get('retry-after')).not.toBeNull();
-    // keep the pressure on until the breaker opens (a smaller write may still fit meanwhile)
-    for (let i = 0; i < 50 && !(await breakerOpenInMetrics(s.url)); i++) {
-      const batch = Array.from({ length: 20 }, () => ({ id: `v${seed}`, vector: vectorFor(seed++, 128) }));
-      const r = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: batch });
-      if (r.status === 200) acked.push(...batch.map((b) => b.id));
-      else expect(r.status).toBe(503);
-    }
     expect(await breakerOpenInMetrics(s.url)).toBe(true);
     const blocked = await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'blocked', vector: vectorFor(424242, 128) }] });
     expect(blocked.status).toBe(503);
@@ -118,6 +127,36 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     expect((await call(s.url, 'POST', '/v1/audit/verify', {})).json.ok).toBe(true);
     for (const id of acked.filter((_, i) => i % 25 === 0)) expect((await call(s.url, 'GET', `/v1/collections/c/vectors/${id}`)).status).toBe(200);
     expect(await s.stop()).toBe(0);
+  });
+
+  it.skipIf(skipReason !== undefined)(`SIGTERM while the disk is full: a clean exit (the checkpoint it cannot write is logged), and every acknowledged write there after restart${skipReason ? ` — SKIPPED: ${skipReason}` : ''}`, async () => {
+    // On a disk of its own (the test above grew its tmpfs).
+    const disk = tmp('kyro-tmpfs-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk], { stdio: 'pipe' });
+    try {
+      const data = path.join(disk, 'data');
+      const s = await startServer(['--data-dir', data], env(tmp()));
+      servers.push(s);
+      expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 128, metric: 'cosine' })).status).toBe(201);
+      const { acked, full } = await fillUntilBreakerOpens(s.url);
+      expect(full, 'the tmpfs never filled').toBeDefined();
+      const head = (await call(s.url, 'GET', '/v1/audit/head')).json.seq as number;
+      // The shutdown checkpoint cannot be written: logged, and the process still exits 0.
+      expect(await s.stop(), s.stderr().slice(-2000)).toBe(0);
+      expect(s.stderr()).toMatch(/checkpoint at shutdown failed/);
+      expect(s.stderr()).not.toMatch(/Unhandled|ProjectionError: cold tier/);
+      const cps = path.join(data, 'checkpoints');
+      expect(fs.existsSync(cps) ? fs.readdirSync(cps).filter((n) => n.startsWith('.')) : [], 'temp dirs of the failed checkpoint').toEqual([]);
+      // Started again on the same full disk: every acknowledged write is there.
+      const again = await startServer(['--data-dir', data], env(tmp()));
+      servers.push(again);
+      expect((await call(again.url, 'GET', '/v1/audit/head')).json.seq).toBe(head);
+      for (const id of acked.filter((_, i) => i % 25 === 0)) expect((await call(again.url, 'GET', `/v1/collections/c/vectors/${id}`)).status).toBe(200);
+      expect(await again.stop()).toBe(0);
+    } finally {
+      execFileSync('umount', [disk]);
+      fs.rmSync(disk, { recursive: true, force: true });
+    }
   });
 });
 

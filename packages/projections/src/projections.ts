@@ -731,6 +731,7 @@ export class Projections {
     const head = seq === 0 ? undefined : this.log.get(seq);
     const hash = logHashAt(this.log, seq) ?? '';
     const tmp = makeTempDir(this.dataDir);
+    let saved: ReturnType<ColdTier['save']> | undefined;
     try {
       // Synchronously, in one turn: send the cold tier everything up to `seq`, snapshot the docs at
       // `seq`, and ask the worker to save (it applies messages in order, so it saves at `seq`).
@@ -738,7 +739,10 @@ export class Projections {
       const files = serializeState(this.state);
       const expectCold = this.coldSentSeq;
       const collections: CheckpointCollection[] = [...this.state.collections.values()].map((c) => ({ name: c.info.name, dimension: c.info.dimension, metric: c.info.metric, count: c.docs.size, coldCount: 0 }));
-      const saved = cold.save(tmp);
+      saved = cold.save(tmp);
+      // Awaited below, or in the catch when writing the docs fails first (a full disk): a save
+      // left unobserved that then failed (the worker stopped at shutdown) crashed the process.
+      saved.catch(() => undefined);
       this.eventsSinceCheckpoint = 0;
       await writeFilesSynced(tmp, files);
       const s = await saved;
@@ -763,6 +767,8 @@ export class Projections {
       this.logger('info', 'checkpoint written', { seq, coldSeq: expectCold, dir });
       return { seq, dir };
     } catch (err) {
+      // The worker may still be writing its indexes into tmp: removed once it is done with it.
+      if (saved !== undefined) await saved.catch(() => undefined);
       fs.rmSync(tmp, { recursive: true, force: true });
       throw err;
     }
