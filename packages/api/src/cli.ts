@@ -14,7 +14,7 @@ import { dataDirOf, loadConfig } from './config.js';
 import { BackupManager, LocalDirStore, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
-import { encryptionOf, openConfiguredStore, startNode } from './node.js';
+import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { registerAuditCommands } from './audit/index.js';
 
@@ -66,7 +66,7 @@ function exitCodeFor(err: unknown): number {
   if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
   if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
-  if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH')) return EXIT.VERIFY_FAILED;
+  if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH') || code === 'BACKUP_DECRYPT_FAILED') return EXIT.VERIFY_FAILED;
   if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
   if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
   if (code === 'BACKUP_NO_SPACE' || code === 'WAL_DISK_FULL' || code === 'WAL_QUOTA_EXCEEDED') return EXIT.NO_SPACE;
@@ -254,7 +254,8 @@ export function buildProgram(): Command {
       try {
         const cfg = configFrom(o);
         const store = openConfiguredStore(cfg, storeUrl(o));
-        const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
+        const key = decryptionKeyOf(cfg);
+        const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store, ...(key !== undefined ? { encryption: key } : {}) });
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
         // An id no backup has (or `latest` of an empty store) is not found; anything else did not verify.
@@ -315,7 +316,7 @@ export function buildProgram(): Command {
           throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (pid ${holder}); stop it before restoring`), { code: 'LOG_LOCKED' });
         }
         const store = openConfiguredStore(cfg, url);
-        const enc = encryptionOf(cfg);
+        const enc = decryptionKeyOf(cfg);
         if (backupId === 'latest') {
           const all = await new BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
           const newest = all.reduce<(typeof all)[number] | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);

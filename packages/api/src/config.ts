@@ -58,7 +58,7 @@ export interface KyroConfig {
     retention: { keep_hourly: number; keep_daily: number; keep_weekly: number; keep_monthly: number };
     /** Compression of backup files. Default zstd. */
     compression: 'zstd' | 'none';
-    /** AES-256-GCM encryption of backup files, key read from key_file. */
+    /** AES-256-GCM encryption of new backup files (`enabled`); the key from key_file, else KYRODB_BACKUP_KEY (see node.ts `encryptionOf`). */
     encryption: { enabled: boolean; key_file: string | null };
     /** S3 (or compatible) store; credentials come from the AWS SDK's usual chain. */
     s3: { enabled: boolean; bucket: string; region: string; prefix: string; endpoint: string | null; force_path_style: boolean };

@@ -8,7 +8,7 @@ export { ROLES, backupStoreUrl, dataDirOf, defaultConfig, envNames, loadConfig }
 export type { ApiKeyConfig, KyroConfig, LoadConfigOptions, Role } from './config.js';
 export { buildApp } from './server.js';
 export type { AppDeps } from './server.js';
-export { encryptionOf, openConfiguredStore, startNode } from './node.js';
+export { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 export type { KyroNode, NodeLogger, StartNodeOptions } from './node.js';
 export { SKETCH_METRICS, ensureSketchMetrics, registerHttpMetrics } from './metrics.js';
 export { buildOpenApi } from './openapi.js';

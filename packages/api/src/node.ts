@@ -5,7 +5,7 @@ import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
-import { BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore } from '@kyrodb/backup';
+import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore } from '@kyrodb/backup';
 import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 
@@ -52,11 +52,27 @@ export function openConfiguredStore(cfg: KyroConfig, url?: string): ObjectStore 
   return openObjectStore(u, { region: s3.region, forcePathStyle: s3.force_path_style, ...(s3.endpoint !== null ? { endpoint: s3.endpoint } : {}) });
 }
 
-/** Reads the encryption key named by the config (backup's `loadKey`), or undefined when off. */
+/**
+ * The key new backups are encrypted with: undefined when `backup.encryption.enabled` is false,
+ * else the key from `backup.encryption.key_file`, or from the env variable KYRODB_BACKUP_KEY
+ * when no file is set. Enabled with neither is BACKUP_KEY_REQUIRED: a backup is never quietly
+ * written in the clear when encryption was asked for.
+ */
 export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
-  const e = cfg.backup.encryption;
-  if (!e.enabled || e.key_file === null) return undefined;
-  return loadKey({ file: e.key_file });
+  if (!cfg.backup.encryption.enabled) return undefined;
+  const key = decryptionKeyOf(cfg);
+  if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', 'backup.encryption.enabled is true but no key is configured: set backup.encryption.key_file, or the key in KYRODB_BACKUP_KEY (64 hex characters or base64 of 32 bytes)');
+  return key;
+}
+
+/**
+ * The key encrypted backups are read with (restore, verify): from `backup.encryption.key_file`,
+ * else KYRODB_BACKUP_KEY, whether or not new backups are encrypted (a backup taken before
+ * encryption was turned off still needs its key). Undefined when neither is set.
+ */
+export function decryptionKeyOf(cfg: KyroConfig): EncryptionKey | undefined {
+  const file = cfg.backup.encryption.key_file;
+  return loadKey(file !== null ? { file } : {});
 }
 
 /**
