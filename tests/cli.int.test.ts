@@ -11,7 +11,7 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
   });
 
   it('--help on every command exits 0 and documents the exit codes', async () => {
-    for (const cmd of [[], ['serve'], ['backup'], ['backup', 'create'], ['backup', 'list'], ['backup', 'verify'], ['backup', 'prune'], ['restore'], ['admin'], ['admin', 'reset-circuit-breaker'], ['admin', 'health-check'], ['query'], ['audit']]) {
+    for (const cmd of [[], ['serve'], ['backup'], ['backup', 'create'], ['backup', 'list'], ['backup', 'verify'], ['backup', 'urls'], ['backup', 'prune'], ['restore'], ['admin'], ['admin', 'reset-circuit-breaker'], ['admin', 'health-check'], ['query'], ['audit']]) {
       const r = await kyrodb([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       if (cmd[0] !== 'audit') expect(r.stdout, cmd.join(' ')).toContain('Exit codes:');
@@ -45,6 +45,10 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect((await kyrodb(['restore', '--tag', 't1', '--point-in-time', '2026-11-27T10:00:00Z', '--from', path.join(dir, 'b'), '--data-dir', target])).code).toBe(2);
     expect(fs.existsSync(target)).toBe(false);
     fs.mkdirSync(path.join(dir, 'b'));
+    // presigned URLs are an S3 store's: a directory store says so (exit 7)
+    const urls = await kyrodb(['backup', 'urls', '--backup-id', 'latest', '--output', path.join(dir, 'b')]);
+    expect(urls.code).toBe(7);
+    expect(urls.stderr).toContain('presigned URLs need an S3 store');
     for (const id of ['nope', 'latest']) {
       const v = await kyrodb(['backup', 'verify', '--backup-id', id, '--output', path.join(dir, 'b'), '--json']);
       expect(v.code, id).toBe(4);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import S3rver from 's3rver';
@@ -89,6 +90,22 @@ describe('serve with S3: scheduled + continuous backups, restore from S3', { tim
     expect(b.status, JSON.stringify(b.json)).toBe(201);
     expect(b.json.backup_id).toBeTruthy();
     expect((await call(url, 'GET', '/v1/backups')).json.backups.length).toBeGreaterThanOrEqual(2);
+
+    // Presigned URLs: downloaded without credentials, each file is what the manifest says it is.
+    const u = await kyrodb(['backup', 'urls', '--backup-id', b.json.backup_id, '--expires-in', '600', '--json'], env);
+    expect(u.code, u.stderr).toBe(0);
+    const urls = JSON.parse(u.stdout) as { backup_id: string; files: { key: string; kind: string; sha256?: string; url: string }[] };
+    expect(urls.backup_id).toBe(b.json.backup_id);
+    expect(urls.files[0]!.kind).toBe('manifest');
+    expect(urls.files.length).toBeGreaterThan(1);
+    for (const f of urls.files) {
+      const res = await fetch(f.url);
+      expect(res.status, f.key).toBe(200);
+      const bytes = Buffer.from(await res.arrayBuffer());
+      if (f.kind === 'manifest') expect((JSON.parse(bytes.toString('utf8')) as { backup_id: string }).backup_id).toBe(b.json.backup_id);
+      else expect(createHash('sha256').update(bytes).digest('hex'), f.key).toBe(f.sha256);
+    }
+    expect((await kyrodb(['backup', 'urls', '--backup-id', b.json.backup_id, '--expires-in', '604801'], env)).code).toBe(2);
 
     expect(await server.stop()).toBe(0);
     server = undefined;

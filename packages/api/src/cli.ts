@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
-import { BackupManager, LocalDirStore, restore, seqSpan } from '@kyrodb/backup';
+import { BackupManager, LocalDirStore, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
@@ -241,6 +241,32 @@ export function buildProgram(): Command {
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const list = await mgr.list(before !== undefined ? { before } : {});
         out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  ${seqSpan(m.from_seq, m.to_seq)}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
+      } catch (err) {
+        fail(err, o.json);
+      }
+    });
+
+  storeOpts(backup.command('urls').description("presigned download URLs of a backup's manifest and files (S3 stores): a copy or restore elsewhere needs no credentials"))
+    .requiredOption('--backup-id <id>', 'backup id, tag, or "latest" (an incremental also needs its parents\' files: see its "parent")')
+    .option('--expires-in <seconds>', 'how long the URLs work, 1..604800 (S3 signs for at most 7 days)', '3600')
+    .action(async (o: CommonOpts & { backupId: string; expiresIn: string; output?: string; s3?: string }) => {
+      try {
+        const secs = Number(o.expiresIn);
+        if (!Number.isInteger(secs) || secs < 1 || secs > 604_800) throw new ApiError('API_CONFIG_INVALID', `--expires-in must be a whole number of seconds in 1..604800 (7 days), not ${o.expiresIn}`);
+        const cfg = configFrom(o);
+        const store = openConfiguredStore(cfg, storeUrl(o));
+        if (store.presignGet === undefined) throw new ApiError('API_NOT_AVAILABLE', `presigned URLs need an S3 store; ${store.url} is a directory, whose files can be copied as they are`);
+        const list = await new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store }).list();
+        const m = o.backupId === 'latest' ? list[0] : list.find((x) => x.backup_id === o.backupId || x.tag === o.backupId);
+        if (m === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backup ${o.backupId} in ${store.url}`);
+        const expires = new Date(Date.now() + secs * 1000).toISOString();
+        const sign = store.presignGet.bind(store);
+        const files = [
+          { key: manifestKey(m.backup_id), kind: 'manifest', url: await sign(manifestKey(m.backup_id), secs) },
+          ...(await Promise.all(m.files.map(async (f) => ({ key: f.key, kind: f.kind, size: f.size, sha256: f.sha256, url: await sign(f.key, secs) })))),
+        ];
+        const report = { backup_id: m.backup_id, type: m.type, parent: m.parent, expires, files };
+        out(o.json, report, [`backup ${m.backup_id} (${m.type}${m.parent !== null ? `, parent ${m.parent}` : ''}): ${files.length} file${files.length === 1 ? '' : 's'}, URLs valid until ${expires}`, ...files.map((f) => `${f.key}\n  ${f.url}`)].join('\n'));
       } catch (err) {
         fail(err, o.json);
       }
