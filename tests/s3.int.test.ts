@@ -80,16 +80,34 @@ describe('serve with S3: scheduled + continuous backups, restore from S3', { tim
     const scheduled = await until('a scheduled full backup', async () => {
       const l = await kyrodb(['backup', 'list', '--json'], env);
       if (l.code !== 0) throw new Error(l.stderr);
-      const list = JSON.parse(l.stdout) as { backup_id: string; type: string; to_seq: number; tag?: string }[];
+      const list = JSON.parse(l.stdout) as { backup_id: string; type: string; to_seq: number; tag?: string; description?: string }[];
       return list.find((m) => m.type === 'full' && m.to_seq >= w2.json.seq);
     });
-    expect(scheduled.tag).toBe('scheduled');
+    // Marked as scheduled, not tagged: a tag would keep it from retention for good.
+    expect(scheduled).toMatchObject({ description: 'scheduled' });
+    expect(scheduled.tag).toBeUndefined();
 
     // a backup over HTTP
     const b = await call(url, 'POST', '/v1/backups', { type: 'full', tag: 'manual' });
     expect(b.status, JSON.stringify(b.json)).toBe(201);
     expect(b.json.backup_id).toBeTruthy();
     expect((await call(url, 'GET', '/v1/backups')).json.backups.length).toBeGreaterThanOrEqual(2);
+
+    // Retention (backup.retention) runs after each scheduled backup: within one hour a later
+    // scheduled full replaces the earlier one; the tagged backup stays.
+    const listed = async (): Promise<{ backup_id: string; type: string; tag?: string; description?: string }[]> => {
+      const l = await kyrodb(['backup', 'list', '--json'], env);
+      if (l.code !== 0) throw new Error(l.stderr);
+      return JSON.parse(l.stdout) as { backup_id: string; type: string; tag?: string; description?: string }[];
+    };
+    await until('a later scheduled full backup to prune the first', async () => {
+      const list = await listed();
+      const later = list.some((m) => m.description === 'scheduled' && m.backup_id > scheduled.backup_id);
+      return later && !list.some((m) => m.backup_id === scheduled.backup_id) ? true : undefined;
+    });
+    const kept = await listed();
+    expect(kept.filter((m) => m.type === 'full' && m.description === 'scheduled').length).toBeLessThanOrEqual(2);
+    expect(kept.some((m) => m.backup_id === b.json.backup_id && m.tag === 'manual')).toBe(true);
 
     // Presigned URLs: downloaded without credentials, each file is what the manifest says it is.
     const u = await kyrodb(['backup', 'urls', '--backup-id', b.json.backup_id, '--expires-in', '600', '--json'], env);

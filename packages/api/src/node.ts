@@ -157,12 +157,25 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         }
         running = true;
         try {
-          const m = type === 'full' ? await manager.createFull({ tag: 'scheduled' }) : await manager.createIncremental();
+          // Marked in the description, not a tag: a tag makes a backup a named restore point that retention never deletes.
+          const m = type === 'full' ? await manager.createFull({ description: 'scheduled' }) : await manager.createIncremental({ description: 'scheduled' });
           logger('info', `scheduled ${type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
+          await applyRetention();
         } catch (err) {
           logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
         } finally {
           running = false;
+        }
+      };
+      // After each scheduled backup, the retention policy (backup.retention), as the sketch's
+      // backup manager applies it: never a tagged backup, the newest, or what a kept one needs.
+      const applyRetention = async (): Promise<void> => {
+        const r = cfg.backup.retention;
+        try {
+          const p = await manager.prune({ policy: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } });
+          if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete });
+        } catch (err) {
+          logger('error', 'retention after a scheduled backup failed; nothing more is deleted until the next one', { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
         }
       };
       crons.push(new Cron(cfg.backup.full_backup_schedule, { protect: true }, job('full')));
