@@ -10,7 +10,7 @@ import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from '.
 import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
-import { backupChain, planRestore } from './restorePlan.js';
+import { LATEST, backupChain, latestBackup, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
@@ -211,7 +211,7 @@ export class BackupManager {
     try {
       const { manifests, incomplete } = await loadManifests(this.o.store);
       let m: BackupManifest | undefined;
-      if (idOrLatest === 'latest') m = [...manifests].sort(compareNewestFirst)[0];
+      if (idOrLatest === LATEST) m = latestBackup(manifests);
       else m = manifests.find((x) => x.backup_id === idOrLatest || x.tag === idOrLatest);
       if (m === undefined) {
         if (incomplete.includes(idOrLatest)) throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${idOrLatest} has no manifest: it never completed`, { backupId: idOrLatest });

@@ -34,6 +34,14 @@ export interface RestorePlan {
   gapAfterSeq: number | null;
 }
 
+/** The backup id that names the backup reaching the highest seq (see `latestBackup`). */
+export const LATEST = 'latest';
+
+/** The backup reaching the highest seq; of those, the one created last. Undefined for none. */
+export function latestBackup(manifests: readonly BackupManifest[]): BackupManifest | undefined {
+  return manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);
+}
+
 /** The chain base full → … → m, checked for gaps (BACKUP_CHAIN_GAP) and hash links (BACKUP_CHAIN_BROKEN). */
 export function backupChain(manifests: readonly BackupManifest[], m: BackupManifest): BackupManifest[] {
   const byId = new Map(manifests.map((x) => [x.backup_id, x]));
@@ -64,7 +72,8 @@ function checkpointOf(m: BackupManifest): RestorePlan['checkpoint'] {
 /**
  * Decides which backups and segments a restore needs — pure, no I/O. The target is one of
  * `backupId`, `tag` and `pointInTime` (more: BACKUP_INVALID_ARGUMENT).
- * - `backupId` / `tag` / nothing (newest backup): that backup's chain (full + incrementals).
+ * - `backupId` (`latest`: the one reaching the highest seq, see `latestBackup`) / `tag` / nothing
+ *   (newest backup): that backup's chain (full + incrementals).
  * - `pointInTime` T: the smallest full backup whose range reaches past T (truncated at T), else
  *   the newest full ending at or before T (or nothing, from seq 1) extended by incrementals and
  *   segments in seq order (it ends where the next incremental of the chain starts after T: the
@@ -77,7 +86,10 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
   const manifests = [...input.manifests].sort(compareNewestFirst);
   if (target.pointInTime === undefined) {
     let m: BackupManifest | undefined;
-    if (target.backupId !== undefined) {
+    if (target.backupId === LATEST) {
+      m = latestBackup(manifests);
+      if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', 'the store holds no backups', { backupId: LATEST });
+    } else if (target.backupId !== undefined) {
       m = manifests.find((x) => x.backup_id === target.backupId);
       if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', `no backup with id ${target.backupId}`, { backupId: target.backupId });
     } else if (target.tag !== undefined) {

@@ -139,6 +139,12 @@ describe('planRestore (pure)', () => {
     expect(planRestore({ manifests: [full, inc], segments: [] }, { pointInTime: 1010 }).steps).toHaveLength(2);
     expect(planRestore({ manifests: [full, inc], segments: [{ key: 'segments/c', first_seq: 251, last_seq: 300 }] }, { pointInTime: 1600 }).gapAfterSeq).toBe(150);
   });
+  it('backup id latest plans the backup reaching the highest seq (the newest of equals); an empty store has none', () => {
+    const emptyAfter = manifest('i2', 'incremental', 'i1', 151, 150, '2026-01-01T02:00:00Z');
+    expect(planRestore({ manifests: [inc, full, emptyAfter], segments: [] }, { backupId: 'latest' }).expected).toMatchObject({ backup_id: 'i2', to_seq: 150 });
+    expect(planRestore({ manifests: [full, inc], segments: [] }, { backupId: 'latest' }).steps.map((st) => (st.kind === 'backup' ? st.manifest.backup_id : ''))).toEqual(['f1', 'i1']);
+    expect(() => planRestore({ manifests: [], segments: [] }, { backupId: 'latest' })).toThrow(expect.objectContaining({ code: 'BACKUP_NOT_FOUND' }) as Error);
+  });
   it('a target of more than one kind (backup id, tag, point in time) is BACKUP_INVALID_ARGUMENT, none of them quietly ignored', () => {
     for (const target of [{ backupId: 'f1', pointInTime: 1005 }, { backupId: 'f1', tag: 't' }, { tag: 't', pointInTime: 1005 }]) {
       expect(() => planRestore({ manifests: [full, inc], segments: [] }, target)).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_ARGUMENT' }) as Error);

@@ -74,7 +74,7 @@ export function registerAuditCommands(program: Command): Command {
     .command('verify')
     .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq, 2 bad input')
     .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
-    .option('--backup-id <id>', 'verify a backup instead: restore it into a scratch dir (needs --store), then verify there')
+    .option('--backup-id <id>', 'verify a backup instead (an id, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
     .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix')
     .option('--key-file <file>', 'encryption key of the backup (default: $KYRODB_BACKUP_KEY)')
     .option('--digest <SEQ:HASH>', 'an earlier digest (from `audit head` or GET /v1/audit/head)')
