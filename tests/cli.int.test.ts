@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EventLog } from '@kyrodb/log';
 import { call, kyrodb, startServer, tmp } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
@@ -54,6 +55,21 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
       expect(v.code, id).toBe(4);
       expect((JSON.parse(v.stdout) as { code: string }).code).toBe('BACKUP_NOT_FOUND');
     }
+    // A backup whose manifest is damaged does not verify (exit 5); the store still lists.
+    const data = path.join(dir, 'data');
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    await log.close();
+    const made = await kyrodb(['backup', 'create', '--full', '--data-dir', data, '--output', path.join(dir, 'b'), '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const id = (JSON.parse(made.stdout) as { backup_id: string }).backup_id;
+    fs.writeFileSync(path.join(dir, 'b', 'backups', id, 'manifest.json'), '{"backup_id": "half-written');
+    const bad = await kyrodb(['restore', '--backup-id', id, '--from', path.join(dir, 'b'), '--data-dir', target]);
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toContain('BACKUP_MANIFEST_INVALID');
+    expect(fs.existsSync(target)).toBe(false);
+    expect((await kyrodb(['backup', 'verify', '--backup-id', id, '--output', path.join(dir, 'b')])).code).toBe(5);
+    expect((await kyrodb(['backup', 'list', '--output', path.join(dir, 'b')])).code).toBe(0);
   });
 
   it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {

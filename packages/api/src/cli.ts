@@ -63,6 +63,8 @@ interface CommonOpts {
 function exitCodeFor(err: unknown): number {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string') return EXIT.FAILURE;
+  // A backup's own objects that are damaged or missing: it does not verify (before the `_INVALID` of bad input).
+  if (code.startsWith('BACKUP_MANIFEST_') || code === 'BACKUP_FILE_MISSING') return EXIT.VERIFY_FAILED;
   if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
   if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;

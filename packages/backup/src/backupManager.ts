@@ -7,7 +7,7 @@ import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments } from './pieces.js';
+import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, type UnreadableManifest } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
 import { LATEST, backupChain, latestBackup, planRestore } from './restorePlan.js';
@@ -150,7 +150,8 @@ export class BackupManager {
    */
   async createIncremental(opts: { since?: number; tag?: string; description?: string } = {}): Promise<BackupManifest> {
     return this.timed('incremental', async (id) => {
-      const { manifests } = await loadManifests(this.o.store);
+      const { manifests, unreadable } = await loadManifests(this.o.store);
+      this.warnUnreadable(unreadable, 'the incremental builds on the newest readable backup');
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
       if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
@@ -189,7 +190,8 @@ export class BackupManager {
 
   /** Complete backups (with a manifest), newest first; `before` (µs): only those created before it. */
   async list(opts: { before?: number } = {}): Promise<BackupManifest[]> {
-    const { manifests } = await loadManifests(this.o.store);
+    const { manifests, unreadable } = await loadManifests(this.o.store);
+    this.warnUnreadable(unreadable, 'not listed');
     return manifests.filter((m) => opts.before === undefined || createdMs(m) * 1000 < opts.before).sort(compareNewestFirst);
   }
 
@@ -209,11 +211,14 @@ export class BackupManager {
   async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number; minIndexRecall?: number; scratchDir?: string } = {}): Promise<BackupVerifyReport> {
     const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
     try {
-      const { manifests, incomplete } = await loadManifests(this.o.store);
+      const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
       let m: BackupManifest | undefined;
-      if (idOrLatest === LATEST) m = latestBackup(manifests);
-      else m = manifests.find((x) => x.backup_id === idOrLatest || x.tag === idOrLatest);
+      if (idOrLatest === LATEST) {
+        this.warnUnreadable(unreadable, 'latest is the newest readable backup');
+        m = latestBackup(manifests);
+      } else m = manifests.find((x) => x.backup_id === idOrLatest || x.tag === idOrLatest);
       if (m === undefined) {
+        refuseUnreadable(unreadable, idOrLatest);
         if (incomplete.includes(idOrLatest)) throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${idOrLatest} has no manifest: it never completed`, { backupId: idOrLatest });
         throw new BackupError('BACKUP_NOT_FOUND', `no backup ${idOrLatest}`, { backupId: idOrLatest });
       }
@@ -315,7 +320,12 @@ export class BackupManager {
    * temp files left by dead processes.
    */
   async prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number; incompleteAfterMs?: number }): Promise<PruneResult> {
-    const { manifests, incomplete } = await loadManifests(this.o.store);
+    const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
+    // A backup whose manifest cannot be read may be the parent or child of one that could be
+    // deleted, and its own range is unknown: nothing is deleted until it is repaired or removed.
+    if (unreadable.length > 0) {
+      throw new BackupError('BACKUP_MANIFEST_INVALID', `cannot apply retention while ${unreadable.length} manifest(s) cannot be read (${unreadable.map((u) => u.backupId).join(', ')}): repair or remove those backups first; nothing was deleted`, { backupIds: unreadable.map((u) => u.backupId) });
+    }
     const segments = await loadSegments(this.o.store);
     const plan = planRetention(manifests, segments, {
       now: opts.now ?? this.now(),
@@ -343,6 +353,11 @@ export class BackupManager {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** Logs each backup whose manifest cannot be read (see loadManifests), and what that means for the work at hand. */
+  private warnUnreadable(unreadable: readonly UnreadableManifest[], consequence: string): void {
+    for (const u of unreadable) this.logger('warn', `backup ${u.backupId} cannot be used: ${u.message}; ${consequence}`, { backupId: u.backupId, code: 'BACKUP_MANIFEST_INVALID' });
+  }
 
   private base(id: string, type: 'full' | 'incremental', parent: string | null, opts: { tag?: string; description?: string }): Pick<BackupManifest, 'backup_id' | 'type' | 'parent' | 'created' | 'format_version' | 'compression' | 'encryption'> & { tag?: string; description?: string } {
     return {

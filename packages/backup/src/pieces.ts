@@ -29,8 +29,18 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
   return out.sort((a, b) => a.first_seq - b.first_seq || a.last_seq - b.last_seq);
 }
 
-/** Every complete backup (with a manifest) and the ids of incomplete ones (objects, no manifest). */
-export async function loadManifests(store: ObjectStore): Promise<{ manifests: BackupManifest[]; incomplete: string[] }> {
+/** A backup whose manifest is in the store but cannot be read (BACKUP_MANIFEST_INVALID): damaged or edited by hand. */
+export interface UnreadableManifest {
+  backupId: string;
+  message: string;
+}
+
+/**
+ * Every complete backup (with a manifest), the ids of incomplete ones (objects, no manifest), and
+ * the backups whose manifest cannot be read (`unreadable`). One damaged manifest never hides the
+ * others: each caller decides what it means for its work (see BackupManager, `restore`).
+ */
+export async function loadManifests(store: ObjectStore): Promise<{ manifests: BackupManifest[]; incomplete: string[]; unreadable: UnreadableManifest[] }> {
   const keys = await store.list('backups/');
   const ids = new Map<string, boolean>();
   for (const k of keys) {
@@ -41,14 +51,26 @@ export async function loadManifests(store: ObjectStore): Promise<{ manifests: Ba
   }
   const manifests: BackupManifest[] = [];
   const incomplete: string[] = [];
+  const unreadable: UnreadableManifest[] = [];
   for (const [id, has] of ids) {
     if (!has) {
       incomplete.push(id);
       continue;
     }
-    manifests.push(parseManifest(await store.get(manifestKey(id)), manifestKey(id)));
+    try {
+      manifests.push(parseManifest(await store.get(manifestKey(id)), manifestKey(id)));
+    } catch (err) {
+      if (!isBackupError(err, 'BACKUP_MANIFEST_INVALID')) throw err;
+      unreadable.push({ backupId: id, message: err.message });
+    }
   }
-  return { manifests, incomplete };
+  return { manifests, incomplete, unreadable };
+}
+
+/** BACKUP_MANIFEST_INVALID for `id` if its manifest is among `unreadable`. */
+export function refuseUnreadable(unreadable: readonly UnreadableManifest[], id: string | undefined): void {
+  const u = id === undefined ? undefined : unreadable.find((x) => x.backupId === id);
+  if (u !== undefined) throw new BackupError('BACKUP_MANIFEST_INVALID', u.message, { backupId: u.backupId });
 }
 
 /** Downloads one file of a backup and checks its size and SHA-256 against the manifest. */

@@ -7,7 +7,7 @@ import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments } from './pieces.js';
+import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
@@ -585,10 +585,14 @@ export interface RestoreOptions extends Omit<ExecuteRestoreOptions, 'keepState'>
  * text with `seq` = the planned seq, touching nothing).
  */
 export async function restore(o: RestoreOptions): Promise<RestoreReport> {
-  const { manifests, incomplete } = await loadManifests(o.store);
+  const { manifests, incomplete, unreadable } = await loadManifests(o.store);
   if (o.backupId !== undefined && incomplete.includes(o.backupId) && !manifests.some((m) => m.backup_id === o.backupId)) {
     throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${o.backupId} has no manifest: it never completed`, { backupId: o.backupId });
   }
+  // The backup asked for is the damaged one: say so. Any other plan is made from the readable
+  // ones; a chain that needed a damaged one has a gap there (BACKUP_CHAIN_GAP).
+  refuseUnreadable(unreadable, o.backupId);
+  for (const u of unreadable) o.logger?.('warn', `backup ${u.backupId} cannot be used: ${u.message}; the restore is planned without it`, { backupId: u.backupId, code: 'BACKUP_MANIFEST_INVALID' });
   const segments = await loadSegments(o.store);
   const target: RestoreTarget = {};
   if (o.backupId !== undefined) target.backupId = o.backupId;

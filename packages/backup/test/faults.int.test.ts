@@ -102,6 +102,29 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     expect((await mgr.list()).map((m) => m.backup_id)).toEqual([f.full.backup_id]);
   });
 
+  it('a damaged manifest → that backup is BACKUP_MANIFEST_INVALID; every other backup still lists, verifies and restores; retention deletes nothing', async () => {
+    const f = await fixture();
+    // A second, independent full backup: the damaged incremental is not in its chain.
+    const { log, dir } = await openLog();
+    await log.append([created('d', 8)]);
+    await fill(log, 50, { collection: 'd', seed: 77 });
+    const other = await new BackupManager({ log, dataDir: dir, store: f.store, logger: quietLogger() }).createFull();
+    await log.close();
+    fs.writeFileSync(file(f, `backups/${f.inc.backup_id}/manifest.json`), '{"backup_id": "half-written');
+    await expectRefused(f, 'BACKUP_MANIFEST_INVALID');
+    const lines: string[] = [];
+    const mgr = new BackupManager({ log: undefined as never, dataDir: '/x', store: f.store, logger: quietLogger(lines) });
+    expect((await mgr.list()).map((m) => m.backup_id).sort()).toEqual([f.full.backup_id, other.backup_id].sort());
+    expect(lines.join('\n')).toContain(`backup ${f.inc.backup_id} cannot be used`);
+    expect((await mgr.verify(f.full.backup_id)).ok).toBe(true);
+    const restored = await restore({ store: f.store, dataDir: path.join(tempDir(), 'data'), backupId: other.backup_id });
+    expect([restored.seq, restored.headHash]).toEqual([other.to_seq, other.head_hash]);
+    // Its range and parent are unknown, so retention would not know what it needs: it refuses, with nothing deleted.
+    const before = hashDir(f.storeDir);
+    await expect(mgr.prune({ retentionDays: 0 })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_MANIFEST_INVALID'));
+    expect(hashDir(f.storeDir)).toBe(before);
+  });
+
   it('a wrong key → BACKUP_DECRYPT_FAILED; no key → BACKUP_KEY_REQUIRED', async () => {
     const f = await fixture({ encrypted: true });
     await expectRefused(f, 'BACKUP_DECRYPT_FAILED', { key: WRONG });
