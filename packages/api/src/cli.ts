@@ -3,7 +3,6 @@
  * The `kyrodb` command line: `serve`, `backup …`, `restore`, `admin …`, `query`, `audit …`.
  * Exit codes are `EXIT` (documented in `--help`).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -11,7 +10,7 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
-import { BackupManager, LATEST, LocalDirStore, latestBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
+import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
@@ -258,8 +257,7 @@ export function buildProgram(): Command {
         const cfg = configFrom(o);
         const store = openConfiguredStore(cfg, storeUrl(o));
         if (store.presignGet === undefined) throw new ApiError('API_NOT_AVAILABLE', `presigned URLs need an S3 store; ${store.url} is a directory, whose files can be copied as they are`);
-        const list = await new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store }).list();
-        const m = o.backupId === LATEST ? latestBackup(list) : list.find((x) => x.backup_id === o.backupId || x.tag === o.backupId);
+        const m = findBackup(await new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store }).list(), o.backupId);
         if (m === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backup ${o.backupId} in ${store.url}`);
         const expires = new Date(Date.now() + secs * 1000).toISOString();
         const sign = store.presignGet.bind(store);
@@ -345,12 +343,6 @@ export function buildProgram(): Command {
         }
         const store = openConfiguredStore(cfg, url);
         const enc = decryptionKeyOf(cfg);
-        if (backupId === 'latest') {
-          const all = await new BackupManager({ log: undefined as unknown as EventLog, dataDir, store }).list();
-          const newest = latestBackup(all);
-          if (newest === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backups in ${store.url}${store instanceof LocalDirStore && !fs.existsSync(store.root) ? ' (the directory does not exist)' : ''}`);
-          backupId = newest.backup_id;
-        }
         const rep = await restore({
           store,
           dataDir,

@@ -7,10 +7,10 @@ import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, type UnreadableManifest } from './pieces.js';
+import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, warnUnreadable } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
-import { LATEST, backupChain, latestBackup, planRestore } from './restorePlan.js';
+import { LATEST, backupChain, findBackup, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
@@ -151,7 +151,7 @@ export class BackupManager {
   async createIncremental(opts: { since?: number; tag?: string; description?: string } = {}): Promise<BackupManifest> {
     return this.timed('incremental', async (id) => {
       const { manifests, unreadable } = await loadManifests(this.o.store);
-      this.warnUnreadable(unreadable, 'the incremental builds on the newest readable backup');
+      warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
       if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
@@ -191,7 +191,7 @@ export class BackupManager {
   /** Complete backups (with a manifest), newest first; `before` (µs): only those created before it. */
   async list(opts: { before?: number } = {}): Promise<BackupManifest[]> {
     const { manifests, unreadable } = await loadManifests(this.o.store);
-    this.warnUnreadable(unreadable, 'not listed');
+    warnUnreadable(unreadable, this.logger, 'not listed');
     return manifests.filter((m) => opts.before === undefined || createdMs(m) * 1000 < opts.before).sort(compareNewestFirst);
   }
 
@@ -212,11 +212,8 @@ export class BackupManager {
     const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
     try {
       const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
-      let m: BackupManifest | undefined;
-      if (idOrLatest === LATEST) {
-        this.warnUnreadable(unreadable, 'latest is the newest readable backup');
-        m = latestBackup(manifests);
-      } else m = manifests.find((x) => x.backup_id === idOrLatest || x.tag === idOrLatest);
+      if (idOrLatest === LATEST) warnUnreadable(unreadable, this.logger, 'latest is the newest readable backup');
+      const m = findBackup(manifests, idOrLatest);
       if (m === undefined) {
         refuseUnreadable(unreadable, idOrLatest);
         if (incomplete.includes(idOrLatest)) throw new BackupError('BACKUP_MANIFEST_MISSING', `backup ${idOrLatest} has no manifest: it never completed`, { backupId: idOrLatest });
@@ -353,11 +350,6 @@ export class BackupManager {
   }
 
   // ---------------------------------------------------------------- internals
-
-  /** Logs each backup whose manifest cannot be read (see loadManifests), and what that means for the work at hand. */
-  private warnUnreadable(unreadable: readonly UnreadableManifest[], consequence: string): void {
-    for (const u of unreadable) this.logger('warn', `backup ${u.backupId} cannot be used: ${u.message}; ${consequence}`, { backupId: u.backupId, code: 'BACKUP_MANIFEST_INVALID' });
-  }
 
   private base(id: string, type: 'full' | 'incremental', parent: string | null, opts: { tag?: string; description?: string }): Pick<BackupManifest, 'backup_id' | 'type' | 'parent' | 'created' | 'format_version' | 'compression' | 'encryption'> & { tag?: string; description?: string } {
     return {

@@ -17,7 +17,7 @@ export { loadManifests, loadSegments, segmentKey } from './pieces.js';
 export type { SegmentInfo } from './pieces.js';
 export { BackupManager, defaultBackupManagerOptions } from './backupManager.js';
 export type { BackupManagerOptions, BackupVerifyReport, PruneResult } from './backupManager.js';
-export { LATEST, backupChain, describePlan, latestBackup, planRestore, seqSpan } from './restorePlan.js';
+export { LATEST, backupChain, describePlan, findBackup, latestBackup, planRestore, seqSpan } from './restorePlan.js';
 export type { PlanStep, RestorePlan, RestoreTarget } from './restorePlan.js';
 export { executeRestore, recoverInterruptedRestore, restore, restoreSpaceNeeded } from './restore.js';
 export { freeBytes } from './space.js';

@@ -67,6 +67,11 @@ export async function loadManifests(store: ObjectStore): Promise<{ manifests: Ba
   return { manifests, incomplete, unreadable };
 }
 
+/** Logs each backup whose manifest cannot be read, with what that means for the work at hand (`consequence`). */
+export function warnUnreadable(unreadable: readonly UnreadableManifest[], logger: ((level: 'warn', msg: string, fields?: Record<string, unknown>) => void) | undefined, consequence: string): void {
+  for (const u of unreadable) logger?.('warn', `backup ${u.backupId} cannot be used: ${u.message}; ${consequence}`, { backupId: u.backupId, code: 'BACKUP_MANIFEST_INVALID' });
+}
+
 /** BACKUP_MANIFEST_INVALID for `id` if its manifest is among `unreadable`. */
 export function refuseUnreadable(unreadable: readonly UnreadableManifest[], id: string | undefined): void {
   const u = id === undefined ? undefined : unreadable.find((x) => x.backupId === id);

@@ -7,11 +7,11 @@ import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable } from './pieces.js';
+import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable, warnUnreadable } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
-import { describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
+import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
 import type { GetOptions, ObjectStore } from './stores/objectStore.js';
@@ -592,13 +592,13 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
   // The backup asked for is the damaged one: say so. Any other plan is made from the readable
   // ones; a chain that needed a damaged one has a gap there (BACKUP_CHAIN_GAP).
   refuseUnreadable(unreadable, o.backupId);
-  for (const u of unreadable) o.logger?.('warn', `backup ${u.backupId} cannot be used: ${u.message}; the restore is planned without it`, { backupId: u.backupId, code: 'BACKUP_MANIFEST_INVALID' });
+  warnUnreadable(unreadable, o.logger, 'the restore is planned without it');
   const segments = await loadSegments(o.store);
   const target: RestoreTarget = {};
   if (o.backupId !== undefined) target.backupId = o.backupId;
   if (o.tag !== undefined) target.tag = o.tag;
   if (o.pointInTime !== undefined) target.pointInTime = o.pointInTime;
-  if (o.backupId === undefined && o.tag === undefined && o.pointInTime === undefined && manifests.length === 0 && o.dryRun !== true) {
+  if ((o.backupId === undefined || o.backupId === LATEST) && o.tag === undefined && o.pointInTime === undefined && manifests.length === 0 && o.dryRun !== true) {
     throw new BackupError('BACKUP_NOT_FOUND', `no backups in ${o.store.url}`);
   }
   const plan = planRestore({ manifests, segments }, target);

@@ -42,6 +42,12 @@ export function latestBackup(manifests: readonly BackupManifest[]): BackupManife
   return manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq || (m.to_seq === a.to_seq && m.created > a.created) ? m : a), undefined);
 }
 
+/** The backup `ref` names: `latest` (see `latestBackup`), else the one with that id, else the newest with that tag. */
+export function findBackup(manifests: readonly BackupManifest[], ref: string): BackupManifest | undefined {
+  if (ref === LATEST) return latestBackup(manifests);
+  return manifests.find((x) => x.backup_id === ref) ?? [...manifests].sort(compareNewestFirst).find((x) => x.tag === ref);
+}
+
 /** The chain base full → … → m, checked for gaps (BACKUP_CHAIN_GAP) and hash links (BACKUP_CHAIN_BROKEN). */
 export function backupChain(manifests: readonly BackupManifest[], m: BackupManifest): BackupManifest[] {
   const byId = new Map(manifests.map((x) => [x.backup_id, x]));
