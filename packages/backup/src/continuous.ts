@@ -145,11 +145,12 @@ export class ContinuousBackup {
       this.lastError = err instanceof Error ? err.message : String(err);
       const delay = backoffDelay(Math.min(attempt, 20), { attempts: Infinity, baseDelayMs: this.o.retryBaseDelayMs, maxDelayMs: this.o.retryMaxDelayMs });
       this.logger('warn', `continuous backup cannot read its store ${this.o.store.url}; trying again in ${Math.round(delay)} ms (writes go on and are shipped once it answers)`, { error: this.lastError, attempt });
+      // Not unref'd: a retry to come is work in hand, as a running pipeline is. Unref'd, a
+      // process with nothing else to do (a backup-only process) exited here, shipping nothing.
       this.resumeTimer = setTimeout(() => {
         this.resumeTimer = undefined;
         this.tryResume(attempt + 1, started).catch((e: unknown) => this.refuse(e, started));
       }, delay);
-      this.resumeTimer.unref();
       return false;
     }
     if (!current()) return false;

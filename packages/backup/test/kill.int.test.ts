@@ -85,6 +85,31 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     await log.close();
   });
 
+  it('continuous backup started while S3 is down: its process stays up, retrying, and ships everything once S3 answers', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 120, { batch: 40 });
+    await s3.stop();
+    const prefix = `down-${Date.now()}`;
+    const c = child(['continuous', dir, s3.endpoint, prefix]);
+    let gone = false;
+    void c.exited.then(() => (gone = true));
+    try {
+      await until(() => c.lines.includes('started') || gone, 60_000, 'child start');
+      expect(c.lines).toContain('started');
+    } finally {
+      await s3.start(s3.port);
+    }
+    const store = s3Store(s3.endpoint, prefix);
+    // A process that exited (with only a retry timer left, once) never ships: this times out.
+    await until(async () => (await verifySegments(store)).contiguousTo === log.head().seq, 60_000, 'shipped once S3 answers');
+    expect(gone).toBe(false);
+    c.proc.kill('SIGKILL');
+    await c.exited;
+    store.destroy();
+    await log.close();
+  }, 150_000);
+
   it('continuous backup: killed while the writer keeps going, the next run resumes with no gap or duplicate', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
