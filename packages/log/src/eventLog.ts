@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
+import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, segmentsChain, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -1293,7 +1293,8 @@ export class EventLog {
   /**
    * If the machine stopped while a writer had the log open (the open-marker names another
    * boot, or cannot say), LMDB's unsynced pages may be anything — not even safe to open — so it
-   * is deleted before opening; `openWal` then rebuilds it from the segments.
+   * is deleted before opening (once the segments are seen to hold an unbroken chain); `openWal`
+   * then rebuilds it from the segments.
    */
   private dropLmdbAfterMachineCrash(): void {
     const marker = readMarker(this.markerPath);
@@ -1301,7 +1302,18 @@ export class EventLog {
     const boot = currentBootId();
     if (marker.bootId !== '' && marker.bootId === boot) return; // only the process stopped: the page cache kept LMDB whole
     if (listSegments(this.walDir).length === 0) return; // nothing to rebuild from: keep what there is
-    this.opts.logger('warn', 'the machine stopped while the log was open: rebuilding LMDB from the write-ahead segments', { markerBoot: marker.bootId, boot });
+    // LMDB is deleted only for segments that hold an unbroken chain from seq 1 (a damaged or
+    // missing segment in the middle would make the rebuild stop there, and LMDB may be the only
+    // copy of what follows): otherwise the open refuses and changes nothing.
+    const chain = segmentsChain(this.walDir);
+    if (chain.brokenAt !== null) {
+      throw new LogError(
+        'LOG_CHAIN_BROKEN',
+        `the machine stopped while ${this.opts.dir} was open, so LMDB (whose last writes may not have reached the disk) must be rebuilt from the write-ahead segments, but they hold an unbroken chain only up to seq ${chain.events} (seq ${chain.brokenAt} follows a damaged or missing segment): nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
+        { events: chain.events, brokenAt: chain.brokenAt },
+      );
+    }
+    this.opts.logger('warn', 'the machine stopped while the log was open: rebuilding LMDB from the write-ahead segments', { markerBoot: marker.bootId, boot, events: chain.events });
     for (const f of ['log.mdb', 'log.mdb-lock']) fs.rmSync(path.join(this.opts.dir, f), { force: true });
   }
 

@@ -113,17 +113,23 @@ export function openStores(dir: string, readOnly: boolean): Stores {
  * pages was cut short.
  */
 const CUT_SHORT_MIN_PAGES = 64;
+/** The smallest whole LMDB file: its two meta pages of the smallest page size. */
+const LMDB_MIN_BYTES = 2 * 4096;
 
 /**
  * Whether `<dir>/log.mdb` is shorter than its own pages reach, as its meta page (the last page
  * in use) says, by more than CUT_SHORT_MIN_PAGES: cut short by an interrupted copy or a damaged
  * disk. Such a file is memory-mapped like any other, and the first read of a missing page kills
- * the process with SIGBUS; this reads only the meta page. Undefined when whole, absent, or not
- * readable as LMDB at all (the open that follows reports that).
+ * the process with SIGBUS; this reads only the meta page (and nothing of a file too short to hold
+ * one). Undefined when whole, absent, or not readable as LMDB at all (the open that follows reports that).
  */
 export async function lmdbCutShort(dir: string): Promise<{ size: number; needed: number } | undefined> {
   const file = path.join(dir, 'log.mdb');
   if (!fs.existsSync(file)) return undefined;
+  // Shorter than its two meta pages (LMDB's smallest page is 4 KiB): LMDB itself would read
+  // past the end of the mapping to learn its size (a SIGBUS: the process dies without a word).
+  const whole = fs.statSync(file).size;
+  if (whole < LMDB_MIN_BYTES) return { size: whole, needed: LMDB_MIN_BYTES };
   let needed: number;
   let size: number;
   let pageSize: number;

@@ -61,6 +61,23 @@ describe('a log.mdb cut short', () => {
     }
   });
 
+  it('shorter than its two meta pages (empty, one page): treated as cut short, never opened by LMDB (which died of SIGBUS)', async () => {
+    for (const size of [0, 4096]) {
+      const dir = tempDir();
+      const before = await makeLog(dir, 500);
+      fs.truncateSync(path.join(dir, 'log.mdb'), size);
+      await expect(EventLog.open({ dir, readOnly: true, logger: quietLogger() })).rejects.toSatisfy((e) => isLogError(e, 'LOG_STORE_CORRUPT') && new RegExp(`is cut short: ${size} bytes`).test((e as Error).message));
+      expect(fs.statSync(path.join(dir, 'log.mdb')).size).toBe(size);
+      const log = await EventLog.open({ dir, logger: quietLogger() });
+      try {
+        expect(toHex(log.head().hash)).toBe(before.head);
+        expect([...log.readRecords()].map((r) => r.record.toString('hex'))).toEqual(before.records);
+      } finally {
+        await log.close();
+      }
+    }
+  });
+
   it('without write-ahead segments to rebuild from: LOG_STORE_CORRUPT, and the file is left as it is', async () => {
     const dir = tempDir();
     await makeLog(dir, 3000);
