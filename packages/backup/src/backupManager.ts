@@ -4,14 +4,15 @@ import path from 'node:path';
 import { EventLog, GENESIS_HASH, decodeRecord, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
-import { BACKUP_FORMAT_VERSION, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
+import { BACKUP_FORMAT_VERSION, backupIdTime, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, warnUnreadable } from './pieces.js';
+import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, segmentLastHash, warnUnreadable } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
 import { LATEST, backupChain, findBackup, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
+import { sleep } from './retry.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { IncrementalCounter } from './state.js';
@@ -75,6 +76,28 @@ export interface PruneResult extends RetentionPlan {
   sweptTempFiles: number;
 }
 
+/** How long a read-only log may take to see what a server writing it has already stored, ms. */
+const CATCH_UP_WAIT_MS = 2000;
+
+/** Backup errors that refuse a request before anything is stored (or stop it at shutdown): not counted as failed backups. */
+const REFUSED: ReadonlySet<BackupErrorCode> = new Set(['BACKUP_INVALID_ARGUMENT', 'BACKUP_NOT_FOUND', 'BACKUP_TAG_EXISTS', 'BACKUP_ABORTED']);
+
+/** A tag: 1–128 of letters, digits and `. _ - : @ +`, starting with a letter or digit. */
+export const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$/;
+
+/**
+ * A new backup's tag names one restore point: BACKUP_INVALID_ARGUMENT unless it has TAG_RE's
+ * shape and cannot be read as a backup id or `latest` (which `--backup-id`/`--tag` also take);
+ * BACKUP_TAG_EXISTS if a backup in the store already has it.
+ */
+export function checkTag(tag: string | undefined, manifests: readonly BackupManifest[]): void {
+  if (tag === undefined) return;
+  if (!TAG_RE.test(tag)) throw new BackupError('BACKUP_INVALID_ARGUMENT', `tag ${JSON.stringify(tag)}: 1 to 128 letters, digits and . _ - : @ +, starting with a letter or digit`, { tag });
+  if (tag === LATEST || backupIdTime(tag) !== undefined) throw new BackupError('BACKUP_INVALID_ARGUMENT', `tag ${JSON.stringify(tag)} would read as a backup id`, { tag });
+  const holder = manifests.find((m) => m.tag === tag);
+  if (holder !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} already names backup ${holder.backup_id}; a tag names one restore point`, { tag, backupId: holder.backup_id });
+}
+
 /**
  * Creates, lists, verifies and prunes backups of one log in one object store. A backup is a
  * prefix of the log from one snapshot (the head read at start; records are immutable once
@@ -93,6 +116,10 @@ export class BackupManager {
    * sealing and uploads, `checkpoint` copying the checkpoint, `total` all of it.
    */
   lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
+  /** Set by `abort`: running backups stop at their next file, new ones are refused (BACKUP_ABORTED). */
+  private aborted = false;
+  /** Backups and prunes under way (`idle` waits for them). */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(o: BackupManagerOptions) {
     this.o = { ...defaultBackupManagerOptions, ...o };
@@ -106,6 +133,10 @@ export class BackupManager {
     return this.timed('full', async (id) => {
       const head = this.o.log.head();
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
+      const { manifests, unreadable } = await loadManifests(this.o.store);
+      warnUnreadable(unreadable, this.logger, 'its tag and history are not checked against it');
+      checkTag(opts.tag, manifests);
+      await this.checkLogExtendsStore(manifests);
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
       // Live vectors are counted here, from the index fields each record's encoding reads anyway.
@@ -138,6 +169,7 @@ export class BackupManager {
         ...(cp.dir !== undefined ? { checkpoint_dir: cp.dir } : {}),
         files,
       };
+      this.checkAborted();
       await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
       return m;
     });
@@ -152,14 +184,17 @@ export class BackupManager {
     return this.timed('incremental', async (id) => {
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
+      checkTag(opts.tag, manifests);
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
       if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
       const head = this.o.log.head();
       const at = this.o.log.getRecord(parent.to_seq);
       if (at === undefined || toHex(decodeRecord(at).hash) !== parent.head_hash || head.seq < parent.to_seq) {
-        throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq})`, { parent: parent.backup_id });
+        throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq}): it holds another history; back it up to a fresh store prefix or directory`, { parent: parent.backup_id });
       }
+      // With `since`, the parent may be older than what the store holds: the log must hold that too.
+      await this.checkLogExtendsStore(manifests);
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];
@@ -183,6 +218,7 @@ export class BackupManager {
         checkpoint_seq: null,
         files,
       };
+      this.checkAborted();
       await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
       return m;
     });
@@ -316,7 +352,11 @@ export class BackupManager {
    * incomplete backups older than `incompleteAfterMs` (default a day), and sweeps the store's
    * temp files left by dead processes.
    */
-  async prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number; incompleteAfterMs?: number }): Promise<PruneResult> {
+  prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number; incompleteAfterMs?: number }): Promise<PruneResult> {
+    return this.track(this.pruneRun(opts));
+  }
+
+  private async pruneRun(opts: Parameters<BackupManager['prune']>[0]): Promise<PruneResult> {
     const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
     // A backup whose manifest cannot be read may be the parent or child of one that could be
     // deleted, and its own range is unknown: nothing is deleted until it is repaired or removed.
@@ -365,12 +405,41 @@ export class BackupManager {
     };
   }
 
+  /**
+   * Stops backups for good (a server shutting down): each running one ends at its next file with
+   * BACKUP_ABORTED and what it stored is removed; later ones are refused. See `idle`.
+   */
+  abort(): void {
+    this.aborted = true;
+  }
+
+  /** Resolves once no backup or prune of this manager is under way (a failed one's objects removed). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  private checkAborted(): void {
+    if (this.aborted) throw new BackupError('BACKUP_ABORTED', 'the backup was stopped before it completed (the server is shutting down); what it stored is removed');
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    const done = (): void => void this.running.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
   /** Runs a backup `fn` under a new id, with its metrics; if it fails, what it stored is removed (`discard`). */
-  private async timed(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
+  private timed(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
+    return this.track(this.timedRun(type, fn));
+  }
+
+  private async timedRun(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
     const t0 = performance.now();
     this.lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
     const id = newBackupId(this.now(), type);
     try {
+      this.checkAborted();
       const m = await fn(id);
       this.lastPhasesMs.total = performance.now() - t0;
       this.metrics.success.inc({ type });
@@ -379,10 +448,42 @@ export class BackupManager {
       this.logger('info', `${type} backup ${m.backup_id} done`, { seq: m.to_seq, files: m.files.length });
       return m;
     } catch (err) {
-      this.metrics.failure.inc({ type });
-      this.logger('error', `${type} backup failed`, { error: String(err) });
+      // A request refused before anything was stored (bad input, no parent, a tag in use) is not a
+      // failed backup: it must not trip the BackupFailing alert.
+      const refused = isBackupError(err) && REFUSED.has(err.code);
+      if (!refused) this.metrics.failure.inc({ type });
+      this.logger(refused ? 'warn' : 'error', `${type} backup ${refused ? 'refused' : 'failed'}`, { error: String(err) });
       await this.discard(id);
       throw err;
+    }
+  }
+
+  /**
+   * BACKUP_LOG_DIVERGED unless the log holds the history the store already holds: the event
+   * at the furthest seq a backup or continuous segment reaches, with the same hash. A data dir
+   * restored to an earlier point and written to since (or another database) would otherwise put
+   * a second history into the store, and a point-in-time restore could take either.
+   */
+  private async checkLogExtendsStore(manifests: readonly BackupManifest[]): Promise<void> {
+    let reach: { seq: number; what: string; hash: () => Promise<string> } | undefined;
+    for (const m of manifests) if (reach === undefined || m.to_seq > reach.seq) reach = { seq: m.to_seq, what: `backup ${m.backup_id}`, hash: () => Promise.resolve(m.head_hash) };
+    const segments = await loadSegments(this.o.store);
+    const last = segments[segments.length - 1];
+    if (last !== undefined && (reach === undefined || last.last_seq > reach.seq)) reach = { seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(this.o.store, last, this.o.encryption) };
+    if (reach === undefined) return;
+    let rec = this.o.log.getRecord(reach.seq);
+    // A server writing this log may have shipped a segment or backup of events that this
+    // read-only open does not see yet (they reach LMDB a few ms after they are acknowledged).
+    for (let waited = 0; rec === undefined && this.o.log.readOnly && waited < CATCH_UP_WAIT_MS; waited += 50) {
+      await sleep(50);
+      if (this.o.log.head().seq >= reach.seq) rec = this.o.log.getRecord(reach.seq);
+    }
+    if (rec === undefined || toHex(decodeRecord(rec).hash) !== (await reach.hash())) {
+      throw new BackupError(
+        'BACKUP_LOG_DIVERGED',
+        `the store ${this.o.store.url} holds a history this log does not extend (${reach.what} reaches seq ${reach.seq}; the log's head is ${this.o.log.head().seq}${rec !== undefined ? ', with another hash there' : ''}): a data dir restored to an earlier point, or another database; back it up to a fresh store prefix or directory`,
+        { seq: reach.seq, head: this.o.log.head().seq },
+      );
     }
   }
 
@@ -423,6 +524,7 @@ export class BackupManager {
     let carry: RecordRun | undefined;
     try {
       for (let start = from; start <= to; start += this.o.eventsPerFile) {
+        this.checkAborted();
         const t0 = performance.now();
         const end = Math.min(to, start + this.o.eventsPerFile - 1);
         const want = end - start + 1;

@@ -4,11 +4,11 @@ import type { Subscription } from 'rxjs';
 import { BackupError, isBackupError } from './errors.js';
 import { padSeq } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
-import { decodeObject, encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
-import { loadSegments, segmentKey, type SegmentInfo } from './pieces.js';
+import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
+import { loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
-import { encodeSegment, readSegmentHeader, type SegmentEntry } from './segment.js';
+import { encodeSegment, type SegmentEntry } from './segment.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
 /** Options of ContinuousBackup. */
@@ -177,7 +177,7 @@ export class ContinuousBackup {
     const rec = this.o.log.getRecord(shipped);
     let storedHash: string | undefined;
     const seg = (await loadSegments(this.o.store)).find((x) => x.last_seq === shipped);
-    if (seg !== undefined) storedHash = readSegmentHeader(decodeObject(await this.o.store.get(seg.key), this.o.encryption, seg.key), seg.key).last_hash;
+    if (seg !== undefined) storedHash = await segmentLastHash(this.o.store, seg, this.o.encryption);
     else if (!this.o.log.readOnly) storedHash = this.o.log.getCursor<{ hash?: string }>(CONTINUOUS_CURSOR)?.hash;
     if (rec === undefined || (storedHash !== undefined && storedHash !== rec.toString('hex', 32, 64))) {
       throw new BackupError('BACKUP_LOG_DIVERGED', `the store ${this.o.store.url} already holds events up to seq ${shipped} that this log (head ${head}) does not extend; use a fresh store prefix`, { shipped, head });

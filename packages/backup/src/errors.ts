@@ -27,6 +27,10 @@ export const BackupErrorCodes = {
   BACKUP_NOT_FOUND: 'no such backup',
   /** The restore target exists and is not empty, and `force` was not given. */
   BACKUP_TARGET_EXISTS: 'the restore target exists and is not empty; pass force',
+  /** The restore target is not a KyroDB data dir (a file, or a dir of other files) or holds the backup store: never replaced, even with force. */
+  BACKUP_TARGET_NOT_DATA_DIR: 'the restore target is not a KyroDB data dir; it is never replaced',
+  /** A new backup's tag already names another backup in the store. */
+  BACKUP_TAG_EXISTS: 'the tag already names another backup',
   /** A live process holds the writer lock on the restore target. */
   BACKUP_TARGET_IN_USE: 'a live process holds the restore target open for writing',
   /** The restored data dir does not match the manifest (event count, head hash, vector count) or recall probes failed. */
@@ -41,6 +45,8 @@ export const BackupErrorCodes = {
   BACKUP_INVALID_ARGUMENT: 'an argument is invalid',
   /** The source log's history differs from the parent backup (different hash at the parent's head). */
   BACKUP_LOG_DIVERGED: 'the log no longer extends the parent backup',
+  /** The backup was stopped before it completed (the server shut down); what it had stored was removed. */
+  BACKUP_ABORTED: 'the backup was stopped before it completed',
   /** The file system a restore writes, or a local backup store, has too little free space (full or over quota); nothing was left half-written. */
   BACKUP_NO_SPACE: 'not enough free disk space',
 } as const;

@@ -2,7 +2,7 @@ import { chainHash, splitRecord, toHex } from '@kyrodb/log/codec';
 import { BackupError, isBackupError } from './errors.js';
 import { manifestKey, parseManifest, type BackupFile, type BackupManifest } from './manifest.js';
 import { decodeObject, sha256Hex, type BodyAlloc, type EncryptionKey } from './objectCodec.js';
-import { layoutEntries, layoutOf, segmentBody, type SegmentBody, type SegmentEntry, type SegmentHeader } from './segment.js';
+import { layoutEntries, layoutOf, readSegmentHeader, segmentBody, type SegmentBody, type SegmentEntry, type SegmentHeader } from './segment.js';
 import type { GetOptions, ObjectStore } from './stores/objectStore.js';
 
 /** A continuous-backup segment as listed: its key and seq range (from the deterministic key). */
@@ -27,6 +27,11 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
     if (m !== null) out.push({ key, first_seq: Number(m[1]), last_seq: Number(m[2]) });
   }
   return out.sort((a, b) => a.first_seq - b.first_seq || a.last_seq - b.last_seq);
+}
+
+/** The hash (hex) of a continuous segment's last event, from its header. */
+export async function segmentLastHash(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<string> {
+  return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key).last_hash;
 }
 
 /** A backup whose manifest is in the store but cannot be read (BACKUP_MANIFEST_INVALID): damaged or edited by hand. */

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, toHex, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
@@ -47,12 +48,17 @@ export interface ExecuteRestoreOptions {
 /** What a restore did. */
 export interface RestoreReport {
   dataDir: string;
+  /**
+   * False only for a dry run of a point-in-time restore: `seq` and `events` are then the most it
+   * restores (it stops at the first event after T), and `vectorCount` is null (known once read).
+   */
+  exact: boolean;
   /** Last restored seq and its hash (hex). */
   seq: number;
   headHash: string;
   headTs: number;
   events: number;
-  vectorCount: number;
+  vectorCount: number | null;
   pointInTime: number | null;
   checkpointSeq: number | null;
   /** The previous data dir if kept (`keepPrevious`), else null. */
@@ -85,14 +91,55 @@ function stamp(): string {
   return new Date().toISOString().replace(/[-:.]/g, '');
 }
 
-async function nonEmptyDir(dir: string): Promise<boolean> {
+/** What a data dir's path holds: nothing (absent or an empty dir), a KyroDB data dir (`log.mdb` or `wal/`), or something else. */
+async function targetKind(dir: string): Promise<'empty' | 'data' | 'other'> {
+  let names: string[];
   try {
-    return (await fsp.readdir(dir)).length > 0;
+    names = await fsp.readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return true;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'empty';
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return 'other';
     throw err;
   }
+  if (names.length === 0) return 'empty';
+  return names.includes('log.mdb') || names.includes('wal') ? 'data' : 'other';
+}
+
+/** The real path of `p`, or of its nearest existing ancestor joined with the rest. */
+function realish(p: string): string {
+  const rest: string[] = [];
+  let cur = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(cur), ...rest.reverse());
+    } catch {
+      const up = path.dirname(cur);
+      if (up === cur) return path.resolve(p);
+      rest.push(path.basename(cur));
+      cur = up;
+    }
+  }
+}
+
+/**
+ * What a restore into `dataDir` refuses before it reads or writes anything (a dry run checks the
+ * same): BACKUP_TARGET_IN_USE while a live process holds its writer lock; BACKUP_TARGET_NOT_DATA_DIR
+ * for a file, a non-empty dir that is not a KyroDB data dir, or a dir that is, holds or lies in
+ * the local backup store (a restore replaces the whole dir: never those, even with `force`);
+ * BACKUP_TARGET_EXISTS for a data dir without `force`.
+ */
+async function checkTarget(dataDir: string, store: ObjectStore, force: boolean): Promise<void> {
+  const holder = lockHolder(dataDir);
+  if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
+  if (store.url.startsWith('file:')) {
+    const root = realish(fileURLToPath(store.url));
+    const target = realish(dataDir);
+    const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith(path.sep) ? b : b + path.sep);
+    if (inside(target, root) || inside(root, target)) throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `data dir ${dataDir} ${inside(root, target) ? 'holds' : 'lies in'} the backup store ${root}: a restore replaces the whole dir; restore somewhere else`, { dataDir, store: root });
+  }
+  const kind = await targetKind(dataDir);
+  if (kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is not a KyroDB data dir (no log.mdb or wal/) and is not empty: a restore never replaces it, even with force; give a new or empty dir`, { dataDir });
+  if (kind === 'data' && !force) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
 }
 
 /**
@@ -120,10 +167,9 @@ const DOC_FLUSH_MIN = 100_000;
  * beside the target, copies the checkpoint,
  * checks event count / head hash / vector count against the plan, and swaps the new dir in by
  * rename. Any failure removes the staging dir and leaves the target exactly as it was.
- * Refuses with BACKUP_TARGET_IN_USE while a live process holds the target's writer lock, and
- * BACKUP_TARGET_EXISTS for a non-empty target without `force`.
+ * Refuses what `checkTarget` refuses (a target in use, not a data dir, or existing without `force`).
  */
-export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions): Promise<RestoreReport> {
+export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions): Promise<RestoreReport & { exact: true; vectorCount: number }> {
   const metrics = backupMetrics(o.registry ?? new Registry());
   const started = performance.now();
   const dataDir = path.resolve(o.dataDir);
@@ -134,11 +180,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   const phases = { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0 };
   let reached = 0; // the last seq imported, for a failure's message
   try {
-    const holder = lockHolder(dataDir);
-    if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
-    await recoverInterruptedRestore(dataDir, o.logger);
-    const exists = await nonEmptyDir(dataDir);
-    if (exists && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
+    if (lockHolder(dataDir) === undefined) await recoverInterruptedRestore(dataDir, o.logger);
+    await checkTarget(dataDir, o.store, o.force === true);
     const space = checkSpace(plan, dataDir);
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
@@ -380,6 +423,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     metrics.restoreDuration.observe(durationMs / 1000);
     return {
       dataDir,
+      exact: true,
       seq: cur,
       headHash: curHash,
       headTs,
@@ -615,9 +659,13 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
       }
     }
     const dataDir = path.resolve(o.dataDir);
+    // What the restore itself would refuse, the dry run refuses too.
+    await checkTarget(dataDir, o.store, o.force === true);
     const { needed, free } = checkSpace(plan, dataDir);
     const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
-    return { dataDir, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.expected?.vector_count ?? 0, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };
+    // A point-in-time plan's seq is where it stops reading at the latest: the events with ts ≤ T
+    // and the vectors they leave are known only once the files are read (`exact: false`).
+    return { dataDir, exact: plan.pointInTime === null, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.pointInTime === null ? (plan.expected?.vector_count ?? 0) : null, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };
   }
   return executeRestore(plan, o);
 }

@@ -1,4 +1,4 @@
-import { GENESIS_HASH, toHex } from '@kyrodb/log';
+import { GENESIS_HASH, microsToIso, toHex } from '@kyrodb/log';
 import { BackupError } from './errors.js';
 import { compareNewestFirst, type BackupFile, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
@@ -185,7 +185,7 @@ export function seqSpan(first: number, last: number): string {
 export function describePlan(plan: RestorePlan): string {
   const lines: string[] = [];
   const t = plan.target;
-  if (plan.pointInTime !== null) lines.push(`Point-in-time restore to ${new Date(plan.pointInTime / 1000).toISOString()} (${plan.pointInTime} µs): events with ts ≤ T`);
+  if (plan.pointInTime !== null) lines.push(`Point-in-time restore to ${microsToIso(plan.pointInTime)} (${plan.pointInTime} µs): events with ts ≤ T, reading the steps below in order up to the first event after T (at most seq ${plan.toSeq})`);
   else lines.push(`Restore backup ${plan.expected?.backup_id ?? '?'}${t.tag !== undefined ? ` (tag ${t.tag})` : ''} up to seq ${plan.toSeq}`);
   for (const [i, s] of plan.steps.entries()) {
     if (s.kind === 'backup') lines.push(`  ${i + 1}. ${s.manifest.type} backup ${s.manifest.backup_id}: ${seqSpan(s.first_seq, s.last_seq)} (${s.manifest.files.filter((f) => f.kind === 'events').length} files, ${s.manifest.files.reduce((n, f) => n + f.size, 0)} bytes)`);

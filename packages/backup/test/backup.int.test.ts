@@ -329,36 +329,174 @@ describe('backup details', () => {
     await ro.close();
   });
 
-  it('restore refuses a non-empty target without force, and a target a live process writes', async () => {
+  it('restore refuses a target in use, a data dir without force, and anything that is not a data dir even with force; a dry run refuses the same', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
     await fill(log, 20);
-    const store = new LocalDirStore(tempDir());
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
     await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    const refuses = async (dataDir: string, code: string, opts: { force?: boolean } = {}): Promise<void> => {
+      for (const dryRun of [true, false]) await expect(restore({ store, dataDir, dryRun, ...opts })).rejects.toSatisfy((e) => isBackupError(e, code as never));
+    };
     // In use: the source dir itself is held by this process's writer lock... by pid; use a child-held lock file.
     const inUse = path.join(tempDir(), 'inuse');
     fs.mkdirSync(inUse);
     fs.writeFileSync(path.join(inUse, 'kyrodb.lock'), String(process.ppid));
     const before = hashDir(inUse);
-    await expect(restore({ store, dataDir: inUse, force: true })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_TARGET_IN_USE'));
+    await refuses(inUse, 'BACKUP_TARGET_IN_USE', { force: true });
     expect(hashDir(inUse)).toBe(before);
+    // A dir of other files, or a file: never replaced, with or without force.
+    const other = path.join(tempDir(), 'other');
+    fs.mkdirSync(other);
+    fs.writeFileSync(path.join(other, 'keep.txt'), 'mine');
+    await refuses(other, 'BACKUP_TARGET_NOT_DATA_DIR');
+    await refuses(other, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    expect(fs.readdirSync(other)).toEqual(['keep.txt']);
+    const file = path.join(tempDir(), 'a-file');
+    fs.writeFileSync(file, 'mine');
+    await refuses(file, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    expect(fs.readFileSync(file, 'utf8')).toBe('mine');
+    // The backup store itself, a dir inside it, or a dir holding it.
+    const storeBefore = hashDir(storeDir);
+    await refuses(storeDir, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    await refuses(path.join(storeDir, 'restored'), 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    await refuses(path.dirname(storeDir), 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    expect(hashDir(storeDir)).toBe(storeBefore);
+    // A data dir: refused without force; with force replaced, the previous dir kept only on request.
     const existing = path.join(tempDir(), 'existing');
-    fs.mkdirSync(existing);
-    fs.writeFileSync(path.join(existing, 'keep.txt'), 'mine');
-    await expect(restore({ store, dataDir: existing })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_TARGET_EXISTS'));
-    expect(fs.readFileSync(path.join(existing, 'keep.txt'), 'utf8')).toBe('mine');
-    // With force: replaced; the previous dir is kept only on request.
+    await restore({ store, dataDir: existing });
+    fs.writeFileSync(path.join(existing, 'extra.txt'), 'old');
+    await refuses(existing, 'BACKUP_TARGET_EXISTS');
+    expect(fs.readFileSync(path.join(existing, 'extra.txt'), 'utf8')).toBe('old');
     const r = await restore({ store, dataDir: existing, force: true, keepPrevious: true });
     expect(r.previousDir).not.toBeNull();
-    expect(fs.readFileSync(path.join(r.previousDir!, 'keep.txt'), 'utf8')).toBe('mine');
-    expect(fs.existsSync(path.join(existing, 'keep.txt'))).toBe(false);
+    expect(fs.readFileSync(path.join(r.previousDir!, 'extra.txt'), 'utf8')).toBe('old');
+    expect(fs.existsSync(path.join(existing, 'extra.txt'))).toBe(false);
     expect(siblings(existing).filter((s) => s.includes('staging'))).toEqual([]);
     // Dry run: prints the plan, touches nothing.
     const dry = path.join(tempDir(), 'dry');
     const d = await restore({ store, dataDir: dry, dryRun: true });
     expect(d.plan).toContain('Restore backup');
+    expect(d.exact).toBe(true);
+    expect(d.vectorCount).toBe(20);
     expect(fs.existsSync(dry)).toBe(false);
     await log.close();
+  });
+
+  it('tags: one restore point each, on full and incremental backups; a bad or taken tag is refused, stores nothing and is not a failed backup', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 20);
+    const storeDir = tempDir();
+    const registry = new Registry();
+    const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), registry, logger: quietLogger() });
+    const full = await mgr.createFull({ tag: 'v1.0', description: 'first' });
+    await fill(log, 5, { seed: 9 });
+    const inc = await mgr.createIncremental({ tag: 'pre-migration', description: 'before the schema change' });
+    expect([inc.tag, inc.description]).toEqual(['pre-migration', 'before the schema change']);
+    // Retention never deletes a tagged incremental (nor the full it needs).
+    const plan = await mgr.prune({ retentionDays: 0, dryRun: true, now: Date.now() + 400 * 86_400_000 });
+    expect(plan.delete).toEqual([]);
+    const restored = await restore({ store: new LocalDirStore(storeDir), dataDir: path.join(tempDir(), 'r'), tag: 'pre-migration' });
+    expect(restored.seq).toBe(inc.to_seq);
+    const before = hashDir(storeDir);
+    for (const [tag, code] of [
+      ['', 'BACKUP_INVALID_ARGUMENT'],
+      ['latest', 'BACKUP_INVALID_ARGUMENT'],
+      [full.backup_id, 'BACKUP_INVALID_ARGUMENT'],
+      ['has space', 'BACKUP_INVALID_ARGUMENT'],
+      ['x'.repeat(129), 'BACKUP_INVALID_ARGUMENT'],
+      ['v1.0', 'BACKUP_TAG_EXISTS'],
+      ['pre-migration', 'BACKUP_TAG_EXISTS'],
+    ] as const) {
+      await expect(mgr.createFull({ tag })).rejects.toSatisfy((e) => isBackupError(e, code));
+      await expect(mgr.createIncremental({ tag })).rejects.toSatisfy((e) => isBackupError(e, code));
+    }
+    expect(hashDir(storeDir)).toBe(before);
+    expect(await metric(registry, 'backup_failure_total')).toBe(0);
+    await log.close();
+  });
+
+  it('a log that does not hold the store\'s history (restored to an earlier point, then written) is never backed up into it', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 10);
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const registry = new Registry();
+    const mgr = new BackupManager({ log, dataDir: dir, store, registry, logger: quietLogger() });
+    const full = await mgr.createFull();
+    await fill(log, 10, { seed: 3 });
+    const inc = await mgr.createIncremental();
+    await log.close();
+    // Restored to the full backup's point, then written to: a second history from seq 12 on.
+    const earlier = path.join(tempDir(), 'earlier');
+    await restore({ store, dataDir: earlier, backupId: full.backup_id });
+    const b = await EventLog.open({ dir: earlier });
+    const bm = new BackupManager({ log: b, dataDir: earlier, store, registry, logger: quietLogger() });
+    const before = hashDir(storeDir);
+    // Even before it is written to, it is shorter than what the store holds.
+    await expect(bm.createFull()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    await b.append([upsert('fork', 99)]);
+    await expect(bm.createFull()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    await expect(bm.createIncremental()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    // `since` the full's end picks the full as parent, which this log does extend: still refused.
+    await expect(bm.createIncremental({ since: full.to_ts })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    expect(hashDir(storeDir)).toBe(before);
+    // A real problem: counted, so the BackupFailing alert fires.
+    expect([await metric(registry, 'backup_failure_total', { type: 'full' }), await metric(registry, 'backup_failure_total', { type: 'incremental' })]).toEqual([2, 2]);
+    // A point-in-time restore from the store still gives the original history.
+    const pit = await restore({ store, dataDir: path.join(tempDir(), 'pit'), pointInTime: inc.to_ts });
+    expect([pit.seq, pit.headHash]).toEqual([inc.to_seq, inc.head_hash]);
+    // A fresh store takes it.
+    const fresh = await new BackupManager({ log: b, dataDir: earlier, store: new LocalDirStore(tempDir()), logger: quietLogger() }).createFull();
+    expect(fresh.to_seq).toBe(full.to_seq + 1);
+    await b.close();
+  });
+
+  it('abort: a running backup stops at its next file, what it stored is removed, later ones are refused; not a failed backup', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 3000, { batch: 500 });
+    const storeDir = tempDir();
+    const registry = new Registry();
+    const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), registry, eventsPerFile: 100, logger: quietLogger() });
+    let files = 0;
+    const stopping = new BackupManager({
+      log,
+      dataDir: dir,
+      store: new LocalDirStore(storeDir),
+      registry,
+      eventsPerFile: 100,
+      logger: quietLogger(),
+      onProgress: () => {
+        if (++files === 3) stopping.abort();
+      },
+    });
+    await expect(stopping.createFull()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_ABORTED'));
+    await stopping.idle();
+    expect(files).toBeGreaterThanOrEqual(3);
+    expect(files).toBeLessThan(30); // stopped well before its 31 files
+    expect(fs.existsSync(path.join(storeDir, 'backups')) ? fs.readdirSync(path.join(storeDir, 'backups')) : []).toEqual([]);
+    await expect(stopping.createIncremental()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_ABORTED'));
+    expect(await metric(registry, 'backup_failure_total')).toBe(0);
+    // Another manager of the same store is not stopped.
+    expect((await mgr.createFull()).to_seq).toBe(3001);
+    await log.close();
+  });
+
+  it('a point-in-time dry run says its figures are bounds: seq at most, vectors unknown', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 10);
+    const store = new LocalDirStore(tempDir());
+    const full = await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    await log.close();
+    const d = await restore({ store, dataDir: path.join(tempDir(), 'd'), pointInTime: full.from_ts, dryRun: true });
+    expect([d.exact, d.seq, d.vectorCount]).toEqual([false, full.to_seq, null]);
+    expect(d.plan).toMatch(/Point-in-time restore to \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z/);
+    expect(d.plan).toContain(`at most seq ${full.to_seq}`);
   });
 
   it('keys: hex, base64 and key files; the key id is in the manifest', () => {

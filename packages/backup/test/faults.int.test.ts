@@ -108,8 +108,11 @@ describe('bad backups are refused with a code naming the problem; the data dir i
     const { log, dir } = await openLog();
     await log.append([created('d', 8)]);
     await fill(log, 50, { collection: 'd', seed: 77 });
-    const other = await new BackupManager({ log, dataDir: dir, store: f.store, logger: quietLogger() }).createFull();
+    // (Backed up elsewhere and copied in: a backup of another history is refused in this store.)
+    const otherDir = tempDir();
+    const other = await new BackupManager({ log, dataDir: dir, store: new LocalDirStore(otherDir), logger: quietLogger() }).createFull();
     await log.close();
+    fs.cpSync(path.join(otherDir, 'backups', other.backup_id), file(f, `backups/${other.backup_id}`), { recursive: true });
     fs.writeFileSync(file(f, `backups/${f.inc.backup_id}/manifest.json`), '{"backup_id": "half-written');
     await expectRefused(f, 'BACKUP_MANIFEST_INVALID');
     const lines: string[] = [];

@@ -47,3 +47,10 @@ export class FakeClock implements Clock {
     return this.sleepers.length;
   }
 }
+
+/** Microseconds since the epoch as ISO-8601 UTC with 6 fractional digits (`2024-01-15T10:00:00.123456Z`). */
+export function microsToIso(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const iso = new Date(ms).toISOString(); // …SS.mmmZ
+  return iso.slice(0, -1) + String(us - ms * 1000).padStart(3, '0') + 'Z';
+}

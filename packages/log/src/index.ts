@@ -36,7 +36,7 @@ export { Failpoints, failpointError, parseFailpointAction } from './failpoints.j
 export type { FailpointAction } from './failpoints.js';
 export { BREAKER_STATES, CircuitBreaker, defaultCircuitBreakerOptions } from './circuitBreaker.js';
 export type { BreakerPermit, BreakerState, CircuitBreakerOptions } from './circuitBreaker.js';
-export { FakeClock, systemClock } from './clock.js';
+export { FakeClock, microsToIso, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { WAL_ERROR_TYPES, classifyWalError, errnoName, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 export type { WalErrorType } from './walErrors.js';
