@@ -72,6 +72,34 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect((await kyrodb(['backup', 'list', '--output', path.join(dir, 'b')])).code).toBe(0);
   });
 
+  it('backup create: an incremental keeps --tag and --description; --full --since and a taken tag are refused; restore never replaces a dir that is not a data dir', async () => {
+    const dir = tmp();
+    const data = path.join(dir, 'data');
+    const out = path.join(dir, 'b');
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    await log.close();
+    const create = (...args: string[]) => kyrodb(['backup', 'create', ...args, '--data-dir', data, '--output', out, '--json']);
+    expect((await create('--full')).code).toBe(0);
+    const inc = await create('--incremental', '--tag', 'pre-migration', '--description', 'before the schema change');
+    expect(inc.code, inc.stderr).toBe(0);
+    expect(JSON.parse(inc.stdout)).toMatchObject({ type: 'incremental', tag: 'pre-migration', description: 'before the schema change' });
+    const since = await create('--full', '--since', '2026-11-27T00:00:00Z');
+    expect([since.code, since.stderr]).toEqual([2, expect.stringContaining('--since picks the parent of an incremental')]);
+    const taken = await create('--full', '--tag', 'pre-migration');
+    expect([taken.code, taken.stderr]).toEqual([3, expect.stringContaining('BACKUP_TAG_EXISTS')]);
+    // A dir of someone's files: refused (exit 3) with or without --force, its files untouched; so is the store itself.
+    const mine = path.join(dir, 'mine');
+    fs.mkdirSync(mine);
+    fs.writeFileSync(path.join(mine, 'notes.txt'), 'important');
+    for (const [target, extra] of [[mine, []], [mine, ['--force']], [mine, ['--force', '--dry-run']], [out, ['--force']]] as const) {
+      const r = await kyrodb(['restore', '--tag', 'pre-migration', '--from', out, '--data-dir', target, ...extra]);
+      expect([r.code, r.stderr], `${target} ${extra.join(' ')}`).toEqual([3, expect.stringContaining('BACKUP_TARGET_NOT_DATA_DIR')]);
+    }
+    expect(fs.readdirSync(mine)).toEqual(['notes.txt']);
+    expect((await kyrodb(['backup', 'list', '--output', out, '--json'])).code).toBe(0);
+  });
+
   it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {
     const dir = tmp();
     const env = { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'b') };

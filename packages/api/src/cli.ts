@@ -44,7 +44,8 @@ Exit codes:
   0  done (health-check: ready)
   1  unexpected failure
   2  bad usage, config or input (the message names the key or flag)
-  3  the data dir is held by a running server, or the target exists (restore without --force)
+  3  the data dir is held by a running server, or a target is refused (restore: a data dir
+     without --force, or not a KyroDB data dir; backup create: the tag is in use)
   4  backup, collection or document not found
   5  verification failed (checksums, hash chain, restore check)
   6  server unreachable, or not ready / breaker open (health-check)
@@ -52,6 +53,9 @@ Exit codes:
   8  not enough disk space (the message says where, how much is free and, for a restore, needed)
 Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
 KYRODB_API_KEY is sent by admin/query commands, KYRODB_FAILPOINTS arms failpoints (testing).`;
+
+/** `restore --s3 s3://bucket/prefix/backup_<id>` names a backup (an id as `newBackupId` makes them). */
+const BACKUP_URL_RE = /^(s3:\/\/.+)\/backup_(\d{8}T\d{6}Z-(?:full|incr)-[0-9a-f]+)$/;
 
 interface CommonOpts {
   config?: string;
@@ -65,7 +69,7 @@ function exitCodeFor(err: unknown): number {
   // A backup's own objects that are damaged or missing: it does not verify (before the `_INVALID` of bad input).
   if (code.startsWith('BACKUP_MANIFEST_') || code === 'BACKUP_FILE_MISSING') return EXIT.VERIFY_FAILED;
   if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
-  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_DATA_DIR_NOT_EMPTY') return EXIT.LOCKED;
+  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_TARGET_NOT_DATA_DIR') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH') || code === 'BACKUP_DECRYPT_FAILED') return EXIT.VERIFY_FAILED;
   if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
@@ -205,23 +209,23 @@ export function buildProgram(): Command {
   storeOpts(backup.command('create').description('create a full or incremental backup now'))
     .addOption(new Option('--full', 'a full backup').conflicts('incremental'))
     .addOption(new Option('--incremental', 'an incremental backup (events since the last backup)').conflicts('full'))
-    .option('--since <iso>', 'incremental: events committed after this instant')
-    .option('--tag <tag>', 'a tag to restore by')
+    .option('--since <iso>', 'incremental: build on the newest backup that ends at or before this instant (default: the newest backup)')
+    .option('--tag <tag>', 'a tag to restore by, unique in the store (letters, digits, . _ - : @ +); retention never deletes a tagged backup')
     .option('--description <text>', 'free text kept in the manifest')
     .action(async (o: CommonOpts & { full?: boolean; incremental?: boolean; since?: string; tag?: string; description?: string; output?: string; s3?: string }) => {
       let log: EventLog | undefined;
       const bar = progress(o.json, 'backup');
       try {
         if (!o.full && !o.incremental) throw new ApiError('API_CONFIG_INVALID', 'backup create: give --full or --incremental');
+        if (o.full && o.since !== undefined) throw new ApiError('API_CONFIG_INVALID', 'backup create: --since picks the parent of an incremental; a full backup has none');
         const since = o.since !== undefined ? parseIsoMicros(o.since, '--since') : undefined;
         const cfg = configFrom(o);
         const store = openConfiguredStore(cfg, storeUrl(o));
         log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
         const enc = encryptionOf(cfg);
         const mgr = new BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
-        const m = o.full
-          ? await mgr.createFull({ ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) })
-          : await mgr.createIncremental(since !== undefined ? { since } : {});
+        const named = { ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) };
+        const m = o.full ? await mgr.createFull(named) : await mgr.createIncremental({ ...named, ...(since !== undefined ? { since } : {}) });
         bar.stop();
         out(o.json, m, `backup ${m.backup_id} (${m.type}) ${seqSpan(m.from_seq, m.to_seq)}, ${m.vector_count} vectors, in ${store.url}`);
       } catch (err) {
@@ -319,14 +323,14 @@ export function buildProgram(): Command {
     .option('--s3 <url>', 'S3 store URL (s3://bucket/prefix, or …/backup_<id> to name the backup)')
     .option('--from <dir>', 'backup directory (overrides backup.local_dir)')
     .option('--dry-run', 'print the restore plan only')
-    .option('--force', 'replace an existing data dir (kept as a restore point until the new one verifies)')
+    .option('--force', 'replace an existing KyroDB data dir (kept aside until the new one verifies, then deleted); never a dir of other files')
     .action(async (o: CommonOpts & { backupId?: string; pointInTime?: string; tag?: string; s3?: string; from?: string; dryRun?: boolean; force?: boolean }) => {
       const bar = progress(o.json, 'restore');
       try {
         const pit = o.pointInTime !== undefined ? parseIsoMicros(o.pointInTime, '--point-in-time') : undefined;
         let url = o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.from !== undefined ? 'file://' + path.resolve(o.from) : undefined;
         let backupId = o.backupId;
-        const m = url !== undefined ? /^(s3:\/\/.+)\/backup_([^/]+)$/.exec(url) : null;
+        const m = url !== undefined ? BACKUP_URL_RE.exec(url) : null;
         if (m !== null && backupId === undefined) {
           url = m[1]!;
           backupId = m[2]!;
@@ -338,7 +342,7 @@ export function buildProgram(): Command {
         const cfg = configFrom(o);
         const dataDir = dataDirOf(cfg);
         const holder = lockHolder(dataDir);
-        if (holder !== undefined && !o.dryRun) {
+        if (holder !== undefined) {
           throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (pid ${holder}); stop it before restoring`), { code: 'LOG_LOCKED' });
         }
         const store = openConfiguredStore(cfg, url);

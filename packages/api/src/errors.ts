@@ -1,3 +1,4 @@
+import type { FastifyReply } from 'fastify';
 import { auditErrorStatus } from './audit/errors.js';
 
 /**
@@ -158,6 +159,9 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   BACKUP_CHAIN_BROKEN: 500,
   BACKUP_TARGET_EXISTS: 409,
   BACKUP_TARGET_IN_USE: 409,
+  BACKUP_TARGET_NOT_DATA_DIR: 409,
+  BACKUP_TAG_EXISTS: 409,
+  BACKUP_ABORTED: 503,
   BACKUP_VERIFY_FAILED: 500,
   BACKUP_OBJECT_CONFLICT: 409,
   BACKUP_STORE_ERROR: 502,
@@ -198,4 +202,34 @@ export function retryAfterSeconds(err: unknown, code: string): number | undefine
   const d = (err as { details?: { retryAfterMs?: unknown } } | undefined)?.details;
   const ms = typeof d?.retryAfterMs === 'number' ? d.retryAfterMs : (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   return Math.max(1, Math.ceil((typeof ms === 'number' && Number.isFinite(ms) ? ms : 1000) / 1000));
+}
+
+/**
+ * Answers an error as `{error: {code, message}}` with its status (and Retry-After): every
+ * package's coded errors as they are; fastify's own (a body too large, malformed JSON, a bad
+ * content type) as API_* codes; a schema failure as `validationCode`; anything else API_INTERNAL
+ * (logged). Shared by the server and the audit routes' plugin.
+ */
+export function sendApiError(reply: FastifyReply, err: unknown, validationCode: string): FastifyReply {
+  const { message } = errorBody(err);
+  let { code } = errorBody(err);
+  const e = err as { code?: unknown; validation?: unknown; statusCode?: unknown };
+  if (e.validation !== undefined) {
+    code = validationCode;
+  } else if (typeof e.code === 'string' && e.code.startsWith('FST_')) {
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') code = 'API_PAYLOAD_TOO_LARGE';
+    else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') code = 'API_UNSUPPORTED_MEDIA_TYPE';
+    else if (e.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') code = 'API_INVALID_REQUEST';
+    else if (e.code.startsWith('FST_ERR_CTP_')) code = 'API_MALFORMED_JSON';
+    else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) code = 'API_INVALID_REQUEST';
+  } else if (err instanceof SyntaxError || (typeof e.statusCode === 'number' && e.statusCode === 400 && code === 'API_INTERNAL')) {
+    code = 'API_MALFORMED_JSON';
+  } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && code === 'API_INTERNAL') {
+    code = e.statusCode === 413 ? 'API_PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
+  }
+  const status = httpStatusFor(code);
+  const retry = retryAfterSeconds(err, code);
+  if (retry !== undefined) void reply.header('Retry-After', String(retry));
+  if (status >= 500 && code === 'API_INTERNAL') process.stderr.write(JSON.stringify({ level: 'error', component: 'api', msg: 'internal error', error: err instanceof Error ? err.stack : String(err) }) + '\n');
+  return reply.status(status).send({ error: { code, message } });
 }

@@ -6,7 +6,7 @@ import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
 import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore } from '@kyrodb/backup';
-import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
+import type { BackupManifest, EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 
 /** A structured log line. */
@@ -155,17 +155,28 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
           logger('warn', `scheduled ${type} backup skipped: another backup is running`);
           return;
         }
+        if (log.head().seq === 0) {
+          logger('info', `scheduled ${type} backup skipped: the log is empty`);
+          return;
+        }
         running = true;
         try {
           // Marked in the description, not a tag: a tag makes a backup a named restore point that retention never deletes.
-          const m = type === 'full' ? await manager.createFull({ description: 'scheduled' }) : await manager.createIncremental({ description: 'scheduled' });
-          logger('info', `scheduled ${type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
+          const m = type === 'full' ? await manager.createFull({ description: 'scheduled' }) : await incrementalOrFirstFull();
+          logger('info', `scheduled ${m.type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
           await applyRetention();
         } catch (err) {
           logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
         } finally {
           running = false;
         }
+      };
+      // Until the store holds a backup, an incremental has nothing to build on: the first scheduled
+      // backup of a new store is a full one, whichever schedule fires first.
+      const incrementalOrFirstFull = async (): Promise<BackupManifest> => {
+        if ((await manager.list()).length > 0) return manager.createIncremental({ description: 'scheduled' });
+        logger('info', 'scheduled incremental backup: the store holds no backup yet; taking a full one');
+        return manager.createFull({ description: 'scheduled' });
       };
       // After each scheduled backup, the retention policy (backup.retention), as the sketch's
       // backup manager applies it: never a tagged backup, the newest, or what a kept one needs.
@@ -207,11 +218,16 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       closing ??= (async () => {
         (app as unknown as { drain: () => void }).drain();
         for (const c of crons) c.stop();
+        // In-flight requests and backups (a POST /v1/backups, a scheduled one) get the shutdown
+        // timeout to finish; then connections are cut and backups stopped (BACKUP_ABORTED), which
+        // remove what they stored before the log closes.
         const t = setTimeout(() => {
           app.server.closeAllConnections();
+          manager.abort();
         }, cfg.server.shutdown_timeout_ms);
         try {
           await app.close();
+          await manager.idle();
         } finally {
           clearTimeout(t);
         }

@@ -2,17 +2,17 @@ import { createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
-import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams, systemClock } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
 import type { CollectionInfo, Projections, SearchRequest } from '@kyrodb/projections';
 import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
-import { ApiError, errorBody, httpStatusFor, retryAfterSeconds } from './errors.js';
+import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { auditRoutes } from './audit/index.js';
+import { auditRoutes, isAuditError, parseAsOf } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
 export interface AppDeps {
@@ -55,6 +55,7 @@ const hnswSchema = {
   properties: { M: { type: 'integer', minimum: 2, maximum: 256 }, efConstruction: { type: 'integer', minimum: 2, maximum: 10000 }, efSearch: { type: 'integer', minimum: 2, maximum: 10000 } },
 } as const;
 const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a time zone, e.g. 2024-01-15T10:00:00Z' } as const;
+const asOfString = { type: 'string', maxLength: 64, description: 'an instant: ISO-8601 with a time zone, or integer microseconds since the epoch; not in the future' } as const;
 
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
@@ -147,7 +148,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logger: false,
     bodyLimit: config.server.body_limit_bytes,
     routerOptions: { maxParamLength: 600 },
-    return503OnClosing: true,
+    return503OnClosing: false, // the onRequest hook answers API_SHUTTING_DOWN (with Retry-After) while draining
     // Router-level failures (undecodable URL, bad content-type header) bypass setErrorHandler.
     frameworkErrors: (err, _req, reply) => {
       const code = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
@@ -189,28 +190,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   }
 
-  app.setErrorHandler(async (err: unknown, _req, reply) => {
-    const { message } = errorBody(err);
-    let { code } = errorBody(err);
-    const e = err as { code?: unknown; validation?: unknown; statusCode?: unknown; validationContext?: unknown };
-    if (e.validation !== undefined) {
-      code = 'API_INVALID_REQUEST';
-    } else if (typeof e.code === 'string' && e.code.startsWith('FST_')) {
-      if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') code = 'API_PAYLOAD_TOO_LARGE';
-      else if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || e.code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') code = e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
-      else if (e.code.startsWith('FST_ERR_CTP_') || e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') code = 'API_MALFORMED_JSON';
-      else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) code = 'API_INVALID_REQUEST';
-    } else if (err instanceof SyntaxError || (typeof e.statusCode === 'number' && e.statusCode === 400 && code === 'API_INTERNAL')) {
-      code = 'API_MALFORMED_JSON';
-    } else if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && code === 'API_INTERNAL') {
-      code = e.statusCode === 413 ? 'API_PAYLOAD_TOO_LARGE' : e.statusCode === 415 ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
-    }
-    const status = httpStatusFor(code);
-    const retry = retryAfterSeconds(err, code);
-    if (retry !== undefined) void reply.header('Retry-After', String(retry));
-    if (status >= 500 && code === 'API_INTERNAL') process.stderr.write(JSON.stringify({ level: 'error', component: 'api', msg: 'internal error', error: err instanceof Error ? err.stack : String(err) }) + '\n');
-    return reply.status(status).send({ error: { code, message } });
-  });
+  app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, err, 'API_INVALID_REQUEST'));
 
   app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}` } }));
 
@@ -228,6 +208,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const c = projections.getCollection(name);
     if (c === undefined) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
     return c;
+  };
+  // An as-of instant on these routes follows the audit routes' rule (README "As-of time T"):
+  // ISO-8601 with a zone or integer µs; a T after both now and the head's ts is refused
+  // (AUDIT_TIME_IN_FUTURE, 422), since an answer as of T must not change later.
+  const asOfMicros = (s: string): number => {
+    try {
+      return parseAsOf(s, Math.max(systemClock.nowMicros(), log.head().ts));
+    } catch (err) {
+      if (isAuditError(err) && err.code === 'AUDIT_BAD_TIME') throw new ApiError('API_INVALID_TIMESTAMP', `asOf: ${err.message}`);
+      throw err;
+    }
   };
   const actorOf = (req: FastifyRequest): { actor?: string } => (req.actor !== undefined ? { actor: req.actor } : {});
   const admit = (): void => {
@@ -328,12 +319,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
     r.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(
       '/v1/collections/:name/vectors/:id',
-      { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: isoString } } } },
+      { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: asOfString } } } },
       (req) => {
         checkName(req.params.name);
         checkId(req.params.id);
         if (req.query.asOf !== undefined) {
-          const at = parseIsoMicros(req.query.asOf, 'asOf');
+          const at = asOfMicros(req.query.asOf);
           const e = log.docAsOf(req.params.name, req.params.id, at);
           if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} did not exist in ${req.params.name} at ${req.query.asOf}`);
           return { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
@@ -353,7 +344,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant',
           params: nameParam,
           querystring: emptyQuery,
-          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: isoString } },
+          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: asOfString } },
         },
       },
       async (req) => {
@@ -367,12 +358,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             throw new ApiError('API_INVALID_FILTER', errorBody(err).message);
           }
         }
-        if (req.body.asOf !== undefined) sr.asOf = parseIsoMicros(req.body.asOf, 'asOf');
-        else {
+        if (req.body.asOf === undefined) {
           const c = requireCollection(req.params.name);
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
+          return projections.search(req.params.name, sr);
         }
-        return projections.search(req.params.name, sr);
+        sr.asOf = asOfMicros(req.body.asOf);
+        try {
+          return await projections.search(req.params.name, sr);
+        } catch (err) {
+          // The same codes as a live search's, for the state at T.
+          const code = errorBody(err).code;
+          if (code === 'PROJ_UNKNOWN_COLLECTION') throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${req.params.name} did not exist at ${req.body.asOf}`);
+          if (code === 'PROJ_DIMENSION_MISMATCH') throw new ApiError('API_DIMENSION_MISMATCH', `${errorBody(err).message} (at ${req.body.asOf})`);
+          throw err;
+        }
       },
     );
 
@@ -389,7 +389,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       if (deps.backup === undefined) throw new ApiError('API_NOT_AVAILABLE', 'backups are not available in this server (@kyrodb/backup missing or backup disabled)');
       return deps.backup.manager;
     };
-    r.get<{ Querystring: { before?: string } }>('/v1/backups', { config: { roles: ['admin'] }, schema: { summary: 'Backup manifests, oldest first', querystring: { type: 'object', additionalProperties: false, properties: { before: isoString } } } }, async (req) => {
+    r.get<{ Querystring: { before?: string } }>('/v1/backups', { config: { roles: ['admin'] }, schema: { summary: 'Backup manifests, newest first', querystring: { type: 'object', additionalProperties: false, properties: { before: isoString } } } }, async (req) => {
       const m = needBackup();
       return { backups: await m.list(req.query.before !== undefined ? { before: parseIsoMicros(req.query.before, 'before') } : {}) };
     });
@@ -406,10 +406,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       async (req, reply) => {
         const m = needBackup();
         const b = req.body;
-        const manifest =
-          b.type === 'full'
-            ? await m.createFull({ ...(b.tag !== undefined ? { tag: b.tag } : {}), ...(b.description !== undefined ? { description: b.description } : {}) })
-            : await m.createIncremental(b.since !== undefined ? { since: parseIsoMicros(b.since, 'since') } : {});
+        if (b.type === 'full' && b.since !== undefined) throw new ApiError('API_INVALID_REQUEST', 'since picks the parent of an incremental backup; a full backup has none');
+        const named = { ...(b.tag !== undefined ? { tag: b.tag } : {}), ...(b.description !== undefined ? { description: b.description } : {}) };
+        const manifest = b.type === 'full' ? await m.createFull(named) : await m.createIncremental({ ...named, ...(b.since !== undefined ? { since: parseIsoMicros(b.since, 'since') } : {}) });
         return reply.status(201).send(manifest);
       },
     );

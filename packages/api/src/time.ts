@@ -30,9 +30,4 @@ export function parseIsoMicros(s: unknown, what = 'timestamp'): number {
   return total;
 }
 
-/** Microseconds since the epoch as ISO-8601 UTC with 6 fractional digits (`2024-01-15T10:00:00.123456Z`). */
-export function microsToIso(us: number): string {
-  const ms = Math.floor(us / 1000);
-  const iso = new Date(ms).toISOString(); // …SS.mmmZ
-  return iso.slice(0, -1) + String(us - ms * 1000).padStart(3, '0') + 'Z';
-}
+export { microsToIso } from '@kyrodb/log';

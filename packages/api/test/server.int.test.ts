@@ -218,3 +218,94 @@ describe('vector writes and collection lifecycle', () => {
     }
   });
 });
+
+describe('backups over HTTP, as-of instants, error codes of the audit routes, shutdown', () => {
+  let node: Node;
+  beforeAll(async () => {
+    node = await inProcessNode();
+    expect((await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'l2' })).status).toBe(201);
+    expect((await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a', vector: vec(1, 0, 0) }] })).status).toBe(200);
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  it('POST /v1/backups: full and incremental keep their tag and description; a bad or taken tag, or since on a full, is refused and stores nothing', async () => {
+    const full = await req(node, 'POST', '/v1/backups', { type: 'full', tag: 'v1', description: 'first' });
+    expect(full.status).toBe(201);
+    await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'b', vector: vec(0, 1, 0) }] });
+    const inc = await req(node, 'POST', '/v1/backups', { type: 'incremental', tag: 'keep-me', description: 'before migration' });
+    expect(inc.status).toBe(201);
+    expect([inc.json.type, inc.json.tag, inc.json.description]).toEqual(['incremental', 'keep-me', 'before migration']);
+    for (const [body, status, code] of [
+      [{ type: 'full', since: '2026-01-01T00:00:00Z' }, 400, 'API_INVALID_REQUEST'],
+      [{ type: 'full', since: 'yesterday' }, 400, 'API_INVALID_REQUEST'],
+      [{ type: 'incremental', tag: '' }, 400, 'BACKUP_INVALID_ARGUMENT'],
+      [{ type: 'full', tag: 'latest' }, 400, 'BACKUP_INVALID_ARGUMENT'],
+      [{ type: 'full', tag: 'keep-me' }, 409, 'BACKUP_TAG_EXISTS'],
+    ] as const) {
+      const r = await req(node, 'POST', '/v1/backups', body);
+      expect([r.status, r.json.error?.code], JSON.stringify(body)).toEqual([status, code]);
+    }
+    const list = await req(node, 'GET', '/v1/backups');
+    expect(list.json.backups.map((m: { tag?: string }) => m.tag)).toEqual(['keep-me', 'v1']);
+    const metrics = await req(node, 'GET', '/metrics');
+    expect(metrics.json).not.toMatch(/backup_failure_total\{type="(full|incremental)"\} [1-9]/);
+  });
+
+  it('asOf on the collection routes follows the as-of rule: integer µs too, a future instant refused (422), a collection absent at T is API_COLLECTION_NOT_FOUND', async () => {
+    const head = node.log.head();
+    const got = await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${head.ts}`);
+    expect([got.status, got.json.id]).toEqual([200, 'a']);
+    const future = new Date(Date.now() + 120_000).toISOString();
+    for (const r of [await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${future}`), await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: future })]) {
+      expect([r.status, r.json.error.code]).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+    }
+    expect((await req(node, 'GET', '/v1/collections/docs/vectors/a?asOf=soon')).json.error.code).toBe('API_INVALID_TIMESTAMP');
+    const before = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: '2020-01-01T00:00:00Z' });
+    expect([before.status, before.json.error.code]).toEqual([404, 'API_COLLECTION_NOT_FOUND']);
+    const dim = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0), k: 1, asOf: String(head.ts) });
+    expect([dim.status, dim.json.error.code]).toEqual([400, 'API_DIMENSION_MISMATCH']);
+  });
+
+  it('the audit routes answer malformed JSON and a body too large with the API_* codes', async () => {
+    const r = await req(node, 'POST', '/v1/audit/verify', 'notjson', { 'content-type': 'application/json' });
+    expect([r.status, r.json.error.code]).toEqual([400, 'API_MALFORMED_JSON']);
+  });
+});
+
+describe('shutdown', () => {
+  it('an open /v1/log/stream ends when the server shuts down, rather than holding the shutdown for its whole timeout', async () => {
+    const node = await inProcessNode({ 'server.shutdown_timeout_ms': 600_000, 'server.port': 0 });
+    await node.app.listen({ host: '127.0.0.1', port: 0 });
+    await node.log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 16, efConstruction: 100, efSearch: 50 } } }]);
+    const addr = node.app.server.address() as { port: number };
+    const res = await fetch(`http://127.0.0.1:${addr.port}/v1/log/stream?fromSeq=1`);
+    expect(res.status).toBe(200);
+    const reading = res.text(); // until the stream ends
+    await node.close(); // without the fix: 600 s, far past this test's timeout
+    await reading.catch(() => undefined);
+  }, 20_000);
+});
+
+describe('scheduled backups', () => {
+  it('the first scheduled backup of an empty store is a full one, whichever schedule fires first; an empty log is skipped', async () => {
+    const node = await inProcessNode({ 'backup.enabled': true, 'backup.full_backup_schedule': '0 0 1 1 *', 'backup.incremental_backup_schedule': '* * * * * *' });
+    try {
+      const list = async (): Promise<{ type: string; description?: string; parent: string | null }[]> => (await req(node, 'GET', '/v1/backups')).json.backups;
+      await new Promise((r) => setTimeout(r, 2200)); // two ticks on an empty log: nothing to back up
+      expect(await list()).toEqual([]);
+      await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'l2' });
+      const deadline = Date.now() + 15_000;
+      while ((await list()).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      const backups = (await list()).reverse(); // oldest first
+      expect(backups.length).toBeGreaterThanOrEqual(2);
+      expect(backups[0]).toMatchObject({ type: 'full', description: 'scheduled', parent: null });
+      expect(backups[1]).toMatchObject({ type: 'incremental', description: 'scheduled' });
+      const metrics = (await req(node, 'GET', '/metrics')).json as string;
+      expect(metrics).not.toMatch(/backup_failure_total\{type="(full|incremental)"\} [1-9]/);
+    } finally {
+      await node.close();
+    }
+  }, 30_000);
+});

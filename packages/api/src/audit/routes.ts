@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
 import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
+import { sendApiError } from '../errors.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
 import { collectionAsOfAsync, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
@@ -77,7 +78,7 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply {
  * - `GET /v1/log?fromSeq=&toSeq=&fromTime=&toTime=&limit=` → `{events, next}` (next: the
  *   `fromSeq` of the next page, or null).
  * - `GET /v1/log/stream?fromSeq=` → NDJSON live tail (catch-up, then live); ends when the
- *   client disconnects.
+ *   client disconnects or the server shuts down.
  * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`.
  *
  * Times (asOf, fromTime, toTime) are ISO-8601 with timezone or integer µs; the as-of rule is
@@ -106,15 +107,9 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     done();
   });
 
-  // Encapsulated in this plugin: schema failures and audit errors as {error: {code, message}}.
-  app.setErrorHandler((err: unknown, _req, reply) => {
-    if (isAuditError(err)) return reply.code(auditErrorStatus[err.code]).send({ error: { code: err.code, message: err.message } });
-    const e = err as { validation?: unknown; statusCode?: number; code?: string; message?: string };
-    if (e.validation !== undefined) return reply.code(400).send({ error: { code: 'AUDIT_BAD_REQUEST', message: e.message ?? 'invalid request' } });
-    if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: e.code ?? 'AUDIT_BAD_REQUEST', message: e.message ?? 'bad request' } });
-    app.log.error(err);
-    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
-  });
+  // Encapsulated in this plugin: audit errors and schema failures (AUDIT_BAD_REQUEST) as
+  // {error: {code, message}}; the rest (malformed JSON, a body too large, …) as the server's API_* codes.
+  app.setErrorHandler((err: unknown, _req, reply) => sendApiError(reply, err, 'AUDIT_BAD_REQUEST'));
 
   app.get('/v1/audit/head', { schema: { response: { 200: headSchema } } }, () => headToJson(log.head()));
 
@@ -241,6 +236,11 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     },
   );
 
+  const streams = new Set<() => void>();
+  app.addHook('preClose', (done) => {
+    for (const stop of [...streams]) stop();
+    done();
+  });
   app.get<{ Querystring: { fromSeq?: string } }>(
     '/v1/log/stream',
     { schema: { querystring: { type: 'object', additionalProperties: false, properties: { fromSeq: intString } } } },
@@ -260,10 +260,13 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         complete: () => out.end(),
       });
       const stop = (): void => {
+        streams.delete(stop);
         sub.unsubscribe();
         if (!out.destroyed) out.end();
       };
-      // The response closes when the client goes away (or the server shuts down).
+      // Ends when the client goes away, or when the server begins to shut down (`preClose`
+      // below: an open stream would otherwise hold the shutdown for its whole timeout).
+      streams.add(stop);
       reply.raw.on('close', stop);
       return reply.type('application/x-ndjson').send(out);
     },
