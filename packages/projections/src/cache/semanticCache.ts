@@ -5,7 +5,7 @@ import type { CacheOptionsInput } from './options.js';
 import { LearnedPredictor, newAccessStats, touchAccessStats } from './predictor.js';
 import type { AccessStats } from './predictor.js';
 import type { CacheOptions, CacheQuery, QueryCacheLayer, SearchHit } from './types.js';
-import { seededRandom } from '@kyrodb/log';
+import { seededRandom, type Metric } from '@kyrodb/log';
 
 const EVICTION_SAMPLE = 16;
 const ENTRY_OVERHEAD_BYTES = 96;
@@ -20,6 +20,8 @@ interface Key {
   scope: Scope;
   bucket: number;
   vec: Float32Array;
+  /** The query's length (for l2 and ip matching; see CacheQuery.metric). */
+  norm: number;
   stats: AccessStats;
   lastSeq: number;
   alive: boolean;
@@ -69,7 +71,7 @@ export interface SemanticCacheInit {
 /**
  * The hybrid semantic cache (DESIGN.md §2). An answer is served only when a remembered query in the
  * same scope (collection, k, filterKey) has cosine similarity ≥ `similarityThreshold` with the new
- * one AND its collection version equals the query's version — or, with `maxStalenessMs` > 0 only,
+ * one (and, for an l2 or ip collection, a length within 1 − `similarityThreshold` of it) AND its collection version equals the query's version — or, with `maxStalenessMs` > 0 only,
  * the entry is at most that old. Candidates are found through a random-hyperplane LSH (8–16 bits,
  * about 4 remembered queries per bucket) probed at Hamming distance ≤ 1, so a similar entry may
  * occasionally be missed (a miss, never a wrong answer).
@@ -134,12 +136,12 @@ export class SemanticCache implements QueryCacheLayer {
   lookup(q: CacheQuery): SearchHit[] | undefined {
     if (!this.options.enabled) return undefined;
     this.lastMiss = undefined;
-    const nv = normalize(q.vector);
-    if (nv === undefined) return this.miss();
+    const n = normalize(q.vector);
+    if (n === undefined) return this.miss();
     this.noteVersion(q.collection, q.version);
     const scopeKey = scopeOf(q);
-    let key = this.find(scopeKey, nv);
-    key ??= this.track(scopeKey, nv, q.collection);
+    let key = this.find(scopeKey, n, q.metric);
+    key ??= this.track(scopeKey, n, q.collection);
     const seq = this.accessLog.record(q.nowMs, q.collection, key.id, key.ids);
     touchAccessStats(key.stats, seq);
     key.lastSeq = seq;
@@ -177,9 +179,9 @@ export class SemanticCache implements QueryCacheLayer {
     const scopeKey = scopeOf(q);
     if (last !== undefined && last.vector === q.vector && last.key.alive && last.key.scope.key === scopeKey) key = last.key;
     else {
-      const nv = normalize(q.vector);
-      if (nv === undefined) return;
-      key = this.find(scopeKey, nv) ?? this.track(scopeKey, nv, q.collection);
+      const n = normalize(q.vector);
+      if (n === undefined) return;
+      key = this.find(scopeKey, n, q.metric) ?? this.track(scopeKey, n, q.collection);
     }
     const bytes = estimateBytes(key.vec.length, results);
     if (bytes > this.options.maxBytes) {
@@ -355,11 +357,11 @@ export class SemanticCache implements QueryCacheLayer {
     if (--scope.size === 0) this.scopes.delete(scope.key);
   }
 
-  private track(scopeKey: string, nv: Float32Array, collection: string): Key {
+  private track(scopeKey: string, { nv, norm }: Normalized, collection: string): Key {
     let scope = this.scopes.get(scopeKey);
     if (scope === undefined) this.scopes.set(scopeKey, (scope = { key: scopeKey, buckets: new Map(), size: 0 }));
     const bucket = this.hash(nv);
-    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
+    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, norm, stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
     let list = scope.buckets.get(bucket);
     if (list === undefined) scope.buckets.set(bucket, (list = []));
     list.push(key);
@@ -369,11 +371,13 @@ export class SemanticCache implements QueryCacheLayer {
     return key;
   }
 
-  private find(scopeKey: string, nv: Float32Array): Key | undefined {
+  private find(scopeKey: string, { nv, norm }: Normalized, metric: Metric = 'cosine'): Key | undefined {
     const scope = this.scopes.get(scopeKey);
     if (scope === undefined) return undefined;
     const h = this.hash(nv);
     const threshold = this.options.similarityThreshold - SIMILARITY_EPSILON;
+    // l2 and ip: lengths within the tolerance the threshold allows directions (1 − threshold).
+    const lengthTolerance = metric === 'cosine' ? Infinity : 1 - threshold;
     let best: Key | undefined;
     let bestSim = -Infinity;
     for (let p = -1; p < this.lshBits; p++) {
@@ -383,6 +387,7 @@ export class SemanticCache implements QueryCacheLayer {
       if (list === undefined) continue;
       for (const key of list) {
         if (key.vec.length !== nv.length) continue;
+        if (Math.abs(key.norm - norm) > lengthTolerance * Math.max(key.norm, norm)) continue;
         const sim = dot(key.vec, nv);
         if (sim >= threshold && sim > bestSim) {
           bestSim = sim;
@@ -416,14 +421,21 @@ function idsOf(results: readonly SearchHit[]): string[] {
   return results.map((r) => r.id);
 }
 
-function normalize(v: Float32Array): Float32Array | undefined {
+/** A query's direction (unit length) and length. */
+interface Normalized {
+  nv: Float32Array;
+  norm: number;
+}
+
+function normalize(v: Float32Array): Normalized | undefined {
   let s = 0;
   for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
   if (!(s > 0) || !Number.isFinite(s)) return undefined;
-  const inv = 1 / Math.sqrt(s);
+  const norm = Math.sqrt(s);
+  const inv = 1 / norm;
   const out = new Float32Array(v.length);
   for (let i = 0; i < v.length; i++) out[i] = v[i]! * inv;
-  return out;
+  return { nv: out, norm };
 }
 
 function dot(a: Float32Array, b: Float32Array, offA = 0): number {

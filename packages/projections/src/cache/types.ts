@@ -1,3 +1,4 @@
+import type { Metric } from '@kyrodb/log';
 import type { SearchHit } from '../state.js';
 
 /**
@@ -17,6 +18,13 @@ export type { SearchHit };
 export interface CacheQuery {
   collection: string;
   vector: Float32Array;
+  /**
+   * The collection's metric. Under `cosine` a query's length changes no score, so only its
+   * direction is matched; under `l2` and `ip` it does (a query twice as long has other l2
+   * neighbours, and doubled ip scores), so a remembered query must also be as long, within the
+   * same tolerance. Default `cosine`.
+   */
+  metric?: Metric;
   k: number;
   filterKey: string;
   version: number;
