@@ -173,7 +173,40 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--data-dir', dir])).code).toBe(2);
   });
 
-  it('audit search --as-of T answers the exact top-k of the state at T (projections scoring); bad queries exit 2', async () => {
+  it('audit replay --out: a symlink stays a link to the new export, a FIFO is written in place, a directory is refused (exit 2)', async () => {
+    const d = tmpDir();
+    const real = path.join(d, 'real.ndjson');
+    fs.writeFileSync(real, 'old');
+    const link = path.join(d, 'link.ndjson');
+    fs.symlinkSync(real, link);
+    const r = await run(['audit', 'replay', '--data-dir', dir, '--to', String(commits[2]!.ts), '--out', link]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await importState(real)).head.seq).toBe(log.seqAtTime(commits[2]!.ts));
+    expect(fs.readdirSync(d).sort()).toEqual(['link.ndjson', 'real.ndjson']); // no temp file left
+    // A FIFO: written as it is (a reader gets the whole export); the summary goes to stderr.
+    const fifo = path.join(d, 'pipe');
+    const mk = spawn('mkfifo', [fifo]);
+    await new Promise((res) => mk.on('close', res));
+    const reading = new Promise<string>((res, rej) => {
+      let text = '';
+      fs.createReadStream(fifo)
+        .on('data', (c: string | Buffer) => (text += c.toString()))
+        .on('end', () => res(text))
+        .on('error', rej);
+    });
+    const f = await run(['audit', 'replay', '--data-dir', dir, '--to', String(commits[2]!.ts), '--out', fifo]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(f.stdout).toBe('');
+    expect(f.stderr).toContain('wrote');
+    const lines = (await reading).trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
+    expect([lines[0]!.kind, lines[lines.length - 1]!.kind]).toEqual(['header', 'footer']);
+    expect(fs.statSync(fifo).isFIFO()).toBe(true);
+    const dirOut = await run(['audit', 'replay', '--data-dir', dir, '--to', String(commits[2]!.ts), '--out', d]);
+    expect([dirOut.code, dirOut.stderr]).toEqual([2, expect.stringContaining('is a directory')]);
+  });
+
+  it('audit search --as-of T answers the exact top-k of the state at T (projections scoring); bad queries exit 2, an unknown collection 4', async () => {
     const t = commits[2]!.ts;
     const r = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[0.5, 0]', '--k', '2', '--as-of', String(t)]);
     expect(r.stderr).toBe('');
@@ -186,16 +219,16 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(filtered.code).toBe(0);
     const wantF = exactSearch(materialize(log), 'c', { vector: new Float32Array([0.5, 0]), k: 5, filter: { i: { $gte: 1 } } });
     expect((JSON.parse(filtered.stdout) as { results: unknown[] }).results).toEqual(JSON.parse(JSON.stringify(wantF)));
-    for (const args of [
-      ['--collection', 'nope', '--vector', '[1, 2]'],
-      ['--collection', 'c', '--vector', '[1, 2, 3]'],
-      ['--collection', 'c', '--vector', 'x'],
-      ['--collection', 'c', '--vector', '[1, 2]', '--k', '0'],
-      ['--collection', 'c', '--vector', '[1, 2]', '--filter', '{"a": {"$bogus": 1}}'],
-      ['--collection', 'c', '--vector', '[1, 2]', '--as-of', String(commits[0]!.ts - 1)],
-    ]) {
+    for (const [code, args] of [
+      [4, ['--collection', 'nope', '--vector', '[1, 2]']],
+      [2, ['--collection', 'c', '--vector', '[1, 2, 3]']],
+      [2, ['--collection', 'c', '--vector', 'x']],
+      [2, ['--collection', 'c', '--vector', '[1, 2]', '--k', '0']],
+      [2, ['--collection', 'c', '--vector', '[1, 2]', '--filter', '{"a": {"$bogus": 1}}']],
+      [4, ['--collection', 'c', '--vector', '[1, 2]', '--as-of', String(commits[0]!.ts - 1)]],
+    ] as const) {
       const b = await run(['audit', 'search', '--data-dir', dir, ...args]);
-      expect(b.code, args.join(' ')).toBe(2);
+      expect(b.code, args.join(' ')).toBe(code);
     }
   });
 });

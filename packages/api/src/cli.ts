@@ -44,7 +44,8 @@ Exit codes:
   0  done (health-check: ready)
   1  unexpected failure
   2  bad usage, config or input (the message names the key or flag)
-  3  the data dir is held by a running server, or a target is refused (restore: a data dir
+  3  the data dir is held by a running server or needs a writer's open first (LOG_RECOVERY_NEEDED:
+     its writer crashed), or a target is refused (restore: a data dir
      without --force, or not a KyroDB data dir; backup create: the tag is in use)
   4  backup, collection or document not found
   5  verification failed (checksums, hash chain, restore check)
@@ -69,7 +70,7 @@ function exitCodeFor(err: unknown): number {
   // A backup's own objects that are damaged or missing: it does not verify (before the `_INVALID` of bad input).
   if (code.startsWith('BACKUP_MANIFEST_') || code === 'BACKUP_FILE_MISSING') return EXIT.VERIFY_FAILED;
   if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
-  if (code === 'LOG_LOCKED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_TARGET_NOT_DATA_DIR') return EXIT.LOCKED;
+  if (code === 'LOG_LOCKED' || code === 'LOG_RECOVERY_NEEDED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_TARGET_NOT_DATA_DIR') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH') || code === 'BACKUP_DECRYPT_FAILED') return EXIT.VERIFY_FAILED;
   if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;

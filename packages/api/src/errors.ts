@@ -125,6 +125,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   LOG_STORE_CORRUPT: 500,
   LOG_FORMAT_VERSION: 500,
   LOG_INDEX_INCOMPLETE: 500,
+  LOG_RECOVERY_NEEDED: 503,
   LOG_LOCKED: 409,
   LOG_READ_ONLY: 503,
   LOG_CLOSED: 503,

@@ -25,6 +25,8 @@ export const LogErrorCodes = {
   LOG_READ_ONLY: 'the log is open read-only',
   /** The log is closed. */
   LOG_CLOSED: 'the log is closed',
+  /** A read-only open of a log whose writer stopped without closing it (no live writer now) when LMDB lacks acknowledged events the write-ahead segments hold, or the machine stopped (LMDB cannot be trusted): a writer's open applies or rebuilds them. */
+  LOG_RECOVERY_NEEDED: 'the writer stopped before LMDB had every acknowledged event; open the log for writing once',
   /** A read-only log's by-doc index misses the entries of a bulk import (`deferDocIndex`) whose writer stopped before writing them; opening it for writing writes them. */
   LOG_INDEX_INCOMPLETE: 'the by-doc index misses entries of an interrupted bulk import; open the log for writing once',
   /** The WAL circuit breaker is open after repeated write failures; writes fail fast until it half-opens or is reset. */

@@ -21,7 +21,7 @@ import type { ApplyBatch } from './applier.js';
 import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { rowRecord, spanView } from './store.js';
-import { acquireWriterLock } from './writerLock.js';
+import { acquireWriterLock, lockHolder } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
 import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 
@@ -383,6 +383,7 @@ export class EventLog {
       log.openEnv();
       log.checkFormat();
       log.cachedHead = log.readHeadFromDisk();
+      if (log.opts.readOnly) log.checkRecovered();
       if (!log.opts.readOnly) {
         log.loadCursors();
         await log.openWal();
@@ -1288,6 +1289,28 @@ export class EventLog {
     this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...cut, aside });
     fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
     fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
+  }
+
+  /**
+   * A read-only open reads LMDB only. Its writer applies acknowledged events to LMDB a few ms
+   * after they are durable in the segments, and a writer's open applies what a crash left
+   * unapplied (or rebuilds LMDB after a machine crash). With no live writer and the open-marker
+   * of one that never closed, a read-only open would silently answer without those events (an
+   * audit, a backup of the data dir): LOG_RECOVERY_NEEDED, when the segments hold events past
+   * LMDB's head or the machine stopped. A live writer's LMDB catching up is not refused.
+   */
+  private checkRecovered(): void {
+    const marker = readMarker(this.markerPath);
+    if (marker === undefined || lockHolder(this.opts.dir) !== undefined) return;
+    const fix = 'open the data dir for writing once (kyrodb serve, then stop it), which applies them; nothing was changed';
+    if (marker.bootId === '' || marker.bootId !== currentBootId()) {
+      throw new LogError('LOG_RECOVERY_NEEDED', `the machine stopped while ${this.opts.dir} was open for writing: its LMDB must be rebuilt from the write-ahead segments before it can be read; ${fix}`, { dir: this.opts.dir });
+    }
+    const head = this.cachedHead.seq;
+    for (const { seq } of readSegments(this.walDir, head + 1)) {
+      if (seq <= head) continue;
+      throw new LogError('LOG_RECOVERY_NEEDED', `the writer of ${this.opts.dir} stopped before LMDB had every acknowledged event: the write-ahead segments hold seq ${seq} and on, LMDB ends at ${head}; ${fix}`, { dir: this.opts.dir, head, seq });
+    }
   }
 
   /**

@@ -131,6 +131,8 @@ describe('write-ahead segments', () => {
       await expect(reopen(dir)).rejects.toSatisfy((e) => (e as { code?: string }).code === 'LOG_CHAIN_BROKEN' && /unbroken chain only up to seq \d+.*nothing was changed/.test((e as Error).message));
       const after = Object.fromEntries(fs.readdirSync(dir).filter((f) => f.startsWith('log.')).map((f) => [f, fs.readFileSync(path.join(dir, f)).toString('hex')]));
       expect(after).toEqual(before);
+      // (Read-only, without the marker: a read-only open after a machine crash refuses too.)
+      fs.rmSync(path.join(dir, 'log.open'));
       const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
       expect(headOf(ro)).toEqual(head);
       expect(idsOf(ro)).toEqual(ids);
@@ -150,6 +152,35 @@ describe('write-ahead segments', () => {
     expect(idsOf(log)).toEqual(ids);
     expect(log.verify().ok).toBe(true);
     await log.close();
+  });
+
+  it('a read-only open of a crashed writer\'s log refuses (LOG_RECOVERY_NEEDED) while the segments hold events LMDB lacks, or after a machine crash; never beside a live writer', async () => {
+    const { log, dir } = await openTestLog();
+    dirs.push(dir);
+    await log.append([created('c', 8)]);
+    await log.append(batch(0, 20));
+    await log.close();
+    const early = fs.readFileSync(path.join(dir, 'log.mdb')); // LMDB as of seq 21
+    const again = await reopen(dir);
+    await again.append(batch(20, 5));
+    const head = headOf(again);
+    await again.close();
+    // The writer (pid 1 is never ours) was killed before LMDB had seqs 22..26; its marker is left.
+    fs.writeFileSync(path.join(dir, 'log.mdb'), early);
+    fs.rmSync(path.join(dir, 'log.mdb-lock'), { force: true });
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const refused = async (bootId: string, what: RegExp): Promise<void> => {
+      fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 2 ** 22 + 1, bootId }));
+      await expect(EventLog.open({ dir, readOnly: true, logger: quietLogger() })).rejects.toSatisfy((e) => (e as { code?: string }).code === 'LOG_RECOVERY_NEEDED' && what.test((e as Error).message));
+    };
+    await refused(boot, /the write-ahead segments hold seq 22 and on, LMDB ends at 21/);
+    await refused('a-boot-before-the-crash', /the machine stopped/);
+    // A writer's open applies them; then read-only opens see every event.
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 2 ** 22 + 1, bootId: boot }));
+    await (await reopen(dir)).close();
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    expect(headOf(ro)).toEqual(head);
+    await ro.close();
   });
 
   it('a torn frame at the end (a write that never completed, never acknowledged) is zeroed at open', async () => {

@@ -21,9 +21,22 @@ export const AUDIT_EXIT = Object.freeze({
   OK: 0,
   /** Bad input: malformed digest or time, missing data dir, unknown option. */
   BAD_INPUT: 2,
-  /** The chain does not verify or does not extend the digest; the message names the first bad seq. */
+  /** The chain does not verify or does not extend the digest (or LMDB is damaged); the message names the first bad seq. */
   CHAIN_BROKEN: 3,
+  /** The collection or document does not exist (at T). */
+  NOT_FOUND: 4,
+  /** The disk is full (writing `replay --out`). */
+  NO_SPACE: 8,
 });
+
+const AUDIT_EXIT_HELP = `
+Exit codes:
+  0  done (verify: the chain verifies and extends the digest)
+  1  unexpected failure (e.g. LOG_RECOVERY_NEEDED: a crashed writer left events to apply)
+  2  bad input: a malformed digest or time, a missing data dir, an unknown option
+  3  the chain does not verify or does not extend the digest, or the log's files are damaged
+  4  collection or document not found
+  8  not enough disk space (replay --out)`;
 
 // Backup errors that mean the backup's bytes or chain do not verify (exit 3), vs bad input (exit 2).
 const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAILED', 'BACKUP_CORRUPT', 'BACKUP_CHAIN_GAP', 'BACKUP_CHAIN_BROKEN', 'BACKUP_VERIFY_FAILED', 'BACKUP_FILE_MISSING']);
@@ -33,9 +46,26 @@ function fail(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
   process.stderr.write(`error: ${code}: ${message}\n`);
-  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : 1;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
+  else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND' || code === 'PROJ_UNKNOWN_COLLECTION') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
+  else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
+  else if (errno === 'ENOSPC' || errno === 'EDQUOT') process.exitCode = AUDIT_EXIT.NO_SPACE;
   else process.exitCode = isAuditError(err) || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
+}
+
+/**
+ * Where `replay --out` writes. A regular file (new, or replaced) is written beside itself under a
+ * temp name and renamed over it once complete, so a failed export never leaves half a file; a
+ * symlink's target is written that way (the link stays); a FIFO or device (`/dev/stdout`, a pipe)
+ * is written in place, as it is. A directory is refused before anything is read.
+ */
+function outputTarget(out: string): { path: string; direct: boolean } {
+  const st = fs.statSync(out, { throwIfNoEntry: false });
+  if (st?.isDirectory() === true) throw new AuditError('AUDIT_BAD_REQUEST', `--out ${out} is a directory; give a file`);
+  if (st !== undefined && !st.isFile()) return { path: out, direct: true };
+  return { path: st !== undefined ? fs.realpathSync(out) : out, direct: false };
 }
 
 async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T): Promise<T> {
@@ -72,7 +102,7 @@ export function registerAuditCommands(program: Command): Command {
 
   audit
     .command('verify')
-    .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq, 2 bad input')
+    .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq (or a damaged LMDB), 2 bad input')
     .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
     .option('--backup-id <id>', 'verify a backup instead (an id, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
     .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix')
@@ -135,14 +165,15 @@ export function registerAuditCommands(program: Command): Command {
     .command('replay')
     .description('export the state as of an instant (all events with ts <= T) as kyrodb-state NDJSON, with the head digest at T')
     .requiredOption('--to <T>', 'ISO-8601 with timezone, or integer microseconds; not in the future')
-    .requiredOption('--out <file>', 'output file (NDJSON)')
+    .requiredOption('--out <file>', 'output file (NDJSON; written whole or not at all), or a FIFO or device such as /dev/stdout')
     .requiredOption('--data-dir <dir>', 'data dir of the log')
     .option('--json', 'print the summary as JSON')
     .action(async (o: { to: string; out: string; dataDir: string; json?: boolean }) => {
       try {
+        const target = outputTarget(o.out);
         await withLog(o.dataDir, async (log) => {
           const t = parseAsOf(o.to, Math.max(systemClock.nowMicros(), log.head().ts));
-          const tmp = `${o.out}.partial`;
+          const tmp = target.direct ? target.path : path.join(path.dirname(target.path), `.${path.basename(target.path)}.partial-${process.pid}`);
           let fd: number;
           try {
             fd = fs.openSync(tmp, 'w');
@@ -171,15 +202,17 @@ export function registerAuditCommands(program: Command): Command {
             out.end();
             await finished(out);
             if (writeError !== undefined) throw writeError;
-            fs.renameSync(tmp, o.out);
+            if (!target.direct) fs.renameSync(tmp, target.path);
             bar?.stop();
             const summary = { out: o.out, as_of: formatMicros(t), as_of_micros: t, head: headToJson(s.head), digest: formatDigest(s.head), collections: s.collections, documents: s.documents, bytes: s.bytes };
-            if (o.json === true) process.stdout.write(JSON.stringify(summary) + '\n');
-            else process.stdout.write(`wrote ${o.out}: state as of ${summary.as_of}, ${s.collections} collections, ${s.documents} documents, ${s.bytes} bytes\nhead at T ${summary.digest}\n`);
+            // Written to a FIFO or device (/dev/stdout), the export owns stdout: the summary goes to stderr.
+            const say = target.direct ? process.stderr : process.stdout;
+            if (o.json === true) say.write(JSON.stringify(summary) + '\n');
+            else say.write(`wrote ${o.out}: state as of ${summary.as_of}, ${s.collections} collections, ${s.documents} documents, ${s.bytes} bytes\nhead at T ${summary.digest}\n`);
           } catch (err) {
             bar?.stop();
             out.destroy();
-            fs.rmSync(tmp, { force: true });
+            if (!target.direct) fs.rmSync(tmp, { force: true });
             throw err;
           }
         });
@@ -244,5 +277,6 @@ export function registerAuditCommands(program: Command): Command {
       }
     });
 
+  for (const c of [audit, ...audit.commands]) c.addHelpText('after', AUDIT_EXIT_HELP);
   return audit;
 }
