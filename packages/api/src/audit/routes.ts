@@ -48,6 +48,9 @@ const eventSchema = {
 
 const intString = { type: 'string', pattern: '^[0-9]{1,16}$' } as const;
 
+/** Bytes of NDJSON a `/v1/log/stream` response buffers for a slow client before it stops reading the log. */
+const STREAM_BUFFER_BYTES = 1 << 20;
+
 /** A digit-string query parameter as a safe integer in [min, max], or undefined when absent. Throws AUDIT_BAD_REQUEST. */
 function intParam(v: string | undefined, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (v === undefined) return undefined;
@@ -123,6 +126,11 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
           properties: { seq: { type: 'integer', minimum: 1 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
         },
         response: { 400: errorSchema },
+      },
+      // No body at all is `{}`: the chain only.
+      preValidation: (req, _reply, done) => {
+        req.body ??= {};
+        done();
       },
     },
     async (req, reply) => {
@@ -220,6 +228,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         let from = intParam(q.fromSeq, 'fromSeq', 1) ?? 1;
         let to = intParam(q.toSeq, 'toSeq', 0) ?? Number.MAX_SAFE_INTEGER;
         const limit = intParam(q.limit, 'limit', 1, maxPage) ?? Math.min(100, maxPage);
+        if (q.fromSeq !== undefined && q.toSeq !== undefined && from > to) throw new AuditError('AUDIT_BAD_REQUEST', `fromSeq ${from} is after toSeq ${to}`);
         // Time bounds map to seq bounds through the by-time index: ts ≥ fromTime, ts ≤ toTime.
         if (q.fromTime !== undefined) {
           const ft = parseInstant(q.fromTime);
@@ -251,17 +260,44 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       } catch (err) {
         return sendError(reply, err);
       }
-      const out = new PassThrough();
-      const sub = log.tail(fromSeq).subscribe({
-        next: (e) => {
-          out.write(JSON.stringify(eventToJson(e)) + '\n');
-        },
-        error: (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
-        complete: () => out.end(),
+      // Backpressure: a client that reads slower than the log grows is not buffered for without
+      // bound. Once the response's buffer is full the tail is dropped, and taken up again from
+      // the next seq when the buffer drains (no event lost or repeated).
+      const out = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
+      let next = fromSeq;
+      let sub: { unsubscribe(): void } | undefined;
+      let paused = false;
+      let ended = false;
+      const follow = (): void => {
+        paused = false;
+        let pauseNow = false;
+        const s = log.tail(next).subscribe({
+          next: (e) => {
+            if (paused || e.seq < next) return;
+            next = e.seq + 1;
+            if (!out.write(JSON.stringify(eventToJson(e)) + '\n')) {
+              paused = true;
+              if (sub !== undefined) sub.unsubscribe();
+              else pauseNow = true; // emitted while subscribing: unsubscribed below
+            }
+          },
+          error: (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+          complete: () => out.end(),
+        });
+        sub = s;
+        if (pauseNow) s.unsubscribe();
+      };
+      out.on('drain', () => {
+        if (paused && !ended) {
+          sub = undefined;
+          follow();
+        }
       });
+      follow();
       const stop = (): void => {
+        ended = true;
         streams.delete(stop);
-        sub.unsubscribe();
+        sub?.unsubscribe();
         if (!out.destroyed) out.end();
       };
       // Ends when the client goes away, or when the server begins to shut down (`preClose`
