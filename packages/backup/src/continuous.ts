@@ -97,7 +97,8 @@ export class ContinuousBackup {
    * A store that cannot be reached (BACKUP_STORE_ERROR after its retries: network, 5xx) does not
    * stop the caller: a database must start while its backup target is down. Then, or when the
    * first try takes longer than START_WAIT_MS, this resolves and the pipeline keeps trying in the
-   * background with backoff (`status()` says `resuming`, with the error; the lag gauges count
+   * background with backoff (`status()` says `resuming`, with the error, as it does while a
+   * segment's upload is being retried later on; the lag gauges count
    * every event as unshipped meanwhile), and ships from where the store ends once it answers. A
    * refusal found only then is logged and kept in `status()` (`failed`): nothing is shipped.
    */
@@ -228,6 +229,7 @@ export class ContinuousBackup {
         break;
       } catch (err) {
         this.lastError = err instanceof Error ? err.message : String(err);
+        if (this.state === 'running') this.state = 'resuming'; // the store stopped answering: shown as at start
         this.metrics.uploadRetries.inc();
         this.logger('warn', `segment ${key} upload failed; retrying`, { error: this.lastError, attempt });
         await sleep(backoffDelay(Math.min(attempt, 20), { attempts: Infinity, baseDelayMs: this.o.retryBaseDelayMs, maxDelayMs: this.o.retryMaxDelayMs }));
@@ -236,6 +238,7 @@ export class ContinuousBackup {
     await this.recordCursor(seg.header.last_seq, toHex(entries[entries.length - 1]!.record.subarray(32, 64)));
     this.shipped = seg.header.last_seq;
     this.lastError = undefined;
+    if (this.state === 'resuming') this.state = 'running';
     this.metrics.segmentsShipped.inc();
     this.status();
     this.waiters = this.waiters.filter((w) => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isBackupError, LocalDirStore, openObjectStore, type ObjectStore } from '@kyrodb/backup';
+import { isBackupError, LocalDirStore, openObjectStore, S3Store, type ObjectStore } from '@kyrodb/backup';
 import { S3Server, s3Store, tempDir } from './helpers.js';
 
 const s3 = new S3Server();
@@ -102,6 +102,8 @@ describe('store specifics', () => {
   it('openObjectStore parses URLs', () => {
     expect(openObjectStore('file:///tmp/x').url).toBe('file:///tmp/x');
     expect(openObjectStore('s3://bucket/pre/fix/', { region: 'us-east-1' }).url).toBe('s3://bucket/pre/fix');
+    // Empty prefix segments (a config's `prefix: /prod`, a doubled slash) are dropped: s3rver refused such keys.
+    for (const u of ['s3://bucket//pre//fix', 's3://bucket/pre//fix/']) expect((openObjectStore(u, { region: 'us-east-1' }) as S3Store).prefix).toBe('pre/fix/');
     expect(() => openObjectStore('ftp://x')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL' }) as Error);
     expect(() => openObjectStore('s3://ab/x')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL' }) as Error);
   });

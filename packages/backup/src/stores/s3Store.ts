@@ -73,7 +73,9 @@ export class S3Store implements ObjectStore {
     const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
     if (m === null || m[1] === undefined || m[1].length < 3) throw new BackupError('BACKUP_INVALID_URL', `not an s3://bucket/prefix URL: ${url}`, { url });
     this.bucket = m[1];
-    const p = (m[2] ?? '').replace(/\/+$/, '');
+    // The prefix's empty segments are dropped (`/prod`, `a//b/`, as a config or a URL may write
+    // them): a key with an empty segment is one some S3 servers refuse and others store apart.
+    const p = (m[2] ?? '').split('/').filter((seg) => seg !== '').join('/');
     this.prefix = p === '' ? '' : p + '/';
     this.url = `s3://${this.bucket}/${p}`;
     this.o = { ...defaultS3StoreOptions, ...options };
