@@ -2,7 +2,8 @@ import type { RouteOptions } from 'fastify';
 
 /**
  * Builds an OpenAPI 3.0 document from the registered routes' JSON Schemas (params, querystring,
- * body), so the document can never drift from what the server validates.
+ * body), so the document can never drift from what the server validates. A route's `config`
+ * may give its success `statuses` (default [200]) and `hidden` (left out of the document).
  */
 export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -14,7 +15,8 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
     for (const [where, sch] of [['path', s.params], ['query', s.querystring]] as const) {
       for (const [name, p] of Object.entries(sch?.properties ?? {})) parameters.push({ name, in: where, required: where === 'path' || (sch?.required ?? []).includes(name), schema: p });
     }
-    const roles = (r.config as { roles?: string[] } | undefined)?.roles;
+    const { roles, statuses, hidden } = (r.config ?? {}) as { roles?: string[]; statuses?: number[]; hidden?: boolean };
+    if (hidden === true) continue; // a route that only answers that it is off (the failpoints API)
     for (const m of methods) {
       paths[url] ??= {};
       paths[url][m] = {
@@ -23,7 +25,7 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
         parameters,
         ...(s.body !== undefined ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
         responses: {
-          '200': { description: 'OK' },
+          ...Object.fromEntries((statuses ?? [200]).map((st) => [String(st), { description: st === 201 ? 'Created' : 'OK' }])),
           default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
         },
       };

@@ -36,6 +36,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Roles that may call the route (admin may call all); absent = open. */
     roles?: Role[];
+    /** Its success statuses, for the OpenAPI document (default [200]). */
+    statuses?: number[];
+    /** Left out of the OpenAPI document. */
+    hidden?: boolean;
   }
   interface FastifyRequest {
     actor?: string;
@@ -231,7 +235,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     r.put<{ Params: { name: string }; Body: { dimension: number; metric: Metric; hnsw?: Partial<HnswParams> } }>(
       '/v1/collections/:name',
       {
-        config: { roles: ['write'] },
+        config: { roles: ['write'], statuses: [200, 201] },
         schema: {
           summary: 'Create a collection (idempotent: the same settings again → 200, other settings → 409)',
           params: nameParam,
@@ -396,7 +400,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     r.post<{ Body: { type: 'full' | 'incremental'; tag?: string; description?: string; since?: string } }>(
       '/v1/backups',
       {
-        config: { roles: ['admin'] },
+        config: { roles: ['admin'], statuses: [201] },
         schema: {
           summary: 'Create a backup now (online); answers the manifest',
           querystring: emptyQuery,
@@ -426,7 +430,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     r.get('/v1/admin/health', { config: { roles: ['admin'] }, schema: { summary: 'Breakers, training task, projections lag, continuous-backup lag', querystring: emptyQuery } }, () => health());
     r.post<{ Body: { name: string; action: string } }>(
       '/v1/admin/failpoints',
-      { config: { roles: ['admin'] }, schema: { summary: 'Arm a failpoint (only when started with KYRODB_TEST_FAILPOINTS_API=1)', querystring: emptyQuery, body: { type: 'object', additionalProperties: false, required: ['name', 'action'], properties: { name: { type: 'string', pattern: '^[a-z0-9_.-]{1,64}$' }, action: { type: 'string', maxLength: 64 } } } } },
+      { config: { roles: ['admin'], hidden: deps.failpointsApi !== true }, schema: { summary: 'Arm a failpoint (only when started with KYRODB_TEST_FAILPOINTS_API=1)', querystring: emptyQuery, body: { type: 'object', additionalProperties: false, required: ['name', 'action'], properties: { name: { type: 'string', pattern: '^[a-z0-9_.-]{1,64}$' }, action: { type: 'string', maxLength: 64 } } } } },
       (req) => {
         if (deps.failpointsApi !== true) throw new ApiError('API_FAILPOINTS_DISABLED', 'the failpoints API is off; start the server with KYRODB_TEST_FAILPOINTS_API=1');
         deps.failpoints.set(req.body.name, req.body.action);

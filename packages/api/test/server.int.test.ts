@@ -155,6 +155,10 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(doc.openapi).toBe('3.0.3');
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/collections/{name}', '/v1/collections/{name}/vectors', '/v1/collections/{name}/search', '/v1/log', '/v1/audit/head', '/v1/backups', '/v1/admin/health', '/metrics']));
     expect(doc.paths['/v1/collections/{name}/vectors'].post.requestBody.content['application/json'].schema.additionalProperties).toBe(false);
+    // Success statuses as the routes answer them; the failpoints API only when it is on.
+    expect(Object.keys(doc.paths['/v1/collections/{name}'].put.responses).sort()).toEqual(['200', '201', 'default']);
+    expect(Object.keys(doc.paths['/v1/backups'].post.responses).sort()).toEqual(['201', 'default']);
+    expect(doc.paths['/v1/admin/failpoints']).toBeUndefined();
   });
 });
 
