@@ -304,6 +304,9 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       // below: an open stream would otherwise hold the shutdown for its whole timeout).
       streams.add(stop);
       reply.raw.on('close', stop);
+      // The status and headers go out at once, not with the first event (a quiet log kept a
+      // client waiting for its response until the next write).
+      reply.raw.once('pipe', () => reply.raw.flushHeaders());
       return reply.type('application/x-ndjson').send(out);
     },
   );
