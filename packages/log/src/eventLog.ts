@@ -21,7 +21,7 @@ import type { ApplyBatch } from './applier.js';
 import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { rowRecord, spanView } from './store.js';
-import { acquireWriterLock, lockHolder } from './writerLock.js';
+import { acquireWriterLock, currentBootId, lockHolder } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
 import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 
@@ -1757,14 +1757,6 @@ async function writeFileDurably(file: string, text: string): Promise<void> {
 }
 
 /** This boot of the machine (changes on every reboot); '' where the kernel does not say. */
-function currentBootId(): string {
-  try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
 function readMarker(file: string): OpenMarker | undefined {
   try {
     const m = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<OpenMarker>;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LogError } from './errors.js';
 
-/** The writer lock on a data dir: `<dir>/kyrodb.lock` holding the owner's pid. */
+/** The writer lock on a data dir: `<dir>/kyrodb.lock` holding the owner's pid, start time and boot id. */
 export interface WriterLock {
   readonly path: string;
   release(): void;
@@ -24,7 +24,37 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-/** The pid of the live process that holds the writer lock on `dir`, or undefined. */
+/** This machine's boot id ('' where the system does not say). */
+export function currentBootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** When the process with this pid started, in clock ticks since boot (Linux), or '' when unknown. */
+function processStart(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** What a lock file holds: `pid start boot` (a lock of an older version: the pid alone). */
+function lockText(pid: number): string {
+  return `${pid} ${processStart(pid) || '-'} ${currentBootId() || '-'}`;
+}
+
+/**
+ * The pid of the live process that holds the writer lock on `dir`, or undefined. A pid alone
+ * is not enough: after a crash it may name another process (pids are reused, and in a
+ * container the server and a later command are both pid 1), so the lock also records when its
+ * owner started and the machine's boot, and a process that started at another time (or a boot
+ * since) does not hold it.
+ */
 export function lockHolder(dir: string): number | undefined {
   let text: string;
   try {
@@ -32,8 +62,12 @@ export function lockHolder(dir: string): number | undefined {
   } catch {
     return undefined;
   }
-  const pid = Number(text.trim());
-  return processAlive(pid) ? pid : undefined;
+  const [pidText, start, boot] = text.trim().split(/\s+/);
+  const pid = Number(pidText);
+  if (!processAlive(pid)) return undefined;
+  if (boot !== undefined && boot !== '-' && boot !== currentBootId()) return undefined;
+  if (start !== undefined && start !== '-' && processStart(pid) !== '' && processStart(pid) !== start) return undefined;
+  return pid;
 }
 
 /**
@@ -45,7 +79,7 @@ export function acquireWriterLock(dir: string): WriterLock {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(p, 'wx');
-      fs.writeSync(fd, String(process.pid));
+      fs.writeSync(fd, lockText(process.pid));
       fs.fsyncSync(fd);
       fs.closeSync(fd);
       let released = false;
@@ -55,7 +89,7 @@ export function acquireWriterLock(dir: string): WriterLock {
           if (released) return;
           released = true;
           try {
-            if (fs.readFileSync(p, 'utf8').trim() === String(process.pid)) fs.unlinkSync(p);
+            if (fs.readFileSync(p, 'utf8').trim() === lockText(process.pid)) fs.unlinkSync(p);
           } catch {
             // already gone
           }

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { EventLog } from '@kyrodb/log';
+import { EventLog, lockHolder } from '@kyrodb/log';
 import { created, openTestLog, quietLogger, upsert, waitFor } from './helpers.js';
 
 const dirs: string[] = [];
@@ -27,6 +27,28 @@ describe('EventLog', () => {
     const again = await EventLog.open({ dir, logger: quietLogger() });
     expect(again.head().seq).toBe(2);
     await again.close();
+  });
+
+  it('a lock names its owner by pid, start time and boot: a live process that reused the pid (a container\'s pid 1) does not hold it', async () => {
+    const { log, dir } = await filled(2);
+    const lockFile = path.join(dir, 'kyrodb.lock');
+    const [pid, start, boot] = fs.readFileSync(lockFile, 'utf8').trim().split(' ');
+    expect(Number(pid)).toBe(process.pid);
+    expect(lockHolder(dir)).toBe(process.pid);
+    await log.close();
+    expect(fs.existsSync(lockFile)).toBe(false);
+    // A crashed writer's lock whose pid is alive now (this process) but started at another time, or before a reboot.
+    for (const stale of [`${process.pid} ${Number(start) + 1} ${boot}`, `${process.pid} ${start} another-boot`]) {
+      fs.writeFileSync(lockFile, stale);
+      expect(lockHolder(dir), stale).toBeUndefined();
+      const again = await EventLog.open({ dir, logger: quietLogger() }); // taken over
+      expect(lockHolder(dir)).toBe(process.pid);
+      await again.close();
+    }
+    // A lock of an older version (the pid alone) still counts while its pid lives.
+    fs.writeFileSync(lockFile, String(process.ppid));
+    expect(lockHolder(dir)).toBe(process.ppid);
+    fs.rmSync(lockFile);
   });
 
   it('closed → LOG_CLOSED; read-only → LOG_READ_ONLY; a missing dir read-only is an error', async () => {
