@@ -198,5 +198,9 @@ describe('the CLI on a full disk: exit 8, a message saying where and how much, n
       expect(fs.existsSync(path.join(disk, 'data'))).toBe(false);
       expect(files(disk)).toEqual([]);
     }
+    // The mount point itself as the target: refused up front (it cannot be renamed aside), nothing left beside it.
+    const m = await kyrodb(['restore', '--backup-id', 'latest', '--from', path.join(dir, 'backups'), '--data-dir', disk, '--force']);
+    expect([m.code, m.stderr]).toEqual([3, expect.stringContaining('is a mount point')]);
+    expect(fs.readdirSync(path.dirname(disk)).filter((n) => n.startsWith(path.basename(disk) + '.'))).toEqual([]);
   });
 });

@@ -91,18 +91,35 @@ function stamp(): string {
   return new Date().toISOString().replace(/[-:.]/g, '');
 }
 
-/** What a data dir's path holds: nothing (absent or an empty dir), a KyroDB data dir (`log.mdb` or `wal/`), or something else. */
-async function targetKind(dir: string): Promise<'empty' | 'data' | 'other'> {
+/** The names a KyroDB data dir holds (see the README's "How a write becomes durable"), and its segments' names. */
+const DATA_DIR_ENTRY = /^(log\.mdb|log\.mdb-lock|log\.open(\.tmp)?|kyrodb\.lock|wal|checkpoints|cursors\.json(\.tmp|\.damaged-.+)?|log\.mdb\.cut-short-.+)$/;
+const SEGMENT_FILE = /^\d{20}\.seg$/;
+
+/**
+ * What a data dir's path holds: nothing (absent or an empty dir), a KyroDB data dir (`log.mdb`
+ * or write-ahead segments, and nothing KyroDB does not write), or something else (`why`).
+ */
+async function targetKind(dir: string): Promise<{ kind: 'empty' | 'data' } | { kind: 'other'; why: string }> {
   let names: string[];
   try {
     names = await fsp.readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'empty';
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return 'other';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'empty' };
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return { kind: 'other', why: 'is a file' };
     throw err;
   }
-  if (names.length === 0) return 'empty';
-  return names.includes('log.mdb') || names.includes('wal') ? 'data' : 'other';
+  if (names.length === 0) return { kind: 'empty' };
+  const foreign = names.filter((n) => !DATA_DIR_ENTRY.test(n));
+  let segments: string[] = [];
+  try {
+    segments = await fsp.readdir(path.join(dir, 'wal'));
+  } catch {
+    // no wal/ (or not a dir: then it is foreign below)
+  }
+  foreign.push(...segments.filter((n) => !SEGMENT_FILE.test(n)).map((n) => `wal/${n}`));
+  if (foreign.length > 0) return { kind: 'other', why: `holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ` and ${foreign.length - 3} more` : ''}, which KyroDB does not write` };
+  if (!names.includes('log.mdb') && segments.length === 0) return { kind: 'other', why: 'holds neither log.mdb nor write-ahead segments' };
+  return { kind: 'data' };
 }
 
 /** The real path of `p`, or of its nearest existing ancestor joined with the rest. */
@@ -137,9 +154,12 @@ async function checkTarget(dataDir: string, store: ObjectStore, force: boolean):
     const inside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith(path.sep) ? b : b + path.sep);
     if (inside(target, root) || inside(root, target)) throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `data dir ${dataDir} ${inside(root, target) ? 'holds' : 'lies in'} the backup store ${root}: a restore replaces the whole dir; restore somewhere else`, { dataDir, store: root });
   }
-  const kind = await targetKind(dataDir);
-  if (kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is not a KyroDB data dir (no log.mdb or wal/) and is not empty: a restore never replaces it, even with force; give a new or empty dir`, { dataDir });
-  if (kind === 'data' && !force) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
+  // A mount point cannot be renamed aside (EBUSY), and the staging dir beside it is on another disk.
+  const st = fs.statSync(dataDir, { throwIfNoEntry: false });
+  if (st?.isDirectory() === true && st.dev !== fs.statSync(path.dirname(dataDir)).dev) throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is a mount point: a restore builds the new data dir beside its target and renames it in; restore into a dir inside it (e.g. ${path.join(dataDir, 'data')})`, { dataDir });
+  const t = await targetKind(dataDir);
+  if (t.kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is not a KyroDB data dir (it ${t.why}): a restore never replaces it, even with force; give a new or empty dir`, { dataDir });
+  if (t.kind === 'data' && !force) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
 }
 
 /**
@@ -172,7 +192,8 @@ const DOC_FLUSH_MIN = 100_000;
 export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions): Promise<RestoreReport & { exact: true; vectorCount: number }> {
   const metrics = backupMetrics(o.registry ?? new Registry());
   const started = performance.now();
-  const dataDir = path.resolve(o.dataDir);
+  // Through a symlink, the dir it points at is restored (the link stays).
+  const dataDir = realish(o.dataDir);
   let staging: string | undefined;
   let log: EventLog | undefined;
   let runner: CodecRunner | undefined;
@@ -390,7 +411,12 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (lockHolder(dataDir) !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
       await writeSwapMarker(swap, { previous: previousDir, staging, pid: process.pid });
-      await fsp.rename(dataDir, previousDir);
+      try {
+        await fsp.rename(dataDir, previousDir);
+      } catch (err) {
+        await fsp.rm(swap, { force: true }); // nothing was moved: no swap to undo
+        throw err;
+      }
     }
     try {
       if (o.failpoints?.active === true) await o.failpoints.hit('restore.swap');
@@ -658,7 +684,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
         throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
       }
     }
-    const dataDir = path.resolve(o.dataDir);
+    const dataDir = realish(o.dataDir);
     // What the restore itself would refuse, the dry run refuses too.
     await checkTarget(dataDir, o.store, o.force === true);
     const { needed, free } = checkSpace(plan, dataDir);

@@ -357,6 +357,15 @@ describe('backup details', () => {
     fs.writeFileSync(file, 'mine');
     await refuses(file, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
     expect(fs.readFileSync(file, 'utf8')).toBe('mine');
+    // Another program's data dir with a wal/ of its own (Prometheus has one) is not a KyroDB data dir.
+    const prom = path.join(tempDir(), 'prometheus');
+    fs.mkdirSync(path.join(prom, 'wal'), { recursive: true });
+    fs.writeFileSync(path.join(prom, 'wal', '00000001'), 'theirs');
+    fs.writeFileSync(path.join(prom, 'thesis.txt'), 'precious');
+    await refuses(prom, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    fs.rmSync(path.join(prom, 'thesis.txt'));
+    await refuses(prom, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true }); // wal/00000001 is not a segment
+    expect(fs.readFileSync(path.join(prom, 'wal', '00000001'), 'utf8')).toBe('theirs');
     // The backup store itself, a dir inside it, or a dir holding it.
     const storeBefore = hashDir(storeDir);
     await refuses(storeDir, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
@@ -366,14 +375,23 @@ describe('backup details', () => {
     // A data dir: refused without force; with force replaced, the previous dir kept only on request.
     const existing = path.join(tempDir(), 'existing');
     await restore({ store, dataDir: existing });
-    fs.writeFileSync(path.join(existing, 'extra.txt'), 'old');
+    const old = hashDir(existing);
     await refuses(existing, 'BACKUP_TARGET_EXISTS');
-    expect(fs.readFileSync(path.join(existing, 'extra.txt'), 'utf8')).toBe('old');
+    expect(hashDir(existing)).toBe(old);
     const r = await restore({ store, dataDir: existing, force: true, keepPrevious: true });
     expect(r.previousDir).not.toBeNull();
-    expect(fs.readFileSync(path.join(r.previousDir!, 'extra.txt'), 'utf8')).toBe('old');
-    expect(fs.existsSync(path.join(existing, 'extra.txt'))).toBe(false);
+    expect(hashDir(r.previousDir!)).toBe(old);
+    // A data dir holding a file KyroDB does not write is not replaced either.
+    fs.writeFileSync(path.join(existing, 'notes.txt'), 'mine');
+    await refuses(existing, 'BACKUP_TARGET_NOT_DATA_DIR', { force: true });
+    fs.rmSync(path.join(existing, 'notes.txt'));
     expect(siblings(existing).filter((s) => s.includes('staging'))).toEqual([]);
+    // Through a symlink: the dir it points at is restored; the link stays a link.
+    const link = path.join(tempDir(), 'link');
+    fs.symlinkSync(existing, link);
+    const viaLink = await restore({ store, dataDir: link, force: true });
+    expect(viaLink.dataDir).toBe(fs.realpathSync(existing));
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
     // Dry run: prints the plan, touches nothing.
     const dry = path.join(tempDir(), 'dry');
     const d = await restore({ store, dataDir: dry, dryRun: true });
