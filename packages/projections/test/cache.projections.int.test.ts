@@ -44,7 +44,7 @@ const step = fc.oneof(
   { weight: 2, arbitrary: fc.record({ t: fc.constant('upsert' as const), id: fc.integer({ min: 0, max: 5 }), vec: fc.integer({ min: 0, max: docPool.length - 1 }), tag: fc.integer({ min: 0, max: 1 }) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('delete' as const), id: fc.integer({ min: 0, max: 5 }) }) },
   // A query also comes scaled: the same direction, another length (under l2 and ip, another question).
-  { weight: 6, arbitrary: fc.record({ t: fc.constant('query' as const), pool: fc.integer({ min: 0, max: queryPool.length - 1 }), scale: fc.constantFrom(1, 1, 3), k: fc.constantFrom(1, 3), tagged: fc.boolean() }) },
+  { weight: 6, arbitrary: fc.record({ t: fc.constant('query' as const), pool: fc.integer({ min: 0, max: queryPool.length - 1 }), scale: fc.constantFrom(1, 1, 3), far: fc.boolean(), k: fc.constantFrom(1, 3), tagged: fc.boolean() }) },
 );
 
 describe('SemanticCache in the tiered executor', () => {
@@ -71,7 +71,10 @@ describe('SemanticCache in the tiered executor', () => {
             if (!live.delete(s.id)) continue;
             await append([{ type: 'vector.deleted', collection: coll, body: { id: `d${s.id}` } }]);
           } else {
-            const req = { vector: Float32Array.from(queryPool[s.pool]!, (x) => x * s.scale), k: s.k, ...(s.tagged ? { filter: { tag: 1 } } : {}) };
+            // Far from the origin (under l2 and ip): every such query points almost the same way
+            // (cosine > 0.999 between any two), yet each has its own answer.
+            const shift = s.far && metric !== 'cosine' ? 100 : 0;
+            const req = { vector: Float32Array.from(queryPool[s.pool]!, (x) => x * s.scale + shift), k: s.k, ...(s.tagged ? { filter: { tag: 1 } } : {}) };
             const res = await proj.search(coll, req);
             if (!res.layers.includes('cache')) continue;
             served++;

@@ -71,7 +71,7 @@ export interface SemanticCacheInit {
 /**
  * The hybrid semantic cache (DESIGN.md §2). An answer is served only when a remembered query in the
  * same scope (collection, k, filterKey) has cosine similarity ≥ `similarityThreshold` with the new
- * one (and, for an l2 or ip collection, a length within 1 − `similarityThreshold` of it) AND its collection version equals the query's version — or, with `maxStalenessMs` > 0 only,
+ * one (for an l2 or ip collection: only the same query, see `find`) AND its collection version equals the query's version — or, with `maxStalenessMs` > 0 only,
  * the entry is at most that old. Candidates are found through a random-hyperplane LSH (8–16 bits,
  * about 4 remembered queries per bucket) probed at Hamming distance ≤ 1, so a similar entry may
  * occasionally be missed (a miss, never a wrong answer).
@@ -375,9 +375,12 @@ export class SemanticCache implements QueryCacheLayer {
     const scope = this.scopes.get(scopeKey);
     if (scope === undefined) return undefined;
     const h = this.hash(nv);
-    const threshold = this.options.similarityThreshold - SIMILARITY_EPSILON;
-    // l2 and ip: lengths within the tolerance the threshold allows directions (1 − threshold).
-    const lengthTolerance = metric === 'cosine' ? Infinity : 1 - threshold;
+    // Under cosine, a query within the similarity threshold gets a remembered answer (the design's
+    // approximation). Under l2 and ip no threshold on directions or lengths bounds how far the
+    // answers differ (data far from the origin all points one way: two cities 200 km apart had
+    // cosine 0.9999), so only the same query, to float rounding, is answered from the cache.
+    const cosine = metric === 'cosine';
+    const threshold = cosine ? this.options.similarityThreshold - SIMILARITY_EPSILON : 1 - SIMILARITY_EPSILON;
     let best: Key | undefined;
     let bestSim = -Infinity;
     for (let p = -1; p < this.lshBits; p++) {
@@ -387,7 +390,7 @@ export class SemanticCache implements QueryCacheLayer {
       if (list === undefined) continue;
       for (const key of list) {
         if (key.vec.length !== nv.length) continue;
-        if (Math.abs(key.norm - norm) > lengthTolerance * Math.max(key.norm, norm)) continue;
+        if (!cosine && key.norm !== norm) continue;
         const sim = dot(key.vec, nv);
         if (sim >= threshold && sim > bestSim) {
           bestSim = sim;

@@ -19,10 +19,9 @@ export interface CacheQuery {
   collection: string;
   vector: Float32Array;
   /**
-   * The collection's metric. Under `cosine` a query's length changes no score, so only its
-   * direction is matched; under `l2` and `ip` it does (a query twice as long has other l2
-   * neighbours, and doubled ip scores), so a remembered query must also be as long, within the
-   * same tolerance. Default `cosine`.
+   * The collection's metric. Under `cosine` a query within `similarityThreshold` of a remembered
+   * one gets its answer; under `l2` and `ip` only the same query does (no threshold on two
+   * queries' directions or lengths bounds how far their answers differ). Default `cosine`.
    */
   metric?: Metric;
   k: number;
