@@ -465,25 +465,31 @@ export class BackupManager {
    * a second history into the store, and a point-in-time restore could take either.
    */
   private async checkLogExtendsStore(manifests: readonly BackupManifest[]): Promise<void> {
-    let reach: { seq: number; what: string; hash: () => Promise<string> } | undefined;
-    for (const m of manifests) if (reach === undefined || m.to_seq > reach.seq) reach = { seq: m.to_seq, what: `backup ${m.backup_id}`, hash: () => Promise.resolve(m.head_hash) };
+    // The furthest backup (its head hash is in its manifest), and a continuous segment past it
+    // (its hash in its header; unknown when it was encrypted with a key since rotated, and then
+    // only its seq is checked).
+    const points: { seq: number; what: string; hash: () => Promise<string | undefined> }[] = [];
+    const furthest = manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq ? m : a), undefined);
+    if (furthest !== undefined) points.push({ seq: furthest.to_seq, what: `backup ${furthest.backup_id}`, hash: () => Promise.resolve(furthest.head_hash) });
     const segments = await loadSegments(this.o.store);
     const last = segments[segments.length - 1];
-    if (last !== undefined && (reach === undefined || last.last_seq > reach.seq)) reach = { seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(this.o.store, last, this.o.encryption) };
-    if (reach === undefined) return;
-    let rec = this.o.log.getRecord(reach.seq);
-    // A server writing this log may have shipped a segment or backup of events that this
-    // read-only open does not see yet (they reach LMDB a few ms after they are acknowledged).
-    for (let waited = 0; rec === undefined && this.o.log.readOnly && waited < CATCH_UP_WAIT_MS; waited += 50) {
-      await sleep(50);
-      if (this.o.log.head().seq >= reach.seq) rec = this.o.log.getRecord(reach.seq);
-    }
-    if (rec === undefined || toHex(decodeRecord(rec).hash) !== (await reach.hash())) {
-      throw new BackupError(
-        'BACKUP_LOG_DIVERGED',
-        `the store ${this.o.store.url} holds a history this log does not extend (${reach.what} reaches seq ${reach.seq}; the log's head is ${this.o.log.head().seq}${rec !== undefined ? ', with another hash there' : ''}): a data dir restored to an earlier point, or another database; back it up to a fresh store prefix or directory`,
-        { seq: reach.seq, head: this.o.log.head().seq },
-      );
+    if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) points.push({ seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(this.o.store, last, this.o.encryption) });
+    for (const point of points) {
+      let rec = this.o.log.getRecord(point.seq);
+      // A server writing this log may have shipped a segment or backup of events that this
+      // read-only open does not see yet (they reach LMDB a few ms after they are acknowledged).
+      for (let waited = 0; rec === undefined && this.o.log.readOnly && waited < CATCH_UP_WAIT_MS; waited += 50) {
+        await sleep(50);
+        if (this.o.log.head().seq >= point.seq) rec = this.o.log.getRecord(point.seq);
+      }
+      const stored = rec === undefined ? undefined : await point.hash();
+      if (rec === undefined || (stored !== undefined && toHex(decodeRecord(rec).hash) !== stored)) {
+        throw new BackupError(
+          'BACKUP_LOG_DIVERGED',
+          `the store ${this.o.store.url} holds a history this log does not extend (${point.what} reaches seq ${point.seq}; the log's head is ${this.o.log.head().seq}${rec !== undefined ? ', with another hash there' : ''}): a data dir restored to an earlier point, or another database; back it up to a fresh store prefix or directory`,
+          { seq: point.seq, head: this.o.log.head().seq },
+        );
+      }
     }
   }
 

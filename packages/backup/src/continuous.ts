@@ -178,8 +178,12 @@ export class ContinuousBackup {
     const rec = this.o.log.getRecord(shipped);
     let storedHash: string | undefined;
     const seg = (await loadSegments(this.o.store)).find((x) => x.last_seq === shipped);
+    // The segment's own record of it, else (a segment encrypted with a key since rotated) this log's cursor.
     if (seg !== undefined) storedHash = await segmentLastHash(this.o.store, seg, this.o.encryption);
-    else if (!this.o.log.readOnly) storedHash = this.o.log.getCursor<{ hash?: string }>(CONTINUOUS_CURSOR)?.hash;
+    if (storedHash === undefined && !this.o.log.readOnly) {
+      const cursor = this.o.log.getCursor<{ seq?: number; hash?: string }>(CONTINUOUS_CURSOR);
+      if (cursor?.seq === shipped) storedHash = cursor.hash;
+    }
     if (rec === undefined || (storedHash !== undefined && storedHash !== rec.toString('hex', 32, 64))) {
       throw new BackupError('BACKUP_LOG_DIVERGED', `the store ${this.o.store.url} already holds events up to seq ${shipped} that this log (head ${head}) does not extend; use a fresh store prefix`, { shipped, head });
     }

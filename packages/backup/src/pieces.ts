@@ -29,9 +29,18 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
   return out.sort((a, b) => a.first_seq - b.first_seq || a.last_seq - b.last_seq);
 }
 
-/** The hash (hex) of a continuous segment's last event, from its header. */
-export async function segmentLastHash(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<string> {
-  return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key).last_hash;
+/**
+ * The hash (hex) of a continuous segment's last event, from its header; undefined when the
+ * segment was encrypted with another key than `encryption` (or it is absent: the key was
+ * rotated, or encryption turned off), which only the old key could read.
+ */
+export async function segmentLastHash(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<string | undefined> {
+  try {
+    return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key).last_hash;
+  } catch (err) {
+    if (isBackupError(err) && (err.code === 'BACKUP_DECRYPT_FAILED' || err.code === 'BACKUP_KEY_REQUIRED')) return undefined;
+    throw err;
+  }
 }
 
 /** A backup whose manifest is in the store but cannot be read (BACKUP_MANIFEST_INVALID): damaged or edited by hand. */

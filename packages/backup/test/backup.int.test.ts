@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
-import { BackupManager, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
 
@@ -471,6 +471,35 @@ describe('backup details', () => {
     const fresh = await new BackupManager({ log: b, dataDir: earlier, store: new LocalDirStore(tempDir()), logger: quietLogger() }).createFull();
     expect(fresh.to_seq).toBe(full.to_seq + 1);
     await b.close();
+  });
+
+  it('after the encryption key is rotated (or encryption turned off), backups and continuous backup go on in the same store', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 20);
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const k1 = parseKey('21'.repeat(32));
+    await new BackupManager({ log, dataDir: dir, store, encryption: k1, logger: quietLogger() }).createFull();
+    await fill(log, 10, { seed: 5 });
+    // Continuous segments past the backup, under the old key.
+    const c1 = new ContinuousBackup({ log, store, intervalMs: 20, encryption: k1, logger: quietLogger() });
+    await c1.start();
+    await c1.waitForShipped(log.head().seq);
+    await c1.stop();
+    for (const key of [parseKey('42'.repeat(32)), undefined]) {
+      await fill(log, 5, { seed: 9 });
+      const mgr = new BackupManager({ log, dataDir: dir, store, ...(key ? { encryption: key } : {}), logger: quietLogger() });
+      expect((await mgr.createIncremental()).to_seq).toBe(log.head().seq);
+      expect((await mgr.createFull()).to_seq).toBe(log.head().seq);
+      const c = new ContinuousBackup({ log, store, intervalMs: 20, ...(key ? { encryption: key } : {}), logger: quietLogger() });
+      await c.start();
+      await fill(log, 3, { seed: 11 });
+      await c.waitForShipped(log.head().seq);
+      expect(c.status().state).toBe('running');
+      await c.stop();
+    }
+    await log.close();
   });
 
   it('abort: a running backup stops at its next file, what it stored is removed, later ones are refused; not a failed backup', async () => {
