@@ -95,6 +95,11 @@ const defaultLogger: NodeLogger = (level, msg, fields) => {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'api', msg, ...fields }) + '\n');
 };
 
+/** After the shutdown timeout, how long answers to stopped backups get before the connections left are cut. */
+const CUT_GRACE_MS = 1000;
+/** The least time a shutdown gives its checkpoint. */
+const CHECKPOINT_MIN_MS = 1000;
+
 /**
  * Opens the data dir as its writer (the writer lock: LOG_LOCKED if a server holds it), the
  * projections, the backup manager and schedules, and (unless `listen: false`) listens on
@@ -221,24 +226,40 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         // In-flight requests and backups (a POST /v1/backups, a scheduled one) get the shutdown
         // timeout to finish; then connections are cut and backups stopped (BACKUP_ABORTED), which
         // remove what they stored before the log closes.
-        const t = setTimeout(() => {
-          app.server.closeAllConnections();
-          manager.abort();
-        }, cfg.server.shutdown_timeout_ms);
+        // Backups are stopped first, so that a POST /v1/backups still answers (BACKUP_ABORTED)
+        // before the connections that are left are cut a moment later.
+        const timeoutMs = cfg.server.shutdown_timeout_ms;
+        const started = Date.now();
+        const tAbort = setTimeout(() => manager.abort(), timeoutMs);
+        const tCut = setTimeout(() => app.server.closeAllConnections(), timeoutMs + CUT_GRACE_MS);
         try {
           await app.close();
           await manager.idle();
         } finally {
-          clearTimeout(t);
+          clearTimeout(tAbort);
+          clearTimeout(tCut);
         }
         if (continuous !== undefined) await continuous.stop();
         if (supervisor !== undefined) await supervisor.stop();
-        try {
-          await proj.checkpoint();
-        } catch (err) {
-          logger('error', 'checkpoint at shutdown failed', { error: err instanceof Error ? err.message : String(err) });
-        }
+        // The checkpoint waits for the cold tier to index every vector it has not yet: with a
+        // large backlog that took minutes, past any supervisor's patience. It gets what is left of
+        // the timeout (at least CHECKPOINT_MIN_MS); then it is given up (the log has every event:
+        // the next start indexes them again from the last checkpoint).
+        const checkpointing = proj.checkpoint();
+        checkpointing.catch(() => undefined);
+        let tCheckpoint: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          checkpointing.then(
+            () => 'done' as const,
+            (err: unknown) => err,
+          ),
+          new Promise<'timeout'>((resolve) => (tCheckpoint = setTimeout(() => resolve('timeout'), Math.max(CHECKPOINT_MIN_MS, timeoutMs - (Date.now() - started))))),
+        ]);
+        clearTimeout(tCheckpoint);
+        if (outcome === 'timeout') logger('warn', 'checkpoint at shutdown given up: the shutdown timeout passed while the cold tier indexed its backlog; the next start indexes it again from the log', { lagEvents: proj.health().lagEvents, timeoutMs });
+        else if (outcome !== 'done') logger('error', 'checkpoint at shutdown failed', { error: outcome instanceof Error ? outcome.message : String(outcome) });
         await proj.close();
+        await checkpointing.catch(() => undefined); // settles once the cold worker is gone; its temp dir is removed
         await log.close();
       })();
       return closing;

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHex } from '@kyrodb/log';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import { loadConfig } from '../src/config.js';
+import { startNode } from '../src/node.js';
 import { inProcessNode } from './helpers.js';
 
 type Node = Awaited<ReturnType<typeof inProcessNode>>;
@@ -279,6 +283,21 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
 });
 
 describe('shutdown', () => {
+  it('a cold tier that cannot index in time does not hold the shutdown past its timeout: the checkpoint is given up, nothing is lost', async () => {
+    const node = await inProcessNode({ 'server.shutdown_timeout_ms': 300 });
+    await req(node, 'PUT', '/v1/collections/docs', { dimension: 3, metric: 'l2' });
+    node.fp.set('projection.cold.insert', 'delay(60000)'); // the worker hangs on its next insert, as on a huge backlog
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a', vector: vec(1, 0, 0) }] });
+    expect(w.status).toBe(200);
+    await node.close(); // without the bound: until the worker's 60 s insert ends, past this test's timeout
+    const again = await startNode(loadConfig({ env: {}, overrides: { 'storage.data_dir': path.join(node.dir, 'data'), 'backup.local_dir': path.join(node.dir, 'backups'), 'backup.enabled': false } }), { listen: false, registry: new Registry(), logger: () => undefined });
+    try {
+      expect((await req(again as Node, 'GET', '/v1/collections/docs/vectors/a')).json.id).toBe('a');
+    } finally {
+      await again.close();
+    }
+  }, 20_000);
+
   it('an open /v1/log/stream answers at once on a quiet log and ends when the server shuts down, rather than holding the shutdown for its whole timeout', async () => {
     const node = await inProcessNode({ 'server.shutdown_timeout_ms': 600_000, 'server.port': 0 });
     await node.app.listen({ host: '127.0.0.1', port: 0 });

@@ -4,7 +4,7 @@ import type { Failpoints } from '@kyrodb/log';
 import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
-import { POLL, POLL_CLOCK_STRIDE, PollGovernor, SLOT, SearchChannel } from './searchChannel.js';
+import { BELL, POLL, POLL_CLOCK_STRIDE, PollGovernor, SLOT, STOP, SearchChannel } from './searchChannel.js';
 import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
@@ -373,14 +373,20 @@ export class ColdTier {
   }
 
   /**
-   * Stops the worker: asks it to exit between messages (after the work queued before this
-   * call), and terminates it only if it has not exited within `graceMs` (a hung worker).
+   * Stops the worker: asks it to exit at its next message (skipping the work still queued), and
+   * terminates it only if it has not exited within `graceMs` (a hung worker).
    * `terminate()` landing inside a native hnswlib call aborts the whole process, so a live
    * worker is never terminated while it may be working.
    */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
     this.die('stopped');
+    // It exits at its next message, not after the inserts still queued (a backlog of minutes
+    // held a server's shutdown), nor at the end of an injected hang.
+    Atomics.store(this.channel.ints, STOP, 1);
+    Atomics.notify(this.channel.ints, STOP);
+    Atomics.add(this.channel.ints, BELL, 1);
+    Atomics.notify(this.channel.ints, BELL);
     await this.kill(graceMs);
   }
 }

@@ -823,8 +823,10 @@ export class Projections {
     if (this.restartTimer) clearTimeout(this.restartTimer);
     for (const w of this.waiters) w.reject(new ProjectionError('PROJ_CLOSED', 'the projections are closed'));
     this.waiters = [];
-    if (this.checkpointing) await this.checkpointing.catch(() => undefined);
+    // The cold tier first: a checkpoint in flight waits for it to index its backlog (minutes,
+    // or forever when it hangs); stopped, the checkpoint fails and removes its temp dir.
     await this.cold?.stop();
+    if (this.checkpointing) await this.checkpointing.catch(() => undefined);
   }
 }
 

@@ -40,6 +40,8 @@ export const SLOT = { free: 0, request: 1, busy: 2, done: 3, abandoned: 4 } as c
 export const BELL = 0;
 /** Control word: 1 while the main thread wants the worker to watch the bell between searches (polling pays off). */
 export const POLL = 2;
+/** Control word: 1 once the owner is closing: the worker exits at its next message, skipping the work still queued. */
+export const STOP = 3;
 const CTL_INTS = 16;
 /** Header words of one slot (the request), one cache line. `collGen` changes whenever the request area holds a new collection name. */
 const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, collGen: 8 } as const;
