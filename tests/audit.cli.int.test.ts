@@ -168,7 +168,7 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/BACKUP_/);
     // Bad input: unknown backup, missing --store, both sources.
-    expect((await run(['audit', 'verify', '--backup-id', 'nope', '--store', store.url])).code).toBe(2);
+    expect((await run(['audit', 'verify', '--backup-id', 'nope', '--store', store.url])).code).toBe(4); // not found
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id])).code).toBe(2);
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--data-dir', dir])).code).toBe(2);
   });

@@ -318,7 +318,7 @@ export function buildProgram(): Command {
 
   // ------------------------------------------------------------------ restore
   common(program.command('restore').description('restore a data dir from backups (refuses while a server holds the data dir)'))
-    .option('--backup-id <id>', 'restore this backup (and its incremental parents); "latest" = the one reaching the highest seq')
+    .option('--backup-id <id>', 'restore this backup, by id or tag (and its incremental parents); "latest" = the one reaching the highest seq')
     .option('--point-in-time <iso>', 'restore every event with ts <= this instant')
     .option('--tag <tag>', 'restore the newest backup with this tag')
     .option('--s3 <url>', 'S3 store URL (s3://bucket/prefix, or …/backup_<id> to name the backup)')

@@ -340,7 +340,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
     );
     // ---------------------------------------------------------- search
-    r.post<{ Params: { name: string }; Body: { vector: unknown[]; k: number; filter?: unknown; asOf?: string } }>(
+    r.post<{ Params: { name: string }; Body: { vector: unknown[]; k: number; filter?: unknown; asOf?: string | number } }>(
       '/v1/collections/:name/search',
       {
         config: { roles: ['read'] },
@@ -348,7 +348,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant',
           params: nameParam,
           querystring: emptyQuery,
-          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: asOfString } },
+          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
         },
       },
       async (req) => {
@@ -367,7 +367,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
           return projections.search(req.params.name, sr);
         }
-        sr.asOf = asOfMicros(req.body.asOf);
+        sr.asOf = asOfMicros(String(req.body.asOf));
         try {
           return await projections.search(req.params.name, sr);
         } catch (err) {

@@ -272,6 +272,8 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
     expect((await req(node, 'GET', '/v1/collections/docs/vectors/a?asOf=soon')).json.error.code).toBe('API_INVALID_TIMESTAMP');
     const before = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: '2020-01-01T00:00:00Z' });
     expect([before.status, before.json.error.code]).toEqual([404, 'API_COLLECTION_NOT_FOUND']);
+    const asInt = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: head.ts }); // a JSON integer too
+    expect([asInt.status, asInt.json.results[0]?.id]).toEqual([200, 'a']);
     const dim = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0), k: 1, asOf: String(head.ts) });
     expect([dim.status, dim.json.error.code]).toEqual([400, 'API_DIMENSION_MISMATCH']);
   });

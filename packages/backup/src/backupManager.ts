@@ -120,6 +120,8 @@ export class BackupManager {
   private aborted = false;
   /** Backups and prunes under way (`idle` waits for them). */
   private readonly running = new Set<Promise<unknown>>();
+  /** Tags of backups under way, and the id of each: two at once may not take the same one. */
+  private readonly tagsUnderWay = new Map<string, string>();
 
   constructor(o: BackupManagerOptions) {
     this.o = { ...defaultBackupManagerOptions, ...o };
@@ -135,7 +137,7 @@ export class BackupManager {
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'its tag and history are not checked against it');
-      checkTag(opts.tag, manifests);
+      this.reserveTag(opts.tag, manifests, id);
       await this.checkLogExtendsStore(manifests);
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
@@ -184,7 +186,7 @@ export class BackupManager {
     return this.timed('incremental', async (id) => {
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
-      checkTag(opts.tag, manifests);
+      this.reserveTag(opts.tag, manifests, id);
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
       if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
@@ -418,6 +420,15 @@ export class BackupManager {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
+  /** `checkTag`, and the tag held for backup `id` until it completes or fails (see `timedRun`). */
+  private reserveTag(tag: string | undefined, manifests: readonly BackupManifest[], id: string): void {
+    checkTag(tag, manifests);
+    if (tag === undefined) return;
+    const other = this.tagsUnderWay.get(tag);
+    if (other !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${other}, under way; a tag names one restore point`, { tag, backupId: other });
+    this.tagsUnderWay.set(tag, id);
+  }
+
   private checkAborted(): void {
     if (this.aborted) throw new BackupError('BACKUP_ABORTED', 'the backup was stopped before it completed (the server is shutting down); what it stored is removed');
   }
@@ -455,6 +466,8 @@ export class BackupManager {
       this.logger(refused ? 'warn' : 'error', `${type} backup ${refused ? 'refused' : 'failed'}`, { error: String(err) });
       await this.discard(id);
       throw err;
+    } finally {
+      for (const [tag, holder] of this.tagsUnderWay) if (holder === id) this.tagsUnderWay.delete(tag);
     }
   }
 

@@ -96,8 +96,9 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
       m = latestBackup(manifests);
       if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', 'the store holds no backups', { backupId: LATEST });
     } else if (target.backupId !== undefined) {
-      m = manifests.find((x) => x.backup_id === target.backupId);
-      if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', `no backup with id ${target.backupId}`, { backupId: target.backupId });
+      // An id, or a tag (as `backup verify` and `backup urls` take them).
+      m = findBackup(manifests, target.backupId);
+      if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', `no backup with id or tag ${target.backupId}`, { backupId: target.backupId });
     } else if (target.tag !== undefined) {
       m = manifests.find((x) => x.tag === target.tag);
       if (m === undefined) throw new BackupError('BACKUP_NOT_FOUND', `no backup tagged ${target.tag}`, { tag: target.tag });

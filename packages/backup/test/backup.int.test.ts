@@ -433,6 +433,11 @@ describe('backup details', () => {
     }
     expect(hashDir(storeDir)).toBe(before);
     expect(await metric(registry, 'backup_failure_total')).toBe(0);
+    // Two at once with the same tag: one takes it.
+    const both = await Promise.allSettled([mgr.createFull({ tag: 'race' }), mgr.createIncremental({ tag: 'race' })]);
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(both.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : [])).every((e) => isBackupError(e, 'BACKUP_TAG_EXISTS'))).toBe(true);
+    expect((await mgr.list()).filter((m) => m.tag === 'race')).toHaveLength(1);
     await log.close();
   });
 

@@ -35,19 +35,20 @@ Exit codes:
   1  unexpected failure (e.g. LOG_RECOVERY_NEEDED: a crashed writer left events to apply)
   2  bad input: a malformed digest or time, a missing data dir, an unknown option
   3  the chain does not verify or does not extend the digest, or the log's files are damaged
-  4  collection or document not found
+  4  collection, document or backup not found
   8  not enough disk space (replay --out)`;
 
 // Backup errors that mean the backup's bytes or chain do not verify (exit 3), vs bad input (exit 2).
 const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAILED', 'BACKUP_CORRUPT', 'BACKUP_CHAIN_GAP', 'BACKUP_CHAIN_BROKEN', 'BACKUP_VERIFY_FAILED', 'BACKUP_FILE_MISSING']);
-const BACKUP_BAD_INPUT = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING', 'BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', 'BACKUP_INVALID_URL', 'BACKUP_INVALID_ARGUMENT']);
+const BACKUP_BAD_INPUT = new Set(['BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', 'BACKUP_INVALID_URL', 'BACKUP_INVALID_ARGUMENT']);
+const BACKUP_NOT_FOUND = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING']);
 
 function fail(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
   process.stderr.write(`error: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
+  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
   else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND' || code === 'PROJ_UNKNOWN_COLLECTION') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
