@@ -47,9 +47,9 @@ function writeWithChecksum(f: Fixture, i: number, b: Buffer): void {
 function targets(): { existing: string; absent: string } {
   const root = tempDir();
   const existing = path.join(root, 'data');
-  fs.mkdirSync(path.join(existing, 'sub'), { recursive: true });
+  fs.mkdirSync(path.join(existing, 'checkpoints', '0000000000000001'), { recursive: true });
   fs.writeFileSync(path.join(existing, 'log.mdb'), 'precious');
-  fs.writeFileSync(path.join(existing, 'sub', 'x'), 'y');
+  fs.writeFileSync(path.join(existing, 'checkpoints', '0000000000000001', 'x'), 'y');
   return { existing, absent: path.join(root, 'absent') };
 }
 
