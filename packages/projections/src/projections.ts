@@ -654,8 +654,15 @@ export class Projections {
       const r = fn();
       if (performance.now() - t0 > budgetMs) {
         this.m.timeouts.inc({ layer });
-        b.recordFailure(`${layer} layer took longer than ${budgetMs} ms`);
-        return discardLate ? undefined : r;
+        if (discardLate) {
+          b.recordFailure(`${layer} layer took longer than ${budgetMs} ms`);
+          return undefined;
+        }
+        // A late answer that is kept (the hot tier's: the only holder of the newest writes) is
+        // an answer. Counted as a failure, it opened the hot breaker for a minute under a heavy
+        // ingest, and searches then missed every write the cold tier had not indexed yet.
+        b.recordSuccess();
+        return r;
       }
       b.recordSuccess();
       return r;

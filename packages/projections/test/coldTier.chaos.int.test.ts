@@ -134,6 +134,25 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(p.health().hotVectors).toBe(0);
     expect(p.admission()).toEqual({ ok: true });
   });
+  it('a slow hot tier (every search over its budget) is counted, but its answer is kept and its breaker stays closed: searches keep seeing the newest writes', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { cacheTimeoutMs: 10, hotTimeoutMs: 0, coldTimeoutMs: 1000 } });
+    await seed(env, p, 10);
+    env.failpoints.set('projection.cold.insert', 'delay(2000)'); // the cold tier falls behind: new writes are only in the hot tier
+    const r = rng(8);
+    for (let i = 0; i < 10; i++) {
+      const v = randomVector(r, DIM);
+      await env.log.append([upsert('c', `new${i}`, v)]);
+      await p.waitForApplied(env.log.head().seq);
+      const res = await p.search('c', { vector: new Float32Array(v), k: 1 });
+      expect(res.results[0]?.id, `search ${i}`).toBe(`new${i}`);
+      expect(res.layers).toContain('hot');
+    }
+    expect(p.health().breakers.hot).toBe('closed');
+    expect(await metric(env.registry, 'query_timeouts_total', { layer: 'hot' })).toBeGreaterThanOrEqual(10);
+    env.failpoints.clear('projection.cold.insert');
+  });
+
   it('a hung worker (no answer to the ping after the breaker opens) is terminated, restarted, and catches up; resetBreaker closes the breaker by hand', async () => {
     env = await makeEnv();
     const p = await env.open({ query: { coldTimeoutMs: 100, breakerThreshold: 1, breakerTimeoutMs: 600_000, coldHangRestartMs: 300 } });
