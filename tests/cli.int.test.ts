@@ -97,6 +97,9 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
       expect([r.code, r.stderr], `${target} ${extra.join(' ')}`).toEqual([3, expect.stringContaining('BACKUP_TARGET_NOT_DATA_DIR')]);
     }
     expect(fs.readdirSync(mine)).toEqual(['notes.txt']);
+    // The offline query follows the as-of rule too: a future instant is refused (exit 2).
+    const future = await kyrodb(['query', '--collection', 'c', '--doc-id', 'x', '--data-dir', data, '--as-of', '2099-01-01T00:00:00Z']);
+    expect([future.code, future.stderr]).toEqual([2, expect.stringContaining('AUDIT_TIME_IN_FUTURE')]);
     expect((await kyrodb(['backup', 'list', '--output', out, '--json'])).code).toBe(0);
   });
 

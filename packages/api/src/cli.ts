@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
+import { EventLog, Failpoints, lockHolder, systemClock } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
@@ -15,7 +15,7 @@ import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { registerAuditCommands } from './audit/index.js';
+import { parseAsOf, registerAuditCommands } from './audit/index.js';
 
 /** Exit codes of every `kyrodb` command. */
 export const EXIT = Object.freeze({
@@ -43,7 +43,8 @@ const EXIT_HELP = `
 Exit codes:
   0  done (health-check: ready)
   1  unexpected failure
-  2  bad usage, config or input (the message names the key or flag)
+  2  bad usage, config or input (the message names the key or flag; an API key missing,
+     unknown or without the role; an as-of time in the future)
   3  the data dir is held by a running server or needs a writer's open first (LOG_RECOVERY_NEEDED:
      its writer crashed), or a target is refused (restore: a data dir
      without --force, or not a KyroDB data dir; backup create: the tag is in use)
@@ -69,7 +70,8 @@ function exitCodeFor(err: unknown): number {
   if (typeof code !== 'string') return EXIT.FAILURE;
   // A backup's own objects that are damaged or missing: it does not verify (before the `_INVALID` of bad input).
   if (code.startsWith('BACKUP_MANIFEST_') || code === 'BACKUP_FILE_MISSING') return EXIT.VERIFY_FAILED;
-  if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
+  // An API key missing, unknown or without the role is the caller's configuration; a future as-of time is bad input.
+  if (code === 'API_CONFIG_INVALID' || code === 'API_INVALID_TIMESTAMP' || code === 'API_UNAUTHORIZED' || code === 'API_FORBIDDEN' || code === 'AUDIT_TIME_IN_FUTURE' || code.endsWith('_REQUIRED') || code.endsWith('_INVALID') || code.includes('_INVALID_') || code.startsWith('AUDIT_BAD')) return EXIT.USAGE;
   if (code === 'LOG_LOCKED' || code === 'LOG_RECOVERY_NEEDED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_TARGET_NOT_DATA_DIR') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH') || code === 'BACKUP_DECRYPT_FAILED') return EXIT.VERIFY_FAILED;
@@ -135,7 +137,8 @@ async function http(url: string, method: string, p: string, body?: unknown): Pro
   if (body !== undefined) headers['content-type'] = 'application/json';
   let res: Response;
   try {
-    res = await fetch(new URL(p, url), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    // The URL's own path is kept (a server behind a proxy's prefix): `p` is joined to it.
+    res = await fetch(url.replace(/\/+$/, '') + p, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   } catch (err) {
     throw new ApiError('API_SERVER_UNREACHABLE', `cannot reach ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
   }
@@ -410,7 +413,7 @@ export function buildProgram(): Command {
     .action(async (o: CommonOpts & { docId: string; collection: string; asOf?: string; url?: string }) => {
       let log: EventLog | undefined;
       try {
-        const asOf = o.asOf !== undefined ? parseIsoMicros(o.asOf, '--as-of') : undefined;
+        if (o.asOf !== undefined) parseIsoMicros(o.asOf, '--as-of'); // malformed: exit 2 before anything is read
         let doc: Record<string, unknown>;
         if (o.url !== undefined) {
           const q = o.asOf !== undefined ? `?asOf=${encodeURIComponent(o.asOf)}` : '';
@@ -420,6 +423,8 @@ export function buildProgram(): Command {
         } else {
           const cfg = configFrom(o);
           log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
+          // The as-of rule, as the server applies it: a future instant is refused (AUDIT_TIME_IN_FUTURE).
+          const asOf = o.asOf !== undefined ? parseAsOf(o.asOf, Math.max(systemClock.nowMicros(), log.head().ts)) : undefined;
           const e = log.docAsOf(o.collection, o.docId, asOf);
           if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${o.docId} does not exist in ${o.collection}${o.asOf ? ` at ${o.asOf}` : ''}`);
           doc = { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };

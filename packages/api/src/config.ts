@@ -152,13 +152,13 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'backup.s3.endpoint': { kind: 'string', nullable: true },
   'backup.s3.force_path_style': { kind: 'bool' },
   'cache.enabled': { kind: 'bool' },
-  'cache.similarity_threshold': { kind: 'number', min: 0, max: 1 },
+  'cache.similarity_threshold': { kind: 'number', min: 1e-6, max: 1 }, // (0, 1]: 0 would serve any cached answer
   'cache.capacity': int(0, 100_000_000),
   'cache.max_staleness_ms': int(0, MAX_INT),
   'cache.training.interval_secs': int(1, 86_400),
   'cache.training.min_samples': int(1, MAX_INT),
   'checkpoint.every_events': int(1, MAX_INT),
-  'checkpoint.every_secs': int(1, 86_400 * 365),
+  'checkpoint.every_secs': int(1, 2_147_483), // a timer's longest delay (~24.8 days); beyond it Node fires it every ms
   'checkpoint.keep_generations': int(1, 1000),
   'auth.keys': { kind: 'keys' },
   'error_recovery.wal.retry_attempts': int(1, 100),

@@ -77,6 +77,12 @@ describe('config', () => {
   it('bad env and flag values name the key', () => {
     expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: 'eighty' } })).message).toMatch(/config env: server\.port: expected an integer/);
     expect(errorOf(() => loadConfig({ env: {}, overrides: { 'server.port': -1 } })).message).toMatch(/config flag: server\.port/);
+    // Values the code could not use are refused here, naming the key: a similarity of 0 (the
+    // cache's own check failed later without naming it), a checkpoint interval past a timer's
+    // longest delay (Node then fired it every millisecond: a checkpoint after nearly every write).
+    expect(errorOf(() => loadConfig({ env: { KYRODB_CACHE_SIMILARITY_THRESHOLD: '0' } })).message).toMatch(/cache\.similarity_threshold/);
+    expect(errorOf(() => loadConfig({ env: { KYRODB_CHECKPOINT_EVERY_SECS: '3000000' } })).message).toMatch(/checkpoint\.every_secs/);
+    expect(loadConfig({ env: { KYRODB_CHECKPOINT_EVERY_SECS: '2147483' } }).checkpoint.every_secs).toBe(2147483);
   });
 
   it('an api key never appears in an error message', () => {

@@ -154,6 +154,8 @@ describe('HTTP server (in-process, real log and projections)', () => {
   it('/metrics has the sketch metrics and process metrics; /healthz; the OpenAPI document lists the routes', async () => {
     const m = (await node.app.inject({ method: 'GET', url: '/metrics' })).body;
     for (const name of ['wal_writes_total', 'hnsw_corruption_detected_total', 'query_timeouts_total', 'backup_failure_total', 'training_restarts_total', 'http_requests_total', 'process_cpu_user_seconds_total']) expect(m).toContain(`# TYPE ${name}`);
+    // Present at 0 before any backup: a series first seen at 1 shows no increase to rate(), and BackupFailing would miss it.
+    for (const type of ['full', 'incremental']) expect(m).toContain(`backup_failure_total{type="${type}"} 0`);
     expect((await req(node, 'GET', '/healthz')).json).toEqual({ status: 'ok' });
     const doc = (await req(node, 'GET', '/openapi.json')).json;
     expect(doc.openapi).toBe('3.0.3');

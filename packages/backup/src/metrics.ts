@@ -22,12 +22,23 @@ export interface BackupMetrics {
 
 const buckets = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800];
 
+/**
+ * A counter by backup type, its series for both types present at 0 from the start: a series
+ * that first appears at 1 shows no increase to `rate()`, and the BackupFailing alert
+ * (`rate(backup_failure_total[1h]) > 0`) would miss the first failure.
+ */
+function byType(name: string, help: string, r: Registry[]): Counter<'type'> {
+  const c = new Counter({ name, help, labelNames: ['type'], registers: r });
+  for (const type of ['full', 'incremental']) c.inc({ type }, 0);
+  return c;
+}
+
 /** Gets or registers the metrics on `registry`. */
 export function backupMetrics(registry: Registry): BackupMetrics {
   const r = [registry];
   return {
-    success: once(registry, 'backup_success_total', () => new Counter({ name: 'backup_success_total', help: 'Backups completed, by type', labelNames: ['type'], registers: r })),
-    failure: once(registry, 'backup_failure_total', () => new Counter({ name: 'backup_failure_total', help: 'Backups failed, by type', labelNames: ['type'], registers: r })),
+    success: once(registry, 'backup_success_total', () => byType('backup_success_total', 'Backups completed, by type', r)),
+    failure: once(registry, 'backup_failure_total', () => byType('backup_failure_total', 'Backups failed, by type', r)),
     duration: once(registry, 'backup_duration_seconds', () => new Histogram({ name: 'backup_duration_seconds', help: 'Backup duration, by type', labelNames: ['type'], buckets, registers: r })),
     size: once(registry, 'backup_size_bytes', () => new Gauge({ name: 'backup_size_bytes', help: 'Stored size of the last backup, by type', labelNames: ['type'], registers: r })),
     restoreSuccess: once(registry, 'restore_success_total', () => new Counter({ name: 'restore_success_total', help: 'Restores completed', registers: r })),
