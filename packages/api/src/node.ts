@@ -224,10 +224,9 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         (app as unknown as { drain: () => void }).drain();
         for (const c of crons) c.stop();
         // In-flight requests and backups (a POST /v1/backups, a scheduled one) get the shutdown
-        // timeout to finish; then connections are cut and backups stopped (BACKUP_ABORTED), which
-        // remove what they stored before the log closes.
-        // Backups are stopped first, so that a POST /v1/backups still answers (BACKUP_ABORTED)
-        // before the connections that are left are cut a moment later.
+        // timeout to finish; then backups are stopped (BACKUP_ABORTED: they remove what they
+        // stored before the log closes), and the connections left are cut a moment later, so that
+        // a POST /v1/backups still answers.
         const timeoutMs = cfg.server.shutdown_timeout_ms;
         const started = Date.now();
         const tAbort = setTimeout(() => manager.abort(), timeoutMs);
