@@ -22,8 +22,9 @@ function child(args: string[]): { proc: ChildProcess; lines: string[]; exited: P
   let err = '';
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+  // Every exit but our SIGKILL is noted, a clean one too (a continuous backup that stops, e.g. on a refusal, exits 0).
   proc.on('exit', (code, sig) => {
-    if (code !== 0 && sig !== 'SIGKILL') lines.push(`exit ${code} ${sig} ${err}`);
+    if (sig !== 'SIGKILL') lines.push(`exit ${code} ${sig} ${err}`);
   });
   return { proc, lines, exited };
 }
@@ -128,7 +129,10 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     })();
     for (let round = 0; round < 3; round++) {
       const seen = c.lines.filter((l) => l.startsWith('put segments/')).length;
-      await until(() => c.lines.filter((l) => l.startsWith('put segments/')).length >= seen + 3, 60_000, 'segments shipped');
+      // On a time-out, what the child said besides its puts (its warnings and errors, an exit) is in the message.
+      await until(() => c.lines.filter((l) => l.startsWith('put segments/')).length >= seen + 3, 60_000, `segments shipped in round ${round}`).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}; the child said: ${c.lines.filter((l) => !l.startsWith('put ')).join(' | ')}`);
+      });
       c.proc.kill('SIGKILL');
       await c.exited;
       c = child(['continuous', dir, s3.endpoint, prefix]);
