@@ -1,10 +1,30 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventLog } from '@kyrodb/log';
 import { call, kyrodb, startServer, tmp, vectorFor } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
+
+/**
+ * Whether this process may mount a tmpfs: a probe mount, unmounted at once (undefined) or why not.
+ * The tests' own mounts are made in `beforeAll`: a mount made while the file is collected stayed
+ * mounted when a `-t` filter left its describe without tests (vitest then runs no `afterAll`).
+ */
+function tmpfsRefusal(what: string): string | undefined {
+  const probe = tmp('kyro-tmpfs-probe-');
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'pipe' });
+    execFileSync('umount', [probe]);
+    return undefined;
+  } catch (err) {
+    const why = `cannot mount a tmpfs (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); ${what} needs root or CAP_SYS_ADMIN`;
+    console.warn(`SKIPPED: ${why}`);
+    return why;
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
+  }
+}
 
 const env = (dir: string): Record<string, string> => ({ KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups') });
 
@@ -81,13 +101,10 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
 
   // A real ENOSPC on a small tmpfs (needs root / CAP_SYS_ADMIN to mount).
   const mnt = tmp('kyro-tmpfs-');
-  let skipReason: string | undefined;
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch (err) {
-    skipReason = `cannot mount a tmpfs (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
-    console.warn(`SKIPPED real tmpfs disk-full test: ${skipReason}`);
-  }
+  const skipReason = tmpfsRefusal('a real ENOSPC');
+  beforeAll(() => {
+    if (skipReason === undefined) execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt], { stdio: 'pipe' });
+  });
   afterAll(async () => {
     for (const s of servers) await s.stop('SIGKILL');
     if (skipReason === undefined) {
@@ -163,13 +180,10 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
 describe('the CLI on a full disk: exit 8, a message saying where and how much, nothing left half-written', { timeout: 120_000 }, () => {
   // A real full disk: a 1 MiB tmpfs (needs root / CAP_SYS_ADMIN to mount).
   const disk = tmp('kyro-tmpfs-');
-  let skipReason: string | undefined;
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk], { stdio: 'pipe' });
-  } catch (err) {
-    skipReason = `cannot mount a tmpfs (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); a real full disk needs root or CAP_SYS_ADMIN`;
-    console.warn(`SKIPPED real tmpfs CLI disk-full test: ${skipReason}`);
-  }
+  const skipReason = tmpfsRefusal('a real full disk');
+  beforeAll(() => {
+    if (skipReason === undefined) execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk], { stdio: 'pipe' });
+  });
   afterAll(() => {
     if (skipReason === undefined) execFileSync('umount', [disk]);
     fs.rmSync(disk, { recursive: true, force: true });
