@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, Failpoints, lockHolder, systemClock } from '@kyrodb/log';
+import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
@@ -15,7 +15,7 @@ import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { parseAsOf, registerAuditCommands } from './audit/index.js';
+import { parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
 
 /** Exit codes of every `kyrodb` command. */
 export const EXIT = Object.freeze({
@@ -408,12 +408,12 @@ export function buildProgram(): Command {
   common(program.command('query').description('read a document (live, or as of an instant) from the data dir read-only, or from a server with --url'))
     .requiredOption('--doc-id <id>', 'document id')
     .requiredOption('--collection <name>', 'collection')
-    .option('--as-of <iso>', 'the value as of this instant')
+    .option('--as-of <T>', 'the value as of this instant: ISO-8601 with a zone or integer µs, not in the future')
     .option('--url <url>', 'ask a running server instead of reading the data dir')
     .action(async (o: CommonOpts & { docId: string; collection: string; asOf?: string; url?: string }) => {
       let log: EventLog | undefined;
       try {
-        if (o.asOf !== undefined) parseIsoMicros(o.asOf, '--as-of'); // malformed: exit 2 before anything is read
+        if (o.asOf !== undefined) parseInstant(o.asOf); // malformed (AUDIT_BAD_TIME): exit 2 before anything is read
         let doc: Record<string, unknown>;
         if (o.url !== undefined) {
           const q = o.asOf !== undefined ? `?asOf=${encodeURIComponent(o.asOf)}` : '';
@@ -424,7 +424,7 @@ export function buildProgram(): Command {
           const cfg = configFrom(o);
           log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
           // The as-of rule, as the server applies it: a future instant is refused (AUDIT_TIME_IN_FUTURE).
-          const asOf = o.asOf !== undefined ? parseAsOf(o.asOf, Math.max(systemClock.nowMicros(), log.head().ts)) : undefined;
+          const asOf = o.asOf !== undefined ? parseAsOf(o.asOf, presentMicros(log)) : undefined;
           const e = log.docAsOf(o.collection, o.docId, asOf);
           if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${o.docId} does not exist in ${o.collection}${o.asOf ? ` at ${o.asOf}` : ''}`);
           doc = { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };

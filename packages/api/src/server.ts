@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
-import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams, systemClock } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
@@ -12,7 +12,7 @@ import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { auditRoutes, isAuditError, parseAsOf } from './audit/index.js';
+import { auditRoutes, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
 export interface AppDeps {
@@ -218,7 +218,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // (AUDIT_TIME_IN_FUTURE, 422), since an answer as of T must not change later.
   const asOfMicros = (s: string): number => {
     try {
-      return parseAsOf(s, Math.max(systemClock.nowMicros(), log.head().ts));
+      return parseAsOf(s, presentMicros(log));
     } catch (err) {
       if (isAuditError(err) && err.code === 'AUDIT_BAD_TIME') throw new ApiError('API_INVALID_TIMESTAMP', `asOf: ${err.message}`);
       throw err;

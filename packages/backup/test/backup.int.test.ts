@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { EventLog, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
 import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
-import { created, del, fill, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
+import { created, del, fill, filledLog, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
 
 const s3 = new S3Server();
 beforeAll(async () => {
@@ -330,9 +330,7 @@ describe('backup details', () => {
   });
 
   it('restore refuses a target in use, a data dir without force, and anything that is not a data dir even with force; a dry run refuses the same', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 20);
+    const { log, dir } = await filledLog(20);
     const storeDir = tempDir();
     const store = new LocalDirStore(storeDir);
     await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
@@ -403,9 +401,7 @@ describe('backup details', () => {
   });
 
   it('tags: one restore point each, on full and incremental backups; a bad or taken tag is refused, stores nothing and is not a failed backup', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 20);
+    const { log, dir } = await filledLog(20);
     const storeDir = tempDir();
     const registry = new Registry();
     const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), registry, logger: quietLogger() });
@@ -442,9 +438,7 @@ describe('backup details', () => {
   });
 
   it('a log that does not hold the store\'s history (restored to an earlier point, then written) is never backed up into it', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 10);
+    const { log, dir } = await filledLog(10);
     const storeDir = tempDir();
     const store = new LocalDirStore(storeDir);
     const registry = new Registry();
@@ -479,9 +473,7 @@ describe('backup details', () => {
   });
 
   it('after the encryption key is rotated (or encryption turned off), backups and continuous backup go on in the same store', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 20);
+    const { log, dir } = await filledLog(20);
     const storeDir = tempDir();
     const store = new LocalDirStore(storeDir);
     const k1 = parseKey('21'.repeat(32));
@@ -508,9 +500,7 @@ describe('backup details', () => {
   });
 
   it('abort: a running backup stops at its next file, what it stored is removed, later ones are refused; not a failed backup', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 3000, { batch: 500 });
+    const { log, dir } = await filledLog(3000, { batch: 500 });
     const storeDir = tempDir();
     const registry = new Registry();
     const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), registry, eventsPerFile: 100, logger: quietLogger() });
@@ -539,9 +529,7 @@ describe('backup details', () => {
   });
 
   it('a point-in-time dry run says its figures are bounds: seq at most, vectors unknown', async () => {
-    const { log, dir } = await openLog();
-    await log.append([created('c', 8)]);
-    await fill(log, 10);
+    const { log, dir } = await filledLog(10);
     const store = new LocalDirStore(tempDir());
     const full = await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
     await log.close();

@@ -65,6 +65,14 @@ export async function fill(log: EventLog, n: number, o: { collection?: string; d
   }
 }
 
+/** A new log holding collection `c` (8-d) and `n` upserts of it (see `fill`). */
+export async function filledLog(n: number, o: Parameters<typeof fill>[2] = {}): Promise<{ log: EventLog; dir: string }> {
+  const opened = await openLog();
+  await opened.log.append([created('c', 8)]);
+  await fill(opened.log, n, o);
+  return opened;
+}
+
 /** SHA-256 over every file path and content under `dir` (absent dir → 'absent'). */
 export function hashDir(dir: string): string {
   if (!fs.existsSync(dir)) return 'absent';

@@ -66,7 +66,8 @@ export function lockHolder(dir: string): number | undefined {
   const pid = Number(pidText);
   if (!processAlive(pid)) return undefined;
   if (boot !== undefined && boot !== '-' && boot !== currentBootId()) return undefined;
-  if (start !== undefined && start !== '-' && processStart(pid) !== '' && processStart(pid) !== start) return undefined;
+  const started = start === undefined || start === '-' ? '' : processStart(pid);
+  if (started !== '' && started !== start) return undefined;
   return pid;
 }
 
@@ -79,7 +80,8 @@ export function acquireWriterLock(dir: string): WriterLock {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(p, 'wx');
-      fs.writeSync(fd, lockText(process.pid));
+      const text = lockText(process.pid);
+      fs.writeSync(fd, text);
       fs.fsyncSync(fd);
       fs.closeSync(fd);
       let released = false;
@@ -89,7 +91,7 @@ export function acquireWriterLock(dir: string): WriterLock {
           if (released) return;
           released = true;
           try {
-            if (fs.readFileSync(p, 'utf8').trim() === lockText(process.pid)) fs.unlinkSync(p);
+            if (fs.readFileSync(p, 'utf8').trim() === text) fs.unlinkSync(p);
           } catch {
             // already gone
           }

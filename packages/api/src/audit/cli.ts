@@ -4,7 +4,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, isLogError, systemClock } from '@kyrodb/log';
+import { EventLog, isLogError } from '@kyrodb/log';
 import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
@@ -13,7 +13,7 @@ import { eventToJson, headToJson, searchAsOf } from './state.js';
 import { isProjectionError, validateFilter } from '@kyrodb/projections';
 import { exportStateAsOf } from './exportState.js';
 import type { ExportProgress } from './exportState.js';
-import { formatMicros, parseAsOf } from './time.js';
+import { formatMicros, parseAsOf, presentMicros } from './time.js';
 
 /** Exit codes of the audit commands. */
 export const AUDIT_EXIT = Object.freeze({
@@ -173,7 +173,7 @@ export function registerAuditCommands(program: Command): Command {
       try {
         const target = outputTarget(o.out);
         await withLog(o.dataDir, async (log) => {
-          const t = parseAsOf(o.to, Math.max(systemClock.nowMicros(), log.head().ts));
+          const t = parseAsOf(o.to, presentMicros(log));
           const tmp = target.direct ? target.path : path.join(path.dirname(target.path), `.${path.basename(target.path)}.partial-${process.pid}`);
           let fd: number;
           try {
@@ -267,7 +267,7 @@ export function registerAuditCommands(program: Command): Command {
         const k = Number(o.k);
         if (!Number.isInteger(k) || k < 1 || k > 10_000) throw new AuditError('AUDIT_BAD_REQUEST', '--k must be an integer in 1..10000');
         await withLog(o.dataDir, (log) => {
-          const now = Math.max(systemClock.nowMicros(), log.head().ts);
+          const now = presentMicros(log);
           const t = o.asOf === undefined ? now : parseAsOf(o.asOf, now);
           const r = searchAsOf(log, o.collection, { vector: Float32Array.from(vec as number[]), k, ...(filter !== undefined ? { filter: validateFilter(filter) } : {}) }, t);
           if (r === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${o.collection} did not exist at ${formatMicros(t)}`);

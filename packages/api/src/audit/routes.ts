@@ -1,4 +1,5 @@
 import { PassThrough } from 'node:stream';
+import type { Subscription } from 'rxjs';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
@@ -8,7 +9,7 @@ import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
 import { collectionAsOfAsync, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
-import { formatMicros, parseAsOf, parseInstant } from './time.js';
+import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
 /** Options of `auditRoutes`. */
 export interface AuditRoutesOptions {
@@ -91,7 +92,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const { log } = opts;
   const clock = opts.clock ?? systemClock;
   const maxPage = opts.maxPage ?? 1000;
-  const now = (): number => Math.max(clock.nowMicros(), log.head().ts);
+  const now = (): number => presentMicros(log, clock);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
 
   // `additionalProperties: false` must reject, not strip: fastify's default Ajv removes unknown
@@ -264,34 +265,29 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       // bound. Once the response's buffer is full the tail is dropped, and taken up again from
       // the next seq when the buffer drains (no event lost or repeated).
       const out = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
-      let next = fromSeq;
-      let sub: { unsubscribe(): void } | undefined;
-      let paused = false;
+      let next = fromSeq; // the first seq not yet written
+      let sub: Subscription | undefined; // the tail being followed; undefined while paused
       let ended = false;
       const follow = (): void => {
-        paused = false;
-        let pauseNow = false;
+        let full = false;
         const s = log.tail(next).subscribe({
           next: (e) => {
-            if (paused || e.seq < next) return;
+            if (full) return; // (a tail may emit a few more before its unsubscribe lands)
             next = e.seq + 1;
             if (!out.write(JSON.stringify(eventToJson(e)) + '\n')) {
-              paused = true;
-              if (sub !== undefined) sub.unsubscribe();
-              else pauseNow = true; // emitted while subscribing: unsubscribed below
+              full = true;
+              sub?.unsubscribe(); // when emitted while subscribing, `sub` is not set yet: below
+              sub = undefined;
             }
           },
           error: (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
           complete: () => out.end(),
         });
-        sub = s;
-        if (pauseNow) s.unsubscribe();
+        if (full) s.unsubscribe();
+        else sub = s;
       };
       out.on('drain', () => {
-        if (paused && !ended) {
-          sub = undefined;
-          follow();
-        }
+        if (sub === undefined && !ended) follow();
       });
       follow();
       const stop = (): void => {

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '@kyrodb/log';
 import { AuditError } from './errors.js';
 
 /**
@@ -53,8 +54,16 @@ export function parseInstant(s: string): number {
 }
 
 /**
+ * The present for the as-of rule, µs: the clock's time, or the head's ts if later (when the
+ * clock stepped back, events up to the head's ts are already history).
+ */
+export function presentMicros(log: { head(): { ts: number } }, clock: Pick<Clock, 'nowMicros'> = systemClock): number {
+  return Math.max(clock.nowMicros(), log.head().ts);
+}
+
+/**
  * Parses an as-of time T (see the rule above) into microseconds since the epoch. `nowMicros`
- * is the present: pass `max(clock.nowMicros(), log.head().ts)`. Throws AUDIT_BAD_TIME or
+ * is the present (`presentMicros`). Throws AUDIT_BAD_TIME or
  * AUDIT_TIME_IN_FUTURE; a T before the first event is fine (the state is empty).
  */
 export function parseAsOf(s: string, nowMicros: number): number {
