@@ -42,6 +42,8 @@ export interface KyroConfig {
     data_dir: string;
     /** Vectors plus tombstones the hot tier holds before writes get 429 API_BACKPRESSURE (the cold tier has not caught up). Default 100000. */
     hot_tier_max_vectors: number;
+    /** Bytes of vector data (4 per dimension) the hot tier holds before writes get 429 API_BACKPRESSURE: bounds an exact hot search's time at any dimension. Default 64 MiB. */
+    hot_tier_max_bytes: number;
   };
   backup: {
     /** Run the scheduled backups inside `serve`. Default true. */
@@ -94,7 +96,7 @@ export interface KyroConfig {
 /** The embedded default: data in ./data, backups in ./backups, HTTP on 127.0.0.1:7070. */
 export const defaultConfig: KyroConfig = deepFreeze({
   server: { host: '127.0.0.1', port: 7070, max_batch: 1000, body_limit_bytes: 64 * 1024 * 1024, shutdown_timeout_ms: 10_000 },
-  storage: { data_dir: './data', hot_tier_max_vectors: 100_000 },
+  storage: { data_dir: './data', hot_tier_max_vectors: 100_000, hot_tier_max_bytes: 64 * 1024 * 1024 },
   backup: {
     enabled: true,
     local_dir: './backups',
@@ -132,6 +134,7 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'server.shutdown_timeout_ms': int(0, 3_600_000),
   'storage.data_dir': { kind: 'string', nonEmpty: true },
   'storage.hot_tier_max_vectors': int(1, MAX_INT),
+  'storage.hot_tier_max_bytes': int(1, MAX_INT),
   'backup.enabled': { kind: 'bool' },
   'backup.local_dir': { kind: 'string', nonEmpty: true },
   'backup.full_backup_schedule': { kind: 'string', cron: true },

@@ -136,7 +136,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       failpoints,
       checkpoint: { everyEvents: cfg.checkpoint.every_events, everySecs: cfg.checkpoint.every_secs, keepGenerations: cfg.checkpoint.keep_generations },
       query: { cacheTimeoutMs: q.cache_timeout_ms, hotTimeoutMs: q.hot_tier_timeout_ms, coldTimeoutMs: q.cold_tier_timeout_ms },
-      hotTier: { maxVectors: cfg.storage.hot_tier_max_vectors },
+      hotTier: { maxVectors: cfg.storage.hot_tier_max_vectors, maxBytes: cfg.storage.hot_tier_max_bytes },
     });
     const proj = projections;
     if (cache !== undefined) {

@@ -4,12 +4,16 @@ import type { KyroNode } from '../src/node.js';
 import type { Failpoints } from '@kyrodb/log';
 import { inProcessNode } from './helpers.js';
 
-// Real backpressure: the real Projections with a hot tier bounded to 4 vectors, and the cold
-// tier's inserts stalled (failpoint `projection.cold.insert=delay(3000)`) so the hot tier fills.
-describe('backpressure from a full hot tier', () => {
+// Real backpressure: the real Projections with a hot tier bounded to 4 vectors (by count, or by
+// bytes: 4 vectors of 2 float32s), and the cold tier's inserts stalled (failpoint
+// `projection.cold.insert=delay(3000)`) so the hot tier fills.
+describe.each([
+  ['storage.hot_tier_max_vectors', { 'storage.hot_tier_max_vectors': 4 }],
+  ['storage.hot_tier_max_bytes', { 'storage.hot_tier_max_bytes': 4 * 2 * 4 }],
+])('backpressure from a full hot tier (%s)', (bound, cfg) => {
   let node: KyroNode & { dir: string; fp: Failpoints };
   beforeAll(async () => {
-    node = await inProcessNode({ 'storage.hot_tier_max_vectors': 4, 'cache.enabled': false });
+    node = await inProcessNode({ ...cfg, 'cache.enabled': false });
   });
   afterAll(async () => {
     node.fp.clearAll();
@@ -19,12 +23,13 @@ describe('backpressure from a full hot tier', () => {
   const write = (ids: string[]): Promise<{ statusCode: number; headers: Record<string, unknown>; json: () => { error: { code: string } } }> =>
     node.app.inject({ method: 'POST', url: '/v1/collections/bp/vectors', payload: { vectors: ids.map((id, i) => ({ id, vector: [i, 1] })) } });
 
-  it('a write while the hot tier holds more than storage.hot_tier_max_vectors gets 429 API_BACKPRESSURE + Retry-After and writes nothing; it succeeds once the cold tier caught up', async () => {
+  it(`a write while the hot tier holds more than ${bound} gets 429 API_BACKPRESSURE + Retry-After and writes nothing; it succeeds once the cold tier caught up`, async () => {
     expect((await node.app.inject({ method: 'PUT', url: '/v1/collections/bp', payload: { dimension: 2, metric: 'l2' } })).statusCode).toBe(201);
     node.fp.set('projection.cold.insert', 'delay(3000)');
     const filled = await write(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
     expect(filled.statusCode).toBe(200);
     expect(node.projections.health().hotVectors).toBeGreaterThan(4);
+    expect(node.projections.health().hotBytes).toBe(node.projections.health().hotVectors * 2 * 4);
 
     const before = toHex(node.log.head().hash);
     const r = await write(['x']);

@@ -62,6 +62,7 @@ describe('config', () => {
     ['backup:\n  full_backup_schedule: "every day"\n', 'backup.full_backup_schedule', 'cron'],
     ['backup:\n  compression: gzip\n', 'backup.compression', 'one of zstd, none'],
     ['storage:\n  hot_tier_max_vectors: 0\n', 'storage.hot_tier_max_vectors', 'an integer in 1..'],
+    ['storage:\n  hot_tier_max_bytes: 0\n', 'storage.hot_tier_max_bytes', 'an integer in 1..'],
     ['auth:\n  keys:\n    - { name: a, key: "12345678", roles: [root] }\n', 'auth.keys[0].roles', 'one of read, write, admin, audit'],
     ['error_recovery:\n  training:\n    restart_backoff_seconds: []\n', 'error_recovery.training.restart_backoff_seconds', 'non-empty list'],
     ['cache: 5\n', 'cache', 'mapping'],

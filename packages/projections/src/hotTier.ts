@@ -6,10 +6,16 @@ import { exactTopK } from './state.js';
 export interface HotTierOptions {
   /** Vectors plus tombstones the hot tier holds before `admission()` reports backpressure. Default 100 000. */
   maxVectors: number;
+  /**
+   * Bytes of vector data (4 per dimension) the hot tier holds before `admission()` reports
+   * backpressure: what bounds an exact hot search's time whatever the dimension. Default 64 MiB
+   * (100 000 vectors of 128 dimensions take 51.2 MB; of 1536, ~11 000 fit).
+   */
+  maxBytes: number;
 }
 
 /** Defaults of the hot tier. */
-export const defaultHotTierOptions: HotTierOptions = Object.freeze({ maxVectors: 100_000 });
+export const defaultHotTierOptions: HotTierOptions = Object.freeze({ maxVectors: 100_000, maxBytes: 64 * 1024 * 1024 });
 
 interface HotCollection {
   createdSeq: number;
@@ -19,6 +25,12 @@ interface HotCollection {
   tombstones: Map<string, number>;
   /** Ids whose older version may still be in the cold index: id → seq of the newest pending change. */
   changed: Map<string, number>;
+  /** Σ vector length over `docs`. */
+  floats: number;
+}
+
+function newHot(createdSeq: number): HotCollection {
+  return { createdSeq, docs: new Map(), tombstones: new Map(), changed: new Map(), floats: 0 };
 }
 
 /**
@@ -27,19 +39,23 @@ interface HotCollection {
  */
 export class HotTier {
   private readonly colls = new Map<string, HotCollection>();
+  /** Σ floats over the collections. */
+  private floats = 0;
 
   /** Follows one applied event. */
   onApplied(a: Applied): void {
     switch (a.kind) {
       case 'created':
-        this.colls.set(a.info.name, { createdSeq: a.info.createdSeq, docs: new Map(), tombstones: new Map(), changed: new Map() });
+        this.dropColl(a.info.name);
+        this.colls.set(a.info.name, newHot(a.info.createdSeq));
         return;
       case 'dropped':
-        this.colls.delete(a.name);
+        this.dropColl(a.name);
         return;
       case 'upserted': {
         const h = this.colls.get(a.collection);
         if (h === undefined) return;
+        this.addFloats(h, a.doc.vector.length - (h.docs.get(a.doc.id)?.vector.length ?? 0));
         h.docs.set(a.doc.id, a.doc);
         h.tombstones.delete(a.doc.id);
         if (a.overwrote) h.changed.set(a.doc.id, a.doc.seq);
@@ -48,7 +64,11 @@ export class HotTier {
       case 'deleted': {
         const h = this.colls.get(a.collection);
         if (h === undefined) return;
-        h.docs.delete(a.id);
+        const old = h.docs.get(a.id);
+        if (old !== undefined) {
+          this.addFloats(h, -old.vector.length);
+          h.docs.delete(a.id);
+        }
         h.tombstones.set(a.id, a.seq);
         h.changed.set(a.id, a.seq);
         return;
@@ -58,10 +78,26 @@ export class HotTier {
     }
   }
 
+  private addFloats(h: HotCollection, n: number): void {
+    h.floats += n;
+    this.floats += n;
+  }
+
+  private dropColl(name: string): void {
+    const h = this.colls.get(name);
+    if (h === undefined) return;
+    this.floats -= h.floats;
+    this.colls.delete(name);
+  }
+
   /** Drops what the cold tier absorbed (everything with seq ≤ `watermark`). */
   shed(watermark: number): void {
     for (const h of this.colls.values()) {
-      for (const [id, d] of h.docs) if (d.seq <= watermark) h.docs.delete(id);
+      for (const [id, d] of h.docs) {
+        if (d.seq > watermark) continue;
+        this.addFloats(h, -d.vector.length);
+        h.docs.delete(id);
+      }
       for (const [id, s] of h.tombstones) if (s <= watermark) h.tombstones.delete(id);
       for (const [id, s] of h.changed) if (s <= watermark) h.changed.delete(id);
     }
@@ -74,9 +110,14 @@ export class HotTier {
    */
   reset(state: MaterializedState, watermark: number, log: EventLog): void {
     this.colls.clear();
+    this.floats = 0;
     for (const [name, c] of state.collections) {
-      const h: HotCollection = { createdSeq: c.info.createdSeq, docs: new Map(), tombstones: new Map(), changed: new Map() };
-      for (const d of c.docs.values()) if (d.seq > watermark) h.docs.set(d.id, d);
+      const h = newHot(c.info.createdSeq);
+      for (const d of c.docs.values()) {
+        if (d.seq <= watermark) continue;
+        h.docs.set(d.id, d);
+        this.addFloats(h, d.vector.length);
+      }
       this.colls.set(name, h);
     }
     for (const e of log.read(watermark + 1, state.seq)) {
@@ -94,6 +135,11 @@ export class HotTier {
     let n = 0;
     for (const h of this.colls.values()) n += h.docs.size + h.tombstones.size;
     return n;
+  }
+
+  /** Bytes of vector data held (4 per dimension of each vector). */
+  bytes(): number {
+    return this.floats * 4;
   }
 
   /** Vectors held. */

@@ -91,6 +91,8 @@ export interface ProjectionsHealth {
   coldWatermark: number;
   /** Vectors in the hot tier. */
   hotVectors: number;
+  /** Bytes of vector data in the hot tier (4 per dimension). */
+  hotBytes: number;
   /** applied − coldWatermark. */
   lagEvents: number;
   /** State of each layer's breaker. */
@@ -187,6 +189,7 @@ export class Projections {
     const applied = (): number => this.state.seq;
     const coldWm = (): number => this.coldWatermark;
     const hotSize = (): number => this.hot.size();
+    const hotBytes = (): number => this.hot.bytes();
     this.m = {
       corruption: new Counter({ name: 'hnsw_corruption_detected_total', help: 'Checkpoints found corrupt or inconsistent on load', registers: [registry] }),
       recovery: new Counter({ name: 'hnsw_recovery_attempts_total', help: 'Checkpoint load attempts by result (success, failure, rebuild)', labelNames: ['result'], registers: [registry] }),
@@ -223,6 +226,7 @@ export class Projections {
     new Gauge({ name: 'projection_applied_seq', help: 'Seq applied by the catalog and hot tier', registers: [registry], collect() { this.set(applied()); } });
     new Gauge({ name: 'projection_cold_watermark_seq', help: 'Seq absorbed by the cold tier', registers: [registry], collect() { this.set(coldWm()); } });
     new Gauge({ name: 'projection_hot_tier_vectors', help: 'Vectors plus tombstones in the hot tier', registers: [registry], collect() { this.set(hotSize()); } });
+    new Gauge({ name: 'projection_hot_tier_bytes', help: 'Bytes of vector data in the hot tier', registers: [registry], collect() { this.set(hotBytes()); } });
   }
 
   /**
@@ -535,9 +539,16 @@ export class Projections {
     return this.state;
   }
 
-  /** Backpressure: `ok: false` while the hot tier holds more than `hotTier.maxVectors`. */
+  /**
+   * Backpressure: `ok: false` while the hot tier holds more than `hotTier.maxVectors` vectors
+   * plus tombstones or more than `hotTier.maxBytes` of vector data. `retryAfterMs` is how long
+   * the cold tier takes, at its recent rate, to absorb the excess.
+   */
   admission(): { ok: true } | { ok: false; retryAfterMs: number } {
-    const excess = this.hot.size() - this.hotOpts.maxVectors;
+    const overBytes = this.hot.bytes() - this.hotOpts.maxBytes;
+    const vectors = this.hot.vectors();
+    // The excess in bytes as a number of the hot tier's average vectors.
+    const excess = Math.max(this.hot.size() - this.hotOpts.maxVectors, overBytes > 0 && vectors > 0 ? Math.ceil(overBytes / (this.hot.bytes() / vectors)) : 0);
     if (excess <= 0) return { ok: true };
     const rate = this.ingest.rate > 0 ? this.ingest.rate : 1000;
     return { ok: false, retryAfterMs: Math.max(100, Math.min(10_000, Math.round((excess / rate) * 1000))) };
@@ -789,6 +800,7 @@ export class Projections {
       applied: this.state.seq,
       coldWatermark: this.coldWatermark,
       hotVectors: this.hot.vectors(),
+      hotBytes: this.hot.bytes(),
       lagEvents: this.state.seq - this.coldWatermark,
       breakers: { cache: this.breakers.cache.state, hot: this.breakers.hot.state, cold: this.breakers.cold.state },
       lastCheckpointSeq: this.generations[0]?.seq ?? 0,

@@ -134,6 +134,25 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(p.health().hotVectors).toBe(0);
     expect(p.admission()).toEqual({ ok: true });
   });
+  it('hot-tier byte bound: with room for many vectors but 20 vectors\' bytes, the stalled cold tier makes admission() push back at the bytes; it recovers', async () => {
+    env = await makeEnv();
+    const p = await env.open({ hotTier: { maxVectors: 1_000_000, maxBytes: 20 * DIM * 4 } });
+    await seed(env, p, 10);
+    expect(p.admission()).toEqual({ ok: true });
+    env.failpoints.set('projection.cold.insert', '1*delay(1500)');
+    const r = rng(6);
+    for (let i = 0; i < 15; i++) await env.log.append([upsert('c', `h${i}`, randomVector(r, DIM))]);
+    expect(p.health().hotBytes).toBe(p.health().hotVectors * DIM * 4);
+    expect(p.admission()).toEqual({ ok: true });
+    for (let i = 15; i < 40; i++) await env.log.append([upsert('c', `h${i}`, randomVector(r, DIM))]);
+    expect(p.health().hotBytes).toBeGreaterThan(20 * DIM * 4);
+    const adm = p.admission();
+    expect(adm.ok).toBe(false);
+    if (!adm.ok) expect(adm.retryAfterMs).toBeGreaterThan(0);
+    await p.waitForCold(env.log.head().seq);
+    expect(p.health().hotBytes).toBe(0);
+    expect(p.admission()).toEqual({ ok: true });
+  });
   it('a slow hot tier (every search over its budget) is counted, but its answer is kept and its breaker stays closed: searches keep seeing the newest writes', async () => {
     env = await makeEnv();
     const p = await env.open({ query: { cacheTimeoutMs: 10, hotTimeoutMs: 0, coldTimeoutMs: 1000 } });
