@@ -6,7 +6,7 @@ import { EventLog, FakeClock, toHex } from '@kyrodb/log';
 import type { AppendResult } from '@kyrodb/log';
 import { BackupManager, LocalDirStore } from '@kyrodb/backup';
 import { exactSearch, materialize } from '@kyrodb/projections';
-import { formatMicros, importState, stateAsOf } from '../packages/api/src/audit/index.js';
+import { docHistory, formatMicros, importState, stateAsOf } from '../packages/api/src/audit/index.js';
 import { ROOT, alterEvent, copyDir, createColl, tmpDir, upsert } from './auditHelpers.js';
 
 const ENTRY = path.join(ROOT, 'packages/api/src/audit/cliMain.ts');
@@ -123,13 +123,14 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect((await importState(empty)).collections.size).toBe(0);
   });
 
-  it('audit history lists the events of one document', async () => {
+  it('audit history lists the events of one document (with its collection\'s create)', async () => {
     const r = await run(['audit', 'history', '--data-dir', dir, '--collection', 'c', '--doc-id', 'k1']);
     expect(r.code).toBe(0);
     const rows = r.stdout.trim().split('\n').map((l) => l.split('\t'));
-    expect(rows.map((x) => [x[0], x[2], x[3]])).toEqual(log.history('c', 'k1').map((e) => [String(e.seq), e.type, e.actor ?? '-']));
+    expect(rows.map((x) => [x[0], x[2], x[3]])).toEqual(docHistory(log, 'c', 'k1').map((e) => [String(e.seq), e.type, e.actor ?? '-']));
+    expect(rows[0]?.[2]).toBe('collection.created');
     const j = await run(['audit', 'history', '--data-dir', dir, '--collection', 'c', '--doc-id', 'k1', '--json']);
-    expect(j.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual(log.history('c', 'k1').map((e) => e.seq));
+    expect(j.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual(docHistory(log, 'c', 'k1').map((e) => e.seq));
   });
 
   it('audit verify --backup-id --store: a restored backup verifies against a digest taken before it; a damaged backup exits 3', async () => {

@@ -165,10 +165,11 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect([crossed.statusCode, crossed.json().error.code]).toEqual([400, 'AUDIT_BAD_REQUEST']);
   });
 
-  it('GET /v1/collections/:name/vectors/:id/history lists every event of the document', async () => {
+  it('GET /v1/collections/:name/vectors/:id/history lists every event of the document, with the create of its collection', async () => {
     const r = await app.inject({ method: 'GET', url: '/v1/collections/c/vectors/b/history' });
     expect(r.statusCode).toBe(200);
     expect(r.json().events.map((e: Ev) => [e.seq, e.type, e.actor])).toEqual([
+      [1, 'collection.created', 'admin'],
       [3, 'vector.upserted', null],
       [5, 'vector.deleted', 'bob'],
     ]);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { EventLog, FakeClock, GENESIS_HASH } from '@kyrodb/log';
 import {
   AuditErrorCodes,
+  docHistory,
   auditErrorStatus,
   exportStateAsOf,
   formatDigest,
@@ -206,5 +207,42 @@ describe('the async replay and verify yield to the event loop between chunks', (
     expect(r.ok && r.checked).toBeGreaterThan(2001);
     expect(verifyDigest(log)).toMatchObject({ ok: true, checked: 2001 + appended });
     await log.close();
+  });
+});
+
+describe('docHistory', () => {
+  it("lists a document's events with its collection's creates and drops since the create in force at its first event: a drop and re-create read off the list", async () => {
+    const log = await EventLog.open({ dir: tmpDir(), clock: new FakeClock(), logger: () => {} });
+    try {
+      await log.append([createColl('c', 2)]); // 1
+      await log.append([{ type: 'collection.dropped', collection: 'c', body: {} }]); // 2
+      await log.append([createColl('c', 2)]); // 3
+      await log.append([upsert('c', 'a', [1, 2]), upsert('c', 'b', [1, 2])]); // 4, 5
+      await log.append([{ type: 'collection.dropped', collection: 'c', body: {} }]); // 6
+      await log.append([createColl('c', 3)]); // 7
+      await log.append([upsert('c', 'a', [1, 2, 3])]); // 8
+      await log.append([{ type: 'vector.deleted', collection: 'c', body: { id: 'a' } }]); // 9
+      await log.append([createColl('other', 2), upsert('other', 'a', [0, 1])]); // 10, 11
+      expect(docHistory(log, 'c', 'a').map((e) => [e.seq, e.type])).toEqual([
+        [3, 'collection.created'],
+        [4, 'vector.upserted'],
+        [6, 'collection.dropped'],
+        [7, 'collection.created'],
+        [8, 'vector.upserted'],
+        [9, 'vector.deleted'],
+      ]);
+      expect(docHistory(log, 'c', 'b').map((e) => e.seq)).toEqual([3, 5, 6, 7]);
+      expect(docHistory(log, 'c', 'nope')).toEqual([]);
+      // A write into a collection that did not exist then: the events around it say so.
+      await log.append([{ type: 'collection.dropped', collection: 'c', body: {} }]); // 12
+      await log.append([upsert('c', 'z', [1, 2, 3])]); // 13
+      expect(docHistory(log, 'c', 'z').map((e) => [e.seq, e.type])).toEqual([
+        [7, 'collection.created'],
+        [12, 'collection.dropped'],
+        [13, 'vector.upserted'],
+      ]);
+    } finally {
+      await log.close();
+    }
   });
 });

@@ -9,7 +9,7 @@ import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
 import { formatDigest, parseDigest, verifyDigest } from './digest.js';
-import { eventToJson, headToJson, searchAsOf } from './state.js';
+import { docHistory, eventToJson, headToJson, searchAsOf } from './state.js';
 import { isProjectionError, validateFilter } from '@kyrodb/projections';
 import { exportStateAsOf } from './exportState.js';
 import type { ExportProgress } from './exportState.js';
@@ -224,7 +224,7 @@ export function registerAuditCommands(program: Command): Command {
 
   audit
     .command('history')
-    .description("print every event of one document, oldest first (seq, ts, type, actor)")
+    .description("print every event of one document, oldest first (seq, ts, type, actor), with its collection's creates and drops since its first")
     .requiredOption('--collection <name>', 'collection name')
     .requiredOption('--doc-id <id>', 'document id')
     .requiredOption('--data-dir <dir>', 'data dir of the log')
@@ -232,7 +232,7 @@ export function registerAuditCommands(program: Command): Command {
     .action(async (o: { collection: string; docId: string; dataDir: string; json?: boolean }) => {
       try {
         await withLog(o.dataDir, (log) => {
-          const events = log.history(o.collection, o.docId);
+          const events = docHistory(log, o.collection, o.docId);
           for (const e of events) {
             if (o.json === true) process.stdout.write(JSON.stringify(eventToJson(e)) + '\n');
             else process.stdout.write(`${e.seq}\t${formatMicros(e.ts)}\t${e.type}\t${e.actor ?? '-'}\n`);

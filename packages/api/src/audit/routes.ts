@@ -7,7 +7,7 @@ import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
 import { sendApiError } from '../errors.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
-import { collectionAsOfAsync, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { collectionAsOfAsync, docHistory, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
@@ -308,7 +308,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   );
 
   app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
-    const events = log.history(req.params.name, req.params.id).map(eventToJson);
+    const events = docHistory(log, req.params.name, req.params.id).map(eventToJson);
     return reply.send({ collection: req.params.name, id: req.params.id, events });
   });
   return Promise.resolve();

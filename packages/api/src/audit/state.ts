@@ -153,6 +153,35 @@ function incarnationAt(log: EventLog, collection: string, maxSeq: number): { liv
 }
 
 /**
+ * Every event of one document, oldest first, with its collection's creates and drops from the
+ * create in force at its first event on: a drop ends the document, and a later create starts an
+ * incarnation without it, so the document's state at every step reads off the list. Empty when
+ * the document has no event.
+ */
+export function docHistory(log: EventLog, collection: string, id: string): LogEvent[] {
+  const own = log.history(collection, id);
+  if (own.length === 0) return own;
+  const first = own[0]!.seq;
+  const life = log.history(collection, '');
+  // From the last create at or before the document's first event (a write into an absent
+  // collection has none: then from its first event).
+  let from = 0;
+  for (const e of life) {
+    if (e.seq > first) break;
+    if (e.type === 'collection.created') from = e.seq;
+  }
+  const out: LogEvent[] = [];
+  let i = 0;
+  for (const e of life) {
+    if (e.seq < from) continue;
+    while (i < own.length && own[i]!.seq < e.seq) out.push(own[i++]!);
+    out.push(e);
+  }
+  while (i < own.length) out.push(own[i++]!);
+  return out;
+}
+
+/**
  * A document's value as of T (default: now), or undefined — the same answer as replaying the
  * prefix (`stateAsOf`) and as the live projections gave at T. Through the log's `by-doc` index:
  * O(log n) plus the collection's few create/drop events; only when the log holds events the
