@@ -33,6 +33,10 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect(e.stderr).toContain('backup.full_backup_schedule');
     expect((await kyrodb(['query', '--doc-id', 'a', '--collection', 'c', '--as-of', 'noon', '--data-dir', dir])).code).toBe(2);
     expect((await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'disk'])).code).toBe(2);
+    // A misspelt config variable is not silently ignored.
+    const typo = await kyrodb(['backup', 'list', '--data-dir', path.join(dir, 'd'), '--output', path.join(dir, 'b')], { KYRODB_SERVER_PROT: '8080' });
+    expect(typo.code).toBe(0);
+    expect(typo.stderr).toMatch(/warning: KYRODB_SERVER_PROT is not a config variable.*KYRODB_SERVER_PORT/);
   });
 
   it('restore with two targets exits 2 and writes nothing; verify of a backup the store does not have exits 4', async () => {

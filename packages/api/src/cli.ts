@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
-import { dataDirOf, loadConfig } from './config.js';
+import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
@@ -90,7 +90,9 @@ function fail(err: unknown, json: boolean | undefined): never {
 }
 
 function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroConfig {
-  return loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
+  const cfg = loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
+  for (const u of unknownConfigEnv()) process.stderr.write(`kyrodb: warning: ${u.name} is not a config variable and is ignored (this section's: ${u.known.join(', ')})\n`);
+  return cfg;
 }
 
 function out(json: boolean | undefined, value: unknown, human: string): void {

@@ -279,6 +279,26 @@ export function envNames(): Record<string, string> {
   return Object.fromEntries(Object.keys(LEAVES).map((p) => ['KYRODB_' + p.replace(/\./g, '_').toUpperCase(), p]));
 }
 
+/** KYRODB_ variables that are not config keys but are read elsewhere (never warned about). */
+const OTHER_ENV = new Set(['KYRODB_BACKUP_KEY', 'KYRODB_API_KEY', 'KYRODB_FAILPOINTS', 'KYRODB_TEST_FAILPOINTS_API']);
+
+/**
+ * Variables of `env` named like a config key of a known section (`KYRODB_SERVER_…`) that are
+ * none (a typo such as `KYRODB_SERVER_PROT`), each with the section's valid names: they would
+ * otherwise be ignored without a word.
+ */
+export function unknownConfigEnv(env: NodeJS.ProcessEnv = process.env): { name: string; known: string[] }[] {
+  const names = Object.keys(envNames());
+  const sections = Object.keys(defaultConfig).map((s) => `KYRODB_${s.toUpperCase()}_`);
+  const out: { name: string; known: string[] }[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (env[name] === undefined || OTHER_ENV.has(name) || names.includes(name)) continue;
+    const section = sections.find((p) => name.startsWith(p));
+    if (section !== undefined) out.push({ name, known: names.filter((n) => n.startsWith(section)) });
+  }
+  return out;
+}
+
 function parseEnvValue(name: string, path_: string, raw: string): unknown {
   const leaf = LEAVES[path_]!;
   switch (leaf.kind) {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { defaultConfig, envNames, loadConfig } from '../src/config.js';
+import { defaultConfig, envNames, loadConfig, unknownConfigEnv } from '../src/config.js';
 
 const root = path.resolve(import.meta.dirname, '../../..');
 
@@ -73,6 +73,15 @@ describe('config', () => {
     expect(e.code).toBe('API_CONFIG_INVALID');
     expect(e.message).toContain(key);
     expect(e.message).toContain(expected);
+  });
+
+  it('a KYRODB_ variable of a config section that is no key (a typo) is reported with the section\'s names; other KYRODB_ variables are not', () => {
+    const env = { KYRODB_SERVER_PROT: '8080', KYRODB_SERVER_PORT: '1', KYRODB_BACKUP_KEY: 'k', KYRODB_API_KEY: 'k', KYRODB_FAILPOINTS: '', KYRODB_KEEP_TMP: '1', KYRODB_ERROR_RECOVERY_WAL_RETRIES: '3' };
+    const u = unknownConfigEnv(env);
+    expect(u.map((x) => x.name)).toEqual(['KYRODB_ERROR_RECOVERY_WAL_RETRIES', 'KYRODB_SERVER_PROT']);
+    expect(u[1]!.known).toContain('KYRODB_SERVER_PORT');
+    expect(u[0]!.known).toContain('KYRODB_ERROR_RECOVERY_WAL_RETRY_ATTEMPTS');
+    expect(unknownConfigEnv({ KYRODB_SERVER_PORT: '1' })).toEqual([]);
   });
 
   it('bad env and flag values name the key', () => {
