@@ -12,7 +12,7 @@ import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { auditRoutes, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
+import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
 export interface AppDeps {
@@ -330,7 +330,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         if (req.query.asOf !== undefined) {
           const at = asOfMicros(req.query.asOf);
           const e = log.docAsOf(req.params.name, req.params.id, at);
-          if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} did not exist in ${req.params.name} at ${req.query.asOf}`);
+          if (e === undefined) {
+            if (!collectionLiveAt(log, req.params.name, at)) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${req.params.name} did not exist at ${req.query.asOf}`);
+            throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} did not exist in ${req.params.name} at ${req.query.asOf}`);
+          }
           return { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
         }
         const c = requireCollection(req.params.name);

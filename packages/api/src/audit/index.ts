@@ -8,7 +8,7 @@ export type { AuditErrorCode } from './errors.js';
 export { AS_OF_RULE, formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 export { digestFromParts, formatDigest, parseDigest, verifyDigest, verifyDigestAsync } from './digest.js';
 export type { Digest, DigestVerifyResult } from './digest.js';
-export { collectionAsOf, collectionAsOfAsync, docHistory, docToJson, searchAsOf, stateAsOfAsync, docValueAsOf, eventToJson, headAtSeq, headToJson, stateAsOf } from './state.js';
+export { collectionAsOf, collectionAsOfAsync, collectionLiveAt, docHistory, docToJson, searchAsOf, stateAsOfAsync, docValueAsOf, eventToJson, headAtSeq, headToJson, stateAsOf } from './state.js';
 export type { AuditCollection, AuditCollectionInfo, AuditDoc, AuditState, EventJson, HeadJson } from './state.js';
 export { STATE_FORMAT, STATE_FORMAT_VERSION, exportStateAsOf, importState, writeState } from './exportState.js';
 export type { ExportProgress, ExportSummary, ImportedState } from './exportState.js';

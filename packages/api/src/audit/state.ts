@@ -152,6 +152,12 @@ function incarnationAt(log: EventLog, collection: string, maxSeq: number): { liv
   return { live, clean };
 }
 
+/** Whether `collection` existed at T (µs): created, and not dropped since, by the log prefix with ts ≤ T. */
+export function collectionLiveAt(log: EventLog, collection: string, tsMicros: number): boolean {
+  const maxSeq = log.seqAtTime(tsMicros);
+  return maxSeq > 0 && incarnationAt(log, collection, maxSeq).live !== undefined;
+}
+
 /**
  * Every event of one document, oldest first, with its collection's creates and drops from the
  * create in force at its first event on: a drop ends the document, and a later create starts an
