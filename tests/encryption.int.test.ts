@@ -79,6 +79,19 @@ describe('encrypted backups through the CLI', { timeout: 240_000 }, () => {
     // Encryption off for new backups, the key still configured: old encrypted backups still restore.
     const offWithKey = config('off-with-key', storeA, `{ enabled: false, key_file: ${keyFile} }`);
     expect((await kyrodb(['restore', '--backup-id', 'latest', '--config', offWithKey, '--data-dir', path.join(dir, 'restored-off')])).code).toBe(0);
+    // The key rotated to k2, k1 kept as a previous key: new backups use k2, k1's still restore.
+    const k2File = path.join(dir, 'k2.hex');
+    fs.writeFileSync(k2File, k2.toString('hex'));
+    const rotated = config('rotated', storeA, `{ enabled: true, key_file: ${k2File}, previous_key_files: [${keyFile}] }`);
+    const oldId = JSON.parse((await kyrodb(['backup', 'list', '--config', rotated, '--json'])).stdout)[0].backup_id as string;
+    const n = await kyrodb(['backup', 'create', '--full', '--config', rotated, '--json']);
+    expect(n.code, n.stderr).toBe(0);
+    expect(JSON.parse(n.stdout).encryption).toMatchObject({ key_id: keyIdOf(k2) });
+    const old = await kyrodb(['restore', '--backup-id', oldId, '--config', rotated, '--data-dir', path.join(dir, 'restored-rotated')]);
+    expect(old.code, old.stderr).toBe(0);
+    const missing = config('missing-previous', storeA, `{ enabled: true, key_file: ${k2File}, previous_key_files: [${path.join(dir, 'nope.key')}] }`);
+    const m = await kyrodb(['backup', 'verify', '--backup-id', oldId, '--config', missing]);
+    expect([m.code, m.stderr]).toEqual([2, expect.stringContaining('BACKUP_KEY_INVALID')]);
 
     // Encryption on and no key anywhere: a config error (exit 2), never a backup in the clear.
     const storeC = path.join(dir, 'store-c');

@@ -60,8 +60,12 @@ export interface KyroConfig {
     retention: { keep_hourly: number; keep_daily: number; keep_weekly: number; keep_monthly: number };
     /** Compression of backup files. Default zstd. */
     compression: 'zstd' | 'none';
-    /** AES-256-GCM encryption of new backup files (`enabled`); the key from key_file, else KYRODB_BACKUP_KEY (see node.ts `encryptionOf`). */
-    encryption: { enabled: boolean; key_file: string | null };
+    /**
+     * AES-256-GCM encryption of new backup files (`enabled`); the key from key_file, else
+     * KYRODB_BACKUP_KEY (see node.ts `encryptionOf`). `previous_key_files`: keys it replaced,
+     * still read (restores across a rotation), never written with.
+     */
+    encryption: { enabled: boolean; key_file: string | null; previous_key_files: string[] };
     /** S3 (or compatible) store; credentials come from the AWS SDK's usual chain. */
     s3: { enabled: boolean; bucket: string; region: string; prefix: string; endpoint: string | null; force_path_style: boolean };
   };
@@ -105,7 +109,7 @@ export const defaultConfig: KyroConfig = deepFreeze({
     continuous: { enabled: false, interval_ms: 1000 },
     retention: { keep_hourly: 24, keep_daily: 7, keep_weekly: 4, keep_monthly: 12 },
     compression: 'zstd',
-    encryption: { enabled: false, key_file: null },
+    encryption: { enabled: false, key_file: null, previous_key_files: [] },
     s3: { enabled: false, bucket: 'kyrodb-backups', region: 'us-west-2', prefix: 'prod', endpoint: null, force_path_style: false },
   },
   cache: { enabled: true, similarity_threshold: 0.99, capacity: 10_000, max_staleness_ms: 0, training: { interval_secs: 60, min_samples: 100 } },
@@ -120,7 +124,7 @@ export const defaultConfig: KyroConfig = deepFreeze({
 
 // ------------------------------------------------------------------ leaf validators
 
-type Leaf = { kind: 'int'; min: number; max: number } | { kind: 'number'; min: number; max: number } | { kind: 'string'; nullable?: boolean; oneOf?: readonly string[]; cron?: boolean; nonEmpty?: boolean } | { kind: 'bool' } | { kind: 'intList'; min: number; max: number } | { kind: 'keys' };
+type Leaf = { kind: 'int'; min: number; max: number } | { kind: 'number'; min: number; max: number } | { kind: 'string'; nullable?: boolean; oneOf?: readonly string[]; cron?: boolean; nonEmpty?: boolean } | { kind: 'bool' } | { kind: 'intList'; min: number; max: number } | { kind: 'stringList' } | { kind: 'keys' };
 
 const int = (min: number, max: number): Leaf => ({ kind: 'int', min, max });
 const MAX_INT = Number.MAX_SAFE_INTEGER;
@@ -148,6 +152,7 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'backup.compression': { kind: 'string', oneOf: ['zstd', 'none'] },
   'backup.encryption.enabled': { kind: 'bool' },
   'backup.encryption.key_file': { kind: 'string', nullable: true },
+  'backup.encryption.previous_key_files': { kind: 'stringList' },
   'backup.s3.enabled': { kind: 'bool' },
   'backup.s3.bucket': { kind: 'string', nonEmpty: true },
   'backup.s3.region': { kind: 'string', nonEmpty: true },
@@ -184,6 +189,8 @@ function describe(leaf: Leaf): string {
       return 'true or false';
     case 'intList':
       return `a non-empty list of integers in ${leaf.min}..${leaf.max}`;
+    case 'stringList':
+      return 'a list of non-empty strings';
     case 'keys':
       return `a list of {name, key, roles: [${ROLES.join('|')}]}`;
     case 'string':
@@ -212,6 +219,9 @@ function checkLeaf(where: string, key: string, leaf: Leaf, v: unknown): unknown 
     case 'intList':
       if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= leaf.min && x <= leaf.max)) bad(where, key, leaf, v);
       return [...(v as number[])];
+    case 'stringList':
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && x.trim() !== '')) bad(where, key, leaf, v);
+      return [...(v as string[])];
     case 'string': {
       if (v === null && leaf.nullable) return null;
       if (typeof v !== 'string') bad(where, key, leaf, v);
@@ -311,6 +321,8 @@ function parseEnvValue(name: string, path_: string, raw: string): unknown {
       return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
     case 'intList':
       return raw.split(',').map((s) => (s.trim() === '' ? NaN : Number(s)));
+    case 'stringList':
+      return raw.trim() === '' ? [] : raw.split(',').map((s) => s.trim());
     case 'keys':
       try {
         return JSON.parse(raw) as unknown;

@@ -5,7 +5,7 @@ import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
-import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore } from '@kyrodb/backup';
+import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore, withPreviousKeys } from '@kyrodb/backup';
 import type { BackupManifest, EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 
@@ -60,7 +60,9 @@ export function openConfiguredStore(cfg: KyroConfig, url?: string): ObjectStore 
  */
 export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
   if (!cfg.backup.encryption.enabled) return undefined;
-  const key = decryptionKeyOf(cfg);
+  // Written with the current key only, never a previous one.
+  const { current, previous } = keysOf(cfg);
+  const key = current === undefined ? undefined : withPreviousKeys(current, previous);
   if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', 'backup.encryption.enabled is true but no key is configured: set backup.encryption.key_file, or the key in KYRODB_BACKUP_KEY (64 hex characters or base64 of 32 bytes)');
   return key;
 }
@@ -68,11 +70,18 @@ export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
 /**
  * The key encrypted backups are read with (restore, verify): from `backup.encryption.key_file`,
  * else KYRODB_BACKUP_KEY, whether or not new backups are encrypted (a backup taken before
- * encryption was turned off still needs its key). Undefined when neither is set.
+ * encryption was turned off still needs its key), with the keys of
+ * `backup.encryption.previous_key_files` it replaced. Undefined when none is set.
  */
 export function decryptionKeyOf(cfg: KyroConfig): EncryptionKey | undefined {
+  const { current, previous } = keysOf(cfg);
+  const first = current ?? previous[0];
+  return first === undefined ? undefined : withPreviousKeys(first, previous);
+}
+
+function keysOf(cfg: KyroConfig): { current: EncryptionKey | undefined; previous: EncryptionKey[] } {
   const file = cfg.backup.encryption.key_file;
-  return loadKey(file !== null ? { file } : {});
+  return { current: loadKey(file !== null ? { file } : {}), previous: cfg.backup.encryption.previous_key_files.map((f) => loadKey({ file: f })!) };
 }
 
 /**

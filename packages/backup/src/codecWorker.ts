@@ -1,7 +1,7 @@
 // The codec worker: runs a FileSealer or SourceOpener (fileCodec.ts) for codecRunner.ts, in
 // message order. Started by `openCodecRunner(job, true)`; see CodecJob / ToCodec / FromCodec.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { EncryptionKey } from './objectCodec.js';
+import { withPreviousKeys, type EncryptionKey } from './objectCodec.js';
 import { FileSealer, SourceOpener } from './fileCodec.js';
 import { REUSE_MIN_BYTES } from './reuse.js';
 import { deserializeError, forTransfer, serializeError, type CodecFinish, type CodecJob, type FromCodec, type ToCodec } from './codecRunner.js';
@@ -9,7 +9,8 @@ import { deserializeError, forTransfer, serializeError, type CodecFinish, type C
 const port = parentPort!;
 const job = workerData as CodecJob;
 // A Buffer arrives as a Uint8Array.
-const key = (k: EncryptionKey | undefined): EncryptionKey | undefined => (k === undefined ? undefined : { key: Buffer.from(k.key), keyId: k.keyId });
+// Structured clone gives plain Uint8Arrays: each key of the ring back as a Buffer.
+const key = (k: EncryptionKey | undefined): EncryptionKey | undefined => (k === undefined ? undefined : withPreviousKeys({ key: Buffer.from(k.key), keyId: k.keyId }, (k.previous ?? []).map((p) => ({ key: Buffer.from(p.key), keyId: p.keyId }))));
 const sealer = job.kind === 'seal' ? new FileSealer({ ...job.options, ...(job.options.encryption !== undefined ? { encryption: key(job.options.encryption)! } : {}) }) : undefined;
 const opener = job.kind === 'open' ? new SourceOpener({ ...job.options, ...(job.options.encryption !== undefined ? { encryption: key(job.options.encryption)! } : {}) }) : undefined;
 

@@ -16,7 +16,7 @@ export const BackupErrorCodes = {
   /** An encrypted backup was read without a key. */
   BACKUP_KEY_REQUIRED: 'the backup is encrypted and no key was given',
   /** A key given by env or file is not 32 bytes of hex or base64. */
-  BACKUP_KEY_INVALID: 'the encryption key is not 32 bytes (64 hex chars or base64)',
+  BACKUP_KEY_INVALID: 'the encryption key is not 32 bytes (64 hex chars or base64), or its file cannot be read',
   /** A file decrypts but does not decompress or decode as a segment. */
   BACKUP_CORRUPT: 'a backup file cannot be decoded',
   /** The chain of backups/segments has a gap (missing parent, missing seq range). */

@@ -7,7 +7,7 @@ export type { S3StoreOptions } from './stores/s3Store.js';
 export { openObjectStore } from './stores/openObjectStore.js';
 export { defaultRetryOptions, withRetry, backoffDelay } from './retry.js';
 export type { RetryOptions } from './retry.js';
-export { decodeObject, encodeObject, keyIdOf, loadKey, parseKey, sha256Hex } from './objectCodec.js';
+export { decodeObject, encodeObject, keyIdOf, loadKey, parseKey, sha256Hex, withPreviousKeys } from './objectCodec.js';
 export type { Compression, EncryptionInfo, EncryptionKey } from './objectCodec.js';
 export { SegmentBuilder, decodeSegment, encodeSegment, readSegmentHeader } from './segment.js';
 export type { SegmentEntry, SegmentHeader } from './segment.js';

@@ -13,6 +13,24 @@ export type Compression = 'zstd' | 'none';
 export interface EncryptionKey {
   key: Buffer;
   keyId: string;
+  /**
+   * Keys this one replaced: files under them are still read (a restore whose chain spans a key
+   * rotation needs both); nothing new is written with them.
+   */
+  previous?: readonly EncryptionKey[];
+}
+
+/** `key` with `previous` keys it replaced (duplicates of it or of each other dropped). */
+export function withPreviousKeys(key: EncryptionKey, previous: readonly EncryptionKey[]): EncryptionKey {
+  const seen = new Set([key.keyId]);
+  const older = previous.filter((k) => !seen.has(k.keyId) && seen.add(k.keyId) !== undefined).map((k) => ({ key: k.key, keyId: k.keyId }));
+  return older.length === 0 ? { key: key.key, keyId: key.keyId } : { key: key.key, keyId: key.keyId, previous: older };
+}
+
+/** The key of `key`'s ring (it or one it replaced) with id `keyId`, or undefined. */
+function keyWithId(key: EncryptionKey, keyId: string | undefined): EncryptionKey | undefined {
+  if (key.keyId === keyId) return key;
+  return key.previous?.find((k) => k.keyId === keyId);
 }
 
 /** What a manifest records about encryption. */
@@ -46,9 +64,18 @@ export function parseKey(text: string): EncryptionKey {
  */
 export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): EncryptionKey | undefined {
   if (o.file !== undefined) {
-    const raw = fs.readFileSync(o.file);
+    let raw: Buffer;
+    try {
+      raw = fs.readFileSync(o.file);
+    } catch (cause) {
+      throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file} cannot be read: ${(cause as Error).message}`, { file: o.file }, { cause });
+    }
     if (raw.length === 32) return { key: raw, keyId: keyIdOf(raw) };
-    return parseKey(raw.toString('utf8'));
+    try {
+      return parseKey(raw.toString('utf8'));
+    } catch (err) {
+      throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file}: ${(err as Error).message}`, { file: o.file });
+    }
   }
   const v = (o.env ?? process.env)['KYRODB_BACKUP_KEY'];
   return v === undefined || v === '' ? undefined : parseKey(v);
@@ -94,7 +121,12 @@ export function decodeObject(stored: Buffer, key: EncryptionKey | undefined, nam
   if (expectEncrypted === true && !w.encrypted) throw new BackupError('BACKUP_CORRUPT', `${name} should be encrypted but is not`, { file: name });
   if (w.encrypted) {
     if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', `${name} is encrypted (key id ${w.keyId}); set KYRODB_BACKUP_KEY or give a key file`, { file: name, keyId: w.keyId });
-    if (key.keyId !== w.keyId) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} was encrypted with key id ${w.keyId}, the given key has id ${key.keyId}`, { file: name, keyId: w.keyId });
+    const given = key;
+    key = keyWithId(given, w.keyId);
+    if (key === undefined) {
+      const ids = [given.keyId, ...(given.previous ?? []).map((k) => k.keyId)];
+      throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} was encrypted with key id ${w.keyId}, the given ${ids.length === 1 ? 'key has id' : 'keys have ids'} ${ids.join(', ')} (an older key goes in backup.encryption.previous_key_files)`, { file: name, keyId: w.keyId });
+    }
     const start = 4 + KEYID_LEN;
     if (b.length < start + IV_LEN + TAG_LEN) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} is too short to be encrypted`, { file: name });
     const iv = b.subarray(start, start + IV_LEN);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
-import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, loadKey, parseKey, restore, type ObjectStore } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, loadKey, parseKey, restore, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, filledLog, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
 
@@ -497,6 +497,35 @@ describe('backup details', () => {
       await c.stop();
     }
     await log.close();
+  });
+
+  it('a restore whose chain spans a key rotation (a full and segments under the old key, segments under the new) needs both keys: the new key with the old as previous restores every event', async () => {
+    const { log, dir } = await filledLog(20);
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const k1 = parseKey('21'.repeat(32));
+    const k2 = parseKey('42'.repeat(32));
+    await new BackupManager({ log, dataDir: dir, store, encryption: k1, logger: quietLogger() }).createFull();
+    for (const key of [k1, withPreviousKeys(k2, [k1])]) {
+      await fill(log, 10, { seed: key === k1 ? 5 : 6 });
+      const c = new ContinuousBackup({ log, store, intervalMs: 20, encryption: key, logger: quietLogger() });
+      await c.start();
+      await c.waitForShipped(log.head().seq);
+      expect(c.status().state).toBe('running');
+      await c.stop();
+    }
+    const head = log.head();
+    await log.close();
+    const pointInTime = head.ts;
+    const wrong = path.join(tempDir(), 'k2-only');
+    await expect(restore({ store, dataDir: wrong, pointInTime, encryption: k2 })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_DECRYPT_FAILED') && (e as Error).message.includes(k1.keyId));
+    expect(fs.existsSync(wrong)).toBe(false);
+    const target = path.join(tempDir(), 'both');
+    const r = await restore({ store, dataDir: target, pointInTime, encryption: withPreviousKeys(k2, [k1, k2]) });
+    expect(r.seq).toBe(head.seq);
+    const back = await EventLog.open({ dir: target, readOnly: true, logger: () => undefined });
+    expect(toHex(back.head().hash)).toBe(toHex(head.hash));
+    await back.close();
   });
 
   it('abort: a running backup stops at its next file, what it stored is removed, later ones are refused; not a failed backup', async () => {
