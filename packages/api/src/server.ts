@@ -368,16 +368,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         if (req.body.asOf === undefined) {
           const c = requireCollection(req.params.name);
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
-          return projections.search(req.params.name, sr);
-        }
-        sr.asOf = asOfMicros(String(req.body.asOf));
+        } else sr.asOf = asOfMicros(String(req.body.asOf));
         try {
           return await projections.search(req.params.name, sr);
         } catch (err) {
-          // The same codes as a live search's, for the state at T.
+          // The API's codes: the collection can also be dropped while a live search runs.
           const code = errorBody(err).code;
-          if (code === 'PROJ_UNKNOWN_COLLECTION') throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${req.params.name} did not exist at ${req.body.asOf}`);
-          if (code === 'PROJ_DIMENSION_MISMATCH') throw new ApiError('API_DIMENSION_MISMATCH', `${errorBody(err).message} (at ${req.body.asOf})`);
+          const at = req.body.asOf === undefined ? '' : ` (at ${req.body.asOf})`;
+          if (code === 'PROJ_UNKNOWN_COLLECTION') throw new ApiError('API_COLLECTION_NOT_FOUND', req.body.asOf === undefined ? errorBody(err).message : `collection ${req.params.name} did not exist at ${req.body.asOf}`);
+          if (code === 'PROJ_DIMENSION_MISMATCH') throw new ApiError('API_DIMENSION_MISMATCH', `${errorBody(err).message}${at}`);
           throw err;
         }
       },

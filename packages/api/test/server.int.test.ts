@@ -341,3 +341,24 @@ describe('scheduled backups', () => {
     }
   }, 30_000);
 });
+
+describe('a collection dropped while a search of it runs', () => {
+  it('the search answers 404 API_COLLECTION_NOT_FOUND (the API code, never PROJ_*)', async () => {
+    const node = await inProcessNode({ 'cache.enabled': false });
+    try {
+      expect((await req(node, 'PUT', '/v1/collections/gone', { dimension: 2, metric: 'l2' })).status).toBe(201);
+      expect((await req(node, 'POST', '/v1/collections/gone/vectors', { vectors: [{ id: 'a', vector: [1, 2] }] })).status).toBe(200);
+      await node.projections.waitForCold(node.log.head().seq);
+      node.fp.set('projection.cold.search', '1*delay(400)');
+      const searching = req(node, 'POST', '/v1/collections/gone/search', { vector: [1, 2], k: 1 });
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await req(node, 'DELETE', '/v1/collections/gone')).status).toBe(200);
+      const r = await searching;
+      expect([r.status, r.json.error?.code]).toEqual([404, 'API_COLLECTION_NOT_FOUND']);
+      expect(r.json.error.message).toMatch(/dropped during the search/);
+    } finally {
+      node.fp.clearAll();
+      await node.close();
+    }
+  });
+});
