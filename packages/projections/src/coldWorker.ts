@@ -196,9 +196,42 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
     if (n < want || want >= live || byDistance[n - 1]! > kth) {
       const kept: number[] = [];
       for (let i = 0; i < n; i++) if (d[i]! <= kth && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
+      // A filtered walk that found fewer than k may have missed matches: a selective filter
+      // leaves the graph's matching nodes far apart, and a node the graph does not reach is never
+      // found (a filter matching one document answered nothing). Then every match is scored.
+      if (f !== undefined && kept.length < kk) return exactFiltered(c, vector, kk, f);
       return scoreHits(c, vector, kept);
     }
   }
+}
+
+/**
+ * Exact top-k (plus the hits tied with the k-th) of the live labels whose metadata matches `f`:
+ * O(labels) filter checks, one score per match. Labels loaded from a checkpoint whose vector
+ * copy is not filled yet are ranked by hnswlib's copy (cosine: normalised, the same ranking)
+ * and left for the caller to rescore, as `scoreHits` does.
+ */
+function exactFiltered(c: Coll, vector: Float32Array, k: number, f: Filter): ColdHit[] {
+  const { labels, dim, metric } = c;
+  const found: { label: number; score: number }[] = [];
+  for (let l = 0; l < labels.length; l++) {
+    const e = labels[l];
+    if (e === undefined || !matchesFilter(e.meta, f)) continue;
+    const score = e.vec ? scoreAt(metric, vector, c.vecs, l * dim) : scoreAt(metric, vector, Float32Array.from(c.index.getPoint(l)), 0);
+    found.push({ label: l, score });
+  }
+  found.sort((a, b) => b.score - a.score);
+  if (found.length > k) {
+    const kth = found[k - 1]!.score;
+    let n = k;
+    while (n < found.length && found[n]!.score === kth) n++;
+    found.length = n;
+  }
+  return scoreHits(
+    c,
+    vector,
+    found.map((x) => x.label),
+  );
 }
 
 /** Float32 values in one 64-byte cache line. */
