@@ -7,12 +7,12 @@ import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupIdTime, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
-import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, segmentLastHash, warnUnreadable } from './pieces.js';
+import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments, refuseUnreadable, warnUnreadable } from './pieces.js';
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
 import { LATEST, backupChain, findBackup, planRestore } from './restorePlan.js';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
-import { sleep } from './retry.js';
+import { checkLogHoldsStore } from './storeHistory.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { IncrementalCounter } from './state.js';
@@ -76,9 +76,6 @@ export interface PruneResult extends RetentionPlan {
   sweptTempFiles: number;
 }
 
-/** How long a read-only log may take to see what a server writing it has already stored, ms. */
-const CATCH_UP_WAIT_MS = 2000;
-
 /** Backup errors that refuse a request before anything is stored (or stop it at shutdown): not counted as failed backups. */
 const REFUSED: ReadonlySet<BackupErrorCode> = new Set(['BACKUP_INVALID_ARGUMENT', 'BACKUP_NOT_FOUND', 'BACKUP_TAG_EXISTS', 'BACKUP_ABORTED']);
 
@@ -138,7 +135,7 @@ export class BackupManager {
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'its tag and history are not checked against it');
       this.reserveTag(opts.tag, manifests, id);
-      await this.checkLogExtendsStore(manifests);
+      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
       // Live vectors are counted here, from the index fields each record's encoding reads anyway.
@@ -196,7 +193,7 @@ export class BackupManager {
         throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq}): it holds another history; back it up to a fresh store prefix or directory`, { parent: parent.backup_id });
       }
       // With `since`, the parent may be older than what the store holds: the log must hold that too.
-      await this.checkLogExtendsStore(manifests);
+      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];
@@ -468,41 +465,6 @@ export class BackupManager {
       throw err;
     } finally {
       for (const [tag, holder] of this.tagsUnderWay) if (holder === id) this.tagsUnderWay.delete(tag);
-    }
-  }
-
-  /**
-   * BACKUP_LOG_DIVERGED unless the log holds the history the store already holds: the event
-   * at the furthest seq a backup or continuous segment reaches, with the same hash. A data dir
-   * restored to an earlier point and written to since (or another database) would otherwise put
-   * a second history into the store, and a point-in-time restore could take either.
-   */
-  private async checkLogExtendsStore(manifests: readonly BackupManifest[]): Promise<void> {
-    // The furthest backup (its head hash is in its manifest), and a continuous segment past it
-    // (its hash in its header; unknown when it was encrypted with a key since rotated, and then
-    // only its seq is checked).
-    const points: { seq: number; what: string; hash: () => Promise<string | undefined> }[] = [];
-    const furthest = manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq ? m : a), undefined);
-    if (furthest !== undefined) points.push({ seq: furthest.to_seq, what: `backup ${furthest.backup_id}`, hash: () => Promise.resolve(furthest.head_hash) });
-    const segments = await loadSegments(this.o.store);
-    const last = segments[segments.length - 1];
-    if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) points.push({ seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(this.o.store, last, this.o.encryption) });
-    for (const point of points) {
-      let rec = this.o.log.getRecord(point.seq);
-      // A server writing this log may have shipped a segment or backup of events that this
-      // read-only open does not see yet (they reach LMDB a few ms after they are acknowledged).
-      for (let waited = 0; rec === undefined && this.o.log.readOnly && waited < CATCH_UP_WAIT_MS; waited += 50) {
-        await sleep(50);
-        if (this.o.log.head().seq >= point.seq) rec = this.o.log.getRecord(point.seq);
-      }
-      const stored = rec === undefined ? undefined : await point.hash();
-      if (rec === undefined || (stored !== undefined && toHex(decodeRecord(rec).hash) !== stored)) {
-        throw new BackupError(
-          'BACKUP_LOG_DIVERGED',
-          `the store ${this.o.store.url} holds a history this log does not extend (${point.what} reaches seq ${point.seq}; the log's head is ${this.o.log.head().seq}${rec !== undefined ? ', with another hash there' : ''}): a data dir restored to an earlier point, or another database; back it up to a fresh store prefix or directory`,
-          { seq: point.seq, head: this.o.log.head().seq },
-        );
-      }
     }
   }
 

@@ -5,7 +5,8 @@ import { BackupError, isBackupError } from './errors.js';
 import { padSeq } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
-import { loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
+import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
+import { checkLogHoldsStore } from './storeHistory.js';
 import { defaultBackupLogger, type BackupLogger } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
 import { encodeSegment, type SegmentEntry } from './segment.js';
@@ -139,6 +140,10 @@ export class ContinuousBackup {
     let shipped: number;
     try {
       shipped = await this.resumePosition();
+      // The whole store first: with no segment from seq 1 (continuous backup turned on after a
+      // full backup, or early segments pruned) the resume point is 0 and says nothing, and a data
+      // dir restored to an earlier point shipped its new events beside the old history.
+      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, (await loadManifests(this.o.store)).manifests);
       await this.checkExtends(shipped);
     } catch (err) {
       if (!current()) return false;

@@ -132,6 +132,30 @@ describe('continuous backup refuses a store whose history the log does not exten
     await other.close();
     await log.close();
   });
+
+  it('a store holding only a full backup (continuous turned on later): a data dir restored to an earlier point and written to is refused; the log the backup came from ships', async () => {
+    const { log, dir } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    await log.append([created('c', 8)]);
+    await fill(log, 120);
+    const mid = log.head();
+    await fill(log, 120, { seed: 2 });
+    await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    const restoredDir = path.join(tempDir(), 'restored');
+    expect((await restore({ store, dataDir: restoredDir, pointInTime: mid.ts })).seq).toBe(mid.seq);
+    const restored = await EventLog.open({ dir: restoredDir, logger: () => undefined });
+    await restored.append([created('after', 8)]);
+    const before = await store.list('');
+    await expect(new ContinuousBackup({ log: restored, store, logger: quietLogger() }).start()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    expect(await store.list('')).toEqual(before);
+    await restored.close();
+    const cb = new ContinuousBackup({ log, store, intervalMs: 10, logger: quietLogger() });
+    await cb.start();
+    await cb.waitForShipped(log.head().seq);
+    expect(cb.status().state).toBe('running');
+    await cb.stop();
+    await log.close();
+  });
 });
 
 describe('continuous backup through a faulty S3 (fault-injecting proxy in front of s3rver)', () => {

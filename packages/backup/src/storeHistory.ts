@@ -1,0 +1,46 @@
+import { decodeRecord, toHex, type EventLog } from '@kyrodb/log';
+import { BackupError } from './errors.js';
+import type { BackupManifest } from './manifest.js';
+import type { EncryptionKey } from './objectCodec.js';
+import { loadSegments, segmentLastHash } from './pieces.js';
+import { sleep } from './retry.js';
+import type { ObjectStore } from './stores/objectStore.js';
+
+/** How long a read-only log may take to see what a server writing it has already stored, ms. */
+const CATCH_UP_WAIT_MS = 2000;
+
+/**
+ * BACKUP_LOG_DIVERGED unless the log holds the history the store already holds: the event at the
+ * furthest seq a backup or continuous segment reaches, with the same hash. A data dir restored
+ * to an earlier point and written to since (or another database) would otherwise put a second
+ * history into the store, and a point-in-time restore could take either. Full, incremental and
+ * continuous backup all check this before they store anything.
+ */
+export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encryption: EncryptionKey | undefined, manifests: readonly BackupManifest[]): Promise<void> {
+  // The furthest backup (its head hash is in its manifest), and a continuous segment past it
+  // (its hash in its header; unknown when it was encrypted with a key not given, and then only
+  // its seq is checked).
+  const points: { seq: number; what: string; hash: () => Promise<string | undefined> }[] = [];
+  const furthest = manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq ? m : a), undefined);
+  if (furthest !== undefined) points.push({ seq: furthest.to_seq, what: `backup ${furthest.backup_id}`, hash: () => Promise.resolve(furthest.head_hash) });
+  const segments = await loadSegments(store);
+  const last = segments[segments.length - 1];
+  if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) points.push({ seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(store, last, encryption) });
+  for (const point of points) {
+    let rec = log.getRecord(point.seq);
+    // A server writing this log may have shipped a segment or backup of events that this
+    // read-only open does not see yet (they reach LMDB a few ms after they are acknowledged).
+    for (let waited = 0; rec === undefined && log.readOnly && waited < CATCH_UP_WAIT_MS; waited += 50) {
+      await sleep(50);
+      if (log.head().seq >= point.seq) rec = log.getRecord(point.seq);
+    }
+    const stored = rec === undefined ? undefined : await point.hash();
+    if (rec === undefined || (stored !== undefined && toHex(decodeRecord(rec).hash) !== stored)) {
+      throw new BackupError(
+        'BACKUP_LOG_DIVERGED',
+        `the store ${store.url} holds a history this log does not extend (${point.what} reaches seq ${point.seq}; the log's head is ${log.head().seq}${rec !== undefined ? ', with another hash there' : ''}): a data dir restored to an earlier point, or another database; back it up to a fresh store prefix or directory`,
+        { seq: point.seq, head: log.head().seq },
+      );
+    }
+  }
+}
