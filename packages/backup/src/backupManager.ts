@@ -305,7 +305,9 @@ export class BackupManager {
         throw new BackupError('BACKUP_VERIFY_FAILED', `the restored write-ahead segments do not hold the backup's chain: ${why}`, { segmentEvents: seg.events, events: r.events });
       }
       const state = r.state!;
-      // Probes: evenly spaced live vectors; each must be its own top hit (or tie with it).
+      // Probes: evenly spaced live vectors; each must be its own top hit (or tie with it). Under
+      // ip a longer vector the same way scores higher than the vector itself: there the top hit
+      // of the exact search is what the index must find.
       const all: { c: string; id: string; v: Float32Array }[] = [];
       for (const [c, col] of state.collections) for (const [id, d] of col.docs) if (d !== null) all.push({ c, id, v: d.vector });
       const n = Math.min(probes, all.length);
@@ -314,11 +316,15 @@ export class BackupManager {
         const col = state.collections.get(p.c)!;
         return exactTopK({ ...col, docs: new Map([[p.id, col.docs.get(p.id)!]]) }, p.v, 1)[0]!.score;
       };
+      const expected = picks.map((p) => {
+        const col = state.collections.get(p.c)!;
+        return col.metric === 'ip' ? exactTopK(col, p.v, 1)[0]! : { id: p.id, score: selfScore(p) };
+      });
       let hits = 0;
-      for (const p of picks) {
+      picks.forEach((p, i) => {
         const top = exactTopK(state.collections.get(p.c)!, p.v, 1)[0];
-        if (top !== undefined && (top.id === p.id || top.score === selfScore(p))) hits += 1;
-      }
+        if (top !== undefined && (top.id === expected[i]!.id || top.score === expected[i]!.score)) hits += 1;
+      });
       if (hits < n) throw new BackupError('BACKUP_VERIFY_FAILED', `exact probes: ${hits} of ${n} vectors found themselves`, { hits, probes: n });
       // The same probes against the index the restored data dir serves (HNSW + hot tier, from its checkpoint if any).
       let indexHits = 0;
@@ -327,10 +333,11 @@ export class BackupManager {
       try {
         const proj = await Projections.open({ log, dataDir, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
         try {
-          for (const p of picks) {
+          for (const [i, p] of picks.entries()) {
             const res = await proj.search(p.c, { vector: p.v, k: 1 });
             const top = res.results[0];
-            if (top !== undefined && (top.id === p.id || Math.abs(top.score - selfScore(p)) <= 1e-6 * Math.max(1, Math.abs(top.score)))) indexHits += 1;
+            const want = expected[i]!;
+            if (top !== undefined && (top.id === want.id || Math.abs(top.score - want.score) <= 1e-6 * Math.max(1, Math.abs(top.score)))) indexHits += 1;
           }
         } finally {
           await proj.close();

@@ -612,6 +612,21 @@ describe('backup details', () => {
     await log.close();
   });
 
+  it('verify --deep passes a healthy backup of an ip collection, where a longer vector outscores the vector itself', async () => {
+    const { log, dir } = await openLog();
+    await log.append([created('emb', 2, 'ip')]);
+    await log.append([
+      { type: 'vector.upserted', collection: 'emb', body: { id: 'short', vector: Float32Array.of(1, 0) } },
+      { type: 'vector.upserted', collection: 'emb', body: { id: 'long', vector: Float32Array.of(2, 0) } },
+      { type: 'vector.upserted', collection: 'emb', body: { id: 'up', vector: Float32Array.of(0, 1) } },
+    ]);
+    const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(tempDir()), logger: quietLogger() });
+    const m = await mgr.createFull();
+    const v = await mgr.verify(m.backup_id, { deep: true, probes: 3 });
+    expect(v).toMatchObject({ ok: true, deep: { probes: 3, probeHits: 3, indexProbeHits: 3 } });
+    await log.close();
+  });
+
   it('a real projections checkpoint travels with a full backup, and the restored data dir loads it', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8, 'cosine')]);
