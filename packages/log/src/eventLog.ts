@@ -373,7 +373,7 @@ export class EventLog {
     const log = new EventLog(options);
     if (!log.opts.readOnly) {
       makeDir(options.dir);
-      log.lock = acquireWriterLock(options.dir);
+      log.lock = await acquireWriterLock(options.dir);
     } else if (!fs.existsSync(path.join(options.dir, 'log.mdb'))) {
       throw new LogError('LOG_CLOSED', `no log at ${options.dir}`, { dir: options.dir });
     }
@@ -1732,7 +1732,7 @@ export class EventLog {
         }
       }
     } finally {
-      this.lock?.release();
+      await this.lock?.release();
     }
   }
 }

@@ -1,11 +1,17 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { LogError } from './errors.js';
 
-/** The writer lock on a data dir: `<dir>/kyrodb.lock` holding the owner's pid, start time and boot id. */
+/**
+ * The writer lock on a data dir: an abstract Unix socket named after the dir (Linux: held by
+ * the kernel, gone the instant its process dies), and `<dir>/kyrodb.lock` holding the owner's
+ * pid, start time and boot id (what readers and other tools look at).
+ */
 export interface WriterLock {
   readonly path: string;
-  release(): void;
+  /** Releases it; resolves once another process can take it. */
+  release(): Promise<void>;
 }
 
 /** The lock file's path in a data dir. */
@@ -72,38 +78,89 @@ export function lockHolder(dir: string): number | undefined {
 }
 
 /**
- * Takes the writer lock on `dir`. A lock left by a dead process (a crash, SIGKILL) is taken
- * over; one held by a live process throws LOG_LOCKED naming its pid.
+ * The abstract socket name of `dir`'s lock: from the dir's device and inode, so every path to
+ * the dir (a symlink, another spelling) names the same lock. Undefined off Linux.
  */
-export function acquireWriterLock(dir: string): WriterLock {
+function socketName(dir: string): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const st = fs.statSync(dir);
+  return `\0kyrodb-writer-${st.dev}-${st.ino}`;
+}
+
+/** Binds the abstract socket `name`: false when another process (or this one) holds it. */
+function bindExclusive(name: string): Promise<net.Server | false> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer((c) => c.destroy());
+    server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve(false) : reject(err)));
+    server.listen(name, () => {
+      server.unref(); // the lock keeps nothing alive
+      resolve(server);
+    });
+  });
+}
+
+/**
+ * Takes the writer lock on `dir`; one held by a live process throws LOG_LOCKED naming its pid.
+ * The socket decides, atomically: two servers started at once on a dir whose lock file a dead
+ * process left both judged it stale, and each removed the file the other had just created (both
+ * wrote, and acknowledged writes of one were lost). A lock file deleted by hand under a running
+ * server no longer lets a second one in either. The lock file is then written (a dead owner's
+ * replaced). Where there is no abstract socket (not Linux) the lock file alone decides.
+ */
+export async function acquireWriterLock(dir: string): Promise<WriterLock> {
   const p = lockPath(dir);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = fs.openSync(p, 'wx');
-      const text = lockText(process.pid);
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      let released = false;
-      return {
-        path: p,
-        release() {
-          if (released) return;
-          released = true;
+  const name = socketName(dir);
+  let server: net.Server | undefined;
+  if (name !== undefined) {
+    const bound = await bindExclusive(name);
+    if (bound === false) {
+      const holder = lockHolder(dir);
+      if (holder === process.pid) throw new LogError('LOG_LOCKED', `data dir ${dir} is already open for writing in this process`, { pid: holder, dir });
+      throw new LogError('LOG_LOCKED', `data dir ${dir} is in use by ${holder !== undefined ? `process ${holder}` : 'another process'} (lock ${p})`, { ...(holder !== undefined ? { pid: holder } : {}), dir });
+    }
+    server = bound;
+  }
+  const closeServer = (): Promise<void> => new Promise((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+  try {
+    const text = takeLockFile(dir, p, server !== undefined);
+    let released: Promise<void> | undefined;
+    return {
+      path: p,
+      release() {
+        released ??= (async () => {
           try {
             if (fs.readFileSync(p, 'utf8').trim() === text) fs.unlinkSync(p);
           } catch {
             // already gone
           }
-        },
-      };
+          await closeServer();
+        })();
+        return released;
+      },
+    };
+  } catch (err) {
+    await closeServer();
+    throw err;
+  }
+}
+
+/** Writes this process's lock file at `p` (a dead owner's is replaced); its text. */
+function takeLockFile(dir: string, p: string, socketHeld: boolean): string {
+  const text = lockText(process.pid);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = fs.openSync(p, 'wx');
+      fs.writeSync(fd, text);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      return text;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = lockHolder(dir);
-      if (holder !== undefined && holder !== process.pid) {
-        throw new LogError('LOG_LOCKED', `data dir ${dir} is in use by process ${holder} (lock ${p})`, { pid: holder, dir });
-      }
-      if (holder === process.pid) throw new LogError('LOG_LOCKED', `data dir ${dir} is already open for writing in this process`, { pid: holder, dir });
+      // A live owner named by the file while the socket was free: a process in another network
+      // namespace (a container) sharing this dir. Refused, never overwritten.
+      if (holder !== undefined && holder !== process.pid) throw new LogError('LOG_LOCKED', `data dir ${dir} is in use by process ${holder} (lock ${p})`, { pid: holder, dir });
+      if (holder === process.pid && !socketHeld) throw new LogError('LOG_LOCKED', `data dir ${dir} is already open for writing in this process`, { pid: holder, dir });
       fs.rmSync(p, { force: true }); // stale: its owner is gone
     }
   }

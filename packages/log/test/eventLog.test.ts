@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
@@ -28,6 +29,29 @@ describe('EventLog', () => {
     expect(again.head().seq).toBe(2);
     await again.close();
   });
+
+  it('a lock file deleted under a live writer does not let a second writer in', async () => {
+    const { log, dir } = await filled(2);
+    fs.rmSync(path.join(dir, 'kyrodb.lock'));
+    await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_LOCKED' });
+    await log.close();
+    const again = await EventLog.open({ dir, logger: quietLogger() });
+    await again.close();
+  });
+
+  it('two processes opening a dir with a dead writer\'s lock at the same instant: exactly one becomes the writer, every time', async () => {
+    const { log, dir } = await filled(2);
+    await log.close();
+    const child = path.join(import.meta.dirname, 'fixtures', 'openWriter.ts');
+    const run = (at: number): Promise<string> =>
+      new Promise((resolve, reject) => execFile(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', child, dir, String(at)], (err, stdout) => (err ? reject(new Error(err.message)) : resolve(stdout.trim()))));
+    for (let round = 0; round < 10; round++) {
+      fs.writeFileSync(path.join(dir, 'kyrodb.lock'), '999999999 - -'); // a crashed writer's
+      const at = Date.now() + 2500;
+      const got = (await Promise.all([run(at), run(at)])).sort();
+      expect(got, `round ${round}`).toEqual(['LOG_LOCKED', 'OPEN']);
+    }
+  }, 60_000);
 
   it('a lock names its owner by pid, start time and boot: a live process that reused the pid (a container\'s pid 1) does not hold it', async () => {
     const { log, dir } = await filled(2);
