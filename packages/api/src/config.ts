@@ -40,7 +40,7 @@ export interface KyroConfig {
   storage: {
     /** The data dir (relative paths are relative to the working directory). Default ./data. */
     data_dir: string;
-    /** Vectors plus tombstones the hot tier holds before writes get 429 API_BACKPRESSURE (the cold tier has not caught up). Default 100000. */
+    /** Vectors plus tombstones the hot tier holds (and events the HNSW index is behind by) before writes get 429 API_BACKPRESSURE. Default 100000. */
     hot_tier_max_vectors: number;
     /** Bytes of vector data (4 per dimension) the hot tier holds before writes get 429 API_BACKPRESSURE: bounds an exact hot search's time at any dimension. Default 64 MiB. */
     hot_tier_max_bytes: number;

@@ -4,7 +4,7 @@ import type { Failpoints } from '@kyrodb/log';
 import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
-import { BELL, POLL, POLL_CLOCK_STRIDE, PollGovernor, SLOT, STOP, SearchChannel } from './searchChannel.js';
+import { BELL, POLL, POLL_CLOCK_STRIDE, PROGRESS, PollGovernor, SLOT, STOP, SearchChannel } from './searchChannel.js';
 import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
@@ -349,6 +349,11 @@ export class ColdTier {
   }
 
   /** The worker's watermark and per-collection counts. */
+  /** A count that grows while the worker does anything (applies an op, handles a message, serves a search). */
+  progress(): number {
+    return Atomics.load(this.channel.ints, PROGRESS);
+  }
+
   stats(timeoutMs = 0): Promise<ColdStats> {
     return this.request((reqId) => ({ type: 'stats', reqId }), timeoutMs);
   }

@@ -17,7 +17,7 @@ import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCo
 import { matchesFilter } from './filter.js';
 import { cosineOf, dotAt, normSqAt, scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
-import { BELL, POLL_CLOCK_STRIDE, POLL, STOP, SearchChannel } from './searchChannel.js';
+import { BELL, POLL_CLOCK_STRIDE, POLL, PROGRESS, STOP, SearchChannel } from './searchChannel.js';
 import type { ChannelBuffers } from './searchChannel.js';
 
 interface Entry {
@@ -99,6 +99,7 @@ function apply(ops: ColdOp[], vectors: Float32Array): void {
   for (const o of ops) {
     applyOne(o, vectors);
     appliedSeq = o.op === 'create' ? o.createdSeq : o.seq;
+    Atomics.add(channel.ints, PROGRESS, 1);
     if (Atomics.load(channel.ints, BELL) !== bellServed) serveChannel();
   }
 }
@@ -365,6 +366,7 @@ function serveChannel(): number {
     const r = channel.claim(slot);
     if (r === undefined) continue; // the main thread gave up on it first
     served += 1;
+    Atomics.add(channel.ints, PROGRESS, 1);
     if (r.fault?.kind === 'panic') injure(r.fault, 'projection.cold.search');
     try {
       injure(r.fault, 'projection.cold.search');
@@ -379,6 +381,7 @@ function serveChannel(): number {
 }
 
 function handle(m: ToCold): void {
+  Atomics.add(channel.ints, PROGRESS, 1);
   switch (m.type) {
     case 'apply':
       injure(m.fault, 'projection.cold.insert');

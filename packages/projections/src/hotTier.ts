@@ -4,7 +4,7 @@ import { exactTopK } from './state.js';
 
 /** Options of the hot tier. */
 export interface HotTierOptions {
-  /** Vectors plus tombstones the hot tier holds before `admission()` reports backpressure. Default 100 000. */
+  /** Vectors plus tombstones the hot tier holds (and events the cold tier is behind by) before `admission()` reports backpressure. Default 100 000. */
   maxVectors: number;
   /**
    * Bytes of vector data (4 per dimension) the hot tier holds before `admission()` reports

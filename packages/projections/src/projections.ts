@@ -418,8 +418,16 @@ export class Projections {
   private checkColdHang(): void {
     const c = this.cold;
     if (c === undefined || !c.alive || this.closed) return;
+    const before = c.progress();
     c.stats(this.qOpts.coldHangRestartMs).catch((err: unknown) => {
       if (!isProjectionError(err) || err.details['timeout'] !== true || c !== this.cold || !c.alive || this.closed) return;
+      // The probe waits behind the inserts queued before it; a worker working through a backlog
+      // (thousands of 1536-d inserts) answers it late but is not hung. Killed, it restarted from
+      // its checkpoint, took the same backlog again and was killed again, for minutes.
+      if (c.progress() !== before) {
+        this.logger('warn', 'cold tier worker is busy (it answered no probe, but works on); not restarting it', { waitedMs: this.qOpts.coldHangRestartMs });
+        return;
+      }
       this.logger('error', 'cold tier worker is hung; terminating it', { waitedMs: this.qOpts.coldHangRestartMs });
       void c.kill();
     });
@@ -541,14 +549,20 @@ export class Projections {
 
   /**
    * Backpressure: `ok: false` while the hot tier holds more than `hotTier.maxVectors` vectors
-   * plus tombstones or more than `hotTier.maxBytes` of vector data. `retryAfterMs` is how long
-   * the cold tier takes, at its recent rate, to absorb the excess.
+   * plus tombstones or more than `hotTier.maxBytes` of vector data, or the cold tier is behind by
+   * more than `hotTier.maxVectors` events (overwrites of a few ids keep the hot tier small while
+   * the index's backlog grows without end). `retryAfterMs` is how long the cold tier takes, at
+   * its recent rate, to absorb the excess.
    */
   admission(): { ok: true } | { ok: false; retryAfterMs: number } {
     const overBytes = this.hot.bytes() - this.hotOpts.maxBytes;
     const vectors = this.hot.vectors();
     // The excess in bytes as a number of the hot tier's average vectors.
-    const excess = Math.max(this.hot.size() - this.hotOpts.maxVectors, overBytes > 0 && vectors > 0 ? Math.ceil(overBytes / (this.hot.bytes() / vectors)) : 0);
+    const excess = Math.max(
+      this.hot.size() - this.hotOpts.maxVectors,
+      this.state.seq - this.coldWatermark - this.hotOpts.maxVectors,
+      overBytes > 0 && vectors > 0 ? Math.ceil(overBytes / (this.hot.bytes() / vectors)) : 0,
+    );
     if (excess <= 0) return { ok: true };
     const rate = this.ingest.rate > 0 ? this.ingest.rate : 1000;
     return { ok: false, retryAfterMs: Math.max(100, Math.min(10_000, Math.round((excess / rate) * 1000))) };

@@ -42,6 +42,8 @@ export const BELL = 0;
 export const POLL = 2;
 /** Control word: 1 once the owner is closing: the worker exits at its next message, skipping the work still queued. */
 export const STOP = 3;
+/** Control word: the worker adds 1 for every op it applies, message it handles and search it serves: busy is not hung. */
+export const PROGRESS = 4;
 const CTL_INTS = 16;
 /** Header words of one slot (the request), one cache line. `collGen` changes whenever the request area holds a new collection name. */
 const H = { state: 0, ticket: 1, k: 2, dim: 3, collLen: 4, filterLen: 5, faultKind: 6, faultMs: 7, collGen: 8 } as const;

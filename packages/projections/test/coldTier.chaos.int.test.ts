@@ -134,6 +134,21 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(p.health().hotVectors).toBe(0);
     expect(p.admission()).toEqual({ ok: true });
   });
+  it('backlog bound: overwrites of a few ids keep the hot tier small, but a cold tier more than maxVectors events behind pushes back; it recovers', async () => {
+    env = await makeEnv();
+    const p = await env.open({ hotTier: { maxVectors: 20 } });
+    await seed(env, p, 10);
+    env.failpoints.set('projection.cold.insert', '1*delay(1500)');
+    const r = rng(7);
+    for (let i = 0; i < 40; i++) await env.log.append([upsert('c', `o${i % 3}`, randomVector(r, DIM))]);
+    expect(p.health().hotVectors).toBeLessThanOrEqual(3);
+    expect(p.health().lagEvents).toBeGreaterThan(20);
+    const adm = p.admission();
+    expect(adm.ok).toBe(false);
+    if (!adm.ok) expect(adm.retryAfterMs).toBeGreaterThan(0);
+    await p.waitForCold(env.log.head().seq);
+    expect(p.admission()).toEqual({ ok: true });
+  });
   it('hot-tier byte bound: with room for many vectors but 20 vectors\' bytes, the stalled cold tier makes admission() push back at the bytes; it recovers', async () => {
     env = await makeEnv();
     const p = await env.open({ hotTier: { maxVectors: 1_000_000, maxBytes: 20 * DIM * 4 } });
