@@ -1327,13 +1327,15 @@ export class EventLog {
     if (listSegments(this.walDir).length === 0) return; // nothing to rebuild from: keep what there is
     // LMDB is deleted only for segments that hold an unbroken chain from seq 1 (a damaged or
     // missing segment in the middle would make the rebuild stop there, and LMDB may be the only
-    // copy of what follows): otherwise the open refuses and changes nothing.
+    // copy of what follows): otherwise the open refuses and changes nothing. A damaged frame that
+    // valid frames follow, even within one segment, is such a break (`readSegments` reads on past
+    // it, so the seqs jump); only a torn tail, with nothing valid after it, is cut off.
     const chain = segmentsChain(this.walDir);
     if (chain.brokenAt !== null) {
       throw new LogError(
         'LOG_CHAIN_BROKEN',
-        `the machine stopped while ${this.opts.dir} was open, so LMDB (whose last writes may not have reached the disk) must be rebuilt from the write-ahead segments, but they hold an unbroken chain only up to seq ${chain.events} (seq ${chain.brokenAt} follows a damaged or missing segment): nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
-        { events: chain.events, brokenAt: chain.brokenAt },
+        `the machine stopped while ${this.opts.dir} was open, so LMDB (whose last writes may not have reached the disk) must be rebuilt from the write-ahead segments, but they hold an unbroken chain only up to seq ${chain.events} (${chain.damage !== undefined ? `${chain.damage.segment} is damaged at byte ${chain.damage.offset}, and valid frames follow it from seq ${chain.brokenAt}: damage in the middle of the log, not a torn tail` : `seq ${chain.brokenAt} follows a damaged or missing segment`}): nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
+        { events: chain.events, brokenAt: chain.brokenAt, ...(chain.damage !== undefined ? { segment: chain.damage.segment, offset: chain.damage.offset } : {}) },
       );
     }
     this.opts.logger('warn', 'the machine stopped while the log was open: rebuilding LMDB from the write-ahead segments', { markerBoot: marker.bootId, boot, events: chain.events });
