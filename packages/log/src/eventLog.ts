@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, segmentsChain, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
+import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, segmentsChain, TORN_TAIL_FOLLOWERS, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -71,7 +71,7 @@ export interface EventLogOptions {
   maxGroupEvents?: number;
   /**
    * Groups in flight at once: a group's frame is written and synced while the groups ahead of it
-   * are still syncing (acknowledged in order). Default 2. (`pipelineCommits: false` is 1.)
+   * are still syncing (acknowledged in order). Default and most 2. (`pipelineCommits: false` is 1.)
    */
   commitDepth?: number;
   /** False: one group at a time (commitDepth 1). Default true. */
@@ -334,7 +334,8 @@ export class EventLog {
       maxGroupEvents: options.maxGroupEvents ?? 20_000,
       pipelineCommits: options.pipelineCommits ?? true,
       applyThread: options.applyThread ?? 'auto',
-      commitDepth: options.pipelineCommits === false ? 1 : Math.max(1, Math.floor(options.commitDepth ?? 2)),
+      // At most 2: a torn tail is told from damage mid-log by the frames after it (TORN_TAIL_FOLLOWERS).
+      commitDepth: options.pipelineCommits === false ? 1 : Math.min(TORN_TAIL_FOLLOWERS + 1, Math.max(1, Math.floor(options.commitDepth ?? 2))),
       logger: options.logger ?? defaultLogger,
       segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       deferDocIndex: options.deferDocIndex ?? false,

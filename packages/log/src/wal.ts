@@ -372,6 +372,32 @@ export function validFrameAfter(buf: Buffer, from: number): number | undefined {
   return undefined;
 }
 
+/**
+ * How many valid frames a torn frame can be followed by: the frames written beside it
+ * (`commitDepth` groups are in flight at once, at most 2). None of them was acknowledged: frames
+ * are acknowledged in order, and a frame after a torn one never is.
+ */
+export const TORN_TAIL_FOLLOWERS = 1;
+
+/**
+ * Whether a segment whose frames stop at `from` ends in a torn tail (cut off: nothing in it was
+ * acknowledged) rather than damage in the middle of the log (refused: acknowledged frames
+ * follow): only the last segment can be torn (a new segment starts once the writes to the one
+ * before are on disk), the frames must stop at damaged bytes (not at a valid frame naming a seq
+ * that does not follow), and only TORN_TAIL_FOLLOWERS valid frames at most may follow.
+ */
+export function isTornTail(buf: Buffer, from: number, lastSegment: boolean): boolean {
+  if (!lastSegment) return validFrameAfter(buf, from) === undefined;
+  const first = validFrameAfter(buf, from);
+  // A valid frame right where the frames stop is not torn: it names a seq that does not follow.
+  if (first === from) return false;
+  let followers = 0;
+  for (let at = first; at !== undefined; at = validFrameAfter(buf, frameAt(buf, at)!.end)) {
+    if (++followers > TORN_TAIL_FOLLOWERS) return false;
+  }
+  return true;
+}
+
 /** Writes zeros over `[from, to)` of `fd`. */
 function writeZeros(fd: number, from: number, to: number): void {
   let off = from;
@@ -502,9 +528,8 @@ export class SegmentWal {
       const buf = fs.readFileSync(file);
       const { frames, validEnd } = scanSegment(buf, first);
       // What follows the valid frames is zeroed below (or the segment removed): only if it is a
-      // torn tail. Valid frames after a damaged one are acknowledged records: refuse, change nothing.
-      const after = validFrameAfter(buf, validEnd);
-      if (after !== undefined) throw midLogDamage(file, validEnd, after, buf, frames);
+      // torn tail. More valid frames after a damaged one are acknowledged records: refuse, change nothing.
+      if (!isTornTail(buf, validEnd, true)) throw midLogDamage(file, validEnd, validFrameAfter(buf, validEnd)!, buf, frames);
       if (frames.length === 0 && segments.length > 1) {
         fs.unlinkSync(file);
         fsyncPath(walDir);
@@ -1010,8 +1035,8 @@ export async function* segmentRuns(walDir: string, fromSeq: number, toSeq: numbe
  * Records with seq ≥ `fromSeq` from the segments in `walDir`, in the order of their valid frames.
  * Where a segment's frames stop at a damaged frame, the reading goes on at the next valid frame
  * after it, if any (see `validFrameAfter`), so damage in the middle of the log shows as a gap in
- * the seqs — which every reader checking the chain refuses — and only a torn tail (nothing valid
- * after it) ends the reading quietly.
+ * the seqs — which every reader checking the chain refuses — and only a torn tail (`isTornTail`:
+ * at most the frame written beside it follows) ends the reading quietly.
  */
 export function* readSegments(walDir: string, fromSeq: number): Generator<WalRecord> {
   const segments = listSegments(walDir);
@@ -1029,7 +1054,7 @@ export function* readSegments(walDir: string, fromSeq: number): Generator<WalRec
           if (seq >= fromSeq) yield { seq, record: f.records[j]! };
         }
       }
-      at = validFrameAfter(buf, validEnd);
+      at = isTornTail(buf, validEnd, i === segments.length - 1) ? undefined : validFrameAfter(buf, validEnd);
     }
   }
 }

@@ -240,6 +240,31 @@ describe('write-ahead segments', () => {
     expect(walSeqs(dir)).toEqual(Array.from({ length: last.firstSeq }, (_, i) => i + 1));
   });
 
+  it('a machine crash that tore the second-to-last frame while the last (written beside it, never acknowledged) reached the disk: a torn tail, LMDB rebuilt without both; two frames after the damage are refused', async () => {
+    for (const followers of [1, 2]) {
+      const { dir } = await filledLog(40, 10);
+      const file = path.join(walDirOf(dir), segmentName(1));
+      const b = fs.readFileSync(file);
+      const frames = frameOffsets(b);
+      const torn = frames[frames.length - 1 - followers]!;
+      b[torn.offset + 40] ^= 0x10;
+      fs.writeFileSync(file, b);
+      fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: 'a-boot-before-the-crash' }));
+      if (followers === 1) {
+        const log = await reopen(dir);
+        expect(log.head().seq).toBe(torn.firstSeq - 1);
+        expect(log.verify().ok).toBe(true);
+        expect((await log.append([upsert('after', randomVector(8))])).firstSeq).toBe(torn.firstSeq);
+        await log.close();
+        expect(walSeqs(dir)).toEqual(Array.from({ length: torn.firstSeq }, (_, i) => i + 1));
+      } else {
+        const before = snapshot(dir);
+        await expect(reopen(dir)).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN' });
+        expect(snapshot(dir)).toEqual(before);
+      }
+    }
+  });
+
   it('a process crash after a frame was synced but before LMDB had it: the records are applied at open', async () => {
     const { dir, head, ids } = await filledLog(12, 7);
     // LMDB as it was before the last appends reached it: here, not at all
