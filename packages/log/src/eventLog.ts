@@ -14,7 +14,7 @@ import { LogError, isLogError } from './errors.js';
 import { GENESIS_HASH, eventDocId, toHex, validateEventInput } from './events.js';
 import type { EventInput, LogEvent } from './events.js';
 import { Failpoints } from './failpoints.js';
-import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, segmentsChain, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
+import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGMENT_BYTES, encodeFrame, frameFirstSeq, frameSpans, fsyncPath, listSegments, readSegments, segmentRuns, segmentsChain, TORN_TAIL_FOLLOWERS, walDirOf, type RecordRun, type RecordSpans } from './wal.js';
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
@@ -71,7 +71,7 @@ export interface EventLogOptions {
   maxGroupEvents?: number;
   /**
    * Groups in flight at once: a group's frame is written and synced while the groups ahead of it
-   * are still syncing (acknowledged in order). Default 2. (`pipelineCommits: false` is 1.)
+   * are still syncing (acknowledged in order). Default and most 2. (`pipelineCommits: false` is 1.)
    */
   commitDepth?: number;
   /** False: one group at a time (commitDepth 1). Default true. */
@@ -334,7 +334,8 @@ export class EventLog {
       maxGroupEvents: options.maxGroupEvents ?? 20_000,
       pipelineCommits: options.pipelineCommits ?? true,
       applyThread: options.applyThread ?? 'auto',
-      commitDepth: options.pipelineCommits === false ? 1 : Math.max(1, Math.floor(options.commitDepth ?? 2)),
+      // At most 2: a torn tail is told from damage mid-log by the frames after it (TORN_TAIL_FOLLOWERS).
+      commitDepth: options.pipelineCommits === false ? 1 : Math.min(TORN_TAIL_FOLLOWERS + 1, Math.max(1, Math.floor(options.commitDepth ?? 2))),
       logger: options.logger ?? defaultLogger,
       segmentBytes: options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       deferDocIndex: options.deferDocIndex ?? false,
@@ -1327,13 +1328,15 @@ export class EventLog {
     if (listSegments(this.walDir).length === 0) return; // nothing to rebuild from: keep what there is
     // LMDB is deleted only for segments that hold an unbroken chain from seq 1 (a damaged or
     // missing segment in the middle would make the rebuild stop there, and LMDB may be the only
-    // copy of what follows): otherwise the open refuses and changes nothing.
+    // copy of what follows): otherwise the open refuses and changes nothing. A damaged frame that
+    // valid frames follow, even within one segment, is such a break (`readSegments` reads on past
+    // it, so the seqs jump); only a torn tail, with nothing valid after it, is cut off.
     const chain = segmentsChain(this.walDir);
     if (chain.brokenAt !== null) {
       throw new LogError(
         'LOG_CHAIN_BROKEN',
-        `the machine stopped while ${this.opts.dir} was open, so LMDB (whose last writes may not have reached the disk) must be rebuilt from the write-ahead segments, but they hold an unbroken chain only up to seq ${chain.events} (seq ${chain.brokenAt} follows a damaged or missing segment): nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
-        { events: chain.events, brokenAt: chain.brokenAt },
+        `the machine stopped while ${this.opts.dir} was open, so LMDB (whose last writes may not have reached the disk) must be rebuilt from the write-ahead segments, but they hold an unbroken chain only up to seq ${chain.events} (${chain.damage !== undefined ? `${chain.damage.segment} is damaged at byte ${chain.damage.offset}, and valid frames follow it from seq ${chain.brokenAt}: damage in the middle of the log, not a torn tail` : `seq ${chain.brokenAt} follows a damaged or missing segment`}): nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
+        { events: chain.events, brokenAt: chain.brokenAt, ...(chain.damage !== undefined ? { segment: chain.damage.segment, offset: chain.damage.offset } : {}) },
       );
     }
     this.opts.logger('warn', 'the machine stopped while the log was open: rebuilding LMDB from the write-ahead segments', { markerBoot: marker.bootId, boot, events: chain.events });

@@ -107,21 +107,25 @@ export function openStores(dir: string, readOnly: boolean): Stores {
   };
 }
 
-/**
- * LMDB may legitimately end a few pages short of its last page number: pages a commit allocated
- * and freed again ("loose") are not written. A file shorter than that by more than this many
- * pages was cut short.
- */
-const CUT_SHORT_MIN_PAGES = 64;
 /** The smallest whole LMDB file: its two meta pages of the smallest page size. */
 const LMDB_MIN_BYTES = 2 * 4096;
 
 /**
  * Whether `<dir>/log.mdb` is shorter than its own pages reach, as its meta page (the last page
- * in use) says, by more than CUT_SHORT_MIN_PAGES: cut short by an interrupted copy or a damaged
- * disk. Such a file is memory-mapped like any other, and the first read of a missing page kills
- * the process with SIGBUS; this reads only the meta page (and nothing of a file too short to hold
- * one). Undefined when whole, absent, or not readable as LMDB at all (the open that follows reports that).
+ * in use) says: cut short by an interrupted copy or a damaged disk. Such a file is memory-mapped
+ * like any other, and the first read of a missing page kills the process with SIGBUS; this reads
+ * only the meta page (and nothing of a file too short to hold one). Undefined when whole, absent,
+ * or not readable as LMDB at all (the open that follows reports that).
+ *
+ * Exact, to the page: a file short by even one page was cut (a slack of 64 pages let files cut
+ * by up to 256 KiB through, to die of SIGBUS on every start). LMDB leaves the pages at the end
+ * of a file unwritten only where a transaction frees pages it dirtied itself (P_LOOSE pages of a
+ * rebalance after deletes, overflow pages of a value overwritten in the same transaction), and
+ * then by any number of pages (196 measured, delete-heavy): no slack would tell those from a cut.
+ * This log never does that: records and indexes only grow, values are small and never replaced
+ * by larger ones, and its one delete (a meta key) leaves that tiny database non-empty — so its
+ * file always reaches its last page (measured: every commit of the log's own writes, see
+ * lmdbCutShort.int.test.ts).
  */
 export async function lmdbCutShort(dir: string): Promise<{ size: number; needed: number } | undefined> {
   const file = path.join(dir, 'log.mdb');
@@ -132,13 +136,11 @@ export async function lmdbCutShort(dir: string): Promise<{ size: number; needed:
   if (whole < LMDB_MIN_BYTES) return { size: whole, needed: LMDB_MIN_BYTES };
   let needed: number;
   let size: number;
-  let pageSize: number;
   try {
     const env = openLmdb({ path: file, noSubdir: true, maxDbs: 8, readOnly: true, cache: false });
     try {
       const st = env.getStats() as { lastPageNumber: number; pageSize: number };
-      pageSize = st.pageSize;
-      needed = (st.lastPageNumber + 1) * pageSize;
+      needed = (st.lastPageNumber + 1) * st.pageSize;
       // The size after the meta: a writer writes a commit's pages before its meta, so a file
       // measured first could miss pages a commit made meanwhile (seen as "cut short" by mistake).
       size = fs.statSync(file).size;
@@ -148,7 +150,7 @@ export async function lmdbCutShort(dir: string): Promise<{ size: number; needed:
   } catch {
     return undefined;
   }
-  return size < needed - CUT_SHORT_MIN_PAGES * pageSize ? { size, needed } : undefined;
+  return size < needed ? { size, needed } : undefined;
 }
 
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */

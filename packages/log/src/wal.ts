@@ -341,10 +341,10 @@ function frameAt(buf: Buffer, off: number): Frame | undefined {
   return { firstSeq, records, end };
 }
 
-/** The valid frames of one segment's bytes, and where the valid part ends. */
-export function scanSegment(buf: Buffer, firstSeq?: number): { frames: Frame[]; validEnd: number } {
+/** The valid frames of one segment's bytes (from `from`, the first with seq `firstSeq` if given), and where the valid part ends. */
+export function scanSegment(buf: Buffer, firstSeq?: number, from = 0): { frames: Frame[]; validEnd: number } {
   const frames: Frame[] = [];
-  let off = 0;
+  let off = from;
   let expect = firstSeq;
   for (;;) {
     const f = frameAt(buf, off);
@@ -354,6 +354,48 @@ export function scanSegment(buf: Buffer, firstSeq?: number): { frames: Frame[]; 
     expect = f.firstSeq + f.records.length;
   }
   return { frames, validEnd: off };
+}
+
+const MAGIC_BYTES = Buffer.from([0x4b, 0x57, 0x46, 0x31]); // MAGIC, little-endian
+
+/**
+ * The offset of the first frame at or after `from` in `buf` whose CRC holds (whatever seq it
+ * names), or undefined. Where a segment's frames stop (`scanSegment`'s `validEnd`), this tells a
+ * torn tail from damage in the middle of the log: a torn frame is the last write, never
+ * acknowledged, so nothing valid follows it; a valid frame after the stop means acknowledged
+ * frames follow a damaged one (a flipped bit, a bad sector), and cutting there would drop them.
+ */
+export function validFrameAfter(buf: Buffer, from: number): number | undefined {
+  for (let off = buf.indexOf(MAGIC_BYTES, from); off >= 0; off = buf.indexOf(MAGIC_BYTES, off + 1)) {
+    if (frameAt(buf, off) !== undefined) return off;
+  }
+  return undefined;
+}
+
+/**
+ * How many valid frames a torn frame can be followed by: the frames written beside it
+ * (`commitDepth` groups are in flight at once, at most 2). None of them was acknowledged: frames
+ * are acknowledged in order, and a frame after a torn one never is.
+ */
+export const TORN_TAIL_FOLLOWERS = 1;
+
+/**
+ * Whether a segment whose frames stop at `from` ends in a torn tail (cut off: nothing in it was
+ * acknowledged) rather than damage in the middle of the log (refused: acknowledged frames
+ * follow): only the last segment can be torn (a new segment starts once the writes to the one
+ * before are on disk), the frames must stop at damaged bytes (not at a valid frame naming a seq
+ * that does not follow), and only TORN_TAIL_FOLLOWERS valid frames at most may follow.
+ */
+export function isTornTail(buf: Buffer, from: number, lastSegment: boolean): boolean {
+  if (!lastSegment) return validFrameAfter(buf, from) === undefined;
+  const first = validFrameAfter(buf, from);
+  // A valid frame right where the frames stop is not torn: it names a seq that does not follow.
+  if (first === from) return false;
+  let followers = 0;
+  for (let at = first; at !== undefined; at = validFrameAfter(buf, frameAt(buf, at)!.end)) {
+    if (++followers > TORN_TAIL_FOLLOWERS) return false;
+  }
+  return true;
 }
 
 /** Writes zeros over `[from, to)` of `fd`. */
@@ -485,6 +527,9 @@ export class SegmentWal {
       const file = path.join(walDir, segmentName(first));
       const buf = fs.readFileSync(file);
       const { frames, validEnd } = scanSegment(buf, first);
+      // What follows the valid frames is zeroed below (or the segment removed): only if it is a
+      // torn tail. More valid frames after a damaged one are acknowledged records: refuse, change nothing.
+      if (!isTornTail(buf, validEnd, true)) throw midLogDamage(file, validEnd, validFrameAfter(buf, validEnd)!, buf, frames);
       if (frames.length === 0 && segments.length > 1) {
         fs.unlinkSync(file);
         fsyncPath(walDir);
@@ -855,6 +900,18 @@ export class SegmentWal {
   }
 }
 
+/** LOG_CHAIN_BROKEN for a segment whose frames stop at `offset` while a valid frame follows at `after`. */
+function midLogDamage(file: string, offset: number, after: number, buf: Buffer, frames: readonly Frame[]): LogError {
+  const last = frames[frames.length - 1];
+  const lastSeq = last === undefined ? null : last.firstSeq + last.records.length - 1;
+  const resumeSeq = buf.readDoubleLE(after + 16);
+  return new LogError(
+    'LOG_CHAIN_BROKEN',
+    `the write-ahead segment ${file} is damaged at byte ${offset}${lastSeq === null ? '' : ` (after seq ${lastSeq})`}, and valid frames follow it (from byte ${after}, seq ${resumeSeq}): the damage is in the middle of the log, not a torn tail, so it is not cut off; nothing was changed; keep a copy of the data dir and restore it from a backup (kyrodb restore)`,
+    { segment: path.basename(file), offset, seq: lastSeq === null ? null : lastSeq + 1, resumeOffset: after, resumeSeq },
+  );
+}
+
 /** The directory of a data dir's write-ahead segments. */
 export function walDirOf(dataDir: string): string {
   return path.join(dataDir, 'wal');
@@ -867,15 +924,27 @@ export function walDirOf(dataDir: string): string {
  * `brokenAt` is the seq of the first record that does not follow (null when all do). Payloads are
  * not re-hashed: this checks that the segments hold the chain, not that each record is sound.
  */
-export function segmentsChain(walDir: string): { events: number; headHash: Uint8Array; brokenAt: number | null } {
+export function segmentsChain(walDir: string): { events: number; headHash: Uint8Array; brokenAt: number | null; damage?: { segment: string; offset: number } } {
   let events = 0;
   let head: Uint8Array = GENESIS_HASH;
   for (const { seq, record } of readSegments(walDir, 1)) {
-    if (seq !== events + 1 || record.byteLength < 64 || Buffer.compare(record.subarray(0, 32), head) !== 0) return { events, headHash: new Uint8Array(head), brokenAt: seq };
+    if (seq !== events + 1 || record.byteLength < 64 || Buffer.compare(record.subarray(0, 32), head) !== 0) {
+      const damage = seq !== events + 1 ? damageBefore(walDir, events + 1) : undefined;
+      return { events, headHash: new Uint8Array(head), brokenAt: seq, ...(damage !== undefined ? { damage } : {}) };
+    }
     events = seq;
     head = record.subarray(32, 64);
   }
   return { events, headHash: new Uint8Array(head), brokenAt: null };
+}
+
+/** Where the segment that should hold `seq` stops at a damaged frame (undefined where it ends cleanly: a missing segment). */
+function damageBefore(walDir: string, seq: number): { segment: string; offset: number } | undefined {
+  const seg = listSegments(walDir).filter((s) => s <= seq).pop();
+  if (seg === undefined) return undefined;
+  const buf = fs.readFileSync(path.join(walDir, segmentName(seg)));
+  const { validEnd } = scanSegment(buf, seg);
+  return nonZeroEnd(buf, validEnd) > validEnd ? { segment: segmentName(seg), offset: validEnd } : undefined;
 }
 
 /**
@@ -962,19 +1031,30 @@ export async function* segmentRuns(walDir: string, fromSeq: number, toSeq: numbe
   }
 }
 
-/** Records with seq ≥ `fromSeq` from the segments in `walDir`, in order, up to the first invalid frame. */
+/**
+ * Records with seq ≥ `fromSeq` from the segments in `walDir`, in the order of their valid frames.
+ * Where a segment's frames stop at a damaged frame, the reading goes on at the next valid frame
+ * after it, if any (see `validFrameAfter`), so damage in the middle of the log shows as a gap in
+ * the seqs — which every reader checking the chain refuses — and only a torn tail (`isTornTail`:
+ * at most the frame written beside it follows) ends the reading quietly.
+ */
 export function* readSegments(walDir: string, fromSeq: number): Generator<WalRecord> {
   const segments = listSegments(walDir);
   let start = 0;
   for (let i = 0; i < segments.length; i++) if (segments[i]! <= fromSeq) start = i;
   for (let i = start; i < segments.length; i++) {
     const buf = fs.readFileSync(path.join(walDir, segmentName(segments[i]!)));
-    for (const f of scanSegment(buf, segments[i]).frames) {
-      if (f.firstSeq + f.records.length - 1 < fromSeq) continue;
-      for (let j = 0; j < f.records.length; j++) {
-        const seq = f.firstSeq + j;
-        if (seq >= fromSeq) yield { seq, record: f.records[j]! };
+    let expect: number | undefined = segments[i];
+    for (let at: number | undefined = 0; at !== undefined; expect = undefined) {
+      const { frames, validEnd } = scanSegment(buf, expect, at);
+      for (const f of frames) {
+        if (f.firstSeq + f.records.length - 1 < fromSeq) continue;
+        for (let j = 0; j < f.records.length; j++) {
+          const seq = f.firstSeq + j;
+          if (seq >= fromSeq) yield { seq, record: f.records[j]! };
+        }
       }
+      at = isTornTail(buf, validEnd, i === segments.length - 1) ? undefined : validFrameAfter(buf, validEnd);
     }
   }
 }

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { open as openLmdb } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import { EventLog, isLogError, toHex, walDirOf, type EventInput } from '@kyrodb/log';
 import { created, quietLogger, tempDir } from './helpers.js';
@@ -33,7 +34,62 @@ function cutInHalf(dir: string): number {
   return fs.statSync(file).size;
 }
 
+/** `<dir>/log.mdb`'s size, and how far its pages reach by its meta page (`(lastPageNumber + 1) × pageSize`). */
+async function reach(dir: string): Promise<{ size: number; needed: number; pageSize: number }> {
+  const file = path.join(dir, 'log.mdb');
+  const env = openLmdb({ path: file, noSubdir: true, maxDbs: 8, readOnly: true, cache: false });
+  try {
+    const st = env.getStats() as { lastPageNumber: number; pageSize: number };
+    return { size: fs.statSync(file).size, needed: (st.lastPageNumber + 1) * st.pageSize, pageSize: st.pageSize };
+  } finally {
+    await env.close();
+  }
+}
+
 describe('a log.mdb cut short', () => {
+  it('by even one page (1, 2, 32): read-only LOG_STORE_CORRUPT, writable moved aside and rebuilt — never SIGBUS; and the log\'s own writes always reach its last page', async () => {
+    // Why the check can be exact: after every commit of the log's writes (appends of every size,
+    // deferred by-doc entries, a rebuild), the file reaches its last page — LMDB leaves trailing
+    // pages unwritten only for pages a transaction frees itself, which this log never does.
+    const src = tempDir();
+    const log = await EventLog.open({ dir: src, logger: quietLogger(), deferDocIndex: true });
+    await log.append([created('c', 64)]);
+    for (let i = 0; i < 40; i++) {
+      const n = 1 + ((i * 397) % 1500);
+      await log.append(Array.from({ length: n }, (_, j): EventInput => ({ type: 'vector.upserted', collection: 'c', body: { id: `d${(i * 131 + j) % 2000}`, vector: new Float32Array(64).fill(j) } })));
+      log.flushDocIndex();
+      const r = await reach(src);
+      expect(r.size, `after append ${i}`).toBeGreaterThanOrEqual(r.needed);
+    }
+    const records = [...log.readRecords()].map((r) => r.record.toString('hex'));
+    await log.close();
+    const whole = await reach(src);
+    expect(whole.size).toBe(whole.needed);
+    for (const pages of [1, 2, 32]) {
+      const dir = tempDir();
+      fs.cpSync(src, dir, { recursive: true });
+      const file = path.join(dir, 'log.mdb');
+      fs.truncateSync(file, whole.needed - pages * whole.pageSize);
+      const cut = fs.statSync(file).size;
+      await expect(EventLog.open({ dir, readOnly: true, logger: quietLogger() })).rejects.toSatisfy((e) => isLogError(e, 'LOG_STORE_CORRUPT') && new RegExp(`is cut short: ${cut} bytes, its pages reach ${whole.needed}`).test((e as Error).message));
+      expect(fs.statSync(file).size).toBe(cut);
+      const lines: string[] = [];
+      const w = await EventLog.open({ dir, logger: quietLogger(lines) });
+      try {
+        expect(lines.join('\n')).toMatch(/cut short.*moved aside.*rebuilding LMDB from the write-ahead segments/);
+        expect(fs.readdirSync(dir).filter((f) => f.startsWith('log.mdb.cut-short-')).map((f) => fs.statSync(path.join(dir, f)).size)).toEqual([cut]);
+        expect([...w.readRecords()].map((r) => r.record.toString('hex'))).toEqual(records);
+        expect(w.verify()).toMatchObject({ ok: true, checked: records.length });
+      } finally {
+        await w.close();
+      }
+      const rebuilt = await reach(dir);
+      expect(rebuilt.size).toBeGreaterThanOrEqual(rebuilt.needed);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    fs.rmSync(src, { recursive: true, force: true });
+  });
+
   it('read-only: LOG_STORE_CORRUPT (no crash); writable: moved aside and rebuilt from the segments, every record the same, appends go on', async () => {
     const dir = tempDir();
     const before = await makeLog(dir, 3000);

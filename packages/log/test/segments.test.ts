@@ -39,6 +39,28 @@ function headOf(log: EventLog): { seq: number; hash: string } {
   return { seq: h.seq, hash: Buffer.from(h.hash).toString('hex') };
 }
 
+/** The end of the last non-zero byte of a segment's bytes: where its written frames end. */
+function dataEnd(b: Buffer): number {
+  let i = b.length;
+  while (i > 0 && b[i - 1] === 0) i--;
+  return i;
+}
+
+/** The frames of a healthy segment: offset, first seq and record count of each. */
+function frameOffsets(b: Buffer): { offset: number; firstSeq: number; count: number }[] {
+  const out: { offset: number; firstSeq: number; count: number }[] = [];
+  for (let off = 0; off + 24 <= b.length && b.readUInt32LE(off) !== 0; off += 24 + b.readUInt32LE(off + 8)) out.push({ offset: off, firstSeq: b.readDoubleLE(off + 16), count: b.readUInt32LE(off + 4) });
+  return out;
+}
+
+/** Every byte of a data dir's log files and segments, by relative path. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of fs.readdirSync(dir)) if (f.startsWith('log.')) out[f] = fs.readFileSync(path.join(dir, f)).toString('hex');
+  for (const f of fs.readdirSync(walDirOf(dir))) out[`wal/${f}`] = fs.readFileSync(path.join(walDirOf(dir), f)).toString('hex');
+  return out;
+}
+
 describe('write-ahead segments', () => {
   it('every appended record is in the segments, once, in order; segments rotate at segmentBytes', async () => {
     const { dir, head } = await filledLog(40, 5, 2048);
@@ -58,16 +80,18 @@ describe('write-ahead segments', () => {
       return { events: c.events, hash: Buffer.from(c.headHash).toString('hex'), brokenAt: c.brokenAt };
     };
     expect(chainOf(wal)).toEqual({ events: head.seq, hash: head.hash, brokenAt: null });
-    // A byte flipped in the first frame of the second segment: its CRC fails, the reading stops
-    // there and resumes at the third segment, whose first seq does not follow.
+    // A byte flipped in the first frame of the second segment: its CRC fails, the reading goes
+    // on at the next valid frame (the second of that segment), whose first seq does not follow:
+    // damage in the middle of the log, named by segment and byte.
     const segs = listSegments(wal);
     expect(segs.length).toBeGreaterThan(3);
     const file = path.join(wal, segmentName(segs[1]!));
     const b = fs.readFileSync(file);
+    const second = frameOffsets(b)[1]!;
     b[40] ^= 0xff;
     fs.writeFileSync(file, b);
     const cut = segmentsChain(wal);
-    expect([cut.events, cut.brokenAt]).toEqual([segs[1]! - 1, segs[2]!]);
+    expect([cut.events, cut.brokenAt, cut.damage]).toEqual([segs[1]! - 1, second.firstSeq, { segment: segmentName(segs[1]!), offset: 0 }]);
     // Frames whose CRCs hold, with a record sealed after the wrong hash.
     const other = tempDir();
     dirs.push(other);
@@ -81,7 +105,8 @@ describe('write-ahead segments', () => {
     fs.mkdirSync(walDirOf(other));
     fs.writeFileSync(path.join(walDirOf(other), segmentName(1)), Buffer.concat([encodeFrame(recs.slice(0, 2), 1), encodeFrame(recs.slice(2), 3)]));
     expect(chainOf(walDirOf(other))).toEqual({ events: 2, hash: Buffer.from(recs[1]!.subarray(32, 64)).toString('hex'), brokenAt: 3 });
-    // A chain that links, in a frame whose header names the wrong first seq: the reading stops there.
+    // A chain that links, in a frame whose header names the wrong first seq: a valid frame that
+    // does not follow, read on past (its seqs jump).
     const linked: Buffer[] = [];
     prev = GENESIS_HASH;
     for (let seq = 1; seq <= 4; seq++) {
@@ -90,7 +115,7 @@ describe('write-ahead segments', () => {
       prev = event.hash;
     }
     fs.writeFileSync(path.join(walDirOf(other), segmentName(1)), Buffer.concat([encodeFrame(linked.slice(0, 2), 1), encodeFrame(linked.slice(2), 4)]));
-    expect(chainOf(walDirOf(other))).toEqual({ events: 2, hash: Buffer.from(linked[1]!.subarray(32, 64)).toString('hex'), brokenAt: null });
+    expect(chainOf(walDirOf(other))).toEqual({ events: 2, hash: Buffer.from(linked[1]!.subarray(32, 64)).toString('hex'), brokenAt: 4 });
   });
 
   it('a machine crash (the open-marker names another boot): LMDB is rebuilt from the segments, even when damaged', async () => {
@@ -137,6 +162,106 @@ describe('write-ahead segments', () => {
       expect(headOf(ro)).toEqual(head);
       expect(idsOf(ro)).toEqual(ids);
       await ro.close();
+    }
+  });
+
+  it('a machine crash with one bit flipped in the middle of the only segment (valid frames after it): the open refuses (LOG_CHAIN_BROKEN) and changes nothing', async () => {
+    const { dir, head, ids } = await filledLog(40, 10); // 401 events, 41 frames, one segment
+    const wal = walDirOf(dir);
+    expect(listSegments(wal)).toEqual([1]);
+    const file = path.join(wal, segmentName(1));
+    const b = fs.readFileSync(file);
+    const at = Math.floor(dataEnd(b) / 2);
+    b[at] ^= 0x10;
+    fs.writeFileSync(file, b);
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: 'a-boot-before-the-crash' }));
+    const before = snapshot(dir);
+    await expect(reopen(dir)).rejects.toSatisfy(
+      (e) => (e as { code?: string }).code === 'LOG_CHAIN_BROKEN' && /unbroken chain only up to seq \d+ \(00000000000000000001\.seg is damaged at byte \d+, and valid frames follow it from seq \d+.*nothing was changed/.test((e as Error).message),
+    );
+    expect(snapshot(dir)).toEqual(before);
+    // LMDB still holds every record (read-only, once the marker is gone).
+    fs.rmSync(path.join(dir, 'log.open'));
+    const ro = await EventLog.open({ dir, readOnly: true, logger: quietLogger() });
+    expect(headOf(ro)).toEqual(head);
+    expect(idsOf(ro)).toEqual(ids);
+    await ro.close();
+  });
+
+  it('a process crash, then a bit flipped mid-segment before records LMDB lacks: read-only refuses (LOG_RECOVERY_NEEDED), a writer refuses (LOG_CHAIN_BROKEN); the segment is not cut', async () => {
+    const { dir } = await filledLog(40, 10);
+    const wal = walDirOf(dir);
+    const file = path.join(wal, segmentName(1));
+    // LMDB as it was past seq 300: the writer was killed before it had the rest.
+    const b = fs.readFileSync(file);
+    const frames = frameOffsets(b);
+    const at = frames.find((f) => f.firstSeq > 100 && f.firstSeq < 200)!;
+    const cut = tempDir();
+    dirs.push(cut);
+    fs.mkdirSync(walDirOf(cut));
+    fs.writeFileSync(path.join(walDirOf(cut), segmentName(1)), b.subarray(0, frames.find((f) => f.firstSeq > 300)!.offset));
+    const log = await reopen(cut); // an LMDB of the first 300-odd records
+    const lmdbHead = headOf(log).seq;
+    await log.close();
+    expect(lmdbHead).toBeGreaterThan(300);
+    expect(lmdbHead).toBeLessThan(401);
+    fs.copyFileSync(path.join(cut, 'log.mdb'), path.join(dir, 'log.mdb'));
+    fs.rmSync(path.join(dir, 'log.mdb-lock'), { force: true });
+    b[at.offset + 40] ^= 0x01;
+    fs.writeFileSync(file, b);
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 2 ** 22 + 1, bootId: boot }));
+    const before = snapshot(dir);
+    await expect(EventLog.open({ dir, readOnly: true, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_RECOVERY_NEEDED' });
+    await expect(reopen(dir)).rejects.toSatisfy(
+      (e) => (e as { code?: string }).code === 'LOG_CHAIN_BROKEN' && new RegExp(`00000000000000000001\\.seg is damaged at byte ${at.offset} \\(after seq ${at.firstSeq - 1}\\), and valid frames follow.*nothing was changed`).test((e as Error).message),
+    );
+    const after = snapshot(dir);
+    expect(after['wal/' + segmentName(1)]).toEqual(before['wal/' + segmentName(1)]);
+    expect(after['log.open']).toEqual(before['log.open']);
+  });
+
+  it('a machine crash with the very last frame damaged (a torn tail, nothing valid after it): LMDB is rebuilt without it', async () => {
+    const { dir, head } = await filledLog(40, 10);
+    const file = path.join(walDirOf(dir), segmentName(1));
+    const b = fs.readFileSync(file);
+    const last = frameOffsets(b).pop()!;
+    expect(last.firstSeq + last.count - 1).toBe(head.seq);
+    b[dataEnd(b) - 10] ^= 0x10;
+    fs.writeFileSync(file, b);
+    fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: 'a-boot-before-the-crash' }));
+    const lines: string[] = [];
+    const log = await reopen(dir, lines);
+    expect(lines.some((l) => l.includes('rebuilding LMDB'))).toBe(true);
+    expect(log.head().seq).toBe(last.firstSeq - 1);
+    expect(log.verify().ok).toBe(true);
+    expect((await log.append([upsert('after', randomVector(8))])).firstSeq).toBe(last.firstSeq);
+    await log.close();
+    expect(walSeqs(dir)).toEqual(Array.from({ length: last.firstSeq }, (_, i) => i + 1));
+  });
+
+  it('a machine crash that tore the second-to-last frame while the last (written beside it, never acknowledged) reached the disk: a torn tail, LMDB rebuilt without both; two frames after the damage are refused', async () => {
+    for (const followers of [1, 2]) {
+      const { dir } = await filledLog(40, 10);
+      const file = path.join(walDirOf(dir), segmentName(1));
+      const b = fs.readFileSync(file);
+      const frames = frameOffsets(b);
+      const torn = frames[frames.length - 1 - followers]!;
+      b[torn.offset + 40] ^= 0x10;
+      fs.writeFileSync(file, b);
+      fs.writeFileSync(path.join(dir, 'log.open'), JSON.stringify({ pid: 1, bootId: 'a-boot-before-the-crash' }));
+      if (followers === 1) {
+        const log = await reopen(dir);
+        expect(log.head().seq).toBe(torn.firstSeq - 1);
+        expect(log.verify().ok).toBe(true);
+        expect((await log.append([upsert('after', randomVector(8))])).firstSeq).toBe(torn.firstSeq);
+        await log.close();
+        expect(walSeqs(dir)).toEqual(Array.from({ length: torn.firstSeq }, (_, i) => i + 1));
+      } else {
+        const before = snapshot(dir);
+        await expect(reopen(dir)).rejects.toMatchObject({ code: 'LOG_CHAIN_BROKEN' });
+        expect(snapshot(dir)).toEqual(before);
+      }
     }
   });
 
@@ -319,9 +444,10 @@ describe('recordRuns', () => {
       // A flipped byte in the second segment's first frame: its CRC fails.
       const file = path.join(wal, segmentName(segs[1]!));
       const b = fs.readFileSync(file);
+      const second = frameOffsets(b)[1]!;
       b[40] ^= 0xff;
       fs.writeFileSync(file, b);
-      expect(segmentsChain(wal).brokenAt).toBe(segs[2]);
+      expect(segmentsChain(wal).brokenAt).toBe(second.firstSeq);
       // The segments alone stop quietly before the damaged frame; recordRuns reads the rest from LMDB.
       expect(await recordsOf(segmentRuns(wal, 1, head.seq))).toEqual(want.slice(0, segs[1]! - 1));
       expect(await runRecords(log, 1, head.seq, 'segments')).toEqual(want);
