@@ -22,7 +22,7 @@ export type ToCold =
    * only to the label holding that very version, so it is exact in any order with the batches.
    */
   | { type: 'vectors'; coll: string; ids: string[]; seqs: number[]; vectors: Float32Array }
-  | { type: 'save'; reqId: number; dir: string }
+  | { type: 'save'; reqId: number; dir: string; fault?: ColdFault }
   | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
   | { type: 'stats'; reqId: number }
   /** Ends the worker between messages, never inside an hnswlib call. */

@@ -4,7 +4,7 @@ import type { Failpoints } from '@kyrodb/log';
 import type { ColdAnswer, ColdFault, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { ProjectionError } from './errors.js';
 import type { Filter } from './filter.js';
-import { BELL, POLL, POLL_CLOCK_STRIDE, PROGRESS, PollGovernor, SLOT, STOP, SearchChannel } from './searchChannel.js';
+import { BELL, POLL, POLL_CLOCK_STRIDE, PROGRESS, PollGovernor, SLOT, STOP, SearchChannel, waitAsync } from './searchChannel.js';
 import type { SlotAnswer } from './searchChannel.js';
 
 /** Raised (as PROJ_COLD_UNAVAILABLE with `details.timeout`) when a cold request outlives its timeout. */
@@ -32,8 +32,6 @@ const ROUND_TRIP_CAP_MS = 1;
  */
 const COLD_POLL_MIN_MS = 0.5;
 
-type WaitAsync = (a: Int32Array, index: number, value: number) => { async: false; value: string } | { async: true; value: Promise<string> };
-const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 function timeoutError(timeoutMs: number): ProjectionError {
   return new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier did not answer within ${timeoutMs} ms`, { timeout: true });
@@ -338,7 +336,8 @@ export class ColdTier {
 
   /** Writes every index and its label map into `dir`; resolves with what was written and the worker's watermark. */
   save(dir: string): Promise<{ watermark: number; collections: ColdSavedCollection[] }> {
-    return this.request((reqId) => ({ type: 'save', reqId, dir }), 0);
+    const fault = faultFrom(this.failpoints, 'projection.cold.save');
+    return this.request((reqId) => (fault !== undefined ? { type: 'save', reqId, dir, fault } : { type: 'save', reqId, dir }), 0);
   }
 
   /** Replaces the worker's state with the indexes saved in `dir`, at watermark `seq`. All or nothing. */

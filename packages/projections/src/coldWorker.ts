@@ -17,7 +17,7 @@ import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCo
 import { matchesFilter } from './filter.js';
 import { cosineOf, dotAt, normSqAt, scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
-import { BELL, POLL_CLOCK_STRIDE, POLL, PROGRESS, STOP, SearchChannel } from './searchChannel.js';
+import { BELL, POLL_CLOCK_STRIDE, POLL, PROGRESS, STOP, SearchChannel, waitAsync } from './searchChannel.js';
 import type { ChannelBuffers } from './searchChannel.js';
 
 interface Entry {
@@ -279,18 +279,54 @@ function fillVectors(coll: string, ids: string[], seqs: number[], vectors: Float
   }
 }
 
-function save(dir: string): { watermark: number; collections: ColdSavedCollection[] } {
+/**
+ * Saves every index and its labels into `dir`. Each index is written by hnswlib on libuv's pool
+ * while this thread keeps serving searches (they only read the index; no insert runs until the
+ * save is done: the messages wait in the port): written here synchronously, a checkpoint of a
+ * few large indexes held every search for seconds, the cold breaker opened, and searches
+ * answered from the hot tier alone for a minute.
+ */
+async function save(dir: string, fault: ColdFault | undefined): Promise<{ watermark: number; collections: ColdSavedCollection[] }> {
+  // A slow disk (failpoint delay): waited out as native work is, serving searches.
+  if (fault?.kind === 'delay') await whileServing(new Promise((r) => setTimeout(r, fault.ms)));
+  else injure(fault, 'projection.cold.save');
   const out: ColdSavedCollection[] = [];
   for (const [name, c] of colls) {
     const idxFile = `cold-${name}.hnsw`;
     const lblFile = `cold-${name}.labels.json`;
-    c.index.writeIndexSync(path.join(dir, idxFile));
+    await whileServing(c.index.writeIndex(path.join(dir, idxFile)));
     const labels = c.labels.map((e, i) => (e === undefined ? null : [i, e.id, e.seq, e.meta ?? null]));
     const body = { name, dim: c.dim, metric: c.metric, M: c.M, efC: c.efC, efS: c.efS, createdSeq: c.createdSeq, capacity: c.capacity, nextLabel: c.labels.length, labels: labels.filter((x) => x !== null) };
     fs.writeFileSync(path.join(dir, lblFile), JSON.stringify(body));
     out.push({ name, dim: c.dim, live: c.byId.size, files: [idxFile, lblFile] });
   }
   return { watermark, collections: out };
+}
+
+/** Waits for `work` (native, off this thread) while serving the search channel. */
+async function whileServing<T>(work: Promise<T>): Promise<T> {
+  let settled = false;
+  const done = work.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  while (!settled) {
+    const bell = Atomics.load(channel.ints, BELL);
+    serveChannel();
+    // Asleep until a search rings or the work ends (a short timeout covers a ring missed in between).
+    const w = waitAsync(channel.ints, BELL, bell, 20);
+    if (w.async) await Promise.race([w.value, done]);
+    else await new Promise((r) => setImmediate(r));
+  }
+  // An async waiter left on the bell stays in its waiter list until this thread's event loop
+  // runs again, which the message loop (asleep in Atomics.wait) never lets it do: a ring would
+  // wake that stale waiter instead of the loop, and a search waited out its whole timeout.
+  Atomics.notify(channel.ints, BELL);
+  return work;
 }
 
 interface LabelsFile {
@@ -380,7 +416,8 @@ function serveChannel(): number {
   return served;
 }
 
-function handle(m: ToCold): void {
+/** Handles one message; a promise for a save (the next message waits for it). */
+function handle(m: ToCold): Promise<void> | undefined {
   Atomics.add(channel.ints, PROGRESS, 1);
   switch (m.type) {
     case 'apply':
@@ -404,10 +441,15 @@ function handle(m: ToCold): void {
       fillVectors(m.coll, m.ids, m.seqs, m.vectors);
       return;
     case 'save':
+      if (m.fault?.kind === 'panic') injure(m.fault, 'projection.cold.save'); // kills the thread, as a crash in the write would
+      return save(m.dir, m.fault).then(
+        (value) => send({ type: 'reply', reqId: m.reqId, ok: true, value }),
+        (err: unknown) => send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) }),
+      );
     case 'load':
     case 'stats':
       try {
-        const value = m.type === 'save' ? save(m.dir) : m.type === 'load' ? load(m.dir, m.collections, m.seq) : stats();
+        const value = m.type === 'load' ? load(m.dir, m.collections, m.seq) : stats();
         send({ type: 'reply', reqId: m.reqId, ok: true, value });
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });
@@ -426,7 +468,8 @@ for (;;) {
   // Messages first (in order), then searches; an exception here (an injected panic) ends the thread.
   for (let r = receiveMessageOnPort(port); r !== undefined; r = receiveMessageOnPort(port)) {
     if (stopRequested()) exitNow(); // a close does not wait for a backlog of inserts
-    handle(r.message as ToCold);
+    const pending = handle(r.message as ToCold);
+    if (pending !== undefined) await pending;
   }
   // Searches come in streams: after serving one, watch the bell for a while before sleeping, so
   // the next request is taken in ~1 µs instead of after a futex wake-up (~40 µs on this VM) —

@@ -33,6 +33,10 @@ const RESP_META = 32;
 const RM = { seq: 0, tookUs: 1, flags: 4, count: 5, respLen: 6 } as const; // float64 / int32 indices within the meta
 const RESP_BYTES = RESP_META + SLOT_MAX_HITS * 20 + ID_BYTES;
 
+type WaitAsync = (a: Int32Array, index: number, value: number, timeoutMs?: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+/** `Atomics.waitAsync` (Node 16+; not in this TypeScript lib's typings). */
+export const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
 /** Slot states. */
 export const SLOT = { free: 0, request: 1, busy: 2, done: 3, abandoned: 4 } as const;
 
@@ -138,7 +142,7 @@ export class SearchChannel {
   /** Wakes the worker for a message or a search request. */
   ring(): void {
     Atomics.add(this.ints, BELL, 1);
-    Atomics.notify(this.ints, BELL, 1);
+    Atomics.notify(this.ints, BELL); // every waiter: the worker's loop, and any async waiter of a save
   }
 
   // ------------------------------------------------------------ main thread

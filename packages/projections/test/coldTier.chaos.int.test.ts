@@ -168,6 +168,32 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(p.health().hotBytes).toBe(0);
     expect(p.admission()).toEqual({ ok: true });
   });
+  it('a checkpoint whose index write is slow (projection.cold.save=delay) does not hold searches: they are answered by both tiers meanwhile, and after it', async () => {
+    env = await makeEnv();
+    const p = await env.open({ cache: undefined });
+    await seed(env, p, 60);
+    env.failpoints.set('projection.cold.save', '1*delay(1500)');
+    let done = false;
+    const cp = p.checkpoint().then((r) => {
+      done = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const r = rng(9);
+    for (let i = 0; i < 5; i++) {
+      const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 5 };
+      const s = await p.search('c', q);
+      expect([s.degraded, s.layers, done]).toEqual([false, ['hot', 'cold'], false]);
+      expect(s.results).toEqual(exact(env, q));
+    }
+    await cp;
+    // After the save the worker's loop sleeps on the bell again, and wakes for every search.
+    for (let i = 0; i < 5; i++) {
+      const s = await p.search('c', { vector: new Float32Array(randomVector(r, DIM)), k: 5 });
+      expect([s.degraded, s.layers]).toEqual([false, ['hot', 'cold']]);
+    }
+    expect(p.health().breakers['cold']).toBe('closed');
+  });
   it('a slow hot tier (every search over its budget) is counted, but its answer is kept and its breaker stays closed: searches keep seeing the newest writes', async () => {
     env = await makeEnv();
     const p = await env.open({ query: { cacheTimeoutMs: 10, hotTimeoutMs: 0, coldTimeoutMs: 1000 } });
