@@ -12,9 +12,9 @@ import {
   pruneGenerations,
   removeTempDirs,
   sealCheckpoint,
-  serializeState,
+  snapshotState,
   validateCheckpoint,
-  writeFilesSynced,
+  writeStateFiles,
 } from './checkpoints.js';
 import type { CheckpointCollection, CheckpointMetadata, CheckpointOptions, Generation } from './checkpoints.js';
 import type { ColdAnswer, ColdHit, ColdOp, ColdStats } from './coldProtocol.js';
@@ -768,7 +768,7 @@ export class Projections {
       // Synchronously, in one turn: send the cold tier everything up to `seq`, snapshot the docs at
       // `seq`, and ask the worker to save (it applies messages in order, so it saves at `seq`).
       this.pumpCold(true);
-      const files = serializeState(this.state);
+      const snap = snapshotState(this.state);
       const expectCold = this.coldSentSeq;
       const collections: CheckpointCollection[] = [...this.state.collections.values()].map((c) => ({ name: c.info.name, dimension: c.info.dimension, metric: c.info.metric, count: c.docs.size, coldCount: 0 }));
       saved = cold.save(tmp);
@@ -776,7 +776,7 @@ export class Projections {
       // left unobserved that then failed (the worker stopped at shutdown) crashed the process.
       saved.catch(() => undefined);
       this.eventsSinceCheckpoint = 0;
-      await writeFilesSynced(tmp, files);
+      await writeStateFiles(tmp, snap);
       const s = await saved;
       if (s.watermark !== expectCold) throw new ProjectionError('PROJ_COLD_UNAVAILABLE', `cold tier saved at ${s.watermark}, expected ${expectCold}`);
       for (const c of collections) {
@@ -785,7 +785,7 @@ export class Projections {
         c.coldCount = sc.live;
       }
       const createdMs = this.clock.now();
-      const dir = sealCheckpoint(this.dataDir, tmp, {
+      const dir = await sealCheckpoint(this.dataDir, tmp, {
         format: CHECKPOINT_FORMAT_VERSION,
         createdMs,
         watermark: { seq, ts: head?.ts ?? 0, hash },
