@@ -33,6 +33,9 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect(e.stderr).toContain('backup.full_backup_schedule');
     expect((await kyrodb(['query', '--doc-id', 'a', '--collection', 'c', '--as-of', 'noon', '--data-dir', dir])).code).toBe(2);
     expect((await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'disk'])).code).toBe(2);
+    // A backup store that cannot be reached: exit 6, as for a server that cannot be.
+    const down = await kyrodb(['backup', 'list', '--data-dir', path.join(dir, 'd'), '--s3', 's3://nobucket/x'], { KYRODB_BACKUP_S3_ENDPOINT: 'http://127.0.0.1:1', KYRODB_BACKUP_S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' });
+    expect([down.code, down.stderr]).toEqual([6, expect.stringContaining('BACKUP_STORE_ERROR')]);
     // A misspelt config variable is not silently ignored.
     const typo = await kyrodb(['backup', 'list', '--data-dir', path.join(dir, 'd'), '--output', path.join(dir, 'b')], { KYRODB_SERVER_PROT: '8080' });
     expect(typo.code).toBe(0);

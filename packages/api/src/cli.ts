@@ -31,7 +31,7 @@ export const EXIT = Object.freeze({
   NOT_FOUND: 4,
   /** A verification failed: backup checksum or chain, restore check. */
   VERIFY_FAILED: 5,
-  /** The server cannot be reached, or it is not ready / a breaker is open (health-check). */
+  /** The server cannot be reached, or it is not ready / a breaker is open (health-check); the backup store fails after its retries. */
   UNAVAILABLE: 6,
   /** The feature is not available in this build (e.g. @kyrodb/backup missing). */
   NOT_AVAILABLE: 7,
@@ -50,7 +50,8 @@ Exit codes:
      without --force, or not a KyroDB data dir; backup create: the tag is in use)
   4  backup, collection or document not found
   5  verification failed (checksums, hash chain, restore check)
-  6  server unreachable, or not ready / breaker open (health-check)
+  6  server unreachable, or not ready / breaker open (health-check); the backup store
+     cannot be reached or fails after its retries (BACKUP_STORE_ERROR)
   7  feature not available in this build
   8  not enough disk space (the message says where, how much is free and, for a restore, needed)
 Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
@@ -75,7 +76,7 @@ function exitCodeFor(err: unknown): number {
   if (code === 'LOG_LOCKED' || code === 'LOG_RECOVERY_NEEDED' || code.endsWith('_LOCKED') || code.endsWith('_EXISTS') || code.endsWith('_IN_USE') || code === 'BACKUP_TARGET_NOT_DATA_DIR') return EXIT.LOCKED;
   if (code.endsWith('NOT_FOUND') || code.includes('UNKNOWN')) return EXIT.NOT_FOUND;
   if (code.includes('CHECKSUM') || code.includes('DIVERGED') || code.includes('CORRUPT') || code.includes('CHAIN') || code.includes('VERIFY') || code.includes('MISMATCH') || code === 'BACKUP_DECRYPT_FAILED') return EXIT.VERIFY_FAILED;
-  if (code === 'API_SERVER_UNREACHABLE') return EXIT.UNAVAILABLE;
+  if (code === 'API_SERVER_UNREACHABLE' || code === 'BACKUP_STORE_ERROR') return EXIT.UNAVAILABLE;
   if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
   if (code === 'BACKUP_NO_SPACE' || code === 'WAL_DISK_FULL' || code === 'WAL_QUOTA_EXCEEDED') return EXIT.NO_SPACE;
   return EXIT.FAILURE;

@@ -27,6 +27,8 @@ export const ApiErrorCodes = {
   API_DIMENSION_MISMATCH: 'a vector length differs from the collection dimension; nothing was written',
   /** A vector value is NaN, ±Infinity or not a number (e.g. the string "NaN"). */
   API_NON_FINITE_VECTOR: 'a vector value is not a finite number; nothing was written',
+  /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep. */
+  API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep; nothing was written',
   /** `asOf` (or `--as-of`, `--before`, `--since`) is not an ISO-8601 timestamp with a zone. */
   API_INVALID_TIMESTAMP: 'a timestamp is not ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z)',
   /** A metadata filter does not have the documented shape. */
@@ -92,6 +94,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_UNSUPPORTED_MEDIA_TYPE: 415,
   API_INVALID_NAME: 400,
   API_DUPLICATE_ID: 400,
+  API_INVALID_METADATA: 400,
   API_EMPTY_BATCH: 400,
   API_BATCH_TOO_LARGE: 413,
   API_PAYLOAD_TOO_LARGE: 413,

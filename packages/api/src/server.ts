@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
-import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
@@ -77,7 +77,8 @@ function toVector(v: unknown, where: string): Float32Array {
   const out = new Float32Array(v.length);
   for (let i = 0; i < v.length; i++) {
     const x: unknown = v[i];
-    if (typeof x !== 'number' || !Number.isFinite(x)) throw new ApiError('API_NON_FINITE_VECTOR', `${where}[${i}] is ${JSON.stringify(x) ?? String(x)}; expected a finite number`);
+    // A number as itself: 1e400 parses to Infinity, which JSON.stringify writes as null.
+    if (typeof x !== 'number' || !Number.isFinite(x)) throw new ApiError('API_NON_FINITE_VECTOR', `${where}[${i}] is ${typeof x === 'number' ? String(x) : (JSON.stringify(x) ?? String(x))}; expected a finite number`);
     const f = Math.fround(x);
     if (!Number.isFinite(f)) throw new ApiError('API_NON_FINITE_VECTOR', `${where}[${i}] = ${x} overflows float32`);
     out[i] = f;
@@ -160,6 +161,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   });
+  // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
+  // not a 400 saying "body must be object".
+  app.removeContentTypeParser('text/plain');
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
   const lifecycle = rwLock();
   const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));
@@ -306,6 +310,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             seen.add(v.id);
             const vector = toVector(v.vector, `vectors[${i}].vector`);
             if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
+            // Named as the request names it (the log would refuse it too, as "event i", LOG_INVALID_EVENT).
+            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep`);
             return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
           });
           admit();

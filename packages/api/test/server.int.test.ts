@@ -92,7 +92,7 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['unknown vector field', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], score: 1 }] }, 400, 'API_INVALID_REQUEST'],
     ['id with a space', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a b', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['id too long', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x'.repeat(257), vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
-    ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'LOG_INVALID_EVENT'],
+    ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'API_INVALID_METADATA'],
     ['bad collection name', 'PUT', '/v1/collections/-bad', { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['collection name too long', 'PUT', `/v1/collections/${'c'.repeat(65)}`, { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['unknown metric', 'PUT', '/v1/collections/okname', { dimension: 3, metric: 'hamming' }, 400, 'API_INVALID_REQUEST'],
@@ -107,7 +107,8 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['unknown query parameter', 'GET', '/v1/collections?x=1', undefined, 400, 'API_INVALID_REQUEST'],
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'API_ROUTE_NOT_FOUND'],
     ['delete a missing vector', 'DELETE', '/v1/collections/docs/vectors/missing', undefined, 404, 'API_DOC_NOT_FOUND'],
-    ['text/plain body', 'POST', '/v1/collections/docs/search', 'hello', 400, 'API_INVALID_REQUEST'],
+    ['text/plain body', 'POST', '/v1/collections/docs/search', 'hello', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
+    ['1e400 in metadata', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"n":1e400}}]}', 400, 'API_INVALID_METADATA'],
     ['application/xml body', 'POST', '/v1/collections/docs/search', '<a/>', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
     ['failpoints API off', 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'panic' }, 404, 'API_FAILPOINTS_DISABLED'],
   ];
@@ -118,6 +119,12 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(r.json.error.code).toBe(code);
     expect(typeof r.json.error.message).toBe('string');
     expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('a vector value that overflows (1e400) is named as Infinity, not as the null JSON.stringify writes for it', async () => {
+    const r = await req(node, 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,1e400,0]}]}', { 'content-type': 'application/json' });
+    expect([r.status, r.json.error.code]).toEqual([400, 'API_NON_FINITE_VECTOR']);
+    expect(r.json.error.message).toContain('vectors[0].vector[1] is Infinity');
   });
 
   it('delete a vector, drop a collection', async () => {

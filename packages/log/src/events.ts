@@ -95,6 +95,11 @@ function checkJson(v: unknown, depth: number): boolean {
   return false;
 }
 
+/** Whether `m` is what an upsert's metadata may be: a JSON object of finite numbers, at most 16 levels deep. */
+export function isValidMetadata(m: unknown): boolean {
+  return isPlainObject(m) && checkJson(m, 0);
+}
+
 /**
  * Checks one event against the documented shape. Throws LogError `LOG_INVALID_EVENT` (or
  * `LOG_NON_FINITE_VECTOR`) naming the event's index and the field; returns nothing.
@@ -135,7 +140,7 @@ export function validateEventInput(e: unknown, index = 0): asserts e is EventInp
       if (!(vector instanceof Float32Array)) fail('LOG_INVALID_EVENT', index, 'vector must be a Float32Array');
       if (vector.length < 1 || vector.length > MAX_DIMENSION) fail('LOG_INVALID_EVENT', index, `vector length must be in 1..${MAX_DIMENSION}`);
       for (let i = 0; i < vector.length; i++) if (!Number.isFinite(vector[i])) fail('LOG_NON_FINITE_VECTOR', index, `vector[${i}] is ${String(vector[i])}`);
-      if (metadata !== undefined && (!isPlainObject(metadata) || !checkJson(metadata, 0))) fail('LOG_INVALID_EVENT', index, 'metadata must be a JSON object with finite numbers, at most 16 levels deep');
+      if (metadata !== undefined && !isValidMetadata(metadata)) fail('LOG_INVALID_EVENT', index, 'metadata must be a JSON object with finite numbers, at most 16 levels deep');
       break;
     }
     case 'vector.deleted': {

@@ -10,6 +10,7 @@ export {
   defaultHnswParams,
   eventDocId,
   fromHex,
+  isValidMetadata,
   toHex,
   validateEventInput,
 } from './events.js';
