@@ -1172,9 +1172,13 @@ export class EventLog {
    * - same seq, different hash: LOG_CHAIN_BROKEN.
    */
   private async openWal(): Promise<void> {
-    const wal = SegmentWal.open(this.walDir, this.opts.segmentBytes);
-    this.wal = wal;
     const head = this.cachedHead;
+    const wal = SegmentWal.open(this.walDir, this.opts.segmentBytes, head.seq);
+    this.wal = wal;
+    if (wal.damaged !== undefined) {
+      const d = wal.damaged;
+      this.opts.logger('warn', `the write-ahead segment ${d.segment} was damaged at byte ${d.offset}; LMDB holds its records (to seq ${d.through}): rewritten from there`, { ...d });
+    }
     if (wal.lastSeq > head.seq) {
       this.opts.logger('warn', 'applying write-ahead records LMDB does not have yet', { from: head.seq + 1, to: wal.lastSeq });
       this.replayWal(head.seq + 1);

@@ -491,6 +491,8 @@ export class SegmentWal {
   private readonly inflight = new Set<Promise<void>>();
   /** First seq of the current segment (its name); 0 before the first segment exists. */
   private segment = 0;
+  /** Set by `open` when it cut damage off the last segment whose records LMDB holds (through seq `through`). */
+  damaged: { segment: string; offset: number; through: number } | undefined;
   /** Bytes of the current segment written; `durable` of them are known to be on disk. */
   private written = 0;
   private durable = 0;
@@ -516,9 +518,12 @@ export class SegmentWal {
 
   /**
    * Opens (creating) `walDir`: finds the last valid frame, zeroes a torn tail (a write that
-   * was never acknowledged) and removes empty trailing segments.
+   * was never acknowledged) and removes empty trailing segments. Damage in the last segment that
+   * valid frames follow is cut off the same way only when every record of those frames is at
+   * most `heldTo` (the seq LMDB holds: the caller writes them back from there; `damaged` says
+   * where); otherwise it is LOG_CHAIN_BROKEN and nothing is changed.
    */
-  static open(walDir: string, segmentBytes = DEFAULT_SEGMENT_BYTES): SegmentWal {
+  static open(walDir: string, segmentBytes = DEFAULT_SEGMENT_BYTES, heldTo = 0): SegmentWal {
     fs.mkdirSync(walDir, { recursive: true });
     const wal = new SegmentWal(walDir, segmentBytes);
     const segments = listSegments(walDir);
@@ -528,8 +533,14 @@ export class SegmentWal {
       const buf = fs.readFileSync(file);
       const { frames, validEnd } = scanSegment(buf, first);
       // What follows the valid frames is zeroed below (or the segment removed): only if it is a
-      // torn tail. More valid frames after a damaged one are acknowledged records: refuse, change nothing.
-      if (!isTornTail(buf, validEnd, true)) throw midLogDamage(file, validEnd, validFrameAfter(buf, validEnd)!, buf, frames);
+      // torn tail, or LMDB holds every record after the damage. Otherwise they are acknowledged
+      // records held nowhere else: refuse, change nothing.
+      if (!isTornTail(buf, validEnd, true)) {
+        const after = validFrameAfter(buf, validEnd)!;
+        const lastAfter = lastSeqFrom(buf, after);
+        if (lastAfter > heldTo) throw midLogDamage(file, validEnd, after, buf, frames);
+        wal.damaged = { segment: path.basename(file), offset: validEnd, through: lastAfter };
+      }
       if (frames.length === 0 && segments.length > 1) {
         fs.unlinkSync(file);
         fsyncPath(walDir);
@@ -898,6 +909,17 @@ export class SegmentWal {
     await this.closeFds();
     this.stage = undefined;
   }
+}
+
+/** The last seq of the valid frames at and after `at` in `buf`, skipping damage between them. */
+function lastSeqFrom(buf: Buffer, at: number): number {
+  let last = 0;
+  for (let off: number | undefined = at; off !== undefined; ) {
+    const f = frameAt(buf, off)!;
+    last = Math.max(last, f.firstSeq + f.records.length - 1);
+    off = validFrameAfter(buf, f.end);
+  }
+  return last;
 }
 
 /** LOG_CHAIN_BROKEN for a segment whose frames stop at `offset` while a valid frame follows at `after`. */

@@ -265,6 +265,24 @@ describe('write-ahead segments', () => {
     }
   });
 
+  it('after a clean stop, a bit flipped mid-segment (valid frames after it, all in LMDB): the writer open cuts the segment there and writes the rest back from LMDB, saying so', async () => {
+    const { dir, head } = await filledLog(40, 10);
+    const file = path.join(walDirOf(dir), segmentName(1));
+    const b = fs.readFileSync(file);
+    const frames = frameOffsets(b);
+    const hit = frames[Math.floor(frames.length / 2)]!;
+    b[hit.offset + 40] ^= 0x10;
+    fs.writeFileSync(file, b);
+    const lines: string[] = [];
+    const log = await reopen(dir, lines);
+    expect(lines.some((l) => l.includes('was damaged at byte') && l.includes('rewritten from there'))).toBe(true);
+    expect(headOf(log)).toEqual(head);
+    expect(log.verify().ok).toBe(true);
+    await log.close();
+    expect(walSeqs(dir)).toEqual(Array.from({ length: head.seq }, (_, i) => i + 1));
+    expect(segmentsChain(walDirOf(dir))).toMatchObject({ events: head.seq, brokenAt: null });
+  });
+
   it('a process crash after a frame was synced but before LMDB had it: the records are applied at open', async () => {
     const { dir, head, ids } = await filledLog(12, 7);
     // LMDB as it was before the last appends reached it: here, not at all
