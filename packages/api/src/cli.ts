@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, Failpoints, lockHolder } from '@kyrodb/log';
+import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
@@ -349,8 +349,8 @@ export function buildProgram(): Command {
         const cfg = configFrom(o);
         const dataDir = dataDirOf(cfg);
         const holder = lockHolder(dataDir);
-        if (holder !== undefined) {
-          throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (pid ${holder}); stop it before restoring`), { code: 'LOG_LOCKED' });
+        if (holder !== undefined || writerRunning(dataDir)) {
+          throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (${holder !== undefined ? `pid ${holder}` : 'its lock file is missing'}); stop it before restoring`), { code: 'LOG_LOCKED' });
         }
         const store = openConfiguredStore(cfg, url);
         const enc = decryptionKeyOf(cfg);

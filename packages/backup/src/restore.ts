@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, toHex, type Failpoints } from '@kyrodb/log';
+import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -148,6 +148,7 @@ function realish(p: string): string {
 async function checkTarget(dataDir: string, store: ObjectStore, force: boolean): Promise<void> {
   const holder = lockHolder(dataDir);
   if (holder !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by process ${holder}; stop it first`, { pid: holder, dataDir });
+  if (writerRunning(dataDir)) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} is open for writing by a running server (its lock file is missing); stop it first`, { dataDir });
   if (store.url.startsWith('file:')) {
     const root = realish(fileURLToPath(store.url));
     const target = realish(dataDir);
@@ -201,7 +202,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   const phases = { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0 };
   let reached = 0; // the last seq imported, for a failure's message
   try {
-    if (lockHolder(dataDir) === undefined) await recoverInterruptedRestore(dataDir, o.logger);
+    if (!writerRunning(dataDir)) await recoverInterruptedRestore(dataDir, o.logger);
     await checkTarget(dataDir, o.store, o.force === true);
     const space = checkSpace(plan, dataDir);
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
@@ -408,7 +409,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let previousDir: string | null = null;
     const swap = swapMarkerPath(dataDir);
     if (fs.existsSync(dataDir)) {
-      if (lockHolder(dataDir) !== undefined) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
+      if (writerRunning(dataDir)) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
       await writeSwapMarker(swap, { previous: previousDir, staging, pid: process.pid });
       try {

@@ -344,6 +344,9 @@ describe('backup details', () => {
     const before = hashDir(inUse);
     await refuses(inUse, 'BACKUP_TARGET_IN_USE', { force: true });
     expect(hashDir(inUse)).toBe(before);
+    // A live writer whose lock file was deleted by hand: still in use (its lock socket is bound).
+    fs.rmSync(path.join(dir, 'kyrodb.lock'));
+    await refuses(dir, 'BACKUP_TARGET_IN_USE', { force: true });
     // A dir of other files, or a file: never replaced, with or without force.
     const other = path.join(tempDir(), 'other');
     fs.mkdirSync(other);

@@ -21,7 +21,7 @@ import type { ApplyBatch } from './applier.js';
 import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { rowRecord, spanView } from './store.js';
-import { acquireWriterLock, currentBootId, lockHolder } from './writerLock.js';
+import { acquireWriterLock, currentBootId, writerRunning } from './writerLock.js';
 import type { WriterLock } from './writerLock.js';
 import { WAL_ERROR_TYPES, classifyWalError, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 
@@ -1306,7 +1306,7 @@ export class EventLog {
    */
   private checkRecovered(): void {
     const marker = readMarker(this.markerPath);
-    if (marker === undefined || lockHolder(this.opts.dir) !== undefined) return;
+    if (marker === undefined || writerRunning(this.opts.dir)) return;
     const fix = 'open the data dir for writing once (kyrodb serve, then stop it), which applies them; nothing was changed';
     if (marker.bootId === '' || marker.bootId !== currentBootId()) {
       throw new LogError('LOG_RECOVERY_NEEDED', `the machine stopped while ${this.opts.dir} was open for writing: its LMDB must be rebuilt from the write-ahead segments before it can be read; ${fix}`, { dir: this.opts.dir });

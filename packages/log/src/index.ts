@@ -41,7 +41,7 @@ export { FakeClock, microsToIso, systemClock } from './clock.js';
 export type { Clock } from './clock.js';
 export { WAL_ERROR_TYPES, classifyWalError, errnoName, isRetryable, refineByFreeSpace, toWalError, unwrapStorageError } from './walErrors.js';
 export type { WalErrorType } from './walErrors.js';
-export { acquireWriterLock, lockHolder, lockPath, processAlive } from './writerLock.js';
+export { acquireWriterLock, lockHolder, lockPath, processAlive, writerRunning } from './writerLock.js';
 export type { WriterLock } from './writerLock.js';
 export { startWorker } from './worker.js';
 export { seededRandom } from './random.js';

@@ -78,6 +78,35 @@ export function lockHolder(dir: string): number | undefined {
 }
 
 /**
+ * Whether a live process holds `dir`'s writer lock: the pid its lock file names (`lockHolder`),
+ * or, on Linux, its abstract socket bound (read from /proc/net/unix): a lock file deleted by hand
+ * under a running server must not make the dir look free to a restore or a reader.
+ */
+export function writerRunning(dir: string): boolean {
+  if (lockHolder(dir) !== undefined) return true;
+  let name: string | undefined;
+  try {
+    name = socketName(dir);
+  } catch {
+    return false; // no such dir
+  }
+  if (name === undefined) return false;
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/net/unix', 'utf8');
+  } catch {
+    return false;
+  }
+  // Listed with '@' for its leading NUL, and for the NULs Node pads the name with to the full
+  // address length.
+  const bound = ` @${name.slice(1)}`;
+  return table.split('\n').some((line) => {
+    const at = line.indexOf(bound);
+    return at >= 0 && /^@*$/.test(line.slice(at + bound.length));
+  });
+}
+
+/**
  * The abstract socket name of `dir`'s lock: from the dir's device and inode, so every path to
  * the dir (a symlink, another spelling) names the same lock. Undefined off Linux.
  */

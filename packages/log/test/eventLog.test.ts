@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { EventLog, lockHolder } from '@kyrodb/log';
+import { EventLog, lockHolder, writerRunning } from '@kyrodb/log';
 import { created, openTestLog, quietLogger, upsert, waitFor } from './helpers.js';
 
 const dirs: string[] = [];
@@ -34,7 +34,9 @@ describe('EventLog', () => {
     const { log, dir } = await filled(2);
     fs.rmSync(path.join(dir, 'kyrodb.lock'));
     await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_LOCKED' });
+    expect([lockHolder(dir), writerRunning(dir)]).toEqual([undefined, true]);
     await log.close();
+    expect(writerRunning(dir)).toBe(false);
     const again = await EventLog.open({ dir, logger: quietLogger() });
     await again.close();
   });
