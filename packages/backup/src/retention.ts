@@ -76,6 +76,7 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
   const reasons = new Map<string, string[]>();
   const keep = (m: BackupManifest, why: string): void => {
     const r = reasons.get(m.backup_id) ?? [];
+    if (r.includes(why)) return; // a parent of two kept backups' chains is reached twice
     r.push(why);
     reasons.set(m.backup_id, r);
   };

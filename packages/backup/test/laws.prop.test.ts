@@ -220,6 +220,7 @@ describe('backup laws', () => {
           const kept = new Set(plan.keep.map((k) => k.backup_id));
           const byId = new Map(manifests.map((m) => [m.backup_id, m]));
           expect(kept.size + plan.delete.length).toBe(manifests.length);
+          for (const k of plan.keep) expect(new Set(k.reasons).size, `${k.backup_id}: ${k.reasons.join('; ')}`).toBe(k.reasons.length); // each reason once
           for (const id of kept) {
             let m = byId.get(id);
             while (m?.parent != null) {
