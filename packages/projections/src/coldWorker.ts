@@ -228,11 +228,7 @@ function exactFiltered(c: Coll, vector: Float32Array, k: number, f: Filter): Col
     while (n < found.length && found[n]!.score === kth) n++;
     found.length = n;
   }
-  return scoreHits(
-    c,
-    vector,
-    found.map((x) => x.label),
-  );
+  return scoreHits(c, vector, found.map((x) => x.label));
 }
 
 /** Float32 values in one 64-byte cache line. */
