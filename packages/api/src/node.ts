@@ -62,9 +62,8 @@ export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
   if (!cfg.backup.encryption.enabled) return undefined;
   // Written with the current key only, never a previous one.
   const { current, previous } = keysOf(cfg);
-  const key = current === undefined ? undefined : withPreviousKeys(current, previous);
-  if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', 'backup.encryption.enabled is true but no key is configured: set backup.encryption.key_file, or the key in KYRODB_BACKUP_KEY (64 hex characters or base64 of 32 bytes)');
-  return key;
+  if (current === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', 'backup.encryption.enabled is true but no key is configured: set backup.encryption.key_file, or the key in KYRODB_BACKUP_KEY (64 hex characters or base64 of 32 bytes)');
+  return withPreviousKeys(current, previous);
 }
 
 /**

@@ -316,14 +316,11 @@ export class BackupManager {
         const col = state.collections.get(p.c)!;
         return exactTopK({ ...col, docs: new Map([[p.id, col.docs.get(p.id)!]]) }, p.v, 1)[0]!.score;
       };
-      const expected = picks.map((p) => {
-        const col = state.collections.get(p.c)!;
-        return col.metric === 'ip' ? exactTopK(col, p.v, 1)[0]! : { id: p.id, score: selfScore(p) };
-      });
+      const tops = picks.map((p) => exactTopK(state.collections.get(p.c)!, p.v, 1)[0]!);
+      const expected = picks.map((p, i) => (state.collections.get(p.c)!.metric === 'ip' ? tops[i]! : { id: p.id, score: selfScore(p) }));
       let hits = 0;
-      picks.forEach((p, i) => {
-        const top = exactTopK(state.collections.get(p.c)!, p.v, 1)[0];
-        if (top !== undefined && (top.id === expected[i]!.id || top.score === expected[i]!.score)) hits += 1;
+      tops.forEach((top, i) => {
+        if (top.id === expected[i]!.id || top.score === expected[i]!.score) hits += 1;
       });
       if (hits < n) throw new BackupError('BACKUP_VERIFY_FAILED', `exact probes: ${hits} of ${n} vectors found themselves`, { hits, probes: n });
       // The same probes against the index the restored data dir serves (HNSW + hot tier, from its checkpoint if any).

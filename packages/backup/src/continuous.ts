@@ -81,11 +81,11 @@ export class ContinuousBackup {
   }
 
   /** Where shipping would resume: max(cursor, end of the contiguous segments from it). */
-  async resumePosition(): Promise<number> {
+  async resumePosition(segments?: readonly SegmentInfo[]): Promise<number> {
     let cursor = 0;
     if (!this.o.log.readOnly) cursor = this.o.log.getCursor<{ seq: number }>(CONTINUOUS_CURSOR)?.seq ?? 0;
     for (const k of await this.o.store.list(STORE_CURSOR_PREFIX)) cursor = Math.max(cursor, Number(k.slice(STORE_CURSOR_PREFIX.length)) || 0);
-    return extendOverSegments(cursor, await loadSegments(this.o.store));
+    return extendOverSegments(cursor, segments ?? (await loadSegments(this.o.store)));
   }
 
   /**
@@ -139,12 +139,14 @@ export class ContinuousBackup {
     const current = (): boolean => !this.stopped && this.starts === started;
     let shipped: number;
     try {
-      shipped = await this.resumePosition();
+      // One listing of the store's segments serves the resume point and both checks.
+      const segments = await loadSegments(this.o.store);
+      shipped = await this.resumePosition(segments);
       // The whole store first: with no segment from seq 1 (continuous backup turned on after a
       // full backup, or early segments pruned) the resume point is 0 and says nothing, and a data
       // dir restored to an earlier point shipped its new events beside the old history.
-      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, (await loadManifests(this.o.store)).manifests);
-      await this.checkExtends(shipped);
+      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, (await loadManifests(this.o.store)).manifests, segments);
+      await this.checkExtends(shipped, segments);
     } catch (err) {
       if (!current()) return false;
       if (isBackupError(err) && err.code !== 'BACKUP_STORE_ERROR') throw err;
@@ -177,12 +179,12 @@ export class ContinuousBackup {
     this.logger('error', `continuous backup stopped: ${this.lastError}`, { error: this.lastError, ...(isBackupError(err) ? { code: err.code } : {}) });
   }
 
-  private async checkExtends(shipped: number): Promise<void> {
+  private async checkExtends(shipped: number, segments: readonly SegmentInfo[]): Promise<void> {
     if (shipped === 0) return;
     const head = this.o.log.head().seq;
     const rec = this.o.log.getRecord(shipped);
     let storedHash: string | undefined;
-    const seg = (await loadSegments(this.o.store)).find((x) => x.last_seq === shipped);
+    const seg = segments.find((x) => x.last_seq === shipped);
     // The segment's own record of it, else (a segment encrypted with a key since rotated) this log's cursor.
     if (seg !== undefined) storedHash = await segmentLastHash(this.o.store, seg, this.o.encryption);
     if (storedHash === undefined && !this.o.log.readOnly) {

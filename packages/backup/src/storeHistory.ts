@@ -2,7 +2,7 @@ import { decodeRecord, toHex, type EventLog } from '@kyrodb/log';
 import { BackupError } from './errors.js';
 import type { BackupManifest } from './manifest.js';
 import type { EncryptionKey } from './objectCodec.js';
-import { loadSegments, segmentLastHash } from './pieces.js';
+import { loadSegments, segmentLastHash, type SegmentInfo } from './pieces.js';
 import { sleep } from './retry.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
@@ -14,17 +14,18 @@ const CATCH_UP_WAIT_MS = 2000;
  * furthest seq a backup or continuous segment reaches, with the same hash. A data dir restored
  * to an earlier point and written to since (or another database) would otherwise put a second
  * history into the store, and a point-in-time restore could take either. Full, incremental and
- * continuous backup all check this before they store anything.
+ * continuous backup all check this before they store anything. `segments`: the store's, when
+ * the caller has listed them already (in seq order, as `loadSegments` gives them).
  */
-export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encryption: EncryptionKey | undefined, manifests: readonly BackupManifest[]): Promise<void> {
+export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encryption: EncryptionKey | undefined, manifests: readonly BackupManifest[], segments?: readonly SegmentInfo[]): Promise<void> {
   // The furthest backup (its head hash is in its manifest), and a continuous segment past it
   // (its hash in its header; unknown when it was encrypted with a key not given, and then only
   // its seq is checked).
   const points: { seq: number; what: string; hash: () => Promise<string | undefined> }[] = [];
   const furthest = manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq ? m : a), undefined);
   if (furthest !== undefined) points.push({ seq: furthest.to_seq, what: `backup ${furthest.backup_id}`, hash: () => Promise.resolve(furthest.head_hash) });
-  const segments = await loadSegments(store);
-  const last = segments[segments.length - 1];
+  const segs = segments ?? (await loadSegments(store));
+  const last = segs[segs.length - 1];
   if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) points.push({ seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(store, last, encryption) });
   for (const point of points) {
     let rec = log.getRecord(point.seq);
