@@ -74,6 +74,9 @@ export async function loadManifests(store: ObjectStore): Promise<{ manifests: Ba
     try {
       manifests.push(parseManifest(await store.get(manifestKey(id)), manifestKey(id)));
     } catch (err) {
+      // Listed, then gone: pruned meanwhile (a prune removes the manifest first). No longer a
+      // backup; a `backup list` beside a server's scheduled prune failed on it.
+      if (isBackupError(err, 'BACKUP_FILE_MISSING')) continue;
       if (!isBackupError(err, 'BACKUP_MANIFEST_INVALID')) throw err;
       unreadable.push({ backupId: id, message: err.message });
     }

@@ -615,6 +615,26 @@ describe('backup details', () => {
     await log.close();
   });
 
+  it('a backup pruned between the listing and the read of its manifest is not listed, and the listing does not fail', async () => {
+    const { log, dir } = await filledLog(10);
+    const storeDir = tempDir();
+    const first = await new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger() }).createFull();
+    await fill(log, 5, { seed: 3 });
+    const second = await new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger() }).createFull();
+    // A real local store; a prune (another process) removes the first backup's manifest right
+    // after this one lists the keys.
+    class PrunedMeanwhile extends LocalDirStore {
+      override async list(prefix: string): Promise<string[]> {
+        const keys = await super.list(prefix);
+        if (prefix === 'backups/') await super.delete(`backups/${first.backup_id}/manifest.json`);
+        return keys;
+      }
+    }
+    const listed = await new BackupManager({ log, dataDir: dir, store: new PrunedMeanwhile(storeDir), logger: quietLogger() }).list();
+    expect(listed.map((m) => m.backup_id)).toEqual([second.backup_id]);
+    await log.close();
+  });
+
   it('verify --deep passes a healthy backup of an ip collection, where a longer vector outscores the vector itself', async () => {
     const { log, dir } = await openLog();
     await log.append([created('emb', 2, 'ip')]);
