@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventLog } from '@kyrodb/log';
-import { call, kyrodb, startServer, tmp } from './serverProcess.js';
+import { CLI, call, kyrodb, startServer, tmp } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
 describe('kyrodb CLI', { timeout: 240_000 }, () => {
@@ -40,6 +41,77 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     const typo = await kyrodb(['backup', 'list', '--data-dir', path.join(dir, 'd'), '--output', path.join(dir, 'b')], { KYRODB_SERVER_PROT: '8080' });
     expect(typo.code).toBe(0);
     expect(typo.stderr).toMatch(/warning: KYRODB_SERVER_PROT is not a config variable.*KYRODB_SERVER_PORT/);
+  });
+
+  it('a data dir or store that is a file, a missing data dir, a port in use, a bad --url or name: exit 2 naming the setting, nothing made', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'afile');
+    fs.writeFileSync(file, 'not a dir');
+    const env = { KYRODB_BACKUP_ENABLED: 'false' };
+    for (const d of [file, path.join(file, 'sub')]) {
+      const r = await kyrodb(['serve', '--port', '0', '--data-dir', d], env);
+      expect([r.code, r.stderr], d).toEqual([2, expect.stringMatching(/API_CONFIG_INVALID: --data-dir: .* is not a directory/)]);
+      const viaEnv = await kyrodb(['serve', '--port', '0'], { ...env, KYRODB_STORAGE_DATA_DIR: d });
+      expect([viaEnv.code, viaEnv.stderr], d).toEqual([2, expect.stringContaining('KYRODB_STORAGE_DATA_DIR')]);
+    }
+    // Reading commands never create a data dir; a missing one, or a dir without a log, is bad input (as in `audit`).
+    const missing = path.join(dir, 'nope');
+    for (const args of [['backup', 'create', '--full', '--output', path.join(dir, 'b')], ['query', '--collection', 'c', '--doc-id', 'a']]) {
+      const r = await kyrodb([...args, '--data-dir', missing]);
+      expect([r.code, r.stderr], args[0]).toEqual([2, expect.stringContaining(`--data-dir: there is no data dir at ${missing}`)]);
+      const empty = await kyrodb([...args, '--data-dir', dir]);
+      expect([empty.code, empty.stderr], args[0]).toEqual([2, expect.stringContaining('holds no KyroDB log')]);
+    }
+    expect(fs.existsSync(missing)).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'b'))).toBe(false);
+    // A backup directory that is a file: exit 2, not ENOTDIR (exit 1) from the store.
+    const data = path.join(dir, 'data');
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    await log.close();
+    for (const cmd of [['backup', 'create', '--full'], ['backup', 'list']]) {
+      const r = await kyrodb([...cmd, '--data-dir', data, '--output', file]);
+      expect([r.code, r.stderr], cmd[1]).toEqual([2, expect.stringContaining('--output: the backup directory')]);
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('not a dir');
+    // A mistyped store path lists nothing, and says why.
+    const typo = await kyrodb(['backup', 'list', '--output', path.join(dir, 'bakcups')]);
+    expect([typo.code, typo.stderr]).toEqual([0, expect.stringContaining('there is no backup directory at')]);
+    // Names the server refuses are bad input for `query` too; an unknown collection is named as such.
+    const badName = await kyrodb(['query', '--collection', 'c', '--doc-id', 'a/b', '--data-dir', data]);
+    expect([badName.code, badName.stderr]).toEqual([2, expect.stringContaining('API_INVALID_NAME')]);
+    const noColl = await kyrodb(['query', '--collection', 'zz', '--doc-id', 'a', '--data-dir', data]);
+    expect([noColl.code, noColl.stderr]).toEqual([4, expect.stringContaining('API_COLLECTION_NOT_FOUND')]);
+    // A --url that is no http(s) URL is bad usage, not "unreachable" (exit 6).
+    for (const url of ['notaurl', 'ftp://127.0.0.1:1']) expect((await kyrodb(['admin', 'health-check', '--url', url])).code, url).toBe(2);
+    // A port another server holds.
+    server = await startServer(['--data-dir', path.join(dir, 'd1')], env);
+    const port = new URL(server.url).port;
+    const busy = await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'd2')], env);
+    expect([busy.code, busy.stderr]).toEqual([2, expect.stringContaining(`--port: 127.0.0.1:${port} is already in use`)]);
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+  });
+
+  it('usage errors print JSON on stdout with --json; a reader that closes the pipe early ends the command quietly', async () => {
+    const r = await kyrodb(['backup', 'create', '--full', '--json', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'CLI_USAGE', message: "unknown option '--bogus'" } });
+    // `kyrodb backup list --json | head -c 1`: the pipe closes before the output is written.
+    const dir = tmp();
+    const data = path.join(dir, 'data');
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    await log.close();
+    for (let i = 0; i < 3; i++) expect((await kyrodb(['backup', 'create', '--full', '--data-dir', data, '--output', path.join(dir, 'b'), '--description', 'x'.repeat(60_000)])).code).toBe(0);
+    const closed = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, 'backup', 'list', '--json', '--output', path.join(dir, 'b')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.stdout.destroy(); // the reader goes away at once
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    expect(closed).toEqual({ code: 0, stderr: '' });
   });
 
   it('restore with two targets exits 2 and writes nothing; verify of a backup the store does not have exits 4', async () => {

@@ -3,6 +3,7 @@
  * The `kyrodb` command line: `serve`, `backup …`, `restore`, `admin …`, `query`, `audit …`.
  * Exit codes are `EXIT` (documented in `--help`).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -11,11 +12,17 @@ import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
-import type { ProgressFn } from '@kyrodb/backup';
+import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
+import { checkId, checkName } from './server.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
+import { collectionLiveAt, parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
+
+// The AWS SDK warns on every S3 command that its releases after January 2027 will need Node 22.
+// This build pins its SDK release, so the warning does not concern its users; set the variable to
+// "false" to see it again.
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
 /** Exit codes of every `kyrodb` command. */
 export const EXIT = Object.freeze({
@@ -44,7 +51,8 @@ Exit codes:
   0  done (health-check: ready)
   1  unexpected failure
   2  bad usage, config or input (the message names the key or flag; an API key missing,
-     unknown or without the role; an as-of time in the future)
+     unknown or without the role; an as-of time in the future; a data dir or backup
+     directory that is a file; a missing data dir to read; a port in use)
   3  the data dir is held by a running server or needs a writer's open first (LOG_RECOVERY_NEEDED:
      its writer crashed), or a target is refused (restore: a data dir
      without --force, or not a KyroDB data dir; backup create: the tag is in use)
@@ -94,6 +102,97 @@ function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroCon
   const cfg = loadConfig({ file: o.config, overrides: { 'storage.data_dir': o.dataDir, ...extra } });
   for (const u of unknownConfigEnv()) process.stderr.write(`kyrodb: warning: ${u.name} is not a config variable and is ignored (this section's: ${u.known.join(', ')})\n`);
   return cfg;
+}
+
+/** Which setting named the data dir, for messages: the flag, the env variable, or the config key. */
+function dataDirKey(o: CommonOpts): string {
+  if (o.dataDir !== undefined) return '--data-dir';
+  if (process.env['KYRODB_STORAGE_DATA_DIR'] !== undefined) return 'KYRODB_STORAGE_DATA_DIR';
+  return o.config !== undefined ? `storage.data_dir (in ${o.config})` : 'storage.data_dir';
+}
+
+/**
+ * What is at `dir`: a directory, nothing (ENOENT), or something that is no directory — a file,
+ * or a path through one (ENOTDIR). Other errors (EACCES, …) are thrown.
+ */
+function dirState(dir: string): 'dir' | 'missing' | 'notDir' {
+  try {
+    return fs.statSync(dir).isDirectory() ? 'dir' : 'notDir';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'missing';
+    if (code === 'ENOTDIR') return 'notDir';
+    throw err;
+  }
+}
+
+/**
+ * The config's data dir, checked before anything opens it: one that is a file (or lies inside
+ * one) is bad input naming the setting (API_CONFIG_INVALID, exit 2), not an errno from deep in
+ * the open; so is a missing one for commands that only read it (`mustExist`).
+ */
+function checkedDataDir(cfg: KyroConfig, o: CommonOpts, mustExist: boolean): string {
+  const dir = dataDirOf(cfg);
+  const state = dirState(dir);
+  if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: ${dir} is not a directory (a file is in the way)`);
+  if (state === 'missing' && mustExist) throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: there is no data dir at ${dir}`);
+  return dir;
+}
+
+/** The config's data dir opened read-only; a dir that holds no log is bad input naming the setting (exit 2), as in the audit commands. */
+async function openReadOnly(cfg: KyroConfig, o: CommonOpts): Promise<EventLog> {
+  const dir = checkedDataDir(cfg, o, true);
+  try {
+    return await EventLog.open({ dir, readOnly: true, logger: () => undefined });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'LOG_CLOSED') throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: ${dir} holds no KyroDB log (no log.mdb)`);
+    throw err;
+  }
+}
+
+/**
+ * The backup store the options and config name. A local store path that is a file (or lies in
+ * one) is bad input naming the setting; a missing one is fine (a local store's dir is made by its
+ * first backup), but a reading command warns that it finds nothing there.
+ */
+function checkedStore(cfg: KyroConfig, o: CommonOpts & { output?: string; from?: string }, url: string | undefined, reading: boolean): ReturnType<typeof openConfiguredStore> {
+  const store = openConfiguredStore(cfg, url);
+  if (store.url.startsWith('file://')) {
+    const dir = fileURLToPathSafe(store.url);
+    const key = o.output !== undefined ? '--output' : o.from !== undefined ? '--from' : 'backup.local_dir';
+    const state = dirState(dir);
+    if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${key}: the backup directory ${dir} is not a directory (a file is in the way)`);
+    if (state === 'missing' && reading) process.stderr.write(`kyrodb: warning: ${key}: there is no backup directory at ${dir} (nothing has been backed up there)\n`);
+  }
+  return store;
+}
+
+/** The path of a file:// store URL (as `storeUrl` and the config make them: an absolute path after the scheme). */
+function fileURLToPathSafe(url: string): string {
+  return url.slice('file://'.length);
+}
+
+/** A server URL from --url: http(s) only; anything else is bad input naming the flag (exit 2), not "unreachable". */
+function checkedUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ApiError('API_CONFIG_INVALID', `--url: expected a server URL such as http://127.0.0.1:7070, got ${JSON.stringify(url)}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ApiError('API_CONFIG_INVALID', `--url: expected an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  return url;
+}
+
+/** Listen errors that are the config's (a port in use, an address this host does not have): bad config naming the key (exit 2). */
+function listenConfigError(err: unknown, cfg: KyroConfig, o: { host?: string; port?: string }): ApiError | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const where = `${cfg.server.host}:${cfg.server.port}`;
+  const portKey = o.port !== undefined ? '--port' : 'server.port';
+  if (code === 'EADDRINUSE') return new ApiError('API_CONFIG_INVALID', `${portKey}: ${where} is already in use (another kyrodb serve, or another program); pick another port with --port or server.port`);
+  if (code === 'EACCES') return new ApiError('API_CONFIG_INVALID', `${portKey}: not allowed to listen on ${where} (ports below 1024 need privileges)`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new ApiError('API_CONFIG_INVALID', `${o.host !== undefined ? '--host' : 'server.host'}: cannot listen on ${JSON.stringify(cfg.server.host)} (${String(code)}: not an address of this machine)`);
+  return undefined;
 }
 
 function out(json: boolean | undefined, value: unknown, human: string): void {
@@ -162,6 +261,16 @@ function httpError(r: { status: number; json: unknown }): Error {
   return err;
 }
 
+/** A retention result as people read it: what is kept and why, what is (or would be) deleted. */
+function pruneText(r: PruneResult): string {
+  const lines = [`retention${r.dryRun ? ' (dry run: nothing deleted)' : ''}: keep ${r.keep.length} backup(s); ${r.dryRun ? 'would delete' : 'deleted'} ${r.delete.length} backup(s), ${r.deleteSegments.length} segment(s), ${r.deleteIncomplete.length} incomplete backup(s)${r.dryRun ? '' : ` (${r.deletedObjects} objects${r.sweptTempFiles > 0 ? `, ${r.sweptTempFiles} temp files` : ''})`}`];
+  for (const k of r.keep) lines.push(`  keep    ${k.backup_id}  (${k.reasons.join(', ')})`);
+  for (const id of r.delete) lines.push(`  delete  ${id}`);
+  for (const key of r.deleteSegments) lines.push(`  delete  segment ${key}`);
+  for (const id of r.deleteIncomplete) lines.push(`  delete  incomplete ${id} (no manifest)`);
+  return lines.join('\n');
+}
+
 /** Builds the `kyrodb` program (exported for tests). */
 export function buildProgram(): Command {
   const program = new Command('kyrodb')
@@ -171,6 +280,9 @@ export function buildProgram(): Command {
     .addHelpText('after', EXIT_HELP);
   program.exitOverride((err) => {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version' || err.exitCode === 0) process.exit(0);
+    // Commander has printed the message and usage on stderr; a script that asked for --json gets
+    // the error as every other failure gives it, on stdout.
+    if (process.argv.includes('--json')) process.stdout.write(JSON.stringify({ error: { code: 'CLI_USAGE', message: err.message.replace(/^error: /, '') } }) + '\n');
     process.exit(EXIT.USAGE);
   });
 
@@ -183,7 +295,14 @@ export function buildProgram(): Command {
         const port = o.port === undefined ? undefined : /^\d+$/.test(o.port) ? Number(o.port) : NaN;
         if (Number.isNaN(port)) throw new ApiError('API_CONFIG_INVALID', `--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
         const cfg = configFrom(o, { 'server.host': o.host, 'server.port': port });
-        const node = await startNode(cfg);
+        checkedDataDir(cfg, o, false);
+        if (cfg.backup.enabled) checkedStore(cfg, o, undefined, false);
+        let node: Awaited<ReturnType<typeof startNode>>;
+        try {
+          node = await startNode(cfg);
+        } catch (err) {
+          throw listenConfigError(err, cfg, o) ?? err;
+        }
         out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
         let stopping = false;
         const stop = (sig: string): void => {
@@ -227,8 +346,8 @@ export function buildProgram(): Command {
         if (o.full && o.since !== undefined) throw new ApiError('API_CONFIG_INVALID', 'backup create: --since picks the parent of an incremental; a full backup has none');
         const since = o.since !== undefined ? parseIsoMicros(o.since, '--since') : undefined;
         const cfg = configFrom(o);
-        const store = openConfiguredStore(cfg, storeUrl(o));
-        log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
+        const store = checkedStore(cfg, o, storeUrl(o), false);
+        log = await openReadOnly(cfg, o);
         const enc = encryptionOf(cfg);
         const mgr = new BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
         const named = { ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) };
@@ -249,7 +368,7 @@ export function buildProgram(): Command {
       try {
         const before = o.before !== undefined ? parseIsoMicros(o.before, '--before') : undefined;
         const cfg = configFrom(o);
-        const store = openConfiguredStore(cfg, storeUrl(o));
+        const store = checkedStore(cfg, o, storeUrl(o), true);
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const list = await mgr.list(before !== undefined ? { before } : {});
         out(o.json, list, list.length === 0 ? 'no backups' : list.map((m) => `${m.backup_id}  ${m.type.padEnd(11)} ${m.created}  ${seqSpan(m.from_seq, m.to_seq)}  ${m.vector_count} vectors${m.tag ? `  tag=${m.tag}` : ''}`).join('\n'));
@@ -266,10 +385,10 @@ export function buildProgram(): Command {
         const secs = Number(o.expiresIn);
         if (!Number.isInteger(secs) || secs < 1 || secs > 604_800) throw new ApiError('API_CONFIG_INVALID', `--expires-in must be a whole number of seconds in 1..604800 (7 days), not ${o.expiresIn}`);
         const cfg = configFrom(o);
-        const store = openConfiguredStore(cfg, storeUrl(o));
+        const store = checkedStore(cfg, o, storeUrl(o), true);
         if (store.presignGet === undefined) throw new ApiError('API_NOT_AVAILABLE', `presigned URLs need an S3 store; ${store.url} is a directory, whose files can be copied as they are`);
         const m = findBackup(await new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store }).list(), o.backupId);
-        if (m === undefined) throw new ApiError('API_BACKUP_NOT_FOUND', `no backup ${o.backupId} in ${store.url}`);
+        if (m === undefined) throw Object.assign(new Error(`no backup ${o.backupId} in ${store.url}`), { code: 'BACKUP_NOT_FOUND' });
         const expires = new Date(Date.now() + secs * 1000).toISOString();
         const sign = store.presignGet.bind(store);
         const files = [
@@ -290,11 +409,13 @@ export function buildProgram(): Command {
     .action(async (o: CommonOpts & { backupId: string; deep?: boolean; scratchDir?: string; output?: string; s3?: string }) => {
       try {
         const cfg = configFrom(o);
-        const store = openConfiguredStore(cfg, storeUrl(o));
+        const store = checkedStore(cfg, o, storeUrl(o), true);
         const key = decryptionKeyOf(cfg);
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store, ...(key !== undefined ? { encryption: key } : {}) });
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
-        out(o.json, rep, rep.ok ? `backup ${o.backupId}: OK` : `backup ${o.backupId}: FAILED ${JSON.stringify(rep)}`);
+        // `rep.backupId` is the backup verified (`latest` or a tag resolved to its id).
+        const named = rep.backupId !== o.backupId ? `${rep.backupId} (${o.backupId})` : rep.backupId;
+        out(o.json, rep, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} files, chain ${rep.chain.join(' → ')})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
         // An id no backup has (or `latest` of an empty store) is not found; anything else did not verify.
         if (!rep.ok) process.exit(rep.code === 'BACKUP_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.VERIFY_FAILED);
       } catch (err) {
@@ -309,14 +430,14 @@ export function buildProgram(): Command {
       try {
         if (o.retentionDays !== undefined && !/^\d+$/.test(o.retentionDays)) throw new ApiError('API_CONFIG_INVALID', `--retention-days: expected a non-negative integer, got ${JSON.stringify(o.retentionDays)}`);
         const cfg = configFrom(o);
-        const store = openConfiguredStore(cfg, storeUrl(o));
+        const store = checkedStore(cfg, o, storeUrl(o), true);
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
         const r = cfg.backup.retention;
         const res = await mgr.prune({
           ...(o.retentionDays !== undefined ? { retentionDays: Number(o.retentionDays) } : { policy: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } }),
           dryRun: o.dryRun === true,
         });
-        out(o.json, res, JSON.stringify(res, null, 2));
+        out(o.json, res, pruneText(res));
       } catch (err) {
         fail(err, o.json);
       }
@@ -352,7 +473,7 @@ export function buildProgram(): Command {
         if (holder !== undefined || writerRunning(dataDir)) {
           throw Object.assign(new Error(`the data dir ${dataDir} is held by a running server (${holder !== undefined ? `pid ${holder}` : 'its lock file is missing'}); stop it before restoring`), { code: 'LOG_LOCKED' });
         }
-        const store = openConfiguredStore(cfg, url);
+        const store = checkedStore(cfg, o, url, true);
         const enc = decryptionKeyOf(cfg);
         const rep = await restore({
           store,
@@ -382,7 +503,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--name <name>', 'which breaker').choices(['wal', 'cold', 'hot', 'cache']).makeOptionMandatory())
     .action(async (o: CommonOpts & { name: string; url?: string }) => {
       try {
-        const url = o.url ?? defaultUrl(configFrom(o));
+        const url = o.url !== undefined ? checkedUrl(o.url) : defaultUrl(configFrom(o));
         const r = await http(url, 'POST', `/v1/admin/circuit-breakers/${o.name}/reset`);
         if (r.status !== 200) throw httpError(r);
         out(o.json, r.json, `breaker ${o.name}: ${(r.json as { state?: string }).state ?? 'reset'}`);
@@ -392,7 +513,7 @@ export function buildProgram(): Command {
     });
   urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
     try {
-      const url = o.url ?? defaultUrl(configFrom(o));
+      const url = o.url !== undefined ? checkedUrl(o.url) : defaultUrl(configFrom(o));
       const h = await http(url, 'GET', '/v1/admin/health');
       if (h.status !== 200) throw httpError(h);
       const ready = await http(url, 'GET', '/readyz');
@@ -417,18 +538,23 @@ export function buildProgram(): Command {
       let log: EventLog | undefined;
       try {
         if (o.asOf !== undefined) parseInstant(o.asOf); // malformed (AUDIT_BAD_TIME): exit 2 before anything is read
+        // Names the server would refuse (API_INVALID_NAME) are bad input here too, not "not found".
+        checkName(o.collection);
+        checkId(o.docId, '--doc-id');
         let doc: Record<string, unknown>;
         if (o.url !== undefined) {
+          checkedUrl(o.url);
           const q = o.asOf !== undefined ? `?asOf=${encodeURIComponent(o.asOf)}` : '';
           const r = await http(o.url, 'GET', `/v1/collections/${encodeURIComponent(o.collection)}/vectors/${encodeURIComponent(o.docId)}${q}`);
           if (r.status !== 200) throw httpError(r);
           doc = r.json as Record<string, unknown>;
         } else {
           const cfg = configFrom(o);
-          log = await EventLog.open({ dir: dataDirOf(cfg), readOnly: true, logger: () => undefined });
+          log = await openReadOnly(cfg, o);
           // The as-of rule, as the server applies it: a future instant is refused (AUDIT_TIME_IN_FUTURE).
           const asOf = o.asOf !== undefined ? parseAsOf(o.asOf, presentMicros(log)) : undefined;
           const e = log.docAsOf(o.collection, o.docId, asOf);
+          if (e === undefined && !collectionLiveAt(log, o.collection, asOf ?? presentMicros(log))) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${o.collection} does not exist${o.asOf ? ` at ${o.asOf}` : ''}`);
           if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${o.docId} does not exist in ${o.collection}${o.asOf ? ` at ${o.asOf}` : ''}`);
           doc = { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
         }
@@ -446,5 +572,14 @@ export function buildProgram(): Command {
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
+  // A reader that goes away (`kyrodb … | head`) is not a failure of the command: once stdout's
+  // pipe is closed, what is left to print has no reader, so the command exits 0 then (`serve`
+  // keeps serving: its output is only its start line). Without this, the EPIPE was an unhandled
+  // error and a stack trace.
+  const serving = process.argv.includes('serve');
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (!serving) process.exit(EXIT.OK);
+  });
   await buildProgram().parseAsync(process.argv);
 }

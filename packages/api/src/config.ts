@@ -309,18 +309,27 @@ export function unknownConfigEnv(env: NodeJS.ProcessEnv = process.env): { name: 
   return out;
 }
 
+/**
+ * A number written in decimal (`8080`, `-1`, `0.5`, `1e3`; spaces around are ignored), or
+ * undefined: `Number()` alone also takes `0x1F` and `0b1`, so KYRODB_SERVER_PORT=0x4396 was port 17302.
+ */
+function decimal(raw: string): number | undefined {
+  const t = raw.trim();
+  return /^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/.test(t) ? Number(t) : undefined;
+}
+
 function parseEnvValue(name: string, path_: string, raw: string): unknown {
   const leaf = LEAVES[path_]!;
   switch (leaf.kind) {
     case 'int':
-    case 'number': {
-      const n = raw.trim() === '' ? NaN : Number(raw);
-      return Number.isFinite(n) ? n : raw;
+    case 'number':
+      return decimal(raw) ?? raw;
+    case 'bool': {
+      const b = raw.trim().toLowerCase();
+      return b === 'true' || b === '1' ? true : b === 'false' || b === '0' ? false : raw;
     }
-    case 'bool':
-      return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
     case 'intList':
-      return raw.split(',').map((s) => (s.trim() === '' ? NaN : Number(s)));
+      return raw.split(',').map((s) => decimal(s) ?? NaN);
     case 'stringList':
       return raw.trim() === '' ? [] : raw.split(',').map((s) => s.trim());
     case 'keys':

@@ -63,10 +63,12 @@ const asOfString = { type: 'string', maxLength: 64, description: 'an instant: IS
 
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
-function checkName(name: string): void {
+/** API_INVALID_NAME unless `name` is a valid collection name (COLLECTION_NAME_RE). */
+export function checkName(name: string): void {
   if (!COLLECTION_NAME_RE.test(name)) throw new ApiError('API_INVALID_NAME', `collection name must match ${NAME_PATTERN} (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)`);
 }
-function checkId(id: unknown, where = 'id'): asserts id is string {
+/** API_INVALID_NAME unless `id` is a valid document id (DOC_ID_RE); `where` names it in the message. */
+export function checkId(id: unknown, where = 'id'): asserts id is string {
   if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
 }
 
