@@ -20,8 +20,11 @@ interface Key {
   scope: Scope;
   bucket: number;
   vec: Float32Array;
-  /** The query's length (for l2 and ip matching; see CacheQuery.metric). */
-  norm: number;
+  /**
+   * The query as asked, kept for l2 and ip, where only the very same query may be answered from
+   * the cache (see `find`); undefined under cosine.
+   */
+  raw: Float32Array | undefined;
   stats: AccessStats;
   lastSeq: number;
   alive: boolean;
@@ -141,7 +144,7 @@ export class SemanticCache implements QueryCacheLayer {
     this.noteVersion(q.collection, q.version);
     const scopeKey = scopeOf(q);
     let key = this.find(scopeKey, n, q.metric);
-    key ??= this.track(scopeKey, n, q.collection);
+    key ??= this.track(scopeKey, n, q);
     const seq = this.accessLog.record(q.nowMs, q.collection, key.id, key.ids);
     touchAccessStats(key.stats, seq);
     key.lastSeq = seq;
@@ -181,9 +184,9 @@ export class SemanticCache implements QueryCacheLayer {
     else {
       const n = normalize(q.vector);
       if (n === undefined) return;
-      key = this.find(scopeKey, n, q.metric) ?? this.track(scopeKey, n, q.collection);
+      key = this.find(scopeKey, n, q.metric) ?? this.track(scopeKey, n, q);
     }
-    const bytes = estimateBytes(key.vec.length, results);
+    const bytes = estimateBytes(key.vec.length + (key.raw?.length ?? 0), results);
     if (bytes > this.options.maxBytes) {
       this.n.rejections++;
       return;
@@ -357,11 +360,11 @@ export class SemanticCache implements QueryCacheLayer {
     if (--scope.size === 0) this.scopes.delete(scope.key);
   }
 
-  private track(scopeKey: string, { nv, norm }: Normalized, collection: string): Key {
+  private track(scopeKey: string, { nv, raw }: Normalized, { collection, metric }: Pick<CacheQuery, 'collection' | 'metric'>): Key {
     let scope = this.scopes.get(scopeKey);
     if (scope === undefined) this.scopes.set(scopeKey, (scope = { key: scopeKey, buckets: new Map(), size: 0 }));
     const bucket = this.hash(nv);
-    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, norm, stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
+    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, raw: metric === 'cosine' ? undefined : raw.slice(), stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
     let list = scope.buckets.get(bucket);
     if (list === undefined) scope.buckets.set(bucket, (list = []));
     list.push(key);
@@ -371,14 +374,15 @@ export class SemanticCache implements QueryCacheLayer {
     return key;
   }
 
-  private find(scopeKey: string, { nv, norm }: Normalized, metric: Metric = 'cosine'): Key | undefined {
+  private find(scopeKey: string, { nv, raw }: Normalized, metric: Metric = 'cosine'): Key | undefined {
     const scope = this.scopes.get(scopeKey);
     if (scope === undefined) return undefined;
     const h = this.hash(nv);
     // Under cosine, a query within the similarity threshold gets a remembered answer (the design's
     // approximation). Under l2 and ip no threshold on directions or lengths bounds how far the
     // answers differ (data far from the origin all points one way: two cities 200 km apart had
-    // cosine 0.9999), so only the same query, to float rounding, is answered from the cache.
+    // cosine 0.9999), so only the very same query is answered from the cache: its values, not its
+    // length and direction (to float rounding, [1000, 0.03] and [1000, -0.03] have the same of both).
     const cosine = metric === 'cosine';
     const threshold = cosine ? this.options.similarityThreshold - SIMILARITY_EPSILON : 1 - SIMILARITY_EPSILON;
     let best: Key | undefined;
@@ -390,7 +394,7 @@ export class SemanticCache implements QueryCacheLayer {
       if (list === undefined) continue;
       for (const key of list) {
         if (key.vec.length !== nv.length) continue;
-        if (!cosine && key.norm !== norm) continue;
+        if (!cosine && (key.raw === undefined || !sameValues(key.raw, raw))) continue;
         const sim = dot(key.vec, nv);
         if (sim >= threshold && sim > bestSim) {
           bestSim = sim;
@@ -427,7 +431,15 @@ function idsOf(results: readonly SearchHit[]): string[] {
 /** A query's direction (unit length) and length. */
 interface Normalized {
   nv: Float32Array;
-  norm: number;
+  /** The query itself. */
+  raw: Float32Array;
+}
+
+/** Whether two vectors hold the same values (the same query). */
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function normalize(v: Float32Array): Normalized | undefined {
@@ -438,7 +450,7 @@ function normalize(v: Float32Array): Normalized | undefined {
   const inv = 1 / norm;
   const out = new Float32Array(v.length);
   for (let i = 0; i < v.length; i++) out[i] = v[i]! * inv;
-  return { nv: out, norm };
+  return { nv: out, raw: v };
 }
 
 function dot(a: Float32Array, b: Float32Array, offA = 0): number {
