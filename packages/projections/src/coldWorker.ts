@@ -135,7 +135,7 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
         }
       }
       const v = vectors.subarray(o.off, o.off + c.dim);
-      c.index.addPoint(Array.from(v), label);
+      c.index.addPoint(hnswInput(c.metric, v), label);
       c.vecs.set(v, label * c.dim);
       if (c.metric === 'cosine') c.norms[label] = normSqAt(v, 0, c.dim);
       const e: Entry = { id: o.id, seq: o.seq, vec: true };
@@ -163,13 +163,15 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
  */
 function search(coll: string, vector: Float32Array, k: number, f: Filter | undefined): ColdHit[] {
   const c = colls.get(coll);
-  if (c === undefined || c.byId.size === 0 || k <= 0) return [];
+  // A query of another dimension is for a newer incarnation of the collection (dropped and created
+  // again with another dimension) whose drop and create wait behind this search (the channel is
+  // served between queued messages): this index holds nothing of it, the hot tier holds all of it.
+  // Asked of hnswlib, it threw, and three such searches opened the cold breaker for every collection.
+  if (c === undefined || c.byId.size === 0 || k <= 0 || vector.length !== c.dim) return [];
   const live = c.byId.size;
   const kk = Math.min(k, live);
   const labels = c.labels;
-  // hnswlib-node takes a plain array; a loop builds it several times faster than Array.from.
-  const q = new Array<number>(vector.length);
-  for (let i = 0; i < vector.length; i++) q[i] = vector[i]!;
+  const q = hnswInput(c.metric, vector);
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
   const accept =
@@ -204,6 +206,34 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
       return scoreHits(c, vector, kept);
     }
   }
+}
+
+/** Squared lengths outside which hnswlib's float32 sum of squares under- or overflows (components below ~1e-19 or above ~1e19). */
+const FLOAT32_SAFE_NORM_SQ = { min: 1e-30, max: 1e30 } as const;
+
+/**
+ * A vector as hnswlib-node takes it (a plain array; a loop builds it several times faster than
+ * Array.from). Under cosine, hnswlib normalises it with a float32 sum of squares, which is 0 for
+ * a vector of tiny components (1e-25 each: an ordinary float32 vector) and infinite for one of
+ * huge ones, so that such a vector was put in the graph with a length of ~1e30 × its own and never
+ * found once indexed (found while in the hot tier, then lost: the answer changed with no write).
+ * Such a vector is given normalised here, in float64; others as they are, for hnswlib's own
+ * normalisation (the graph is the one raw hnswlib-node builds).
+ */
+function hnswInput(metric: Metric, v: Float32Array): number[] {
+  const n = v.length;
+  const q = new Array<number>(n);
+  let s = 0;
+  for (let i = 0; i < n; i++) {
+    const x = v[i]!;
+    q[i] = x;
+    s += x * x;
+  }
+  if (metric === 'cosine' && s > 0 && (s < FLOAT32_SAFE_NORM_SQ.min || s > FLOAT32_SAFE_NORM_SQ.max)) {
+    const inv = 1 / Math.sqrt(s);
+    for (let i = 0; i < n; i++) q[i] = v[i]! * inv;
+  }
+  return q;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { exactSearch, materialize } from '@kyrodb/projections';
 import type { Projections } from '@kyrodb/projections';
-import { create, makeEnv, upsert } from './helpers.js';
+import { create, makeEnv, rng, upsert } from './helpers.js';
 import type { Env } from './helpers.js';
 
 let env: Env | undefined;
@@ -79,6 +79,63 @@ describe('projections (real log, real hnswlib worker)', () => {
       expect((await p.search('c', { vector: new Float32Array([-1000 - i, 5]), k: 1 })).results[0]?.id).toBe(`new${i}`);
     }
     expect(p.getCollection('c')?.count).toBe(3040);
+  });
+
+  it('a collection created again with another dimension is searched right away, while the cold worker still holds the old index: no error, no open breaker', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    await env.log.append([create('dr', 8, 'l2'), create('other', 2, 'l2'), ...Array.from({ length: 20 }, (_, i) => upsert('dr', `o${i}`, Array.from({ length: 8 }, () => i))), upsert('other', 'x', [1, 1])]);
+    await p.waitForCold(env.log.head().seq);
+    for (let round = 0; round < 4; round++) {
+      // A backlog for the worker (it serves searches between its inserts), then the re-create
+      // behind it: each search below reaches the worker while its 'dr' index is the old one.
+      const dim = round % 2 === 0 ? 16 : 8;
+      // (Fewer than a batch of events sent to the worker, so that the re-create goes out right behind it.)
+      const backlog = Array.from({ length: 1900 }, (_, i) => upsert('bulk', `b${i}`, Array.from({ length: 256 }, (_, j) => Math.sin(i * 256 + j + round))));
+      await env.log.append(round === 0 ? [create('bulk', 256, 'l2'), ...backlog] : backlog);
+      await env.log.append([{ type: 'collection.dropped', collection: 'dr', body: {} }, create('dr', dim, 'l2'), upsert('dr', 'n', Array.from({ length: dim }, () => 1))]);
+      // Searched until the worker has caught up: most of these reach it while 'dr' is the old index.
+      const head = env.log.head().seq;
+      let cold = 0;
+      while (p.health().coldWatermark < head) {
+        const s = await p.search('dr', { vector: new Float32Array(dim).fill(1), k: 3 });
+        expect([s.degraded, s.results.map((h) => [h.id, h.score])], `round ${round}`).toEqual([false, [['n', 0]]]);
+        if (s.layers.includes('cold')) cold++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(cold, `round ${round}: searches the worker answered`).toBeGreaterThan(0);
+      const o = await p.search('other', { vector: new Float32Array([1, 1]), k: 1 });
+      expect([o.degraded, o.layers, o.results.map((h) => h.id)], `round ${round}`).toEqual([false, ['hot', 'cold'], ['x']]);
+    }
+    expect(p.health().breakers['cold']).toBe('closed');
+  });
+
+  it('cosine: vectors of tiny or huge components (ordinary float32 values) are found once indexed, as in the hot tier', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const r = rng(7);
+    const docs: { id: string; v: number[] }[] = [];
+    for (const [scale, n] of [[1e-25, 20], [1e-40, 10], [1e25, 10], [1, 10]] as const) {
+      // Lengths spread over two orders of magnitude: ranked by dot product instead of cosine, they come out in another order.
+      for (let i = 0; i < n; i++) {
+        const len = scale * 10 ** (r() * 2 - 1);
+        docs.push({ id: `s${scale}-${i}`, v: Array.from({ length: 6 }, () => (r() * 2 - 1) * len) });
+      }
+    }
+    await env.log.append([create('c', 6, 'cosine'), ...docs.map((d) => upsert('c', d.id, d.v))]);
+    const queries = docs.map((d) => new Float32Array(d.v));
+    const before = await Promise.all(queries.map((q) => p.search('c', { vector: q, k: 3 })));
+    await p.waitForCold(env.log.head().seq);
+    expect(p.health().hotVectors).toBe(0);
+    const state = materialize(env.log);
+    const wrong: string[] = [];
+    for (let i = 0; i < queries.length; i++) {
+      const after = await p.search('c', { vector: queries[i]!, k: 3 });
+      const exact = exactSearch(state, 'c', { vector: queries[i]!, k: 3 }).map((h) => h.id);
+      expect(before[i]!.results.map((h) => h.id), docs[i]!.id).toEqual(exact);
+      if (after.results.map((h) => h.id).join() !== exact.join()) wrong.push(docs[i]!.id);
+    }
+    expect(wrong).toEqual([]);
   });
 
   it('search errors: unknown collection, dimension mismatch, bad filter, closed', async () => {
