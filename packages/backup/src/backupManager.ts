@@ -11,8 +11,9 @@ import { checkChain, fetchChecked, fetchEventsFile, loadManifests, loadSegments,
 import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { executeRestore } from './restore.js';
 import { LATEST, backupChain, findBackup, planRestore } from './restorePlan.js';
-import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
+import { INCOMPLETE_AFTER_MS, planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { checkLogHoldsStore } from './storeHistory.js';
+import { TAG_CLAIMS_PREFIX, parseTagClaims, tagClaimKey, tagClaimPrefix, tagHolder } from './tagClaims.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { IncrementalCounter } from './state.js';
@@ -70,7 +71,7 @@ export interface BackupVerifyReport {
 /** What `prune` did (or would do, with dryRun). */
 export interface PruneResult extends RetentionPlan {
   dryRun: boolean;
-  /** Objects removed from the store: each deleted backup's manifest and files, segments, an incomplete backup's files (0 in a dry run). */
+  /** Objects removed from the store: each deleted backup's manifest and files, segments, an incomplete backup's files, stale tag claims (0 in a dry run). */
   deletedObjects: number;
   /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
   sweptTempFiles: number;
@@ -134,7 +135,7 @@ export class BackupManager {
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'its tag and history are not checked against it');
-      this.reserveTag(opts.tag, manifests, id);
+      await this.reserveTag(opts.tag, manifests, id);
       await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
@@ -183,7 +184,7 @@ export class BackupManager {
     return this.timed('incremental', async (id) => {
       const { manifests, unreadable } = await loadManifests(this.o.store);
       warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
-      this.reserveTag(opts.tag, manifests, id);
+      await this.reserveTag(opts.tag, manifests, id);
       const sorted = manifests.sort(compareNewestFirst);
       const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
       if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
@@ -351,9 +352,9 @@ export class BackupManager {
 
   /**
    * Applies retention: plans (pure, see `planRetention`) then, unless `dryRun`, deletes the
-   * pruned backups (manifest first, so a half-deleted backup is never listed), segments, and
-   * incomplete backups older than `incompleteAfterMs` (default a day), and sweeps the store's
-   * temp files left by dead processes.
+   * pruned backups (manifest first, so a half-deleted backup is never listed), segments,
+   * incomplete backups older than `incompleteAfterMs` (default a day) and tag claims of backups
+   * with no manifest that old (see tagClaims.ts), and sweeps the store's temp files left by dead processes.
    */
   prune(opts: { retentionDays?: number; policy?: Partial<RetentionPolicy>; dryRun?: boolean; now?: number; incompleteAfterMs?: number }): Promise<PruneResult> {
     return this.track(this.pruneRun(opts));
@@ -367,9 +368,11 @@ export class BackupManager {
       throw new BackupError('BACKUP_MANIFEST_INVALID', `cannot apply retention while ${unreadable.length} manifest(s) cannot be read (${unreadable.map((u) => u.backupId).join(', ')}): repair or remove those backups first; nothing was deleted`, { backupIds: unreadable.map((u) => u.backupId) });
     }
     const segments = await loadSegments(this.o.store);
+    const tagClaims = parseTagClaims(await this.o.store.list(TAG_CLAIMS_PREFIX));
     const plan = planRetention(manifests, segments, {
       now: opts.now ?? this.now(),
       incomplete,
+      tagClaims,
       ...(opts.incompleteAfterMs !== undefined ? { incompleteAfterMs: opts.incompleteAfterMs } : {}),
       ...(opts.retentionDays !== undefined ? { retentionDays: opts.retentionDays } : {}),
       ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
@@ -386,6 +389,7 @@ export class BackupManager {
       }
       for (const k of plan.deleteSegments) await remove(k);
       for (const id of plan.deleteIncomplete) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
+      for (const k of plan.deleteTagClaims) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
     const sweptTempFiles = opts.dryRun === true || this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep()).length;
@@ -421,13 +425,25 @@ export class BackupManager {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
-  /** `checkTag`, and the tag held for backup `id` until it completes or fails (see `timedRun`). */
-  private reserveTag(tag: string | undefined, manifests: readonly BackupManifest[], id: string): void {
+  /**
+   * `checkTag`, then the tag held for backup `id` until it completes or fails (see `timedRun`):
+   * in this process (`tagsUnderWay`), and across processes by its claim in the store (see
+   * tagClaims.ts), which a failed backup's `discard` removes. BACKUP_TAG_EXISTS when another
+   * backup has it or is being given it; two claiming it at once may both be refused.
+   */
+  private async reserveTag(tag: string | undefined, manifests: readonly BackupManifest[], id: string): Promise<void> {
     checkTag(tag, manifests);
     if (tag === undefined) return;
     const other = this.tagsUnderWay.get(tag);
     if (other !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${other}, under way; a tag names one restore point`, { tag, backupId: other });
     this.tagsUnderWay.set(tag, id);
+    await this.o.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString() })));
+    const others = parseTagClaims(await this.o.store.list(tagClaimPrefix(tag))).filter((c) => c.backupId !== id);
+    const seen = await Promise.all(others.map(async (c) => ({ backupId: c.backupId, hasManifest: (await this.o.store.head(manifestKey(c.backupId))) !== undefined })));
+    const holder = tagHolder(id, seen, this.now(), INCOMPLETE_AFTER_MS);
+    if (holder === undefined) return;
+    if (holder.state === 'committed') throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} already names backup ${holder.backupId}; a tag names one restore point`, { tag, backupId: holder.backupId });
+    throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${holder.backupId}, under way in another process (or killed: its claim ${tagClaimKey(tag, holder.backupId)} lapses a day after it began); a tag names one restore point. Backups given one tag at the same time may all be refused: retry`, { tag, backupId: holder.backupId });
   }
 
   private checkAborted(): void {
@@ -482,6 +498,8 @@ export class BackupManager {
     try {
       await this.o.store.delete(manifestKey(id));
       for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
+      // Its tag claim last: the tag is free once nothing of the backup is left.
+      for (const [tag, holder] of this.tagsUnderWay) if (holder === id) await this.o.store.delete(tagClaimKey(tag, id));
     } catch (err) {
       this.logger('warn', `could not remove the objects of the failed backup ${id}; they are never listed (no manifest)`, { error: String(err) });
     }

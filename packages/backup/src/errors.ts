@@ -29,8 +29,8 @@ export const BackupErrorCodes = {
   BACKUP_TARGET_EXISTS: 'the restore target exists and is not empty; pass force',
   /** The restore target is not a KyroDB data dir (a file, or a dir of other files) or holds the backup store: never replaced, even with force. */
   BACKUP_TARGET_NOT_DATA_DIR: 'the restore target is not a KyroDB data dir; it is never replaced',
-  /** A new backup's tag already names another backup in the store. */
-  BACKUP_TAG_EXISTS: 'the tag already names another backup',
+  /** A new backup's tag already names another backup in the store, or another backup (of any process) is being given it: backups given one tag at the same time may all be refused (retry). */
+  BACKUP_TAG_EXISTS: 'the tag already names another backup, or one under way',
   /** A live process holds the writer lock on the restore target. */
   BACKUP_TARGET_IN_USE: 'a live process holds the restore target open for writing',
   /** The restored data dir does not match the manifest (event count, head hash, vector count) or recall probes failed. */

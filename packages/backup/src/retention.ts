@@ -1,5 +1,6 @@
 import { backupIdTime, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
+import { staleTagClaims, type TagClaim } from './tagClaims.js';
 
 /** Grandfather-father-son retention: keep the newest backup of each of the last N hours/days/weeks/months. */
 export interface RetentionPolicy {
@@ -28,6 +29,8 @@ export interface RetentionOptions {
   incomplete?: readonly string[];
   /** An incomplete backup older than this (by the time in its id) is one whose process is gone: deleted. Default 24 h. */
   incompleteAfterMs?: number;
+  /** The store's tag claims (`parseTagClaims` of the keys under `tags/`). */
+  tagClaims?: readonly TagClaim[];
 }
 
 /** Default `incompleteAfterMs`: a day (a full backup of 1M events takes seconds). */
@@ -44,6 +47,8 @@ export interface RetentionPlan {
    * `incompleteAfterMs` ago: what a backup killed mid-upload left. Younger ones may still be uploading.
    */
   deleteIncomplete: string[];
+  /** Keys of tag claims whose backup has no manifest and began longer than `incompleteAfterMs` ago (see tagClaims.ts): a killed backup's. */
+  deleteTagClaims: string[];
 }
 
 function isoWeek(d: Date): string {
@@ -69,7 +74,8 @@ const slotKeys: Record<keyof RetentionPolicy, (d: Date) => string> = {
  * (the PITR base). Then every parent of a kept backup is kept too, so nothing kept ever loses
  * what it depends on. Segments are deletable only if they end at or before the PITR base (or,
  * with no window, before the oldest kept full backup). Incomplete backups older than
- * `incompleteAfterMs` are deleted too.
+ * `incompleteAfterMs` are deleted too, and so are tag claims of backups with no manifest that
+ * old; a committed backup's claim stays while it does.
  */
 export function planRetention(manifests: readonly BackupManifest[], segments: readonly SegmentInfo[], o: RetentionOptions): RetentionPlan {
   const sorted = [...manifests].sort((a, b) => createdMs(b) - createdMs(a) || compareNewestFirst(a, b));
@@ -132,5 +138,6 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
       const t = backupIdTime(id);
       return t !== undefined && t < o.now - (o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS);
     }),
+    deleteTagClaims: staleTagClaims(o.tagClaims ?? [], new Set(byId.keys()), o.now, o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS),
   };
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EventLog, FakeClock, readSegments, toHex, walDirOf, type EventInput } from '@kyrodb/log';
 import { exactSearch, materialize, type MaterializedState } from '@kyrodb/projections';
-import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, planRestore, planRetention, restore, type BackupManifest } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, planRestore, planRetention, restore, tagHolder, type BackupManifest } from '@kyrodb/backup';
 import { quietLogger, tempDir } from './helpers.js';
 
 const SEED = Number(process.env['FC_SEED'] ?? 4242);
@@ -254,6 +254,49 @@ describe('backup laws', () => {
         },
       ),
       { numRuns: 300, seed: SEED },
+    );
+  });
+
+  it('tag claims: in any interleaving of claimants (put a claim, list, a refused one deletes its claim) on a linearizable store, at most one is admitted; none beside a committed claim', () => {
+    const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const day = 86_400_000;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 5 }),
+        fc.array(fc.nat(), { minLength: 30, maxLength: 30 }),
+        fc.constantFrom('none', 'stale', 'committed'),
+        (n, picks, prior) => {
+          // Claims already in the store: a killed backup's (older than the expiry) or a committed one's.
+          const store = new Map<string, boolean>(); // backup id -> has a manifest
+          if (prior === 'stale') store.set('20261120T000000Z-full-000000', false);
+          if (prior === 'committed') store.set('20261120T000000Z-full-000000', true);
+          const ids = Array.from({ length: n }, (_, i) => `20261127T1200${String(i).padStart(2, '0')}Z-full-${String(i).repeat(6)}`);
+          const step = ids.map(() => 0); // 0: to put, 1: to list, 2: refused (to delete), 3: done
+          const admitted: string[] = [];
+          let k = 0;
+          while (step.some((x) => x < 3)) {
+            const live = step.flatMap((x, i) => (x < 3 ? [i] : []));
+            const i = live[(picks[k++ % picks.length] ?? 0) % live.length]!;
+            const id = ids[i]!;
+            if (step[i] === 0) {
+              store.set(id, false);
+              step[i] = 1;
+            } else if (step[i] === 1) {
+              const others = [...store].filter(([b]) => b !== id).map(([backupId, hasManifest]) => ({ backupId, hasManifest }));
+              if (tagHolder(id, others, now, day) === undefined) {
+                admitted.push(id);
+                step[i] = 3;
+              } else step[i] = 2;
+            } else {
+              store.delete(id);
+              step[i] = 3;
+            }
+          }
+          expect(admitted.length, JSON.stringify({ n, prior, admitted })).toBeLessThanOrEqual(1);
+          if (prior === 'committed') expect(admitted).toEqual([]);
+        },
+      ),
+      { numRuns: 500, seed: SEED },
     );
   });
 });

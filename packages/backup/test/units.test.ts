@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, frameRecordCount, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
 import { FRAME_RECORD_BYTES, SourceOpener, type SourceSpec } from '../src/fileCodec.js';
-import { BackupErrorCodes, BackupError, SegmentBuilder, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, planRestore, planRetention, restoreSpaceNeeded, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+import { BackupErrorCodes, BackupError, SegmentBuilder, claimState, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, parseTagClaims, planRestore, planRetention, restoreSpaceNeeded, staleTagClaims, tagClaimKey, tagHolder, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
   it('every code is documented in errors.ts and used with its own name', () => {
@@ -200,6 +200,15 @@ describe('planRetention (pure)', () => {
     expect(planRetention([], [], { now }).deleteIncomplete).toEqual([]);
   });
 
+  it('tag claims: one of a backup with no manifest is deleted once older than incompleteAfterMs; a committed backup\'s never', () => {
+    const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const committed = manifest('20261101T000000Z-full-aaaaaa', 'full', null, 1, 10, '2026-11-01T00:00:00.000Z', { tag: 'v1' });
+    const claims = parseTagClaims([tagClaimKey('v1', committed.backup_id), tagClaimKey('v2', '20261126T115959Z-full-bbbbbb'), tagClaimKey('v3', '20261127T115900Z-full-cccccc')]);
+    expect(planRetention([committed], [], { now, tagClaims: claims }).deleteTagClaims).toEqual(['tags/v2/20261126T115959Z-full-bbbbbb']);
+    expect(planRetention([committed], [], { now, tagClaims: claims, incompleteAfterMs: 30_000, retentionDays: 0 }).deleteTagClaims).toEqual(['tags/v2/20261126T115959Z-full-bbbbbb', 'tags/v3/20261127T115900Z-full-cccccc']);
+    expect(planRetention([committed], [], { now }).deleteTagClaims).toEqual([]);
+  });
+
   it('GFS keeps one per slot, tags forever, parents of kept incrementals; dry data only', () => {
     const ms: BackupManifest[] = [];
     let prev: BackupManifest | undefined;
@@ -260,5 +269,40 @@ describe('SourceOpener (a restore source read in one walk)', () => {
     headerOnly.writeUInt32LE(hl + 8, 5);
     expect(() => opener({}).open(spec, copy(headerOnly))).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT', message: expect.stringContaining('inside its header') as string }) as Error);
     expect(() => decodeSegment(headerOnly)).toThrow(expect.objectContaining({ code: 'BACKUP_CORRUPT' }) as Error);
+  });
+});
+
+describe('tag claims (pure)', () => {
+  const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+  const day = 86_400_000;
+  const fresh = '20261127T115900Z-full-aaaaaa';
+  const old = '20261125T000000Z-incr-bbbbbb';
+  const mine = '20261127T120000Z-full-cccccc';
+
+  it('claim keys are tags/<tag>/<backup id>; other keys and names that are no backup id are not claims', () => {
+    expect(tagClaimKey('v1.0', mine)).toBe(`tags/v1.0/${mine}`);
+    expect(parseTagClaims([`tags/v1.0/${mine}`, `tags/v1.0/notes.txt`, `tags/v1.0/${mine}/x`, `backups/${mine}/manifest.json`, `tags//${mine}`])).toEqual([{ key: `tags/v1.0/${mine}`, tag: 'v1.0', backupId: mine }]);
+  });
+
+  it('a claim is committed with a manifest, else under way until the expiry after the time in its id, then stale', () => {
+    expect(claimState(old, true, now, day)).toBe('committed');
+    expect(claimState(fresh, false, now, day)).toBe('under-way');
+    expect(claimState(old, false, now, day)).toBe('stale');
+    expect(claimState('20261126T120000Z-full-dddddd', false, now, day)).toBe('under-way'); // exactly a day: not yet
+  });
+
+  it('tagHolder: any other committed or under-way claim holds the tag, whoever claimed first; own and stale claims never', () => {
+    expect(tagHolder(mine, [], now, day)).toBeUndefined();
+    expect(tagHolder(mine, [{ backupId: mine, hasManifest: false }, { backupId: old, hasManifest: false }], now, day)).toBeUndefined();
+    expect(tagHolder(mine, [{ backupId: old, hasManifest: true }], now, day)).toEqual({ backupId: old, state: 'committed' });
+    // A later claim refuses an earlier one too: of two racing, both may be refused, never both admitted.
+    const later = '20261127T120001Z-full-eeeeee';
+    expect(tagHolder(mine, [{ backupId: later, hasManifest: false }], now, day)).toEqual({ backupId: later, state: 'under-way' });
+    expect(tagHolder(later, [{ backupId: mine, hasManifest: false }], now, day)).toEqual({ backupId: mine, state: 'under-way' });
+  });
+
+  it('staleTagClaims: only claims without a manifest, older than the expiry', () => {
+    const claims = parseTagClaims([tagClaimKey('a', old), tagClaimKey('b', fresh), tagClaimKey('c', '20261101T000000Z-full-ffffff')]);
+    expect(staleTagClaims(claims, new Set(['20261101T000000Z-full-ffffff']), now, day)).toEqual([tagClaimKey('a', old)]);
   });
 });
