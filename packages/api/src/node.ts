@@ -197,7 +197,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         const r = cfg.backup.retention;
         try {
           const p = await manager.prune({ policy: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } });
-          if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete });
+          if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length + p.deleteTagClaims.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete, staleTagClaims: p.deleteTagClaims });
         } catch (err) {
           logger('error', 'retention after a scheduled backup failed; nothing more is deleted until the next one', { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
         }
