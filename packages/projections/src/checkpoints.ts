@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncPath, splitRecord, toHex } from '@kyrodb/log';
 import type { EventLog, HnswParams, Metadata, Metric } from '@kyrodb/log';
+import { CHECKPOINT_FORMAT_VERSION, IO_CHUNK_BYTES, JsonLines, READABLE_CHECKPOINT_FORMATS, collectionFiles, hashFileSync, readFullySync, readJsonLinesSync, writeAll } from './checkpointFiles.js';
 import { ProjectionError } from './errors.js';
 import type { CollectionInfo, DocValue, MaterializedState } from './state.js';
 
-/** Format version of a checkpoint directory. */
-export const CHECKPOINT_FORMAT_VERSION = 1;
+export { CHECKPOINT_FORMAT_VERSION, READABLE_CHECKPOINT_FORMATS } from './checkpointFiles.js';
 /** The metadata file of a checkpoint, written last. */
 export const METADATA_FILE = 'metadata.json';
 
@@ -97,11 +97,6 @@ export function pruneGenerations(dataDir: string, keep: number): Generation[] {
   return gens.slice(0, Math.max(1, keep));
 }
 
-function sha256File(file: string): { size: number; sha256: string } {
-  const buf = fs.readFileSync(file);
-  return { size: buf.length, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
-}
-
 /** Bytes hashed per turn by `sealCheckpoint`: ~4 ms of the event loop each. */
 const SEAL_CHUNK = 4 * 1024 * 1024;
 
@@ -142,29 +137,47 @@ export function snapshotState(state: MaterializedState): StateSnapshot {
   return { seq: state.seq, collections: [...state.collections.values()].map((c) => ({ info: { ...c.info, hnsw: { ...c.info.hnsw } }, docs: [...c.docs.values()] })) };
 }
 
-/** Docs serialized per turn by `writeStateFiles`. */
+/** Docs serialized per turn by `writeStateFiles` (fewer when their vectors would pass IO_CHUNK_BYTES). */
 const DOCS_PER_TURN = 10_000;
 
 /**
- * Writes a snapshot into `dir` and fsyncs each file: `catalog.json`, and per collection
- * `docs-<name>.json` (id, seq, ts, metadata per doc) + `docs-<name>.f32` (the vectors, doc after
- * doc). Serialized DOCS_PER_TURN docs a turn: in one call, a few hundred thousand docs held the
- * event loop (and every search) for hundreds of ms.
+ * Writes a snapshot into `dir` (format CHECKPOINT_FORMAT_VERSION) and fsyncs each file:
+ * `catalog.json`, and per collection `docs-<name>.ndjson` (a line `[id, seq, ts, metadata]` per
+ * doc) + `docs-<name>.f32` (the vectors, doc after doc). Both go out a chunk at a time, DOCS_PER_TURN
+ * docs a turn: in one call, a few hundred thousand docs held the event loop (and every search)
+ * for hundreds of ms; in one string, ~512 MB of rows could not be written at all.
  */
 export async function writeStateFiles(dir: string, snap: StateSnapshot): Promise<void> {
   const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
   for (const { info, docs } of snap.collections) {
-    const json: string[] = [];
-    const vec = new Float32Array(docs.length * info.dimension);
-    for (let from = 0; from < docs.length; from += DOCS_PER_TURN) {
-      const part = docs.slice(from, from + DOCS_PER_TURN);
-      const rows: DocRow[] = part.map((d) => [d.id, d.seq, d.ts, d.metadata ?? null]);
-      json.push(JSON.stringify(rows).slice(1, -1));
-      part.forEach((d, i) => vec.set(d.vector, (from + i) * info.dimension));
-      await turn();
+    const files = collectionFiles(CHECKPOINT_FORMAT_VERSION, info.name);
+    const dim = info.dimension;
+    const perTurn = Math.max(1, Math.min(DOCS_PER_TURN, Math.floor(IO_CHUNK_BYTES / (dim * 4))));
+    const vec = new Float32Array(perTurn * dim);
+    const lines = new JsonLines();
+    const docsFile = await fs.promises.open(path.join(dir, files.docs), 'w');
+    try {
+      const vecFile = await fs.promises.open(path.join(dir, files.vectors), 'w');
+      try {
+        for (let from = 0; from < docs.length; from += perTurn) {
+          const n = Math.min(perTurn, docs.length - from);
+          for (let i = 0; i < n; i++) {
+            const d = docs[from + i]!;
+            vec.set(d.vector, i * dim);
+            if (lines.add([d.id, d.seq, d.ts, d.metadata ?? null] satisfies DocRow)) await writeAll(docsFile, lines.take());
+          }
+          await writeAll(vecFile, new Uint8Array(vec.buffer, 0, n * dim * 4));
+          await turn();
+        }
+        await vecFile.sync();
+      } finally {
+        await vecFile.close();
+      }
+      await writeAll(docsFile, lines.take());
+      await docsFile.sync();
+    } finally {
+      await docsFile.close();
     }
-    await writeFileSynced(path.join(dir, `docs-${info.name}.json`), Buffer.from(`[${json.filter((x) => x !== '').join(',')}]`));
-    await writeFileSynced(path.join(dir, `docs-${info.name}.f32`), Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength));
   }
   await writeFileSynced(path.join(dir, 'catalog.json'), Buffer.from(JSON.stringify({ seq: snap.seq, collections: snap.collections.map((c) => c.info) })));
 }
@@ -224,10 +237,12 @@ export function logHashAt(log: EventLog, seq: number): string | undefined {
 
 /**
  * Validates a generation against itself and the log, and decodes its projection state:
- * format version, SHA-256 and size of every listed file, no listed file missing, the watermark's
- * event present in the log with the recorded hash, the catalog agreeing with the metadata
- * (names, dimensions), and docs files holding exactly `count × dimension` floats.
- * Throws PROJ_CHECKPOINT_CORRUPT naming the problem. The cold files are checked by the worker on load.
+ * format version (any of READABLE_CHECKPOINT_FORMATS), SHA-256 and size of every listed file, no
+ * listed file missing, the watermark's event present in the log with the recorded hash, the
+ * catalog agreeing with the metadata (names, dimensions), and docs files holding exactly `count`
+ * well-formed rows and `count × dimension` floats. Files are read a chunk at a time (no size limit
+ * but memory for the state itself). Throws PROJ_CHECKPOINT_CORRUPT naming the problem. The cold
+ * files are checked by the worker on load.
  */
 export function validateCheckpoint(dir: string, log: EventLog): LoadedCheckpoint {
   try {
@@ -247,20 +262,25 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
   } catch (err) {
     corrupt(dir, `metadata.json does not parse: ${String(err)}`);
   }
-  if (meta.format !== CHECKPOINT_FORMAT_VERSION) corrupt(dir, `format ${String(meta.format)} is not ${CHECKPOINT_FORMAT_VERSION}`);
+  if (!READABLE_CHECKPOINT_FORMATS.includes(meta.format)) corrupt(dir, `format ${String(meta.format)} is not one of ${READABLE_CHECKPOINT_FORMATS.join(', ')}`);
   if (typeof meta.files !== 'object' || meta.files === null || !Array.isArray(meta.collections)) corrupt(dir, 'metadata.json lacks files or collections');
   if (!(meta.cold.seq <= meta.watermark.seq)) corrupt(dir, 'cold seq is beyond the watermark');
   for (const [name, want] of Object.entries(meta.files)) {
     const f = path.join(dir, name);
     if (!fs.existsSync(f)) corrupt(dir, `${name} is missing`);
-    const got = sha256File(f);
+    const got = hashFileSync(f);
     if (got.size !== want.size) corrupt(dir, `${name} has ${got.size} bytes, expected ${want.size}`);
     if (got.sha256 !== want.sha256) corrupt(dir, `${name} fails its SHA-256`);
   }
   const h = logHashAt(log, meta.watermark.seq);
   if (h === undefined) corrupt(dir, `its watermark seq ${meta.watermark.seq} is beyond the log head`);
   if (h !== meta.watermark.hash) corrupt(dir, `the log's event ${meta.watermark.seq} has a different hash: the checkpoint belongs to another history`);
-  const need = ['catalog.json', ...meta.collections.flatMap((c) => [`docs-${c.name}.json`, `docs-${c.name}.f32`, `cold-${c.name}.hnsw`, `cold-${c.name}.labels.json`])];
+  const format = meta.format;
+  const need = ['catalog.json'];
+  for (const { name } of meta.collections) {
+    const f = collectionFiles(format, name);
+    need.push(f.docs, f.vectors, f.index, f.labels);
+  }
   for (const n of need) if (meta.files[n] === undefined) corrupt(dir, `${n} is not listed`);
   const catalog = JSON.parse(fs.readFileSync(path.join(dir, 'catalog.json'), 'utf8')) as { seq: number; collections: CollectionInfo[] };
   if (catalog.seq !== meta.watermark.seq) corrupt(dir, 'catalog seq differs from the watermark');
@@ -271,19 +291,74 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
     if (info === undefined) corrupt(dir, `collection ${mc.name} is not in the catalog`);
     if (info.dimension !== mc.dimension) corrupt(dir, `collection ${mc.name}: metadata dimension ${mc.dimension}, catalog ${info.dimension}`);
     if (info.metric !== mc.metric) corrupt(dir, `collection ${mc.name}: metadata metric ${mc.metric}, catalog ${info.metric}`);
-    const rows = JSON.parse(fs.readFileSync(path.join(dir, `docs-${mc.name}.json`), 'utf8')) as DocRow[];
-    const raw = fs.readFileSync(path.join(dir, `docs-${mc.name}.f32`));
-    if (rows.length !== mc.count || info.count !== mc.count) corrupt(dir, `collection ${mc.name}: ${rows.length} docs, metadata says ${mc.count}`);
-    if (raw.length !== mc.count * mc.dimension * 4) corrupt(dir, `collection ${mc.name}: vector file has ${raw.length} bytes, expected ${mc.count}×${mc.dimension}×4`);
-    const all = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    const docs = new Map<string, DocValue>();
-    rows.forEach(([id, seq, ts, md], i) => {
-      const d: DocValue = { id, vector: all.subarray(i * mc.dimension, (i + 1) * mc.dimension), seq, ts };
-      if (md !== null) d.metadata = md;
-      docs.set(id, d);
-    });
+    if (info.count !== mc.count) corrupt(dir, `collection ${mc.name}: the catalog counts ${info.count} docs, metadata ${mc.count}`);
+    const docs = loadDocs(dir, meta.format, mc);
     const hnsw: HnswParams = { M: info.hnsw.M, efConstruction: info.hnsw.efConstruction, efSearch: info.hnsw.efSearch };
     state.collections.set(mc.name, { info: { ...info, hnsw, count: docs.size }, docs });
   }
   return { dir, meta, state };
+}
+
+/** Bytes of vectors per allocation when loading: a doc's vector is a view into one of them. */
+const VECTOR_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The docs of collection `mc` from its docs and vector files, read a chunk at a time into the
+ * vectors' final buffers (no whole-file string or buffer, no copy).
+ */
+function loadDocs(dir: string, format: number, mc: CheckpointCollection): Map<string, DocValue> {
+  const files = collectionFiles(format, mc.name);
+  const dim = mc.dimension;
+  const docs = new Map<string, DocValue>();
+  const vf = fs.openSync(path.join(dir, files.vectors), 'r');
+  try {
+    const bytes = fs.fstatSync(vf).size;
+    if (bytes !== mc.count * dim * 4) corrupt(dir, `collection ${mc.name}: vector file has ${bytes} bytes, expected ${mc.count}×${dim}×4`);
+    const perChunk = Math.max(1, Math.floor(VECTOR_CHUNK_BYTES / (dim * 4)));
+    let chunk = new Float32Array(0);
+    let n = 0;
+    const take = (rows: unknown[]): void => {
+      for (const row of rows) {
+        if (n === mc.count) corrupt(dir, `collection ${mc.name}: ${files.docs} holds more than the ${mc.count} docs of the metadata`);
+        if (!isDocRow(row)) corrupt(dir, `collection ${mc.name}: row ${n + 1} of ${files.docs} is not [id, seq, ts, metadata]`);
+        const at = n % perChunk;
+        if (at === 0) {
+          chunk = new Float32Array(Math.min(perChunk, mc.count - n) * dim);
+          readFullySync(vf, new Uint8Array(chunk.buffer), n * dim * 4);
+        }
+        const [id, seq, ts, md] = row;
+        const d: DocValue = { id, vector: chunk.subarray(at * dim, (at + 1) * dim), seq, ts };
+        if (md !== null) d.metadata = md;
+        docs.set(id, d);
+        n += 1;
+      }
+    };
+    const df = path.join(dir, files.docs);
+    if (format === 1) {
+      // Format 1 wrote the rows as one string, so they fit in one (the loader of that release read them so).
+      const rows: unknown = JSON.parse(fs.readFileSync(df, 'utf8'));
+      if (!Array.isArray(rows)) corrupt(dir, `collection ${mc.name}: ${files.docs} is not an array`);
+      take(rows);
+    } else {
+      const fd = fs.openSync(df, 'r');
+      try {
+        readJsonLinesSync(fd, take);
+      } catch (err) {
+        if (err instanceof ProjectionError) throw err;
+        corrupt(dir, `collection ${mc.name}: ${files.docs}: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    if (n !== mc.count) corrupt(dir, `collection ${mc.name}: ${n} docs, metadata says ${mc.count}`);
+  } finally {
+    fs.closeSync(vf);
+  }
+  return docs;
+}
+
+function isDocRow(row: unknown): row is DocRow {
+  if (!Array.isArray(row) || row.length !== 4) return false;
+  const [id, seq, ts, md] = row as unknown[];
+  return typeof id === 'string' && Number.isSafeInteger(seq) && typeof ts === 'number' && typeof md === 'object';
 }

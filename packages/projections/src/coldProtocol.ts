@@ -23,7 +23,8 @@ export type ToCold =
    */
   | { type: 'vectors'; coll: string; ids: string[]; seqs: number[]; vectors: Float32Array }
   | { type: 'save'; reqId: number; dir: string; fault?: ColdFault }
-  | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number }
+  /** `format`: the checkpoint's format version (its file names and layout). */
+  | { type: 'load'; reqId: number; dir: string; collections: string[]; seq: number; format: number }
   | { type: 'stats'; reqId: number }
   /** Ends the worker between messages, never inside an hnswlib call. */
   | { type: 'stop' };

@@ -340,9 +340,9 @@ export class ColdTier {
     return this.request((reqId) => (fault !== undefined ? { type: 'save', reqId, dir, fault } : { type: 'save', reqId, dir }), 0);
   }
 
-  /** Replaces the worker's state with the indexes saved in `dir`, at watermark `seq`. All or nothing. */
-  async load(dir: string, collections: string[], seq: number): Promise<ColdStats> {
-    const s = await this.request<ColdStats>((reqId) => ({ type: 'load', reqId, dir, collections, seq }), 0);
+  /** Replaces the worker's state with the indexes saved in `dir` (a checkpoint of `format`), at watermark `seq`. All or nothing. */
+  async load(dir: string, collections: string[], seq: number, format: number): Promise<ColdStats> {
+    const s = await this.request<ColdStats>((reqId) => ({ type: 'load', reqId, dir, collections, seq, format }), 0);
     this.watermark = seq;
     return s;
   }

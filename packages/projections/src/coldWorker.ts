@@ -14,6 +14,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import hnswlib from 'hnswlib-node';
 import type { Metadata, Metric } from '@kyrodb/log';
 import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
+import { CHECKPOINT_FORMAT_VERSION, JsonLines, collectionFiles, readJsonLinesSync, writeAllSync } from './checkpointFiles.js';
 import { matchesFilter } from './filter.js';
 import { cosineOf, dotAt, normSqAt, scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
@@ -306,11 +307,12 @@ function fillVectors(coll: string, ids: string[], seqs: number[], vectors: Float
 }
 
 /**
- * Saves every index and its labels into `dir`. Each index is written by hnswlib on libuv's pool
- * while this thread keeps serving searches (they only read the index; no insert runs until the
- * save is done: the messages wait in the port): written here synchronously, a checkpoint of a
- * few large indexes held every search for seconds, the cold breaker opened, and searches
- * answered from the hot tier alone for a minute.
+ * Saves every index and its labels into `dir` (checkpoint format CHECKPOINT_FORMAT_VERSION). Each
+ * index is written by hnswlib on libuv's pool while this thread keeps serving searches (they only
+ * read the index; no insert runs until the save is done: the messages wait in the port): written
+ * here synchronously, a checkpoint of a few large indexes held every search for seconds, the cold
+ * breaker opened, and searches answered from the hot tier alone for a minute. The label map goes
+ * out a chunk at a time, searches served between chunks.
  */
 async function save(dir: string, fault: ColdFault | undefined): Promise<{ watermark: number; collections: ColdSavedCollection[] }> {
   // A slow disk (failpoint delay): waited out as native work is, serving searches.
@@ -318,15 +320,29 @@ async function save(dir: string, fault: ColdFault | undefined): Promise<{ waterm
   else injure(fault, 'projection.cold.save');
   const out: ColdSavedCollection[] = [];
   for (const [name, c] of colls) {
-    const idxFile = `cold-${name}.hnsw`;
-    const lblFile = `cold-${name}.labels.json`;
-    await whileServing(c.index.writeIndex(path.join(dir, idxFile)));
-    const labels = c.labels.map((e, i) => (e === undefined ? null : [i, e.id, e.seq, e.meta ?? null]));
-    const body = { name, dim: c.dim, metric: c.metric, M: c.M, efC: c.efC, efS: c.efS, createdSeq: c.createdSeq, capacity: c.capacity, nextLabel: c.labels.length, labels: labels.filter((x) => x !== null) };
-    fs.writeFileSync(path.join(dir, lblFile), JSON.stringify(body));
-    out.push({ name, dim: c.dim, live: c.byId.size, files: [idxFile, lblFile] });
+    const files = collectionFiles(CHECKPOINT_FORMAT_VERSION, name);
+    await whileServing(c.index.writeIndex(path.join(dir, files.index)));
+    writeLabels(path.join(dir, files.labels), { name, dim: c.dim, metric: c.metric, M: c.M, efC: c.efC, efS: c.efS, createdSeq: c.createdSeq, capacity: c.capacity, nextLabel: c.labels.length, live: c.byId.size }, c.labels);
+    out.push({ name, dim: c.dim, live: c.byId.size, files: [files.index, files.labels] });
   }
   return { watermark, collections: out };
+}
+
+/** Writes a label map as NDJSON: `head`, then `[label, id, seq, metadata | null]` per live label. */
+function writeLabels(file: string, head: LabelsHead & { live: number }, labels: (Entry | undefined)[]): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const lines = new JsonLines();
+    lines.add(head);
+    labels.forEach((e, i) => {
+      if (e === undefined || !lines.add([i, e.id, e.seq, e.meta ?? null] satisfies LabelRow)) return;
+      writeAllSync(fd, lines.take());
+      serveChannel();
+    });
+    writeAllSync(fd, lines.take());
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Waits for `work` (native, off this thread) while serving the search channel. */
@@ -355,7 +371,8 @@ async function whileServing<T>(work: Promise<T>): Promise<T> {
   return work;
 }
 
-interface LabelsFile {
+/** What a label map says besides its labels. */
+interface LabelsHead {
   name: string;
   dim: number;
   metric: Metric;
@@ -364,26 +381,67 @@ interface LabelsFile {
   efS: number;
   createdSeq: number;
   capacity: number;
+  /** Labels handed out (live or not): the index holds this many points. */
   nextLabel: number;
-  labels: [number, string, number, Metadata | null][];
 }
+type LabelRow = [number, string, number, Metadata | null];
 
-function load(dir: string, names: string[], seq: number): ColdStats {
-  const loaded = new Map<string, Coll>();
-  for (const name of names) {
-    const lf = JSON.parse(fs.readFileSync(path.join(dir, `cold-${name}.labels.json`), 'utf8')) as LabelsFile;
-    const index = new hnswlib.HierarchicalNSW(lf.metric, lf.dim);
-    index.readIndexSync(path.join(dir, `cold-${name}.hnsw`));
-    if (index.getNumDimensions() !== lf.dim) throw new Error(`cold index ${name} has dimension ${index.getNumDimensions()}, its labels say ${lf.dim}`);
-    if (index.getCurrentCount() !== lf.nextLabel) throw new Error(`cold index ${name} holds ${index.getCurrentCount()} points, its labels say ${lf.nextLabel}`);
-    const labels: (Entry | undefined)[] = new Array<Entry | undefined>(lf.nextLabel).fill(undefined);
-    const byId = new Map<string, number>();
-    for (const [label, id, s, meta] of lf.labels) {
+/** A checkpoint's label map of collection `name`, in the layout of `format`. */
+function readLabels(dir: string, name: string, format: number): { head: LabelsHead; labels: (Entry | undefined)[]; byId: Map<string, number> } {
+  const file = path.join(dir, collectionFiles(format, name).labels);
+  let head: LabelsHead | undefined;
+  let live = -1;
+  let labels: (Entry | undefined)[] = [];
+  const byId = new Map<string, number>();
+  const take = (rows: unknown[]): void => {
+    for (const row of rows) {
+      const [label, id, s, meta] = row as LabelRow;
+      if (!(Number.isInteger(label) && label >= 0 && label < labels.length)) throw new Error(`cold labels ${name}: label ${String(label)} is outside 0..${labels.length - 1}`);
       const e: Entry = { id, seq: s, vec: false };
       if (meta !== null) e.meta = meta;
       labels[label] = e;
       byId.set(id, label);
     }
+  };
+  const start = (h: LabelsHead): void => {
+    head = h;
+    labels = new Array<Entry | undefined>(h.nextLabel).fill(undefined);
+  };
+  if (format === 1) {
+    // One JSON document: format 1 wrote it as one string, so it fits in one.
+    const lf = JSON.parse(fs.readFileSync(file, 'utf8')) as LabelsHead & { labels: LabelRow[] };
+    start(lf);
+    take(lf.labels);
+    live = lf.labels.length;
+  } else {
+    const fd = fs.openSync(file, 'r');
+    try {
+      readJsonLinesSync(fd, (values) => {
+        if (head === undefined) {
+          const h = values[0] as LabelsHead & { live: number };
+          start(h);
+          live = h.live;
+          values = values.slice(1);
+        }
+        take(values);
+      });
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  if (head === undefined) throw new Error(`cold labels ${name}: the file is empty`);
+  if (byId.size !== live) throw new Error(`cold labels ${name}: ${byId.size} live labels, the file says ${live}`);
+  return { head, labels, byId };
+}
+
+function load(dir: string, names: string[], seq: number, format: number): ColdStats {
+  const loaded = new Map<string, Coll>();
+  for (const name of names) {
+    const { head: lf, labels, byId } = readLabels(dir, name, format);
+    const index = new hnswlib.HierarchicalNSW(lf.metric, lf.dim);
+    index.readIndexSync(path.join(dir, collectionFiles(format, name).index));
+    if (index.getNumDimensions() !== lf.dim) throw new Error(`cold index ${name} has dimension ${index.getNumDimensions()}, its labels say ${lf.dim}`);
+    if (index.getCurrentCount() !== lf.nextLabel) throw new Error(`cold index ${name} holds ${index.getCurrentCount()} points, its labels say ${lf.nextLabel}`);
     const capacity = Math.max(index.getMaxElements(), lf.nextLabel);
     loaded.set(name, { index, dim: lf.dim, metric: lf.metric, M: lf.M, efC: lf.efC, efS: lf.efS, ef: 0, createdSeq: lf.createdSeq, labels, byId, capacity, vecs: new Float32Array(capacity * lf.dim), norms: new Float64Array(lf.metric === 'cosine' ? capacity : 0) });
   }
@@ -475,7 +533,7 @@ function handle(m: ToCold): Promise<void> | undefined {
     case 'load':
     case 'stats':
       try {
-        const value = m.type === 'load' ? load(m.dir, m.collections, m.seq) : stats();
+        const value = m.type === 'load' ? load(m.dir, m.collections, m.seq, m.format) : stats();
         send({ type: 'reply', reqId: m.reqId, ok: true, value });
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });

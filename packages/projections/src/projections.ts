@@ -254,7 +254,7 @@ export class Projections {
     for (const g of gens) {
       try {
         const cp = validateCheckpoint(g.dir, this.log);
-        const stats = await this.cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq);
+        const stats = await this.cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq, cp.meta.format);
         checkColdStats(g.dir, cp.meta, stats);
         this.state = cp.state;
         this.coldSentSeq = this.coldWatermark = cp.meta.cold.seq;
@@ -455,7 +455,7 @@ export class Projections {
     if (g !== undefined) {
       try {
         const cp = validateCheckpoint(g.dir, this.log);
-        checkColdStats(g.dir, cp.meta, await cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq));
+        checkColdStats(g.dir, cp.meta, await cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq, cp.meta.format));
         base = cp.meta.cold.seq;
         loaded = cp.state;
       } catch (err) {

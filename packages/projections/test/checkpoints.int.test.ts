@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { exactSearch, listGenerations, materialize } from '@kyrodb/projections';
-import type { Projections, SearchRequest } from '@kyrodb/projections';
+import { CHECKPOINT_FORMAT_VERSION, exactSearch, listGenerations, materialize, validateCheckpoint } from '@kyrodb/projections';
+import type { CheckpointMetadata, MaterializedState, Projections, SearchRequest } from '@kyrodb/projections';
 import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
 import type { Env } from './helpers.js';
 
@@ -70,17 +70,52 @@ const corruptions: [string, (dir: string) => void][] = [
     fs.writeFileSync(f, JSON.stringify(m));
   }],
   ['a wrong dimension in the cold label map (hash recomputed, so only the index check can see it)', (dir) => {
-    const f = path.join(dir, 'cold-c.labels.json');
-    const l = JSON.parse(fs.readFileSync(f, 'utf8'));
-    l.dim += 1;
-    fs.writeFileSync(f, JSON.stringify(l));
-    const mf = path.join(dir, 'metadata.json');
-    const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
-    const buf = fs.readFileSync(f);
-    m.files['cold-c.labels.json'] = { size: buf.length, sha256: sha256(buf) };
-    fs.writeFileSync(mf, JSON.stringify(m));
+    editLines(dir, 'cold-c.labels.ndjson', (lines) => {
+      const head = JSON.parse(lines[0]!);
+      head.dim += 1;
+      lines[0] = JSON.stringify(head);
+    });
   }],
+  ['a docs file cut short', (dir) => fs.truncateSync(path.join(dir, 'docs-c.ndjson'), 300)],
+  ['a flipped byte in the docs file', (dir) => flipByte(path.join(dir, 'docs-c.ndjson'), 40)],
+  ['a docs file cut mid-row (hash recomputed, so only the reader can see it)', (dir) => {
+    editBytes(dir, 'docs-c.ndjson', (b) => b.subarray(0, b.length - 5));
+  }],
+  ['a docs file missing its last row (hash recomputed)', (dir) => editLines(dir, 'docs-c.ndjson', (lines) => void lines.pop())],
+  ['a docs file with a row too many (hash recomputed)', (dir) => editLines(dir, 'docs-c.ndjson', (lines) => void lines.push(JSON.stringify(['extra', 1, 1, null])))],
+  ['a docs row of the wrong shape (hash recomputed)', (dir) => editLines(dir, 'docs-c.ndjson', (lines) => void (lines[3] = '{"id":"v3"}'))],
+  ['a docs file with an empty line (hash recomputed)', (dir) => editLines(dir, 'docs-c.ndjson', (lines) => void lines.splice(2, 0, ''))],
+  ['a vector file a doc short (hash recomputed)', (dir) => editBytes(dir, 'docs-c.f32', (b) => b.subarray(0, b.length - DIM * 4))],
+  ['a label map missing a label (hash recomputed)', (dir) => editLines(dir, 'cold-c.labels.ndjson', (lines) => void lines.pop())],
+  ['a label map cut mid-row (hash recomputed)', (dir) => editBytes(dir, 'cold-c.labels.ndjson', (b) => b.subarray(0, b.length - 3))],
 ];
+
+function flipByte(file: string, at: number): void {
+  const b = fs.readFileSync(file);
+  b[at] = b[at]! ^ 0x20;
+  fs.writeFileSync(file, b);
+}
+
+/** Rewrites checkpoint file `name` with `edit` and records its new size and hash in metadata.json, as a consistent writer would have. */
+function editBytes(dir: string, name: string, edit: (b: Buffer) => Buffer): void {
+  const f = path.join(dir, name);
+  const buf = edit(fs.readFileSync(f));
+  fs.writeFileSync(f, buf);
+  const mf = path.join(dir, 'metadata.json');
+  const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
+  m.files[name] = { size: buf.length, sha256: sha256(buf) };
+  fs.writeFileSync(mf, JSON.stringify(m));
+}
+
+/** `editBytes` on the lines of an NDJSON file. */
+function editLines(dir: string, name: string, edit: (lines: string[]) => void): void {
+  editBytes(dir, name, (b) => {
+    const lines = b.toString('utf8').split('\n');
+    lines.pop(); // after the last newline
+    edit(lines);
+    return Buffer.from(lines.map((l) => `${l}\n`).join(''));
+  });
+}
 
 function sha256(buf: Buffer): string {
   return crypto.createHash('sha256').update(buf).digest('hex');
@@ -171,5 +206,105 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     for (let i = 0; i < 200 && listGenerations(env.dir).length === 0; i++) await new Promise((res) => setTimeout(res, 10));
     expect(listGenerations(env.dir).length).toBeGreaterThanOrEqual(1);
     expect(p.health().lastCheckpointSeq).toBeGreaterThanOrEqual(50);
+  });
+});
+
+/** The bytes of a vector, to compare bit for bit. */
+function bits(v: Float32Array): string {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex');
+}
+
+/** A materialized state as plain data: catalog, and per doc id, seq, ts, metadata and the vector's bits. */
+function plain(s: MaterializedState): unknown {
+  return [s.seq, [...s.collections.values()].map((c) => [c.info, [...c.docs.values()].map((d) => [d.id, d.seq, d.ts, d.metadata ?? null, bits(d.vector)]).sort()])];
+}
+
+/**
+ * Rewrites a format-2 generation in the layout the format-1 release wrote: `docs-<name>.json`, the
+ * rows as one JSON array (`[${rows.join(',')}]`, which is JSON.stringify of them), and
+ * `cold-<name>.labels.json`, one object `{name, dim, metric, M, efC, efS, createdSeq, capacity,
+ * nextLabel, labels}`; the vector and index files unchanged; metadata.json format 1 over the new files.
+ */
+function toFormat1(dir: string): void {
+  const mf = path.join(dir, 'metadata.json');
+  const m = JSON.parse(fs.readFileSync(mf, 'utf8')) as CheckpointMetadata;
+  const ndjson = (name: string): unknown[] => fs.readFileSync(path.join(dir, name), 'utf8').split('\n').slice(0, -1).map((l) => JSON.parse(l) as unknown);
+  const put = (name: string, body: string): void => {
+    fs.writeFileSync(path.join(dir, name), body);
+    m.files[name] = { size: Buffer.byteLength(body), sha256: sha256(Buffer.from(body)) };
+  };
+  for (const c of m.collections) {
+    put(`docs-${c.name}.json`, JSON.stringify(ndjson(`docs-${c.name}.ndjson`)));
+    const [head, ...labels] = ndjson(`cold-${c.name}.labels.ndjson`) as [Record<string, unknown>, ...unknown[]];
+    const { live: _live, ...old } = head;
+    put(`cold-${c.name}.labels.json`, JSON.stringify({ ...old, labels }));
+    for (const n of [`docs-${c.name}.ndjson`, `cold-${c.name}.labels.ndjson`]) {
+      fs.rmSync(path.join(dir, n));
+      delete m.files[n];
+    }
+  }
+  m.format = 1;
+  fs.writeFileSync(mf, JSON.stringify(m, null, 1));
+}
+
+describe('checkpoint formats', () => {
+  it('format 2 round trip: the loaded state equals replaying the log to the watermark (ids, seqs, ts, metadata, vectors bit for bit)', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    await env.log.append([create('c', DIM, 'cosine'), create('e', 3, 'l2')]);
+    const rr = rng(3);
+    // Awkward floats (-0, the smallest subnormal, the largest float) and metadata (unicode, a line separator, nesting, escapes).
+    await env.log.append([
+      upsert('e', 'odd', [-0, 1.4e-45, 3.4028234663852886e38]),
+      { type: 'vector.upserted', collection: 'e', body: { id: 'odd"id\\x', vector: new Float32Array([1, 2, 3]), metadata: { s: 'a\nb\u2028c\u{1F600}', n: -1.5e-300, nested: { list: [1, 'two', null, true] } } } },
+    ]);
+    await env.log.append(Array.from({ length: 300 }, (_, i) => upsert('c', `v${i}`, randomVector(rr, DIM), { g: i % 3, t: `x${i}` })));
+    await env.log.append(Array.from({ length: 30 }, (_, i) => ({ type: 'vector.deleted' as const, collection: 'c', body: { id: `v${i * 7}` } })));
+    const { seq, dir } = await p.checkpoint();
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'metadata.json'), 'utf8')).format).toBe(CHECKPOINT_FORMAT_VERSION);
+    expect(fs.readdirSync(dir).sort()).toEqual(['catalog.json', 'cold-c.hnsw', 'cold-c.labels.ndjson', 'cold-e.hnsw', 'cold-e.labels.ndjson', 'docs-c.f32', 'docs-c.ndjson', 'docs-e.f32', 'docs-e.ndjson', 'metadata.json']);
+    expect(plain(validateCheckpoint(dir, env.log).state)).toEqual(plain(materialize(env.log, seq)));
+  });
+
+  it('a format-1 checkpoint (the previous release) still loads, with the same state and answers; the next checkpoint is format 2', async () => {
+    const b = await build();
+    env = b.env;
+    const seq = b.gens[0]!;
+    const dir = genDir(env, seq);
+    const before = plain(validateCheckpoint(dir, env.log).state);
+    toFormat1(dir);
+    expect(fs.existsSync(path.join(dir, 'docs-c.json'))).toBe(true);
+    expect(plain(validateCheckpoint(dir, env.log).state)).toEqual(before);
+    expect(before).toEqual(plain(materialize(env.log, seq)));
+    const p = await env.open();
+    expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(0);
+    expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'success' })).toBe(1);
+    expect(await answers(p)).toEqual(b.expected);
+    await p.waitForCold(env.log.head().seq);
+    expect(await answers(p)).toEqual(b.expected);
+    const next = await p.checkpoint();
+    expect(JSON.parse(fs.readFileSync(path.join(next.dir, 'metadata.json'), 'utf8')).format).toBe(2);
+  });
+
+  it('a format-1 checkpoint with a flipped byte in its docs file is still rejected', async () => {
+    const b = await build();
+    env = b.env;
+    const dir = genDir(env, b.gens[0]!);
+    toFormat1(dir);
+    flipByte(path.join(dir, 'docs-c.json'), 40);
+    expect(() => validateCheckpoint(dir, env!.log)).toThrow(/docs-c\.json fails its SHA-256/);
+    const p = await env.open();
+    expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(1);
+    expect(await answers(p)).toEqual(b.expected);
+  });
+
+  it('a checkpoint of a format this release does not know is rejected', async () => {
+    const b = await build();
+    env = b.env;
+    const f = path.join(genDir(env, b.gens[0]!), 'metadata.json');
+    const m = JSON.parse(fs.readFileSync(f, 'utf8'));
+    m.format = 3;
+    fs.writeFileSync(f, JSON.stringify(m));
+    expect(() => validateCheckpoint(path.dirname(f), env!.log)).toThrow(/format 3 is not one of 1, 2/);
   });
 });
