@@ -234,6 +234,6 @@ export function sendApiError(reply: FastifyReply, err: unknown, validationCode: 
   const status = httpStatusFor(code);
   const retry = retryAfterSeconds(err, code);
   if (retry !== undefined) void reply.header('Retry-After', String(retry));
-  if (status >= 500 && code === 'API_INTERNAL') process.stderr.write(JSON.stringify({ level: 'error', component: 'api', msg: 'internal error', error: err instanceof Error ? err.stack : String(err) }) + '\n');
+  if (status >= 500 && code === 'API_INTERNAL') process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: 'error', component: 'api', msg: 'internal error', error: err instanceof Error ? err.stack : String(err) }) + '\n');
   return reply.status(status).send({ error: { code, message } });
 }

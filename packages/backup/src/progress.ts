@@ -14,5 +14,5 @@ export type BackupLogger = (level: 'info' | 'warn' | 'error', msg: string, field
 /** The default logger: JSON lines on stderr for warn/error. */
 export const defaultBackupLogger: BackupLogger = (level, msg, fields) => {
   if (level === 'info') return;
-  process.stderr.write(JSON.stringify({ level, component: 'backup', msg, ...fields }) + '\n');
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'backup', msg, ...fields }) + '\n');
 };

@@ -1878,7 +1878,7 @@ function splitResults(batches: EventInput[][], events: LogEvent[]): AppendResult
 
 const defaultLogger: LogSink = (level, msg, fields) => {
   if (level === 'info') return;
-  process.stderr.write(JSON.stringify({ level, component: 'log', msg, ...fields }) + '\n');
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'log', msg, ...fields }) + '\n');
 };
 
 /**

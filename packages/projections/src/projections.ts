@@ -114,7 +114,7 @@ const COLD_FILL_DOCS = 4096;
 
 const defaultLogger: LogSink = (level, msg, fields) => {
   if (level === 'info') return;
-  process.stderr.write(JSON.stringify({ level, component: 'projections', msg, ...fields }) + '\n');
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'projections', msg, ...fields }) + '\n');
 };
 
 /**
