@@ -27,8 +27,8 @@ export const ApiErrorCodes = {
   API_DIMENSION_MISMATCH: 'a vector length differs from the collection dimension; nothing was written',
   /** A vector value is NaN, ±Infinity or not a number (e.g. the string "NaN"). */
   API_NON_FINITE_VECTOR: 'a vector value is not a finite number; nothing was written',
-  /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep. */
-  API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep; nothing was written',
+  /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep, or is more than `server.max_metadata_bytes` of JSON. */
+  API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep and server.max_metadata_bytes of JSON; nothing was written',
   /** `asOf` (or `--as-of`, `--before`, `--since`) is not an ISO-8601 timestamp with a zone. */
   API_INVALID_TIMESTAMP: 'a timestamp is not ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z)',
   /** A metadata filter does not have the documented shape. */

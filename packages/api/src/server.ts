@@ -11,6 +11,7 @@ import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
 import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
+import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
@@ -281,7 +282,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       {
         config: { roles: ['write'] },
         schema: {
-          summary: 'Upsert a batch of vectors atomically; answers {seq, ts} after the durable commit. Rules: 1..server.max_batch vectors (413 above), ids unique within the batch (400 API_DUPLICATE_ID), finite numbers only.',
+          summary: 'Upsert a batch of vectors atomically; answers {seq, ts} after the durable commit. Rules: 1..server.max_batch vectors (413 above), ids unique within the batch (400 API_DUPLICATE_ID), finite numbers only, metadata at most server.max_metadata_bytes of JSON (400 API_INVALID_METADATA).',
           params: nameParam,
           querystring: emptyQuery,
           body: {
@@ -291,7 +292,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             properties: {
               vectors: {
                 type: 'array',
-                items: { type: 'object', additionalProperties: false, required: ['id', 'vector'], properties: { id: { type: 'string' }, vector: { type: 'array' }, metadata: { type: 'object' } } },
+                items: { type: 'object', additionalProperties: false, required: ['id', 'vector'], properties: { id: { type: 'string' }, vector: { type: 'array' }, metadata: { type: 'object', description: 'a JSON object: finite numbers, at most 16 levels deep, at most server.max_metadata_bytes (64 KiB) of JSON' } } },
               },
             },
           },
@@ -312,6 +313,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
             // Named as the request names it (the log would refuse it too, as "event i", LOG_INVALID_EVENT).
             if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep`);
+            if (v.metadata !== undefined) {
+              const bytes = Buffer.byteLength(JSON.stringify(v.metadata));
+              const max = config.server.max_metadata_bytes;
+              if (bytes > max) throw new ApiError('API_INVALID_METADATA', `vectors[${i}] (id ${JSON.stringify(v.id)}): metadata is ${bytes} bytes of JSON, more than server.max_metadata_bytes (${max})`, { id: v.id, bytes, max });
+            }
             return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
           });
           admit();
@@ -360,7 +366,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
         },
       },
-      async (req) => {
+      async (req, reply) => {
         checkName(req.params.name);
         const vector = toVector(req.body.vector, 'vector');
         const sr: SearchRequest = { vector, k: req.body.k };
@@ -376,7 +382,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
         } else sr.asOf = asOfMicros(String(req.body.asOf));
         try {
-          return await projections.search(req.params.name, sr);
+          const { results, ...rest } = await projections.search(req.params.name, sr);
+          // Hit by hit: k hits with large metadata pass V8's largest string.
+          return sendJsonWithArray(reply, {}, 'results', results, rest);
         } catch (err) {
           // The API's codes: the collection can also be dropped while a live search runs.
           const code = errorBody(err).code;

@@ -5,6 +5,7 @@ import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
 import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
 import { sendApiError } from '../errors.js';
+import { sendJsonWithArray } from '../jsonStream.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
 import { collectionAsOfAsync, docHistory, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
@@ -17,8 +18,13 @@ export interface AuditRoutesOptions {
   log: EventLog;
   /** Time source for the "T in the future" rule. Default: the system clock. */
   clock?: Clock;
-  /** Largest page of `GET /v1/log`. Default 1000; the default page is 100. */
+  /** Largest page of `GET /v1/log`, in events. Default 1000; the default page is 100. */
   maxPage?: number;
+  /**
+   * Bytes of event JSON after which a `GET /v1/log` page ends early (its `next` says where the
+   * following one starts). Default 16 MiB; a page always holds at least one event.
+   */
+  maxPageBytes?: number;
 }
 
 const errorSchema = {
@@ -92,6 +98,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const { log } = opts;
   const clock = opts.clock ?? systemClock;
   const maxPage = opts.maxPage ?? 1000;
+  const maxPageBytes = opts.maxPageBytes ?? 16 * 1024 * 1024;
   const now = (): number => presentMicros(log, clock);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
 
@@ -180,15 +187,16 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       const t = asOfParam(req.query.asOf);
       const c = await collectionAsOfAsync(log, req.params.name, t);
       if (c === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${req.params.name} did not exist at ${formatMicros(t)}`);
-      const documents = [...c.docs.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((d) => docToJson(c.info.name, d));
+      const ids = [...c.docs.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       const i = c.info;
-      return reply.send({
+      // Streamed document by document: every vector of a large collection passes V8's largest string.
+      const before = {
         collection: { name: i.name, dimension: i.dimension, metric: i.metric, hnsw: i.hnsw, created_seq: i.createdSeq, version: i.version, count: c.docs.size },
         as_of: formatMicros(t),
         as_of_micros: t,
         head: headToJson(c.head),
-        documents,
-      });
+      };
+      return sendJsonWithArray(reply, before, 'documents', ids, {}, (id) => JSON.stringify(docToJson(i.name, c.docs.get(id)!)));
     } catch (err) {
       return sendError(reply, err);
     }
@@ -236,10 +244,21 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
           from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
         }
         if (q.toTime !== undefined) to = Math.min(to, log.seqAtTime(parseInstant(q.toTime)));
-        const events = [...log.read(from, to, limit)].map(eventToJson);
-        const last = events.length > 0 ? events[events.length - 1]!.seq : from - 1;
+        // Serialized event by event, and cut short once the page's JSON passes maxPageBytes, so
+        // that a page of events with large metadata stays far below V8's largest string.
+        const events: string[] = [];
+        let bytes = 0;
+        let last = from - 1;
+        for (const e of log.read(from, to, limit)) {
+          const json = JSON.stringify(eventToJson(e));
+          events.push(json);
+          bytes += json.length;
+          last = e.seq;
+          if (bytes >= maxPageBytes) break;
+        }
         const end = Math.min(to, log.head().seq);
-        return reply.send({ events, next: events.length === limit && last < end ? last + 1 : null });
+        const full = events.length === limit || bytes >= maxPageBytes;
+        return reply.type('application/json; charset=utf-8').send(`{"events":[${events.join(',')}],"next":${full && last < end ? last + 1 : null}}`);
       } catch (err) {
         return sendError(reply, err);
       }
@@ -308,8 +327,8 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   );
 
   app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
-    const events = docHistory(log, req.params.name, req.params.id).map(eventToJson);
-    return reply.send({ collection: req.params.name, id: req.params.id, events });
+    const events = docHistory(log, req.params.name, req.params.id);
+    return sendJsonWithArray(reply, { collection: req.params.name, id: req.params.id }, 'events', events, {}, (e) => JSON.stringify(eventToJson(e)));
   });
   return Promise.resolve();
 }
