@@ -71,6 +71,17 @@ function checkId(id: unknown, where = 'id'): asserts id is string {
   if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
 }
 
+/**
+ * A schema failure of an upsert's metadata (`null`, an array, a string: not an object) as the
+ * documented API_INVALID_METADATA, like every other metadata rule; undefined for other errors.
+ */
+function metadataTypeError(err: unknown): ApiError | undefined {
+  const v = (err as { validation?: { instancePath?: unknown }[] }).validation;
+  const at = v?.[0]?.instancePath;
+  const m = typeof at === 'string' ? /^\/vectors\/(\d+)\/metadata$/.exec(at) : null;
+  return m === null ? undefined : new ApiError('API_INVALID_METADATA', `vectors[${m[1]}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+}
+
 /** A JSON number list → Float32Array; rejects non-numbers ("NaN", null, …) and non-finite values (1e400). */
 function toVector(v: unknown, where: string): Float32Array {
   if (!Array.isArray(v)) throw new ApiError('API_INVALID_REQUEST', `${where} must be an array of numbers`);
@@ -199,7 +210,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   }
 
-  app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, err, 'API_INVALID_REQUEST'));
+  app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, metadataTypeError(err) ?? err, 'API_INVALID_REQUEST'));
 
   app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}` } }));
 
@@ -312,7 +323,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             const vector = toVector(v.vector, `vectors[${i}].vector`);
             if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
             // Named as the request names it (the log would refuse it too, as "event i", LOG_INVALID_EVENT).
-            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep`);
+            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
             if (v.metadata !== undefined) {
               const bytes = Buffer.byteLength(JSON.stringify(v.metadata));
               const max = config.server.max_metadata_bytes;

@@ -93,6 +93,11 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['id with a space', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a b', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['id too long', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x'.repeat(257), vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata 17 levels deep (16 are the most, the object itself included)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(16) + '{}' + '}'.repeat(16)) }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata 17 levels deep through arrays', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: { a: JSON.parse('['.repeat(16) + '1' + ']'.repeat(16)) } }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata null', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: null }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata an array', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: [] }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata a string', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'ok', vector: [1, 0, 0] }, { id: 'x', vector: [1, 0, 0], metadata: 's' }] }, 400, 'API_INVALID_METADATA'],
     ['bad collection name', 'PUT', '/v1/collections/-bad', { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['collection name too long', 'PUT', `/v1/collections/${'c'.repeat(65)}`, { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['unknown metric', 'PUT', '/v1/collections/okname', { dimension: 3, metric: 'hamming' }, 400, 'API_INVALID_REQUEST'],
@@ -119,6 +124,15 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(r.json.error.code).toBe(code);
     expect(typeof r.json.error.message).toBe('string');
     expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('metadata 16 levels deep, the object itself included, is accepted', async () => {
+    const deep = JSON.parse('{"a":'.repeat(15) + '{"b":[1]}' + '}'.repeat(15)) as unknown; // 15 objects, then one holding an array: 17 containers
+    expect((await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'deep', vector: vec(1, 0, 0), metadata: deep }] })).json.error.code).toBe('API_INVALID_METADATA');
+    const sixteen = JSON.parse('{"a":'.repeat(15) + '{"b":1}' + '}'.repeat(15)) as unknown; // 16 objects
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'deep', vector: vec(1, 0, 0), metadata: sixteen }] });
+    expect(w.status).toBe(200);
+    expect((await req(node, 'GET', '/v1/collections/docs/vectors/deep')).json.metadata).toEqual(sixteen);
   });
 
   it('a vector value that overflows (1e400) is named as Infinity, not as the null JSON.stringify writes for it', async () => {
