@@ -133,6 +133,22 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(j.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual(docHistory(log, 'c', 'k1').map((e) => e.seq));
   });
 
+  it('audit history of a collection or document with no event exits 4, of an invalid name 2; a deleted document keeps its history', async () => {
+    for (const [args, code] of [
+      [['--collection', 'nope', '--doc-id', 'k1'], 4],
+      [['--collection', 'c', '--doc-id', 'never'], 4],
+      [['--collection', '../x', '--doc-id', 'k1'], 2],
+      [['--collection', 'c', '--doc-id', 'a b'], 2],
+    ] as const) {
+      const r = await run(['audit', 'history', '--data-dir', dir, ...args]);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(code === 4 ? /AUDIT_(UNKNOWN_COLLECTION|DOC_NOT_FOUND)/ : /AUDIT_BAD_REQUEST/);
+    }
+    const s = await run(['audit', 'search', '--data-dir', dir, '--collection', '../x', '--vector', '[1,2]']);
+    expect(s.code).toBe(2);
+  });
+
   it('audit verify --backup-id --store: a restored backup verifies against a digest taken before it; a damaged backup exits 3', async () => {
     const before = `${log.get(6)!.seq}:${toHex(log.get(6)!.hash)}`;
     const storeDir = path.join(tmpDir(), 'store');

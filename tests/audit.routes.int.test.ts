@@ -268,3 +268,44 @@ describe('GET /v1/log/stream and a client that reads slowly', () => {
     }
   }, 60_000);
 });
+
+describe('GET /v1/collections/:name/vectors/:id/history: a document that never was is 404, one that is gone keeps its history', () => {
+  let dir: string;
+  let log: EventLog;
+  let app: App;
+  beforeAll(async () => {
+    dir = tmpDir();
+    log = await EventLog.open({ dir, logger: () => {} });
+    await log.append([createColl('c', 2), upsert('c', 'kept', [1, 2]), upsert('c', 'gone', [3, 4])]);
+    await log.append([{ type: 'vector.deleted', collection: 'c', body: { id: 'gone' } }]);
+    await log.append([createColl('dropped', 1), upsert('dropped', 'x', [1])]);
+    await log.append([{ type: 'collection.dropped', collection: 'dropped', body: {} }]);
+    app = Fastify();
+    await app.register(auditRoutes, { log });
+    await app.ready();
+  });
+  afterAll(async () => {
+    await app.close();
+    await log.close();
+  });
+
+  it.each([
+    ['an unknown collection', '/v1/collections/nope/vectors/kept/history', 404, 'API_COLLECTION_NOT_FOUND'],
+    ['an unknown document', '/v1/collections/c/vectors/never/history', 404, 'API_DOC_NOT_FOUND'],
+    ['an invalid collection name', '/v1/collections/..%2Fx/vectors/kept/history', 400, 'API_INVALID_NAME'],
+    ['an invalid document id', '/v1/collections/c/vectors/a%20b/history', 400, 'API_INVALID_NAME'],
+    ['an invalid name on an audit route', '/v1/audit/collections/-x', 400, 'API_INVALID_NAME'],
+  ])('%s (%s) → %i %s', async (_name, url, status, code) => {
+    const r = await app.inject({ method: 'GET', url });
+    expect([r.statusCode, r.json().error.code]).toEqual([status, code]);
+  });
+
+  it('a deleted document, and one whose collection was dropped, still show their history', async () => {
+    const gone = await app.inject({ method: 'GET', url: '/v1/collections/c/vectors/gone/history' });
+    expect(gone.statusCode).toBe(200);
+    expect(gone.json().events.map((e: Ev) => e.type)).toEqual(['collection.created', 'vector.upserted', 'vector.deleted']);
+    const dropped = await app.inject({ method: 'GET', url: '/v1/collections/dropped/vectors/x/history' });
+    expect(dropped.statusCode).toBe(200);
+    expect(dropped.json().events.map((e: Ev) => e.type)).toEqual(['collection.created', 'vector.upserted', 'collection.dropped']);
+  });
+});

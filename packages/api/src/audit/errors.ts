@@ -13,9 +13,9 @@ export const AuditErrorCodes = {
   AUDIT_BAD_EXPORT: 'the state export file does not follow the kyrodb-state format',
   /** A query parameter (seq, limit, …) is out of range. */
   AUDIT_BAD_REQUEST: 'a request parameter is out of range',
-  /** The collection did not exist at the requested time. */
+  /** The collection did not exist at the requested time (for a history: it has no event at all). */
   AUDIT_UNKNOWN_COLLECTION: 'the collection did not exist at the requested time',
-  /** The document was not live at the requested time (never written, deleted, or its collection dropped). */
+  /** The document was not live at the requested time (never written, deleted, or its collection dropped; for a history: it has no event at all). */
   AUDIT_DOC_NOT_FOUND: 'the document was not live at the requested time',
 } as const;
 

@@ -4,11 +4,11 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
 import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
-import { sendApiError } from '../errors.js';
+import { ApiError, sendApiError } from '../errors.js';
 import { sendJsonWithArray } from '../jsonStream.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
-import { collectionAsOfAsync, docHistory, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { collectionAsOfAsync, docHistoryOrThrow, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
@@ -89,7 +89,11 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply {
  *   `fromSeq` of the next page, or null).
  * - `GET /v1/log/stream?fromSeq=` → NDJSON live tail (catch-up, then live); ends when the
  *   client disconnects or the server shuts down.
- * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`.
+ * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`; 404
+ *   API_COLLECTION_NOT_FOUND / API_DOC_NOT_FOUND when the collection or document has no event
+ *   at all (a deleted document, a dropped collection keep their history).
+ *
+ * A collection name or document id outside the documented rules is 400 API_INVALID_NAME.
  *
  * Times (asOf, fromTime, toTime) are ISO-8601 with timezone or integer µs; the as-of rule is
  * in `time.ts`. Errors: `{error: {code, message}}` with AUDIT_* codes (see `auditErrorStatus`).
@@ -120,7 +124,12 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
 
   // Encapsulated in this plugin: audit errors and schema failures (AUDIT_BAD_REQUEST) as
   // {error: {code, message}}; the rest (malformed JSON, a body too large, …) as the server's API_* codes.
-  app.setErrorHandler((err: unknown, _req, reply) => sendApiError(reply, err, 'AUDIT_BAD_REQUEST'));
+  // A collection name or document id outside the documented rules is API_INVALID_NAME, as on every route.
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    const e = err as { validation?: unknown; validationContext?: unknown; message?: unknown };
+    if (e.validation !== undefined && e.validationContext === 'params') return sendApiError(reply, new ApiError('API_INVALID_NAME', `collection names are 1-64 of A-Z a-z 0-9 _ - starting with a letter or digit, document ids 1-256 printable ASCII characters without whitespace, /, ?, # or %: ${String(e.message)}`), 'AUDIT_BAD_REQUEST');
+    return sendApiError(reply, err, 'AUDIT_BAD_REQUEST');
+  });
 
   app.get('/v1/audit/head', { schema: { response: { 200: headSchema } } }, () => headToJson(log.head()));
 
@@ -175,9 +184,10 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     return reply.type('application/x-ndjson').send(out);
   });
 
-  const nameParams = { type: 'object', properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source } }, required: ['name'] } as const;
+  const nameParams = { type: 'object', additionalProperties: false, properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source } }, required: ['name'] } as const;
   const docParams = {
     type: 'object',
+    additionalProperties: false,
     properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source }, id: { type: 'string', pattern: DOC_ID_RE.source } },
     required: ['name', 'id'],
   } as const;
@@ -327,7 +337,15 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   );
 
   app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
-    const events = docHistory(log, req.params.name, req.params.id);
+    let events;
+    try {
+      events = docHistoryOrThrow(log, req.params.name, req.params.id);
+    } catch (err) {
+      // The collection routes' codes: this route sits beside GET /v1/collections/:name/vectors/:id.
+      if (isAuditError(err, 'AUDIT_UNKNOWN_COLLECTION')) throw new ApiError('API_COLLECTION_NOT_FOUND', err.message);
+      if (isAuditError(err, 'AUDIT_DOC_NOT_FOUND')) throw new ApiError('API_DOC_NOT_FOUND', err.message);
+      throw err;
+    }
     return sendJsonWithArray(reply, { collection: req.params.name, id: req.params.id }, 'events', events, {}, (e) => JSON.stringify(eventToJson(e)));
   });
   return Promise.resolve();
