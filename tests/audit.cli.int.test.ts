@@ -63,6 +63,18 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, extends: false, checked: 14, head: { seq: 14 } });
   });
 
+  it('the digest of a fresh, empty data dir (audit head) verifies later: exit 0', async () => {
+    const fresh = tmpDir();
+    await (await EventLog.open({ dir: fresh, logger: () => {} })).close();
+    const h = await run(['audit', 'head', '--data-dir', fresh, '--json']);
+    expect(h.code).toBe(0);
+    const { digest } = JSON.parse(h.stdout) as { digest: string };
+    expect(digest).toBe(`0:${'0'.repeat(64)}`);
+    const v = await run(['audit', 'verify', '--data-dir', fresh, '--digest', digest, '--json']);
+    expect([v.code, v.stderr]).toEqual([0, '']);
+    expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, extends: true, checked: 0 });
+  });
+
   it('audit verify exits 3 naming the first bad seq on a tampered copy, and on a digest not extended', async () => {
     const digest = `${log.head().seq}:${toHex(log.head().hash)}`;
     const copy = copyDir(dir);

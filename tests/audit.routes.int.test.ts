@@ -58,6 +58,11 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect(a.json()).toMatchObject({ ok: true, extends: true, checked: 5, head: { seq: 5 } });
     const b = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { digest: `2:${toHex(e2.hash)}` } });
     expect(b.statusCode).toBe(200);
+    // The empty log's digest (what GET /v1/audit/head answered before the first write): every log extends it.
+    for (const payload of [{ digest: `0:${'0'.repeat(64)}` }, { seq: 0, hash: '0'.repeat(64) }]) {
+      const g = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
+      expect([g.statusCode, g.json()]).toMatchObject([200, { ok: true, extends: true, checked: 5 }]);
+    }
     const c = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: {} });
     expect(c.json()).toMatchObject({ ok: true, extends: false });
     const none = await app.inject({ method: 'POST', url: '/v1/audit/verify' }); // no body: the chain only
@@ -87,12 +92,12 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
   });
 
   it('POST /v1/audit/verify: malformed digests -> 400 AUDIT_BAD_DIGEST / schema errors -> 400', async () => {
-    for (const payload of [{ digest: 'nope' }, { digest: '0:' + 'ab'.repeat(32) }, { seq: 1 }, { hash: 'ab'.repeat(32) }, { seq: 1, hash: 'xyz' }, { digest: `1:${'ab'.repeat(32)}`, seq: 1 }]) {
+    for (const payload of [{ digest: 'nope' }, { digest: '0:' + 'ab'.repeat(32) }, { seq: 1 }, { hash: 'ab'.repeat(32) }, { seq: 1, hash: 'xyz' }, { digest: `1:${'ab'.repeat(32)}`, seq: 1 }, { seq: 0, hash: 'ab'.repeat(32) }]) {
       const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
       expect(r.statusCode, JSON.stringify(payload)).toBe(400);
       expect(r.json().error.code).toBe('AUDIT_BAD_DIGEST');
     }
-    for (const payload of [{ extra: 1 }, { seq: 'x', hash: 'ab'.repeat(32) }, { seq: 0, hash: 'ab'.repeat(32) }]) {
+    for (const payload of [{ extra: 1 }, { seq: 'x', hash: 'ab'.repeat(32) }, { seq: -1, hash: 'ab'.repeat(32) }]) {
       const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
       expect(r.statusCode, JSON.stringify(payload)).toBe(400);
       expect(r.json().error).toMatchObject({ code: 'AUDIT_BAD_REQUEST' });

@@ -120,6 +120,21 @@ describe('state as of T at the edges', () => {
     }
   });
 
+  it("the empty log's digest (0:<genesis>) verifies on the empty log and on every log grown from it; seq 0 with another hash is AUDIT_BAD_DIGEST", async () => {
+    const log = await EventLog.open({ dir: tmpDir(), logger: () => {} });
+    try {
+      const d0 = formatDigest(log.head());
+      expect(d0).toBe(`0:${'0'.repeat(64)}`);
+      expect(verifyDigest(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 0 });
+      await log.append([createColl('c', 1), upsert('c', 'a', [1])]);
+      expect(verifyDigest(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 2 });
+      expect(await verifyDigestAsync(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 2 });
+      expect(() => parseDigest(`0:${'ab'.repeat(32)}`)).toThrow(expect.objectContaining({ code: 'AUDIT_BAD_DIGEST' }));
+    } finally {
+      await log.close();
+    }
+  });
+
   it('importState rejects files that do not follow the format, naming the line', async () => {
     const dir = tmpDir();
     const clock = new FakeClock();

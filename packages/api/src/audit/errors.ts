@@ -3,8 +3,8 @@
  * status of each code is in `auditErrorStatus` (the one place that maps them).
  */
 export const AuditErrorCodes = {
-  /** A digest is not `SEQ:HASH` (positive integer seq, 64 hex characters), or a `{seq, hash}` pair is malformed. */
-  AUDIT_BAD_DIGEST: 'a digest must be SEQ:HASH with a positive integer seq and a 64-hex-character SHA-256 hash',
+  /** A digest is not `SEQ:HASH` (non-negative integer seq, 64 hex characters), or a `{seq, hash}` pair is malformed. */
+  AUDIT_BAD_DIGEST: 'a digest must be SEQ:HASH with a non-negative integer seq and a 64-hex-character SHA-256 hash',
   /** A timestamp is neither ISO-8601 with a timezone nor a non-negative integer of microseconds. */
   AUDIT_BAD_TIME: 'a timestamp must be ISO-8601 with a timezone (Z or ±hh:mm) or an integer of microseconds since the epoch',
   /** An as-of time lies after the current time (and after the head): the answer could still change, so it is refused. */

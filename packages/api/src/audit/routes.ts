@@ -140,7 +140,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { seq: { type: 'integer', minimum: 1 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
+          properties: { seq: { type: 'integer', minimum: 0 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
         },
         response: { 400: errorSchema },
       },
