@@ -51,6 +51,21 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect(r.json()).toEqual({ seq: 5, ts: h.ts, ts_iso: formatMicros(h.ts), hash: toHex(h.hash) });
   });
 
+  it('GET /v1/audit/head?asOf=T answers the head digest at T; unknown query parameters are 400', async () => {
+    const at = async (q: string) => app.inject({ method: 'GET', url: `/v1/audit/head${q}` });
+    const e2 = log.get(3)!; // the last event of the second commit
+    expect((await at(`?asOf=${commits[1]!.ts}`)).json()).toEqual({ seq: 3, ts: e2.ts, ts_iso: formatMicros(e2.ts), hash: toHex(e2.hash) });
+    expect((await at(`?asOf=${commits[0]!.ts - 1}`)).json()).toEqual({ seq: 0, ts: 0, ts_iso: null, hash: '0'.repeat(64) });
+    const future = await at('?asOf=2200-01-01T00:00:00Z');
+    expect([future.statusCode, future.json().error.code]).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+    for (const url of ['/v1/audit/head?x=1', '/v1/collections/c/vectors/a/history?asOf=0', '/v1/collections/c/vectors/a/history?x=1']) {
+      const r = await app.inject({ method: 'GET', url });
+      expect([r.statusCode, r.json().error.code], url).toEqual([400, 'AUDIT_BAD_REQUEST']);
+    }
+    const v = await app.inject({ method: 'POST', url: '/v1/audit/verify?x=1', payload: {} });
+    expect([v.statusCode, v.json().error.code]).toEqual([400, 'AUDIT_BAD_REQUEST']);
+  });
+
   it('POST /v1/audit/verify: {seq, hash} and {digest} that the log extends -> 200', async () => {
     const e2 = log.get(2)!;
     const a = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { seq: 2, hash: toHex(e2.hash) } });

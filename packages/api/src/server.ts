@@ -63,6 +63,8 @@ const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a
 const asOfString = { type: 'string', maxLength: 64, description: 'an instant: ISO-8601 with a time zone, or integer microseconds since the epoch; not in the future' } as const;
 
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+/** The body of a route that takes none: absent, `null` or `{}`; any field is 400 (nothing is changed). */
+const noBody = { type: 'object', nullable: true, additionalProperties: false, properties: {}, description: 'no body (or {})' } as const;
 
 function checkName(name: string): void {
   if (!COLLECTION_NAME_RE.test(name)) throw new ApiError('API_INVALID_NAME', `collection name must match ${NAME_PATTERN} (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)`);
@@ -279,7 +281,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
     r.get('/v1/collections', { config: { roles: ['read'] }, schema: { summary: 'List collections', querystring: emptyQuery } }, () => ({ collections: projections.listCollections().map(collectionJson) }));
     r.get<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['read'] }, schema: { summary: 'One collection', params: nameParam, querystring: emptyQuery } }, (req) => collectionJson(requireCollection(req.params.name)));
-    r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery } }, async (req) =>
+    r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery, body: noBody } }, async (req) =>
       lifecycle.exclusive(async () => {
         requireCollection(req.params.name);
         const res = await log.append([{ type: 'collection.dropped', collection: req.params.name, ...actorOf(req), body: {} }]);
@@ -335,7 +337,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           return committed(await log.append(events));
         }),
     );
-    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery } }, (req) =>
+    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery, body: noBody } }, (req) =>
       lifecycle.shared(async () => {
         const c = requireCollection(req.params.name);
         checkId(req.params.id);
@@ -447,7 +449,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // ---------------------------------------------------------- admin
     r.post<{ Params: { name: 'wal' | 'cold' | 'hot' | 'cache' } }>(
       '/v1/admin/circuit-breakers/:name/reset',
-      { config: { roles: ['admin'] }, schema: { summary: 'Close a circuit breaker by hand', params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', enum: ['wal', 'cold', 'hot', 'cache'] } } }, querystring: emptyQuery } },
+      { config: { roles: ['admin'] }, schema: { summary: 'Close a circuit breaker by hand', params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', enum: ['wal', 'cold', 'hot', 'cache'] } } }, querystring: emptyQuery, body: noBody } },
       (req) => {
         if (req.params.name === 'wal') log.resetBreaker();
         else projections.resetBreaker(req.params.name);

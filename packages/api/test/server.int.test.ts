@@ -116,6 +116,13 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['1e400 in metadata', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"n":1e400}}]}', 400, 'API_INVALID_METADATA'],
     ['application/xml body', 'POST', '/v1/collections/docs/search', '<a/>', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
     ['failpoints API off', 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'panic' }, 404, 'API_FAILPOINTS_DISABLED'],
+    ['a body field on a vector delete', 'DELETE', '/v1/collections/docs/vectors/a', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a body field on a collection drop', 'DELETE', '/v1/collections/docs', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a body field on a breaker reset', 'POST', '/v1/admin/circuit-breakers/wal/reset', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a query parameter on the history', 'GET', '/v1/collections/docs/vectors/a/history?x=1', undefined, 400, 'AUDIT_BAD_REQUEST'],
+    ['asOf on the history (not supported)', 'GET', '/v1/collections/docs/vectors/a/history?asOf=0', undefined, 400, 'AUDIT_BAD_REQUEST'],
+    ['a query parameter on verify', 'POST', '/v1/audit/verify?x=1', {}, 400, 'AUDIT_BAD_REQUEST'],
+    ['a query parameter on the head', 'GET', '/v1/audit/head?x=1', undefined, 400, 'AUDIT_BAD_REQUEST'],
   ];
   it.each(bad)('bad input changes nothing: %s → %i', async (_name, method, url, body, status, code) => {
     const before = toHex(node.log.head().hash);
@@ -124,6 +131,18 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(r.json.error.code).toBe(code);
     expect(typeof r.json.error.message).toBe('string');
     expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('routes that take no body accept none, null or {}, and the OpenAPI document marks such bodies optional', async () => {
+    await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'nb1', vector: vec(1, 0, 0) }, { id: 'nb2', vector: vec(1, 0, 0) }, { id: 'nb3', vector: vec(1, 0, 0) }] });
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb1')).status).toBe(200);
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb2', {})).status).toBe(200);
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb3', 'null', { 'content-type': 'application/json' })).status).toBe(200);
+    expect((await req(node, 'POST', '/v1/admin/circuit-breakers/wal/reset')).status).toBe(200);
+    const doc = (await req(node, 'GET', '/openapi.json')).json as { paths: Record<string, Record<string, { parameters: unknown[]; requestBody?: { required: boolean } }>> };
+    expect(doc.paths['/v1/collections/{name}/vectors/{id}']!['delete']!.requestBody?.required).toBe(false);
+    expect(doc.paths['/v1/collections/{name}/vectors']!['post']!.requestBody?.required).toBe(true);
+    expect(doc.paths['/v1/audit/head']!['get']!.parameters).toEqual([expect.objectContaining({ name: 'asOf', in: 'query' })]);
   });
 
   it('metadata 16 levels deep, the object itself included, is accepted', async () => {

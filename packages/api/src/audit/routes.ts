@@ -8,7 +8,7 @@ import { ApiError, sendApiError } from '../errors.js';
 import { sendJsonWithArray } from '../jsonStream.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
-import { collectionAsOfAsync, docHistoryOrThrow, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { collectionAsOfAsync, docHistoryOrThrow, docToJson, docValueAsOf, eventToJson, headAtSeq, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
@@ -131,12 +131,22 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     return sendApiError(reply, err, 'AUDIT_BAD_REQUEST');
   });
 
-  app.get('/v1/audit/head', { schema: { response: { 200: headSchema } } }, () => headToJson(log.head()));
+  const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+  // With asOf: the head digest at T (the last event with ts ≤ T; seq 0 and the genesis hash before the first).
+  app.get<{ Querystring: { asOf?: string } }>('/v1/audit/head', { schema: { querystring: asOfQuery, response: { 200: headSchema } } }, (req, reply) => {
+    try {
+      return reply.send(headToJson(req.query.asOf === undefined ? log.head() : headAtSeq(log, log.seqAtTime(asOfParam(req.query.asOf)))));
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
 
   app.post<{ Body: { seq?: number; hash?: string; digest?: string } | undefined }>(
     '/v1/audit/verify',
     {
       schema: {
+        querystring: emptyQuery,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -336,7 +346,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     },
   );
 
-  app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
+  app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams, querystring: emptyQuery } }, (req, reply) => {
     let events;
     try {
       events = docHistoryOrThrow(log, req.params.name, req.params.id);
