@@ -307,9 +307,19 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
     const head = node.log.head();
     const got = await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${head.ts}`);
     expect([got.status, got.json.id]).toEqual([200, 'a']);
-    const future = new Date(Date.now() + 120_000).toISOString();
-    for (const r of [await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${future}`), await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: future })]) {
-      expect([r.status, r.json.error.code]).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+    // However far: past the µs range of a safe integer (after 2255) too, never "out of range".
+    for (const future of [new Date(Date.now() + 120_000).toISOString(), '2256-01-01T00:00:00Z', '9999-12-31T23:59:59Z']) {
+      for (const r of [await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${future}`), await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: future }), await req(node, 'GET', `/v1/audit/collections/docs?asOf=${future}`)]) {
+        expect([r.status, r.json.error.code], future).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+      }
+    }
+    // Before 1970 (years 0-99 too) is before the first event: the empty state, not an error.
+    for (const past of ['1969-12-31T23:59:59Z', '0001-01-01T00:00:00Z']) {
+      const st = await req(node, 'GET', `/v1/audit/state?asOf=${past}`);
+      expect([st.status, JSON.parse(String(st.json).split('\n')[0]!).head.seq], past).toEqual([200, 0]);
+      expect((await req(node, 'GET', `/v1/audit/head?asOf=${past}`)).json.seq).toBe(0);
+      const s2 = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: past });
+      expect([s2.status, s2.json.error.code], past).toEqual([404, 'API_COLLECTION_NOT_FOUND']);
     }
     expect((await req(node, 'GET', '/v1/collections/docs/vectors/a?asOf=soon')).json.error.code).toBe('API_INVALID_TIMESTAMP');
     const before = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: '2020-01-01T00:00:00Z' });
