@@ -170,6 +170,26 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(s.code).toBe(2);
   });
 
+  it('with --json a failure is {"error": {"code", "message"}} on stdout (and text on stderr), as in the other commands; audit search takes --json', async () => {
+    for (const [args, exit, code] of [
+      [['audit', 'verify', '--data-dir', dir, '--digest', 'nope', '--json'], 2, 'AUDIT_BAD_DIGEST'],
+      [['audit', 'history', '--data-dir', dir, '--collection', 'nope', '--doc-id', 'x', '--json'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+      [['audit', 'head', '--data-dir', path.join(dir, 'does-not-exist'), '--json'], 2, undefined],
+      [['audit', 'search', '--data-dir', dir, '--collection', 'nope', '--vector', '[1,2]', '--json'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+      [['audit', 'search', '--data-dir', dir, '--collection', 'nope', '--vector', '[1,2]'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+    ] as const) {
+      const r = await run([...args]);
+      expect(r.code, args.join(' ')).toBe(exit);
+      const e = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+      if (code !== undefined) expect(e.code).toBe(code);
+      expect(typeof e.message).toBe('string');
+      expect(r.stderr).toContain(e.code);
+    }
+    const ok = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[1,2]', '--k', '1', '--json']);
+    expect(ok.code).toBe(0);
+    expect((JSON.parse(ok.stdout) as { results: unknown[] }).results).toHaveLength(1);
+  });
+
   it('audit verify --backup-id --store: a restored backup verifies against a digest taken before it; a damaged backup exits 3', async () => {
     const before = `${log.get(6)!.seq}:${toHex(log.get(6)!.hash)}`;
     const storeDir = path.join(tmpDir(), 'store');

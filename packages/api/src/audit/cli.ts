@@ -43,9 +43,14 @@ const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAI
 const BACKUP_BAD_INPUT = new Set(['BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', 'BACKUP_INVALID_URL', 'BACKUP_INVALID_ARGUMENT']);
 const BACKUP_NOT_FOUND = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING']);
 
-function fail(err: unknown): void {
+/**
+ * Reports a failure and sets the exit code: `error: CODE: message` on stderr, and with `--json`
+ * also `{"error": {"code", "message"}}` on stdout, as the other kyrodb commands do.
+ */
+function fail(err: unknown, json: boolean | undefined): void {
   const message = err instanceof Error ? err.message : String(err);
   const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
+  if (json === true) process.stdout.write(JSON.stringify({ error: { code, message } }) + '\n');
   process.stderr.write(`error: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
@@ -149,7 +154,7 @@ export function registerAuditCommands(program: Command): Command {
           }
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       } finally {
         if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
       }
@@ -164,7 +169,7 @@ export function registerAuditCommands(program: Command): Command {
       try {
         await withLog(o.dataDir, (log) => printHead(log.head(), o.json === true));
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -224,7 +229,7 @@ export function registerAuditCommands(program: Command): Command {
           }
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -245,7 +250,7 @@ export function registerAuditCommands(program: Command): Command {
           }
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -258,7 +263,8 @@ export function registerAuditCommands(program: Command): Command {
     .option('--filter <json>', 'metadata filter (JSON), as in the search API')
     .option('--as-of <T>', 'ISO-8601 with timezone or integer microseconds; default now')
     .requiredOption('--data-dir <dir>', 'data dir of the log')
-    .action(async (o: { collection: string; vector: string; k: string; filter?: string; asOf?: string; dataDir: string }) => {
+    .option('--json', 'print JSON (the default: this command always prints JSON; failures as {"error": {"code", "message"}} too)')
+    .action(async (o: { collection: string; vector: string; k: string; filter?: string; asOf?: string; dataDir: string; json?: boolean }) => {
       try {
         let vec: unknown;
         let filter: unknown;
@@ -280,7 +286,7 @@ export function registerAuditCommands(program: Command): Command {
           process.stdout.write(JSON.stringify({ as_of: formatMicros(t), as_of_micros: t, head: headToJson(r.head), results: r.results }) + '\n');
         });
       } catch (err) {
-        fail(err);
+        fail(err, true); // this command's output is JSON whatever the flag
       }
     });
 
