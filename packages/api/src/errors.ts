@@ -21,6 +21,10 @@ export const ApiErrorCodes = {
   API_EMPTY_BATCH: 'a batch holds no vectors; nothing was written',
   /** A batch holds more than `server.max_batch` vectors. */
   API_BATCH_TOO_LARGE: 'a batch holds more vectors than server.max_batch; nothing was written',
+  /** The request's headers are larger than node's limit (16 KiB by default). */
+  API_HEADERS_TOO_LARGE: 'the request headers are too large',
+  /** The request was not received whole in time (node's request timeout). */
+  API_REQUEST_TIMEOUT: 'the request was not received in time',
   /** The body is larger than `server.body_limit_bytes`. */
   API_PAYLOAD_TOO_LARGE: 'the body is larger than server.body_limit_bytes',
   /** A vector's length differs from its collection's dimension. */
@@ -98,6 +102,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_EMPTY_BATCH: 400,
   API_BATCH_TOO_LARGE: 413,
   API_PAYLOAD_TOO_LARGE: 413,
+  API_HEADERS_TOO_LARGE: 431,
+  API_REQUEST_TIMEOUT: 408,
   API_DIMENSION_MISMATCH: 400,
   API_NON_FINITE_VECTOR: 400,
   API_INVALID_TIMESTAMP: 400,

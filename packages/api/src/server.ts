@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -82,6 +84,21 @@ function metadataTypeError(err: unknown): ApiError | undefined {
   const at = v?.[0]?.instancePath;
   const m = typeof at === 'string' ? /^\/vectors\/(\d+)\/metadata$/.exec(at) : null;
   return m === null ? undefined : new ApiError('API_INVALID_METADATA', `vectors[${m[1]}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+}
+
+/**
+ * Answers a request node's HTTP parser refused before fastify saw it (a garbage request line, an
+ * unknown method, a malformed header, Content-Length with Transfer-Encoding, headers too large,
+ * a request that timed out) in the API's shape, `{error: {code, message}}`, then closes the
+ * connection: 431 API_HEADERS_TOO_LARGE, 408 API_REQUEST_TIMEOUT, else 400 API_INVALID_REQUEST.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing left to answer
+  const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'API_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'API_REQUEST_TIMEOUT' : 'API_INVALID_REQUEST';
+  const status = httpStatusFor(code);
+  const body = JSON.stringify({ error: { code, message: `the request is not valid HTTP/1.1: ${err.message}${err.code !== undefined ? ` (${err.code})` : ''}` } });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy();
 }
 
 /** A JSON number list → Float32Array; rejects non-numbers ("NaN", null, …) and non-finite values (1e400). */
@@ -174,6 +191,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message: err.message } });
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    clientErrorHandler,
   });
   // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
   // not a 400 saying "body must be object".
