@@ -63,6 +63,18 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, extends: false, checked: 14, head: { seq: 14 } });
   });
 
+  it('the digest of a fresh, empty data dir (audit head) verifies later: exit 0', async () => {
+    const fresh = tmpDir();
+    await (await EventLog.open({ dir: fresh, logger: () => {} })).close();
+    const h = await run(['audit', 'head', '--data-dir', fresh, '--json']);
+    expect(h.code).toBe(0);
+    const { digest } = JSON.parse(h.stdout) as { digest: string };
+    expect(digest).toBe(`0:${'0'.repeat(64)}`);
+    const v = await run(['audit', 'verify', '--data-dir', fresh, '--digest', digest, '--json']);
+    expect([v.code, v.stderr]).toEqual([0, '']);
+    expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, extends: true, checked: 0 });
+  });
+
   it('audit verify exits 3 naming the first bad seq on a tampered copy, and on a digest not extended', async () => {
     const digest = `${log.head().seq}:${toHex(log.head().hash)}`;
     const copy = copyDir(dir);
@@ -85,6 +97,7 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
       ['audit', 'verify'],
       ['audit', 'verify', '--data-dir', dir, '--bogus'],
       ['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', '9999-12-31T23:59:59Z', '--out', path.join(dir, 'x.ndjson')],
       ['audit', 'replay', '--data-dir', dir, '--to', 'last tuesday', '--out', path.join(dir, 'x.ndjson')],
       ['audit', 'replay', '--data-dir', dir, '--to', String(commits[1]!.ts), '--out', path.join(dir, 'no-such-dir', 'x.ndjson')],
     ];
@@ -94,8 +107,10 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     }
     const d = await run(['audit', 'verify', '--data-dir', dir, '--digest', 'nope']);
     expect(d.stderr).toContain('AUDIT_BAD_DIGEST');
-    const f = await run(['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')]);
-    expect(f.stderr).toContain('AUDIT_TIME_IN_FUTURE');
+    for (const far of ['2200-01-01T00:00:00Z', '9999-12-31T23:59:59Z']) {
+      const f = await run(['audit', 'replay', '--data-dir', dir, '--to', far, '--out', path.join(dir, 'x.ndjson')]);
+      expect(f.stderr).toContain('AUDIT_TIME_IN_FUTURE');
+    }
     expect(fs.existsSync(path.join(dir, 'x.ndjson'))).toBe(false);
   });
 
@@ -121,6 +136,12 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     const e = await run(['audit', 'replay', '--data-dir', dir, '--to', String(commits[0]!.ts - 1), '--out', empty]);
     expect(e.code).toBe(0);
     expect((await importState(empty)).collections.size).toBe(0);
+    // Before 1970, and in year 1, is before the first event too: the empty state, exported and read back.
+    for (const early of ['1969-12-31T23:59:59Z', '0001-01-01T00:00:00Z']) {
+      const x = await run(['audit', 'replay', '--data-dir', dir, '--to', early, '--out', empty]);
+      expect([x.code, x.stderr], early).toEqual([0, '']);
+      expect((await importState(empty)).head.seq).toBe(0);
+    }
   });
 
   it('audit history lists the events of one document (with its collection\'s create)', async () => {
@@ -131,6 +152,42 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(rows[0]?.[2]).toBe('collection.created');
     const j = await run(['audit', 'history', '--data-dir', dir, '--collection', 'c', '--doc-id', 'k1', '--json']);
     expect(j.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual(docHistory(log, 'c', 'k1').map((e) => e.seq));
+  });
+
+  it('audit history of a collection or document with no event exits 4, of an invalid name 2; a deleted document keeps its history', async () => {
+    for (const [args, code] of [
+      [['--collection', 'nope', '--doc-id', 'k1'], 4],
+      [['--collection', 'c', '--doc-id', 'never'], 4],
+      [['--collection', '../x', '--doc-id', 'k1'], 2],
+      [['--collection', 'c', '--doc-id', 'a b'], 2],
+    ] as const) {
+      const r = await run(['audit', 'history', '--data-dir', dir, ...args]);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(code === 4 ? /AUDIT_(UNKNOWN_COLLECTION|DOC_NOT_FOUND)/ : /AUDIT_BAD_REQUEST/);
+    }
+    const s = await run(['audit', 'search', '--data-dir', dir, '--collection', '../x', '--vector', '[1,2]']);
+    expect(s.code).toBe(2);
+  });
+
+  it('with --json a failure is {"error": {"code", "message"}} on stdout (and text on stderr), as in the other commands; audit search takes --json', async () => {
+    for (const [args, exit, code] of [
+      [['audit', 'verify', '--data-dir', dir, '--digest', 'nope', '--json'], 2, 'AUDIT_BAD_DIGEST'],
+      [['audit', 'history', '--data-dir', dir, '--collection', 'nope', '--doc-id', 'x', '--json'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+      [['audit', 'head', '--data-dir', path.join(dir, 'does-not-exist'), '--json'], 2, undefined],
+      [['audit', 'search', '--data-dir', dir, '--collection', 'nope', '--vector', '[1,2]', '--json'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+      [['audit', 'search', '--data-dir', dir, '--collection', 'nope', '--vector', '[1,2]'], 4, 'AUDIT_UNKNOWN_COLLECTION'],
+    ] as const) {
+      const r = await run([...args]);
+      expect(r.code, args.join(' ')).toBe(exit);
+      const e = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+      if (code !== undefined) expect(e.code).toBe(code);
+      expect(typeof e.message).toBe('string');
+      expect(r.stderr).toContain(e.code);
+    }
+    const ok = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[1,2]', '--k', '1', '--json']);
+    expect(ok.code).toBe(0);
+    expect((JSON.parse(ok.stdout) as { results: unknown[] }).results).toHaveLength(1);
   });
 
   it('audit verify --backup-id --store: a restored backup verifies against a digest taken before it; a damaged backup exits 3', async () => {

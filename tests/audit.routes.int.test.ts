@@ -51,6 +51,21 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect(r.json()).toEqual({ seq: 5, ts: h.ts, ts_iso: formatMicros(h.ts), hash: toHex(h.hash) });
   });
 
+  it('GET /v1/audit/head?asOf=T answers the head digest at T; unknown query parameters are 400', async () => {
+    const at = async (q: string) => app.inject({ method: 'GET', url: `/v1/audit/head${q}` });
+    const e2 = log.get(3)!; // the last event of the second commit
+    expect((await at(`?asOf=${commits[1]!.ts}`)).json()).toEqual({ seq: 3, ts: e2.ts, ts_iso: formatMicros(e2.ts), hash: toHex(e2.hash) });
+    expect((await at(`?asOf=${commits[0]!.ts - 1}`)).json()).toEqual({ seq: 0, ts: 0, ts_iso: null, hash: '0'.repeat(64) });
+    const future = await at('?asOf=2200-01-01T00:00:00Z');
+    expect([future.statusCode, future.json().error.code]).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+    for (const url of ['/v1/audit/head?x=1', '/v1/collections/c/vectors/a/history?asOf=0', '/v1/collections/c/vectors/a/history?x=1']) {
+      const r = await app.inject({ method: 'GET', url });
+      expect([r.statusCode, r.json().error.code], url).toEqual([400, 'AUDIT_BAD_REQUEST']);
+    }
+    const v = await app.inject({ method: 'POST', url: '/v1/audit/verify?x=1', payload: {} });
+    expect([v.statusCode, v.json().error.code]).toEqual([400, 'AUDIT_BAD_REQUEST']);
+  });
+
   it('POST /v1/audit/verify: {seq, hash} and {digest} that the log extends -> 200', async () => {
     const e2 = log.get(2)!;
     const a = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { seq: 2, hash: toHex(e2.hash) } });
@@ -58,6 +73,11 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect(a.json()).toMatchObject({ ok: true, extends: true, checked: 5, head: { seq: 5 } });
     const b = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: { digest: `2:${toHex(e2.hash)}` } });
     expect(b.statusCode).toBe(200);
+    // The empty log's digest (what GET /v1/audit/head answered before the first write): every log extends it.
+    for (const payload of [{ digest: `0:${'0'.repeat(64)}` }, { seq: 0, hash: '0'.repeat(64) }]) {
+      const g = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
+      expect([g.statusCode, g.json()]).toMatchObject([200, { ok: true, extends: true, checked: 5 }]);
+    }
     const c = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload: {} });
     expect(c.json()).toMatchObject({ ok: true, extends: false });
     const none = await app.inject({ method: 'POST', url: '/v1/audit/verify' }); // no body: the chain only
@@ -87,12 +107,12 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
   });
 
   it('POST /v1/audit/verify: malformed digests -> 400 AUDIT_BAD_DIGEST / schema errors -> 400', async () => {
-    for (const payload of [{ digest: 'nope' }, { digest: '0:' + 'ab'.repeat(32) }, { seq: 1 }, { hash: 'ab'.repeat(32) }, { seq: 1, hash: 'xyz' }, { digest: `1:${'ab'.repeat(32)}`, seq: 1 }]) {
+    for (const payload of [{ digest: 'nope' }, { digest: '0:' + 'ab'.repeat(32) }, { seq: 1 }, { hash: 'ab'.repeat(32) }, { seq: 1, hash: 'xyz' }, { digest: `1:${'ab'.repeat(32)}`, seq: 1 }, { seq: 0, hash: 'ab'.repeat(32) }]) {
       const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
       expect(r.statusCode, JSON.stringify(payload)).toBe(400);
       expect(r.json().error.code).toBe('AUDIT_BAD_DIGEST');
     }
-    for (const payload of [{ extra: 1 }, { seq: 'x', hash: 'ab'.repeat(32) }, { seq: 0, hash: 'ab'.repeat(32) }]) {
+    for (const payload of [{ extra: 1 }, { seq: 'x', hash: 'ab'.repeat(32) }, { seq: -1, hash: 'ab'.repeat(32) }]) {
       const r = await app.inject({ method: 'POST', url: '/v1/audit/verify', payload });
       expect(r.statusCode, JSON.stringify(payload)).toBe(400);
       expect(r.json().error).toMatchObject({ code: 'AUDIT_BAD_REQUEST' });
@@ -267,4 +287,45 @@ describe('GET /v1/log/stream and a client that reads slowly', () => {
       await log.close();
     }
   }, 60_000);
+});
+
+describe('GET /v1/collections/:name/vectors/:id/history: a document that never was is 404, one that is gone keeps its history', () => {
+  let dir: string;
+  let log: EventLog;
+  let app: App;
+  beforeAll(async () => {
+    dir = tmpDir();
+    log = await EventLog.open({ dir, logger: () => {} });
+    await log.append([createColl('c', 2), upsert('c', 'kept', [1, 2]), upsert('c', 'gone', [3, 4])]);
+    await log.append([{ type: 'vector.deleted', collection: 'c', body: { id: 'gone' } }]);
+    await log.append([createColl('dropped', 1), upsert('dropped', 'x', [1])]);
+    await log.append([{ type: 'collection.dropped', collection: 'dropped', body: {} }]);
+    app = Fastify();
+    await app.register(auditRoutes, { log });
+    await app.ready();
+  });
+  afterAll(async () => {
+    await app.close();
+    await log.close();
+  });
+
+  it.each([
+    ['an unknown collection', '/v1/collections/nope/vectors/kept/history', 404, 'API_COLLECTION_NOT_FOUND'],
+    ['an unknown document', '/v1/collections/c/vectors/never/history', 404, 'API_DOC_NOT_FOUND'],
+    ['an invalid collection name', '/v1/collections/..%2Fx/vectors/kept/history', 400, 'API_INVALID_NAME'],
+    ['an invalid document id', '/v1/collections/c/vectors/a%20b/history', 400, 'API_INVALID_NAME'],
+    ['an invalid name on an audit route', '/v1/audit/collections/-x', 400, 'API_INVALID_NAME'],
+  ])('%s (%s) → %i %s', async (_name, url, status, code) => {
+    const r = await app.inject({ method: 'GET', url });
+    expect([r.statusCode, r.json().error.code]).toEqual([status, code]);
+  });
+
+  it('a deleted document, and one whose collection was dropped, still show their history', async () => {
+    const gone = await app.inject({ method: 'GET', url: '/v1/collections/c/vectors/gone/history' });
+    expect(gone.statusCode).toBe(200);
+    expect(gone.json().events.map((e: Ev) => e.type)).toEqual(['collection.created', 'vector.upserted', 'vector.deleted']);
+    const dropped = await app.inject({ method: 'GET', url: '/v1/collections/dropped/vectors/x/history' });
+    expect(dropped.statusCode).toBe(200);
+    expect(dropped.json().events.map((e: Ev) => e.type)).toEqual(['collection.created', 'vector.upserted', 'collection.dropped']);
+  });
 });

@@ -14,6 +14,7 @@ import {
   parseAsOf,
   parseDigest,
   parseInstant,
+  MAX_INSTANT_MICROS,
   stateAsOf,
   stateAsOfAsync,
   verifyDigest,
@@ -69,16 +70,28 @@ describe('parseAsOf: the as-of rule', () => {
   it('formatMicros round-trips', () => {
     for (const t of [0, 1, 999, 1_764_118_223_123_456, 1_700_000_000_000_000]) expect(parseInstant(formatMicros(t))).toBe(t);
   });
-  it.each(['', 'now', '2026-11-26', '2026-11-26T00:50:23', '2026-11-26 00:50:23Z', '2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-26T24:00:00Z', '2026-11-26T00:00:00+25:00', '-5', '1.5', '1e6', '1969-12-31T23:59:59Z', '99999999999999999'])(
+  it.each(['', 'now', '2026-11-26', '2026-11-26T00:50:23', '2026-11-26 00:50:23Z', '2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-26T24:00:00Z', '2026-11-26T00:00:00+25:00', '-5', '1.5', '1e6', '0001-02-29T00:00:00Z'])(
     'rejects %j with AUDIT_BAD_TIME',
     (s) => {
       expect(code(() => parseAsOf(s, now))).toBe('AUDIT_BAD_TIME');
     },
   );
-  it('T in the future is refused with AUDIT_TIME_IN_FUTURE; T = now is accepted', () => {
+  it('T in the future is refused with AUDIT_TIME_IN_FUTURE, however far (past the µs range too); T = now is accepted', () => {
     expect(code(() => parseAsOf(String(now + 1), now))).toBe('AUDIT_TIME_IN_FUTURE');
     expect(code(() => parseAsOf('2200-01-01T00:00:00Z', now))).toBe('AUDIT_TIME_IN_FUTURE');
+    for (const far of ['2256-01-01T00:00:00Z', '9999-12-31T23:59:59Z', '99999999999999999']) {
+      expect(parseInstant(far)).toBe(MAX_INSTANT_MICROS);
+      expect(code(() => parseAsOf(far, now))).toBe('AUDIT_TIME_IN_FUTURE');
+    }
     expect(parseAsOf(String(now), now)).toBe(now);
+  });
+  it('T before 1970 is an instant like any other (before the first event: the empty state), years 0-99 included', () => {
+    expect(parseAsOf('1969-12-31T23:59:59Z', now)).toBe(-1_000_000);
+    expect(parseAsOf('1969-12-31T23:59:59.999999Z', now)).toBe(-1);
+    expect(parseInstant('1900-01-01T00:00:00Z')).toBe(Date.UTC(1900, 0, 1) * 1000);
+    // Date.UTC reads years 0-99 as 1900-1999; these are 1685 and earlier: the µs range's start.
+    for (const early of ['0001-01-01T00:00:00Z', '0099-06-01T00:00:00Z', '0000-01-01T00:00:00Z']) expect(parseAsOf(early, now)).toBe(-MAX_INSTANT_MICROS);
+    for (const t of [-1, -1_000_000, -123_456_789_012]) expect(parseInstant(formatMicros(t))).toBe(t);
   });
   it('every error code is documented and has an HTTP status', () => {
     for (const c of Object.keys(AuditErrorCodes)) expect(auditErrorStatus[c as keyof typeof auditErrorStatus]).toBeGreaterThanOrEqual(400);
@@ -115,6 +128,21 @@ describe('state as of T at the edges', () => {
       expect(verifyDigest(empty)).toMatchObject({ ok: true, checked: 0 });
       expect(verifyDigest(empty, parseDigest(`1:${'00'.repeat(32)}`))).toMatchObject({ ok: false, seq: 1, problem: 'digest_beyond_head' });
       await empty.close();
+    } finally {
+      await log.close();
+    }
+  });
+
+  it("the empty log's digest (0:<genesis>) verifies on the empty log and on every log grown from it; seq 0 with another hash is AUDIT_BAD_DIGEST", async () => {
+    const log = await EventLog.open({ dir: tmpDir(), logger: () => {} });
+    try {
+      const d0 = formatDigest(log.head());
+      expect(d0).toBe(`0:${'0'.repeat(64)}`);
+      expect(verifyDigest(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 0 });
+      await log.append([createColl('c', 1), upsert('c', 'a', [1])]);
+      expect(verifyDigest(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 2 });
+      expect(await verifyDigestAsync(log, parseDigest(d0))).toMatchObject({ ok: true, extends: true, checked: 2 });
+      expect(() => parseDigest(`0:${'ab'.repeat(32)}`)).toThrow(expect.objectContaining({ code: 'AUDIT_BAD_DIGEST' }));
     } finally {
       await log.close();
     }

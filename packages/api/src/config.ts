@@ -34,6 +34,12 @@ export interface KyroConfig {
     max_batch: number;
     /** Largest request body, bytes (413 above). Default 64 MiB. */
     body_limit_bytes: number;
+    /**
+     * Largest metadata of one document, bytes of its JSON text (UTF-8, as the request wrote it
+     * re-serialized without spaces); a write over it is 400 API_INVALID_METADATA and writes
+     * nothing. Keeps every answer that carries metadata (search hits, log pages) bounded. Default 64 KiB.
+     */
+    max_metadata_bytes: number;
     /** How long graceful shutdown waits for in-flight requests, ms. Default 10 000. */
     shutdown_timeout_ms: number;
   };
@@ -99,7 +105,7 @@ export interface KyroConfig {
 
 /** The embedded default: data in ./data, backups in ./backups, HTTP on 127.0.0.1:7070. */
 export const defaultConfig: KyroConfig = deepFreeze({
-  server: { host: '127.0.0.1', port: 7070, max_batch: 1000, body_limit_bytes: 64 * 1024 * 1024, shutdown_timeout_ms: 10_000 },
+  server: { host: '127.0.0.1', port: 7070, max_batch: 1000, body_limit_bytes: 64 * 1024 * 1024, max_metadata_bytes: 64 * 1024, shutdown_timeout_ms: 10_000 },
   storage: { data_dir: './data', hot_tier_max_vectors: 100_000, hot_tier_max_bytes: 64 * 1024 * 1024 },
   backup: {
     enabled: true,
@@ -135,6 +141,7 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'server.port': int(0, 65535),
   'server.max_batch': int(1, 100_000),
   'server.body_limit_bytes': int(1024, 2 ** 31),
+  'server.max_metadata_bytes': int(2, 2 ** 31),
   'server.shutdown_timeout_ms': int(0, 3_600_000),
   'storage.data_dir': { kind: 'string', nonEmpty: true },
   'storage.hot_tier_max_vectors': int(1, MAX_INT),

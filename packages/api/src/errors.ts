@@ -21,14 +21,18 @@ export const ApiErrorCodes = {
   API_EMPTY_BATCH: 'a batch holds no vectors; nothing was written',
   /** A batch holds more than `server.max_batch` vectors. */
   API_BATCH_TOO_LARGE: 'a batch holds more vectors than server.max_batch; nothing was written',
+  /** The request's headers are larger than node's limit (16 KiB by default). */
+  API_HEADERS_TOO_LARGE: 'the request headers are too large',
+  /** The request was not received whole in time (node's request timeout). */
+  API_REQUEST_TIMEOUT: 'the request was not received in time',
   /** The body is larger than `server.body_limit_bytes`. */
   API_PAYLOAD_TOO_LARGE: 'the body is larger than server.body_limit_bytes',
   /** A vector's length differs from its collection's dimension. */
   API_DIMENSION_MISMATCH: 'a vector length differs from the collection dimension; nothing was written',
   /** A vector value is NaN, ±Infinity or not a number (e.g. the string "NaN"). */
   API_NON_FINITE_VECTOR: 'a vector value is not a finite number; nothing was written',
-  /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep. */
-  API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep; nothing was written',
+  /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep, or is more than `server.max_metadata_bytes` of JSON. */
+  API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep and server.max_metadata_bytes of JSON; nothing was written',
   /** `asOf` (or `--as-of`, `--before`, `--since`) is not an ISO-8601 timestamp with a zone. */
   API_INVALID_TIMESTAMP: 'a timestamp is not ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z)',
   /** A metadata filter does not have the documented shape. */
@@ -43,8 +47,6 @@ export const ApiErrorCodes = {
   API_COLLECTION_NOT_FOUND: 'the collection does not exist',
   /** The document does not exist (or did not at `asOf`). */
   API_DOC_NOT_FOUND: 'the document does not exist',
-  /** The backup does not exist. */
-  API_BACKUP_NOT_FOUND: 'the backup does not exist',
   /** The collection exists with other settings (same settings: 200, idempotent). */
   API_COLLECTION_EXISTS: 'the collection exists with other settings',
   /** The hot tier is full: writes outpace indexing. Retry after `Retry-After` seconds. */
@@ -98,6 +100,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_EMPTY_BATCH: 400,
   API_BATCH_TOO_LARGE: 413,
   API_PAYLOAD_TOO_LARGE: 413,
+  API_HEADERS_TOO_LARGE: 431,
+  API_REQUEST_TIMEOUT: 408,
   API_DIMENSION_MISMATCH: 400,
   API_NON_FINITE_VECTOR: 400,
   API_INVALID_TIMESTAMP: 400,
@@ -107,7 +111,6 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_ROUTE_NOT_FOUND: 404,
   API_COLLECTION_NOT_FOUND: 404,
   API_DOC_NOT_FOUND: 404,
-  API_BACKUP_NOT_FOUND: 404,
   API_COLLECTION_EXISTS: 409,
   API_BACKPRESSURE: 429,
   API_SHUTTING_DOWN: 503,

@@ -23,7 +23,8 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
         summary: s.summary ?? '',
         ...(roles ? { description: `Roles: ${roles.join(', ')} (or admin) when auth keys are configured.`, security: [{ bearer: [] }] } : {}),
         parameters,
-        ...(s.body !== undefined ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
+        // A nullable body (a route that takes none, or `{}`) is optional.
+        ...(s.body !== undefined ? { requestBody: { required: (s.body as { nullable?: boolean }).nullable !== true, content: { 'application/json': { schema: s.body } } } } : {}),
         responses: {
           ...Object.fromEntries((statuses ?? [200]).map((st) => [String(st), { description: st === 201 ? 'Created' : 'OK' }])),
           default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -11,6 +13,7 @@ import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
 import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
+import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
@@ -62,6 +65,8 @@ const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a
 const asOfString = { type: 'string', maxLength: 64, description: 'an instant: ISO-8601 with a time zone, or integer microseconds since the epoch; not in the future' } as const;
 
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+/** The body of a route that takes none: absent, `null` or `{}`; any field is 400 (nothing is changed). */
+const noBody = { type: 'object', nullable: true, additionalProperties: false, properties: {}, description: 'no body (or {})' } as const;
 
 /** API_INVALID_NAME unless `name` is a valid collection name (COLLECTION_NAME_RE). */
 export function checkName(name: string): void {
@@ -70,6 +75,32 @@ export function checkName(name: string): void {
 /** API_INVALID_NAME unless `id` is a valid document id (DOC_ID_RE); `where` names it in the message. */
 export function checkId(id: unknown, where = 'id'): asserts id is string {
   if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
+}
+
+/**
+ * A schema failure of an upsert's metadata (`null`, an array, a string: not an object) as the
+ * documented API_INVALID_METADATA, like every other metadata rule; undefined for other errors.
+ */
+function metadataTypeError(err: unknown): ApiError | undefined {
+  const v = (err as { validation?: { instancePath?: unknown }[] }).validation;
+  const at = v?.[0]?.instancePath;
+  const m = typeof at === 'string' ? /^\/vectors\/(\d+)\/metadata$/.exec(at) : null;
+  return m === null ? undefined : new ApiError('API_INVALID_METADATA', `vectors[${m[1]}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+}
+
+/**
+ * Answers a request node's HTTP parser refused before fastify saw it (a garbage request line, an
+ * unknown method, a malformed header, Content-Length with Transfer-Encoding, headers too large,
+ * a request that timed out) in the API's shape, `{error: {code, message}}`, then closes the
+ * connection: 431 API_HEADERS_TOO_LARGE, 408 API_REQUEST_TIMEOUT, else 400 API_INVALID_REQUEST.
+ */
+function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing left to answer
+  const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'API_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'API_REQUEST_TIMEOUT' : 'API_INVALID_REQUEST';
+  const status = httpStatusFor(code);
+  const body = JSON.stringify({ error: { code, message: `the request is not valid HTTP/1.1: ${err.message}${err.code !== undefined ? ` (${err.code})` : ''}` } });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy();
 }
 
 /** A JSON number list → Float32Array; rejects non-numbers ("NaN", null, …) and non-finite values (1e400). */
@@ -162,6 +193,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message: err.message } });
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    clientErrorHandler,
   });
   // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
   // not a 400 saying "body must be object".
@@ -200,7 +232,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   }
 
-  app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, err, 'API_INVALID_REQUEST'));
+  app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, metadataTypeError(err) ?? err, 'API_INVALID_REQUEST'));
 
   app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}` } }));
 
@@ -269,7 +301,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
     r.get('/v1/collections', { config: { roles: ['read'] }, schema: { summary: 'List collections', querystring: emptyQuery } }, () => ({ collections: projections.listCollections().map(collectionJson) }));
     r.get<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['read'] }, schema: { summary: 'One collection', params: nameParam, querystring: emptyQuery } }, (req) => collectionJson(requireCollection(req.params.name)));
-    r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery } }, async (req) =>
+    r.delete<{ Params: { name: string } }>('/v1/collections/:name', { config: { roles: ['write'] }, schema: { summary: 'Drop a collection (its history stays in the log)', params: nameParam, querystring: emptyQuery, body: noBody } }, async (req) =>
       lifecycle.exclusive(async () => {
         requireCollection(req.params.name);
         const res = await log.append([{ type: 'collection.dropped', collection: req.params.name, ...actorOf(req), body: {} }]);
@@ -283,7 +315,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       {
         config: { roles: ['write'] },
         schema: {
-          summary: 'Upsert a batch of vectors atomically; answers {seq, ts} after the durable commit. Rules: 1..server.max_batch vectors (413 above), ids unique within the batch (400 API_DUPLICATE_ID), finite numbers only.',
+          summary: 'Upsert a batch of vectors atomically; answers {seq, ts} after the durable commit. Rules: 1..server.max_batch vectors (413 above), ids unique within the batch (400 API_DUPLICATE_ID), finite numbers only, metadata at most server.max_metadata_bytes of JSON (400 API_INVALID_METADATA).',
           params: nameParam,
           querystring: emptyQuery,
           body: {
@@ -293,7 +325,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             properties: {
               vectors: {
                 type: 'array',
-                items: { type: 'object', additionalProperties: false, required: ['id', 'vector'], properties: { id: { type: 'string' }, vector: { type: 'array' }, metadata: { type: 'object' } } },
+                items: { type: 'object', additionalProperties: false, required: ['id', 'vector'], properties: { id: { type: 'string' }, vector: { type: 'array' }, metadata: { type: 'object', description: 'a JSON object: finite numbers, at most 16 levels deep, at most server.max_metadata_bytes (64 KiB) of JSON' } } },
               },
             },
           },
@@ -313,14 +345,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             const vector = toVector(v.vector, `vectors[${i}].vector`);
             if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
             // Named as the request names it (the log would refuse it too, as "event i", LOG_INVALID_EVENT).
-            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep`);
+            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+            if (v.metadata !== undefined) {
+              const bytes = Buffer.byteLength(JSON.stringify(v.metadata));
+              const max = config.server.max_metadata_bytes;
+              if (bytes > max) throw new ApiError('API_INVALID_METADATA', `vectors[${i}] (id ${JSON.stringify(v.id)}): metadata is ${bytes} bytes of JSON, more than server.max_metadata_bytes (${max})`, { id: v.id, bytes, max });
+            }
             return { type: 'vector.upserted', collection: c.name, ...actorOf(req), body: v.metadata !== undefined ? { id: v.id, vector, metadata: v.metadata } : { id: v.id, vector } };
           });
           admit();
           return committed(await log.append(events));
         }),
     );
-    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery } }, (req) =>
+    r.delete<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id', { config: { roles: ['write'] }, schema: { summary: 'Delete a vector (404 if it is not live)', params: nameIdParams, querystring: emptyQuery, body: noBody } }, (req) =>
       lifecycle.shared(async () => {
         const c = requireCollection(req.params.name);
         checkId(req.params.id);
@@ -362,7 +399,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
         },
       },
-      async (req) => {
+      async (req, reply) => {
         checkName(req.params.name);
         const vector = toVector(req.body.vector, 'vector');
         const sr: SearchRequest = { vector, k: req.body.k };
@@ -378,7 +415,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
         } else sr.asOf = asOfMicros(String(req.body.asOf));
         try {
-          return await projections.search(req.params.name, sr);
+          const { results, ...rest } = await projections.search(req.params.name, sr);
+          // Hit by hit: k hits with large metadata pass V8's largest string.
+          return sendJsonWithArray(reply, {}, 'results', results, rest);
         } catch (err) {
           // The API's codes: the collection can also be dropped while a live search runs.
           const code = errorBody(err).code;
@@ -430,7 +469,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // ---------------------------------------------------------- admin
     r.post<{ Params: { name: 'wal' | 'cold' | 'hot' | 'cache' } }>(
       '/v1/admin/circuit-breakers/:name/reset',
-      { config: { roles: ['admin'] }, schema: { summary: 'Close a circuit breaker by hand', params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', enum: ['wal', 'cold', 'hot', 'cache'] } } }, querystring: emptyQuery } },
+      { config: { roles: ['admin'] }, schema: { summary: 'Close a circuit breaker by hand', params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', enum: ['wal', 'cold', 'hot', 'cache'] } } }, querystring: emptyQuery, body: noBody } },
       (req) => {
         if (req.params.name === 'wal') log.resetBreaker();
         else projections.resetBreaker(req.params.name);

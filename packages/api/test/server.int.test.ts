@@ -93,6 +93,11 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['id with a space', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a b', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['id too long', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x'.repeat(257), vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata 17 levels deep (16 are the most, the object itself included)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(16) + '{}' + '}'.repeat(16)) }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata 17 levels deep through arrays', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: { a: JSON.parse('['.repeat(16) + '1' + ']'.repeat(16)) } }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata null', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: null }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata an array', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: [] }] }, 400, 'API_INVALID_METADATA'],
+    ['metadata a string', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'ok', vector: [1, 0, 0] }, { id: 'x', vector: [1, 0, 0], metadata: 's' }] }, 400, 'API_INVALID_METADATA'],
     ['bad collection name', 'PUT', '/v1/collections/-bad', { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['collection name too long', 'PUT', `/v1/collections/${'c'.repeat(65)}`, { dimension: 3, metric: 'cosine' }, 400, 'API_INVALID_NAME'],
     ['unknown metric', 'PUT', '/v1/collections/okname', { dimension: 3, metric: 'hamming' }, 400, 'API_INVALID_REQUEST'],
@@ -111,6 +116,13 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['1e400 in metadata', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"n":1e400}}]}', 400, 'API_INVALID_METADATA'],
     ['application/xml body', 'POST', '/v1/collections/docs/search', '<a/>', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
     ['failpoints API off', 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'panic' }, 404, 'API_FAILPOINTS_DISABLED'],
+    ['a body field on a vector delete', 'DELETE', '/v1/collections/docs/vectors/a', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a body field on a collection drop', 'DELETE', '/v1/collections/docs', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a body field on a breaker reset', 'POST', '/v1/admin/circuit-breakers/wal/reset', { x: 1 }, 400, 'API_INVALID_REQUEST'],
+    ['a query parameter on the history', 'GET', '/v1/collections/docs/vectors/a/history?x=1', undefined, 400, 'AUDIT_BAD_REQUEST'],
+    ['asOf on the history (not supported)', 'GET', '/v1/collections/docs/vectors/a/history?asOf=0', undefined, 400, 'AUDIT_BAD_REQUEST'],
+    ['a query parameter on verify', 'POST', '/v1/audit/verify?x=1', {}, 400, 'AUDIT_BAD_REQUEST'],
+    ['a query parameter on the head', 'GET', '/v1/audit/head?x=1', undefined, 400, 'AUDIT_BAD_REQUEST'],
   ];
   it.each(bad)('bad input changes nothing: %s → %i', async (_name, method, url, body, status, code) => {
     const before = toHex(node.log.head().hash);
@@ -119,6 +131,27 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(r.json.error.code).toBe(code);
     expect(typeof r.json.error.message).toBe('string');
     expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('routes that take no body accept none, null or {}, and the OpenAPI document marks such bodies optional', async () => {
+    await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'nb1', vector: vec(1, 0, 0) }, { id: 'nb2', vector: vec(1, 0, 0) }, { id: 'nb3', vector: vec(1, 0, 0) }] });
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb1')).status).toBe(200);
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb2', {})).status).toBe(200);
+    expect((await req(node, 'DELETE', '/v1/collections/docs/vectors/nb3', 'null', { 'content-type': 'application/json' })).status).toBe(200);
+    expect((await req(node, 'POST', '/v1/admin/circuit-breakers/wal/reset')).status).toBe(200);
+    const doc = (await req(node, 'GET', '/openapi.json')).json as { paths: Record<string, Record<string, { parameters: unknown[]; requestBody?: { required: boolean } }>> };
+    expect(doc.paths['/v1/collections/{name}/vectors/{id}']!['delete']!.requestBody?.required).toBe(false);
+    expect(doc.paths['/v1/collections/{name}/vectors']!['post']!.requestBody?.required).toBe(true);
+    expect(doc.paths['/v1/audit/head']!['get']!.parameters).toEqual([expect.objectContaining({ name: 'asOf', in: 'query' })]);
+  });
+
+  it('metadata 16 levels deep, the object itself included, is accepted', async () => {
+    const deep = JSON.parse('{"a":'.repeat(15) + '{"b":[1]}' + '}'.repeat(15)) as unknown; // 15 objects, then one holding an array: 17 containers
+    expect((await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'deep', vector: vec(1, 0, 0), metadata: deep }] })).json.error.code).toBe('API_INVALID_METADATA');
+    const sixteen = JSON.parse('{"a":'.repeat(15) + '{"b":1}' + '}'.repeat(15)) as unknown; // 16 objects
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'deep', vector: vec(1, 0, 0), metadata: sixteen }] });
+    expect(w.status).toBe(200);
+    expect((await req(node, 'GET', '/v1/collections/docs/vectors/deep')).json.metadata).toEqual(sixteen);
   });
 
   it('a vector value that overflows (1e400) is named as Infinity, not as the null JSON.stringify writes for it', async () => {
@@ -274,9 +307,19 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
     const head = node.log.head();
     const got = await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${head.ts}`);
     expect([got.status, got.json.id]).toEqual([200, 'a']);
-    const future = new Date(Date.now() + 120_000).toISOString();
-    for (const r of [await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${future}`), await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: future })]) {
-      expect([r.status, r.json.error.code]).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+    // However far: past the µs range of a safe integer (after 2255) too, never "out of range".
+    for (const future of [new Date(Date.now() + 120_000).toISOString(), '2256-01-01T00:00:00Z', '9999-12-31T23:59:59Z']) {
+      for (const r of [await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${future}`), await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: future }), await req(node, 'GET', `/v1/audit/collections/docs?asOf=${future}`)]) {
+        expect([r.status, r.json.error.code], future).toEqual([422, 'AUDIT_TIME_IN_FUTURE']);
+      }
+    }
+    // Before 1970 (years 0-99 too) is before the first event: the empty state, not an error.
+    for (const past of ['1969-12-31T23:59:59Z', '0001-01-01T00:00:00Z']) {
+      const st = await req(node, 'GET', `/v1/audit/state?asOf=${past}`);
+      expect([st.status, JSON.parse(String(st.json).split('\n')[0]!).head.seq], past).toEqual([200, 0]);
+      expect((await req(node, 'GET', `/v1/audit/head?asOf=${past}`)).json.seq).toBe(0);
+      const s2 = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: past });
+      expect([s2.status, s2.json.error.code], past).toEqual([404, 'API_COLLECTION_NOT_FOUND']);
     }
     expect((await req(node, 'GET', '/v1/collections/docs/vectors/a?asOf=soon')).json.error.code).toBe('API_INVALID_TIMESTAMP');
     const before = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 0, 0), k: 1, asOf: '2020-01-01T00:00:00Z' });

@@ -86,16 +86,26 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
 }
 
-function checkJson(v: unknown, depth: number): boolean {
-  if (depth > 16) return false;
+/**
+ * Levels of nesting metadata may have, counting the metadata object itself as level 1: `{"a": 1}`
+ * is 1 level, `{"a": {"b": [1]}}` 3. Objects and arrays count alike; a scalar adds none.
+ */
+export const MAX_METADATA_DEPTH = 16;
+
+/** `v` lies inside `level` objects or arrays. */
+function checkJson(v: unknown, level: number): boolean {
   if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
   if (typeof v === 'number') return Number.isFinite(v);
-  if (Array.isArray(v)) return v.every((x) => checkJson(x, depth + 1));
-  if (isPlainObject(v)) return Object.values(v).every((x) => checkJson(x, depth + 1));
+  if (level >= MAX_METADATA_DEPTH) return false; // v would be level MAX_METADATA_DEPTH + 1
+  if (Array.isArray(v)) return v.every((x) => checkJson(x, level + 1));
+  if (isPlainObject(v)) return Object.values(v).every((x) => checkJson(x, level + 1));
   return false;
 }
 
-/** Whether `m` is what an upsert's metadata may be: a JSON object of finite numbers, at most 16 levels deep. */
+/**
+ * Whether `m` is what an upsert's metadata may be: a JSON object of finite numbers, strings,
+ * booleans, null, arrays and objects, at most `MAX_METADATA_DEPTH` (16) levels deep counting itself.
+ */
 export function isValidMetadata(m: unknown): boolean {
   return isPlainObject(m) && checkJson(m, 0);
 }
@@ -140,7 +150,7 @@ export function validateEventInput(e: unknown, index = 0): asserts e is EventInp
       if (!(vector instanceof Float32Array)) fail('LOG_INVALID_EVENT', index, 'vector must be a Float32Array');
       if (vector.length < 1 || vector.length > MAX_DIMENSION) fail('LOG_INVALID_EVENT', index, `vector length must be in 1..${MAX_DIMENSION}`);
       for (let i = 0; i < vector.length; i++) if (!Number.isFinite(vector[i])) fail('LOG_NON_FINITE_VECTOR', index, `vector[${i}] is ${String(vector[i])}`);
-      if (metadata !== undefined && !isValidMetadata(metadata)) fail('LOG_INVALID_EVENT', index, 'metadata must be a JSON object with finite numbers, at most 16 levels deep');
+      if (metadata !== undefined && !isValidMetadata(metadata)) fail('LOG_INVALID_EVENT', index, 'metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)');
       break;
     }
     case 'vector.deleted': {

@@ -11,6 +11,7 @@ export {
   eventDocId,
   fromHex,
   isValidMetadata,
+  MAX_METADATA_DEPTH,
   toHex,
   validateEventInput,
 } from './events.js';

@@ -38,6 +38,7 @@ const cases: [string, unknown[], LogErrorCode][] = [
   ['non-finite number in metadata', [upsert('a', [1], 'c', { x: NaN })], 'LOG_INVALID_EVENT'],
   ['metadata not an object', [{ type: 'vector.upserted', collection: 'c', body: { id: 'a', vector: new Float32Array([1]), metadata: [1] } }], 'LOG_INVALID_EVENT'],
   ['metadata nested too deep', [upsert('a', [1], 'c', JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) as Record<string, never>)], 'LOG_INVALID_EVENT'],
+  ['metadata 17 levels deep (16 at most, itself included)', [upsert('a', [1], 'c', JSON.parse('{"a":'.repeat(16) + '[]' + '}'.repeat(16)) as Record<string, never>)], 'LOG_INVALID_EVENT'],
   ['dimension 0', [{ type: 'collection.created', collection: 'c', body: { dimension: 0, metric: 'l2', hnsw } }], 'LOG_INVALID_EVENT'],
   ['unknown metric', [{ type: 'collection.created', collection: 'c', body: { dimension: 3, metric: 'hamming', hnsw } }], 'LOG_INVALID_EVENT'],
   ['dropped with a body field', [{ type: 'collection.dropped', collection: 'c', body: { now: true } }], 'LOG_INVALID_EVENT'],

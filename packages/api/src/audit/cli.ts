@@ -4,12 +4,12 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { EventLog, isLogError } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError } from '@kyrodb/log';
 import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
 import { formatDigest, parseDigest, verifyDigest } from './digest.js';
-import { docHistory, eventToJson, headToJson, searchAsOf } from './state.js';
+import { docHistoryOrThrow, eventToJson, headToJson, searchAsOf } from './state.js';
 import { isProjectionError, validateFilter } from '@kyrodb/projections';
 import { exportStateAsOf } from './exportState.js';
 import type { ExportProgress } from './exportState.js';
@@ -35,7 +35,7 @@ Exit codes:
   1  unexpected failure (e.g. LOG_RECOVERY_NEEDED: a crashed writer left events to apply)
   2  bad input: a malformed digest or time, a missing data dir, an unknown option
   3  the chain does not verify or does not extend the digest, or the log's files are damaged
-  4  collection, document or backup not found
+  4  collection, document or backup not found (history: it has no event)
   8  not enough disk space (replay --out)`;
 
 // Backup errors that mean the backup's bytes or chain do not verify (exit 3), vs bad input (exit 2).
@@ -43,9 +43,14 @@ const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAI
 const BACKUP_BAD_INPUT = new Set(['BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', 'BACKUP_INVALID_URL', 'BACKUP_INVALID_ARGUMENT']);
 const BACKUP_NOT_FOUND = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING']);
 
-function fail(err: unknown): void {
+/**
+ * Reports a failure and sets the exit code: `error: CODE: message` on stderr, and with `--json`
+ * also `{"error": {"code", "message"}}` on stdout, as the other kyrodb commands do.
+ */
+function fail(err: unknown, json: boolean | undefined): void {
   const message = err instanceof Error ? err.message : String(err);
   const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
+  if (json === true) process.stdout.write(JSON.stringify({ error: { code, message } }) + '\n');
   process.stderr.write(`error: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
@@ -67,6 +72,12 @@ function outputTarget(out: string): { path: string; direct: boolean } {
   if (st?.isDirectory() === true) throw new AuditError('AUDIT_BAD_REQUEST', `--out ${out} is a directory; give a file`);
   if (st !== undefined && !st.isFile()) return { path: out, direct: true };
   return { path: st !== undefined ? fs.realpathSync(out) : out, direct: false };
+}
+
+/** A collection name (and document id) within the documented rules, else AUDIT_BAD_REQUEST (exit 2). */
+function checkNames(collection: string, id?: string): void {
+  if (!COLLECTION_NAME_RE.test(collection)) throw new AuditError('AUDIT_BAD_REQUEST', `--collection ${JSON.stringify(collection)}: a collection name is 1-64 of A-Z a-z 0-9 _ - starting with a letter or digit`);
+  if (id !== undefined && !DOC_ID_RE.test(id)) throw new AuditError('AUDIT_BAD_REQUEST', `--doc-id ${JSON.stringify(id)}: a document id is 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
 }
 
 async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T): Promise<T> {
@@ -143,7 +154,7 @@ export function registerAuditCommands(program: Command): Command {
           }
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       } finally {
         if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
       }
@@ -158,7 +169,7 @@ export function registerAuditCommands(program: Command): Command {
       try {
         await withLog(o.dataDir, (log) => printHead(log.head(), o.json === true));
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -218,7 +229,7 @@ export function registerAuditCommands(program: Command): Command {
           }
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -231,16 +242,15 @@ export function registerAuditCommands(program: Command): Command {
     .option('--json', 'print NDJSON events (full bodies, hashes)')
     .action(async (o: { collection: string; docId: string; dataDir: string; json?: boolean }) => {
       try {
+        checkNames(o.collection, o.docId);
         await withLog(o.dataDir, (log) => {
-          const events = docHistory(log, o.collection, o.docId);
-          for (const e of events) {
+          for (const e of docHistoryOrThrow(log, o.collection, o.docId)) {
             if (o.json === true) process.stdout.write(JSON.stringify(eventToJson(e)) + '\n');
             else process.stdout.write(`${e.seq}\t${formatMicros(e.ts)}\t${e.type}\t${e.actor ?? '-'}\n`);
           }
-          if (events.length === 0 && o.json !== true) process.stderr.write(`no events for ${o.collection}/${o.docId}\n`);
         });
       } catch (err) {
-        fail(err);
+        fail(err, o.json);
       }
     });
 
@@ -253,7 +263,8 @@ export function registerAuditCommands(program: Command): Command {
     .option('--filter <json>', 'metadata filter (JSON), as in the search API')
     .option('--as-of <T>', 'ISO-8601 with timezone or integer microseconds; default now')
     .requiredOption('--data-dir <dir>', 'data dir of the log')
-    .action(async (o: { collection: string; vector: string; k: string; filter?: string; asOf?: string; dataDir: string }) => {
+    .option('--json', 'print JSON (the default: this command always prints JSON; failures as {"error": {"code", "message"}} too)')
+    .action(async (o: { collection: string; vector: string; k: string; filter?: string; asOf?: string; dataDir: string; json?: boolean }) => {
       try {
         let vec: unknown;
         let filter: unknown;
@@ -264,6 +275,7 @@ export function registerAuditCommands(program: Command): Command {
           throw new AuditError('AUDIT_BAD_REQUEST', '--vector and --filter must be JSON');
         }
         if (!Array.isArray(vec) || vec.length === 0 || !vec.every((x) => typeof x === 'number' && Number.isFinite(x))) throw new AuditError('AUDIT_BAD_REQUEST', '--vector must be a non-empty JSON array of finite numbers');
+        checkNames(o.collection);
         const k = Number(o.k);
         if (!Number.isInteger(k) || k < 1 || k > 10_000) throw new AuditError('AUDIT_BAD_REQUEST', '--k must be an integer in 1..10000');
         await withLog(o.dataDir, (log) => {
@@ -274,7 +286,7 @@ export function registerAuditCommands(program: Command): Command {
           process.stdout.write(JSON.stringify({ as_of: formatMicros(t), as_of_micros: t, head: headToJson(r.head), results: r.results }) + '\n');
         });
       } catch (err) {
-        fail(err);
+        fail(err, true); // this command's output is JSON whatever the flag
       }
     });
 

@@ -8,22 +8,35 @@ export interface Digest {
   hash: Uint8Array;
 }
 
-const DIGEST_RE = /^([1-9]\d{0,15}):([0-9a-fA-F]{64})$/;
+const DIGEST_RE = /^(0|[1-9]\d{0,15}):([0-9a-fA-F]{64})$/;
 
-/** Parses `SEQ:HASH` (positive integer seq, 64 hex). Throws AUDIT_BAD_DIGEST. */
+/**
+ * Parses `SEQ:HASH` (a non-negative integer seq, 64 hex). Seq 0 is the empty log's digest, whose
+ * hash must be the genesis hash (64 zeros): every log extends it. Throws AUDIT_BAD_DIGEST.
+ */
 export function parseDigest(s: string): Digest {
   const m = typeof s === 'string' ? DIGEST_RE.exec(s.trim()) : null;
-  if (m === null) throw new AuditError('AUDIT_BAD_DIGEST', `digest ${JSON.stringify(s)} is not SEQ:HASH (a positive integer and 64 hex characters)`, { input: s });
+  if (m === null) throw new AuditError('AUDIT_BAD_DIGEST', `digest ${JSON.stringify(s)} is not SEQ:HASH (a non-negative integer and 64 hex characters)`, { input: s });
   const seq = Number(m[1]);
   if (!Number.isSafeInteger(seq)) throw new AuditError('AUDIT_BAD_DIGEST', `digest seq ${m[1]} is too large`, { input: s });
-  return { seq, hash: new Uint8Array(Buffer.from(m[2]!, 'hex')) };
+  return checkGenesis({ seq, hash: new Uint8Array(Buffer.from(m[2]!, 'hex')) });
+}
+
+/** A seq-0 digest must carry the genesis hash: no log ever had another one there. Throws AUDIT_BAD_DIGEST. */
+function checkGenesis(d: Digest): Digest {
+  if (d.seq === 0 && !isGenesis(d.hash)) throw new AuditError('AUDIT_BAD_DIGEST', `digest 0:${toHex(d.hash)} is not the empty log's digest: seq 0 has the genesis hash, 64 zeros`);
+  return d;
+}
+
+function isGenesis(hash: Uint8Array): boolean {
+  return Buffer.compare(Buffer.from(hash), Buffer.from(GENESIS_HASH)) === 0;
 }
 
 /** Builds a digest from separate parts (`{seq, hash}` in an HTTP body). Throws AUDIT_BAD_DIGEST. */
 export function digestFromParts(seq: unknown, hash: unknown): Digest {
-  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) throw new AuditError('AUDIT_BAD_DIGEST', 'digest seq must be a positive integer', { seq });
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) throw new AuditError('AUDIT_BAD_DIGEST', 'digest seq must be a non-negative integer', { seq });
   if (typeof hash !== 'string' || !/^[0-9a-fA-F]{64}$/.test(hash)) throw new AuditError('AUDIT_BAD_DIGEST', 'digest hash must be 64 hex characters', { hash });
-  return { seq, hash: new Uint8Array(Buffer.from(hash, 'hex')) };
+  return checkGenesis({ seq, hash: new Uint8Array(Buffer.from(hash, 'hex')) });
 }
 
 /** `SEQ:HASH` of a digest or head. */
@@ -110,10 +123,16 @@ export async function verifyDigestAsync(log: EventLog, digest?: Digest, onProgre
  */
 function* verifySteps(log: EventLog, digest: Digest | undefined, onProgress: ((seq: number, head: number) => void) | undefined, chunk = 20_000): Generator<void, DigestVerifyResult> {
   const segments = new SegmentsInStep(log);
-  const r = yield* chainSteps(log, digest, onProgress, chunk, segments);
+  // The empty log's digest (seq 0) names no event: the chain is checked alone, and every log
+  // extends it when its hash is the genesis hash, which every chain starts from.
+  const genesis = digest?.seq === 0;
+  const r = yield* chainSteps(log, genesis ? undefined : digest, onProgress, chunk, segments);
   if (!r.ok) return r;
   yield* segments.upTo(r.head.seq, chunk);
-  return segments.problem === undefined ? r : { ...segments.problem, checked: r.checked };
+  if (segments.problem !== undefined) return { ...segments.problem, checked: r.checked };
+  if (!genesis) return r;
+  if (!isGenesis(digest.hash)) return { ok: false, seq: 0, problem: 'digest_mismatch', message: `digest 0:${toHex(digest.hash)} is not the empty log's digest: seq 0 has the genesis hash, 64 zeros`, checked: r.checked };
+  return { ...r, extends: true };
 }
 
 /**

@@ -3,8 +3,8 @@
  * status of each code is in `auditErrorStatus` (the one place that maps them).
  */
 export const AuditErrorCodes = {
-  /** A digest is not `SEQ:HASH` (positive integer seq, 64 hex characters), or a `{seq, hash}` pair is malformed. */
-  AUDIT_BAD_DIGEST: 'a digest must be SEQ:HASH with a positive integer seq and a 64-hex-character SHA-256 hash',
+  /** A digest is not `SEQ:HASH` (non-negative integer seq, 64 hex characters), or a `{seq, hash}` pair is malformed. */
+  AUDIT_BAD_DIGEST: 'a digest must be SEQ:HASH with a non-negative integer seq and a 64-hex-character SHA-256 hash',
   /** A timestamp is neither ISO-8601 with a timezone nor a non-negative integer of microseconds. */
   AUDIT_BAD_TIME: 'a timestamp must be ISO-8601 with a timezone (Z or ±hh:mm) or an integer of microseconds since the epoch',
   /** An as-of time lies after the current time (and after the head): the answer could still change, so it is refused. */
@@ -13,9 +13,9 @@ export const AuditErrorCodes = {
   AUDIT_BAD_EXPORT: 'the state export file does not follow the kyrodb-state format',
   /** A query parameter (seq, limit, …) is out of range. */
   AUDIT_BAD_REQUEST: 'a request parameter is out of range',
-  /** The collection did not exist at the requested time. */
+  /** The collection did not exist at the requested time (for a history: it has no event at all). */
   AUDIT_UNKNOWN_COLLECTION: 'the collection did not exist at the requested time',
-  /** The document was not live at the requested time (never written, deleted, or its collection dropped). */
+  /** The document was not live at the requested time (never written, deleted, or its collection dropped; for a history: it has no event at all). */
   AUDIT_DOC_NOT_FOUND: 'the document was not live at the requested time',
 } as const;
 

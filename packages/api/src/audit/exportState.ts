@@ -200,7 +200,9 @@ export async function importState(file: string): Promise<ImportedState> {
     if (state === undefined) {
       if (v['kind'] !== 'header' || v['format'] !== STATE_FORMAT) bad(n, `the first line must be the ${STATE_FORMAT} header`);
       if (v['version'] !== STATE_FORMAT_VERSION) bad(n, `format version ${JSON.stringify(v['version'])} is not supported (expected ${STATE_FORMAT_VERSION})`);
-      const asOf = int(v['as_of_micros'], n, 'as_of_micros');
+      // Negative before 1970 (an export as of such a T is the empty state).
+      const asOf = v['as_of_micros'];
+      if (typeof asOf !== 'number' || !Number.isSafeInteger(asOf)) bad(n, 'as_of_micros must be an integer');
       if (typeof v['as_of'] !== 'string' || parseInstant(v['as_of']) !== asOf) bad(n, 'as_of and as_of_micros disagree');
       state = { format: STATE_FORMAT, version: STATE_FORMAT_VERSION, asOf, head: parseHead(v['head'], n), collections: new Map(), documents: int(v['documents'], n, 'documents') };
       collections = int(v['collections'], n, 'collections');

@@ -5,7 +5,7 @@
  */
 export { AuditError, AuditErrorCodes, auditErrorStatus, isAuditError } from './errors.js';
 export type { AuditErrorCode } from './errors.js';
-export { AS_OF_RULE, formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
+export { AS_OF_RULE, MAX_INSTANT_MICROS, formatMicros, parseAsOf, parseInstant, parseIsoInstant, presentMicros } from './time.js';
 export { digestFromParts, formatDigest, parseDigest, verifyDigest, verifyDigestAsync } from './digest.js';
 export type { Digest, DigestVerifyResult } from './digest.js';
 export { collectionAsOf, collectionAsOfAsync, collectionLiveAt, docHistory, docToJson, searchAsOf, stateAsOfAsync, docValueAsOf, eventToJson, headAtSeq, headToJson, stateAsOf } from './state.js';

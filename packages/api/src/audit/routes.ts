@@ -4,10 +4,11 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { DOC_ID_RE, COLLECTION_NAME_RE, systemClock } from '@kyrodb/log';
 import type { Clock, EventLog } from '@kyrodb/log';
 import { AuditError, auditErrorStatus, isAuditError } from './errors.js';
-import { sendApiError } from '../errors.js';
+import { ApiError, sendApiError } from '../errors.js';
+import { sendJsonWithArray } from '../jsonStream.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
-import { collectionAsOfAsync, docHistory, docToJson, docValueAsOf, eventToJson, headToJson } from './state.js';
+import { collectionAsOfAsync, docHistoryOrThrow, docToJson, docValueAsOf, eventToJson, headAtSeq, headToJson } from './state.js';
 import { exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
@@ -17,8 +18,13 @@ export interface AuditRoutesOptions {
   log: EventLog;
   /** Time source for the "T in the future" rule. Default: the system clock. */
   clock?: Clock;
-  /** Largest page of `GET /v1/log`. Default 1000; the default page is 100. */
+  /** Largest page of `GET /v1/log`, in events. Default 1000; the default page is 100. */
   maxPage?: number;
+  /**
+   * Bytes of event JSON after which a `GET /v1/log` page ends early (its `next` says where the
+   * following one starts). Default 16 MiB; a page always holds at least one event.
+   */
+  maxPageBytes?: number;
 }
 
 const errorSchema = {
@@ -83,7 +89,11 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply {
  *   `fromSeq` of the next page, or null).
  * - `GET /v1/log/stream?fromSeq=` → NDJSON live tail (catch-up, then live); ends when the
  *   client disconnects or the server shuts down.
- * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`.
+ * - `GET /v1/collections/:name/vectors/:id/history` → `{collection, id, events}`; 404
+ *   API_COLLECTION_NOT_FOUND / API_DOC_NOT_FOUND when the collection or document has no event
+ *   at all (a deleted document, a dropped collection keep their history).
+ *
+ * A collection name or document id outside the documented rules is 400 API_INVALID_NAME.
  *
  * Times (asOf, fromTime, toTime) are ISO-8601 with timezone or integer µs; the as-of rule is
  * in `time.ts`. Errors: `{error: {code, message}}` with AUDIT_* codes (see `auditErrorStatus`).
@@ -92,6 +102,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const { log } = opts;
   const clock = opts.clock ?? systemClock;
   const maxPage = opts.maxPage ?? 1000;
+  const maxPageBytes = opts.maxPageBytes ?? 16 * 1024 * 1024;
   const now = (): number => presentMicros(log, clock);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
 
@@ -113,18 +124,33 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
 
   // Encapsulated in this plugin: audit errors and schema failures (AUDIT_BAD_REQUEST) as
   // {error: {code, message}}; the rest (malformed JSON, a body too large, …) as the server's API_* codes.
-  app.setErrorHandler((err: unknown, _req, reply) => sendApiError(reply, err, 'AUDIT_BAD_REQUEST'));
+  // A collection name or document id outside the documented rules is API_INVALID_NAME, as on every route.
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    const e = err as { validation?: unknown; validationContext?: unknown; message?: unknown };
+    if (e.validation !== undefined && e.validationContext === 'params') return sendApiError(reply, new ApiError('API_INVALID_NAME', `collection names are 1-64 of A-Z a-z 0-9 _ - starting with a letter or digit, document ids 1-256 printable ASCII characters without whitespace, /, ?, # or %: ${String(e.message)}`), 'AUDIT_BAD_REQUEST');
+    return sendApiError(reply, err, 'AUDIT_BAD_REQUEST');
+  });
 
-  app.get('/v1/audit/head', { schema: { response: { 200: headSchema } } }, () => headToJson(log.head()));
+  const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+  // With asOf: the head digest at T (the last event with ts ≤ T; seq 0 and the genesis hash before the first).
+  app.get<{ Querystring: { asOf?: string } }>('/v1/audit/head', { schema: { querystring: asOfQuery, response: { 200: headSchema } } }, (req, reply) => {
+    try {
+      return reply.send(headToJson(req.query.asOf === undefined ? log.head() : headAtSeq(log, log.seqAtTime(asOfParam(req.query.asOf)))));
+    } catch (err) {
+      return sendError(reply, err);
+    }
+  });
 
   app.post<{ Body: { seq?: number; hash?: string; digest?: string } | undefined }>(
     '/v1/audit/verify',
     {
       schema: {
+        querystring: emptyQuery,
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { seq: { type: 'integer', minimum: 1 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
+          properties: { seq: { type: 'integer', minimum: 0 }, hash: { type: 'string', maxLength: 128 }, digest: { type: 'string', maxLength: 200 } },
         },
         response: { 400: errorSchema },
       },
@@ -168,9 +194,10 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     return reply.type('application/x-ndjson').send(out);
   });
 
-  const nameParams = { type: 'object', properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source } }, required: ['name'] } as const;
+  const nameParams = { type: 'object', additionalProperties: false, properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source } }, required: ['name'] } as const;
   const docParams = {
     type: 'object',
+    additionalProperties: false,
     properties: { name: { type: 'string', pattern: COLLECTION_NAME_RE.source }, id: { type: 'string', pattern: DOC_ID_RE.source } },
     required: ['name', 'id'],
   } as const;
@@ -180,15 +207,16 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
       const t = asOfParam(req.query.asOf);
       const c = await collectionAsOfAsync(log, req.params.name, t);
       if (c === undefined) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${req.params.name} did not exist at ${formatMicros(t)}`);
-      const documents = [...c.docs.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((d) => docToJson(c.info.name, d));
+      const ids = [...c.docs.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       const i = c.info;
-      return reply.send({
+      // Streamed document by document: every vector of a large collection passes V8's largest string.
+      const before = {
         collection: { name: i.name, dimension: i.dimension, metric: i.metric, hnsw: i.hnsw, created_seq: i.createdSeq, version: i.version, count: c.docs.size },
         as_of: formatMicros(t),
         as_of_micros: t,
         head: headToJson(c.head),
-        documents,
-      });
+      };
+      return sendJsonWithArray(reply, before, 'documents', ids, {}, (id) => JSON.stringify(docToJson(i.name, c.docs.get(id)!)));
     } catch (err) {
       return sendError(reply, err);
     }
@@ -236,10 +264,21 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
           from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
         }
         if (q.toTime !== undefined) to = Math.min(to, log.seqAtTime(parseInstant(q.toTime)));
-        const events = [...log.read(from, to, limit)].map(eventToJson);
-        const last = events.length > 0 ? events[events.length - 1]!.seq : from - 1;
+        // Serialized event by event, and cut short once the page's JSON passes maxPageBytes, so
+        // that a page of events with large metadata stays far below V8's largest string.
+        const events: string[] = [];
+        let bytes = 0;
+        let last = from - 1;
+        for (const e of log.read(from, to, limit)) {
+          const json = JSON.stringify(eventToJson(e));
+          events.push(json);
+          bytes += json.length;
+          last = e.seq;
+          if (bytes >= maxPageBytes) break;
+        }
         const end = Math.min(to, log.head().seq);
-        return reply.send({ events, next: events.length === limit && last < end ? last + 1 : null });
+        const full = events.length === limit || bytes >= maxPageBytes;
+        return reply.type('application/json; charset=utf-8').send(`{"events":[${events.join(',')}],"next":${full && last < end ? last + 1 : null}}`);
       } catch (err) {
         return sendError(reply, err);
       }
@@ -307,9 +346,17 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     },
   );
 
-  app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams } }, (req, reply) => {
-    const events = docHistory(log, req.params.name, req.params.id).map(eventToJson);
-    return reply.send({ collection: req.params.name, id: req.params.id, events });
+  app.get<{ Params: { name: string; id: string } }>('/v1/collections/:name/vectors/:id/history', { schema: { params: docParams, querystring: emptyQuery } }, (req, reply) => {
+    let events;
+    try {
+      events = docHistoryOrThrow(log, req.params.name, req.params.id);
+    } catch (err) {
+      // The collection routes' codes: this route sits beside GET /v1/collections/:name/vectors/:id.
+      if (isAuditError(err, 'AUDIT_UNKNOWN_COLLECTION')) throw new ApiError('API_COLLECTION_NOT_FOUND', err.message);
+      if (isAuditError(err, 'AUDIT_DOC_NOT_FOUND')) throw new ApiError('API_DOC_NOT_FOUND', err.message);
+      throw err;
+    }
+    return sendJsonWithArray(reply, { collection: req.params.name, id: req.params.id }, 'events', events, {}, (e) => JSON.stringify(eventToJson(e)));
   });
   return Promise.resolve();
 }

@@ -2,6 +2,7 @@ import { GENESIS_HASH, toHex } from '@kyrodb/log';
 import { applyEvent, emptyState, exactSearch } from '@kyrodb/projections';
 import type { Filter, MaterializedState, SearchHit } from '@kyrodb/projections';
 import type { EventLog, HnswParams, LogEvent, LogHead, Metadata, Metric } from '@kyrodb/log';
+import { AuditError } from './errors.js';
 import { formatMicros } from './time.js';
 
 /** A document as of some instant: its last upsert while live. */
@@ -185,6 +186,18 @@ export function docHistory(log: EventLog, collection: string, id: string): LogEv
   }
   while (i < own.length) out.push(own[i++]!);
   return out;
+}
+
+/**
+ * `docHistory` when the document has events; otherwise throws AUDIT_UNKNOWN_COLLECTION (the
+ * collection has none either: never created) or AUDIT_DOC_NOT_FOUND (never written). A document
+ * deleted since, or whose collection was dropped, still has its history.
+ */
+export function docHistoryOrThrow(log: EventLog, collection: string, id: string): LogEvent[] {
+  const events = docHistory(log, collection, id);
+  if (events.length > 0) return events;
+  if (log.history(collection, '').length === 0) throw new AuditError('AUDIT_UNKNOWN_COLLECTION', `collection ${collection} has no events in the log: it was never created`);
+  throw new AuditError('AUDIT_DOC_NOT_FOUND', `document ${id} has no events in collection ${collection}: it was never written`);
 }
 
 /**

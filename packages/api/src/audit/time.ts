@@ -10,6 +10,7 @@ import { AuditError } from './errors.js';
  * - The state as of T is the log prefix of every event with `ts ≤ T` (inclusive). Event ts are
  *   non-decreasing in seq, so that is always a prefix.
  * - T before the first event is not an error: the state is empty (head digest seq 0, genesis hash).
+ *   That includes any T before 1970 (negative µs).
  * - T in the future — after both the current time and the head's ts — is refused with
  *   AUDIT_TIME_IN_FUTURE, because events committed later could still get a ts ≤ T and the
  *   answer would change. (The head's ts counts as "now" too: if the clock stepped back, events
@@ -21,24 +22,32 @@ export const AS_OF_RULE = 'state as of T = all events with ts <= T; T before the
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
- * Parses an instant (ISO-8601 with timezone, or integer µs) into microseconds since the epoch
- * without checking it against the present. Throws AUDIT_BAD_TIME.
+ * The µs range of an instant: a safe integer. Instants outside it (before 1685, after 2255) are
+ * read as its ends — earlier, resp. later, than any event — never refused as out of range.
  */
-export function parseInstant(s: string): number {
-  if (typeof s !== 'string') throw new AuditError('AUDIT_BAD_TIME', 'a timestamp must be a string');
-  const t = s.trim();
-  if (/^\d{1,16}$/.test(t)) {
-    const n = Number(t);
-    if (!Number.isSafeInteger(n)) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is too large`, { input: s });
-    return n;
-  }
-  const m = ISO_RE.exec(t);
-  if (m === null) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is neither ISO-8601 with a timezone (e.g. 2026-01-02T03:04:05.123456Z) nor integer microseconds`, { input: s });
+export const MAX_INSTANT_MICROS = Number.MAX_SAFE_INTEGER;
+
+function clampMicros(micros: number): number {
+  return Math.max(-MAX_INSTANT_MICROS, Math.min(MAX_INSTANT_MICROS, micros));
+}
+
+/**
+ * Parses ISO-8601 with an explicit timezone (`2026-11-26T00:50:23.123456Z`, `…+02:00`; years
+ * 0000–9999 of the proleptic Gregorian calendar; digits past microseconds are truncated) into
+ * microseconds since the epoch: negative before 1970, clamped to ±MAX_INSTANT_MICROS. Throws
+ * AUDIT_BAD_TIME for anything else, including impossible dates (`2024-02-30`) and offsets. The
+ * one ISO parser of the api package (as-of times, `--since`, `--before`, `--point-in-time`).
+ */
+export function parseIsoInstant(s: string): number {
+  const m = typeof s === 'string' ? ISO_RE.exec(s.trim()) : null;
+  if (m === null) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is not ISO-8601 with a timezone (e.g. 2026-01-02T03:04:05.123456Z)`, { input: s });
   const [, y, mo, d, h, mi, sec, frac, tz] = m as unknown as [string, string, string, string, string, string, string, string | undefined, string];
   const year = Number(y), month = Number(mo), day = Number(d), hour = Number(h), minute = Number(mi), second = Number(sec);
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
-  const check = new Date(ms);
-  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) {
+  // Not Date.UTC: it reads years 0-99 as 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second, 0);
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
     throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is not a valid date and time`, { input: s });
   }
   let offsetMin = 0;
@@ -48,9 +57,21 @@ export function parseInstant(s: string): number {
     if (oh > 23 || om > 59) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} has an invalid timezone offset`, { input: s });
     offsetMin = sign * (oh * 60 + om);
   }
-  const micros = (ms - offsetMin * 60_000) * 1000 + (frac === undefined ? 0 : Number(frac.padEnd(6, '0').slice(0, 6)));
-  if (micros < 0 || !Number.isSafeInteger(micros)) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is before 1970 or out of range`, { input: s });
-  return micros;
+  return clampMicros((date.getTime() - offsetMin * 60_000) * 1000 + (frac === undefined ? 0 : Number(frac.padEnd(6, '0').slice(0, 6))));
+}
+
+/**
+ * Parses an instant — ISO-8601 with timezone (`parseIsoInstant`) or a non-negative integer of
+ * microseconds since the epoch — without checking it against the present. Past
+ * ±MAX_INSTANT_MICROS it is clamped (so a far-future T is "in the future", not malformed).
+ * Throws AUDIT_BAD_TIME.
+ */
+export function parseInstant(s: string): number {
+  if (typeof s !== 'string') throw new AuditError('AUDIT_BAD_TIME', 'a timestamp must be a string');
+  const t = s.trim();
+  if (/^\d{1,64}$/.test(t)) return clampMicros(Number(t));
+  if (!ISO_RE.test(t)) throw new AuditError('AUDIT_BAD_TIME', `timestamp ${JSON.stringify(s)} is neither ISO-8601 with a timezone (e.g. 2026-01-02T03:04:05.123456Z) nor integer microseconds`, { input: s });
+  return parseIsoInstant(t);
 }
 
 /**

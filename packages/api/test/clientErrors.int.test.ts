@@ -1,0 +1,48 @@
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inProcessNode } from './helpers.js';
+
+type Node = Awaited<ReturnType<typeof inProcessNode>>;
+const PORT = 17461;
+
+/** Sends raw bytes to the server and reads until it closes the connection. */
+function raw(bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(PORT, '127.0.0.1', () => s.write(bytes));
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    s.on('error', reject);
+    s.on('close', () => resolve(out));
+  });
+}
+
+describe('requests node\'s HTTP parser refuses are answered {error: {code, message}} (real socket)', () => {
+  let node: Node;
+  beforeAll(async () => {
+    node = await inProcessNode();
+    await node.app.listen({ host: '127.0.0.1', port: PORT });
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  it.each([
+    ['a garbage request line', 400, 'API_INVALID_REQUEST', 'hello there\r\n\r\n'],
+    ['an unknown method', 400, 'API_INVALID_REQUEST', 'FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['a malformed header', 400, 'API_INVALID_REQUEST', 'GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
+    ['Content-Length with Transfer-Encoding', 400, 'API_INVALID_REQUEST', 'POST /v1/audit/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n'],
+    ['headers too large', 431, 'API_HEADERS_TOO_LARGE', `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+  ])('%s → %i %s', async (_name, status, code, bytes) => {
+    const res = await raw(bytes);
+    const [head, body] = res.split('\r\n\r\n', 2) as [string, string];
+    expect(head.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(head.toLowerCase()).toContain('content-type: application/json');
+    const json = JSON.parse(body) as { error: { code: string; message: string } };
+    expect(json.error.code).toBe(code);
+    expect(typeof json.error.message).toBe('string');
+  });
+
+  it('the server still answers afterwards', async () => {
+    expect(await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toContain('{"status":"ok"}');
+  });
+});
