@@ -36,6 +36,13 @@ export interface BackupManagerOptions {
   encryption?: EncryptionKey;
   /** Events per events file. Default 50 000. */
   eventsPerFile?: number;
+  /**
+   * Largest part of a checkpoint file stored as one object, bytes. Default 256 MiB. A larger file
+   * (a collection's vectors or index: 350k × 1536-d is 2.1 GB) is stored as consecutive parts,
+   * each read, compressed, encrypted and uploaded on its own: read whole, a file over 2 GiB failed
+   * the full backup (Node reads at most 2 GiB at once), and one under it held it twice in memory.
+   */
+  checkpointPartBytes?: number;
   /** Where a full backup counts, compresses, encrypts and hashes its files (see CodecThread). Default 'auto'. */
   codecThread?: CodecThread;
   onProgress?: ProgressFn;
@@ -52,7 +59,7 @@ export interface BackupManagerOptions {
 const WRITE_AHEAD_FILES = 3;
 
 /** Defaults of BackupManagerOptions. */
-export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000 });
+export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number; checkpointPartBytes: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000, checkpointPartBytes: 256 * 2 ** 20 });
 
 /** What `verify` found. `ok: false` carries the error code naming the problem. */
 export interface BackupVerifyReport {
@@ -75,6 +82,17 @@ export interface PruneResult extends RetentionPlan {
   deletedObjects: number;
   /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
   sweptTempFiles: number;
+}
+
+/** `len` bytes of an open file from `offset` (a file that ends sooner changed under the backup: ENOENT-like, see writeCheckpoint). */
+async function readAt(fh: fsp.FileHandle, offset: number, len: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(len);
+  for (let got = 0; got < len; ) {
+    const { bytesRead } = await fh.read(buf, got, len - got, offset + got);
+    if (bytesRead === 0) throw Object.assign(new Error(`checkpoint file ended at ${offset + got} bytes, ${len - got} bytes short`), { code: 'ENOENT' });
+    got += bytesRead;
+  }
+  return buf;
 }
 
 /** How long a deep verify waits for the restored index to absorb one more event before it probes the index as it is. */
@@ -625,11 +643,22 @@ export class BackupManager {
           const r = rel === '' ? e.name : `${rel}/${e.name}`;
           if (e.isDirectory()) await walk(path.join(d, e.name), r);
           else if (e.isFile()) {
-            const raw = await fsp.readFile(path.join(d, e.name));
-            const body = encodeObject(raw, this.o.compression, this.o.encryption);
-            const key = `${backupPrefix(id)}checkpoint/${r}`;
-            await this.o.store.put(key, body);
-            files.push({ key, kind: 'checkpoint', size: body.length, raw_size: raw.length, sha256: sha256Hex(body), path: r });
+            const fh = await fsp.open(path.join(d, e.name), 'r');
+            try {
+              const size = (await fh.stat()).size;
+              const part = this.o.checkpointPartBytes;
+              const parts = Math.max(1, Math.ceil(size / part));
+              for (let n = 0; n < parts; n++) {
+                const offset = n * part;
+                const raw = await readAt(fh, offset, Math.min(part, size - offset));
+                const body = encodeObject(raw, this.o.compression, this.o.encryption);
+                const key = `${backupPrefix(id)}checkpoint/${r}${parts > 1 ? `.part-${String(n).padStart(5, '0')}` : ''}`;
+                await this.o.store.put(key, body);
+                files.push({ key, kind: 'checkpoint', size: body.length, raw_size: raw.length, sha256: sha256Hex(body), path: r, ...(parts > 1 ? { offset } : {}) });
+              }
+            } finally {
+              await fh.close();
+            }
           }
         }
       };

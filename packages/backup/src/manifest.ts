@@ -22,6 +22,12 @@ export interface BackupFile {
   last_seq?: number;
   /** Checkpoint files: path relative to the checkpoint dir. */
   path?: string;
+  /**
+   * Checkpoint files stored in parts (see BackupManagerOptions.checkpointPartBytes): where in the
+   * file this part starts, bytes; the parts of one path are listed in order and follow each other
+   * exactly. Absent: the whole file (every backup written before parts, and every file of at most one part).
+   */
+  offset?: number;
 }
 
 /**

@@ -635,12 +635,18 @@ async function copyCheckpoint(cp: NonNullable<RestorePlan['checkpoint']>, dataDi
   const cpName = cp.manifest.checkpoint_dir ?? String(cp.seq).padStart(16, '0');
   if (!/^\d+$/.test(cpName)) throw new BackupError('BACKUP_MANIFEST_INVALID', `checkpoint dir name ${JSON.stringify(cpName)} is not a seq`, { backupId: cp.backup_id });
   const dir = path.join(dataDir, 'checkpoints', cpName);
+  // Bytes written so far of each path: a file stored in parts gets them in order, each where the one before it ended.
+  const written = new Map<string, number>();
   for (const f of cp.files) {
     const body = decodeObject(await fetchChecked(o.store, f), o.encryption, f.key, { encrypted: cp.manifest.encryption !== null, compression: cp.manifest.compression });
     const dest = path.join(dir, ...(f.path ?? '').split('/'));
     if (!dest.startsWith(dir + path.sep)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file path ${f.path} escapes the checkpoint dir`, { key: f.key });
+    const at = f.offset ?? 0;
+    if (at !== (written.get(dest) ?? 0)) throw new BackupError('BACKUP_CORRUPT', `checkpoint file ${f.path} part ${f.key} starts at byte ${at}, but its parts before it end at ${written.get(dest) ?? 0}`, { key: f.key });
     await fsp.mkdir(path.dirname(dest), { recursive: true });
-    await fsp.writeFile(dest, body);
+    if (at === 0) await fsp.writeFile(dest, body);
+    else await fsp.appendFile(dest, body);
+    written.set(dest, at + body.length);
   }
 }
 

@@ -650,12 +650,40 @@ describe('backup details', () => {
     await log.close();
   });
 
-  it('a real projections checkpoint travels with a full backup, and the restored data dir loads it', async () => {
+  /** A log of 400 upserts (300 ids, 8-d cosine) and a real projections checkpoint of it (the projections still open). */
+  const logWithCheckpoint = async (): Promise<{ log: EventLog; dir: string; proj: Projections; cp: { seq: number; dir: string } }> => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8, 'cosine')]);
     await fill(log, 400, { ids: 300 });
     const proj = await Projections.open({ log, dataDir: dir, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
-    const cp = await proj.checkpoint();
+    return { log, dir, proj, cp: await proj.checkpoint() };
+  };
+
+  it('checkpoint files larger than a part are stored in parts and restored byte for byte (a file past 2 GiB failed the backup)', async () => {
+    const { log, dir, proj, cp } = await logWithCheckpoint();
+    await proj.close();
+    const store = new LocalDirStore(tempDir());
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger(), checkpointPartBytes: 4096 });
+    const m = await mgr.createFull();
+    const parts = m.files.filter((f) => f.kind === 'checkpoint' && f.offset !== undefined);
+    expect(parts.length).toBeGreaterThan(2);
+    expect(parts.every((f) => f.raw_size! <= 4096)).toBe(true);
+    const target = path.join(tempDir(), 'r');
+    await restore({ store, dataDir: target });
+    const src = path.join(dir, 'checkpoints', cp.dir.split(path.sep).at(-1)!);
+    const dst = path.join(target, 'checkpoints', cp.dir.split(path.sep).at(-1)!);
+    for (const n of fs.readdirSync(src)) expect(fs.readFileSync(path.join(dst, n)).equals(fs.readFileSync(path.join(src, n))), n).toBe(true);
+    expect((await mgr.verify(m.backup_id, { deep: true, probes: 10 })).ok).toBe(true);
+    const back = await EventLog.open({ dir: target, logger: () => undefined });
+    const p2 = await Projections.open({ log: back, dataDir: target, checkpoint: { everyEvents: 0, everySecs: 0 }, logger: () => undefined });
+    expect(p2.health().lastCheckpointSeq).toBe(cp.seq);
+    await p2.close();
+    await back.close();
+    await log.close();
+  });
+
+  it('a real projections checkpoint travels with a full backup, and the restored data dir loads it', async () => {
+    const { log, dir, proj, cp } = await logWithCheckpoint();
     await fill(log, 50, { seed: 5000 });
     const store = new LocalDirStore(tempDir());
     const progress: { phase: string; done: number; total: number }[] = [];
