@@ -100,6 +100,10 @@ function newIndex(metric: Metric, dim: number, capacity: number, M: number, efC:
 
 function apply(ops: ColdOp[], vectors: Float32Array): void {
   for (const o of ops) {
+    // A close does not wait for the rest of a batch either (2000 inserts can take seconds): the
+    // log has every event, and the next start indexes them again. Between two inserts is between
+    // two native calls, where the thread may exit.
+    if (stopRequested()) exitNow();
     applyOne(o, vectors);
     if (o.op === 'upsert' || o.op === 'delete') {
       const c = colls.get(o.coll);
@@ -147,6 +151,7 @@ function compact(c: Coll): void {
     }
     labels.push(e);
     byId.set(id, label);
+    if (stopRequested()) exitNow();
     Atomics.add(channel.ints, PROGRESS, 1);
     if (Atomics.load(channel.ints, BELL) !== bellServed) serveChannel();
   }

@@ -335,7 +335,10 @@ export class Projections {
   }
 
   private autoCheckpoint(): void {
-    this.checkpoint().catch((err: unknown) => this.logger('error', 'checkpoint failed', { error: String(err) }));
+    // One that a close cut short is not a failure to report (the close says what it gave up).
+    this.checkpoint().catch((err: unknown) => {
+      if (!this.closed) this.logger('error', 'checkpoint failed', { error: String(err) });
+    });
   }
 
   private schedulePump(): void {
