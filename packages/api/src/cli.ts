@@ -416,7 +416,7 @@ export function buildProgram(): Command {
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         // `rep.backupId` is the backup verified (`latest` or a tag resolved to its id).
         const named = rep.backupId !== o.backupId ? `${rep.backupId} (${o.backupId})` : rep.backupId;
-        out(o.json, rep, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} files, chain ${rep.chain.join(' → ')})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
+        out(o.json, rep, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} file${rep.files === 1 ? '' : 's'}, chain ${rep.chain.join(' → ')}${rep.deep !== undefined ? `; restored and probed: ${rep.deep.indexProbeHits} of ${rep.deep.probes} found by the index` : ''})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
         // An id no backup has (or `latest` of an empty store) is not found; anything else did not verify.
         if (!rep.ok) process.exit(rep.code === 'BACKUP_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.VERIFY_FAILED);
       } catch (err) {
