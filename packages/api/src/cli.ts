@@ -158,18 +158,13 @@ async function openReadOnly(cfg: KyroConfig, o: CommonOpts): Promise<EventLog> {
 function checkedStore(cfg: KyroConfig, o: CommonOpts & { output?: string; from?: string }, url: string | undefined, reading: boolean): ReturnType<typeof openConfiguredStore> {
   const store = openConfiguredStore(cfg, url);
   if (store.url.startsWith('file://')) {
-    const dir = fileURLToPathSafe(store.url);
+    const dir = fileURLToPath(store.url);
     const key = o.output !== undefined ? '--output' : o.from !== undefined ? '--from' : 'backup.local_dir';
     const state = dirState(dir);
     if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${key}: the backup directory ${dir} is not a directory (a file is in the way)`);
     if (state === 'missing' && reading) process.stderr.write(`kyrodb: warning: ${key}: there is no backup directory at ${dir} (nothing has been backed up there)\n`);
   }
   return store;
-}
-
-/** The path of a file:// store URL (as `storeUrl` and the config make them: an absolute path after the scheme). */
-function fileURLToPathSafe(url: string): string {
-  return url.slice('file://'.length);
 }
 
 /** A server URL from --url: http(s) only; anything else is bad input naming the flag (exit 2), not "unreachable". */

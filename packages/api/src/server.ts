@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
-import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, MAX_METADATA_DEPTH, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
@@ -85,7 +85,12 @@ function metadataTypeError(err: unknown): ApiError | undefined {
   const v = (err as { validation?: { instancePath?: unknown }[] }).validation;
   const at = v?.[0]?.instancePath;
   const m = typeof at === 'string' ? /^\/vectors\/(\d+)\/metadata$/.exec(at) : null;
-  return m === null ? undefined : new ApiError('API_INVALID_METADATA', `vectors[${m[1]}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+  return m === null ? undefined : invalidMetadata(m[1]!);
+}
+
+/** API_INVALID_METADATA for the metadata of the upsert at `i` that breaks the shape rules (isValidMetadata). */
+function invalidMetadata(i: number | string): ApiError {
+  return new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most ${MAX_METADATA_DEPTH} levels deep (itself included)`);
 }
 
 /**
@@ -345,7 +350,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
             const vector = toVector(v.vector, `vectors[${i}].vector`);
             if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `vectors[${i}].vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
             // Named as the request names it (the log would refuse it too, as "event i", LOG_INVALID_EVENT).
-            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most 16 levels deep (itself included)`);
+            if (v.metadata !== undefined && !isValidMetadata(v.metadata)) throw invalidMetadata(i);
             if (v.metadata !== undefined) {
               const bytes = Buffer.byteLength(JSON.stringify(v.metadata));
               const max = config.server.max_metadata_bytes;

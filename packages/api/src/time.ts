@@ -10,8 +10,8 @@ import { parseIsoInstant } from './audit/time.js';
  * API_INVALID_TIMESTAMP (naming `what`) on anything else, including impossible dates.
  */
 export function parseIsoMicros(s: unknown, what = 'timestamp'): number {
+  if (typeof s !== 'string') throw new ApiError('API_INVALID_TIMESTAMP', `${what} must be a string`);
   try {
-    if (typeof s !== 'string') throw new ApiError('API_INVALID_TIMESTAMP', `${what} must be a string`);
     return parseIsoInstant(s);
   } catch (err) {
     if (isAuditError(err, 'AUDIT_BAD_TIME')) throw new ApiError('API_INVALID_TIMESTAMP', `${what} must be ISO-8601 with a time zone, e.g. 2024-01-15T10:00:00Z: ${err.message}`);

@@ -87,6 +87,16 @@ export function backupIdTime(id: string): number | undefined {
   return Number.isNaN(t) ? undefined : t;
 }
 
+/**
+ * Whether backup `id` began more than `afterMs` before `now` (ms), by the time in its id: a backup
+ * with no manifest that old is one whose process is gone (its objects, its tag claim). False for
+ * an id without a time.
+ */
+export function begunBefore(id: string, now: number, afterMs: number): boolean {
+  const t = backupIdTime(id);
+  return t !== undefined && t < now - afterMs;
+}
+
 /** Zero-padded seq for keys, so keys sort by seq. */
 export function padSeq(seq: number): string {
   return String(seq).padStart(16, '0');

@@ -1,4 +1,4 @@
-import { backupIdTime, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
+import { begunBefore, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
 import { staleTagClaims, type TagClaim } from './tagClaims.js';
 
@@ -134,10 +134,7 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
     keep: sorted.filter((m) => reasons.has(m.backup_id)).map((m) => ({ backup_id: m.backup_id, reasons: reasons.get(m.backup_id)! })),
     delete: sorted.filter((m) => !reasons.has(m.backup_id)).map((m) => m.backup_id),
     deleteSegments: segments.filter((s) => s.last_seq <= segLimit).map((s) => s.key),
-    deleteIncomplete: (o.incomplete ?? []).filter((id) => {
-      const t = backupIdTime(id);
-      return t !== undefined && t < o.now - (o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS);
-    }),
+    deleteIncomplete: (o.incomplete ?? []).filter((id) => begunBefore(id, o.now, o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS)),
     deleteTagClaims: staleTagClaims(o.tagClaims ?? [], new Set(byId.keys()), o.now, o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS),
   };
 }

@@ -1,4 +1,4 @@
-import { backupIdTime } from './manifest.js';
+import { backupIdTime, begunBefore } from './manifest.js';
 
 /**
  * Tag claims: how a tag stays unique across processes sharing a store, on any store whose
@@ -52,8 +52,8 @@ export function parseTagClaims(keys: readonly string[]): TagClaim[] {
  */
 export function claimState(backupId: string, hasManifest: boolean, now: number, staleAfterMs: number): 'committed' | 'under-way' | 'stale' {
   if (hasManifest) return 'committed';
-  const t = backupIdTime(backupId);
-  return t !== undefined && t >= now - staleAfterMs ? 'under-way' : 'stale';
+  // An id without a time is never a claim (parseTagClaims skips it): under way, as the safe side.
+  return begunBefore(backupId, now, staleAfterMs) ? 'stale' : 'under-way';
 }
 
 /**

@@ -97,8 +97,8 @@ export function pruneGenerations(dataDir: string, keep: number): Generation[] {
   return gens.slice(0, Math.max(1, keep));
 }
 
-/** Bytes hashed per turn by `sealCheckpoint`: ~4 ms of the event loop each. */
-const SEAL_CHUNK = 4 * 1024 * 1024;
+/** Bytes hashed per turn by `sealCheckpoint` (~4 ms of the event loop each): `hashFileSync`'s chunk, a turn at a time. */
+const SEAL_CHUNK = IO_CHUNK_BYTES;
 
 /** fsyncs `file` and hashes it, reading it in chunks: the event loop runs between them. */
 async function syncAndHash(file: string): Promise<{ size: number; sha256: string }> {
