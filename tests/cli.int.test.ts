@@ -77,6 +77,9 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     // A mistyped store path lists nothing, and says why.
     const typo = await kyrodb(['backup', 'list', '--output', path.join(dir, 'bakcups')]);
     expect([typo.code, typo.stderr]).toEqual([0, expect.stringContaining('there is no backup directory at')]);
+    // …and one that exists is no typo, whatever characters its path holds (the store's URL escapes them).
+    fs.mkdirSync(path.join(dir, 'my backups%'));
+    expect(await kyrodb(['backup', 'list', '--output', path.join(dir, 'my backups%')])).toEqual({ code: 0, stdout: 'no backups\n', stderr: '' });
     // Names the server refuses are bad input for `query` too; an unknown collection is named as such.
     const badName = await kyrodb(['query', '--collection', 'c', '--doc-id', 'a/b', '--data-dir', data]);
     expect([badName.code, badName.stderr]).toEqual([2, expect.stringContaining('API_INVALID_NAME')]);

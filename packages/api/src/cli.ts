@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
@@ -326,7 +326,7 @@ export function buildProgram(): Command {
   // ------------------------------------------------------------------ backup
   const backup = program.command('backup').description('create, list, verify and prune backups (works online: opens the log read-only)').addHelpText('after', EXIT_HELP);
   const storeOpts = (c: Command): Command => common(c).option('--output <dir>', 'backup directory (overrides backup.local_dir)').option('--s3 <url>', 'S3 store URL s3://bucket/prefix (overrides the config)');
-  const storeUrl = (o: { output?: string; s3?: string }): string | undefined => (o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.output !== undefined ? 'file://' + path.resolve(o.output) : undefined);
+  const storeUrl = (o: { output?: string; s3?: string }): string | undefined => (o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.output !== undefined ? pathToFileURL(path.resolve(o.output)).href : undefined);
 
   storeOpts(backup.command('create').description('create a full or incremental backup now'))
     .addOption(new Option('--full', 'a full backup').conflicts('incremental'))
@@ -452,7 +452,7 @@ export function buildProgram(): Command {
       const bar = progress(o.json, 'restore');
       try {
         const pit = o.pointInTime !== undefined ? parseIsoMicros(o.pointInTime, '--point-in-time') : undefined;
-        let url = o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.from !== undefined ? 'file://' + path.resolve(o.from) : undefined;
+        let url = o.s3 !== undefined ? o.s3.replace(/\/+$/, '') : o.from !== undefined ? pathToFileURL(path.resolve(o.from)).href : undefined;
         let backupId = o.backupId;
         const m = url !== undefined ? BACKUP_URL_RE.exec(url) : null;
         if (m !== null && backupId === undefined) {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Cron } from 'croner';
 import { ApiError } from './errors.js';
 
@@ -412,7 +413,7 @@ export function dataDirOf(cfg: KyroConfig, cwd = process.cwd()): string {
 /** The backup store URL the config points at: s3://bucket/prefix when s3 is enabled, else file://<abs local_dir>. */
 export function backupStoreUrl(cfg: KyroConfig, cwd = process.cwd()): string {
   if (cfg.backup.s3.enabled) return `s3://${cfg.backup.s3.bucket}/${cfg.backup.s3.prefix}`.replace(/\/+$/, '');
-  return 'file://' + path.resolve(cwd, cfg.backup.local_dir);
+  return pathToFileURL(path.resolve(cwd, cfg.backup.local_dir)).href;
 }
 
 function deepFreeze<T>(o: T): T {
