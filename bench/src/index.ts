@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const BENCHES: Record<string, string> = {
   log: 'the event log: append throughput and latency, group commit (issue 2)',
   projections: 'search latency and recall beside raw hnswlib-node, open times, ingest (issue 3)',
+  overwrites: 'overwrites of the same ids beside as many writes of distinct ids: index absorb time and search (issue 3)',
   checkpointStall: 'searches and the event loop while a checkpoint is written, beside the same without one (issue 3)',
   backup: 'full, incremental and PITR backup/restore, continuous-backup lag (issue 4)',
   restoreCli: 'a full restore as `kyrodb restore` in a fresh process, beside a plain copy (issue 4)',
