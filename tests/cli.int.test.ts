@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventLog } from '@kyrodb/log';
 import { CLI, call, kyrodb, startServer, tmp } from './serverProcess.js';
@@ -18,6 +19,22 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
       expect(r.code, cmd.join(' ')).toBe(0);
       if (cmd[0] !== 'audit') expect(r.stdout, cmd.join(' ')).toContain('Exit codes:');
     }
+  });
+
+  it('commands other than serve start without loading the HTTP server (fastify)', async () => {
+    // Loaded for a name check, fastify cost every command (restore among them) ~70 ms of start-up.
+    const dir = tmp();
+    const probe = path.join(dir, 'probe.cjs');
+    fs.writeFileSync(probe, `process.on('exit', () => process.stderr.write('\\nfastify loaded: ' + Object.keys(require.cache).some((k) => k.includes('/fastify/')) + '\\n'));`);
+    const env = { NODE_OPTIONS: `--require ${probe}` };
+    for (const args of [['--version'], ['query', '--data-dir', path.join(dir, 'none'), '--collection', 'bad name!', '--doc-id', 'x'], ['restore', '--help']]) {
+      const r = await kyrodb(args, env);
+      expect(r.stderr, args.join(' ')).toContain('fastify loaded: false');
+    }
+    // The probe does see it where it is loaded: the server's own module.
+    const loaded = await kyrodb(['--version'], { NODE_OPTIONS: `--require ${probe} --import ${pathToFileURL(path.join(path.dirname(CLI), 'server.js')).href}` });
+    expect(loaded.stderr).toContain('fastify loaded: true');
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('usage and config errors exit 2 naming the flag or key', async () => {

@@ -14,7 +14,7 @@ import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
-import { checkId, checkName } from './server.js';
+import { checkId, checkName } from './names.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { collectionLiveAt, parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';

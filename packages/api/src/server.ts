@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Registry } from 'prom-client';
-import { COLLECTION_NAME_RE, DOC_ID_RE, MAX_DIMENSION, MAX_METADATA_DEPTH, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
+import { MAX_DIMENSION, MAX_METADATA_DEPTH, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
@@ -15,6 +15,7 @@ import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
+import { checkId, checkName } from './names.js';
 import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
@@ -53,7 +54,6 @@ declare module 'fastify' {
   }
 }
 
-const NAME_PATTERN = COLLECTION_NAME_RE.source;
 const nameParam = { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string' } } } as const;
 const nameIdParams = { type: 'object', additionalProperties: false, required: ['name', 'id'], properties: { name: { type: 'string' }, id: { type: 'string' } } } as const;
 const hnswSchema = {
@@ -67,15 +67,6 @@ const asOfString = { type: 'string', maxLength: 64, description: 'an instant: IS
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 /** The body of a route that takes none: absent, `null` or `{}`; any field is 400 (nothing is changed). */
 const noBody = { type: 'object', nullable: true, additionalProperties: false, properties: {}, description: 'no body (or {})' } as const;
-
-/** API_INVALID_NAME unless `name` is a valid collection name (COLLECTION_NAME_RE). */
-export function checkName(name: string): void {
-  if (!COLLECTION_NAME_RE.test(name)) throw new ApiError('API_INVALID_NAME', `collection name must match ${NAME_PATTERN} (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)`);
-}
-/** API_INVALID_NAME unless `id` is a valid document id (DOC_ID_RE); `where` names it in the message. */
-export function checkId(id: unknown, where = 'id'): asserts id is string {
-  if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
-}
 
 /**
  * A schema failure of an upsert's metadata (`null`, an array, a string: not an object) as the
