@@ -574,8 +574,10 @@ export class Projections {
   /**
    * Top-k of hot ∪ cold (or the cache), scores consistent across tiers (rescored exactly).
    * The cold tier is asked for k + (ids changed since it last absorbed) hits, so its stale copies
-   * cannot crowd out the k-th; changes applied while the cold search is in flight are not counted
-   * in that margin (rarely, a true top-k hit may then be missed; a stale or deleted one never shows).
+   * cannot crowd out the k-th. Changes applied while the cold search is in flight (an answer
+   * awaited asynchronously) are not counted in that margin: when they leave fewer than k of a
+   * full cold answer standing, the cold tier is asked again with the new margin (twice at most),
+   * as a hit beyond what it answered may belong in the top k. A stale or deleted hit never shows.
    * With `asOf`, an exact search of the log prefix with ts ≤ asOf (no cache, no tiers).
    * Throws PROJ_UNKNOWN_COLLECTION, PROJ_DIMENSION_MISMATCH, PROJ_INVALID_QUERY,
    * PROJ_INVALID_FILTER, PROJ_NO_LAYER_AVAILABLE, PROJ_CLOSED.
@@ -604,28 +606,37 @@ export class Projections {
     const searchHot = (): SearchHit[] | undefined => this.runSync('hot', this.qOpts.hotTimeoutMs, false, () => this.hot.search(c0.info, req));
     let early: { hits: SearchHit[] | undefined } | undefined;
     let coldAnswer: ColdAnswer | undefined;
-    for (let attempt = 0; coldUseful && attempt < 3; attempt++) {
-      early = undefined;
-      const pending = this.searchCold(collection, req, () => (early = { hits: searchHot() }));
-      if (pending instanceof Promise) {
-        early = undefined;
-        coldAnswer = await pending;
-      } else coldAnswer = pending;
-      // The hot tier holds everything after the cold watermark. An answer that reflects less than
-      // that (the worker answered, then applied a batch whose acknowledgement was handled first,
-      // shedding it from the hot tier) could miss those writes: ask again.
-      if (coldAnswer === undefined || coldAnswer.seq >= this.coldWatermark) break;
+    let hotHits: SearchHit[] | undefined;
+    let results: SearchHit[];
+    for (let round = 0; ; round++) {
+      const asked = req.k + this.hot.changedCount(collection);
       coldAnswer = undefined;
+      for (let attempt = 0; coldUseful && attempt < 3; attempt++) {
+        early = undefined;
+        const pending = this.searchCold(collection, req, asked, () => (early = { hits: searchHot() }));
+        if (pending instanceof Promise) {
+          early = undefined;
+          coldAnswer = await pending;
+        } else coldAnswer = pending;
+        // The hot tier holds everything after the cold watermark. An answer that reflects less than
+        // that (the worker answered, then applied a batch whose acknowledgement was handled first,
+        // shedding it from the hot tier) could miss those writes: ask again.
+        if (coldAnswer === undefined || coldAnswer.seq >= this.coldWatermark) break;
+        coldAnswer = undefined;
+      }
+      const c = this.state.collections.get(collection);
+      if (c === undefined || c.info.createdSeq !== c0.info.createdSeq) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `collection ${collection} was dropped during the search`, { collection });
+      hotHits = early !== undefined ? early.hits : searchHot();
+      if (hotHits === undefined && coldAnswer === undefined) throw new ProjectionError('PROJ_NO_LAYER_AVAILABLE', `no layer could answer a search of ${collection}`, { collection });
+      const merged = this.merge(c, req, hotHits ?? [], coldAnswer?.hits ?? []);
+      results = merged.results;
+      // A full cold answer of which fewer than k hits still stand (writes applied while it was
+      // awaited made more of them stale than the margin allowed for): a cold hit it did not
+      // include may outrank what filled the gap. Seen as k−1 results under overwrites.
+      if (round < 2 && coldAnswer !== undefined && coldAnswer.hits.length >= asked && merged.coldKept < req.k) continue;
+      break;
     }
-    const coldHits = coldAnswer?.hits;
-    const coldAnswered = coldHits !== undefined;
-
-    const c = this.state.collections.get(collection);
-    if (c === undefined || c.info.createdSeq !== c0.info.createdSeq) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `collection ${collection} was dropped during the search`, { collection });
-    const hotHits = early !== undefined ? early.hits : searchHot();
-
-    if (hotHits === undefined && !coldAnswered) throw new ProjectionError('PROJ_NO_LAYER_AVAILABLE', `no layer could answer a search of ${collection}`, { collection });
-    const results = this.merge(c, req, hotHits ?? [], coldHits ?? []);
+    const coldAnswered = coldAnswer !== undefined;
     const layers: ('hot' | 'cold')[] = [];
     if (hotHits !== undefined) layers.push('hot');
     if (coldAnswered) layers.push('cold');
@@ -650,26 +661,32 @@ export class Projections {
    * worker could not score, hits with metadata, and collections the hot tier does not track are
    * looked up in the live docs.
    */
-  private merge(c: CollectionState, req: SearchRequest, hotHits: SearchHit[], coldHits: ColdHit[]): SearchHit[] {
+  private merge(c: CollectionState, req: SearchRequest, hotHits: SearchHit[], coldHits: ColdHit[]): { results: SearchHit[]; coldKept: number } {
     const { createdSeq, metric } = c.info;
     const changes = this.hot.changes(c.info.name, createdSeq);
     const hotIds = hotHits.length > 0 ? new Set(hotHits.map((h) => h.id)) : undefined;
     const out = hotHits.slice();
+    let coldKept = 0; // cold hits that stand: live as answered (from either tier)
     for (const h of coldHits) {
       if (h.seq < createdSeq) continue; // from a dropped namesake the worker had not dropped yet
       if (changes !== undefined && changes.size > 0 && (changes.get(h.id) ?? 0) > h.seq) continue; // deleted, or a newer version lives in the hot tier
-      if (hotIds?.has(h.id) === true) continue; // the same version, absorbed after the watermark
+      if (hotIds?.has(h.id) === true) {
+        coldKept += 1; // the same version, absorbed after the watermark: the hot tier's hit stands for it
+        continue;
+      }
       if (changes !== undefined && !h.meta && !Number.isNaN(h.score)) {
         out.push({ id: h.id, score: h.score });
+        coldKept += 1;
         continue;
       }
       const d = c.docs.get(h.id);
       if (d === undefined || d.seq !== h.seq) continue;
       out.push(toHit(d, Number.isNaN(h.score) ? score(metric, req.vector, d.vector) : h.score));
+      coldKept += 1;
     }
     out.sort(compareHits);
     if (out.length > req.k) out.length = req.k;
-    return out;
+    return { results: out, coldKept };
   }
 
   /** Runs a synchronous layer under its breaker; undefined when refused, failed, or (if `discardLate`) late. */
@@ -702,7 +719,7 @@ export class Projections {
   }
 
   /** The cold layer under its breaker; undefined when refused or failed. Synchronous when the worker answered within the channel's synchronous wait. */
-  private searchCold(collection: string, req: SearchRequest, whileWaiting: () => void): ColdAnswer | undefined | Promise<ColdAnswer | undefined> {
+  private searchCold(collection: string, req: SearchRequest, k: number, whileWaiting: () => void): ColdAnswer | undefined | Promise<ColdAnswer | undefined> {
     const b = this.breakers.cold;
     const cold = this.cold;
     const permit = b.tryAcquire();
@@ -718,7 +735,7 @@ export class Projections {
     };
     let r: ColdAnswer | Promise<ColdAnswer>;
     try {
-      r = cold.search(collection, req.vector, req.k + this.hot.changedCount(collection), req.filter, this.qOpts.coldTimeoutMs, whileWaiting);
+      r = cold.search(collection, req.vector, k, req.filter, this.qOpts.coldTimeoutMs, whileWaiting);
     } catch (err) {
       return failed(err);
     }

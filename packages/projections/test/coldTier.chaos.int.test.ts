@@ -232,4 +232,22 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(s.results).toEqual(exact(env, q));
     expect(s.results[0]?.id).toBe('after-hang');
   });
+
+  it('writes applied while a cold answer is awaited leave it short of k: the cold tier is asked again, and the answer is the exact one', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    await seed(env, p);
+    const q: SearchRequest = { vector: new Float32Array(DIM).fill(0.5), k: 5 };
+    const top = exact(env, q) as { id: string }[];
+    // The worker sleeps in this search: it answers its five nearest as of before the writes below.
+    env.failpoints.set('projection.cold.search', '1*delay(300)');
+    const pending = p.search('c', q);
+    // Meanwhile three of those five are moved far away: their cold copies are stale.
+    await env.log.append(top.slice(0, 3).map((h) => upsert('c', h.id, Array.from({ length: DIM }, () => 100))));
+    const r = await pending;
+    expect(r).toMatchObject({ degraded: false, layers: ['hot', 'cold'] });
+    // Not the two fresh cold hits topped up with the moved documents: the next three nearest.
+    expect(r.results).toEqual(exact(env, q));
+    expect(r.results.map((h) => h.id)).not.toContain(top[0]!.id);
+  });
 });
