@@ -1,9 +1,8 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncPath, splitRecord, toHex } from '@kyrodb/log';
 import type { EventLog, HnswParams, Metadata, Metric } from '@kyrodb/log';
-import { CHECKPOINT_FORMAT_VERSION, IO_CHUNK_BYTES, JsonLines, READABLE_CHECKPOINT_FORMATS, collectionFiles, hashFileSync, readFullySync, readJsonLinesSync, writeAll } from './checkpointFiles.js';
+import { CHECKPOINT_FORMAT_VERSION, IO_CHUNK_BYTES, JsonLines, READABLE_CHECKPOINT_FORMATS, collectionFiles, hashFile, hashFileSync, readFullySync, readJsonLinesSync, writeAll } from './checkpointFiles.js';
 import { ProjectionError } from './errors.js';
 import type { CollectionInfo, DocValue, MaterializedState } from './state.js';
 
@@ -97,29 +96,6 @@ export function pruneGenerations(dataDir: string, keep: number): Generation[] {
   return gens.slice(0, Math.max(1, keep));
 }
 
-/** Bytes hashed per turn by `sealCheckpoint` (~4 ms of the event loop each): `hashFileSync`'s chunk, a turn at a time. */
-const SEAL_CHUNK = IO_CHUNK_BYTES;
-
-/** fsyncs `file` and hashes it, reading it in chunks: the event loop runs between them. */
-async function syncAndHash(file: string): Promise<{ size: number; sha256: string }> {
-  const fh = await fs.promises.open(file, 'r');
-  try {
-    await fh.sync();
-    const h = crypto.createHash('sha256');
-    const buf = Buffer.allocUnsafe(SEAL_CHUNK);
-    let size = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, SEAL_CHUNK, size);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      size += bytesRead;
-    }
-    return { size, sha256: h.digest('hex') };
-  } finally {
-    await fh.close();
-  }
-}
-
 type DocRow = [string, number, number, Metadata | null];
 
 /** What a checkpoint writes of the state, taken in one turn: the catalog, and each collection's docs (the immutable doc values, by reference). */
@@ -203,7 +179,7 @@ export async function sealCheckpoint(dataDir: string, tmp: string, meta: Omit<Ch
   // loop, and every search with it, for a third of a second and more).
   for (const n of fs.readdirSync(tmp).sort()) {
     if (n === METADATA_FILE) continue;
-    files[n] = await syncAndHash(path.join(tmp, n));
+    files[n] = await hashFile(path.join(tmp, n), true);
   }
   const full: CheckpointMetadata = { ...meta, files };
   const mf = path.join(tmp, METADATA_FILE);
@@ -253,7 +229,41 @@ export function validateCheckpoint(dir: string, log: EventLog): LoadedCheckpoint
   }
 }
 
+/**
+ * Every check of `validateCheckpoint` but the docs' rows (metadata, each file's size and SHA-256,
+ * the watermark against the log, the catalog), with the files hashed asynchronously, a few MB at
+ * a time; nothing is loaded. What a cold-tier restart needs of the newest generation while the
+ * server keeps serving: validated with the docs loaded, a 50k-vector checkpoint held the event
+ * loop (every request) for 160 ms, and the time grows with the checkpoint.
+ */
+export async function verifyCheckpointFiles(dir: string, log: EventLog): Promise<CheckpointMetadata> {
+  try {
+    const meta = readCheckpointMeta(dir);
+    for (const [name, want] of Object.entries(meta.files)) checkFileHash(dir, name, want, await hashFile(path.join(dir, name)));
+    checkCatalog(dir, meta, log);
+    return meta;
+  } catch (err) {
+    if (err instanceof ProjectionError) throw err;
+    corrupt(dir, `unreadable: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
 function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
+  const meta = readCheckpointMeta(dir);
+  for (const [name, want] of Object.entries(meta.files)) checkFileHash(dir, name, want, hashFileSync(path.join(dir, name)));
+  const catalog = checkCatalog(dir, meta, log);
+  const state: MaterializedState = { seq: meta.watermark.seq, collections: new Map() };
+  for (const mc of meta.collections) {
+    const info = catalog.get(mc.name)!;
+    const docs = loadDocs(dir, meta.format, mc);
+    const hnsw: HnswParams = { M: info.hnsw.M, efConstruction: info.hnsw.efConstruction, efSearch: info.hnsw.efSearch };
+    state.collections.set(mc.name, { info: { ...info, hnsw, count: docs.size }, docs });
+  }
+  return { dir, meta, state };
+}
+
+/** A generation's metadata.json, checked for what every other check relies on. */
+function readCheckpointMeta(dir: string): CheckpointMetadata {
   const mf = path.join(dir, METADATA_FILE);
   if (!fs.existsSync(mf)) corrupt(dir, 'metadata.json is missing');
   let meta: CheckpointMetadata;
@@ -265,13 +275,21 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
   if (!READABLE_CHECKPOINT_FORMATS.includes(meta.format)) corrupt(dir, `format ${String(meta.format)} is not one of ${READABLE_CHECKPOINT_FORMATS.join(', ')}`);
   if (typeof meta.files !== 'object' || meta.files === null || !Array.isArray(meta.collections)) corrupt(dir, 'metadata.json lacks files or collections');
   if (!(meta.cold.seq <= meta.watermark.seq)) corrupt(dir, 'cold seq is beyond the watermark');
-  for (const [name, want] of Object.entries(meta.files)) {
-    const f = path.join(dir, name);
-    if (!fs.existsSync(f)) corrupt(dir, `${name} is missing`);
-    const got = hashFileSync(f);
-    if (got.size !== want.size) corrupt(dir, `${name} has ${got.size} bytes, expected ${want.size}`);
-    if (got.sha256 !== want.sha256) corrupt(dir, `${name} fails its SHA-256`);
-  }
+  for (const name of Object.keys(meta.files)) if (!fs.existsSync(path.join(dir, name))) corrupt(dir, `${name} is missing`);
+  return meta;
+}
+
+/** PROJ_CHECKPOINT_CORRUPT unless file `name` has the size and SHA-256 the metadata lists. */
+function checkFileHash(dir: string, name: string, want: { size: number; sha256: string }, got: { size: number; sha256: string }): void {
+  if (got.size !== want.size) corrupt(dir, `${name} has ${got.size} bytes, expected ${want.size}`);
+  if (got.sha256 !== want.sha256) corrupt(dir, `${name} fails its SHA-256`);
+}
+
+/**
+ * The checks after the files' hashes: the watermark is this log's event, every collection's files
+ * are listed, and the catalog agrees with the metadata. The catalog's collections by name.
+ */
+function checkCatalog(dir: string, meta: CheckpointMetadata, log: EventLog): Map<string, CollectionInfo> {
   const h = logHashAt(log, meta.watermark.seq);
   if (h === undefined) corrupt(dir, `its watermark seq ${meta.watermark.seq} is beyond the log head`);
   if (h !== meta.watermark.hash) corrupt(dir, `the log's event ${meta.watermark.seq} has a different hash: the checkpoint belongs to another history`);
@@ -285,18 +303,16 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
   const catalog = JSON.parse(fs.readFileSync(path.join(dir, 'catalog.json'), 'utf8')) as { seq: number; collections: CollectionInfo[] };
   if (catalog.seq !== meta.watermark.seq) corrupt(dir, 'catalog seq differs from the watermark');
   if (catalog.collections.length !== meta.collections.length) corrupt(dir, 'catalog and metadata list different collections');
-  const state: MaterializedState = { seq: meta.watermark.seq, collections: new Map() };
+  const out = new Map<string, CollectionInfo>();
   for (const mc of meta.collections) {
     const info = catalog.collections.find((c) => c.name === mc.name);
     if (info === undefined) corrupt(dir, `collection ${mc.name} is not in the catalog`);
     if (info.dimension !== mc.dimension) corrupt(dir, `collection ${mc.name}: metadata dimension ${mc.dimension}, catalog ${info.dimension}`);
     if (info.metric !== mc.metric) corrupt(dir, `collection ${mc.name}: metadata metric ${mc.metric}, catalog ${info.metric}`);
     if (info.count !== mc.count) corrupt(dir, `collection ${mc.name}: the catalog counts ${info.count} docs, metadata ${mc.count}`);
-    const docs = loadDocs(dir, meta.format, mc);
-    const hnsw: HnswParams = { M: info.hnsw.M, efConstruction: info.hnsw.efConstruction, efSearch: info.hnsw.efSearch };
-    state.collections.set(mc.name, { info: { ...info, hnsw, count: docs.size }, docs });
+    out.set(mc.name, info);
   }
-  return { dir, meta, state };
+  return out;
 }
 
 /** Bytes of vectors per allocation when loading: a doc's vector is a view into one of them. */

@@ -14,6 +14,7 @@ import {
   sealCheckpoint,
   snapshotState,
   validateCheckpoint,
+  verifyCheckpointFiles,
   writeStateFiles,
 } from './checkpoints.js';
 import type { CheckpointCollection, CheckpointMetadata, CheckpointOptions, Generation } from './checkpoints.js';
@@ -453,14 +454,20 @@ export class Projections {
       return;
     }
     let base = 0;
-    let loaded: MaterializedState | undefined;
+    let loaded = false;
     const g = this.generations[0];
     if (g !== undefined) {
       try {
-        const cp = validateCheckpoint(g.dir, this.log);
-        checkColdStats(g.dir, cp.meta, await cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq, cp.meta.format));
-        base = cp.meta.cold.seq;
-        loaded = cp.state;
+        // Checked without loading its docs (this thread already holds the live ones), and hashed
+        // a chunk a turn: the server keeps serving while the worker restarts.
+        const meta = await verifyCheckpointFiles(g.dir, this.log);
+        if (this.closed) {
+          await cold.stop();
+          return;
+        }
+        checkColdStats(g.dir, meta, await cold.load(g.dir, meta.collections.map((c) => c.name), meta.cold.seq, meta.format));
+        base = meta.cold.seq;
+        loaded = true;
       } catch (err) {
         this.logger('warn', 'cold restart could not load the newest checkpoint; rebuilding the cold tier from the log', { error: String(err) });
         if (!cold.alive) return; // its own exit handler schedules the next try
@@ -473,7 +480,9 @@ export class Projections {
     this.hot.reset(this.state, base, this.log);
     this.logger('info', 'cold tier restarted; catching up', { from: base, to: this.state.seq });
     this.pumpCold();
-    if (loaded !== undefined) this.fillCold(cold, loaded, base);
+    // The labels loaded hold the versions with seq ≤ base; the live docs of such a seq are those
+    // very versions (a later write has a later seq, and reaches the worker by replay).
+    if (loaded) this.fillCold(cold, this.state, base);
   }
 
   /**

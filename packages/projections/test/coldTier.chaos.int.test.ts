@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '@kyrodb/log';
-import { exactSearch, materialize } from '@kyrodb/projections';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CHECKPOINT_FORMAT_VERSION, exactSearch, listGenerations, materialize } from '@kyrodb/projections';
+import { collectionFiles } from '../src/checkpointFiles.js';
 import type { Projections, SearchRequest } from '@kyrodb/projections';
 import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
 import type { Env } from './helpers.js';
@@ -249,5 +252,31 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     // Not the two fresh cold hits topped up with the moved documents: the next three nearest.
     expect(r.results).toEqual(exact(env, q));
     expect(r.results.map((h) => h.id)).not.toContain(top[0]!.id);
+  });
+
+  it('a worker restart that finds the newest checkpoint damaged since it was written rebuilds from the log: every live doc indexed, answers exact', async () => {
+    env = await makeEnv();
+    const logs: string[] = [];
+    const p = await env.open({ query: { coldTimeoutMs: 2000 }, logger: (_level, msg) => logs.push(msg) });
+    await seed(env, p);
+    await p.checkpoint();
+    const g = listGenerations(env.dir)[0]!;
+    const index = path.join(g.dir, collectionFiles(CHECKPOINT_FORMAT_VERSION, 'c').index);
+    const fd = fs.openSync(index, 'r+');
+    fs.writeSync(fd, Buffer.alloc(16, 0xff), 0, 16, 64);
+    fs.closeSync(fd);
+    const r = rng(21);
+    const q: SearchRequest = { vector: new Float32Array(randomVector(r, DIM)), k: 10 };
+    env.failpoints.set('projection.cold.search', '1*panic');
+    expect(await p.search('c', q)).toMatchObject({ degraded: true });
+    await env.log.append([upsert('c', 'during', randomVector(r, DIM))]);
+    await p.waitForCold(env.log.head().seq);
+    expect(logs).toContain('cold restart could not load the newest checkpoint; rebuilding the cold tier from the log');
+    expect(await metric(env.registry, 'projection_cold_restarts_total')).toBe(1);
+    const st = await p.coldStats();
+    expect(st?.collections.find((c) => c.name === 'c')).toMatchObject({ live: 61, scored: 61 });
+    const after = await p.search('c', q);
+    expect(after.degraded).toBe(false);
+    expect(after.results).toEqual(exact(env, q));
   });
 });
