@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { EventLog, Failpoints } from '@kyrodb/log';
+import { EventLog, Failpoints, toHex } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
@@ -176,6 +176,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         try {
           // Marked in the description, not a tag: a tag makes a backup a named restore point that retention never deletes.
           const m = type === 'full' ? await manager.createFull({ description: 'scheduled' }) : await incrementalOrFirstFull();
+          if (m === undefined) return;
           logger('info', `scheduled ${m.type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
           await applyRetention();
         } catch (err) {
@@ -186,10 +187,21 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       };
       // Until the store holds a backup, an incremental has nothing to build on: the first scheduled
       // backup of a new store is a full one, whichever schedule fires first.
-      const incrementalOrFirstFull = async (): Promise<BackupManifest> => {
-        if ((await manager.list()).length > 0) return manager.createIncremental({ description: 'scheduled' });
-        logger('info', 'scheduled incremental backup: the store holds no backup yet; taking a full one');
-        return manager.createFull({ description: 'scheduled' });
+      // Nothing written since the newest backup: an incremental would hold no event (one a minute on
+      // an idle node, each listed until retention removed it), so none is taken. A log that does
+      // not extend that backup is left to createIncremental to refuse (BACKUP_LOG_DIVERGED).
+      const incrementalOrFirstFull = async (): Promise<BackupManifest | undefined> => {
+        const newest = (await manager.list())[0];
+        if (newest === undefined) {
+          logger('info', 'scheduled incremental backup: the store holds no backup yet; taking a full one');
+          return manager.createFull({ description: 'scheduled' });
+        }
+        const head = log.head();
+        if (newest.to_seq === head.seq && newest.head_hash === toHex(head.hash)) {
+          logger('info', 'scheduled incremental backup skipped: nothing written since the newest backup', { backup_id: newest.backup_id, to_seq: newest.to_seq });
+          return undefined;
+        }
+        return manager.createIncremental({ description: 'scheduled' });
       };
       // After each scheduled backup, the retention policy (backup.retention), as the sketch's
       // backup manager applies it: never a tagged backup, the newest, or what a kept one needs.
