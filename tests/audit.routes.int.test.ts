@@ -289,6 +289,60 @@ describe('GET /v1/log/stream and a client that reads slowly', () => {
   }, 60_000);
 });
 
+describe('GET /v1/audit/state: state exports served at once are bounded', () => {
+  it('beyond maxStateExports (default 2) running, 429 AUDIT_BUSY with Retry-After; a slot is free again once a reader goes away', async () => {
+    const dir = tmpDir();
+    const log = await EventLog.open({ dir, logger: () => {} });
+    const app = Fastify({});
+    await app.register(auditRoutes, { log });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as { port: number }).port;
+    const open: http.ClientRequest[] = [];
+    /** A request whose answer is not read (held, as a slow reader does), or read whole. */
+    const get = (read: boolean): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; req: http.ClientRequest }> =>
+      new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/v1/audit/state' }, (res) => {
+          open.push(req);
+          if (!read && res.statusCode === 200) {
+            res.pause();
+            resolve({ status: 200, headers: res.headers, body: '', req });
+            return;
+          }
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, req }));
+          res.on('error', reject);
+        });
+        req.on('error', () => {});
+      });
+    try {
+      await log.append([createColl('c', 512)]);
+      // ~40 MB of NDJSON: an export not read stays running (far more than the sockets buffer).
+      for (let b = 0; b < 16; b++) await log.append(Array.from({ length: 250 }, (_, i) => upsert('c', `d${b}-${i}`, Array.from({ length: 512 }, (_, j) => Math.sin(b * 1000 + i + j)))));
+      const first = await get(false);
+      await get(false);
+      const busy = await get(true);
+      expect(busy.status).toBe(429);
+      expect(busy.headers['retry-after']).toBe('1');
+      expect(JSON.parse(busy.body).error.code).toBe('AUDIT_BUSY');
+      first.req.destroy(); // its reader goes away: the export stops and gives its slot back
+      let again = await get(true);
+      for (let i = 0; i < 50 && again.status === 429; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        again = await get(true);
+      }
+      expect(again.status).toBe(200);
+      const lines = again.body.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; documents?: number });
+      expect(lines.at(-1)).toEqual({ kind: 'footer', collections: 1, documents: 4000 });
+    } finally {
+      for (const r of open) r.destroy();
+      await app.close();
+      await log.close();
+    }
+  }, 60_000);
+});
+
 describe('GET /v1/collections/:name/vectors/:id/history: a document that never was is 404, one that is gone keeps its history', () => {
   let dir: string;
   let log: EventLog;

@@ -17,6 +17,8 @@ export const AuditErrorCodes = {
   AUDIT_UNKNOWN_COLLECTION: 'the collection did not exist at the requested time',
   /** The document was not live at the requested time (never written, deleted, or its collection dropped; for a history: it has no event at all). */
   AUDIT_DOC_NOT_FOUND: 'the document was not live at the requested time',
+  /** As many state exports as the server serves at once are running (each holds a whole state in memory); retry after Retry-After seconds. */
+  AUDIT_BUSY: 'too many state exports are running; retry after Retry-After seconds',
 } as const;
 
 /** A stable error code of the audit module. */
@@ -31,6 +33,7 @@ export const auditErrorStatus: Readonly<Record<AuditErrorCode, number>> = Object
   AUDIT_BAD_REQUEST: 400,
   AUDIT_UNKNOWN_COLLECTION: 404,
   AUDIT_DOC_NOT_FOUND: 404,
+  AUDIT_BUSY: 429,
 });
 
 /** The one error class of the audit module: `code` is stable, `details` carries typed context. */

@@ -25,6 +25,12 @@ export interface AuditRoutesOptions {
    * following one starts). Default 16 MiB; a page always holds at least one event.
    */
   maxPageBytes?: number;
+  /**
+   * State exports (`GET /v1/audit/state`) served at once; more get 429 AUDIT_BUSY with
+   * Retry-After. Each holds the whole state as of its T in memory while it streams: ten slow
+   * readers took a server from 437 to 1013 MB. Default 2.
+   */
+  maxStateExports?: number;
 }
 
 const errorSchema = {
@@ -103,6 +109,8 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const clock = opts.clock ?? systemClock;
   const maxPage = opts.maxPage ?? 1000;
   const maxPageBytes = opts.maxPageBytes ?? 16 * 1024 * 1024;
+  const maxExports = opts.maxStateExports ?? 2;
+  let exporting = 0;
   const now = (): number => presentMicros(log, clock);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
 
@@ -186,11 +194,18 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     } catch (err) {
       return sendError(reply, err);
     }
+    if (exporting >= maxExports) {
+      void reply.header('Retry-After', '1');
+      return sendError(reply, new AuditError('AUDIT_BUSY', `${exporting} state export${exporting > 1 ? 's are' : ' is'} already running (at most ${maxExports} at once, each holding a whole state in memory); retry after Retry-After seconds`));
+    }
+    exporting += 1;
     const out = new PassThrough();
-    exportStateAsOf(log, t, out).then(
-      () => out.end(),
-      (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
-    );
+    exportStateAsOf(log, t, out)
+      .then(
+        () => out.end(),
+        (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+      )
+      .finally(() => (exporting -= 1)); // done, failed, or its reader went away
     return reply.type('application/x-ndjson').send(out);
   });
 
