@@ -21,7 +21,7 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
       paths[url] ??= {};
       paths[url][m] = {
         summary: s.summary ?? '',
-        ...(roles ? { description: `Roles: ${roles.join(', ')} (or admin) when auth keys are configured.`, security: [{ bearer: [] }] } : {}),
+        ...(roles ? { description: `${rolesText(roles)} when auth keys are configured.`, security: [{ bearer: [] }] } : {}),
         parameters,
         // A nullable body (a route that takes none, or `{}`) is optional.
         ...(s.body !== undefined ? { requestBody: { required: (s.body as { nullable?: boolean }).nullable !== true, content: { 'application/json': { schema: s.body } } } } : {}),
@@ -46,4 +46,10 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
 interface SchemaObj {
   properties?: Record<string, unknown>;
   required?: string[];
+}
+
+/** Who may call a route: its roles, and admin (which may call every route). */
+function rolesText(roles: string[]): string {
+  const others = roles.filter((r) => r !== 'admin');
+  return others.length === 0 ? 'Role: admin' : `Roles: ${others.join(', ')} (or admin)`;
 }

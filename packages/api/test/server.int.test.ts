@@ -205,6 +205,10 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(Object.keys(doc.paths['/v1/collections/{name}'].put.responses).sort()).toEqual(['200', '201', 'default']);
     expect(Object.keys(doc.paths['/v1/backups'].post.responses).sort()).toEqual(['201', 'default']);
     expect(doc.paths['/v1/admin/failpoints']).toBeUndefined();
+    // Who may call each route: an admin-only route says so once ("admin (or admin)" before).
+    expect(doc.paths['/v1/admin/health'].get.description).toBe('Role: admin when auth keys are configured.');
+    expect(doc.paths['/v1/collections/{name}/search'].post.description).toMatch(/^Roles: [a-z, ]+ \(or admin\) when auth keys are configured\.$/);
+    expect(JSON.stringify(doc)).not.toContain('admin (or admin)');
   });
 });
 
