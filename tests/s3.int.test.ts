@@ -141,6 +141,12 @@ describe('serve with S3: scheduled + continuous backups, restore from S3', { tim
     expect(r2.code, r2.stderr).toBe(0);
     expect((await kyrodb(['query', '--doc-id', 'first', '--collection', 'c', '--data-dir', pitr])).code).toBe(0);
     expect((await kyrodb(['query', '--doc-id', 'second', '--collection', 'c', '--data-dir', pitr])).code).toBe(4);
+
+    // An auditor verifies that backup where it is: the S3 endpoint from the same settings
+    // (env here; --config works alike). Without them the command could only reach AWS itself.
+    const av = await kyrodb(['audit', 'verify', '--backup-id', b.json.backup_id, '--store', 's3://kyro/e2e', '--json'], env);
+    expect(av.code, av.stderr).toBe(0);
+    expect(JSON.parse(av.stdout)).toMatchObject({ ok: true, backup_id: b.json.backup_id });
   });
 });
 

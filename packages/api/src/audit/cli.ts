@@ -5,7 +5,9 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError } from '@kyrodb/log';
-import { isBackupError, loadKey, openObjectStore, restore } from '@kyrodb/backup';
+import { isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { loadConfig } from '../config.js';
+import { decryptionKeyOf, openConfiguredStore } from '../node.js';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
 import { formatDigest, parseDigest, verifyDigest } from './digest.js';
@@ -117,11 +119,12 @@ export function registerAuditCommands(program: Command): Command {
     .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq (or a damaged LMDB), 2 bad input')
     .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
     .option('--backup-id <id>', 'verify a backup instead (an id, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
-    .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix')
-    .option('--key-file <file>', 'encryption key of the backup (default: $KYRODB_BACKUP_KEY)')
+    .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix (an S3 endpoint, region and path style from backup.s3 of --config or KYRODB_BACKUP_S3_*)')
+    .option('--config <file>', 'config file (YAML) whose backup.s3 and backup.encryption settings reach the store and decrypt the backup')
+    .option('--key-file <file>', 'encryption key of the backup (default: backup.encryption of the config, else $KYRODB_BACKUP_KEY)')
     .option('--digest <SEQ:HASH>', 'an earlier digest (from `audit head` or GET /v1/audit/head)')
     .option('--json', 'print the result as JSON')
-    .action(async (o: { dataDir?: string; backupId?: string; store?: string; keyFile?: string; digest?: string; json?: boolean }) => {
+    .action(async (o: { dataDir?: string; backupId?: string; store?: string; config?: string; keyFile?: string; digest?: string; json?: boolean }) => {
       let scratch: string | undefined;
       try {
         const digest = o.digest === undefined ? undefined : parseDigest(o.digest);
@@ -133,8 +136,11 @@ export function registerAuditCommands(program: Command): Command {
           // checked), into a scratch dir nobody else uses; then its log is verified like any other.
           scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kyrodb-audit-backup-'));
           dataDir = path.join(scratch, 'data');
-          const encryption = loadKey(o.keyFile !== undefined ? { file: o.keyFile } : {});
-          await restore({ store: openObjectStore(o.store!), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
+          // The store and the key as the other commands reach them: an S3 store needs its endpoint
+          // (s3rver, MinIO), and until this read the config it could only reach AWS itself.
+          const cfg = loadConfig({ file: o.config });
+          const encryption = o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : decryptionKeyOf(cfg);
+          await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
         }
         await withLog(dataDir, (log) => {
           const tty = process.stderr.isTTY && o.json !== true;
