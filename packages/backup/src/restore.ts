@@ -408,10 +408,11 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     // between the two renames (the process killed, the machine stopped), which leaves no data dir.
     let previousDir: string | null = null;
     const swap = swapMarkerPath(dataDir);
+    const stagingDir = staging;
     if (fs.existsSync(dataDir)) {
       if (writerRunning(dataDir)) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
-      await writeSwapMarker(swap, { previous: previousDir, staging, pid: process.pid });
+      await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid });
       try {
         await fsp.rename(dataDir, previousDir);
       } catch (err) {
@@ -432,7 +433,10 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         await check.close();
       }
       // Only now: a rollback after a failed check is a swap too, and may be cut short as well.
-      await fsp.rm(swap, { force: true });
+      // The marker stays while the previous data dir is deleted, marked verified: a process killed
+      // during that delete (seconds for a large dir) had left the rest of it behind, unnamed.
+      if (previousDir !== null && o.keepPrevious !== true) await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid, verified: true });
+      else await fsp.rm(swap, { force: true });
     } catch (err) {
       if (staging === undefined) await fsp.rm(dataDir, { recursive: true, force: true });
       if (previousDir !== null) await fsp.rename(previousDir, dataDir);
@@ -442,6 +446,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     if (previousDir !== null && o.keepPrevious !== true) {
       await fsp.rm(previousDir, { recursive: true, force: true });
       previousDir = null;
+      await fsp.rm(swap, { force: true });
     }
     phases.swap = performance.now() - tSwap;
     metrics.restoreSuccess.inc();
@@ -552,17 +557,24 @@ interface SwapMarker {
   previous: string;
   staging: string;
   pid: number;
+  /** The restored data dir is in place and checked: `previous` is being deleted. */
+  verified?: boolean;
 }
 
-/** Writes the swap marker durably (file and directory synced) before the first rename. */
+/**
+ * Writes the swap marker durably (file and directory synced) before the first rename; written
+ * again (`verified`) by replacing it whole, so that it is never read torn once a rename is done.
+ */
 async function writeSwapMarker(file: string, m: SwapMarker): Promise<void> {
-  const fh = await fsp.open(file, 'w');
+  const tmp = `${file}.tmp`;
+  const fh = await fsp.open(tmp, 'w');
   try {
     await fh.writeFile(JSON.stringify(m));
     await fh.sync();
   } finally {
     await fh.close();
   }
+  await fsp.rename(tmp, file);
   await fsyncDir(path.dirname(file));
 }
 
@@ -572,14 +584,18 @@ export interface RestoreRecovery {
   movedBack: string | null;
   /** Staging dirs of restores whose process is gone, removed. */
   removedStaging: string[];
+  /** What was left of a data dir a finished restore had replaced and was deleting (null: none). */
+  removedPrevious: string | null;
 }
 
 /**
  * Tidies what a restore into `dataDir` left when its process was killed or its machine stopped:
  * - a swap cut short between its two renames (its marker names the data dir it moved aside, and
  *   `dataDir` is missing): the data dir is moved back, as any failed restore leaves it;
- * - a swap that finished but whose marker remained: the marker goes (a data dir it moved aside
- *   stays, and is named in the log: a restore point nothing else refers to);
+ * - a swap that finished and was checked (its marker says `verified`), stopped while deleting
+ *   the data dir it replaced: the rest of that dir is removed;
+ * - a swap that finished but whose marker remained unverified: the marker goes (a data dir it
+ *   moved aside stays, and is named in the log: a restore point nothing else refers to);
  * - staging dirs (`<dataDir>.restore-staging-<ts>-<pid>`) of processes that are gone: removed
  *   (a killed 1M-event restore leaves ~1.3 GB).
  * Leaves everything to a restore whose process is still running. Run by every restore before it
@@ -588,7 +604,7 @@ export interface RestoreRecovery {
 export async function recoverInterruptedRestore(dataDir: string, logger?: ExecuteRestoreOptions['logger']): Promise<RestoreRecovery> {
   dataDir = path.resolve(dataDir);
   const parent = path.dirname(dataDir);
-  const out: RestoreRecovery = { movedBack: null, removedStaging: [] };
+  const out: RestoreRecovery = { movedBack: null, removedStaging: [], removedPrevious: null };
   const swap = swapMarkerPath(dataDir);
   let marker: SwapMarker | undefined;
   try {
@@ -598,6 +614,7 @@ export async function recoverInterruptedRestore(dataDir: string, logger?: Execut
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(swap, { force: true });
   }
   if (marker !== undefined && marker.pid !== process.pid && processAlive(marker.pid)) return out; // swapping right now
+  await fsp.rm(`${swap}.tmp`, { force: true }); // a marker's rewrite cut short (the marker itself is whole, or absent)
   if (marker !== undefined) {
     const previous = typeof marker.previous === 'string' && path.dirname(path.resolve(marker.previous)) === parent ? path.resolve(marker.previous) : undefined;
     if (previous !== undefined && fs.existsSync(previous)) {
@@ -605,6 +622,11 @@ export async function recoverInterruptedRestore(dataDir: string, logger?: Execut
         await fsp.rename(previous, dataDir);
         out.movedBack = previous;
         logger?.('warn', `a restore into ${dataDir} was stopped in the middle of swapping data dirs: the data dir it had moved aside is back`, { from: previous });
+      } else if (marker.verified === true) {
+        // The restored dir was in place and checked; the restore was deleting the one it replaced.
+        await fsp.rm(previous, { recursive: true, force: true });
+        out.removedPrevious = previous;
+        logger?.('info', `a restore into ${dataDir} was stopped while deleting the data dir it replaced: the rest of it is removed`, { previous });
       } else {
         logger?.('warn', `a restore into ${dataDir} was stopped after swapping data dirs: the previous data dir is kept at ${previous}; remove it when it is no longer needed`, { previous });
       }

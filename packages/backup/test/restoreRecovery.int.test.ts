@@ -33,7 +33,7 @@ describe('recoverInterruptedRestore', () => {
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging, pid }));
     const warnings: string[] = [];
     const r = await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg));
-    expect(r).toEqual({ movedBack: previous, removedStaging: [path.basename(staging)] });
+    expect(r).toEqual({ movedBack: previous, removedStaging: [path.basename(staging)], removedPrevious: null });
     expect(read(data)).toBe('old');
     expect(fs.readdirSync(parent)).toEqual(['data']);
     expect(warnings.join('\n')).toMatch(/moved aside is back/);
@@ -47,10 +47,23 @@ describe('recoverInterruptedRestore', () => {
     dirWith(previous, 'old');
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging: `${data}.restore-staging-x-1`, pid: deadPid() }));
     const warnings: string[] = [];
-    expect(await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg))).toEqual({ movedBack: null, removedStaging: [] });
+    expect(await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg))).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
     expect([read(data), read(previous)]).toEqual(['new', 'old']);
     expect(fs.existsSync(`${data}.restore-swap.json`)).toBe(false);
     expect(warnings.join('\n')).toContain(previous);
+  });
+
+  it('a swap that finished and was checked, stopped while deleting the data dir it replaced: the rest of that dir is removed', async () => {
+    const parent = tempDir();
+    const data = path.join(parent, 'data');
+    const previous = `${data}.pre-restore-20261127T000000000Z`;
+    dirWith(data, 'new');
+    dirWith(previous, 'half deleted');
+    fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging: `${data}.restore-staging-x-1`, pid: deadPid(), verified: true }));
+    fs.writeFileSync(`${data}.restore-swap.json.tmp`, '{"prev'); // a rewrite of the marker cut short
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: previous });
+    expect(read(data)).toBe('new');
+    expect(fs.readdirSync(parent)).toEqual(['data']);
   });
 
   it('a torn marker (its first rename never happened) is dropped; the data dir is left as it is', async () => {
@@ -58,7 +71,7 @@ describe('recoverInterruptedRestore', () => {
     const data = path.join(parent, 'data');
     dirWith(data, 'current');
     fs.writeFileSync(`${data}.restore-swap.json`, '{"previous": "/x');
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [] });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
     expect(read(data)).toBe('current');
     expect(fs.readdirSync(parent)).toEqual(['data']);
   });
@@ -74,11 +87,11 @@ describe('recoverInterruptedRestore', () => {
     dirWith(staging, 'new');
     dirWith(other, 'x');
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging, pid: live }));
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [] });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
     expect(fs.readdirSync(parent).sort()).toEqual([path.basename(other), path.basename(previous), 'data.restore-staging-20261127T000000000Z-' + live, 'data.restore-swap.json'].sort());
     // Without the marker, the live restore's staging dir still stays.
     fs.rmSync(`${data}.restore-swap.json`);
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [] });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
     expect(fs.existsSync(staging)).toBe(true);
   });
 });
