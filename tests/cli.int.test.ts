@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -169,6 +170,20 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect(fs.existsSync(target)).toBe(false);
     expect((await kyrodb(['backup', 'verify', '--backup-id', id, '--output', path.join(dir, 'b')])).code).toBe(5);
     expect((await kyrodb(['backup', 'list', '--output', path.join(dir, 'b')])).code).toBe(0);
+    // A store that does not answer is unavailable (exit 6), as for list, create and restore: not a
+    // backup that failed to verify (it was exit 5).
+    const closed = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const s3 = { KYRODB_BACKUP_S3_ENABLED: 'true', KYRODB_BACKUP_S3_BUCKET: 'kyro', KYRODB_BACKUP_S3_REGION: 'us-east-1', KYRODB_BACKUP_S3_ENDPOINT: `http://127.0.0.1:${closed}`, KYRODB_BACKUP_S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' };
+    for (const args of [['backup', 'verify', '--backup-id', 'latest', '--json'], ['backup', 'list', '--json']]) {
+      const down = await kyrodb([...args, '--data-dir', data], s3);
+      expect(down.code, `${args[1]!}: ${down.stdout}${down.stderr}`).toBe(6);
+      expect(down.stdout).toContain('BACKUP_STORE_ERROR');
+    }
   });
 
   it('backup create: an incremental keeps --tag and --description; --full --since and a taken tag are refused; restore never replaces a dir that is not a data dir', async () => {

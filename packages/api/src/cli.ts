@@ -412,8 +412,13 @@ export function buildProgram(): Command {
         // `rep.backupId` is the backup verified (`latest` or a tag resolved to its id).
         const named = rep.backupId !== o.backupId ? `${rep.backupId} (${o.backupId})` : rep.backupId;
         out(o.json, rep, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} file${rep.files === 1 ? '' : 's'}, chain ${rep.chain.join(' → ')}${rep.deep !== undefined ? `; restored and probed: ${rep.deep.indexProbeHits} of ${rep.deep.probes} found by the index` : ''})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
-        // An id no backup has (or `latest` of an empty store) is not found; anything else did not verify.
-        if (!rep.ok) process.exit(rep.code === 'BACKUP_NOT_FOUND' ? EXIT.NOT_FOUND : EXIT.VERIFY_FAILED);
+        // Exit codes as for every other command: an id no backup has is not found (4), a store that
+        // does not answer is unavailable (6), a key not given is bad input (2); a backup that does
+        // not check out did not verify (5). A store down gave 5 here, read as a damaged backup.
+        if (!rep.ok) {
+          const code = exitCodeFor(Object.assign(new Error(rep.message ?? ''), { code: rep.code }));
+          process.exit(code === EXIT.FAILURE ? EXIT.VERIFY_FAILED : code);
+        }
       } catch (err) {
         fail(err, o.json);
       }
