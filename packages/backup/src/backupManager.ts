@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, decodeRecord, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, processAlive, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupIdTime, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -476,13 +476,44 @@ export class BackupManager {
     const other = this.tagsUnderWay.get(tag);
     if (other !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${other}, under way; a tag names one restore point`, { tag, backupId: other });
     this.tagsUnderWay.set(tag, id);
-    await this.o.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString() })));
+    await this.o.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
     const others = parseTagClaims(await this.o.store.list(tagClaimPrefix(tag))).filter((c) => c.backupId !== id);
-    const seen = await Promise.all(others.map(async (c) => ({ backupId: c.backupId, hasManifest: (await this.o.store.head(manifestKey(c.backupId))) !== undefined })));
+    const seen = (
+      await Promise.all(
+        others.map(async (c) => {
+          const hasManifest = (await this.o.store.head(manifestKey(c.backupId))) !== undefined;
+          if (!hasManifest && (await this.claimAbandoned(tag, c.backupId))) {
+            // Its backup failed and could not remove its claim (the store was down then): the tag is free.
+            await this.o.store.delete(tagClaimKey(tag, c.backupId)).catch(() => undefined);
+            return undefined;
+          }
+          return { backupId: c.backupId, hasManifest };
+        }),
+      )
+    ).filter((c) => c !== undefined);
     const holder = tagHolder(id, seen, this.now(), INCOMPLETE_AFTER_MS);
     if (holder === undefined) return;
     if (holder.state === 'committed') throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} already names backup ${holder.backupId}; a tag names one restore point`, { tag, backupId: holder.backupId });
     throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${holder.backupId}, under way in another process (or killed: its claim ${tagClaimKey(tag, holder.backupId)} lapses a day after it began); a tag names one restore point. Backups given one tag at the same time may all be refused: retry`, { tag, backupId: holder.backupId });
+  }
+
+  /**
+   * Whether the claim of `tag` for backup `backupId` (no manifest) is one nobody works on: made on
+   * this host by a process that is gone, or by this process for a backup no longer under way. A
+   * backup that failed because the store was down could not remove its claim then, and the tag
+   * was refused for a day (BACKUP_TAG_EXISTS naming a backup "under way"). A claim of another
+   * host (or without host and pid, from before they were written) is under way until it lapses.
+   */
+  private async claimAbandoned(tag: string, backupId: string): Promise<boolean> {
+    let c: { host?: unknown; pid?: unknown };
+    try {
+      c = JSON.parse((await this.o.store.get(tagClaimKey(tag, backupId))).toString('utf8')) as { host?: unknown; pid?: unknown };
+    } catch {
+      return false;
+    }
+    if (c.host !== os.hostname() || typeof c.pid !== 'number') return false;
+    if (c.pid === process.pid) return ![...this.tagsUnderWay.values()].includes(backupId);
+    return !processAlive(c.pid);
   }
 
   private checkAborted(): void {

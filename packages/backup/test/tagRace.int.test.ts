@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -156,4 +157,39 @@ describe('tag claims of backups that never completed', () => {
     expect((await later.createFull({ tag: 'busy' })).tag).toBe('busy');
     await log.close();
   });
+
+  it('a claim left by a backup that failed with the store down (its claim could not be deleted) frees its tag at once when its process is gone, or is this one', async () => {
+    const { log, dir } = await filledLog(20);
+    const inner = new LocalDirStore(tempDir());
+    // The store fails this backup's second file write and every delete: as S3 going down mid-backup.
+    let failPuts = false;
+    const store: ObjectStore = Object.assign(Object.create(inner) as ObjectStore, {
+      put: (k: string, b: Buffer) => (failPuts && k.startsWith('backups/') ? Promise.reject(Object.assign(new Error('S3 put failed: connect ECONNREFUSED'), { code: 'BACKUP_STORE_ERROR' })) : inner.put(k, b)),
+      delete: (k: string) => (failPuts ? Promise.reject(new Error('S3 delete failed: connect ECONNREFUSED')) : inner.delete(k)),
+    });
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger() });
+    failPuts = true;
+    await expect(mgr.createFull({ tag: 'st1' })).rejects.toThrow(/ECONNREFUSED/);
+    const [left] = await inner.list('tags/st1/');
+    expect(left).toBeDefined(); // the claim could not be deleted
+    failPuts = false;
+    // The store is back: the same process retries, and the tag is its own again.
+    const m = await mgr.createFull({ tag: 'st1' });
+    expect(await inner.list('tags/st1/')).toEqual([tagClaimKey('st1', m.backup_id)]);
+    // A claim of a process of this host that is gone: free. One of another host: under way (refused).
+    const now = Date.now();
+    const gone = idAt(now - 60_000, 'd1d1d1');
+    await inner.put(tagClaimKey('st2', gone), Buffer.from(JSON.stringify({ backup_id: gone, tag: 'st2', host: os.hostname(), pid: deadPid() })));
+    expect((await mgr.createFull({ tag: 'st2' })).tag).toBe('st2');
+    expect(await inner.list('tags/st2/')).toHaveLength(1);
+    const elsewhere = idAt(now - 60_000, 'e1e1e1');
+    await inner.put(tagClaimKey('st3', elsewhere), Buffer.from(JSON.stringify({ backup_id: elsewhere, tag: 'st3', host: `not-${os.hostname()}`, pid: deadPid() })));
+    await expect(mgr.createFull({ tag: 'st3' })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_TAG_EXISTS'));
+    await log.close();
+  });
 });
+
+/** A pid that was just used and is gone. */
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+}
