@@ -717,7 +717,9 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
     // What the restore itself would refuse, the dry run refuses too.
     await checkTarget(dataDir, o.store, o.force === true);
     const { needed, free } = checkSpace(plan, dataDir);
-    const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
+    // A point in time inside a backup: how much of it is restored is known once its files are read.
+    const cut = plan.pointInTime !== null && plan.steps.some((st) => st.kind === 'backup' && st.manifest.to_ts > plan.pointInTime!);
+    const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${cut ? ', more for the events read from the backup the point in time falls in' : ''}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
     // A point-in-time plan's seq is where it stops reading at the latest: the events with ts ≤ T
     // and the vectors they leave are known only once the files are read (`exact: false`).
     return { dataDir, exact: plan.pointInTime === null, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.pointInTime === null ? (plan.expected?.vector_count ?? 0) : null, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };

@@ -192,7 +192,8 @@ export function describePlan(plan: RestorePlan): string {
     if (s.kind === 'backup') lines.push(`  ${i + 1}. ${s.manifest.type} backup ${s.manifest.backup_id}: ${seqSpan(s.first_seq, s.last_seq)} (${s.manifest.files.filter((f) => f.kind === 'events').length} files, ${s.manifest.files.reduce((n, f) => n + f.size, 0)} bytes)`);
     else lines.push(`  ${i + 1}. segment ${s.segment.key}: seq ${s.first_seq}..${s.last_seq}`);
   }
-  if (plan.checkpoint !== null) lines.push(`  checkpoint at seq ${plan.checkpoint.seq} from ${plan.checkpoint.backup_id} (${plan.checkpoint.files.length} files)`);
+  // For a point in time, the events read decide: a checkpoint past the last event restored is not kept.
+  if (plan.checkpoint !== null) lines.push(`  checkpoint at seq ${plan.checkpoint.seq} from ${plan.checkpoint.backup_id} (${plan.checkpoint.files.length} files)${plan.pointInTime !== null ? ', kept if the point in time reaches that seq (else the index is rebuilt from the events)' : ''}`);
   if (plan.expected !== null) lines.push(`  expect: head seq ${plan.expected.to_seq}, head hash ${plan.expected.head_hash.slice(0, 16)}…, ${plan.expected.vector_count} vectors`);
   if (plan.gapAfterSeq !== null) lines.push(`  WARNING: the chain has a gap after seq ${plan.gapAfterSeq}; the restore refuses unless T falls before it`);
   return lines.join('\n');
