@@ -108,6 +108,16 @@ export class CircuitBreaker {
     this.open(reason);
   }
 
+  /**
+   * Half-opens an open breaker now, without waiting out its timeout: what it guards was replaced
+   * (a crashed worker restarted), so the next operation probes the new one. No change otherwise.
+   */
+  probeNow(reason: string): void {
+    if (this.s !== 'open') return;
+    this.probeInFlight = false;
+    this.transition('half_open', reason);
+  }
+
   /** Closes the breaker by hand (admin reset). */
   reset(): void {
     this.failures = 0;

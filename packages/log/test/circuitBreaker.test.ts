@@ -68,6 +68,22 @@ describe('CircuitBreaker state machine (FakeClock)', () => {
     expect(changes.map(([f, t]) => `${f}->${t}`)).toEqual(['closed->open', 'open->half_open', 'half_open->closed']);
   });
 
+  it('probeNow half-opens an open breaker at once (what it guards was replaced); closed or half-open, it changes nothing', () => {
+    const { b, changes } = make(1, 600_000);
+    b.probeNow('replaced');
+    expect(b.state).toBe('closed');
+    b.recordFailure();
+    expect(b.state).toBe('open');
+    b.probeNow('replaced');
+    expect(b.state).toBe('half_open');
+    expect(b.tryAcquire()).toEqual({ allowed: true, probe: true });
+    b.probeNow('again'); // the probe in flight stays the one probe
+    expect(b.tryAcquire().allowed).toBe(false);
+    b.recordSuccess();
+    expect(b.state).toBe('closed');
+    expect(changes.map(([f, t, r]) => `${f}->${t} ${r}`)).toEqual(['closed->open 1 consecutive failures: failure', 'open->half_open replaced', 'half_open->closed probe succeeded']);
+  });
+
   it('a failed probe re-opens for a full timeout', () => {
     const { b, clock } = make(1, 1_000);
     b.recordFailure();

@@ -478,6 +478,9 @@ export class Projections {
     if (previous !== undefined && previous !== cold && previous.alive) await previous.stop();
     this.coldSentSeq = this.coldWatermark = base;
     this.hot.reset(this.state, base, this.log);
+    // An open breaker (failures of the worker that died, or a hang) probes the new worker with the
+    // next search rather than after its timeout: the hot tier sheds what the new worker absorbs.
+    this.breakers.cold.probeNow('the cold tier worker was restarted');
     this.logger('info', 'cold tier restarted; catching up', { from: base, to: this.state.seq });
     this.pumpCold();
     // The labels loaded hold the versions with seq ≤ base; the live docs of such a seq are those
@@ -731,12 +734,13 @@ export class Projections {
   private searchCold(collection: string, req: SearchRequest, k: number, whileWaiting: () => void): ColdAnswer | undefined | Promise<ColdAnswer | undefined> {
     const b = this.breakers.cold;
     const cold = this.cold;
+    // A worker known to be down (restarting) is not asked, and not counted against the breaker:
+    // three searches during a restart opened it, and it then kept the restarted worker out for
+    // its whole timeout (60 s), while the hot tier shed what the worker absorbed: searches answered
+    // empty.
+    if (cold === undefined || !cold.alive) return undefined;
     const permit = b.tryAcquire();
     if (!permit.allowed) return undefined;
-    if (cold === undefined || !cold.alive) {
-      b.recordFailure('cold tier is restarting');
-      return undefined;
-    }
     const failed = (err: unknown): undefined => {
       if (isProjectionError(err) && err.details['timeout'] === true) this.m.timeouts.inc({ layer: 'cold' });
       b.recordFailure(err instanceof Error ? err.message : String(err));

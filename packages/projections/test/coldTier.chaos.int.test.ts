@@ -216,7 +216,7 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     env.failpoints.clear('projection.cold.insert');
   });
 
-  it('a hung worker (no answer to the ping after the breaker opens) is terminated, restarted, and catches up; resetBreaker closes the breaker by hand', async () => {
+  it('a hung worker (no answer to the ping after the breaker opens) is terminated, restarted, and catches up; the next search probes the new worker; resetBreaker closes the breaker by hand', async () => {
     env = await makeEnv();
     const p = await env.open({ query: { coldTimeoutMs: 100, breakerThreshold: 1, breakerTimeoutMs: 600_000, coldHangRestartMs: 300 } });
     await seed(env, p);
@@ -228,12 +228,35 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     for (let i = 0; i < 500 && (await metric(env.registry, 'projection_cold_restarts_total')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
     expect(await metric(env.registry, 'projection_cold_restarts_total')).toBe(1);
     await p.waitForCold(env.log.head().seq);
-    expect((await p.search('c', q)).layers).toEqual(['hot']); // still open: no probe for 10 minutes
-    p.resetBreaker('cold');
+    // Half-opened by the restart: the next search probes the new worker, not after the 10-minute
+    // timeout (meanwhile the hot tier shed what the worker absorbed, and answers were empty).
+    expect(p.health().breakers['cold']).toBe('half_open');
     const s = await p.search('c', q);
     expect(s).toMatchObject({ degraded: false, layers: ['hot', 'cold'] });
     expect(s.results).toEqual(exact(env, q));
     expect(s.results[0]?.id).toBe('after-hang');
+    expect(p.health().breakers['cold']).toBe('closed');
+    // A failing search opens it again (threshold 1); resetBreaker closes it by hand.
+    env.failpoints.set('projection.cold.search', '1*error(EIO)');
+    expect((await p.search('c', q)).layers).toEqual(['hot']);
+    expect(p.health().breakers['cold']).toBe('open');
+    p.resetBreaker('cold');
+    expect(await p.search('c', q)).toMatchObject({ degraded: false, layers: ['hot', 'cold'], results: exact(env, q) });
+  });
+
+  it('searches while a crashed worker restarts do not count against the breaker; once it is back, answers are exact, not hot-only', async () => {
+    env = await makeEnv();
+    const p = await env.open({ query: { breakerThreshold: 3, breakerTimeoutMs: 600_000 } });
+    await seed(env, p);
+    const q: SearchRequest = { vector: new Float32Array(DIM).fill(0.25), k: 8 };
+    env.failpoints.set('projection.cold.search', '1*panic');
+    // The crash, then searches while the worker is down (the restart waits ~100 ms).
+    for (let i = 0; i < 5; i++) expect((await p.search('c', q)).degraded).toBe(true);
+    expect(p.health().breakers['cold']).not.toBe('open');
+    for (let i = 0; i < 500 && (await metric(env.registry, 'projection_cold_restarts_total')) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    await p.waitForCold(env.log.head().seq);
+    expect(p.health().hotVectors).toBe(0); // all shed: a hot-only answer would be empty
+    expect(await p.search('c', q)).toMatchObject({ degraded: false, layers: ['hot', 'cold'], results: exact(env, q) });
   });
 
   it('writes applied while a cold answer is awaited leave it short of k: the cold tier is asked again, and the answer is the exact one', async () => {
