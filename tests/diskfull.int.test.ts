@@ -60,7 +60,7 @@ async function fillUntilBreakerOpens(url: string): Promise<{ acked: string[]; fu
 describe('disk full: writes 503 + code, reads work, metrics show the breaker, admin reset resumes writes', { timeout: 240_000 }, () => {
   const servers: ServerProc[] = [];
 
-  it('by failpoint (KYRODB_TEST_FAILPOINTS_API=1): ENOSPC on wal.append', async () => {
+  it('by failpoint (KYRODB_TEST_FAILPOINTS_API=1): ENOSPC on wal.append; health-check exits 6 while a breaker is open (the WAL one, then the cold one with /readyz 200)', async () => {
     const dir = tmp();
     const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_TEST_FAILPOINTS_API: '1' });
     servers.push(s);
@@ -85,6 +85,12 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     expect((await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'b', vector: [1, 2, 3, 4] }] })).status).toBe(200);
     expect((await call(s.url, 'GET', '/v1/audit/head')).json.seq).toBe(head + 1);
     expect((await kyrodb(['admin', 'health-check', '--url', s.url])).code).toBe(0);
+    // Ready, but the cold breaker open (searches answered by the hot tier alone): not healthy, exit 6.
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'projection.cold.search', action: '3*error(EIO)' })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await call(s.url, 'POST', '/v1/collections/c/search', { vector: [1, 2, 3, 4], k: 1 })).json.degraded).toBe(true);
+    expect((await call(s.url, 'GET', '/readyz')).status).toBe(200);
+    const cold = await kyrodb(['admin', 'health-check', '--url', s.url]);
+    expect([cold.code, cold.stderr.trim()]).toEqual([6, 'kyrodb: breaker open: cold']);
     expect(await s.stop()).toBe(0);
   });
 

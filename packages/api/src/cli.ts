@@ -512,7 +512,7 @@ export function buildProgram(): Command {
         fail(err, o.json);
       }
     });
-  urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
+  urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready with no breaker open, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
     try {
       const url = o.url !== undefined ? checkedUrl(o.url) : defaultUrl(configFrom(o));
       const h = await http(url, 'GET', '/v1/admin/health');
@@ -523,7 +523,13 @@ export function buildProgram(): Command {
       const cb = hj.continuousBackup;
       const cbLine = cb ? `\ncontinuous backup: ${cb.state ?? '?'}, shipped seq ${cb.shippedSeq ?? '?'}, lag ${cb.lagEvents ?? '?'} events${cb.lastError !== undefined ? ` (${cb.lastError})` : ''}` : '';
       out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${cbLine}`);
-      if (!body.ready) process.exit(EXIT.UNAVAILABLE);
+      // Ready but with a breaker open (the cold tier: searches answered by the hot tier alone,
+      // `degraded`) is not healthy either, as the exit codes say: it exited 0.
+      const open = Object.entries(hj.breakers ?? {}).filter(([, v]) => v === 'open').map(([k]) => k);
+      if (!body.ready || open.length > 0) {
+        if (o.json !== true && open.length > 0) process.stderr.write(`kyrodb: breaker${open.length > 1 ? 's' : ''} open: ${open.join(', ')}\n`);
+        process.exit(EXIT.UNAVAILABLE);
+      }
     } catch (err) {
       fail(err, o.json);
     }
