@@ -170,6 +170,9 @@ describe('state as of T at the edges', () => {
       ['unknown kind', [good[0]!, '{"kind":"mystery"}', ...good.slice(1)]],
       ['wrong version', [good[0]!.replace('"version":1', '"version":2'), ...good.slice(1)]],
       ['content after footer', [...good, good[2]!]],
+      ['a vector of another dimension', [good[0]!, good[1]!, good[2]!.replace('"vector":[', '"vector":[7,'), good[3]!, good[4]!]],
+      ['a value past float32 (1e999)', [good[0]!, good[1]!, good[2]!.replace(/"vector":\[[^,\]]+/, '"vector":[1e999'), good[3]!, good[4]!]],
+      ['documents out of id order', [good[0]!, good[1]!, good[3]!, good[2]!, good[4]!]],
     ];
     for (const [name, lines] of cases) {
       const f = path.join(dir, `bad-${name.replace(/\W+/g, '_')}.ndjson`);

@@ -182,6 +182,8 @@ export async function importState(file: string): Promise<ImportedState> {
   let current: { c: AuditCollection; expected: number } | undefined;
   let footer = false;
   let collections = 0;
+  let lastName: string | undefined;
+  let lastId: string | undefined;
   const closeCollection = (): void => {
     if (current !== undefined && current.c.docs.size !== current.expected) bad(n, `collection ${current.c.info.name} declares ${current.expected} documents but has ${current.c.docs.size}`);
     current = undefined;
@@ -214,6 +216,10 @@ export async function importState(file: string): Promise<ImportedState> {
         const name = v['name'];
         const hnsw = v['hnsw'];
         if (typeof name !== 'string' || state.collections.has(name)) bad(n, 'collection name missing or repeated');
+        // The format's order (names, then ids, by UTF-16 code units): a file out of order was not written by an export.
+        if (lastName !== undefined && byKey(lastName, name) >= 0) bad(n, `collection ${JSON.stringify(name)} is out of name order (after ${JSON.stringify(lastName)})`);
+        lastName = name;
+        lastId = undefined;
         if (!['cosine', 'l2', 'ip'].includes(v['metric'] as string)) bad(n, 'metric must be cosine, l2 or ip');
         if (!isObj(hnsw)) bad(n, 'hnsw must be an object');
         const c: AuditCollection = {
@@ -238,8 +244,13 @@ export async function importState(file: string): Promise<ImportedState> {
         const md = v['metadata'];
         if (typeof id !== 'string' || current.c.docs.has(id)) bad(n, 'document id missing or repeated');
         if (!Array.isArray(vec) || !vec.every((x) => typeof x === 'number')) bad(n, 'vector must be an array of numbers');
+        if (lastId !== undefined && byKey(lastId, id) >= 0) bad(n, `document ${JSON.stringify(id)} is out of id order (after ${JSON.stringify(lastId)})`);
+        lastId = id;
+        if (vec.length !== current.c.info.dimension) bad(n, `document ${JSON.stringify(id)} has ${vec.length} values; its collection's dimension is ${current.c.info.dimension}`);
         if (md !== null && !isObj(md)) bad(n, 'metadata must be an object or null');
         const vector = Float32Array.from(vec);
+        // JSON has no Infinity or NaN: a value that overflows float32 (1e999, 3.5e38) was never exported.
+        if (!vector.every((x) => Number.isFinite(x))) bad(n, `document ${JSON.stringify(id)} has a value that is not a finite float32`);
         current.c.docs.set(id, { id, vector, ...(md !== null ? { metadata: md as Metadata } : {}), seq: int(v['seq'], n, 'seq'), ts: int(v['ts'], n, 'ts') });
         break;
       }
