@@ -1,6 +1,7 @@
 // A `kyrodb restore` killed with SIGKILL part way, for real. The failpoints only hold the restore
 // at the spot (`wal.import`: before its first frames are written; `restore.swap`: between the
-// two renames of the swap, where the data dir has been moved aside); the kill is a real one.
+// two renames of the swap, where the data dir has been moved aside; `restore.cleanup`: the new
+// data dir in place, before the replaced one is deleted); the kill is a real one.
 // After it, the data dir must be as it was, and what the dead restore left must be cleaned up by
 // the next restore or server start, by themselves.
 import { spawn } from 'node:child_process';
@@ -118,5 +119,20 @@ describe('a restore killed with SIGKILL part way', { timeout: 180_000 }, () => {
     } finally {
       await log.close();
     }
+  });
+
+  it('while deleting the data dir it replaced: the new one is in place, and the server started next removes the rest of the old one', async () => {
+    const target = path.join(root, 'c', 'data');
+    await makeLog(target, 300, 120_000);
+    const marker = `${target}.restore-swap.json`;
+    await killRestoreWhen(['--backup-id', 'latest', '--from', backups, '--data-dir', target, '--force'], 'restore.cleanup=delay(60000)', () => fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').includes('"verified":true'));
+    expect(leftovers(target).map((n) => n.replace(/-[\dTZ]+$/, ''))).toEqual(expect.arrayContaining(['data.pre-restore', 'data.restore-swap.json']));
+    const s = await startServer(['--data-dir', target], { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(root, 'c', 'backups') });
+    servers.push(s);
+    const head = await call(s.url, 'GET', '/v1/audit/head');
+    expect([head.json.seq, head.json.hash]).toEqual([backupHead.seq, backupHead.hash]);
+    expect(s.stderr()).toMatch(/stopped while deleting the data dir it replaced: the rest of it is removed/);
+    expect(await s.stop()).toBe(0);
+    expect(leftovers(target)).toEqual([]); // the old copy used to stay, full size, for good
   });
 });

@@ -39,7 +39,7 @@ export interface ExecuteRestoreOptions {
   codecThread?: CodecThread;
   /** How the new log writes its by-doc index (`EventLogOptions.deferDocIndex`). Default true: deferred once putting it gets dear. */
   deferDocIndex?: boolean | 'always';
-  /** Failpoints (testing): the new log's (`wal.import`), and `restore.swap` between the swap's two renames. */
+  /** Failpoints (testing): the new log's (`wal.import`), `restore.swap` between the swap's two renames, and `restore.cleanup` before the replaced data dir is deleted. */
   failpoints?: Failpoints;
   /** Where to say what `recoverInterruptedRestore` found. Default: nowhere. */
   logger?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
@@ -433,10 +433,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
         await check.close();
       }
       // Only now: a rollback after a failed check is a swap too, and may be cut short as well.
-      // The marker stays while the previous data dir is deleted, marked verified: a process killed
-      // during that delete (seconds for a large dir) had left the rest of it behind, unnamed.
-      if (previousDir !== null && o.keepPrevious !== true) await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid, verified: true });
-      else await fsp.rm(swap, { force: true });
+      if (previousDir === null || o.keepPrevious === true) await fsp.rm(swap, { force: true });
     } catch (err) {
       if (staging === undefined) await fsp.rm(dataDir, { recursive: true, force: true });
       if (previousDir !== null) await fsp.rename(previousDir, dataDir);
@@ -444,9 +441,24 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       throw err;
     }
     if (previousDir !== null && o.keepPrevious !== true) {
-      await fsp.rm(previousDir, { recursive: true, force: true });
-      previousDir = null;
-      await fsp.rm(swap, { force: true });
+      // The new data dir is in place and checked. The marker stays while the previous one is
+      // deleted, marked verified: a process killed during that delete (seconds for a large dir)
+      // had left the rest of it behind, unnamed; the next restore or `serve` removes it. Marked
+      // outside the rollback above (a rollback must never meet a verified marker), and if it
+      // cannot be marked, the previous dir is kept and named, as after a kill before this point.
+      let marked = true;
+      try {
+        await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid, verified: true });
+      } catch (err) {
+        marked = false;
+        o.logger?.('warn', `the restore is done, but its swap marker could not be updated (${err instanceof Error ? err.message : String(err)}): the previous data dir is kept at ${previousDir}; remove it when it is no longer needed`, { previous: previousDir });
+      }
+      if (marked) {
+        if (o.failpoints?.active === true) await o.failpoints.hit('restore.cleanup');
+        await fsp.rm(previousDir, { recursive: true, force: true });
+        previousDir = null;
+        await fsp.rm(swap, { force: true });
+      }
     }
     phases.swap = performance.now() - tSwap;
     metrics.restoreSuccess.inc();

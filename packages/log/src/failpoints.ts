@@ -48,7 +48,8 @@ export function failpointError(name: string, code: string): NodeJS.ErrnoExceptio
  * the flush is confirmed), `wal.import` (before an import's frames are written), `log.apply` (as a batch is handed to the LMDB apply thread: `error` fails
  * it there, `panic` kills the thread, `delay` makes it slow), `projection.cold.search`, `projection.cold.insert`,
  * `projection.cold.save` (a checkpoint's index write: `delay` is a slow disk, searches are served meanwhile), `training.rmi`,
- * `restore.swap` (between a restore's two renames, where the data dir is moved aside). The object
+ * `restore.swap` (between a restore's two renames, where the data dir is moved aside), `restore.cleanup`
+ * (the new data dir in place and checked, before the replaced one is deleted). The object
  * store's faults are produced for real instead (a fault-injecting proxy before s3rver, a full tmpfs).
  */
 export class Failpoints {
