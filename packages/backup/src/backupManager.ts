@@ -118,6 +118,12 @@ export function checkTag(tag: string | undefined, manifests: readonly BackupMani
 }
 
 /**
+ * Backups of this process (any manager, any store) whose tag claim is under way: a claim this
+ * process made for a backup not in it is one whose backup failed (see `claimAbandoned`).
+ */
+const claimsInProcess = new Set<string>();
+
+/**
  * Creates, lists, verifies and prunes backups of one log in one object store. A backup is a
  * prefix of the log from one snapshot (the head read at start; records are immutable once
  * committed) plus, for full backups, the newest checkpoint ≤ it; its manifest is written
@@ -476,6 +482,7 @@ export class BackupManager {
     const other = this.tagsUnderWay.get(tag);
     if (other !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${other}, under way; a tag names one restore point`, { tag, backupId: other });
     this.tagsUnderWay.set(tag, id);
+    claimsInProcess.add(id);
     await this.o.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
     const others = parseTagClaims(await this.o.store.list(tagClaimPrefix(tag))).filter((c) => c.backupId !== id);
     const seen = (
@@ -512,7 +519,7 @@ export class BackupManager {
       return false;
     }
     if (c.host !== os.hostname() || typeof c.pid !== 'number') return false;
-    if (c.pid === process.pid) return ![...this.tagsUnderWay.values()].includes(backupId);
+    if (c.pid === process.pid) return !claimsInProcess.has(backupId);
     return !processAlive(c.pid);
   }
 
@@ -555,6 +562,7 @@ export class BackupManager {
       throw err;
     } finally {
       for (const [tag, holder] of this.tagsUnderWay) if (holder === id) this.tagsUnderWay.delete(tag);
+      claimsInProcess.delete(id);
     }
   }
 
