@@ -229,6 +229,9 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect((await run(['audit', 'verify', '--backup-id', 'nope', '--store', store.url])).code).toBe(4); // not found
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id])).code).toBe(2);
     expect((await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--data-dir', dir])).code).toBe(2);
+    // A --config that cannot be read is bad input naming it (exit 2), not an unknown error.
+    const noConfig = await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--config', path.join(dir, 'none.yaml')]);
+    expect([noConfig.code, noConfig.stderr]).toEqual([2, expect.stringContaining('API_CONFIG_INVALID')]);
   });
 
   it('audit replay --out: a symlink stays a link to the new export, a FIFO is written in place, a directory is refused (exit 2)', async () => {

@@ -416,7 +416,7 @@ export function buildProgram(): Command {
         // does not answer is unavailable (6), a key not given is bad input (2); a backup that does
         // not check out did not verify (5). A store down gave 5 here, read as a damaged backup.
         if (!rep.ok) {
-          const code = exitCodeFor(Object.assign(new Error(rep.message ?? ''), { code: rep.code }));
+          const code = exitCodeFor({ code: rep.code });
           process.exit(code === EXIT.FAILURE ? EXIT.VERIFY_FAILED : code);
         }
       } catch (err) {

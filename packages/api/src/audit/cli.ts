@@ -7,6 +7,7 @@ import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError } from '@kyrodb/log';
 import { isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
+import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
@@ -51,7 +52,8 @@ const BACKUP_NOT_FOUND = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING']
  */
 function fail(err: unknown, json: boolean | undefined): void {
   const message = err instanceof Error ? err.message : String(err);
-  const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) ? (err as { code: string }).code : 'ERROR';
+  const configInvalid = err instanceof ApiError && err.code === 'API_CONFIG_INVALID'; // --config (audit verify --backup-id)
+  const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) || configInvalid ? (err as { code: string }).code : 'ERROR';
   if (json === true) process.stdout.write(JSON.stringify({ error: { code, message } }) + '\n');
   process.stderr.write(`error: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -60,7 +62,7 @@ function fail(err: unknown, json: boolean | undefined): void {
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
   else if (errno === 'ENOSPC' || errno === 'EDQUOT') process.exitCode = AUDIT_EXIT.NO_SPACE;
-  else process.exitCode = isAuditError(err) || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
+  else process.exitCode = isAuditError(err) || configInvalid || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
 }
 
 /**
