@@ -183,6 +183,13 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect((await app.inject({ method: 'GET', url: '/v1/log?bogus=1' })).statusCode).toBe(400);
     const crossed = await app.inject({ method: 'GET', url: '/v1/log?fromSeq=5&toSeq=3' });
     expect([crossed.statusCode, crossed.json().error.code]).toEqual([400, 'AUDIT_BAD_REQUEST']);
+    // A crossed time range is refused the same way (it was an empty 200 page).
+    const crossedTime = await app.inject({ method: 'GET', url: `/v1/log?fromTime=${commits[2]!.ts}&toTime=${commits[1]!.ts}` });
+    expect([crossedTime.statusCode, crossedTime.json().error.code]).toEqual([400, 'AUDIT_BAD_REQUEST']);
+    expect(crossedTime.json().error.message).toMatch(/fromTime .* is after toTime/);
+    // Equal bounds are a range of one instant, not crossed.
+    const oneInstant = await app.inject({ method: 'GET', url: `/v1/log?fromTime=${commits[1]!.ts}&toTime=${commits[1]!.ts}` });
+    expect(oneInstant.statusCode).toBe(200);
   });
 
   it('GET /v1/collections/:name/vectors/:id/history lists every event of the document, with the create of its collection', async () => {

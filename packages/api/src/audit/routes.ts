@@ -274,11 +274,11 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         const limit = intParam(q.limit, 'limit', 1, maxPage) ?? Math.min(100, maxPage);
         if (q.fromSeq !== undefined && q.toSeq !== undefined && from > to) throw new AuditError('AUDIT_BAD_REQUEST', `fromSeq ${from} is after toSeq ${to}`);
         // Time bounds map to seq bounds through the by-time index: ts ≥ fromTime, ts ≤ toTime.
-        if (q.fromTime !== undefined) {
-          const ft = parseInstant(q.fromTime);
-          from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
-        }
-        if (q.toTime !== undefined) to = Math.min(to, log.seqAtTime(parseInstant(q.toTime)));
+        const ft = q.fromTime !== undefined ? parseInstant(q.fromTime) : undefined;
+        const tt = q.toTime !== undefined ? parseInstant(q.toTime) : undefined;
+        if (ft !== undefined && tt !== undefined && ft > tt) throw new AuditError('AUDIT_BAD_REQUEST', `fromTime ${formatMicros(ft)} is after toTime ${formatMicros(tt)}`);
+        if (ft !== undefined) from = Math.max(from, ft === 0 ? 1 : log.seqAtTime(ft - 1) + 1);
+        if (tt !== undefined) to = Math.min(to, log.seqAtTime(tt));
         // Serialized event by event, and cut short once the page's JSON passes maxPageBytes, so
         // that a page of events with large metadata stays far below V8's largest string.
         const events: string[] = [];
