@@ -350,6 +350,76 @@ describe('GET /v1/audit/state: state exports served at once are bounded', () => 
   }, 60_000);
 });
 
+describe('GET /v1/audit/state: a reader that holds its connection but reads nothing', () => {
+  it('is cut off after stateExportStallMs, and its slot is free again; a reader that keeps reading gets the whole export', async () => {
+    const dir = tmpDir();
+    const log = await EventLog.open({ dir, logger: () => {} });
+    const app = Fastify({});
+    await app.register(auditRoutes, { log, maxStateExports: 1, stateExportStallMs: 400 });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as { port: number }).port;
+    const open: http.ClientRequest[] = [];
+    try {
+      await log.append([createColl('c', 512)]);
+      // ~40 MB of NDJSON: far more than the sockets buffer.
+      for (let b = 0; b < 16; b++) await log.append(Array.from({ length: 250 }, (_, i) => upsert('c', `d${b}-${i}`, Array.from({ length: 512 }, (_, j) => Math.sin(b * 1000 + i + j)))));
+      // The stalled reader: takes the answer's head, then reads nothing, its connection kept
+      // open. (A paused client does not itself see the server close the connection: it reads
+      // nothing, the close included. The server's side is what is checked.)
+      await new Promise<void>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/v1/audit/state' }, (res) => {
+          expect(res.statusCode).toBe(200);
+          res.pause();
+          res.on('error', () => {});
+          resolve();
+        });
+        req.on('error', reject);
+        open.push(req);
+      });
+      const connections = (): Promise<number> => new Promise((resolve, reject) => app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+      expect(await connections()).toBe(1);
+      /** An export read whole at a slow but steady pace (pauses shorter than the stall limit are not a stall). */
+      const readSlowly = (): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port, path: '/v1/audit/state' }, (res) => {
+            const parts: string[] = [];
+            let n = 0;
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => {
+              parts.push(c);
+              if (++n % 200 === 0) {
+                res.pause();
+                setTimeout(() => res.resume(), 150);
+              }
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: parts.join('') }));
+            res.on('error', reject);
+          });
+          req.on('error', reject);
+          open.push(req);
+        });
+      // The slot is held while the reader stalls (429), then freed: the server closed the stalled
+      // connection and serves the next export whole.
+      let r = await readSlowly();
+      expect(r.status).toBe(429);
+      for (let i = 0; i < 200 && r.status === 429; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await readSlowly();
+      }
+      expect(r.status).toBe(200);
+      expect(await connections()).toBeLessThanOrEqual(1); // the stalled one is closed (keep-alive may hold the last)
+      const body = r.body;
+      const lines = body.trim().split('\n');
+      expect(JSON.parse(lines.at(-1)!)).toEqual({ kind: 'footer', collections: 1, documents: 4000 });
+      expect(lines.length).toBe(4003);
+    } finally {
+      for (const r of open) r.destroy();
+      await app.close();
+      await log.close();
+    }
+  }, 60_000);
+});
+
 describe('GET /v1/collections/:name/vectors/:id/history: a document that never was is 404, one that is gone keeps its history', () => {
   let dir: string;
   let log: EventLog;

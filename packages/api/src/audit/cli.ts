@@ -218,7 +218,7 @@ export function registerAuditCommands(program: Command): Command {
               }
             : undefined;
           try {
-            const s = await exportStateAsOf(log, t, out, onProgress);
+            const s = await exportStateAsOf(log, t, out, onProgress !== undefined ? { onProgress } : {});
             out.end();
             await finished(out);
             if (writeError !== undefined) throw writeError;

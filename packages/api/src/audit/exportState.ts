@@ -77,12 +77,34 @@ function docLine(collection: string, d: AuditDoc): string {
   return `{"kind":"doc","collection":${JSON.stringify(collection)},"id":${JSON.stringify(d.id)},"vector":${vectorJson(d.vector)},"metadata":${JSON.stringify(d.metadata ?? null)},"seq":${d.seq},"ts":${d.ts}}`;
 }
 
+/** The reader of an export took nothing for `stallMs` (see `ExportOptions.stallMs`). */
+export class ExportStalledError extends Error {
+  constructor(readonly stallMs: number) {
+    super(`the export's reader took nothing for ${stallMs} ms; the export was stopped`);
+    this.name = 'ExportStalledError';
+  }
+}
+
+/** Options of `writeState` and `exportStateAsOf`. */
+export interface ExportOptions {
+  onProgress?: (p: ExportProgress) => void;
+  /**
+   * Give up (ExportStalledError) once `out` has pushed back and not drained for this long: a
+   * reader that holds its connection open but reads nothing must not hold the state in memory
+   * (and its export slot) for ever. Default: wait as long as it takes.
+   */
+  stallMs?: number;
+}
+
 /** Writes lines in chunks of ~64 KiB (one syscall per chunk, not per line), honouring backpressure. */
 class LineWriter {
   private parts: string[] = [];
   private size = 0;
   bytes = 0;
-  constructor(private readonly out: NodeJS.WritableStream) {}
+  constructor(
+    private readonly out: NodeJS.WritableStream,
+    private readonly stallMs?: number,
+  ) {}
   async line(s: string): Promise<void> {
     this.parts.push(s, '\n');
     this.size += s.length + 1;
@@ -97,12 +119,22 @@ class LineWriter {
     const w = this.out as NodeJS.WritableStream & { destroyed?: boolean };
     if (w.destroyed === true) throw new Error('the export stream was closed before the export finished');
     if (!w.write(chunk)) {
-      // Wait for room, or give up if the reader went away (a closed stream never drains).
+      // Wait for room, or give up if the reader went away (a closed stream never drains) or,
+      // with `stallMs`, reads nothing for that long.
       const ac = new AbortController();
-      await Promise.race([
+      let timer: NodeJS.Timeout | undefined;
+      const waits = [
         once(w, 'drain', { signal: ac.signal }),
         once(w, 'close', { signal: ac.signal }).then(() => Promise.reject(new Error('the export stream was closed before the export finished'))),
-      ]).finally(() => ac.abort());
+      ];
+      if (this.stallMs !== undefined) {
+        const ms = this.stallMs;
+        waits.push(new Promise((_resolve, reject) => (timer = setTimeout(() => reject(new ExportStalledError(ms)), ms))));
+      }
+      await Promise.race(waits).finally(() => {
+        clearTimeout(timer);
+        ac.abort();
+      });
     }
   }
 }
@@ -111,11 +143,12 @@ class LineWriter {
  * Writes an already-built state in the `kyrodb-state` format, line by line, awaiting `drain`
  * when the stream pushes back (no giant strings). Does not end `out`.
  */
-export async function writeState(state: AuditState, out: NodeJS.WritableStream, onProgress?: (p: ExportProgress) => void): Promise<ExportSummary> {
+export async function writeState(state: AuditState, out: NodeJS.WritableStream, o: ExportOptions = {}): Promise<ExportSummary> {
+  const { onProgress } = o;
   const names = [...state.collections.keys()].sort(byKey);
   let documents = 0;
   for (const c of state.collections.values()) documents += c.docs.size;
-  const w = new LineWriter(out);
+  const w = new LineWriter(out, o.stallMs);
   await w.line(headerLine(state, names.length, documents));
   let done = 0;
   for (const name of names) {
@@ -139,9 +172,10 @@ export async function writeState(state: AuditState, out: NodeJS.WritableStream, 
  * Replays the log prefix (yielding to the event loop between chunks), then streams the lines.
  * Does not end `out`.
  */
-export async function exportStateAsOf(log: EventLog, tsMicros: number, out: NodeJS.WritableStream, onProgress?: (p: ExportProgress) => void): Promise<ExportSummary> {
+export async function exportStateAsOf(log: EventLog, tsMicros: number, out: NodeJS.WritableStream, o: ExportOptions = {}): Promise<ExportSummary> {
+  const { onProgress } = o;
   const state = await stateAsOfAsync(log, tsMicros, onProgress === undefined ? undefined : (done, total) => onProgress({ phase: 'replay', done, total }));
-  return writeState(state, out, onProgress);
+  return writeState(state, out, o);
 }
 
 /** A state read back from an export file, with the header's figures. */

@@ -9,7 +9,7 @@ import { sendJsonWithArray } from '../jsonStream.js';
 import { digestFromParts, parseDigest, verifyDigestAsync } from './digest.js';
 import type { Digest } from './digest.js';
 import { collectionAsOfAsync, docHistoryOrThrow, docToJson, docValueAsOf, eventToJson, headAtSeq, headToJson } from './state.js';
-import { exportStateAsOf } from './exportState.js';
+import { ExportStalledError, exportStateAsOf } from './exportState.js';
 import { formatMicros, parseAsOf, parseInstant, presentMicros } from './time.js';
 
 /** Options of `auditRoutes`. */
@@ -31,6 +31,12 @@ export interface AuditRoutesOptions {
    * readers took a server from 437 to 1013 MB. Default 2.
    */
   maxStateExports?: number;
+  /**
+   * A state export whose reader takes nothing for this long (the connection open, the socket's
+   * buffers full) is stopped and its slot freed: otherwise one such reader holds a slot, and a
+   * whole state in memory, for as long as it keeps the connection. Default 60 000 ms.
+   */
+  stateExportStallMs?: number;
 }
 
 const errorSchema = {
@@ -110,6 +116,7 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
   const maxPage = opts.maxPage ?? 1000;
   const maxPageBytes = opts.maxPageBytes ?? 16 * 1024 * 1024;
   const maxExports = opts.maxStateExports ?? 2;
+  const exportStallMs = opts.stateExportStallMs ?? 60_000;
   let exporting = 0;
   const now = (): number => presentMicros(log, clock);
   const asOfParam = (s: string | undefined): number => (s === undefined ? now() : parseAsOf(s, now()));
@@ -200,10 +207,13 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
     }
     exporting += 1;
     const out = new PassThrough();
-    exportStateAsOf(log, t, out)
+    exportStateAsOf(log, t, out, { stallMs: exportStallMs })
       .then(
         () => out.end(),
-        (err: unknown) => out.destroy(err instanceof Error ? err : new Error(String(err))),
+        (err: unknown) => {
+          if (err instanceof ExportStalledError) req.log.warn({ asOf: formatMicros(t) }, err.message);
+          out.destroy(err instanceof Error ? err : new Error(String(err)));
+        },
       )
       .finally(() => (exporting -= 1)); // done, failed, or its reader went away
     return reply.type('application/x-ndjson').send(out);
