@@ -387,7 +387,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     r.post<{ Params: { name: string }; Body: { vector: unknown[]; k: number; filter?: unknown; asOf?: string | number } }>(
       '/v1/collections/:name/search',
       {
-        config: { roles: ['read'] },
+        // audit too: as-of search is the auditors' tool (DESIGN.md §2), as a document as of an
+        // instant is (the GET above).
+        config: { roles: ['read', 'audit'] },
         schema: {
           summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant',
           params: nameParam,

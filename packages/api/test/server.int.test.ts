@@ -215,7 +215,7 @@ describe('HTTP server (in-process, real log and projections)', () => {
 describe('auth: API keys with roles; the key name is the actor', () => {
   let node: Node;
   beforeAll(async () => {
-    node = await inProcessNode({ 'auth.keys': [{ name: 'writer', key: 'w-secret-1', roles: ['write'] }, { name: 'reader', key: 'r-secret-1', roles: ['read'] }, { name: 'ops', key: 'a-secret-1', roles: ['admin'] }] });
+    node = await inProcessNode({ 'auth.keys': [{ name: 'writer', key: 'w-secret-1', roles: ['write'] }, { name: 'reader', key: 'r-secret-1', roles: ['read'] }, { name: 'ops', key: 'a-secret-1', roles: ['admin'] }, { name: 'auditor', key: 'u-secret-1', roles: ['audit'] }] });
   });
   afterAll(async () => {
     await node.close();
@@ -231,6 +231,19 @@ describe('auth: API keys with roles; the key name is the actor', () => {
     expect((await req(node, 'GET', '/v1/log', undefined, { 'x-api-key': 'r-secret-1' })).status).toBe(403);
     expect((await req(node, 'GET', '/healthz')).status).toBe(200);
     expect(node.log.get(node.log.head().seq)?.actor).toBe('writer');
+  });
+  it('an audit key reads and searches, live and as of an instant, and writes nothing', async () => {
+    const w = await req(node, 'POST', '/v1/collections/c1/vectors', { vectors: [{ id: 'a', vector: [1, 0] }] }, { 'x-api-key': 'w-secret-1' });
+    expect(w.status).toBe(200);
+    const u = { 'x-api-key': 'u-secret-1' };
+    const asOf = await req(node, 'POST', '/v1/collections/c1/search', { vector: [1, 0], k: 1, asOf: w.json.ts }, u);
+    expect([asOf.status, asOf.json.results?.map((h: { id: string }) => h.id)]).toEqual([200, ['a']]);
+    expect((await req(node, 'POST', '/v1/collections/c1/search', { vector: [1, 0], k: 1 }, u)).status).toBe(200);
+    expect((await req(node, 'GET', `/v1/collections/c1/vectors/a?asOf=${encodeURIComponent(w.json.ts)}`, undefined, u)).status).toBe(200);
+    expect((await req(node, 'GET', '/v1/log', undefined, u)).status).toBe(200);
+    const refused = await req(node, 'POST', '/v1/collections/c1/vectors', { vectors: [{ id: 'b', vector: [0, 1] }] }, u);
+    expect([refused.status, refused.json.error.code]).toEqual([403, 'API_FORBIDDEN']);
+    expect((await req(node, 'DELETE', '/v1/collections/c1', undefined, u)).status).toBe(403);
   });
 });
 
