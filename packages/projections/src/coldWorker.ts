@@ -226,6 +226,11 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
   if (c === undefined || c.byId.size === 0 || k <= 0 || vector.length !== c.dim) return [];
   const live = c.byId.size;
   const kk = Math.min(k, live);
+  // A walk whose ef covers the whole collection is meant to see every document, but a graph may
+  // leave some unreachable (after deletes, with a small M, and under ip, which is no distance:
+  // a live ip document of a 73-document collection was never returned, even for k = 78). Scoring
+  // every document gives that answer for certain, at no more cost than such a walk.
+  if (live <= Math.max(c.efS, kk + 1)) return exactSearch(c, vector, kk, f);
   const labels = c.labels;
   const q = hnswInput(c.metric, vector);
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
@@ -255,10 +260,10 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
     if (n < want || want >= live || byDistance[n - 1]! > kth) {
       const kept: number[] = [];
       for (let i = 0; i < n; i++) if (d[i]! <= kth && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
-      // A filtered walk that found fewer than k may have missed matches: a selective filter
-      // leaves the graph's matching nodes far apart, and a node the graph does not reach is never
-      // found (a filter matching one document answered nothing). Then every match is scored.
-      if (f !== undefined && kept.length < kk) return exactFiltered(c, vector, kk, f);
+      // A walk that found fewer than k missed documents: a node the graph does not reach is
+      // never found, and a selective filter leaves the matching nodes far apart (a filter
+      // matching one document answered nothing). Then every (matching) document is scored.
+      if (kept.length < kk) return exactSearch(c, vector, kk, f);
       return scoreHits(c, vector, kept);
     }
   }
@@ -293,17 +298,17 @@ function hnswInput(metric: Metric, v: Float32Array): number[] {
 }
 
 /**
- * Exact top-k (plus the hits tied with the k-th) of the live labels whose metadata matches `f`:
- * O(labels) filter checks, one score per match. Labels loaded from a checkpoint whose vector
+ * Exact top-k (plus the hits tied with the k-th) of the live labels (whose metadata matches `f`,
+ * if given): O(labels) filter checks, one score per match. Labels loaded from a checkpoint whose vector
  * copy is not filled yet are ranked by hnswlib's copy (cosine: normalised, the same ranking)
  * and left for the caller to rescore, as `scoreHits` does.
  */
-function exactFiltered(c: Coll, vector: Float32Array, k: number, f: Filter): ColdHit[] {
+function exactSearch(c: Coll, vector: Float32Array, k: number, f: Filter | undefined): ColdHit[] {
   const { labels, dim, metric } = c;
   const found: { label: number; score: number }[] = [];
   for (let l = 0; l < labels.length; l++) {
     const e = labels[l];
-    if (e === undefined || !matchesFilter(e.meta, f)) continue;
+    if (e === undefined || (f !== undefined && !matchesFilter(e.meta, f))) continue;
     const score = e.vec ? scoreAt(metric, vector, c.vecs, l * dim) : scoreAt(metric, vector, Float32Array.from(c.index.getPoint(l)), 0);
     found.push({ label: l, score });
   }
