@@ -604,7 +604,7 @@ export class Projections {
 
     let cq: CacheQuery | undefined;
     if (this.cache !== undefined) {
-      cq = { collection, vector: req.vector, metric: c0.info.metric, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, nowMs: this.clock.now() };
+      cq = { collection, vector: req.vector, metric: c0.info.metric, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, createdSeq: c0.info.createdSeq, nowMs: this.clock.now() };
       const hit = this.runSync('cache', this.qOpts.cacheTimeoutMs, true, () => this.cache!.lookup(cq!));
       if (hit !== undefined) return { results: hit, degraded: false, layers: ['cache'] };
     }

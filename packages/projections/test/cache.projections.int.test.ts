@@ -117,3 +117,40 @@ describe('SemanticCache in the tiered executor', () => {
     expect(servedScaled.cosine).toBeGreaterThan(0);
   });
 });
+
+describe('SemanticCache with maxStalenessMs in the tiered executor', () => {
+  it('a collection dropped and created again under the same name never gets its predecessor\'s answers, within the staleness bound too', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'kyro-cache-'));
+    const l = await EventLog.open({ dir: d, logger: () => {} });
+    const c = new SemanticCache({ options: { maxStalenessMs: 3_600_000 } });
+    const p = await Projections.open({ log: l, dataDir: d, cache: c, registry: new Registry(), logger: () => {}, checkpoint: { everyEvents: 0, everySecs: 0 } });
+    try {
+      const query = { vector: Float32Array.of(1, 0), k: 2 };
+      let res = await l.append([
+        { type: 'collection.created', collection: 's', body: { dimension: 2, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 200 } } },
+        { type: 'vector.upserted', collection: 's', body: { id: 'far', vector: Float32Array.of(100, 0) } },
+        { type: 'vector.upserted', collection: 's', body: { id: 'near', vector: Float32Array.of(1, 0) } },
+      ]);
+      await p.waitForApplied(res.lastSeq);
+      expect((await p.search('s', query)).layers).not.toEqual(['cache']);
+      expect((await p.search('s', query)).layers).toEqual(['cache']); // cached
+      res = await l.append([
+        { type: 'collection.dropped', collection: 's', body: {} },
+        { type: 'collection.created', collection: 's', body: { dimension: 2, metric: 'cosine', hnsw: { M: 16, efConstruction: 200, efSearch: 200 } } },
+        { type: 'vector.upserted', collection: 's', body: { id: 'other', vector: Float32Array.of(0, 1) } },
+      ]);
+      await p.waitForApplied(res.lastSeq);
+      // The same query, then a near one (under cosine the second may be the first's new answer).
+      for (const [i, vector] of [query.vector, Float32Array.of(1, 0.01)].entries()) {
+        const again = await p.search('s', { vector, k: 2 });
+        if (i === 0) expect(again.layers).not.toEqual(['cache']);
+        if (i === 0) expect(again.results).toEqual(exactSearch(p.liveState(), 's', { vector, k: 2 }));
+        expect(again.results.map((h) => h.id)).toEqual(['other']);
+      }
+    } finally {
+      await p.close();
+      await l.close();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});

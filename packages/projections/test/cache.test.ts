@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { AccessLog, CacheError, HybridCache, LearnedPredictor, SemanticCache, cacheOptionsFromConfig, newAccessStats, resolveCacheOptions, resolveSupervisorOptions, supervisorOptionsFromConfig, touchAccessStats, trainPredictor, validateWeights } from '../src/cache/index.js';
+import { AccessLog, CacheError, HybridCache, LearnedPredictor, MAX_SCOPE_KEY_CHARS, SemanticCache, cacheOptionsFromConfig, newAccessStats, resolveCacheOptions, resolveSupervisorOptions, supervisorOptionsFromConfig, touchAccessStats, trainPredictor, validateWeights } from '../src/cache/index.js';
 import type { CacheQuery, SearchHit } from '../src/cache/index.js';
 import { randomVector, rng, zipfWorkload } from './cacheWorkload.js';
 
@@ -82,6 +82,41 @@ describe('SemanticCache', () => {
     expect(s.lookup(q(a, { version: 6, nowMs: 1600 }))).toBeUndefined();
   });
 
+  it('an answer of a dropped collection never serves the one created after it under the same name, within maxStalenessMs too', () => {
+    const a = v(1, 0);
+    const s = new SemanticCache({ options: { maxStalenessMs: 60_000 } });
+    s.offer(q(a, { version: 3, createdSeq: 1, nowMs: 1000 }), hits('old'));
+    expect(s.lookup(q(a, { version: 4, createdSeq: 1, nowMs: 1100 }))?.[0]?.id).toBe('old'); // the same collection, within the bound
+    expect(s.lookup(q(a, { version: 9, createdSeq: 6, nowMs: 1100 }))).toBeUndefined(); // created again at seq 6
+  });
+
+  it('remembers queries within its bytes whatever their filters weigh, and neither caches nor remembers a scope over MAX_SCOPE_KEY_CHARS', () => {
+    const maxBytes = 1 << 20;
+    const c = new SemanticCache({ options: { capacity: 100, maxBytes } });
+    const r = rng(3);
+    // 300 distinct filters of 10 000 characters each (~20 KB of key each): 300 remembered would be ~6 MB.
+    for (let i = 0; i < 300; i++) {
+      const x = randomVector(r, 4);
+      const filterKey = `{"tag":{"$in":[${i},"${'v'.repeat(10_000)}"]}}`;
+      expect(c.lookup(q(x, { filterKey }))).toBeUndefined();
+      c.offer(q(x, { filterKey }), hits(`d${i}`));
+    }
+    const st = c.stats();
+    // Every remembered query holds its key: all of them together stay within maxBytes and the
+    // ghosts' quarter of it on top.
+    expect(st.tracked * 20_000).toBeLessThanOrEqual(maxBytes * 1.25);
+    expect(st.bytes).toBeLessThanOrEqual(maxBytes);
+    expect(st.entries).toBeGreaterThan(0);
+
+    const big = `{"tag":{"$in":["${'v'.repeat(MAX_SCOPE_KEY_CHARS)}"]}}`;
+    const c2 = new SemanticCache();
+    const x = v(1, 2);
+    expect(c2.lookup(q(x, { filterKey: big }))).toBeUndefined();
+    c2.offer(q(x, { filterKey: big }), hits('a'));
+    expect(c2.lookup(q(x, { filterKey: big }))).toBeUndefined();
+    expect(c2.stats()).toMatchObject({ entries: 0, tracked: 0, bytes: 0 });
+  });
+
   it('returns copies: callers cannot corrupt an entry', () => {
     const c = new SemanticCache();
     c.offer(q(v(1, 1)), hits('a', 'b'));
@@ -112,7 +147,7 @@ describe('SemanticCache', () => {
   it('remembers uncached queries within historyCapacity and a quarter of maxBytes', () => {
     const r = rng(3);
     const byCount = new SemanticCache({ options: { capacity: 2, historyCapacity: 5 } });
-    const byBytes = new SemanticCache({ options: { capacity: 2, maxBytes: 4000 } }); // ghosts: ≤ 1000 bytes = 5 of dim 8
+    const byBytes = new SemanticCache({ options: { capacity: 2, maxBytes: 4400 } }); // ghosts: ≤ 1100 bytes = 5 of 204 (160, a vector of dim 8, the scope's 6 characters)
     for (let i = 0; i < 100; i++) {
       const x = randomVector(r, 8);
       byCount.lookup(q(x));

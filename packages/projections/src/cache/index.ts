@@ -17,7 +17,7 @@ export {
   validateWeights,
 } from './predictor.js';
 export type { AccessStats, PredictorTrainingOptions, PredictorWeights } from './predictor.js';
-export { SemanticCache } from './semanticCache.js';
+export { MAX_SCOPE_KEY_CHARS, SemanticCache } from './semanticCache.js';
 export type { CacheStats, SemanticCacheInit } from './semanticCache.js';
 export { TrainingSupervisor, spawnTrainingWorkerThread } from './supervisor.js';
 export type {

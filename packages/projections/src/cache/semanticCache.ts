@@ -11,6 +11,12 @@ const EVICTION_SAMPLE = 16;
 const ENTRY_OVERHEAD_BYTES = 96;
 const HIT_OVERHEAD_BYTES = 48;
 const GHOST_OVERHEAD_BYTES = 160;
+/**
+ * A query whose scope (collection, k, the filter's canonical text) is longer than this is neither
+ * cached nor remembered: a filter of 500 000 `$in` values is a 7 MB key, and each remembered one
+ * was kept (6 MB of heap per distinct filter, 2.8 GB after 370 of them, past every bound).
+ */
+export const MAX_SCOPE_KEY_CHARS = 16 * 1024;
 // Float32 rounding: two equal vectors may have a normalized dot product of 0.99999994.
 const SIMILARITY_EPSILON = 1e-6;
 
@@ -143,6 +149,7 @@ export class SemanticCache implements QueryCacheLayer {
     if (n === undefined) return this.miss();
     this.noteVersion(q.collection, q.version);
     const scopeKey = scopeOf(q);
+    if (scopeKey.length > MAX_SCOPE_KEY_CHARS) return this.miss();
     let key = this.find(scopeKey, n, q.metric);
     key ??= this.track(scopeKey, n, q);
     const seq = this.accessLog.record(q.nowMs, q.collection, key.id, key.ids);
@@ -180,13 +187,17 @@ export class SemanticCache implements QueryCacheLayer {
     if (q.version < (this.latestVersion.get(q.collection) ?? q.version)) return;
     let key: Key | undefined;
     const scopeKey = scopeOf(q);
+    if (scopeKey.length > MAX_SCOPE_KEY_CHARS) {
+      this.n.rejections++;
+      return;
+    }
     if (last !== undefined && last.vector === q.vector && last.key.alive && last.key.scope.key === scopeKey) key = last.key;
     else {
       const n = normalize(q.vector);
       if (n === undefined) return;
       key = this.find(scopeKey, n, q.metric) ?? this.track(scopeKey, n, q);
     }
-    const bytes = estimateBytes(key.vec.length + (key.raw?.length ?? 0), results);
+    const bytes = estimateBytes(key, results);
     if (bytes > this.options.maxBytes) {
       this.n.rejections++;
       return;
@@ -329,11 +340,11 @@ export class SemanticCache implements QueryCacheLayer {
 
   private addGhost(key: Key): void {
     this.ghosts.set(key.id, key);
-    this.ghostBytes += GHOST_OVERHEAD_BYTES + key.vec.byteLength;
+    this.ghostBytes += GHOST_OVERHEAD_BYTES + keyBytes(key);
   }
 
   private removeGhost(key: Key): void {
-    if (this.ghosts.delete(key.id)) this.ghostBytes -= GHOST_OVERHEAD_BYTES + key.vec.byteLength;
+    if (this.ghosts.delete(key.id)) this.ghostBytes -= GHOST_OVERHEAD_BYTES + keyBytes(key);
   }
 
   private trimGhosts(): void {
@@ -364,7 +375,7 @@ export class SemanticCache implements QueryCacheLayer {
     let scope = this.scopes.get(scopeKey);
     if (scope === undefined) this.scopes.set(scopeKey, (scope = { key: scopeKey, buckets: new Map(), size: 0 }));
     const bucket = this.hash(nv);
-    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, raw: metric === 'cosine' ? undefined : raw.slice(), stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
+    const key: Key = { id: this.nextId++, scope, bucket, vec: nv, raw: (metric ?? 'cosine') === 'cosine' ? undefined : raw.slice(), stats: newAccessStats(), lastSeq: -1, alive: true, results: undefined, ids: undefined, collection, version: -1, createdMs: 0, bytes: 0, residentIdx: -1 };
     let list = scope.buckets.get(bucket);
     if (list === undefined) scope.buckets.set(bucket, (list = []));
     list.push(key);
@@ -421,7 +432,15 @@ export class SemanticCache implements QueryCacheLayer {
 }
 
 function scopeOf(q: CacheQuery): string {
-  return `${q.collection}\u0000${q.k}\u0000${q.filterKey}`;
+  return `${q.collection}\u0000${q.createdSeq ?? 0}\u0000${q.k}\u0000${q.filterKey}`;
+}
+
+/**
+ * Bytes a remembered query holds whether or not its answer is cached: its vectors and its scope's
+ * text (counted for every key of a scope, an overestimate where one filter has many queries).
+ */
+function keyBytes(key: Key): number {
+  return key.vec.byteLength + (key.raw?.byteLength ?? 0) + 2 * key.scope.key.length;
 }
 
 function idsOf(results: readonly SearchHit[]): string[] {
@@ -472,8 +491,8 @@ function dot(a: Float32Array, b: Float32Array, offA = 0): number {
   return s0 + s1 + s2 + s3;
 }
 
-function estimateBytes(dim: number, results: readonly SearchHit[]): number {
-  let b = ENTRY_OVERHEAD_BYTES + dim * 4;
+function estimateBytes(key: Key, results: readonly SearchHit[]): number {
+  let b = ENTRY_OVERHEAD_BYTES + keyBytes(key);
   for (const r of results) {
     b += HIT_OVERHEAD_BYTES + r.id.length * 2;
     if (r.metadata !== undefined) b += JSON.stringify(r.metadata).length * 2;

@@ -27,6 +27,12 @@ export interface CacheQuery {
   k: number;
   filterKey: string;
   version: number;
+  /**
+   * The collection's incarnation: the seq of the event that created it. It scopes the match too,
+   * so an answer of a dropped collection never serves the one created after it under the same
+   * name (with `maxStalenessMs` > 0 it did: its documents, scored under the old metric). Default 0.
+   */
+  createdSeq?: number;
   nowMs: number;
 }
 
