@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EventLog } from '@kyrodb/log';
+import { EventLog, microsToIso, toHex } from '@kyrodb/log';
 import { CLI, call, kyrodb, startServer, tmp } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
@@ -215,6 +215,81 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     const future = await kyrodb(['query', '--collection', 'c', '--doc-id', 'x', '--data-dir', data, '--as-of', '2099-01-01T00:00:00Z']);
     expect([future.code, future.stderr]).toEqual([2, expect.stringContaining('AUDIT_TIME_IN_FUTURE')]);
     expect((await kyrodb(['backup', 'list', '--output', out, '--json'])).code).toBe(0);
+  });
+
+  it('every timestamp flag takes integer µs since the epoch as it takes ISO-8601: --point-in-time, --before, --since', async () => {
+    // README "As-of time T": one parser for every timestamp of the API and CLI. --point-in-time,
+    // --before and --since refused integers (exit 2, API_INVALID_TIMESTAMP) while --as-of took them.
+    const dir = tmp();
+    const data = path.join(dir, 'data');
+    const out = path.join(dir, 'b');
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    const ts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 5)); // a distinct ts per batch
+      const res = await log.append([{ type: 'vector.upserted', collection: 'c', body: { id: `v${i}`, vector: Float32Array.from([i, 1]) } }]);
+      ts.push(res.ts);
+    }
+    const mid = log.head().seq - 1;
+    const midHash = toHex(log.get(mid)!.hash);
+    await log.close();
+    expect(ts[1]).toBeGreaterThan(ts[0]!);
+    expect(ts[2]).toBeGreaterThan(ts[1]!);
+    const full = await kyrodb(['backup', 'create', '--full', '--data-dir', data, '--output', out, '--json']);
+    expect(full.code, full.stderr).toBe(0);
+
+    // Restore to the second write's ts, as integer µs and as the same instant in ISO: the same state.
+    const restored = async (t: string, name: string) => {
+      const r = await kyrodb(['restore', '--from', out, '--data-dir', path.join(dir, name), '--point-in-time', t, '--json']);
+      expect(r.code, `${t}: ${r.stderr}`).toBe(0);
+      const rep = JSON.parse(r.stdout) as { seq: number; headHash: string; headTs: number; events: number; vectorCount: number; pointInTime: number };
+      const l = await EventLog.open({ dir: path.join(dir, name), logger: () => undefined });
+      const head = { seq: l.head().seq, hash: toHex(l.head().hash) };
+      await l.close();
+      return { rep: { seq: rep.seq, headHash: rep.headHash, headTs: rep.headTs, events: rep.events, vectorCount: rep.vectorCount, pointInTime: rep.pointInTime }, head };
+    };
+    const byMicros = await restored(String(ts[1]), 'r-micros');
+    const byIso = await restored(microsToIso(ts[1]!), 'r-iso');
+    expect(byMicros).toEqual(byIso);
+    expect(byMicros.head).toEqual({ seq: mid, hash: midHash }); // cut at T: not the whole log
+    expect(byMicros.rep).toMatchObject({ seq: mid, headTs: ts[1], pointInTime: ts[1], vectorCount: 2 });
+    // A point past everything the store holds restores up to its newest event (README "Point in time").
+    const future = await restored(String(Date.now() * 1000 + 3_600_000_000), 'r-future');
+    expect(future.rep).toMatchObject({ seq: mid + 1, headTs: ts[2] });
+
+    // --before: integer µs and ISO list the same backups.
+    const created = Date.parse((JSON.parse(full.stdout) as { created: string }).created) * 1000;
+    for (const t of [created - 1_000_000, created + 1_000_000]) {
+      const [a, b] = await Promise.all([String(t), microsToIso(t)].map((x) => kyrodb(['backup', 'list', '--output', out, '--before', x, '--json'])));
+      expect([a!.code, a!.stderr]).toEqual([0, '']);
+      expect(a!.stdout).toBe(b!.stdout);
+      expect((JSON.parse(a!.stdout) as unknown[]).length).toBe(t > created ? 1 : 0);
+    }
+
+    // --since: integer µs picks the parent as ISO does (the newest backup ending at or before T;
+    // the full one ends at the last write's ts).
+    const fullId = (JSON.parse(full.stdout) as { backup_id: string }).backup_id;
+    // Each form builds on its own copy of the store: an incremental ends where the full one does.
+    const out2 = path.join(dir, 'b2');
+    fs.cpSync(out, out2, { recursive: true });
+    const since = (t: string, store: string) => kyrodb(['backup', 'create', '--incremental', '--since', t, '--data-dir', data, '--output', store, '--json']);
+    for (const t of [String(ts[2]! - 1), microsToIso(ts[2]! - 1)]) {
+      const none = await since(t, out);
+      expect([none.code, none.stdout], t).toEqual([4, expect.stringContaining('BACKUP_NOT_FOUND')]);
+    }
+    for (const [t, store] of [[String(ts[2]), out], [microsToIso(ts[2]!), out2]] as const) {
+      const inc = await since(t, store);
+      expect(inc.code, `${t}: ${inc.stderr}`).toBe(0);
+      expect(JSON.parse(inc.stdout), t).toMatchObject({ type: 'incremental', parent: fullId });
+    }
+
+    // Neither form: still exit 2, and the message names both forms.
+    for (const [flag, args] of [['--point-in-time', ['restore', '--from', out, '--data-dir', path.join(dir, 'r-bad')]], ['--before', ['backup', 'list', '--output', out]]] as const) {
+      const bad = await kyrodb([...args, flag, '12:00']);
+      expect([bad.code, bad.stderr], flag).toEqual([2, expect.stringMatching(/API_INVALID_TIMESTAMP.*integer microseconds/)]);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {

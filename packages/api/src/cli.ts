@@ -331,7 +331,7 @@ export function buildProgram(): Command {
   storeOpts(backup.command('create').description('create a full or incremental backup now'))
     .addOption(new Option('--full', 'a full backup').conflicts('incremental'))
     .addOption(new Option('--incremental', 'an incremental backup (events since the last backup)').conflicts('full'))
-    .option('--since <iso>', 'incremental: build on the newest backup that ends at or before this instant (default: the newest backup)')
+    .option('--since <T>', 'incremental: build on the newest backup that ends at or before this instant, ISO-8601 with a zone or integer µs since the epoch (default: the newest backup)')
     .option('--tag <tag>', 'a tag to restore by, unique in the store (letters, digits, . _ - : @ +); retention never deletes a tagged backup')
     .option('--description <text>', 'free text kept in the manifest')
     .action(async (o: CommonOpts & { full?: boolean; incremental?: boolean; since?: string; tag?: string; description?: string; output?: string; s3?: string }) => {
@@ -359,7 +359,7 @@ export function buildProgram(): Command {
     });
 
   storeOpts(backup.command('list').description('list backups, newest first'))
-    .option('--before <iso>', 'only backups created before this instant')
+    .option('--before <T>', 'only backups created before this instant: ISO-8601 with a zone or integer µs since the epoch')
     .action(async (o: CommonOpts & { before?: string; output?: string; s3?: string }) => {
       try {
         const before = o.before !== undefined ? parseIsoMicros(o.before, '--before') : undefined;
@@ -447,7 +447,7 @@ export function buildProgram(): Command {
   // ------------------------------------------------------------------ restore
   common(program.command('restore').description('restore a data dir from backups (refuses while a server holds the data dir)'))
     .option('--backup-id <id>', 'restore this backup, by id or tag (and its incremental parents); "latest" = the one reaching the highest seq')
-    .option('--point-in-time <iso>', 'restore every event with ts <= this instant')
+    .option('--point-in-time <T>', 'restore every event with ts <= this instant: ISO-8601 with a zone or integer µs since the epoch (past the newest backed-up event: up to it)')
     .option('--tag <tag>', 'restore the newest backup with this tag')
     .option('--s3 <url>', 'S3 store URL (s3://bucket/prefix, or …/backup_<id> to name the backup)')
     .option('--from <dir>', 'backup directory (overrides backup.local_dir)')

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toHex } from '@kyrodb/log';
+import { microsToIso, toHex } from '@kyrodb/log';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config.js';
@@ -316,6 +316,12 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
     }
     const list = await req(node, 'GET', '/v1/backups');
     expect(list.json.backups.map((m: { tag?: string }) => m.tag)).toEqual(['keep-me', 'v1']);
+    // ?before= reads integer µs since the epoch as it reads ISO-8601: one parser for every timestamp.
+    for (const [t, n] of [[0, 0], [Date.now() * 1000 + 60_000_000, 2]] as const) {
+      const [a, b] = [await req(node, 'GET', `/v1/backups?before=${t}`), await req(node, 'GET', `/v1/backups?before=${microsToIso(t)}`)];
+      expect([a.status, a.json.backups?.length], String(t)).toEqual([200, n]);
+      expect(a.json).toEqual(b.json);
+    }
     const metrics = await req(node, 'GET', '/metrics');
     expect(metrics.json).not.toMatch(/backup_failure_total\{type="(full|incremental)"\} [1-9]/);
   });

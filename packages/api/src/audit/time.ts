@@ -36,7 +36,7 @@ function clampMicros(micros: number): number {
  * 0000–9999 of the proleptic Gregorian calendar; digits past microseconds are truncated) into
  * microseconds since the epoch: negative before 1970, clamped to ±MAX_INSTANT_MICROS. Throws
  * AUDIT_BAD_TIME for anything else, including impossible dates (`2024-02-30`) and offsets. The
- * one ISO parser of the api package (as-of times, `--since`, `--before`, `--point-in-time`).
+ * one ISO parser of the api package; every timestamp reads through `parseInstant`, which adds integer µs.
  */
 export function parseIsoInstant(s: string): number {
   const m = typeof s === 'string' ? ISO_RE.exec(s.trim()) : null;
@@ -64,7 +64,8 @@ export function parseIsoInstant(s: string): number {
  * Parses an instant — ISO-8601 with timezone (`parseIsoInstant`) or a non-negative integer of
  * microseconds since the epoch — without checking it against the present. Past
  * ±MAX_INSTANT_MICROS it is clamped (so a far-future T is "in the future", not malformed).
- * Throws AUDIT_BAD_TIME.
+ * Throws AUDIT_BAD_TIME. Every timestamp of the API and CLI reads through it (as-of times with
+ * `parseAsOf`; `--since`, `--before`, `--point-in-time` and their HTTP twins with `parseIsoMicros`).
  */
 export function parseInstant(s: string): number {
   if (typeof s !== 'string') throw new AuditError('AUDIT_BAD_TIME', 'a timestamp must be a string');
