@@ -19,15 +19,20 @@ export function lockPath(dir: string): string {
   return path.join(dir, 'kyrodb.lock');
 }
 
-/** Whether a process with this pid exists (one of another user's counts). */
+/**
+ * Whether a process with this pid is running (one of another user's counts). A zombie (Linux
+ * state Z, or X while it is being reaped) is not: it has exited, its fds, flocks and sockets are
+ * released, and only its exit status waits for a parent that reaps slowly (a container's pid 1).
+ */
 export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const state = procStat(pid)?.[0];
+  return state !== 'Z' && state !== 'X';
 }
 
 /** This machine's boot id ('' where the system does not say). */
@@ -39,14 +44,22 @@ export function currentBootId(): string {
   }
 }
 
-/** When the process with this pid started, in clock ticks since boot (Linux), or '' when unknown. */
-function processStart(pid: number): string {
+/**
+ * The fields of /proc/<pid>/stat after the command name (state first, start time at 19), or
+ * undefined where there is none (not Linux, no such process).
+ */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return '';
+    return undefined;
   }
+}
+
+/** When the process with this pid started, in clock ticks since boot (Linux), or '' when unknown. */
+function processStart(pid: number): string {
+  return procStat(pid)?.[19] ?? '';
 }
 
 /** What a lock file holds: `pid start boot` (a lock of an older version: the pid alone). */

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open as openLmdb } from 'lmdb';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { EventLog, lockHolder, writerRunning } from '@kyrodb/log';
+import { EventLog, lockHolder, processAlive, writerRunning } from '@kyrodb/log';
 import { created, openTestLog, quietLogger, upsert, waitFor } from './helpers.js';
 
 const dirs: string[] = [];
@@ -75,6 +75,37 @@ describe('EventLog', () => {
     fs.writeFileSync(lockFile, String(process.ppid));
     expect(lockHolder(dir)).toBe(process.ppid);
     fs.rmSync(lockFile);
+  });
+
+  it.runIf(process.platform === 'linux')('a zombie holds no lock: a writer killed but not yet reaped (its parent reaps slowly) does not keep the next one out; a live holder still does', async () => {
+    // A real zombie: the inner sleep exits after 0.2 s, and its parent (bash exec'd into `sleep 30`) never reaps it.
+    const parent = spawn('bash', ['-c', 'sleep 0.2 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+      const stat = (pid: number): string[] => {
+        const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return s.slice(s.lastIndexOf(')') + 2).split(' '); // [state, ppid, …, starttime at 19]
+      };
+      await waitFor(() => stat(zombie)[0] === 'Z', 5000);
+      const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      const lockOf = (pid: number): string => `${pid} ${stat(pid)[19]} ${boot}`; // as its owner would have written it
+      const { log, dir } = await filled(2);
+      await log.close();
+      const lockFile = path.join(dir, 'kyrodb.lock');
+
+      fs.writeFileSync(lockFile, lockOf(zombie)); // a writer killed with -9, not yet reaped
+      expect([processAlive(zombie), lockHolder(dir), writerRunning(dir)]).toEqual([false, undefined, false]);
+      const again = await EventLog.open({ dir, logger: quietLogger() });
+      expect([again.head().seq, lockHolder(dir)]).toEqual([2, process.pid]);
+      await again.close();
+
+      fs.writeFileSync(lockFile, lockOf(parent.pid!)); // a live holder (in another network namespace, say)
+      expect([processAlive(parent.pid!), lockHolder(dir)]).toEqual([true, parent.pid]);
+      await expect(EventLog.open({ dir, logger: quietLogger() })).rejects.toMatchObject({ code: 'LOG_LOCKED', message: expect.stringContaining(`process ${parent.pid}`) });
+      fs.rmSync(lockFile);
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('closed → LOG_CLOSED; read-only → LOG_READ_ONLY; a missing dir read-only is an error', async () => {
