@@ -1,13 +1,14 @@
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { EventLog, Failpoints, toHex } from '@kyrodb/log';
+import { EventLog, Failpoints } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
 import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore, withPreviousKeys } from '@kyrodb/backup';
-import type { BackupManifest, EncryptionKey, ObjectStore } from '@kyrodb/backup';
+import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
+import { ScheduledBackups } from './scheduledBackups.js';
 
 /** A structured log line. */
 export type NodeLogger = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -161,59 +162,12 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       await continuous.start();
       backup.continuous = continuous;
     }
+    let scheduled: ScheduledBackups | undefined;
     if (o.schedule ?? cfg.backup.enabled) {
-      let running = false;
-      const job = (type: 'full' | 'incremental') => async (): Promise<void> => {
-        if (running) {
-          logger('warn', `scheduled ${type} backup skipped: another backup is running`);
-          return;
-        }
-        if (log.head().seq === 0) {
-          logger('info', `scheduled ${type} backup skipped: the log is empty`);
-          return;
-        }
-        running = true;
-        try {
-          // Marked in the description, not a tag: a tag makes a backup a named restore point that retention never deletes.
-          const m = type === 'full' ? await manager.createFull({ description: 'scheduled' }) : await incrementalOrFirstFull();
-          if (m === undefined) return;
-          logger('info', `scheduled ${m.type} backup done`, { backup_id: m.backup_id, to_seq: m.to_seq });
-          await applyRetention();
-        } catch (err) {
-          logger('error', `scheduled ${type} backup failed`, { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
-        } finally {
-          running = false;
-        }
-      };
-      // Until the store holds a backup, an incremental has nothing to build on: the first scheduled
-      // backup of a new store is a full one, whichever schedule fires first.
-      // Nothing written since the newest backup: an incremental would hold no event (one a minute on
-      // an idle node, each listed until retention removed it), so none is taken. A log that does
-      // not extend that backup is left to createIncremental to refuse (BACKUP_LOG_DIVERGED).
-      const incrementalOrFirstFull = async (): Promise<BackupManifest | undefined> => {
-        const newest = (await manager.list())[0];
-        if (newest === undefined) {
-          logger('info', 'scheduled incremental backup: the store holds no backup yet; taking a full one');
-          return manager.createFull({ description: 'scheduled' });
-        }
-        const head = log.head();
-        if (newest.to_seq === head.seq && newest.head_hash === toHex(head.hash)) {
-          logger('info', 'scheduled incremental backup skipped: nothing written since the newest backup', { backup_id: newest.backup_id, to_seq: newest.to_seq });
-          return undefined;
-        }
-        return manager.createIncremental({ description: 'scheduled' });
-      };
-      // After each scheduled backup, the retention policy (backup.retention), as the sketch's
-      // backup manager applies it: never a tagged backup, the newest, or what a kept one needs.
-      const applyRetention = async (): Promise<void> => {
-        const r = cfg.backup.retention;
-        try {
-          const p = await manager.prune({ policy: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } });
-          if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length + p.deleteTagClaims.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete, staleTagClaims: p.deleteTagClaims });
-        } catch (err) {
-          logger('error', 'retention after a scheduled backup failed; nothing more is deleted until the next one', { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
-        }
-      };
+      const r = cfg.backup.retention;
+      const sched = new ScheduledBackups({ manager, log, logger, retention: { hourly: r.keep_hourly, daily: r.keep_daily, weekly: r.keep_weekly, monthly: r.keep_monthly } });
+      scheduled = sched;
+      const job = (type: 'full' | 'incremental') => (): Promise<void> => sched.fire(type);
       crons.push(new Cron(cfg.backup.full_backup_schedule, { protect: true }, job('full')));
       crons.push(new Cron(cfg.backup.incremental_backup_schedule, { protect: true }, job('incremental')));
     }
@@ -243,6 +197,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       closing ??= (async () => {
         (app as unknown as { drain: () => void }).drain();
         for (const c of crons) c.stop();
+        scheduled?.stop(); // a full backup waiting behind another does not start
         // In-flight requests and backups (a POST /v1/backups, a scheduled one) get the shutdown
         // timeout to finish; then backups are stopped (BACKUP_ABORTED: they remove what they
         // stored before the log closes), and the connections left are cut a moment later, so that
