@@ -7,12 +7,12 @@ import { auditErrorStatus } from './audit/errors.js';
  * every code is documented and has a status.
  */
 export const ApiErrorCodes = {
-  /** The request does not match the route's JSON Schema (unknown field, wrong type, bad range). Nothing was written. */
+  /** The request does not match the route's JSON Schema (unknown field, wrong type, bad range), or its JSON body has a `__proto__` key or a `constructor` key holding `prototype` (prototype poisoning). Nothing was written. */
   API_INVALID_REQUEST: 'the request does not match the documented schema; nothing was written',
-  /** The body is not valid JSON. Nothing was written. */
-  API_MALFORMED_JSON: 'the body is not valid JSON; nothing was written',
-  /** The body is not `application/json`. */
-  API_UNSUPPORTED_MEDIA_TYPE: 'the body must be application/json',
+  /** The body is not valid JSON, is empty, or is not well-formed UTF-8 (the message names the byte offset). Nothing was written. */
+  API_MALFORMED_JSON: 'the body is not valid UTF-8 JSON; nothing was written',
+  /** The body is not `application/json`, names a charset other than utf-8, or has a Content-Encoding other than identity (bodies are never decompressed). Nothing was written. */
+  API_UNSUPPORTED_MEDIA_TYPE: 'the body must be uncompressed application/json in UTF-8',
   /** A collection name or document id is outside COLLECTION_NAME_RE / DOC_ID_RE. */
   API_INVALID_NAME: 'a collection name or document id is outside the documented character set or length',
   /** One batch names the same id twice. Rule: a batch is rejected whole; send one upsert per id. */

@@ -16,6 +16,7 @@ import { buildOpenApi } from './openapi.js';
 import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { checkId, checkName } from './names.js';
+import { parseJsonBody } from './jsonBody.js';
 import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
@@ -194,6 +195,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
   // not a 400 saying "body must be object".
   app.removeContentTypeParser('text/plain');
+  // Strict UTF-8, no other charset, no content encoding, no prototype keys (jsonBody.ts). The
+  // bytes are read by fastify up to bodyLimit, so a larger body is still 413 API_PAYLOAD_TOO_LARGE.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: config.server.body_limit_bytes }, (req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as Buffer, req.headers));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
   const lifecycle = rwLock();
   const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));
