@@ -191,6 +191,11 @@ export function httpStatusFor(code: string): number {
   return 500;
 }
 
+/** `s` cut to `max` characters (default 64) with an ellipsis, so that a message never echoes a huge header, URL or body. */
+export function clip(s: string, max = 64): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}
+
 /** The `{code, message}` of any thrown value (errors of every package carry a string `code`). */
 export function errorBody(err: unknown): { code: string; message: string } {
   if (err instanceof Error) {

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import sjson from 'secure-json-parse';
-import { ApiError } from './errors.js';
+import { ApiError, clip } from './errors.js';
 
 // How the HTTP API reads an `application/json` body. Fastify's own parser decodes the bytes as
 // UTF-8 with replacement (invalid bytes were stored as U+FFFD), ignores the charset parameter
@@ -8,12 +8,6 @@ import { ApiError } from './errors.js';
 // JSON", a plain one labelled gzip was accepted). This one refuses all of those.
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const MAX_ECHO = 64;
-
-/** `s` cut to `max` characters (with an ellipsis): a message never echoes a huge header or URL. */
-export function clip(s: string, max = MAX_ECHO): string {
-  return s.length <= max ? s : `${s.slice(0, max)}…`;
-}
 
 /**
  * The offset of the first byte of the first ill-formed UTF-8 sequence in `b` (Unicode Table 3-7:

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, maxHeaderSize } from 'node:http';
 import type { Duplex } from 'node:stream';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
@@ -10,7 +10,7 @@ import type { KyroConfig, Role } from './config.js';
 import { validateFilter } from '@kyrodb/projections';
 import type { CollectionInfo, Projections, SearchRequest } from '@kyrodb/projections';
 import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
-import { ApiError, errorBody, httpStatusFor, sendApiError } from './errors.js';
+import { ApiError, clip, errorBody, httpStatusFor, sendApiError } from './errors.js';
 import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { sendJsonWithArray } from './jsonStream.js';
@@ -182,12 +182,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: config.server.body_limit_bytes,
-    routerOptions: { maxParamLength: 600 },
+    // As long as any URL node's header limit lets in: a name or id of any length reaches the route,
+    // whose check answers API_INVALID_NAME (past 600 the router answered API_INVALID_REQUEST).
+    routerOptions: { maxParamLength: maxHeaderSize },
     return503OnClosing: false, // the onRequest hook answers API_SHUTTING_DOWN (with Retry-After) while draining
-    // Router-level failures (undecodable URL, bad content-type header) bypass setErrorHandler.
+    // Router-level failures (undecodable URL, a parameter longer than maxParamLength — only
+    // without node's header limit, as with inject — bad content-type header) bypass setErrorHandler.
+    // Their messages echo the URL: cut short.
     frameworkErrors: (err, _req, reply) => {
-      const code = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : 'API_INVALID_REQUEST';
-      void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message: err.message } });
+      const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      const code = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : long ? 'API_INVALID_NAME' : 'API_INVALID_REQUEST';
+      const message = long ? `a collection name or document id in the path is longer than ${maxHeaderSize} characters (names are 1-64 characters, ids 1-256)` : clip(err.message, 200);
+      void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message } });
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     clientErrorHandler,
@@ -241,7 +247,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, metadataTypeError(err) ?? err, 'API_INVALID_REQUEST'));
 
-  app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0] ?? ''}` } }));
+  app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${clip(req.url.split('?')[0] ?? '', 200)}` } }));
 
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => {

@@ -42,6 +42,17 @@ describe('requests node\'s HTTP parser refuses are answered {error: {code, messa
     expect(typeof json.error.message).toBe('string');
   });
 
+  // Up to node's header limit every path parameter reaches its route (fastify's maxParamLength
+  // was 600: longer ones got the router's 400 API_INVALID_REQUEST, echoing the whole URL).
+  it('a document id of 15 000 characters (the URL within node\'s 16 KiB) → 400 API_INVALID_NAME, a short message', async () => {
+    const res = await raw(`GET /v1/collections/docs/vectors/${'i'.repeat(15_000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    const [head, body] = res.split('\r\n\r\n', 2) as [string, string];
+    expect(head.split('\r\n')[0]).toMatch(/^HTTP\/1\.1 400 /);
+    const json = JSON.parse(body) as { error: { code: string; message: string } };
+    expect(json.error.code).toBe('API_INVALID_NAME');
+    expect(json.error.message.length).toBeLessThan(300);
+  });
+
   it('the server still answers afterwards', async () => {
     expect(await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toContain('{"status":"ok"}');
   });
