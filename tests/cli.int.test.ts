@@ -103,6 +103,17 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect([badName.code, badName.stderr]).toEqual([2, expect.stringContaining('API_INVALID_NAME')]);
     const noColl = await kyrodb(['query', '--collection', 'zz', '--doc-id', 'a', '--data-dir', data]);
     expect([noColl.code, noColl.stderr]).toEqual([4, expect.stringContaining('API_COLLECTION_NOT_FOUND')]);
+    // An id "." or ".." (writable before the server refused them) reads from the data dir; a server
+    // cannot be asked for one (fetch resolves the path segment away): bad input, before any request.
+    const dots = await EventLog.open({ dir: data, logger: () => undefined });
+    await dots.append([{ type: 'vector.upserted', collection: 'c', body: { id: '..', vector: new Float32Array([1, 2]) } }]);
+    await dots.close();
+    const fromDir = await kyrodb(['query', '--collection', 'c', '--doc-id', '..', '--data-dir', data, '--json']);
+    expect([fromDir.code, (JSON.parse(fromDir.stdout) as { id: string }).id]).toEqual([0, '..']);
+    for (const id of ['.', '..']) {
+      const viaUrl = await kyrodb(['query', '--collection', 'c', '--doc-id', id, '--url', 'http://127.0.0.1:1']);
+      expect([viaUrl.code, viaUrl.stderr], id).toEqual([2, expect.stringContaining('API_INVALID_NAME')]);
+    }
     // A --url that is no http(s) URL is bad usage, not "unreachable" (exit 6).
     for (const url of ['notaurl', 'ftp://127.0.0.1:1']) expect((await kyrodb(['admin', 'health-check', '--url', url])).code, url).toBe(2);
     // A port another server holds.

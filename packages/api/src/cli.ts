@@ -14,7 +14,7 @@ import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
-import { checkId, checkName } from './names.js';
+import { checkId, checkName, checkUrlId } from './names.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { collectionLiveAt, parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
@@ -551,6 +551,8 @@ export function buildProgram(): Command {
         let doc: Record<string, unknown>;
         if (o.url !== undefined) {
           checkedUrl(o.url);
+          // "." and ".." cannot be asked for in a URL (fetch resolves them away); the data dir can still be read.
+          checkUrlId(o.docId, '--doc-id');
           const q = o.asOf !== undefined ? `?asOf=${encodeURIComponent(o.asOf)}` : '';
           const r = await http(o.url, 'GET', `/v1/collections/${encodeURIComponent(o.collection)}/vectors/${encodeURIComponent(o.docId)}${q}`);
           if (r.status !== 200) throw httpError(r);

@@ -15,3 +15,13 @@ export function checkName(name: string): void {
 export function checkId(id: unknown, where = 'id'): asserts id is string {
   if (typeof id !== 'string' || !DOC_ID_RE.test(id)) throw new ApiError('API_INVALID_NAME', `${where} must be 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
 }
+/**
+ * API_INVALID_NAME unless `id` passes checkId and can also stand in a URL path: not "." or "..",
+ * which URL clients (browsers, fetch, curl) resolve away, even written %2E%2E. For ids written
+ * over HTTP and ids a CLI asks a server for; ids already in a log (replay, reads from the data dir)
+ * keep checkId's rule, so old logs still open.
+ */
+export function checkUrlId(id: unknown, where = 'id'): asserts id is string {
+  checkId(id, where);
+  if (id === '.' || id === '..') throw new ApiError('API_INVALID_NAME', `${where} ${JSON.stringify(id)} is not allowed: URL clients resolve a "." or ".." path segment away, so the document could not be read or deleted over HTTP`);
+}

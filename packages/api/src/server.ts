@@ -15,7 +15,7 @@ import { registerHttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
 import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { checkId, checkName } from './names.js';
+import { checkId, checkName, checkUrlId } from './names.js';
 import { parseJsonBody } from './jsonBody.js';
 import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
@@ -352,7 +352,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           if (vs.length > config.server.max_batch) throw new ApiError('API_BATCH_TOO_LARGE', `a batch holds at most ${config.server.max_batch} vectors (got ${vs.length})`, { max: config.server.max_batch });
           const seen = new Set<string>();
           const events: EventInput[] = vs.map((v, i) => {
-            checkId(v.id, `vectors[${i}].id`);
+            checkUrlId(v.id, `vectors[${i}].id`);
             if (seen.has(v.id)) throw new ApiError('API_DUPLICATE_ID', `vectors[${i}].id ${JSON.stringify(v.id)} appears more than once in the batch; send one upsert per id`);
             seen.add(v.id);
             const vector = toVector(v.vector, `vectors[${i}].vector`);

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { microsToIso, toHex } from '@kyrodb/log';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config.js';
@@ -92,6 +94,8 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['unknown vector field', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], score: 1 }] }, 400, 'API_INVALID_REQUEST'],
     ['id with a space', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'a b', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['id too long', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x'.repeat(257), vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
+    ['id "." (URL clients resolve it away)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: '.', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
+    ['id ".." (URL clients resolve it away)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'ok', vector: [1, 0, 0] }, { id: '..', vector: [1, 0, 0] }] }, 400, 'API_INVALID_NAME'],
     ['metadata nested too deep', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(20) + '1' + '}'.repeat(20)) }] }, 400, 'API_INVALID_METADATA'],
     ['metadata 17 levels deep (16 are the most, the object itself included)', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: JSON.parse('{"a":'.repeat(16) + '{}' + '}'.repeat(16)) }] }, 400, 'API_INVALID_METADATA'],
     ['metadata 17 levels deep through arrays', 'POST', '/v1/collections/docs/vectors', { vectors: [{ id: 'x', vector: [1, 0, 0], metadata: { a: JSON.parse('['.repeat(16) + '1' + ']'.repeat(16)) } }] }, 400, 'API_INVALID_METADATA'],
@@ -151,6 +155,38 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect([r.status, r.json.error.code]).toEqual([400, 'API_INVALID_NAME']);
     expect(r.json.error.message.length).toBeLessThan(300);
     expect(toHex(node.log.head().hash)).toBe(before);
+  });
+
+  it('ids "." and ".." already in a log (written before they were refused) still replay, and a client that sends the path as is reads and deletes them', async () => {
+    const dir = path.join(node.dir, 'dots');
+    const cfg = loadConfig({ env: {}, overrides: { 'storage.data_dir': dir, 'backup.enabled': false } });
+    const first = await startNode(cfg, { listen: false, registry: new Registry(), logger: () => undefined });
+    await first.log.append([{ type: 'collection.created', collection: 'd', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    await first.log.append(['.', '..'].map((id) => ({ type: 'vector.upserted' as const, collection: 'd', body: { id, vector: new Float32Array([1, 2]) } })));
+    await first.close();
+    const again = await startNode(cfg, { listen: false, registry: new Registry(), logger: () => undefined });
+    try {
+      expect(again.projections.getDoc('d', '..')?.id).toBe('..');
+      // inject (like fetch) resolves "..": node's http client sends the path as it is.
+      await again.app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (again.app.server.address() as AddressInfo).port;
+      const asIs = (method: string, p: string): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          const r = http.request({ host: '127.0.0.1', port, method, path: p }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString('utf8')));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          });
+          r.on('error', reject);
+          r.end();
+        });
+      const r = await asIs('GET', '/v1/collections/d/vectors/..');
+      expect([r.status, (JSON.parse(r.body) as { id: string }).id]).toEqual([200, '..']);
+      expect((await asIs('DELETE', '/v1/collections/d/vectors/.')).status).toBe(200);
+      expect(again.projections.getDoc('d', '.')).toBeUndefined();
+    } finally {
+      await again.close();
+    }
   });
 
   it('routes that take no body accept none, null or {}, and the OpenAPI document marks such bodies optional', async () => {
