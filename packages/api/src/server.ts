@@ -89,13 +89,28 @@ function invalidMetadata(i: number | string): ApiError {
  * Answers a request node's HTTP parser refused before fastify saw it (a garbage request line, an
  * unknown method, a malformed header, Content-Length with Transfer-Encoding, headers too large,
  * a request that timed out) in the API's shape, `{error: {code, message}}`, then closes the
- * connection: 431 API_HEADERS_TOO_LARGE, 408 API_REQUEST_TIMEOUT, else 400 API_INVALID_REQUEST.
+ * connection: 431 API_HEADERS_TOO_LARGE, 408 API_REQUEST_TIMEOUT (naming the server's timeouts,
+ * read from `timeouts` when it happens), else 400 API_INVALID_REQUEST.
  */
-function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing left to answer
-  const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'API_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'API_REQUEST_TIMEOUT' : 'API_INVALID_REQUEST';
+function clientErrorHandler(timeouts: () => { headersTimeout: number; requestTimeout: number }): (err: Error & { code?: string }, socket: Duplex) => void {
+  return (err, socket) => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing left to answer
+    const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'API_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'API_REQUEST_TIMEOUT' : 'API_INVALID_REQUEST';
+    const message = code === 'API_REQUEST_TIMEOUT' ? timeoutMessage(timeouts()) : `the request is not valid HTTP/1.1: ${err.message}${err.code !== undefined ? ` (${err.code})` : ''}`;
+    answerRaw(socket, code, message);
+  };
+}
+
+/** What a 408 says: the request was not received in time, and which of node's timeouts that is (either can fire; 0 = off). */
+function timeoutMessage(t: { headersTimeout: number; requestTimeout: number }): string {
+  const limits = [t.headersTimeout > 0 ? `its headers within headersTimeout (${t.headersTimeout / 1000} s)` : '', t.requestTimeout > 0 ? `the whole request within requestTimeout (${t.requestTimeout / 1000} s)` : ''].filter((x) => x !== '');
+  return `the request was not received in time${limits.length > 0 ? `: the server expects ${limits.join(' and ')}` : ''}`;
+}
+
+/** Writes `{error: {code, message}}` with the code's status straight to the socket, then closes it. */
+function answerRaw(socket: Duplex, code: string, message: string): void {
   const status = httpStatusFor(code);
-  const body = JSON.stringify({ error: { code, message: `the request is not valid HTTP/1.1: ${err.message}${err.code !== undefined ? ` (${err.code})` : ''}` } });
+  const body = JSON.stringify({ error: { code, message } });
   if (socket.writable) socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   socket.destroy();
 }
@@ -196,8 +211,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message } });
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-    clientErrorHandler,
+    // Node's timeouts as they are when a request times out (called only once the server is built).
+    clientErrorHandler: clientErrorHandler(() => httpServer),
   });
+  const httpServer: { headersTimeout: number; requestTimeout: number } = app.server;
   // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
   // not a 400 saying "body must be object".
   app.removeContentTypeParser('text/plain');

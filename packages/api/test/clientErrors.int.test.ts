@@ -1,4 +1,5 @@
 import net from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inProcessNode } from './helpers.js';
 
@@ -55,5 +56,39 @@ describe('requests node\'s HTTP parser refuses are answered {error: {code, messa
 
   it('the server still answers afterwards', async () => {
     expect(await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toContain('{"status":"ok"}');
+  });
+});
+
+describe('a request not received in time (real socket, node\'s headersTimeout)', () => {
+  let node: Node;
+  let port: number;
+  beforeAll(async () => {
+    node = await inProcessNode();
+    // Short, so the test does not wait node's 60 s; node checks connections every connectionsCheckingInterval.
+    node.app.server.headersTimeout = 300;
+    (node.app.server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = 50;
+    await node.app.listen({ host: '127.0.0.1', port: 0 });
+    port = (node.app.server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await node.close();
+  });
+
+  it('→ 408 API_REQUEST_TIMEOUT saying it was not received in time and naming the timeout (not "not valid HTTP/1.1")', async () => {
+    const res = await new Promise<string>((resolve, reject) => {
+      // Headers that never end.
+      const s = net.connect(port, '127.0.0.1', () => s.write('POST /v1/audit/verify HTTP/1.1\r\nHost: x\r\n'));
+      let out = '';
+      s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+      s.on('error', reject);
+      s.on('close', () => resolve(out));
+    });
+    const [head, body] = res.split('\r\n\r\n', 2) as [string, string];
+    expect(head.split('\r\n')[0]).toMatch(/^HTTP\/1\.1 408 /);
+    const json = JSON.parse(body) as { error: { code: string; message: string } };
+    expect(json.error.code).toBe('API_REQUEST_TIMEOUT');
+    expect(json.error.message).toContain('not received in time');
+    expect(json.error.message).toContain('headersTimeout (0.3 s)');
+    expect(json.error.message).not.toContain('not valid HTTP');
   });
 });
