@@ -34,7 +34,7 @@ export function buildOpenApi(routes: readonly RouteOptions[]): Record<string, un
   }
   return {
     openapi: '3.0.3',
-    info: { title: 'KyroDB', version: '0.1.0', description: 'An event-sourced vector database. Errors are {error: {code, message}}; 503 answers carry Retry-After.' },
+    info: { title: 'KyroDB', version: '0.1.0', description: 'An event-sourced vector database. Errors are {error: {code, message}}; 503 answers carry Retry-After. Request bodies are uncompressed application/json in UTF-8: invalid UTF-8 or JSON is 400 API_MALFORMED_JSON, a __proto__ key 400 API_INVALID_REQUEST, another charset or any Content-Encoding but identity 415 API_UNSUPPORTED_MEDIA_TYPE, a body over server.body_limit_bytes 413 API_PAYLOAD_TOO_LARGE.' },
     paths,
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
