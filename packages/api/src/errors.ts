@@ -11,7 +11,7 @@ export const ApiErrorCodes = {
   API_INVALID_REQUEST: 'the request does not match the documented schema; nothing was written',
   /** The body is not valid JSON, is empty, or is not well-formed UTF-8 (the message names the byte offset). Nothing was written. */
   API_MALFORMED_JSON: 'the body is not valid UTF-8 JSON; nothing was written',
-  /** The body is not `application/json`, names a charset other than utf-8, or has a Content-Encoding other than identity (bodies are never decompressed). Nothing was written. */
+  /** The body is not `application/json`, names a charset other than utf-8 (or utf8), or has a Content-Encoding other than identity (bodies are never decompressed). Nothing was written. */
   API_UNSUPPORTED_MEDIA_TYPE: 'the body must be uncompressed application/json in UTF-8',
   /** A collection name or document id is outside COLLECTION_NAME_RE / DOC_ID_RE. */
   API_INVALID_NAME: 'a collection name or document id is outside the documented character set or length',
@@ -34,7 +34,7 @@ export const ApiErrorCodes = {
   /** Metadata that is not a JSON object of finite numbers, strings, booleans, null, arrays and objects at most 16 levels deep, or is more than `server.max_metadata_bytes` of JSON. */
   API_INVALID_METADATA: 'metadata is not a JSON object with finite numbers, at most 16 levels deep and server.max_metadata_bytes of JSON; nothing was written',
   /** `asOf` (or `--as-of`, `--before`, `--since`) is not an ISO-8601 timestamp with a zone. */
-  API_INVALID_TIMESTAMP: 'a timestamp is not ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z)',
+  API_INVALID_TIMESTAMP: 'a timestamp is neither ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z) nor integer microseconds since the epoch',
   /** A metadata filter does not have the documented shape. */
   API_INVALID_FILTER: 'a metadata filter does not have the documented shape',
   /** No API key was given but the server requires one. */

@@ -78,7 +78,8 @@ export function parseJsonBody(body: Buffer, headers: IncomingHttpHeaders): unkno
   const encodings = (Array.isArray(enc) ? enc.join(',') : (enc ?? '')).split(',').map((e) => e.trim().toLowerCase()).filter((e) => e !== '' && e !== 'identity');
   if (encodings.length > 0) throw new ApiError('API_UNSUPPORTED_MEDIA_TYPE', `content encodings are not supported (Content-Encoding: ${clip(String(enc))}); send the body uncompressed`);
   const charset = charsetOf(headers['content-type']);
-  if (charset !== undefined && charset.toLowerCase() !== 'utf-8') throw new ApiError('API_UNSUPPORTED_MEDIA_TYPE', `the body's charset is ${JSON.stringify(clip(charset))}; a JSON body must be UTF-8 (charset=utf-8, or no charset)`);
+  // utf8 too: a common spelling of the same (RFC 8259 gives JSON no charset parameter at all).
+  if (charset !== undefined && !['utf-8', 'utf8'].includes(charset.toLowerCase())) throw new ApiError('API_UNSUPPORTED_MEDIA_TYPE', `the body's charset is ${JSON.stringify(clip(charset))}; a JSON body must be UTF-8 (charset=utf-8, or no charset)`);
   if (body.length === 0) throw new ApiError('API_MALFORMED_JSON', "Body cannot be empty when content-type is set to 'application/json'");
   let text: string;
   try {

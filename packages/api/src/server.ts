@@ -62,7 +62,7 @@ const hnswSchema = {
   additionalProperties: false,
   properties: { M: { type: 'integer', minimum: 2, maximum: 256 }, efConstruction: { type: 'integer', minimum: 2, maximum: 10000 }, efSearch: { type: 'integer', minimum: 2, maximum: 10000 } },
 } as const;
-const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a time zone, e.g. 2024-01-15T10:00:00Z' } as const;
+const isoString = { type: 'string', maxLength: 64, description: 'ISO-8601 with a time zone (e.g. 2024-01-15T10:00:00Z) or integer microseconds since the epoch' } as const;
 const asOfString = { type: 'string', maxLength: 64, description: 'an instant: ISO-8601 with a time zone, or integer microseconds since the epoch; not in the future' } as const;
 
 const emptyQuery = { type: 'object', additionalProperties: false, properties: {} } as const;

@@ -66,8 +66,8 @@ describe('request bodies: strict UTF-8 JSON, no charset but utf-8, no content en
     expect(w.status).toBe(200);
     const r = await send(port, 'GET', '/v1/collections/h/vectors/good8', {});
     expect(r.json.metadata.s).toBe(s);
-    // charset=utf-8 in any case, quoted or not, is accepted.
-    for (const ct of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'application/json; charset="Utf-8"']) {
+    // charset=utf-8 (or utf8) in any case, quoted or not, is accepted.
+    for (const ct of ['application/json; charset=utf-8', 'application/json;charset=UTF-8', 'application/json; charset="Utf-8"', 'application/json; charset=utf8']) {
       expect((await post('/v1/collections/h/vectors', { 'content-type': ct }, Buffer.from('{"vectors":[{"id":"cs","vector":[1,0,0,0]}]}'))).status, ct).toBe(200);
     }
     // Content-Encoding: identity is no encoding.
