@@ -47,7 +47,8 @@ export function failpointError(name: string, code: string): NodeJS.ErrnoExceptio
  * Known names: `wal.append` (before the write transaction), `wal.flush` (after the commit, before
  * the flush is confirmed), `wal.import` (before an import's frames are written), `log.apply` (as a batch is handed to the LMDB apply thread: `error` fails
  * it there, `panic` kills the thread, `delay` makes it slow), `projection.cold.search`, `projection.cold.insert`,
- * `projection.cold.save` (a checkpoint's index write: `delay` is a slow disk, searches are served meanwhile), `training.rmi`,
+ * `projection.cold.save` (a checkpoint's index write: `delay` is a slow disk, searches are served meanwhile),
+ * `projection.cold.answer` (`delay`: an index answer is taken that late, as by a busy event loop; `error`: it is lost), `training.rmi`,
  * `restore.swap` (between a restore's two renames, where the data dir is moved aside), `restore.cleanup`
  * (the new data dir in place and checked, before the replaced one is deleted). The object
  * store's faults are produced for real instead (a fault-injecting proxy before s3rver, a full tmpfs).
