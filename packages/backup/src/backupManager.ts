@@ -13,7 +13,7 @@ import { executeRestore } from './restore.js';
 import { LATEST, backupChain, findBackup, planRestore } from './restorePlan.js';
 import { INCOMPLETE_AFTER_MS, planRetention, type RetentionPlan, type RetentionPolicy } from './retention.js';
 import { checkLogHoldsStore } from './storeHistory.js';
-import { TAG_CLAIMS_PREFIX, parseTagClaims, tagClaimKey, tagClaimPrefix, tagHolder } from './tagClaims.js';
+import { PARENT_CLAIMS_PREFIX, TAG_CLAIMS_PREFIX, claimState, parentClaimKey, parseParentClaims, parseTagClaims, tagClaimKey, tagClaimPrefix, tagHolder } from './tagClaims.js';
 import { SegmentBuilder } from './segment.js';
 import { LiveCounter } from './liveCounter.js';
 import { IncrementalCounter } from './state.js';
@@ -117,6 +117,14 @@ export function checkTag(tag: string | undefined, manifests: readonly BackupMani
   if (holder !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} already names backup ${holder.backup_id}; a tag names one restore point`, { tag, backupId: holder.backup_id });
 }
 
+/** `parent`, then its parent, and so on, as far as `manifests` hold them. */
+function ancestorsOf(manifests: readonly BackupManifest[], parent: BackupManifest): BackupManifest[] {
+  const byId = new Map(manifests.map((m) => [m.backup_id, m]));
+  const out: BackupManifest[] = [];
+  for (let m: BackupManifest | undefined = parent; m !== undefined && !out.includes(m); m = m.parent === null ? undefined : byId.get(m.parent)) out.push(m);
+  return out;
+}
+
 /**
  * Backups of this process (any manager, any store) whose tag claim is under way: a claim this
  * process made for a backup not in it is one whose backup failed (see `claimAbandoned`).
@@ -147,6 +155,8 @@ export class BackupManager {
   private readonly running = new Set<Promise<unknown>>();
   /** Tags of backups under way, and the id of each: two at once may not take the same one. */
   private readonly tagsUnderWay = new Map<string, string>();
+  /** Parent claims of incrementals under way: backup id → claim key (see tagClaims.ts). */
+  private readonly parentClaimsUnderWay = new Map<string, string>();
 
   constructor(o: BackupManagerOptions) {
     this.o = { ...defaultBackupManagerOptions, ...o };
@@ -222,6 +232,13 @@ export class BackupManager {
       }
       // With `since`, the parent may be older than what the store holds: the log must hold that too.
       await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
+      // A prune beside it (another process) must not delete what it builds on: claimed first,
+      // then checked; checked again once its manifest is written (see `checkParents`).
+      const ancestors = ancestorsOf(manifests, parent);
+      const claim = parentClaimKey(parent.backup_id, id);
+      this.parentClaimsUnderWay.set(id, claim);
+      await this.o.store.put(claim, Buffer.from(JSON.stringify({ backup_id: id, parent: parent.backup_id, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
+      await this.checkParents(ancestors, parent.backup_id);
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];
@@ -247,8 +264,24 @@ export class BackupManager {
       };
       this.checkAborted();
       await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
+      await this.checkParents(ancestors, parent.backup_id);
+      // Its manifest now keeps the parent; a claim left behind (the store failed) is pruned.
+      await this.o.store.delete(claim).catch((err: unknown) => this.logger('warn', `could not remove the parent claim ${claim}; a prune removes it`, { error: String(err) }));
       return m;
     });
+  }
+
+  /**
+   * BACKUP_NOT_FOUND unless every backup an incremental builds on (its parent, then the parent's
+   * parents) still has its manifest. A prune respects the claim and looks again after it deletes
+   * manifests; this catches anything else that removed them (an older KyroDB's prune, a person).
+   */
+  private async checkParents(ancestors: readonly BackupManifest[], parentId: string): Promise<void> {
+    for (const a of ancestors) {
+      if ((await this.o.store.head(manifestKey(a.backup_id))) !== undefined) continue;
+      const via = a.backup_id === parentId ? '' : ` (the parent ${parentId} builds on it)`;
+      throw new BackupError('BACKUP_NOT_FOUND', `backup ${a.backup_id}, which this incremental builds on${via}, was deleted while it was taken; nothing of the incremental was kept: take it again`, { parent: parentId, missing: a.backup_id });
+    }
   }
 
   /** Complete backups (with a manifest), newest first; `before` (µs): only those created before it. */
@@ -414,10 +447,13 @@ export class BackupManager {
     }
     const segments = await loadSegments(this.o.store);
     const tagClaims = parseTagClaims(await this.o.store.list(TAG_CLAIMS_PREFIX));
+    const parentClaims = parseParentClaims(await this.o.store.list(PARENT_CLAIMS_PREFIX));
+    const now = opts.now ?? this.now();
     const plan = planRetention(manifests, segments, {
-      now: opts.now ?? this.now(),
+      now,
       incomplete,
       tagClaims,
+      parentClaims,
       ...(opts.incompleteAfterMs !== undefined ? { incompleteAfterMs: opts.incompleteAfterMs } : {}),
       ...(opts.retentionDays !== undefined ? { retentionDays: opts.retentionDays } : {}),
       ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
@@ -428,17 +464,55 @@ export class BackupManager {
         await this.o.store.delete(k);
         deletedObjects += 1;
       };
+      // Manifests first: a backup half deleted is never listed. Each is read before it goes.
+      const removed = new Map<string, Buffer>();
       for (const id of plan.delete) {
-        await remove(manifestKey(id)); // first: a backup half deleted is never listed
-        for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
+        removed.set(id, await this.o.store.get(manifestKey(id)));
+        await remove(manifestKey(id));
       }
+      // A backup taken since the plan was made (another process) may build on one of them: those
+      // are put back, before any of their files goes.
+      for (const [id, why] of await this.neededSince(manifests, plan.delete, now, opts.incompleteAfterMs ?? INCOMPLETE_AFTER_MS)) {
+        await this.o.store.put(manifestKey(id), removed.get(id)!);
+        deletedObjects -= 1;
+        removed.delete(id);
+        plan.delete = plan.delete.filter((x) => x !== id);
+        plan.keep.push({ backup_id: id, reasons: [why] });
+      }
+      for (const id of removed.keys()) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
       for (const k of plan.deleteSegments) await remove(k);
       for (const id of plan.deleteIncomplete) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
-      for (const k of plan.deleteTagClaims) await remove(k);
+      for (const k of [...plan.deleteTagClaims, ...plan.deleteParentClaims]) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
     const sweptTempFiles = opts.dryRun === true || this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep()).length;
     return { ...plan, dryRun: opts.dryRun === true, deletedObjects, sweptTempFiles };
+  }
+
+  /**
+   * Of the backups `deleted` (their manifests just removed; `planned` is what the plan was made
+   * from), those a backup listed now, or an incremental under way now, builds on: id → why.
+   */
+  private async neededSince(planned: readonly BackupManifest[], deleted: readonly string[], now: number, staleAfterMs: number): Promise<Map<string, string>> {
+    const needed = new Map<string, string>();
+    if (deleted.length === 0) return needed;
+    const { manifests } = await loadManifests(this.o.store);
+    const claims = parseParentClaims(await this.o.store.list(PARENT_CLAIMS_PREFIX));
+    const byId = new Map([...planned, ...manifests].map((m) => [m.backup_id, m]));
+    const gone = new Set(deleted);
+    const listed = new Set(manifests.map((m) => m.backup_id));
+    const walk = (parentId: string | null, why: string): void => {
+      let steps = 0; // a parent cycle (a damaged store) ends the walk
+      for (let p = parentId === null ? undefined : byId.get(parentId); p !== undefined && steps <= byId.size; p = p.parent === null ? undefined : byId.get(p.parent), steps++) {
+        if (gone.has(p.backup_id) && !needed.has(p.backup_id)) needed.set(p.backup_id, why);
+      }
+    };
+    const known = new Set(planned.map((m) => m.backup_id));
+    for (const m of manifests) if (!known.has(m.backup_id)) walk(m.parent, `parent of ${m.backup_id}, taken during the prune`);
+    for (const c of claims) {
+      if (!listed.has(c.backupId) && claimState(c.backupId, false, now, staleAfterMs) === 'under-way') walk(c.parentId, `parent of ${c.backupId}, under way`);
+    }
+    return needed;
   }
 
   // ---------------------------------------------------------------- internals
@@ -562,6 +636,7 @@ export class BackupManager {
       throw err;
     } finally {
       for (const [tag, holder] of this.tagsUnderWay) if (holder === id) this.tagsUnderWay.delete(tag);
+      this.parentClaimsUnderWay.delete(id);
       claimsInProcess.delete(id);
     }
   }
@@ -576,8 +651,10 @@ export class BackupManager {
     try {
       await this.o.store.delete(manifestKey(id));
       for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
-      // Its tag claim last: the tag is free once nothing of the backup is left.
+      // Its claims last: the tag is free, and the parent prunable, once nothing of the backup is left.
       for (const [tag, holder] of this.tagsUnderWay) if (holder === id) await this.o.store.delete(tagClaimKey(tag, id));
+      const claim = this.parentClaimsUnderWay.get(id);
+      if (claim !== undefined) await this.o.store.delete(claim);
     } catch (err) {
       this.logger('warn', `could not remove the objects of the failed backup ${id}; they are never listed (no manifest)`, { error: String(err) });
     }

@@ -23,8 +23,8 @@ export { executeRestore, recoverInterruptedRestore, restore, restoreSpaceNeeded 
 export { freeBytes } from './space.js';
 export type { ExecuteRestoreOptions, RestoreOptions, RestoreRecovery, RestoreReport } from './restore.js';
 export { defaultRetentionPolicy, planRetention } from './retention.js';
-export { TAG_CLAIMS_PREFIX, claimState, parseTagClaims, staleTagClaims, tagClaimKey, tagHolder } from './tagClaims.js';
-export type { TagClaim } from './tagClaims.js';
+export { PARENT_CLAIMS_PREFIX, TAG_CLAIMS_PREFIX, claimState, parentClaimKey, parseParentClaims, parseTagClaims, staleTagClaims, tagClaimKey, tagHolder } from './tagClaims.js';
+export type { ParentClaim, TagClaim } from './tagClaims.js';
 export type { RetentionOptions, RetentionPlan, RetentionPolicy } from './retention.js';
 export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegments } from './continuous.js';
 export type { ContinuousBackupOptions, SegmentReport } from './continuous.js';

@@ -1,6 +1,6 @@
 import { begunBefore, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
-import { staleTagClaims, type TagClaim } from './tagClaims.js';
+import { claimState, staleTagClaims, type ParentClaim, type TagClaim } from './tagClaims.js';
 
 /** Grandfather-father-son retention: keep the newest backup of each of the last N hours/days/weeks/months. */
 export interface RetentionPolicy {
@@ -31,6 +31,8 @@ export interface RetentionOptions {
   incompleteAfterMs?: number;
   /** The store's tag claims (`parseTagClaims` of the keys under `tags/`). */
   tagClaims?: readonly TagClaim[];
+  /** The store's parent claims (`parseParentClaims` of the keys under `parents/`): a claimed parent of a backup under way is kept. */
+  parentClaims?: readonly ParentClaim[];
 }
 
 /** Default `incompleteAfterMs`: a day (a full backup of 1M events takes seconds). */
@@ -49,6 +51,8 @@ export interface RetentionPlan {
   deleteIncomplete: string[];
   /** Keys of tag claims whose backup has no manifest and began longer than `incompleteAfterMs` ago (see tagClaims.ts): a killed backup's. */
   deleteTagClaims: string[];
+  /** Keys of parent claims no longer needed: their backup completed (its manifest names the parent), or has no manifest and began longer than `incompleteAfterMs` ago. */
+  deleteParentClaims: string[];
 }
 
 function isoWeek(d: Date): string {
@@ -75,7 +79,8 @@ const slotKeys: Record<keyof RetentionPolicy, (d: Date) => string> = {
  * what it depends on. Segments are deletable only if they end at or before the PITR base (or,
  * with no window, before the oldest kept full backup). Incomplete backups older than
  * `incompleteAfterMs` are deleted too, and so are tag claims of backups with no manifest that
- * old; a committed backup's claim stays while it does.
+ * old; a committed backup's claim stays while it does. A parent claimed by an incremental under
+ * way (see tagClaims.ts) is kept; the claims no longer needed are deleted.
  */
 export function planRetention(manifests: readonly BackupManifest[], segments: readonly SegmentInfo[], o: RetentionOptions): RetentionPlan {
   const sorted = [...manifests].sort((a, b) => createdMs(b) - createdMs(a) || compareNewestFirst(a, b));
@@ -117,8 +122,15 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
       pitrBaseSeq = 0;
     }
   }
-  // Close over parents.
   const byId = new Map(manifests.map((m) => [m.backup_id, m]));
+  const staleAfterMs = o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS;
+  // The parent of an incremental under way (claimed before its upload) is kept as if it were listed.
+  const deleteParentClaims: string[] = [];
+  for (const c of o.parentClaims ?? []) {
+    if (claimState(c.backupId, byId.has(c.backupId), o.now, staleAfterMs) !== 'under-way') deleteParentClaims.push(c.key);
+    else if (byId.has(c.parentId)) keep(byId.get(c.parentId)!, `parent of ${c.backupId}, under way`);
+  }
+  // Close over parents.
   for (const id of [...reasons.keys()]) {
     let m = byId.get(id);
     while (m?.parent != null) {
@@ -134,7 +146,8 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
     keep: sorted.filter((m) => reasons.has(m.backup_id)).map((m) => ({ backup_id: m.backup_id, reasons: reasons.get(m.backup_id)! })),
     delete: sorted.filter((m) => !reasons.has(m.backup_id)).map((m) => m.backup_id),
     deleteSegments: segments.filter((s) => s.last_seq <= segLimit).map((s) => s.key),
-    deleteIncomplete: (o.incomplete ?? []).filter((id) => begunBefore(id, o.now, o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS)),
-    deleteTagClaims: staleTagClaims(o.tagClaims ?? [], new Set(byId.keys()), o.now, o.incompleteAfterMs ?? INCOMPLETE_AFTER_MS),
+    deleteIncomplete: (o.incomplete ?? []).filter((id) => begunBefore(id, o.now, staleAfterMs)),
+    deleteTagClaims: staleTagClaims(o.tagClaims ?? [], new Set(byId.keys()), o.now, staleAfterMs),
+    deleteParentClaims,
   };
 }

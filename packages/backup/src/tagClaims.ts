@@ -32,17 +32,50 @@ export interface TagClaim {
   backupId: string;
 }
 
-/** The claims among store keys (`tags/<tag>/<backup id>`); other keys, and names that are no backup id, are skipped. */
-export function parseTagClaims(keys: readonly string[]): TagClaim[] {
-  const out: TagClaim[] = [];
+/** Claims among store keys `<prefix><name>/<backup id>`; other keys, and names that are no backup id, are skipped. */
+function parseClaimKeys(keys: readonly string[], prefix: string): { key: string; name: string; backupId: string }[] {
+  const out: { key: string; name: string; backupId: string }[] = [];
   for (const key of keys) {
     const parts = key.split('/');
-    if (parts.length !== 3 || `${parts[0]}/` !== TAG_CLAIMS_PREFIX) continue;
-    const [, tag, backupId] = parts as [string, string, string];
-    if (tag === '' || backupIdTime(backupId) === undefined) continue;
-    out.push({ key, tag, backupId });
+    if (parts.length !== 3 || `${parts[0]}/` !== prefix) continue;
+    const [, name, backupId] = parts as [string, string, string];
+    if (name === '' || backupIdTime(backupId) === undefined) continue;
+    out.push({ key, name, backupId });
   }
   return out;
+}
+
+/** The claims among store keys (`tags/<tag>/<backup id>`); other keys, and names that are no backup id, are skipped. */
+export function parseTagClaims(keys: readonly string[]): TagClaim[] {
+  return parseClaimKeys(keys, TAG_CLAIMS_PREFIX).map((c) => ({ key: c.key, tag: c.name, backupId: c.backupId }));
+}
+
+/**
+ * Parent claims: an incremental backup under way puts `parents/<parent id>/<its id>` before it
+ * uploads anything, and removes it once its manifest is written (or with its objects when it
+ * fails). Retention keeps a parent claimed by a backup under way, with the parent's own chain,
+ * as it keeps the parent of a listed backup; claims of committed backups, and of backups
+ * with no manifest older than the incomplete-backup expiry (killed), are deleted by `prune`.
+ */
+export const PARENT_CLAIMS_PREFIX = 'parents/';
+
+/** Store key of backup `backupId`'s claim on its parent `parentId`. */
+export function parentClaimKey(parentId: string, backupId: string): string {
+  return `${PARENT_CLAIMS_PREFIX}${parentId}/${backupId}`;
+}
+
+/** A parent claim as listed: its key, the parent's id and the claiming backup's id. */
+export interface ParentClaim {
+  key: string;
+  parentId: string;
+  backupId: string;
+}
+
+/** The parent claims among store keys (`parents/<parent id>/<backup id>`). */
+export function parseParentClaims(keys: readonly string[]): ParentClaim[] {
+  return parseClaimKeys(keys, PARENT_CLAIMS_PREFIX)
+    .filter((c) => backupIdTime(c.name) !== undefined)
+    .map((c) => ({ key: c.key, parentId: c.name, backupId: c.backupId }));
 }
 
 /**

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, frameRecordCount, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
 import { FRAME_RECORD_BYTES, SourceOpener, type SourceSpec } from '../src/fileCodec.js';
-import { BackupErrorCodes, BackupError, SegmentBuilder, claimState, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parseKey, parseTagClaims, planRestore, planRetention, restoreSpaceNeeded, staleTagClaims, tagClaimKey, tagHolder, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+import { BackupErrorCodes, BackupError, SegmentBuilder, claimState, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parentClaimKey, parseKey, parseParentClaims, parseTagClaims, planRestore, planRetention, restoreSpaceNeeded, staleTagClaims, tagClaimKey, tagHolder, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
   it('every code is documented in errors.ts and used with its own name', () => {
@@ -207,6 +207,27 @@ describe('planRetention (pure)', () => {
     expect(planRetention([committed], [], { now, tagClaims: claims }).deleteTagClaims).toEqual(['tags/v2/20261126T115959Z-full-bbbbbb']);
     expect(planRetention([committed], [], { now, tagClaims: claims, incompleteAfterMs: 30_000, retentionDays: 0 }).deleteTagClaims).toEqual(['tags/v2/20261126T115959Z-full-bbbbbb', 'tags/v3/20261127T115900Z-full-cccccc']);
     expect(planRetention([committed], [], { now }).deleteTagClaims).toEqual([]);
+  });
+
+  it('parent claims: a claimed parent of a backup under way is kept with its own parents; a committed backup\'s claim, and a killed one\'s a day on, are deleted', () => {
+    const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const f1 = manifest('20261101T000000Z-full-aaaaaa', 'full', null, 1, 10, '2026-11-01T00:00:00.000Z');
+    const i1 = manifest('20261102T000000Z-incr-aaaaaa', 'incremental', f1.backup_id, 11, 20, '2026-11-02T00:00:00.000Z');
+    const f2 = manifest('20261127T110000Z-full-bbbbbb', 'full', null, 1, 30, '2026-11-27T11:00:00.000Z');
+    const done = manifest('20261127T113000Z-incr-dddddd', 'incremental', f2.backup_id, 31, 35, '2026-11-27T11:30:00.000Z');
+    const newestOnly = { policy: { hourly: 1, daily: 0, weekly: 0, monthly: 0 } };
+    const underWay = parentClaimKey(i1.backup_id, '20261127T115900Z-incr-cccccc');
+    const killed = parentClaimKey(f2.backup_id, '20261126T115959Z-incr-eeeeee');
+    const committed = parentClaimKey(f2.backup_id, done.backup_id);
+    const parentClaims = parseParentClaims([underWay, killed, committed, 'parents/not-an-id/20261127T115900Z-incr-cccccc', 'parents/x']);
+    expect(parentClaims.map((c) => c.key)).toEqual([underWay, killed, committed]);
+    const plan = planRetention([f1, i1, f2, done], [], { now, parentClaims, ...newestOnly });
+    expect(plan.delete).toEqual([]);
+    expect(plan.keep.find((k) => k.backup_id === i1.backup_id)?.reasons).toEqual(['parent of 20261127T115900Z-incr-cccccc, under way']);
+    expect(plan.keep.find((k) => k.backup_id === f1.backup_id)?.reasons).toEqual([`parent of ${i1.backup_id}`]);
+    expect(plan.deleteParentClaims).toEqual([killed, committed]);
+    // Without the claim, retention keeps the newest backup's chain only.
+    expect(planRetention([f1, i1, f2, done], [], { now, ...newestOnly }).delete.sort()).toEqual([f1.backup_id, i1.backup_id].sort());
   });
 
   it('GFS keeps one per slot, tags forever, parents of kept incrementals; dry data only', () => {
