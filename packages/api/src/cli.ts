@@ -14,6 +14,7 @@ import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
+import { exitInterrupted, installInterruptHandlers, interruptedBy, onInterrupt } from './interrupt.js';
 import { checkId, checkName, checkUrlId } from './names.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
@@ -62,6 +63,9 @@ Exit codes:
      cannot be reached or fails after its retries (BACKUP_STORE_ERROR)
   7  feature not available in this build
   8  not enough disk space (the message says where, how much is free and, for a restore, needed)
+  130, 143  interrupted by SIGINT, SIGTERM (CLI_INTERRUPTED; not serve, which stops gracefully):
+     what it was writing is removed (a backup's objects, scratch dirs); a restore's is undone by
+     the next restore or serve
 Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
 KYRODB_API_KEY is sent by admin/query commands, KYRODB_FAILPOINTS arms failpoints (testing).`;
 
@@ -93,6 +97,7 @@ function exitCodeFor(err: unknown): number {
 function fail(err: unknown, json: boolean | undefined): never {
   const code = (err as { code?: unknown } | undefined)?.code;
   const message = err instanceof Error ? err.message : String(err);
+  if (interruptedBy() !== undefined) exitInterrupted(message); // stopped by a signal: that is the outcome
   if (json) process.stdout.write(JSON.stringify({ error: { code: typeof code === 'string' ? code : 'ERROR', message } }) + '\n');
   process.stderr.write(`kyrodb: ${typeof code === 'string' ? code + ': ' : ''}${message}\n`);
   process.exit(exitCodeFor(err));
@@ -348,6 +353,11 @@ export function buildProgram(): Command {
         const enc = encryptionOf(cfg);
         const mgr = new BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
         const named = { ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) };
+        // Interrupted, it stops at its next file and removes what it stored (claims too).
+        onInterrupt(async () => {
+          mgr.abort('interrupted');
+          await mgr.idle();
+        });
         const m = o.full ? await mgr.createFull(named) : await mgr.createIncremental({ ...named, ...(since !== undefined ? { since } : {}) });
         bar.stop();
         out(o.json, m, `backup ${m.backup_id} (${m.type}) ${seqSpan(m.from_seq, m.to_seq)}, ${m.vector_count} vectors, in ${store.url}`);
@@ -587,6 +597,7 @@ if (isMain) {
   // keeps serving: its output is only its start line). Without this, the EPIPE was an unhandled
   // error and a stack trace.
   const serving = process.argv.includes('serve');
+  if (!serving) installInterruptHandlers(process.argv.includes('--json'));
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
     if (!serving) process.exit(EXIT.OK);

@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { EventLog, GENESIS_HASH, decodeRecord, processAlive, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
+import { EventLog, GENESIS_HASH, decodeRecord, makeScratchDir, processAlive, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
 import { BACKUP_FORMAT_VERSION, backupIdTime, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
@@ -151,6 +151,7 @@ export class BackupManager {
   lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
   /** Set by `abort`: running backups stop at their next file, new ones are refused (BACKUP_ABORTED). */
   private aborted = false;
+  private abortReason = '';
   /** Backups and prunes under way (`idle` waits for them). */
   private readonly running = new Set<Promise<unknown>>();
   /** Tags of backups under way, and the id of each: two at once may not take the same one. */
@@ -352,8 +353,8 @@ export class BackupManager {
   }
 
   private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number, minIndexRecall: number, scratchDir: string): Promise<NonNullable<BackupVerifyReport['deep']>> {
-    await fsp.mkdir(scratchDir, { recursive: true });
-    const scratch = await fsp.mkdtemp(path.join(scratchDir, 'kyrodb-verify-'));
+    // Named with this pid: one a killed verify left is removed by the next (see makeScratchDir).
+    const { dir: scratch, release } = makeScratchDir(scratchDir, 'kyrodb-verify-');
     try {
       const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
       const dataDir = path.join(scratch, 'data');
@@ -424,7 +425,7 @@ export class BackupManager {
       if (n > 0 && indexHits / n < minIndexRecall) throw new BackupError('BACKUP_VERIFY_FAILED', `index probes: ${indexHits} of ${n} vectors found themselves (recall below ${minIndexRecall})${degraded > 0 ? `; ${degraded} answered without the index (degraded): it did not absorb the restored events` : ''}`, { hits: indexHits, probes: n, degraded });
       return { events: r.events, headHash: r.headHash, vectorCount: r.vectorCount, segmentEvents: seg.events, probes: n, probeHits: hits, indexProbeHits: indexHits };
     } finally {
-      await fsp.rm(scratch, { recursive: true, force: true });
+      release();
     }
   }
 
@@ -535,8 +536,9 @@ export class BackupManager {
    * Stops backups for good (a server shutting down): each running one ends at its next file with
    * BACKUP_ABORTED and what it stored is removed; later ones are refused. See `idle`.
    */
-  abort(): void {
+  abort(reason = 'the server is shutting down'): void {
     this.aborted = true;
+    this.abortReason = reason;
   }
 
   /** Resolves once no backup or prune of this manager is under way (a failed one's objects removed). */
@@ -598,7 +600,7 @@ export class BackupManager {
   }
 
   private checkAborted(): void {
-    if (this.aborted) throw new BackupError('BACKUP_ABORTED', 'the backup was stopped before it completed (the server is shutting down); what it stored is removed');
+    if (this.aborted) throw new BackupError('BACKUP_ABORTED', `the backup was stopped before it completed (${this.abortReason}); what it stored is removed`);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError } from '@kyrodb/log';
+import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
 import { isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
@@ -39,7 +39,9 @@ Exit codes:
   2  bad input: a malformed digest or time, a missing data dir, an unknown option
   3  the chain does not verify or does not extend the digest, or the log's files are damaged
   4  collection, document or backup not found (history: it has no event)
-  8  not enough disk space (replay --out)`;
+  8  not enough disk space (replay --out)
+  130, 143  interrupted by SIGINT, SIGTERM (CLI_INTERRUPTED): a partial --out file or a scratch
+     copy of a backup is removed`;
 
 // Backup errors that mean the backup's bytes or chain do not verify (exit 3), vs bad input (exit 2).
 const BACKUP_TAMPERED = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_DECRYPT_FAILED', 'BACKUP_CORRUPT', 'BACKUP_CHAIN_GAP', 'BACKUP_CHAIN_BROKEN', 'BACKUP_VERIFY_FAILED', 'BACKUP_FILE_MISSING']);
@@ -127,7 +129,7 @@ export function registerAuditCommands(program: Command): Command {
     .option('--digest <SEQ:HASH>', 'an earlier digest (from `audit head` or GET /v1/audit/head)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { dataDir?: string; backupId?: string; store?: string; config?: string; keyFile?: string; digest?: string; json?: boolean }) => {
-      let scratch: string | undefined;
+      let scratch: { dir: string; release: () => void } | undefined;
       try {
         const digest = o.digest === undefined ? undefined : parseDigest(o.digest);
         if ((o.dataDir === undefined) === (o.backupId === undefined)) throw new AuditError('AUDIT_BAD_REQUEST', 'give either --data-dir DIR or --backup-id ID --store URL');
@@ -136,8 +138,8 @@ export function registerAuditCommands(program: Command): Command {
         if (o.backupId !== undefined) {
           // The backup is restored exactly as `kyrodb restore` would (every checksum and the chain
           // checked), into a scratch dir nobody else uses; then its log is verified like any other.
-          scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kyrodb-audit-backup-'));
-          dataDir = path.join(scratch, 'data');
+          scratch = makeScratchDir(os.tmpdir(), 'kyrodb-audit-backup-');
+          dataDir = path.join(scratch.dir, 'data');
           // The store and the key as the other commands reach them: an S3 store needs its endpoint
           // (s3rver, MinIO), and until this read the config it could only reach AWS itself.
           const cfg = loadConfig({ file: o.config });
@@ -164,7 +166,7 @@ export function registerAuditCommands(program: Command): Command {
       } catch (err) {
         fail(err, o.json);
       } finally {
-        if (scratch !== undefined) fs.rmSync(scratch, { recursive: true, force: true });
+        scratch?.release();
       }
     });
 
@@ -193,7 +195,11 @@ export function registerAuditCommands(program: Command): Command {
         const target = outputTarget(o.out);
         await withLog(o.dataDir, async (log) => {
           const t = parseAsOf(o.to, presentMicros(log));
-          const tmp = target.direct ? target.path : path.join(path.dirname(target.path), `.${path.basename(target.path)}.partial-${process.pid}`);
+          // Beside the target, named with this pid: one a killed replay left there is removed now.
+          const partial = `.${path.basename(target.path)}.partial-`;
+          if (!target.direct) sweepDeadScratch(path.dirname(target.path), partial);
+          const tmp = target.direct ? target.path : path.join(path.dirname(target.path), `${partial}${process.pid}`);
+          const unregister = target.direct ? () => undefined : registerScratch(tmp);
           let fd: number;
           try {
             fd = fs.openSync(tmp, 'w');
@@ -234,6 +240,8 @@ export function registerAuditCommands(program: Command): Command {
             out.destroy();
             if (!target.direct) fs.rmSync(tmp, { force: true });
             throw err;
+          } finally {
+            unregister();
           }
         });
       } catch (err) {

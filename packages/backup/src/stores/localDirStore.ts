@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { processAlive, readWholeFile } from '@kyrodb/log';
+import { processAlive, readWholeFile, registerScratch } from '@kyrodb/log';
 import { BackupError } from '../errors.js';
 import { allocReusable } from '../reuse.js';
 import { formatBytes, noSpaceError } from '../space.js';
@@ -44,6 +44,7 @@ export class LocalDirStore implements ObjectStore {
     }
     const dir = path.dirname(file);
     const tmp = `${file}${TMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`;
+    const unregister = registerScratch(tmp); // a command interrupted mid-put removes it as it exits
     try {
       const fh = await openInDir(dir, tmp);
       try {
@@ -68,6 +69,8 @@ export class LocalDirStore implements ObjectStore {
       // A failed write leaves no temp file behind: on a full disk it would keep the disk full.
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       throw noSpaceError(err, this.root, `writing ${key} (${formatBytes(body.length)}) to the backup store ${this.url}`, 'the object was not stored') ?? err;
+    } finally {
+      unregister();
     }
   }
 
