@@ -222,5 +222,18 @@ describe('the CLI on a full disk: exit 8, a message saying where and how much, n
     const m = await kyrodb(['restore', '--backup-id', 'latest', '--from', path.join(dir, 'backups'), '--data-dir', disk, '--force']);
     expect([m.code, m.stderr]).toEqual([3, expect.stringContaining('is a mount point')]);
     expect(fs.readdirSync(path.dirname(disk)).filter((n) => n.startsWith(path.basename(disk) + '.'))).toEqual([]);
+    // An audit export onto the full disk: AUDIT_NO_SPACE (it was the generic ERROR), where and how
+    // much is free, and no partial file; the same export elsewhere is whole.
+    const to = new Date(Date.now() - 1000).toISOString();
+    for (const json of [false, true]) {
+      const a = await kyrodb(['audit', 'replay', '--to', to, '--out', path.join(disk, 'state.ndjson'), '--data-dir', dataDir, ...(json ? ['--json'] : [])]);
+      expect(a.code, a.stderr).toBe(8);
+      expect(a.stderr).toMatch(/AUDIT_NO_SPACE: writing .*state\.ndjson: the disk is full \([\d.]+ (B|KB) free in .*\); nothing of it was kept/);
+      if (json) expect(JSON.parse(a.stdout).error.code).toBe('AUDIT_NO_SPACE');
+      expect(files(disk)).toEqual([]);
+    }
+    const whole = await kyrodb(['audit', 'replay', '--to', to, '--out', path.join(dir, 'state.ndjson'), '--data-dir', dataDir]);
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(fs.statSync(path.join(dir, 'state.ndjson')).size).toBeGreaterThan(1024 * 1024);
   });
 });

@@ -20,7 +20,7 @@ export type { BackupManagerOptions, BackupVerifyReport, PruneResult } from './ba
 export { LATEST, backupChain, describePlan, findBackup, latestBackup, planRestore, seqSpan } from './restorePlan.js';
 export type { PlanStep, RestorePlan, RestoreTarget } from './restorePlan.js';
 export { executeRestore, recoverInterruptedRestore, restore, restoreSpaceNeeded } from './restore.js';
-export { freeBytes } from './space.js';
+export { formatBytes, freeBytes } from './space.js';
 export type { ExecuteRestoreOptions, RestoreOptions, RestoreRecovery, RestoreReport } from './restore.js';
 export { defaultRetentionPolicy, planRetention } from './retention.js';
 export { PARENT_CLAIMS_PREFIX, TAG_CLAIMS_PREFIX, claimState, parentClaimKey, parseParentClaims, parseTagClaims, staleTagClaims, tagClaimKey, tagHolder } from './tagClaims.js';

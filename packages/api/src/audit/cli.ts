@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { formatBytes, freeBytes, isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
@@ -60,6 +60,7 @@ function fail(err: unknown, json: boolean | undefined): void {
   process.stderr.write(`error: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
+  else if (code === 'AUDIT_NO_SPACE') process.exitCode = AUDIT_EXIT.NO_SPACE;
   else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND' || code === 'PROJ_UNKNOWN_COLLECTION') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
@@ -238,7 +239,15 @@ export function registerAuditCommands(program: Command): Command {
           } catch (err) {
             bar?.stop();
             out.destroy();
+            // The free space is what the write met, read before the partial file goes.
+            const errno = (err as NodeJS.ErrnoException).code;
+            const dir = path.dirname(target.path);
+            const free = errno === 'ENOSPC' || errno === 'EDQUOT' ? freeBytes(dir) : undefined;
             if (!target.direct) fs.rmSync(tmp, { force: true });
+            if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+              const why = errno === 'EDQUOT' ? 'the disk quota is exceeded' : 'the disk is full';
+              throw new AuditError('AUDIT_NO_SPACE', `writing ${o.out}: ${why} (${free === undefined ? 'free space unknown' : `${formatBytes(free)} free`} in ${dir}); nothing of it was kept`, { path: target.path, freeBytes: free ?? null }, { cause: err });
+            }
             throw err;
           } finally {
             unregister();

@@ -19,6 +19,8 @@ export const AuditErrorCodes = {
   AUDIT_DOC_NOT_FOUND: 'the document was not live at the requested time',
   /** As many state exports as the server serves at once are running (each holds a whole state in memory); retry after Retry-After seconds. */
   AUDIT_BUSY: 'too many state exports are running; retry after Retry-After seconds',
+  /** The disk (or quota) ran out writing an output file (`audit replay --out`); nothing of it is kept. */
+  AUDIT_NO_SPACE: 'not enough disk space to write the output',
 } as const;
 
 /** A stable error code of the audit module. */
@@ -34,6 +36,7 @@ export const auditErrorStatus: Readonly<Record<AuditErrorCode, number>> = Object
   AUDIT_UNKNOWN_COLLECTION: 404,
   AUDIT_DOC_NOT_FOUND: 404,
   AUDIT_BUSY: 429,
+  AUDIT_NO_SPACE: 507,
 });
 
 /** The one error class of the audit module: `code` is stable, `details` carries typed context. */
