@@ -105,6 +105,14 @@ describe('a restore killed with SIGKILL part way', { timeout: 180_000 }, () => {
     // The kill left the data dir moved aside, the verified staging dir, and the swap's marker.
     expect(fs.existsSync(target)).toBe(false);
     expect(leftovers(target).map((n) => n.replace(/-[\dTZ]+(-\d+)?$/, ''))).toEqual(expect.arrayContaining(['data.pre-restore', 'data.restore-staging', 'data.restore-swap.json']));
+    // Readers meanwhile say why there is no data dir and what puts it back (they said only "no data dir"), and change nothing.
+    const aside = leftovers(target).sort();
+    for (const args of [['audit', 'head', '--data-dir', target], ['query', '--data-dir', target, '--collection', 'c', '--doc-id', 'v1'], ['backup', 'create', '--full', '--data-dir', target, '--output', path.join(root, 'b', 'backups')]]) {
+      const r = await kyrodb(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(/a restore into it was stopped while swapping data dirs \(.*data\.restore-swap\.json records it\), and the data dir is at .*data\.pre-restore-\S+: `kyrodb restore` or `kyrodb serve` with this data dir moves it back/);
+    }
+    expect(leftovers(target).sort()).toEqual(aside);
     const s = await startServer(['--data-dir', target], { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(root, 'b', 'backups') });
     servers.push(s);
     const head = await call(s.url, 'GET', '/v1/audit/head');

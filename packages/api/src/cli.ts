@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
-import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
+import { BackupManager, findBackup, interruptedRestoreNote, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { exitInterrupted, installInterruptHandlers, interruptedBy, onInterrupt } from './interrupt.js';
@@ -140,7 +140,7 @@ function checkedDataDir(cfg: KyroConfig, o: CommonOpts, mustExist: boolean): str
   const dir = dataDirOf(cfg);
   const state = dirState(dir);
   if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: ${dir} is not a directory (a file is in the way)`);
-  if (state === 'missing' && mustExist) throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: there is no data dir at ${dir}`);
+  if (state === 'missing' && mustExist) throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: there is no data dir at ${dir}${interruptedRestoreNote(dir) ?? ''}`);
   return dir;
 }
 

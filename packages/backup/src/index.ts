@@ -19,7 +19,7 @@ export { BackupManager, defaultBackupManagerOptions } from './backupManager.js';
 export type { BackupManagerOptions, BackupVerifyReport, PruneResult } from './backupManager.js';
 export { LATEST, backupChain, describePlan, findBackup, latestBackup, planRestore, seqSpan } from './restorePlan.js';
 export type { PlanStep, RestorePlan, RestoreTarget } from './restorePlan.js';
-export { executeRestore, recoverInterruptedRestore, restore, restoreSpaceNeeded } from './restore.js';
+export { executeRestore, interruptedRestoreNote, recoverInterruptedRestore, restore, restoreSpaceNeeded } from './restore.js';
 export { formatBytes, freeBytes } from './space.js';
 export type { ExecuteRestoreOptions, RestoreOptions, RestoreRecovery, RestoreReport } from './restore.js';
 export { defaultRetentionPolicy, planRetention } from './retention.js';

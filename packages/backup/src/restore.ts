@@ -590,6 +590,28 @@ async function writeSwapMarker(file: string, m: SwapMarker): Promise<void> {
   await fsyncDir(path.dirname(file));
 }
 
+/**
+ * For a command that finds no data dir at `dataDir`: why, if a restore's swap explains it (its
+ * marker is there and the data dir it moved aside exists), said as the end of a sentence
+ * ("; a restore … moves it back"); undefined otherwise. Reads only: the commands that ask are
+ * readers, and the data dir is put back by the next restore or `serve` (`recoverInterruptedRestore`).
+ */
+export function interruptedRestoreNote(dataDir: string): string | undefined {
+  dataDir = path.resolve(dataDir);
+  const swap = swapMarkerPath(dataDir);
+  let marker: SwapMarker;
+  try {
+    marker = JSON.parse(fs.readFileSync(swap, 'utf8')) as SwapMarker;
+  } catch {
+    return undefined;
+  }
+  if (typeof marker.previous !== 'string' || fs.existsSync(dataDir)) return undefined;
+  const previous = path.resolve(marker.previous);
+  if (path.dirname(previous) !== path.dirname(dataDir) || !fs.existsSync(previous)) return undefined;
+  if (marker.pid !== process.pid && processAlive(marker.pid)) return `; a restore into it (pid ${marker.pid}) is swapping it right now: try again in a moment`;
+  return `; a restore into it was stopped while swapping data dirs (${swap} records it), and the data dir is at ${previous}: \`kyrodb restore\` or \`kyrodb serve\` with this data dir moves it back`;
+}
+
 /** What `recoverInterruptedRestore` did. */
 export interface RestoreRecovery {
   /** The data dir a swap cut short had moved aside, moved back (null: none). */

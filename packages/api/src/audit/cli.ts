@@ -4,8 +4,8 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { formatBytes, freeBytes, isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, LogError, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
+import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
@@ -89,7 +89,14 @@ function checkNames(collection: string, id?: string): void {
 
 async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T): Promise<T> {
   // Read-only: no writer lock, so this works offline and beside a running server.
-  const log = await EventLog.open({ dir: dataDir, readOnly: true, logger: () => {} });
+  let log: EventLog;
+  try {
+    log = await EventLog.open({ dir: dataDir, readOnly: true, logger: () => {} });
+  } catch (err) {
+    const note = isLogError(err, 'LOG_CLOSED') ? interruptedRestoreNote(dataDir) : undefined;
+    if (note !== undefined) throw new LogError('LOG_CLOSED', `${err instanceof Error ? err.message : String(err)}${note}`, { dir: dataDir });
+    throw err;
+  }
   try {
     return await fn(log);
   } finally {
