@@ -110,6 +110,14 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     await dots.close();
     const fromDir = await kyrodb(['query', '--collection', 'c', '--doc-id', '..', '--data-dir', data, '--json']);
     expect([fromDir.code, (JSON.parse(fromDir.stdout) as { id: string }).id]).toEqual([0, '..']);
+    // As of an instant, the answer carries the head digest at T (the as-of rule), as the server's does; a live one not.
+    const asOf = await kyrodb(['query', '--collection', 'c', '--doc-id', '..', '--data-dir', data, '--json', '--as-of', String(Date.now() * 1000 - 1)]);
+    const head = await kyrodb(['audit', 'head', '--data-dir', data, '--json']);
+    expect(asOf.code, asOf.stderr).toBe(0);
+    const headAtT = (JSON.parse(asOf.stdout) as { head: { seq: number } }).head;
+    expect(headAtT.seq).toBe(2);
+    expect(JSON.parse(head.stdout.trim())).toMatchObject(headAtT); // audit head adds the digest string
+    expect((JSON.parse(fromDir.stdout) as { head?: unknown }).head).toBeUndefined();
     for (const id of ['.', '..']) {
       const viaUrl = await kyrodb(['query', '--collection', 'c', '--doc-id', id, '--url', 'http://127.0.0.1:1']);
       expect([viaUrl.code, viaUrl.stderr], id).toEqual([2, expect.stringContaining('API_INVALID_NAME')]);

@@ -18,7 +18,7 @@ import { exitInterrupted, installInterruptHandlers, interruptedBy, onInterrupt }
 import { checkId, checkName, checkUrlId } from './names.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
 import { microsToIso, parseIsoMicros } from './time.js';
-import { collectionLiveAt, parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
+import { collectionLiveAt, headAtSeq, headToJson, parseAsOf, parseInstant, presentMicros, registerAuditCommands } from './audit/index.js';
 
 // The AWS SDK warns on every S3 command that its releases after January 2027 will need Node 22.
 // This build pins its SDK release, so the warning does not concern its users; set the variable to
@@ -577,6 +577,7 @@ export function buildProgram(): Command {
           if (e === undefined && !collectionLiveAt(log, o.collection, asOf ?? presentMicros(log))) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${o.collection} does not exist${o.asOf ? ` at ${o.asOf}` : ''}`);
           if (e === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${o.docId} does not exist in ${o.collection}${o.asOf ? ` at ${o.asOf}` : ''}`);
           doc = { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
+          if (asOf !== undefined) doc['head'] = headToJson(headAtSeq(log, log.seqAtTime(asOf))); // as the server's as-of answer
         }
         out(o.json, doc, JSON.stringify(doc, null, 2));
       } catch (err) {

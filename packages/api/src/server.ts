@@ -17,7 +17,7 @@ import { sendJsonWithArray } from './jsonStream.js';
 import { microsToIso, parseIsoMicros } from './time.js';
 import { checkId, checkName, checkUrlId } from './names.js';
 import { parseJsonBody } from './jsonBody.js';
-import { auditRoutes, collectionLiveAt, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
+import { auditRoutes, collectionLiveAt, headAtSeq, headToJson, isAuditError, parseAsOf, presentMicros } from './audit/index.js';
 
 /** What the HTTP app runs on. Everything is passed in; the app owns none of it (the caller closes it). */
 export interface AppDeps {
@@ -398,18 +398,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     );
     r.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(
       '/v1/collections/:name/vectors/:id',
-      { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: asOfString } } } },
+      { config: { roles: ['read', 'audit'] }, schema: { summary: 'A vector, live or as of an instant (then with head, the digest at T)', params: nameIdParams, querystring: { type: 'object', additionalProperties: false, properties: { asOf: asOfString } } } },
       (req) => {
         checkName(req.params.name);
         checkId(req.params.id);
         if (req.query.asOf !== undefined) {
           const at = asOfMicros(req.query.asOf);
+          const head = headToJson(headAtSeq(log, log.seqAtTime(at))); // the as-of rule: an answer as of T carries the digest at T
           const e = log.docAsOf(req.params.name, req.params.id, at);
           if (e === undefined) {
             if (!collectionLiveAt(log, req.params.name, at)) throw new ApiError('API_COLLECTION_NOT_FOUND', `collection ${req.params.name} did not exist at ${req.query.asOf}`);
             throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} did not exist in ${req.params.name} at ${req.query.asOf}`);
           }
-          return { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts };
+          return { id: e.body.id, vector: Array.from(e.body.vector), ...(e.body.metadata !== undefined ? { metadata: e.body.metadata } : {}), seq: e.seq, ts: microsToIso(e.ts), tsMicros: e.ts, head };
         }
         const c = requireCollection(req.params.name);
         const d = projections.getDoc(c.name, req.params.id);
@@ -425,7 +426,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         // instant is (the GET above).
         config: { roles: ['read', 'audit'] },
         schema: {
-          summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant',
+          summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant (the answer then carries head, the digest at T)',
           params: nameParam,
           querystring: emptyQuery,
           body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
@@ -446,10 +447,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           const c = requireCollection(req.params.name);
           if (vector.length !== c.dimension) throw new ApiError('API_DIMENSION_MISMATCH', `the query vector has ${vector.length} dimensions, collection ${c.name} has ${c.dimension}`);
         } else sr.asOf = asOfMicros(String(req.body.asOf));
+        // The as-of rule: an answer as of T carries the head digest at T.
+        const head = sr.asOf === undefined ? undefined : headToJson(headAtSeq(log, log.seqAtTime(sr.asOf)));
         try {
           const { results, ...rest } = await projections.search(req.params.name, sr);
           // Hit by hit: k hits with large metadata pass V8's largest string.
-          return sendJsonWithArray(reply, {}, 'results', results, rest);
+          return sendJsonWithArray(reply, {}, 'results', results, head === undefined ? rest : { ...rest, head });
         } catch (err) {
           // The API's codes: the collection can also be dropped while a live search runs.
           const code = errorBody(err).code;

@@ -76,6 +76,12 @@ describe('HTTP server (in-process, real log and projections)', () => {
     const asOfSearch = await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 1, 0), k: 1, asOf: w1.json.ts });
     expect(asOfSearch.status).toBe(200);
     expect(asOfSearch.json.results[0].id).toBe('h');
+    // Both as-of answers carry the head digest at T, as the audit routes' do (the as-of rule); live ones do not.
+    const headAtT = await req(node, 'GET', `/v1/audit/head?asOf=${encodeURIComponent(w1.json.ts)}`);
+    expect(headAtT.json.seq).toBe(w1.json.seq);
+    expect(asOfSearch.json.head).toEqual(headAtT.json);
+    expect(old.json.head).toEqual(headAtT.json);
+    expect((await req(node, 'POST', '/v1/collections/docs/search', { vector: vec(1, 1, 0), k: 1 })).json.head).toBeUndefined();
   });
 
   const bad: [string, string, string, unknown, number, string][] = [
