@@ -80,7 +80,7 @@ export interface PruneResult extends RetentionPlan {
   dryRun: boolean;
   /** Objects removed from the store: each deleted backup's manifest and files, segments, an incomplete backup's files, stale tag claims (0 in a dry run). */
   deletedObjects: number;
-  /** Temp files of dead processes' puts removed from a local store (0 in a dry run). */
+  /** Temp files of dead processes' puts removed from a local store (in a dry run: that would be). */
   sweptTempFiles: number;
 }
 
@@ -486,7 +486,7 @@ export class BackupManager {
       for (const k of [...plan.deleteTagClaims, ...plan.deleteParentClaims]) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
-    const sweptTempFiles = opts.dryRun === true || this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep()).length;
+    const sweptTempFiles = this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep({ dryRun: opts.dryRun === true })).length;
     return { ...plan, dryRun: opts.dryRun === true, deletedObjects, sweptTempFiles };
   }
 

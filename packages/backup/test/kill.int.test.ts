@@ -73,12 +73,16 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     const later = Date.now() + 2 * 86_400_000;
     const plan = await mgr.prune({ now: later, dryRun: true });
     expect(plan.deleteIncomplete).toEqual([halfId]);
-    expect(plan.sweptTempFiles).toBe(0);
+    expect(plan.sweptTempFiles).toBeGreaterThanOrEqual(1); // what the real run removes (a dry run said 0, then the run removed them)
+    expect(fs.existsSync(tmpOf(Number(dead.stdout)))).toBe(true);
     expect(await store.list(`backups/${halfId}/`)).not.toEqual([]);
+    // A dir a killed prune left empty goes too.
+    fs.mkdirSync(path.join(storeDir, 'backups', '20260101T000000Z-full-abcdef'), { recursive: true });
     const res = await mgr.prune({ now: later });
     expect(res.deleteIncomplete).toEqual([halfId]);
-    expect(res.sweptTempFiles).toBeGreaterThanOrEqual(1);
+    expect(res.sweptTempFiles).toBe(plan.sweptTempFiles);
     expect(await store.list(`backups/${halfId}/`)).toEqual([]);
+    expect(fs.existsSync(path.join(storeDir, 'backups', '20260101T000000Z-full-abcdef'))).toBe(false);
     const tmpLeft = (fs.readdirSync(storeDir, { recursive: true }) as string[]).filter((f) => f.includes('.tmp-'));
     expect(tmpLeft).toEqual([path.join('backups', halfId, `events-x.tmp-${process.ppid}-0a1b2c3d`)]);
     expect((await mgr.list()).map((m) => m.backup_id)).toEqual([listed[0]!.backup_id]);

@@ -130,8 +130,13 @@ export class LocalDirStore implements ObjectStore {
     }
   }
 
-  /** Removes temp files (`<key>.tmp-<pid>-<hex>`) of puts whose process is gone: a put killed mid-write leaves one. */
-  async sweep(): Promise<string[]> {
+  /**
+   * Removes temp files (`<key>.tmp-<pid>-<hex>`) of puts whose process is gone (a put killed
+   * mid-write leaves one), then the directories left empty (a prune or a discard killed between
+   * a file and its directory leaves one; a put that meets its directory gone makes it again).
+   * `dryRun`: only lists the temp files.
+   */
+  async sweep(opts: { dryRun?: boolean } = {}): Promise<string[]> {
     const removed: string[] = [];
     let entries: fs.Dirent[];
     try {
@@ -146,8 +151,19 @@ export class LocalDirStore implements ObjectStore {
       const pid = Number(m[1]);
       if (pid === process.pid || processAlive(pid)) continue;
       const file = path.join(e.parentPath, e.name);
-      await fsp.rm(file, { force: true });
+      if (opts.dryRun !== true) await fsp.rm(file, { force: true });
       removed.push(path.relative(this.root, file));
+    }
+    if (opts.dryRun === true) return removed;
+    // Deepest first, so that a dir holding only empty dirs goes too.
+    const dirs = entries.filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name));
+    dirs.sort((a, b) => b.length - a.length);
+    for (const d of dirs) {
+      try {
+        await fsp.rmdir(d);
+      } catch {
+        // not empty, or gone: nothing to do
+      }
     }
     return removed;
   }

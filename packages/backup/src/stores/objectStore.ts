@@ -20,8 +20,8 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** A URL that downloads the object without credentials for `expiresSec` seconds (S3 only). */
   presignGet?(key: string, expiresSec: number): Promise<string>;
-  /** Removes what puts of processes that are gone left half-written (a local store's temp files); returns what it removed. */
-  sweep?(): Promise<string[]>;
+  /** Removes what puts of processes that are gone left half-written (a local store's temp files); returns what it removed (with `dryRun`, would remove). */
+  sweep?(opts?: { dryRun?: boolean }): Promise<string[]>;
 }
 
 /** Options of `ObjectStore.get`. */
