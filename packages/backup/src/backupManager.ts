@@ -274,14 +274,17 @@ export class BackupManager {
 
   /**
    * BACKUP_NOT_FOUND unless every backup an incremental builds on (its parent, then the parent's
-   * parents) still has its manifest. A prune respects the claim and looks again after it deletes
-   * manifests; this catches anything else that removed them (an older KyroDB's prune, a person).
+   * parents) still has its manifest and every file it lists (one listing each). A prune respects
+   * the claim and looks again before it deletes files; this catches anything else that removed
+   * them (an older KyroDB's prune, a person).
    */
   private async checkParents(ancestors: readonly BackupManifest[], parentId: string): Promise<void> {
     for (const a of ancestors) {
-      if ((await this.o.store.head(manifestKey(a.backup_id))) !== undefined) continue;
+      const keys = new Set(await this.o.store.list(backupPrefix(a.backup_id)));
+      const missing = [manifestKey(a.backup_id), ...a.files.map((f) => f.key)].find((k) => !keys.has(k));
+      if (missing === undefined) continue;
       const via = a.backup_id === parentId ? '' : ` (the parent ${parentId} builds on it)`;
-      throw new BackupError('BACKUP_NOT_FOUND', `backup ${a.backup_id}, which this incremental builds on${via}, was deleted while it was taken; nothing of the incremental was kept: take it again`, { parent: parentId, missing: a.backup_id });
+      throw new BackupError('BACKUP_NOT_FOUND', `backup ${a.backup_id}, which this incremental builds on${via}, was deleted while it was taken (${missing} is gone); nothing of the incremental was kept: take it again`, { parent: parentId, missing: a.backup_id, key: missing });
     }
   }
 
@@ -465,20 +468,32 @@ export class BackupManager {
         await this.o.store.delete(k);
         deletedObjects += 1;
       };
-      // Manifests first: a backup half deleted is never listed. Each is read before it goes.
+      // Manifests first: a backup half deleted is never listed. Each is read before it goes (one
+      // already gone is another prune's to finish: left to it).
       const removed = new Map<string, Buffer>();
       for (const id of plan.delete) {
-        removed.set(id, await this.o.store.get(manifestKey(id)));
+        let body: Buffer;
+        try {
+          body = await this.o.store.get(manifestKey(id));
+        } catch (err) {
+          if (isBackupError(err, 'BACKUP_FILE_MISSING')) continue;
+          throw err;
+        }
+        removed.set(id, body);
         await remove(manifestKey(id));
       }
-      // A backup taken since the plan was made (another process) may build on one of them: those
-      // are put back, before any of their files goes.
-      for (const [id, why] of await this.neededSince(manifests, plan.delete, now, opts.incompleteAfterMs ?? INCOMPLETE_AFTER_MS)) {
-        await this.o.store.put(manifestKey(id), removed.get(id)!);
-        deletedObjects -= 1;
-        removed.delete(id);
-        plan.delete = plan.delete.filter((x) => x !== id);
-        plan.keep.push({ backup_id: id, reasons: [why] });
+      // A backup taken since the plan was made (another process) may build on one of them, or on
+      // an "incomplete" one (another prune removed its manifest, and is putting it back): those
+      // are put back, or left, before any of their files goes.
+      const needed = await this.neededSince(manifests, [...removed.keys(), ...plan.deleteIncomplete], now, opts.incompleteAfterMs ?? INCOMPLETE_AFTER_MS);
+      for (const [id, why] of needed) {
+        if (removed.has(id)) {
+          await this.o.store.put(manifestKey(id), removed.get(id)!);
+          deletedObjects -= 1;
+          removed.delete(id);
+          plan.delete = plan.delete.filter((x) => x !== id);
+          plan.keep.push({ backup_id: id, reasons: [why] });
+        } else plan.deleteIncomplete = plan.deleteIncomplete.filter((x) => x !== id);
       }
       for (const id of removed.keys()) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
       for (const k of plan.deleteSegments) await remove(k);
@@ -491,8 +506,9 @@ export class BackupManager {
   }
 
   /**
-   * Of the backups `deleted` (their manifests just removed; `planned` is what the plan was made
-   * from), those a backup listed now, or an incremental under way now, builds on: id → why.
+   * Of the backups `deleted` (their manifests just removed, or found without one; `planned` is
+   * what the plan was made from), those a backup listed now, or an incremental under way now,
+   * builds on: id → why.
    */
   private async neededSince(planned: readonly BackupManifest[], deleted: readonly string[], now: number, staleAfterMs: number): Promise<Map<string, string>> {
     const needed = new Map<string, string>();
@@ -503,13 +519,14 @@ export class BackupManager {
     const gone = new Set(deleted);
     const listed = new Set(manifests.map((m) => m.backup_id));
     const walk = (parentId: string | null, why: string): void => {
-      let steps = 0; // a parent cycle (a damaged store) ends the walk
-      for (let p = parentId === null ? undefined : byId.get(parentId); p !== undefined && steps <= byId.size; p = p.parent === null ? undefined : byId.get(p.parent), steps++) {
-        if (gone.has(p.backup_id) && !needed.has(p.backup_id)) needed.set(p.backup_id, why);
+      // Up the chain; an id with no manifest known (an incomplete backup) ends it, after it is
+      // marked. A parent cycle (a damaged store) ends it too.
+      for (let id = parentId, steps = 0; id !== null && steps <= byId.size; id = byId.get(id)?.parent ?? null, steps++) {
+        if (gone.has(id) && !needed.has(id)) needed.set(id, why);
       }
     };
     const known = new Set(planned.map((m) => m.backup_id));
-    for (const m of manifests) if (!known.has(m.backup_id)) walk(m.parent, `parent of ${m.backup_id}, taken during the prune`);
+    for (const m of manifests) walk(m.parent, known.has(m.backup_id) ? `parent of ${m.backup_id}` : `parent of ${m.backup_id}, taken during the prune`);
     for (const c of claims) {
       if (!listed.has(c.backupId) && claimState(c.backupId, false, now, staleAfterMs) === 'under-way') walk(c.parentId, `parent of ${c.backupId}, under way`);
     }

@@ -91,21 +91,47 @@ describe('prune beside an incremental backup', () => {
     await log.close();
   });
 
-  it('a parent deleted under the incremental by anything else: the incremental fails BACKUP_NOT_FOUND and leaves nothing', async () => {
+  it('two prunes at once: the second finds the parent without its manifest (the first is putting it back) and leaves its files', async () => {
+    const { log, dir, storeDir, f1, clock } = await twoFulls();
+    const mgr = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger(), now: () => clock.now });
+    const second = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger(), now: () => clock.now });
+    let inc: BackupManifest | undefined;
+    let secondRes: PruneResult | undefined;
+    class Interleaved extends LocalDirStore {
+      override async delete(key: string): Promise<void> {
+        if (inc === undefined) inc = await mgr.createIncremental({ since: f1.to_ts });
+        await super.delete(key);
+        // F1's manifest just went: a second prune runs now, to which F1 is an incomplete backup (any age deletes it).
+        if (key === `backups/${f1.backup_id}/manifest.json`) secondRes = await second.prune({ ...NEWEST_ONLY, incompleteAfterMs: 0 });
+      }
+    }
+    const first = new BackupManager({ log, dataDir: dir, store: new Interleaved(storeDir), logger: quietLogger(), now: () => clock.now });
+    const res = await first.prune(NEWEST_ONLY);
+    expect(secondRes?.deleteIncomplete).toEqual([]); // F1's files stay: the incremental listed now builds on it
+    expect(res.delete).toEqual([]);
+    expect((await mgr.verify(inc!.backup_id)).ok).toBe(true);
+    await restores(storeDir, inc!);
+    await log.close();
+  });
+
+  it.each([
+    ['all of it', (k: string) => k !== ''],
+    ['its events files (its manifest stays)', (k: string) => k.includes('/events')],
+  ])('a parent deleted under the incremental by anything else (%s): the incremental fails BACKUP_NOT_FOUND and leaves nothing', async (_what, doomed) => {
     const { log, dir, storeDir, f1, f2, clock } = await twoFulls();
     const plain = new LocalDirStore(storeDir);
     class ParentRemovedMeanwhile extends LocalDirStore {
       override async put(key: string, body: Buffer): Promise<void> {
         await super.put(key, body);
         // Right after the incremental's manifest is written: F1 goes, as a tool that knows no claims would remove it.
-        if (/^backups\/[^/]+-incr-[^/]+\/manifest\.json$/.test(key)) for (const k of await plain.list(`backups/${f1.backup_id}/`)) await plain.delete(k);
+        if (/^backups\/[^/]+-incr-[^/]+\/manifest\.json$/.test(key)) for (const k of (await plain.list(`backups/${f1.backup_id}/`)).filter(doomed)) await plain.delete(k);
       }
     }
     const mgr = new BackupManager({ log, dataDir: dir, store: new ParentRemovedMeanwhile(storeDir), logger: quietLogger(), now: () => clock.now });
     const err: unknown = await mgr.createIncremental({ since: f1.to_ts }).catch((e: unknown) => e);
     expect(isBackupError(err, 'BACKUP_NOT_FOUND'), String(err)).toBe(true);
     expect(String(err)).toContain(f1.backup_id);
-    expect((await mgr.list()).map((m) => m.backup_id)).toEqual([f2.backup_id]);
+    expect((await mgr.list()).map((m) => m.backup_id).filter((id) => id !== f1.backup_id)).toEqual([f2.backup_id]);
     expect((await plain.list('backups/')).filter((k) => k.includes('-incr-'))).toEqual([]);
     expect(await plain.list('parents/')).toEqual([]);
     await log.close();
