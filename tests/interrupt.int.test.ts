@@ -89,6 +89,15 @@ describe('interrupted commands', { timeout: 240_000 }, () => {
     expect(made.code, made.stderr).toBe(0);
   });
 
+  it('restore: the staging dir is removed, exit 130; the data dir it would replace is untouched', async () => {
+    const target = path.join(root, 'restored');
+    const r = await interrupt(['restore', '--backup-id', 'latest', '--from', store, '--data-dir', target], (pid) => ls(root).some((n) => n.startsWith('restored.restore-staging-') && n.endsWith(`-${pid}`)), 'SIGINT');
+    expect(r.signalled).toBe(true);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toContain('CLI_INTERRUPTED');
+    expect(ls(root).filter((n) => n.startsWith('restored'))).toEqual([]);
+  });
+
   it('backup verify --deep: its scratch copy is removed, exit 130; a dead run\'s copy is swept by the next run', async () => {
     const scratch = path.join(root, 'scratch');
     fs.mkdirSync(path.join(scratch, `kyrodb-verify-${deadPid()}-abcdef`, 'data'), { recursive: true });

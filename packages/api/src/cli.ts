@@ -64,8 +64,8 @@ Exit codes:
   7  feature not available in this build
   8  not enough disk space (the message says where, how much is free and, for a restore, needed)
   130, 143  interrupted by SIGINT, SIGTERM (CLI_INTERRUPTED; not serve, which stops gracefully):
-     what it was writing is removed (a backup's objects, scratch dirs); a restore's is undone by
-     the next restore or serve
+     what it was writing is removed (a backup's objects, scratch dirs, a restore's staging dir;
+     a restore stopped while swapping dirs is undone by the next restore or serve)
 Environment: KYRODB_<SECTION>_<KEY> overrides config keys (e.g. KYRODB_SERVER_PORT=8080),
 KYRODB_API_KEY is sent by admin/query commands, KYRODB_FAILPOINTS arms failpoints (testing).`;
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
+import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, registerScratch, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -201,12 +201,14 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
   let copyingCheckpoint: Promise<void> | undefined;
   const phases = { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0 };
   let reached = 0; // the last seq imported, for a failure's message
+  let unregisterStaging: (() => void) | undefined;
   try {
     if (!writerRunning(dataDir)) await recoverInterruptedRestore(dataDir, o.logger);
     await checkTarget(dataDir, o.store, o.force === true);
     const space = checkSpace(plan, dataDir);
     await fsp.mkdir(path.dirname(dataDir), { recursive: true });
     staging = `${dataDir}.restore-staging-${stamp()}-${process.pid}`;
+    unregisterStaging = registerScratch(staging); // a command interrupted before the swap removes it as it exits
     // Downloading, checking, decoding and counting (the codec; see CodecThread for where it runs)
     // run ahead of the import, in order; errors surface in plan order. A worker starts while the log opens.
     const inWorker = o.keepState !== true && useCodecWorker(o.codecThread, { kind: 'open', events: plan.toSeq });
@@ -409,6 +411,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let previousDir: string | null = null;
     const swap = swapMarkerPath(dataDir);
     const stagingDir = staging;
+    unregisterStaging(); // from here an interruption is a swap cut short: its marker undoes it
     if (fs.existsSync(dataDir)) {
       if (writerRunning(dataDir)) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
@@ -492,6 +495,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     const full = staging !== undefined ? noSpaceError(err, path.dirname(dataDir), `the restore into ${dataDir} ran out of space at seq ${reached} of ${plan.toSeq}`, `${dataDir} is untouched and the partial restore was removed`, { seq: reached }) : undefined;
     if (staging !== undefined) await fsp.rm(staging, { recursive: true, force: true });
     throw full ?? err;
+  } finally {
+    unregisterStaging?.();
   }
 }
 
