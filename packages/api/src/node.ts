@@ -203,7 +203,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
         // stored before the log closes), and the connections left are cut a moment later, so that
         // a POST /v1/backups still answers.
         const timeoutMs = cfg.server.shutdown_timeout_ms;
-        const started = Date.now();
+        const started = performance.now();
         const tAbort = setTimeout(() => manager.abort(), timeoutMs);
         const tCut = setTimeout(() => app.server.closeAllConnections(), timeoutMs + CUT_GRACE_MS);
         try {
@@ -227,7 +227,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
             () => 'done' as const,
             (err: unknown) => err,
           ),
-          new Promise<'timeout'>((resolve) => (tCheckpoint = setTimeout(() => resolve('timeout'), Math.max(CHECKPOINT_MIN_MS, timeoutMs - (Date.now() - started))))),
+          new Promise<'timeout'>((resolve) => (tCheckpoint = setTimeout(() => resolve('timeout'), Math.max(CHECKPOINT_MIN_MS, timeoutMs - (performance.now() - started))))),
         ]);
         clearTimeout(tCheckpoint);
         if (outcome === 'timeout') logger('warn', 'checkpoint at shutdown given up: the shutdown timeout passed while the cold tier indexed its backlog; the next start indexes it again from the log', { lagEvents: proj.health().lagEvents, timeoutMs });

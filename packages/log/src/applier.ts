@@ -171,7 +171,7 @@ export class ApplyThread {
   drain(): Drained {
     const last = this.posted[this.posted.length - 1];
     if (last !== undefined && this.broken === undefined) {
-      const deadline = Date.now() + DRAIN_TIMEOUT_MS;
+      const deadline = performance.now() + DRAIN_TIMEOUT_MS;
       for (;;) {
         const done = Atomics.load(this.words, STATE_DONE);
         if (done >= last.id) break;
@@ -180,7 +180,7 @@ export class ApplyThread {
           this.broken ??= new Error('the LMDB apply thread exited');
           break;
         }
-        if (Date.now() > deadline) {
+        if (performance.now() > deadline) {
           this.broken = new Error(`the LMDB apply thread did not answer in ${DRAIN_TIMEOUT_MS / 1000} s`);
           break;
         }

@@ -48,7 +48,7 @@ export class CircuitBreaker {
 
   /** The current state; an open breaker whose timeout has passed reports `half_open`. */
   get state(): BreakerState {
-    if (this.s === 'open' && this.opts.clock.now() - this.openedAt >= this.opts.openTimeoutMs) this.transition('half_open', 'open timeout elapsed');
+    if (this.s === 'open' && this.opts.clock.monotonicMs() - this.openedAt >= this.opts.openTimeoutMs) this.transition('half_open', 'open timeout elapsed');
     return this.s;
   }
 
@@ -65,7 +65,7 @@ export class CircuitBreaker {
   /** Milliseconds until an open breaker half-opens (0 unless open). */
   get retryAfterMs(): number {
     if (this.state !== 'open') return 0;
-    return Math.max(0, this.openedAt + this.opts.openTimeoutMs - this.opts.clock.now());
+    return Math.max(0, this.openedAt + this.opts.openTimeoutMs - this.opts.clock.monotonicMs());
   }
 
   /**
@@ -127,7 +127,7 @@ export class CircuitBreaker {
 
   private open(reason: string): void {
     this.lastReason = reason;
-    this.openedAt = this.opts.clock.now();
+    this.openedAt = this.opts.clock.monotonicMs();
     this.failures = 0;
     this.transition('open', reason);
   }

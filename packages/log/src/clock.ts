@@ -1,17 +1,54 @@
 /** A source of time, injectable so tests can drive breakers, backoff and timestamps. */
 export interface Clock {
-  /** Wall-clock time in milliseconds since the epoch. */
+  /** Wall-clock time in milliseconds since the epoch: for instants that are stored or shown. */
   now(): number;
+  /**
+   * Milliseconds on a clock that only moves forward, at a steady rate, whatever the wall clock
+   * does (an NTP step, `date -s`, a VM resumed): for durations and deadlines. A breaker timed on
+   * the wall clock stayed open for the length of a step back.
+   */
+  monotonicMs(): number;
   /** Wall-clock time in microseconds since the epoch (integer). */
   nowMicros(): number;
   /** Resolves after `ms` milliseconds of this clock's time. */
   sleep(ms: number): Promise<void>;
 }
 
+/**
+ * The wall clock to the microsecond, from two sources: `wallMs` (the wall clock, to the
+ * millisecond) and `monoMs` (a monotonic clock with sub-millisecond resolution). The microseconds
+ * since an anchor taken on the wall clock are the monotonic clock's; the anchor is taken again
+ * whenever that reading leaves the wall clock's current millisecond by more than `toleranceUs`.
+ *
+ * The monotonic clock alone (`performance.timeOrigin + performance.now()`) is fixed to the wall
+ * clock once, when the process starts: it stands still while the machine is suspended and does
+ * not follow a step of the wall clock (an NTP step, a VM resumed or migrated, `date -s`). A server
+ * stamped its events an hour behind the wall clock after a one-hour step, so an as-of answer or a
+ * point-in-time restore for the hour before held writes made after it (tests/clockStep.int.test.ts).
+ * After a step back the reading steps back too; the log keeps event timestamps from decreasing.
+ */
+export function wallMicrosSource(wallMs: () => number, monoMs: () => number, toleranceUs = 1000): () => number {
+  let anchorUs = Math.floor(wallMs()) * 1000;
+  let anchorMono = monoMs();
+  return () => {
+    const mono = monoMs();
+    const wallUs = Math.floor(wallMs()) * 1000;
+    const us = anchorUs + Math.floor((mono - anchorMono) * 1000);
+    if (us >= wallUs - toleranceUs && us < wallUs + 1000 + toleranceUs) return us;
+    anchorUs = wallUs;
+    anchorMono = mono;
+    return wallUs;
+  };
+}
+
 /** The real clock: `Date`/`performance` time and `setTimeout`. */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  nowMicros: () => Math.floor((performance.timeOrigin + performance.now()) * 1000),
+  monotonicMs: () => performance.now(),
+  nowMicros: wallMicrosSource(
+    () => Date.now(),
+    () => performance.now(),
+  ),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
@@ -25,6 +62,9 @@ export class FakeClock implements Clock {
     this.ms = startMs;
   }
   now(): number {
+    return this.ms;
+  }
+  monotonicMs(): number {
     return this.ms;
   }
   nowMicros(): number {

@@ -13,6 +13,9 @@ class ScriptClock implements Clock {
   now(): number {
     return Math.floor(this.nowMicros() / 1000);
   }
+  monotonicMs(): number {
+    return performance.now();
+  }
   nowMicros(): number {
     const r = this.readings[this.i % this.readings.length] ?? 0;
     this.i += 1;

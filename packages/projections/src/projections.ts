@@ -397,7 +397,7 @@ export class Projections {
   }
 
   private onColdApplied(seq: number): void {
-    const now = this.clock.now();
+    const now = this.clock.monotonicMs();
     if (this.ingest.lastMs > 0 && now > this.ingest.lastMs) {
       const r = ((seq - this.ingest.lastSeq) * 1000) / (now - this.ingest.lastMs);
       this.ingest.rate = this.ingest.rate === 0 ? r : 0.8 * this.ingest.rate + 0.2 * r;
@@ -610,7 +610,7 @@ export class Projections {
 
     let cq: CacheQuery | undefined;
     if (this.cache !== undefined) {
-      cq = { collection, vector: req.vector, metric: c0.info.metric, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, createdSeq: c0.info.createdSeq, nowMs: this.clock.now() };
+      cq = { collection, vector: req.vector, metric: c0.info.metric, k: req.k, filterKey: filterKey(req.filter), version: c0.info.version, createdSeq: c0.info.createdSeq, nowMs: this.clock.monotonicMs() };
       const hit = this.runSync('cache', this.qOpts.cacheTimeoutMs, true, () => this.cache!.lookup(cq!));
       if (hit !== undefined) return { results: hit, degraded: false, layers: ['cache'] };
     }

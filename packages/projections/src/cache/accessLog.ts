@@ -2,7 +2,7 @@
 export interface AccessRecord {
   /** Position of the access in the global access sequence (0-based; the predictor's logical clock). */
   seq: number;
-  /** Wall-clock time in ms since the epoch. */
+  /** The query's `nowMs` (the monotonic clock, ms). */
   timeMs: number;
   collection: string;
   /** The cache's fingerprint of the query: near-duplicate queries (within the similarity threshold) share one. */

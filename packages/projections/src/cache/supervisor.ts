@@ -164,7 +164,7 @@ export class TrainingSupervisor {
   /** Starts the worker and the run/heartbeat loop. Idempotent while running. */
   start(): void {
     if (this.state !== 'idle' && this.state !== 'stopped') return;
-    this.nextRunAt = this.clock.now() + this.training.intervalSecs * 1000;
+    this.nextRunAt = this.clock.monotonicMs() + this.training.intervalSecs * 1000;
     this.spawn();
     void this.loop();
   }
@@ -188,7 +188,7 @@ export class TrainingSupervisor {
   runNow(): Promise<boolean> {
     if (this.state === 'failed' || this.state === 'stopped' || this.state === 'idle') return Promise.reject(new CacheError('CACHE_TRAINING_FAILED', `training supervisor is ${this.state}`));
     const p = new Promise<boolean>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.nextRunAt = this.clock.now();
+    this.nextRunAt = this.clock.monotonicMs();
     if (this.state === 'running' && this.inflight === undefined) this.runJob();
     return p;
   }
@@ -210,7 +210,7 @@ export class TrainingSupervisor {
   }
 
   private uptimeSeconds(): number {
-    return this.state === 'running' ? Math.max(0, this.clock.now() - this.startedAt) / 1000 : 0;
+    return this.state === 'running' ? Math.max(0, this.clock.monotonicMs() - this.startedAt) / 1000 : 0;
   }
 
   private spawn(): void {
@@ -218,7 +218,7 @@ export class TrainingSupervisor {
     const fp = this.init.failpoints;
     const failpoints = fp === undefined ? '' : Object.entries(fp.list()).map(([k, a]) => `${k}=${actionSpec(a)}`).join(';');
     this.state = 'running';
-    this.startedAt = this.lastHeartbeat = this.clock.now();
+    this.startedAt = this.lastHeartbeat = this.clock.monotonicMs();
     this.inflight = undefined;
     try {
       this.worker = this.spawnFn(
@@ -240,7 +240,7 @@ export class TrainingSupervisor {
       this.onCrash(`worker failed to start: ${e instanceof Error ? e.message : String(e)}`);
       return;
     }
-    if (this.nextRunAt <= this.clock.now() && this.state === 'running') this.runJob();
+    if (this.nextRunAt <= this.clock.monotonicMs() && this.state === 'running') this.runJob();
   }
 
   private async loop(): Promise<void> {
@@ -248,7 +248,7 @@ export class TrainingSupervisor {
     while (this.state !== 'stopped' && this.state !== 'failed' && mine === this.loopGen) {
       await this.clock.sleep(this.opts.heartbeatIntervalMs);
       if (this.state !== 'running' || mine !== this.loopGen) continue;
-      const now = this.clock.now();
+      const now = this.clock.monotonicMs();
       if (now - this.lastHeartbeat > this.opts.heartbeatTimeoutMs) this.onCrash(`no heartbeat for ${now - this.lastHeartbeat} ms (hung)`);
       else if (this.inflight === undefined && now >= this.nextRunAt) this.runJob();
     }
@@ -257,7 +257,7 @@ export class TrainingSupervisor {
   private runJob(): void {
     const w = this.worker;
     if (w === undefined) return;
-    this.nextRunAt = this.clock.now() + this.training.intervalSecs * 1000;
+    this.nextRunAt = this.clock.monotonicMs() + this.training.intervalSecs * 1000;
     const snap = this.init.accessLog.snapshot();
     if (snap.fingerprints.length < this.training.minSamples || snap.fingerprints.length === 0) {
       this.skippedRuns++;
@@ -270,7 +270,7 @@ export class TrainingSupervisor {
   }
 
   private onMessage(m: FromTrainingWorker): void {
-    this.lastHeartbeat = this.clock.now();
+    this.lastHeartbeat = this.clock.monotonicMs();
     if (m.type !== 'result' || m.runId !== this.inflight) return;
     this.inflight = undefined;
     let installed = false;

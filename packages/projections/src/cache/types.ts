@@ -13,7 +13,8 @@ export type { SearchHit };
  *   only entries with all three equal can answer.
  * - `vector`: the query vector; similarity is the cosine of the two query vectors.
  * - `version`: the collection's version (seq of the last event that changed it) at query time.
- * - `nowMs`: wall-clock time of the query in milliseconds since the epoch.
+ * - `nowMs`: the time of the query, ms, on the monotonic clock (`Clock.monotonicMs`): only its
+ *   differences mean anything (how old a cached answer is).
  */
 export interface CacheQuery {
   collection: string;
