@@ -73,6 +73,8 @@ export class ContinuousBackup {
   /** Counts `start`s: a try begun before a `stop` (and a new `start`) finds it changed and does nothing. */
   private starts = 0;
   private waiters: { seq: number; resolve: () => void }[] = [];
+  /** Aborted by `stop`: an upload in flight is cancelled rather than waited for (a store that never answers held a server's shutdown for good). */
+  private abort = new AbortController();
 
   constructor(o: ContinuousBackupOptions) {
     this.o = { ...defaultContinuousBackupOptions, ...o };
@@ -106,6 +108,7 @@ export class ContinuousBackup {
   async start(): Promise<void> {
     if (!this.stopped) return;
     this.stopped = false;
+    this.abort = new AbortController();
     this.state = 'resuming';
     this.lastError = undefined;
     this.starts += 1;
@@ -236,9 +239,10 @@ export class ContinuousBackup {
     for (let attempt = 0; ; attempt++) {
       if (this.stopped) return;
       try {
-        await this.o.store.put(key, body);
+        await this.o.store.put(key, body, { signal: this.abort.signal });
         break;
       } catch (err) {
+        if (this.stopped) return; // cancelled by stop: the events ship on the next start
         this.lastError = err instanceof Error ? err.message : String(err);
         if (this.state === 'running') this.state = 'resuming'; // the store stopped answering: shown as at start
         this.metrics.uploadRetries.inc();
@@ -284,7 +288,7 @@ export class ContinuousBackup {
     return new Promise((resolve) => this.waiters.push({ seq, resolve }));
   }
 
-  /** Stops the pipeline and waits for an upload in flight (unshipped events ship on the next start). */
+  /** Stops the pipeline: an upload in flight is cancelled (an S3 request) or waited for (a local file); unshipped events ship on the next start. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -293,6 +297,7 @@ export class ContinuousBackup {
     if (this.timer) clearInterval(this.timer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.resumeTimer = undefined;
+    this.abort.abort(new Error('continuous backup stopped'));
     await this.current?.catch(() => undefined);
   }
 

@@ -1,6 +1,6 @@
 export { BackupError, BackupErrorCodes, isBackupError } from './errors.js';
 export type { BackupErrorCode } from './errors.js';
-export type { GetOptions, ObjectStore } from './stores/objectStore.js';
+export type { GetOptions, ObjectStore, PutOptions } from './stores/objectStore.js';
 export { LocalDirStore } from './stores/localDirStore.js';
 export { S3Store, defaultS3StoreOptions, isRetryableS3Error } from './stores/s3Store.js';
 export type { S3StoreOptions } from './stores/s3Store.js';

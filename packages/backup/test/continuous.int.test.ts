@@ -280,4 +280,42 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     store.destroy();
     await log.close();
   });
+
+  it('a store that takes connections but never answers: a request ends at its timeout (BACKUP_STORE_ERROR), and stopping cancels an upload in flight', async () => {
+    const { log } = await openLog();
+    // Requests are held 60 s at the proxy, as by a stopped or black-holed server.
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 60_000 };
+    const quick = s3Store(proxy.endpoint, 'silent', { requestTimeoutMs: 300, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
+    const listed = quick.list('backups/').then(
+      () => 'answered',
+      (e: unknown) => (isBackupError(e, 'BACKUP_STORE_ERROR') ? 'BACKUP_STORE_ERROR' : String(e)),
+    );
+    // (before: the timeout only logged a warning, and the list waited for the proxy's 60 s)
+    expect(await Promise.race([listed, new Promise((r) => setTimeout(() => r('still waiting after 20 s'), 20_000))])).toBe('BACKUP_STORE_ERROR');
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+
+    // Shipping while S3 answers; then it stops answering with an upload in flight, and the pipeline is stopped.
+    const store = s3Store(proxy.endpoint, 'silent', { requestTimeoutMs: 30_000 });
+    const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 100, logger: quietLogger() });
+    await cb.start();
+    await log.append([created('c', 8)]);
+    await fill(log, 200, { batch: 50 });
+    await cb.waitForShipped(log.head().seq);
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 60_000 };
+    const requests = proxy.counts.requests;
+    await fill(log, 100, { seed: 500, batch: 50 });
+    await until(() => proxy.counts.requests > requests, 10_000, 'an upload to be in flight');
+    const stopped = cb.stop().then(() => 'stopped');
+    expect(await Promise.race([stopped, new Promise((r) => setTimeout(() => r('stop still waiting after 10 s'), 10_000))])).toBe('stopped');
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+    // The next start ships what was cut off: the store ends up with every event once.
+    const again = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 100, logger: quietLogger() });
+    await again.start();
+    await again.waitForShipped(log.head().seq);
+    await again.stop();
+    await expectSegmentsEqualLog(store, log);
+    quick.destroy();
+    store.destroy();
+    await log.close();
+  });
 });

@@ -8,8 +8,12 @@ import { BackupError } from '../errors.js';
 export interface ObjectStore {
   /** The URL the store was opened from (`file:///abs/path` or `s3://bucket/prefix`). */
   readonly url: string;
-  /** Stores `body` under `key` atomically. BACKUP_OBJECT_CONFLICT if other bytes are there. */
-  put(key: string, body: Buffer): Promise<void>;
+  /**
+   * Stores `body` under `key` atomically. BACKUP_OBJECT_CONFLICT if other bytes are there. With
+   * `signal`, an abort stops the put (a request in flight is cancelled, no retry follows) and it
+   * rejects; the object is then absent or whole, as after any failed put.
+   */
+  put(key: string, body: Buffer, options?: PutOptions): Promise<void>;
   /** The object's bytes, in a buffer the caller owns (a restore reuses it in place). BACKUP_FILE_MISSING if absent. */
   get(key: string, options?: GetOptions): Promise<Buffer>;
   /** The object's size, or undefined if absent. */
@@ -22,6 +26,11 @@ export interface ObjectStore {
   presignGet?(key: string, expiresSec: number): Promise<string>;
   /** Removes what puts of processes that are gone left half-written (a local store's temp files); returns what it removed (with `dryRun`, would remove). */
   sweep?(opts?: { dryRun?: boolean }): Promise<string[]>;
+}
+
+/** Options of `ObjectStore.put`. */
+export interface PutOptions {
+  signal?: AbortSignal;
 }
 
 /** Options of `ObjectStore.get`. */

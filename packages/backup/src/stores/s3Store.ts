@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { BackupError, isBackupError } from '../errors.js';
 import { defaultRetryOptions, withRetry, type RetryOptions } from '../retry.js';
-import { checkKey, type ObjectStore } from './objectStore.js';
+import { checkKey, type ObjectStore, type PutOptions } from './objectStore.js';
 
 // The AWS SDK (~70-90 ms to load) is loaded when the first S3Store is made, not with the package:
 // a restore or backup to a local directory never needs it (`kyrodb restore` starts ~0.1 s sooner).
@@ -84,7 +84,10 @@ export class S3Store implements ObjectStore {
       region: options.region ?? process.env['AWS_REGION'] ?? 'us-east-1',
       forcePathStyle: options.forcePathStyle ?? false,
       maxAttempts: 1,
-      requestHandler: { requestTimeout: this.o.requestTimeoutMs, connectionTimeout: Math.min(this.o.requestTimeoutMs, 5000) },
+      // throwOnRequestTimeout: without it the SDK's handler (4.x) only logs a warning when a request
+      // passes requestTimeout, and a store that accepts connections but never answers (a stopped
+      // or black-holed server) hung every command, and a server's shutdown, for as long as it did.
+      requestHandler: { requestTimeout: this.o.requestTimeoutMs, connectionTimeout: Math.min(this.o.requestTimeoutMs, 5000), throwOnRequestTimeout: true },
     };
     if (options.endpoint !== undefined) cfg.endpoint = options.endpoint;
     if (options.credentials !== undefined) cfg.credentials = options.credentials;
@@ -96,16 +99,18 @@ export class S3Store implements ObjectStore {
     return this.prefix + key;
   }
 
-  private run<T>(op: string, fn: () => Promise<T>): Promise<T> {
-    return withRetry(fn, isRetryableS3Error, this.retry, (err, attempt) => this.o.onRetry?.(err, attempt, op)).catch((err: unknown) => {
+  private run<T>(op: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withRetry(fn, (err) => signal?.aborted !== true && isRetryableS3Error(err), this.retry, (err, attempt) => this.o.onRetry?.(err, attempt, op)).catch((err: unknown) => {
       if (isBackupError(err)) throw err;
       throw new BackupError('BACKUP_STORE_ERROR', `S3 ${op} failed: ${(err as Error).name ?? ''} ${(err as Error).message ?? String(err)}`, { op, url: this.url }, { cause: err });
     });
   }
 
-  async put(key: string, body: Buffer): Promise<void> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<void> {
     const Key = this.k(key);
-    const existing = await this.head(key);
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const existing = await this.head(key, signal);
     if (existing !== undefined) {
       if (existing.size === body.length && (await this.get(key)).equals(body)) return;
       throw new BackupError('BACKUP_OBJECT_CONFLICT', `object ${key} already exists with different bytes`, { key });
@@ -114,11 +119,17 @@ export class S3Store implements ObjectStore {
       if (body.length >= this.o.multipartThresholdBytes) {
         const { Upload } = requireSdk('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
         const up = new Upload({ client: this.client, params: { Bucket: this.bucket, Key, Body: body }, partSize: Math.max(5 << 20, this.o.partSizeBytes), queueSize: 4, leavePartsOnError: false });
-        await up.done();
+        const onAbort = (): void => void up.abort().catch(() => undefined);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          await up.done();
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
       } else {
-        await this.client.send(new (s3().PutObjectCommand)({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+        await this.client.send(new (s3().PutObjectCommand)({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }), signal !== undefined ? { abortSignal: signal } : {});
       }
-    });
+    }, signal);
   }
 
   async get(key: string): Promise<Buffer> {
@@ -137,17 +148,21 @@ export class S3Store implements ObjectStore {
     });
   }
 
-  async head(key: string): Promise<{ size: number } | undefined> {
+  async head(key: string, signal?: AbortSignal): Promise<{ size: number } | undefined> {
     const Key = this.k(key);
-    return this.run('head', async () => {
-      try {
-        const r = await this.client.send(new (s3().HeadObjectCommand)({ Bucket: this.bucket, Key }));
-        return { size: r.ContentLength ?? 0 };
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-    });
+    return this.run(
+      'head',
+      async () => {
+        try {
+          const r = await this.client.send(new (s3().HeadObjectCommand)({ Bucket: this.bucket, Key }), signal !== undefined ? { abortSignal: signal } : {});
+          return { size: r.ContentLength ?? 0 };
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }
+      },
+      signal,
+    );
   }
 
   async list(prefix: string): Promise<string[]> {
