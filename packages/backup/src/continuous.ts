@@ -2,7 +2,7 @@ import { rxjs, toHex, type EventLog, type LogEvent } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import { BackupError, isBackupError } from './errors.js';
-import { padSeq } from './manifest.js';
+import { padSeq, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
 import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
@@ -82,12 +82,18 @@ export class ContinuousBackup {
     this.logger = o.logger ?? defaultBackupLogger;
   }
 
-  /** Where shipping would resume: max(cursor, end of the contiguous segments from it). */
-  async resumePosition(segments?: readonly SegmentInfo[]): Promise<number> {
-    let cursor = 0;
-    if (!this.o.log.readOnly) cursor = this.o.log.getCursor<{ seq: number }>(CONTINUOUS_CURSOR)?.seq ?? 0;
-    for (const k of await this.o.store.list(STORE_CURSOR_PREFIX)) cursor = Math.max(cursor, Number(k.slice(STORE_CURSOR_PREFIX.length)) || 0);
-    return extendOverSegments(cursor, segments ?? (await loadSegments(this.o.store)));
+  /**
+   * Where shipping would resume: the end of what this store holds, read from the store alone —
+   * its cursor objects and its backups' last seqs, extended over the contiguous segments after
+   * them. The data dir's own cursor is not asked: it names no store, and after `backup.s3.prefix`
+   * was changed (or back) shipping resumed after the other store's position, leaving the new store
+   * without events 1.. and the old one with a gap, while health said nothing was waiting.
+   */
+  async resumePosition(segments?: readonly SegmentInfo[], manifests?: readonly BackupManifest[]): Promise<number> {
+    let from = 0;
+    for (const k of await this.o.store.list(STORE_CURSOR_PREFIX)) from = Math.max(from, Number(k.slice(STORE_CURSOR_PREFIX.length)) || 0);
+    for (const m of manifests ?? (await loadManifests(this.o.store)).manifests) from = Math.max(from, m.to_seq);
+    return extendOverSegments(from, segments ?? (await loadSegments(this.o.store)));
   }
 
   /**
@@ -144,12 +150,13 @@ export class ContinuousBackup {
     try {
       // One listing of the store's segments serves the resume point and both checks.
       const segments = await loadSegments(this.o.store);
-      shipped = await this.resumePosition(segments);
+      const { manifests } = await loadManifests(this.o.store);
+      shipped = await this.resumePosition(segments, manifests);
       // The whole store first: with no segment from seq 1 (continuous backup turned on after a
       // full backup, or early segments pruned) the resume point is 0 and says nothing, and a data
       // dir restored to an earlier point shipped its new events beside the old history.
-      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, (await loadManifests(this.o.store)).manifests, segments);
-      await this.checkExtends(shipped, segments);
+      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests, segments);
+      await this.checkExtends(shipped, segments, manifests);
     } catch (err) {
       if (!current()) return false;
       if (isBackupError(err) && err.code !== 'BACKUP_STORE_ERROR') throw err;
@@ -182,17 +189,17 @@ export class ContinuousBackup {
     this.logger('error', `continuous backup stopped: ${this.lastError}`, { error: this.lastError, ...(isBackupError(err) ? { code: err.code } : {}) });
   }
 
-  private async checkExtends(shipped: number, segments: readonly SegmentInfo[]): Promise<void> {
+  private async checkExtends(shipped: number, segments: readonly SegmentInfo[], manifests: readonly BackupManifest[]): Promise<void> {
     if (shipped === 0) return;
     const head = this.o.log.head().seq;
     const rec = this.o.log.getRecord(shipped);
-    let storedHash: string | undefined;
+    let storedHash: string | undefined = manifests.find((m) => m.to_seq === shipped)?.head_hash;
     const seg = segments.find((x) => x.last_seq === shipped);
-    // The segment's own record of it, else (a segment encrypted with a key since rotated) this log's cursor.
-    if (seg !== undefined) storedHash = await segmentLastHash(this.o.store, seg, this.o.encryption);
+    // The segment's own record of it, else (a segment encrypted with a key since rotated) this log's cursor of this store.
+    if (storedHash === undefined && seg !== undefined) storedHash = await segmentLastHash(this.o.store, seg, this.o.encryption);
     if (storedHash === undefined && !this.o.log.readOnly) {
-      const cursor = this.o.log.getCursor<{ seq?: number; hash?: string }>(CONTINUOUS_CURSOR);
-      if (cursor?.seq === shipped) storedHash = cursor.hash;
+      const cursor = this.o.log.getCursor<{ seq?: number; hash?: string; store?: string }>(CONTINUOUS_CURSOR);
+      if (cursor?.seq === shipped && (cursor.store === undefined || cursor.store === this.o.store.url)) storedHash = cursor.hash;
     }
     if (rec === undefined || (storedHash !== undefined && storedHash !== rec.toString('hex', 32, 64))) {
       throw new BackupError('BACKUP_LOG_DIVERGED', `the store ${this.o.store.url} already holds events up to seq ${shipped} that this log (head ${head}) does not extend; use a fresh store prefix`, { shipped, head });
@@ -264,7 +271,7 @@ export class ContinuousBackup {
 
   private async recordCursor(seq: number, hash: string): Promise<void> {
     if (!this.o.log.readOnly) {
-      await this.o.log.setCursor(CONTINUOUS_CURSOR, { seq, hash });
+      await this.o.log.setCursor(CONTINUOUS_CURSOR, { seq, hash, store: this.o.store.url });
       return;
     }
     // Immutable keys: write a new cursor object, then drop the older ones.

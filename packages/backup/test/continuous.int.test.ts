@@ -89,6 +89,33 @@ describe('continuous backup', () => {
     await reopened.close();
   });
 
+  it('a log shipped to one store, then another (a changed prefix), then the first again: each store ends up with every event, no gap', async () => {
+    const { log, dir } = await openLog();
+    const a = new LocalDirStore(tempDir());
+    const b = new LocalDirStore(tempDir());
+    const life = async (store: ObjectStore, seed: number): Promise<void> => {
+      const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 100, logger: quietLogger() });
+      await cb.start();
+      await fill(log, 120, { seed, batch: 40 });
+      await cb.waitForShipped(log.head().seq);
+      expect(cb.status()).toMatchObject({ state: 'running', lagEvents: 0 });
+      await cb.stop();
+    };
+    await log.append([created('c', 8)]);
+    await life(a, 1);
+    // b is empty: it gets the log from seq 1 (before: from after a's position, events 1..121 never in b)
+    await life(b, 2000);
+    await expectSegmentsEqualLog(b, log);
+    // back to a: from where a ends (before: after b's position, a gap in a)
+    await life(a, 4000);
+    await expectSegmentsEqualLog(a, log);
+    // A store whose early segments went (pruned: a full backup holds them) resumes after that backup.
+    const c = new LocalDirStore(tempDir());
+    const full = await new BackupManager({ log, dataDir: dir, store: c, logger: quietLogger() }).createFull();
+    expect(await new ContinuousBackup({ log, store: c, logger: quietLogger() }).resumePosition()).toBe(full.to_seq);
+    await log.close();
+  });
+
   it('works from a read-only log (cursor object in the store) while another handle writes', async () => {
     const { log, dir } = await openLog();
     await log.append([created('c', 8)]);
