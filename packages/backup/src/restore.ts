@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EventLog, frameRecordCount, isLogError, lockHolder, processAlive, registerScratch, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
+import { EventLog, frameRecordCount, isLogError, lockHolder, microsToIso, processAlive, registerScratch, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
@@ -13,7 +13,7 @@ import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } f
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
-import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
+import { SEGMENT_HEADER_MAX_BYTES, readSegmentHeader } from './segment.js';
 import type { ReplayState } from './state.js';
 import type { GetOptions, ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
@@ -377,9 +377,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     const state = runner.state;
     await runner.close();
     runner = undefined;
-    if (T !== null && !reachedT && plan.gapAfterSeq !== null && cur <= plan.gapAfterSeq) {
-      throw new BackupError('BACKUP_CHAIN_GAP', `the chain stops at seq ${cur} with a gap before later data; cannot restore to ${T} µs`, { seq: cur, pointInTime: T });
-    }
+    if (T !== null && !reachedT && plan.gapAfterSeq !== null && cur <= plan.gapAfterSeq) throw chainGapError(cur, T);
     if (cur === 0) throw new BackupError('BACKUP_NOT_FOUND', 'the plan restores no events', {});
     const head = log.head();
     if (head.seq !== cur || toHex(head.hash) !== curHash) throw new BackupError('BACKUP_VERIFY_FAILED', `the new log's head is ${head.seq}, expected ${cur}`, { seq: head.seq });
@@ -752,6 +750,13 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
         throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
       }
     }
+    // A chain that stops at a gap restores T only if its last event is after T (else events up to
+    // T may be in the gap): the last step's ts says so (a segment's, from its header).
+    if (plan.pointInTime !== null && plan.gapAfterSeq !== null) {
+      const last = plan.steps[plan.steps.length - 1]!;
+      const lastTs = last.kind === 'backup' ? last.manifest.to_ts : readSegmentHeader(decodeObject(await o.store.get(last.segment.key), o.encryption, last.segment.key), last.segment.key).last_ts;
+      if (lastTs <= plan.pointInTime) throw chainGapError(plan.gapAfterSeq, plan.pointInTime);
+    }
     const dataDir = realish(o.dataDir);
     // What the restore itself would refuse, the dry run refuses too.
     await checkTarget(dataDir, o.store, o.force === true);
@@ -766,3 +771,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
   return executeRestore(plan, o);
 }
 
+/** A point-in-time restore whose chain stops at `seq`, at a gap, before T's events end. */
+function chainGapError(seq: number, T: number): BackupError {
+  return new BackupError('BACKUP_CHAIN_GAP', `the chain stops at seq ${seq} with a gap before later data; cannot restore to ${microsToIso(T)} (${T} µs)`, { seq, pointInTime: T });
+}

@@ -126,7 +126,39 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
     if (covering.from_ts > T) throw new BackupError('BACKUP_NOT_FOUND', `no events at or before ${T} µs`, { pointInTime: T });
     return { target, steps: [stepOf(covering)], toSeq: covering.to_seq, pointInTime: T, expected: null, checkpoint: checkpointOf(covering), gapAfterSeq: null };
   }
-  const base = fulls.filter((m) => m.to_ts <= T).sort((a, b) => b.to_seq - a.to_seq)[0];
+  const incs = manifests.filter((m) => m.type === 'incremental');
+  const segs = [...input.segments];
+  const beyond = Math.max(0, ...manifests.map((m) => m.to_seq), ...segs.map((s) => s.last_seq));
+  // The chain from the newest full ending at or before T; where it stops at a gap with data beyond
+  // (an incremental's parent pruned, segments missing), a chain from an older full (or from seq 1)
+  // may go on: the first that has no gap is taken, else the one that reaches furthest. (Before, a
+  // restore refused BACKUP_CHAIN_GAP although an older full's chain held every event up to T.)
+  const bases: (BackupManifest | undefined)[] = [...fulls.filter((m) => m.to_ts <= T).sort((a, b) => b.to_seq - a.to_seq), undefined];
+  let best: ReturnType<typeof chainToT> | undefined;
+  for (const base of bases) {
+    const c = chainToT(base, T, incs, segs, beyond);
+    if (best === undefined || (best.gapAfterSeq !== null && (c.gapAfterSeq === null || c.toSeq > best.toSeq))) best = c;
+    if (best.gapAfterSeq === null) break;
+  }
+  const { steps, toSeq, gapAfterSeq, base } = best!;
+  if (steps.length === 0) throw new BackupError('BACKUP_NOT_FOUND', `no backup or segment covers ${T} µs`, { pointInTime: T });
+  return {
+    target,
+    steps,
+    toSeq,
+    pointInTime: T,
+    expected: null,
+    checkpoint: base === undefined ? null : checkpointOf(base),
+    gapAfterSeq,
+  };
+}
+
+/**
+ * The steps of a point-in-time restore to T from `base` (a full backup ending at or before T, or
+ * nothing: from seq 1), extended by incrementals and segments in seq order; `gapAfterSeq` when it
+ * stops at a gap with more data (`beyond`: the highest seq the store holds) after it.
+ */
+function chainToT(base: BackupManifest | undefined, T: number, incs: readonly BackupManifest[], segs: readonly SegmentInfo[], beyond: number): { steps: PlanStep[]; toSeq: number; gapAfterSeq: number | null; base: BackupManifest | undefined } {
   const steps: PlanStep[] = [];
   let cur = 0;
   let curHash = toHex(GENESIS_HASH);
@@ -135,8 +167,6 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
     cur = base.to_seq;
     curHash = base.head_hash;
   }
-  const incs = manifests.filter((m) => m.type === 'incremental');
-  const segs = [...input.segments];
   // Whether the chain goes on past T: then every event up to T is in the steps, gap or not beyond.
   let continuesAfterT = false;
   for (;;) {
@@ -159,19 +189,9 @@ export function planRestore(input: { manifests: readonly BackupManifest[]; segme
     cur = seg.last_seq;
     curHash = ''; // unknown until read; the executor checks links
   }
-  if (steps.length === 0) throw new BackupError('BACKUP_NOT_FOUND', `no backup or segment covers ${T} µs`, { pointInTime: T });
-  const beyond = Math.max(0, ...manifests.map((m) => m.to_seq), ...segs.map((s) => s.last_seq));
-  const last = steps[steps.length - 1]!;
-  const reachedT = continuesAfterT || (last.kind === 'backup' && last.manifest.to_ts > T);
-  return {
-    target,
-    steps,
-    toSeq: cur,
-    pointInTime: T,
-    expected: null,
-    checkpoint: base === undefined ? null : checkpointOf(base),
-    gapAfterSeq: !reachedT && beyond > cur ? cur : null,
-  };
+  const last = steps[steps.length - 1];
+  const reachedT = continuesAfterT || (last?.kind === 'backup' && last.manifest.to_ts > T);
+  return { steps, toSeq: cur, gapAfterSeq: !reachedT && beyond > cur ? cur : null, base };
 }
 
 /**

@@ -346,3 +346,48 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     await log.close();
   });
 });
+
+describe('point-in-time restore over a chain with a gap', () => {
+  it('takes an older full backup\'s chain when the newest one stops at a gap; a dry run refuses what the restore refuses', async () => {
+    const { log, dir } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    const mgr = new BackupManager({ log, dataDir: dir, store, logger: quietLogger() });
+    await log.append([created('c', 8)]);
+    await fill(log, 99, { batch: 33 });
+    const a = await mgr.createFull(); // 1..100
+    await new Promise((r) => setTimeout(r, 2));
+    await fill(log, 50, { seed: 100, batch: 25 });
+    const b = await mgr.createFull(); // 1..150, the newest full: nothing builds on it
+    await fill(log, 50, { seed: 200, batch: 25 });
+    const inc = await mgr.createIncremental({ since: a.to_ts }); // 101..200, on a
+    expect([inc.parent, inc.from_seq, inc.to_seq]).toEqual([a.backup_id, 101, 200]);
+    const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 40, logger: quietLogger() });
+    await cb.start();
+    await fill(log, 100, { seed: 300, batch: 20 });
+    await cb.waitForShipped(log.head().seq);
+    await cb.stop();
+    expect(b.to_seq).toBe(150);
+    // T after the incremental: b's chain stops at 150 (a gap, then segments from 201); a's goes on.
+    for (const seq of [180, 250, log.head().seq]) {
+      const T = log.get(seq)!.ts;
+      const dry = await restore({ store, dataDir: path.join(tempDir(), 'dry'), pointInTime: T, dryRun: true });
+      expect(dry.plan).not.toContain('WARNING');
+      const r = await restore({ store, dataDir: path.join(tempDir(), 'pitr'), pointInTime: T });
+      expect([r.seq, r.headHash]).toEqual([log.seqAtTime(T), toHex(log.get(log.seqAtTime(T))!.hash)]);
+    }
+    // A segment in the middle removed by hand: every chain stops at its gap. A T after the gap's
+    // start is refused, by the dry run too (before: it printed a plan and a warning, exit 0); a T
+    // before it is restored, dry run or not.
+    const segs = await loadSegments(store);
+    const gone = segs[Math.floor(segs.length / 2)]!;
+    await store.delete(gone.key);
+    for (const dryRun of [true, false]) {
+      await expect(restore({ store, dataDir: path.join(tempDir(), 'pitr'), pointInTime: log.get(log.head().seq)!.ts, dryRun })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHAIN_GAP'));
+      await expect(restore({ store, dataDir: path.join(tempDir(), 'pitr'), pointInTime: log.get(gone.first_seq)!.ts, dryRun })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_CHAIN_GAP'));
+      const T = log.get(gone.first_seq - 1)!.ts - 1; // before the last event ahead of the gap (a batch's events share a ts)
+      const before = await restore({ store, dataDir: path.join(tempDir(), 'pitr'), pointInTime: T, dryRun });
+      if (!dryRun) expect(before.seq).toBe(log.seqAtTime(T));
+    }
+    await log.close();
+  });
+});
