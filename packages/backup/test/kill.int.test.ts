@@ -145,7 +145,9 @@ describe('a backup process killed with SIGKILL mid-upload', () => {
     stop = true;
     await writer;
     const store = s3Store(s3.endpoint, prefix);
-    await until(async () => (await verifySegments(store)).contiguousTo === log.head().seq, 60_000, 'catch-up after the last restart');
+    await until(async () => (await verifySegments(store)).contiguousTo === log.head().seq, 60_000, 'catch-up after the last restart').catch(async (e: unknown) => {
+      throw new Error(`${(e as Error).message} (head ${log.head().seq}, store to ${(await verifySegments(store)).contiguousTo}); the child said: ${c.lines.filter((l) => !l.startsWith('put ')).join(' | ')}`);
+    });
     c.proc.kill('SIGKILL');
     await c.exited;
     const rep = await verifySegments(store);
