@@ -105,6 +105,25 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     expect(await s.stop()).toBe(0);
   });
 
+  it('a passing WAL failure: once the breaker half-opens the server is ready again by itself, and the next write closes it', async () => {
+    const dir = tmp();
+    const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_FAILPOINTS: 'wal.append=1*error(ENOSPC)', KYRODB_ERROR_RECOVERY_WAL_CIRCUIT_BREAKER_TIMEOUT_SECONDS: '1' });
+    servers.push(s);
+    expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' })).status).toBe(503);
+    expect((await call(s.url, 'GET', '/readyz')).status).toBe(503); // open
+    await new Promise((r) => setTimeout(r, 1500));
+    // Half-open: the next write is the probe. A load balancer that routes by /readyz must send it
+    // one (before: 503 until a write came some other way, so a node behind one never recovered).
+    const ready = await call(s.url, 'GET', '/readyz');
+    expect([ready.status, ready.json.wal]).toEqual([200, 'half_open']);
+    const hc = await kyrodb(['admin', 'health-check', '--url', s.url]);
+    expect(hc.code).toBe(0);
+    expect(hc.stdout).toMatch(/^training: \w+, \d+ restarts/m); // as its --help says it prints
+    expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' })).status).toBe(201);
+    expect((await call(s.url, 'GET', '/readyz')).json.wal).toBe('closed');
+    expect(await s.stop()).toBe(0);
+  });
+
   // A real ENOSPC on a small tmpfs (needs root / CAP_SYS_ADMIN to mount).
   const mnt = tmp('kyro-tmpfs-');
   const skipReason = tmpfsRefusal('a real ENOSPC');

@@ -530,10 +530,12 @@ export function buildProgram(): Command {
       if (h.status !== 200) throw httpError(h);
       const ready = await http(url, 'GET', '/readyz');
       const body = { ready: ready.status === 200, ...(h.json as Record<string, unknown>) };
-      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number }; continuousBackup?: { state?: string; shippedSeq?: number; lagEvents?: number; lastError?: string } | null };
+      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number }; training?: { state?: string; restartsTotal?: number; gaveUp?: boolean; lastError?: string } | null; continuousBackup?: { state?: string; shippedSeq?: number; lagEvents?: number; lastError?: string } | null };
+      const tr = hj.training;
+      const trLine = tr ? `\ntraining: ${tr.gaveUp === true ? 'gave up' : (tr.state ?? '?')}, ${tr.restartsTotal ?? 0} restarts${tr.lastError !== undefined ? ` (${tr.lastError})` : ''}` : '';
       const cb = hj.continuousBackup;
       const cbLine = cb ? `\ncontinuous backup: ${cb.state ?? '?'}, shipped seq ${cb.shippedSeq ?? '?'}, lag ${cb.lagEvents ?? '?'} events${cb.lastError !== undefined ? ` (${cb.lastError})` : ''}` : '';
-      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${cbLine}`);
+      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${trLine}${cbLine}`);
       // Ready but with a breaker open (the cold tier: searches answered by the hot tier alone,
       // `degraded`) is not healthy either, as the exit codes say: it exited 0.
       const open = Object.entries(hj.breakers ?? {}).filter(([, v]) => v === 'open').map(([k]) => k);

@@ -169,7 +169,7 @@ const LEAVES: Readonly<Record<string, Leaf>> = {
   'backup.s3.force_path_style': { kind: 'bool' },
   'cache.enabled': { kind: 'bool' },
   'cache.similarity_threshold': { kind: 'number', min: 1e-6, max: 1 }, // (0, 1]: 0 would serve any cached answer
-  'cache.capacity': int(0, 100_000_000),
+  'cache.capacity': int(1, 100_000_000),
   'cache.max_staleness_ms': int(0, MAX_INT),
   'cache.training.interval_secs': int(1, 86_400),
   'cache.training.min_samples': int(1, MAX_INT),

@@ -524,11 +524,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
     // ---------------------------------------------------------- operations
     r.get('/healthz', { schema: { summary: 'Alive', querystring: emptyQuery } }, () => ({ status: 'ok' }));
-    r.get('/readyz', { schema: { summary: 'Ready: projections caught up with the log and the WAL breaker closed (else 503)', querystring: emptyQuery } }, async (_req, reply) => {
+    r.get('/readyz', { schema: { summary: 'Ready: projections caught up with the log and the WAL breaker not open (else 503)', querystring: emptyQuery } }, async (_req, reply) => {
       const head = log.head().seq;
       const applied = projections.applied();
       const wal = log.breakerStatus().state;
-      const ready = applied >= head && wal === 'closed';
+      // Half-open takes the next write as its probe: not ready then, a node behind a load balancer
+      // that routes by readiness was sent no write, and stayed unready until someone reset it.
+      const ready = applied >= head && wal !== 'open';
       return reply.status(ready ? 200 : 503).send({ ready, head, applied, wal });
     });
     r.get('/metrics', { schema: { summary: 'Prometheus metrics', querystring: emptyQuery } }, async (_req, reply) => {

@@ -95,6 +95,8 @@ describe('config', () => {
     // cache's own check failed later without naming it), a checkpoint interval past a timer's
     // longest delay (Node then fired it every millisecond: a checkpoint after nearly every write).
     expect(errorOf(() => loadConfig({ env: { KYRODB_CACHE_SIMILARITY_THRESHOLD: '0' } })).message).toMatch(/cache\.similarity_threshold/);
+    // A capacity of 0 passed here, then failed the start with the cache's code, after the data dir was made.
+    expect(errorOf(() => loadConfig({ env: { KYRODB_CACHE_CAPACITY: '0' } })).message).toMatch(/cache\.capacity/);
     expect(errorOf(() => loadConfig({ env: { KYRODB_CHECKPOINT_EVERY_SECS: '3000000' } })).message).toMatch(/checkpoint\.every_secs/);
     expect(loadConfig({ env: { KYRODB_CHECKPOINT_EVERY_SECS: '2147483' } }).checkpoint.every_secs).toBe(2147483);
   });
