@@ -104,7 +104,14 @@ export class ScheduledBackups {
   // A log that does not extend the newest backup is left to createIncremental to refuse (BACKUP_LOG_DIVERGED).
   private async incrementalOrFirstFull(): Promise<BackupManifest | undefined> {
     const { manager, log, logger } = this.o;
-    const newest = (await manager.list())[0];
+    // Scheduled incrementals listed the store outside any backup: with the store down they failed
+    // every hour, logged, and never counted in backup_failure_total (the BackupFailing alert).
+    const newest = (
+      await manager.list().catch((err: unknown) => {
+        manager.countFailure('incremental', err);
+        throw err;
+      })
+    )[0];
     if (newest === undefined) {
       logger('info', 'scheduled incremental backup: the store holds no backup yet; taking a full one');
       return manager.createFull({ description: 'scheduled' });

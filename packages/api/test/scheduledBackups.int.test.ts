@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
@@ -18,19 +19,20 @@ describe('scheduled backups that fire together', () => {
     log = undefined;
   });
 
-  const setUp = async (): Promise<{ sched: ScheduledBackups; manager: BackupManager; lines: string[]; write: (i: number) => Promise<void> }> => {
+  const setUp = async (): Promise<{ sched: ScheduledBackups; manager: BackupManager; lines: string[]; write: (i: number) => Promise<void>; registry: Registry; backupsDir: string }> => {
     const dir = tmpDir();
     const dataDir = path.join(dir, 'data');
     log = await EventLog.open({ dir: dataDir, logger: () => {} });
     const l = log;
-    const manager = new BackupManager({ log: l, dataDir, store: new LocalDirStore(path.join(dir, 'backups')), registry: new Registry() });
+    const registry = new Registry();
+    const manager = new BackupManager({ log: l, dataDir, store: new LocalDirStore(path.join(dir, 'backups')), registry });
     const lines: string[] = [];
     const sched = new ScheduledBackups({ manager, log: l, logger: (level, msg) => lines.push(`${level} ${msg}`), retention: { hourly: 24, daily: 7, weekly: 4, monthly: 12 } });
     await l.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 16, efConstruction: 100, efSearch: 50 } } }]);
     const write = async (i: number): Promise<void> => {
       await l.append([{ type: 'vector.upserted', collection: 'c', body: { id: `d${i}`, vector: new Float32Array([i, 1]) } }]);
     };
-    return { sched, manager, lines, write };
+    return { sched, manager, lines, write, registry, backupsDir: path.join(dir, 'backups') };
   };
 
   it('an incremental first, then the full: both are taken, the full after it, holding every event', async () => {
@@ -72,5 +74,20 @@ describe('scheduled backups that fire together', () => {
     await sched.idle();
     await sched.fire('full');
     expect(done(lines)).toEqual(['full', 'incremental']);
+  });
+
+  it('a scheduled incremental that cannot read its store counts in backup_failure_total (the BackupFailing alert)', async () => {
+    const { sched, lines, write, registry, backupsDir } = await setUp();
+    await sched.fire('full');
+    await write(1);
+    const failures = async (type: string): Promise<number> => (await registry.getSingleMetric('backup_failure_total')!.get()).values.find((v) => v.labels['type'] === type)?.value ?? 0;
+    expect(await failures('incremental')).toBe(0);
+    // The store's dir replaced by a file: listing it fails (ENOTDIR), as with S3 down.
+    fs.rmSync(backupsDir, { recursive: true });
+    fs.writeFileSync(backupsDir, '');
+    await sched.fire('incremental');
+    await sched.idle();
+    expect(lines.some((l) => l.startsWith('error scheduled incremental backup failed'))).toBe(true);
+    expect(await failures('incremental')).toBe(1); // before: 0
   });
 });

@@ -627,6 +627,15 @@ export class BackupManager {
     return p;
   }
 
+  /**
+   * Counts a backup that failed before it began (its caller could not read the store to choose
+   * what to take) in `backup_failure_total`, as `timedRun` counts one that failed under way, so
+   * that the BackupFailing alert sees it. A refusal (bad input) is not a failure.
+   */
+  countFailure(type: 'full' | 'incremental', err: unknown): void {
+    if (!(isBackupError(err) && REFUSED.has(err.code))) this.metrics.failure.inc({ type });
+  }
+
   /** Runs a backup `fn` under a new id, with its metrics; if it fails, what it stored is removed (`discard`). */
   private timed(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
     return this.track(this.timedRun(type, fn));
