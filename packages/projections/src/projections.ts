@@ -124,6 +124,9 @@ const defaultLogger: LogSink = (level, msg, fields) => {
  * query executor. Everything is rebuildable from the log: a corrupt checkpoint costs time,
  * never data.
  */
+/** How long after a failed automatic checkpoint the next one waits, ms. */
+const AUTO_CHECKPOINT_RETRY_MS = 5000;
+
 export class Projections {
   private state: MaterializedState = emptyState();
   private readonly hot = new HotTier();
@@ -139,6 +142,8 @@ export class Projections {
   private generations: (Generation & { createdMs: number; coldSeq: number })[] = [];
   private checkpointing: Promise<{ seq: number; dir: string }> | undefined;
   private eventsSinceCheckpoint = 0;
+  /** No automatic checkpoint before this (Clock.monotonicMs): set when one failed (see autoCheckpoint). */
+  private cpRetryAt = 0;
   private cpTimer: NodeJS.Timeout | undefined;
   private asOfCache: MaterializedState | undefined;
   private initializing = true;
@@ -305,7 +310,7 @@ export class Projections {
     this.schedulePump();
     if (this.cpOpts.everySecs > 0) {
       this.cpTimer = setInterval(() => {
-        if (this.state.seq > (this.generations[0]?.seq ?? 0) && this.checkpointing === undefined) this.autoCheckpoint();
+        if (this.state.seq > (this.generations[0]?.seq ?? 0)) this.autoCheckpoint();
       }, this.cpOpts.everySecs * 1000);
       this.cpTimer.unref();
     }
@@ -334,13 +339,21 @@ export class Projections {
       }
     }
     this.schedulePump();
-    if (this.cpOpts.everyEvents > 0 && this.eventsSinceCheckpoint >= this.cpOpts.everyEvents && this.checkpointing === undefined) this.autoCheckpoint();
+    if (this.cpOpts.everyEvents > 0 && this.eventsSinceCheckpoint >= this.cpOpts.everyEvents) this.autoCheckpoint();
   }
 
+  /**
+   * A checkpoint by the schedule (every N events or T seconds). Not while one is under way or the
+   * cold tier is down (its restart loads a checkpoint, and the next event or tick after it takes
+   * one), nor for AUTO_CHECKPOINT_RETRY_MS after one failed: every applied event retried it
+   * before, and a restarting cold tier logged 130 "checkpoint failed" lines in 150 ms.
+   */
   private autoCheckpoint(): void {
+    if (this.checkpointing !== undefined || this.cold?.alive !== true || this.clock.monotonicMs() < this.cpRetryAt) return;
     // One that a close cut short is not a failure to report (the close says what it gave up).
     this.checkpoint().catch((err: unknown) => {
-      if (!this.closed) this.logger('error', 'checkpoint failed', { error: String(err) });
+      this.cpRetryAt = this.clock.monotonicMs() + AUTO_CHECKPOINT_RETRY_MS;
+      if (!this.closed) this.logger('error', 'checkpoint failed', { error: String(err), retryInMs: AUTO_CHECKPOINT_RETRY_MS });
     });
   }
 

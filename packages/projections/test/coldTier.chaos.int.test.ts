@@ -119,6 +119,27 @@ describe('cold tier faults (chaos, real worker thread)', () => {
     expect(s.results).toEqual(exact(env, q));
   });
 
+  it('checkpoints every event while the cold tier restarts: no retry per event, and checkpoints resume once it is back', async () => {
+    env = await makeEnv();
+    const logs: string[] = [];
+    const p = await env.open({ checkpoint: { everyEvents: 1 }, logger: (_level, msg) => logs.push(msg) });
+    await seed(env, p, 10);
+    // Each insert is slow, and the first one crashes the worker: events go on while it restarts.
+    env.failpoints.set('projection.cold.insert', '1*panic');
+    const r = rng(12);
+    for (let i = 0; i < 150; i++) await env.log.append([upsert('c', `y${i}`, randomVector(r, DIM))]);
+    await p.waitForCold(env.log.head().seq);
+    const failed = logs.filter((m) => m === 'checkpoint failed').length;
+    expect(failed, `${failed} "checkpoint failed" lines`).toBeLessThanOrEqual(2); // before: one per event while the worker was down
+    // Once the worker is back (and the retry delay after a failure, 5 s, has passed), writes take checkpoints again.
+    const until = Date.now() + 20_000;
+    for (let i = 0; (listGenerations(env.dir)[0]?.seq ?? 0) <= 11 && Date.now() < until; i++) {
+      await env.log.append([upsert('c', `z${i}`, randomVector(r, DIM))]);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(listGenerations(env.dir)[0]?.seq ?? 0).toBeGreaterThan(11);
+  });
+
   it('hot-tier bound: while the cold tier is stalled (projection.cold.insert=delay) the hot tier grows past maxVectors and admission() pushes back; it recovers once the cold tier absorbs', async () => {
     env = await makeEnv();
     const p = await env.open({ hotTier: { maxVectors: 20 } });
