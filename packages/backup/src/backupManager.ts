@@ -100,6 +100,8 @@ const INDEX_STALL_MS = 60_000;
 
 /** Backup errors that refuse a request before anything is stored (or stop it at shutdown): not counted as failed backups. */
 const REFUSED: ReadonlySet<BackupErrorCode> = new Set(['BACKUP_INVALID_ARGUMENT', 'BACKUP_NOT_FOUND', 'BACKUP_TAG_EXISTS', 'BACKUP_ABORTED']);
+/** A request refused before anything was stored (REFUSED): not a failed backup. */
+const isRefusal = (err: unknown): boolean => isBackupError(err) && REFUSED.has(err.code);
 
 /** A tag: 1–128 of letters, digits and `. _ - : @ +`, starting with a letter or digit. */
 export const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$/;
@@ -633,7 +635,7 @@ export class BackupManager {
    * that the BackupFailing alert sees it. A refusal (bad input) is not a failure.
    */
   countFailure(type: 'full' | 'incremental', err: unknown): void {
-    if (!(isBackupError(err) && REFUSED.has(err.code))) this.metrics.failure.inc({ type });
+    if (!isRefusal(err)) this.metrics.failure.inc({ type });
   }
 
   /** Runs a backup `fn` under a new id, with its metrics; if it fails, what it stored is removed (`discard`). */
@@ -657,8 +659,8 @@ export class BackupManager {
     } catch (err) {
       // A request refused before anything was stored (bad input, no parent, a tag in use) is not a
       // failed backup: it must not trip the BackupFailing alert.
-      const refused = isBackupError(err) && REFUSED.has(err.code);
-      if (!refused) this.metrics.failure.inc({ type });
+      const refused = isRefusal(err);
+      this.countFailure(type, err);
       this.logger(refused ? 'warn' : 'error', `${type} backup ${refused ? 'refused' : 'failed'}`, { error: String(err) });
       await this.discard(id);
       throw err;

@@ -29,6 +29,11 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
   return out.sort((a, b) => a.first_seq - b.first_seq || a.last_seq - b.last_seq);
 }
 
+/** A continuous segment's header (its seq and ts range, the hashes at both ends), read from the store. */
+export async function segmentHeaderOf(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<SegmentHeader> {
+  return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key);
+}
+
 /**
  * The hash (hex) of a continuous segment's last event, from its header; undefined when the
  * segment was encrypted with another key than `encryption` (or it is absent: the key was
@@ -36,7 +41,7 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
  */
 export async function segmentLastHash(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<string | undefined> {
   try {
-    return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key).last_hash;
+    return (await segmentHeaderOf(store, seg, encryption)).last_hash;
   } catch (err) {
     if (isBackupError(err) && (err.code === 'BACKUP_DECRYPT_FAILED' || err.code === 'BACKUP_KEY_REQUIRED')) return undefined;
     throw err;

@@ -8,12 +8,12 @@ import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { decodeObject } from './objectCodec.js';
-import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable, warnUnreadable } from './pieces.js';
+import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable, segmentHeaderOf, warnUnreadable } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
 import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
-import { SEGMENT_HEADER_MAX_BYTES, readSegmentHeader } from './segment.js';
+import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
 import type { GetOptions, ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
@@ -754,7 +754,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
     // T may be in the gap): the last step's ts says so (a segment's, from its header).
     if (plan.pointInTime !== null && plan.gapAfterSeq !== null) {
       const last = plan.steps[plan.steps.length - 1]!;
-      const lastTs = last.kind === 'backup' ? last.manifest.to_ts : readSegmentHeader(decodeObject(await o.store.get(last.segment.key), o.encryption, last.segment.key), last.segment.key).last_ts;
+      const lastTs = last.kind === 'backup' ? last.manifest.to_ts : (await segmentHeaderOf(o.store, last.segment, o.encryption)).last_ts;
       if (lastTs <= plan.pointInTime) throw chainGapError(plan.gapAfterSeq, plan.pointInTime);
     }
     const dataDir = realish(o.dataDir);
