@@ -129,6 +129,20 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     const port = new URL(server.url).port;
     const busy = await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'd2')], env);
     expect([busy.code, busy.stderr]).toEqual([2, expect.stringContaining(`--port: 127.0.0.1:${port} is already in use`)]);
+    // The refused start leaves no data dir: not one it made (with its parents), nor files in an empty one.
+    expect(fs.existsSync(path.join(dir, 'd2'))).toBe(false);
+    const nested = await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'p', 'q', 'd3')], env);
+    expect(nested.code, nested.stderr).toBe(2);
+    expect(fs.existsSync(path.join(dir, 'p'))).toBe(false);
+    fs.mkdirSync(path.join(dir, 'empty'));
+    expect((await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'empty')], env)).code).toBe(2);
+    expect(fs.readdirSync(path.join(dir, 'empty'))).toEqual([]);
+    // A data dir with a log in it is never removed by a refused start.
+    expect((await kyrodb(['serve', '--port', port, '--data-dir', data], env)).code).toBe(2);
+    expect(fs.readdirSync(data)).toContain('log.mdb');
+    const kept = await kyrodb(['query', '--collection', 'c', '--doc-id', '..', '--data-dir', data, '--json']);
+    expect([kept.code, (JSON.parse(kept.stdout) as { id: string }).id]).toEqual([0, '..']);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('unstarted'))).toEqual([]);
     expect(await server.stop()).toBe(0);
     server = undefined;
   });

@@ -100,8 +100,10 @@ describe('encrypted backups through the CLI', { timeout: 240_000 }, () => {
     expect(c.code).toBe(2);
     expect(c.stderr).toContain('BACKUP_KEY_REQUIRED');
     expect(backupDirs(storeC)).toEqual([]);
-    const serve = await kyrodb(['serve', '--port', '0', '--config', noKey], { KYRODB_BACKUP_KEY: '' });
+    const freshData = path.join(dir, 'fresh-data');
+    const serve = await kyrodb(['serve', '--port', '0', '--config', noKey, '--data-dir', freshData], { KYRODB_BACKUP_KEY: '' });
     expect(serve.code).toBe(2);
     expect(serve.stderr).toContain('BACKUP_KEY_REQUIRED');
+    expect(fs.existsSync(freshData), 'a refused start makes no data dir').toBe(false);
   });
 });

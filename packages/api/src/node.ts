@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
@@ -122,6 +124,10 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   const wal = cfg.error_recovery.wal;
   // A restore into this data dir that was killed part way may have moved it aside: put it back first.
   await recoverInterruptedRestore(dataDir, (level, msg, fields) => logger(level, msg, { component: 'restore', ...fields }));
+  // What the config alone can refuse is refused before anything is made on disk.
+  const store = openConfiguredStore(cfg);
+  const enc = encryptionOf(cfg);
+  const fresh = freshDirOf(dataDir);
   const log = await EventLog.open({
     dir: dataDir,
     registry,
@@ -153,8 +159,6 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
       supervisor = cache.supervisor;
     }
 
-    const store = openConfiguredStore(cfg);
-    const enc = encryptionOf(cfg);
     const manager = new BackupManager({ log, dataDir, store, registry, compression: cfg.backup.compression, ...(enc !== undefined ? { encryption: enc } : {}) });
     const backup: { manager: BackupManager; continuous?: ContinuousBackup } = { manager };
     if (cfg.backup.continuous.enabled) {
@@ -244,7 +248,56 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
     if (continuous !== undefined) await continuous.stop().catch(() => undefined);
     if (supervisor !== undefined) await supervisor.stop().catch(() => undefined);
     if (projections !== undefined) await projections.close().catch(() => undefined);
-    await log.close();
+    // A start refused (a port in use, an address not of this machine) leaves a fresh data dir as
+    // it found it: no write was acknowledged, so nothing is lost.
+    const aside = fresh !== undefined ? setAside(dataDir) : undefined;
+    if (aside === undefined) await log.close();
+    else await log.close().catch(() => undefined); // its last sync of the dir finds the path gone; all of it is removed
+    if (fresh !== undefined && aside !== undefined) removeUnstarted(fresh, aside);
     throw err;
+  }
+}
+
+/** A data dir a start makes from nothing: missing (`made`: the first missing level of its path) or empty. */
+type FreshDir = { dir: string; made?: string };
+
+function freshDirOf(dataDir: string): FreshDir | undefined {
+  const dir = path.resolve(dataDir);
+  try {
+    return fs.readdirSync(dir).length === 0 ? { dir } : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+  }
+  let made = dir;
+  while (path.dirname(made) !== made && !fs.existsSync(path.dirname(made))) made = path.dirname(made);
+  return { dir, made };
+}
+
+/**
+ * Renames a data dir this process made, still holding its writer lock (named after the path),
+ * so that another server that takes the path once the lock is released starts a dir of its own,
+ * which is never removed here. Undefined when it cannot be moved (a mount point): it stays.
+ */
+function setAside(dataDir: string): string | undefined {
+  const aside = `${path.resolve(dataDir)}.unstarted-${process.pid}`;
+  try {
+    fs.renameSync(dataDir, aside);
+    return aside;
+  } catch {
+    return undefined;
+  }
+}
+
+function removeUnstarted(fresh: FreshDir, aside: string): void {
+  try {
+    fs.rmSync(aside, { recursive: true, force: true });
+    if (fresh.made === undefined) {
+      fs.mkdirSync(fresh.dir); // it was an empty dir: it stays one
+      return;
+    }
+    // The parents this start made, bottom up; one that holds anything now is not ours to remove.
+    for (let d = path.dirname(fresh.dir); fresh.made !== fresh.dir && d.length >= fresh.made.length; d = path.dirname(d)) fs.rmdirSync(d);
+  } catch {
+    // another process made it again, or holds something in it: left as it is
   }
 }
