@@ -91,6 +91,11 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
       const r = await kyrodb([...cmd, '--data-dir', data, '--output', file]);
       expect([r.code, r.stderr], cmd[1]).toEqual([2, expect.stringContaining('--output: the backup directory')]);
     }
+    // …and for serve, whichever backups use the store: scheduled, or continuous alone.
+    for (const on of [{ KYRODB_BACKUP_ENABLED: 'true' }, { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_CONTINUOUS_ENABLED: 'true' }]) {
+      const r = await kyrodb(['serve', '--port', '0', '--data-dir', path.join(dir, 'd0')], { ...on, KYRODB_BACKUP_LOCAL_DIR: file });
+      expect([r.code, r.stderr], JSON.stringify(on)).toEqual([2, expect.stringContaining('backup.local_dir: the backup directory')]);
+    }
     expect(fs.readFileSync(file, 'utf8')).toBe('not a dir');
     // A mistyped store path lists nothing, and says why.
     const typo = await kyrodb(['backup', 'list', '--output', path.join(dir, 'bakcups')]);

@@ -10,6 +10,8 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CLI = path.join(ROOT, 'packages/api/dist/cli.js');
+/** How long `kyrodb()` lets a command run. */
+const COMMAND_TIMEOUT_MS = 120_000;
 
 export function tmp(prefix = 'kyro-e2e-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -64,8 +66,11 @@ export function startServer(args: string[], env: Record<string, string> = {}): P
 /** Runs the CLI to completion. */
 export function kyrodb(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    // A command that does not end (a serve that should have refused to start) fails its test with a
+    // message, and is not left running.
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: COMMAND_TIMEOUT_MS, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
+      if (error?.killed === true) stderr += `\n[test] kyrodb ${args.join(' ')}: killed after ${COMMAND_TIMEOUT_MS / 1000} s, it did not exit\n`;
       resolve({ code, stdout, stderr });
     });
   });

@@ -298,7 +298,7 @@ export function buildProgram(): Command {
         if (Number.isNaN(port)) throw new ApiError('API_CONFIG_INVALID', `--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
         const cfg = configFrom(o, { 'server.host': o.host, 'server.port': port });
         checkedDataDir(cfg, o, false);
-        if (cfg.backup.enabled) checkedStore(cfg, o, undefined, false);
+        if (cfg.backup.enabled || cfg.backup.continuous.enabled) checkedStore(cfg, o, undefined, false);
         let node: Awaited<ReturnType<typeof startNode>>;
         try {
           node = await startNode(cfg);
