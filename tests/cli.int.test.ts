@@ -49,7 +49,7 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect(r.stderr).toContain('server.port');
     const e = await kyrodb(['serve', '--data-dir', path.join(dir, 'd')], { KYRODB_BACKUP_FULL_BACKUP_SCHEDULE: 'sometimes' });
     expect(e.code).toBe(2);
-    expect(e.stderr).toContain('backup.full_backup_schedule');
+    expect(e.stderr).toContain('KYRODB_BACKUP_FULL_BACKUP_SCHEDULE (backup.full_backup_schedule)');
     expect((await kyrodb(['query', '--doc-id', 'a', '--collection', 'c', '--as-of', 'noon', '--data-dir', dir])).code).toBe(2);
     expect((await kyrodb(['admin', 'reset-circuit-breaker', '--name', 'disk'])).code).toBe(2);
     // A backup store that cannot be reached: exit 6, as for a server that cannot be.
@@ -94,7 +94,7 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     // …and for serve, whichever backups use the store: scheduled, or continuous alone.
     for (const on of [{ KYRODB_BACKUP_ENABLED: 'true' }, { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_CONTINUOUS_ENABLED: 'true' }]) {
       const r = await kyrodb(['serve', '--port', '0', '--data-dir', path.join(dir, 'd0')], { ...on, KYRODB_BACKUP_LOCAL_DIR: file });
-      expect([r.code, r.stderr], JSON.stringify(on)).toEqual([2, expect.stringContaining('backup.local_dir: the backup directory')]);
+      expect([r.code, r.stderr], JSON.stringify(on)).toEqual([2, expect.stringContaining('KYRODB_BACKUP_LOCAL_DIR: the backup directory')]);
     }
     expect(fs.readFileSync(file, 'utf8')).toBe('not a dir');
     // A mistyped store path lists nothing, and says why.

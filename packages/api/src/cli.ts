@@ -10,7 +10,7 @@ import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
-import { dataDirOf, loadConfig, unknownConfigEnv } from './config.js';
+import { dataDirOf, envNameOf, loadConfig, unknownConfigEnv } from './config.js';
 import { BackupManager, findBackup, interruptedRestoreNote, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
@@ -109,11 +109,15 @@ function configFrom(o: CommonOpts, extra: Record<string, unknown> = {}): KyroCon
   return cfg;
 }
 
-/** Which setting named the data dir, for messages: the flag, the env variable, or the config key. */
+/** Which setting gave a config key its value, for messages: a flag, the env variable, or the key (in the config file). */
+function settingName(o: CommonOpts, key: string, flag: string | undefined): string {
+  if (flag !== undefined) return flag;
+  if (process.env[envNameOf(key)] !== undefined) return envNameOf(key);
+  return o.config !== undefined ? `${key} (in ${o.config})` : key;
+}
+
 function dataDirKey(o: CommonOpts): string {
-  if (o.dataDir !== undefined) return '--data-dir';
-  if (process.env['KYRODB_STORAGE_DATA_DIR'] !== undefined) return 'KYRODB_STORAGE_DATA_DIR';
-  return o.config !== undefined ? `storage.data_dir (in ${o.config})` : 'storage.data_dir';
+  return settingName(o, 'storage.data_dir', o.dataDir !== undefined ? '--data-dir' : undefined);
 }
 
 /**
@@ -164,7 +168,7 @@ function checkedStore(cfg: KyroConfig, o: CommonOpts & { output?: string; from?:
   const store = openConfiguredStore(cfg, url);
   if (store.url.startsWith('file://')) {
     const dir = fileURLToPath(store.url);
-    const key = o.output !== undefined ? '--output' : o.from !== undefined ? '--from' : 'backup.local_dir';
+    const key = settingName(o, 'backup.local_dir', o.output !== undefined ? '--output' : o.from !== undefined ? '--from' : undefined);
     const state = dirState(dir);
     if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${key}: the backup directory ${dir} is not a directory (a file is in the way)`);
     if (state === 'missing' && reading) process.stderr.write(`kyrodb: warning: ${key}: there is no backup directory at ${dir} (nothing has been backed up there)\n`);
@@ -185,13 +189,13 @@ function checkedUrl(url: string): string {
 }
 
 /** Listen errors that are the config's (a port in use, an address this host does not have): bad config naming the key (exit 2). */
-function listenConfigError(err: unknown, cfg: KyroConfig, o: { host?: string; port?: string }): ApiError | undefined {
+function listenConfigError(err: unknown, cfg: KyroConfig, o: CommonOpts & { host?: string; port?: string }): ApiError | undefined {
   const code = (err as { code?: unknown } | undefined)?.code;
   const where = `${cfg.server.host}:${cfg.server.port}`;
-  const portKey = o.port !== undefined ? '--port' : 'server.port';
+  const portKey = settingName(o, 'server.port', o.port !== undefined ? '--port' : undefined);
   if (code === 'EADDRINUSE') return new ApiError('API_CONFIG_INVALID', `${portKey}: ${where} is already in use (another kyrodb serve, or another program); pick another port with --port or server.port`);
   if (code === 'EACCES') return new ApiError('API_CONFIG_INVALID', `${portKey}: not allowed to listen on ${where} (ports below 1024 need privileges)`);
-  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new ApiError('API_CONFIG_INVALID', `${o.host !== undefined ? '--host' : 'server.host'}: cannot listen on ${JSON.stringify(cfg.server.host)} (${String(code)}: not an address of this machine)`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return new ApiError('API_CONFIG_INVALID', `${settingName(o, 'server.host', o.host !== undefined ? '--host' : undefined)}: cannot listen on ${JSON.stringify(cfg.server.host)} (${String(code)}: not an address of this machine)`);
   return undefined;
 }
 

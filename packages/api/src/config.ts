@@ -210,7 +210,8 @@ function describe(leaf: Leaf): string {
 
 function bad(where: string, key: string, leaf: Leaf | undefined, got: unknown, extra?: string): never {
   const expected = leaf ? describe(leaf) : 'nothing (unknown key)';
-  throw new ApiError('API_CONFIG_INVALID', `config ${where}: ${key}: expected ${expected}, got ${JSON.stringify(got) ?? String(got)}${extra ? ` (${extra})` : ''}`, { key });
+  const shown = where === 'env' ? `${envNameOf(key)} (${key})` : key;
+  throw new ApiError('API_CONFIG_INVALID', `config ${where}: ${shown}: expected ${expected}, got ${JSON.stringify(got) ?? String(got)}${extra ? ` (${extra})` : ''}`, { key });
 }
 
 function checkLeaf(where: string, key: string, leaf: Leaf, v: unknown): unknown {
@@ -292,9 +293,14 @@ function mergeValidated(where: string, dst: Record<string, unknown>, src: unknow
   }
 }
 
-/** Every leaf path with its env var name: `server.port` → `KYRODB_SERVER_PORT`. */
+/** The env variable that sets a config key: `server.port` → `KYRODB_SERVER_PORT`. */
+export function envNameOf(key: string): string {
+  return 'KYRODB_' + key.replace(/\./g, '_').toUpperCase();
+}
+
+/** Every leaf path by its env var name. */
 export function envNames(): Record<string, string> {
-  return Object.fromEntries(Object.keys(LEAVES).map((p) => ['KYRODB_' + p.replace(/\./g, '_').toUpperCase(), p]));
+  return Object.fromEntries(Object.keys(LEAVES).map((p) => [envNameOf(p), p]));
 }
 
 /** KYRODB_ variables that are not config keys but are read elsewhere (never warned about). */

@@ -85,9 +85,9 @@ describe('config', () => {
   });
 
   it('bad env and flag values name the key', () => {
-    expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: 'eighty' } })).message).toMatch(/config env: server\.port: expected an integer/);
+    expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: 'eighty' } })).message).toMatch(/config env: KYRODB_SERVER_PORT \(server\.port\): expected an integer/);
     // Numbers in decimal only: Number() alone took 0x4396 as port 17302.
-    for (const v of ['0x4396', '0b1', '0o17', '1_000']) expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: v } })).message, v).toMatch(/config env: server\.port: expected an integer/);
+    for (const v of ['0x4396', '0b1', '0o17', '1_000']) expect(errorOf(() => loadConfig({ env: { KYRODB_SERVER_PORT: v } })).message, v).toMatch(/config env: KYRODB_SERVER_PORT \(server\.port\): expected an integer/);
     expect(loadConfig({ env: { KYRODB_SERVER_PORT: ' 8080 ' } }).server.port).toBe(8080);
     expect(loadConfig({ env: { KYRODB_BACKUP_S3_ENABLED: 'TRUE' } }).backup.s3.enabled).toBe(true);
     expect(errorOf(() => loadConfig({ env: {}, overrides: { 'server.port': -1 } })).message).toMatch(/config flag: server\.port/);
