@@ -237,11 +237,16 @@ function checkLeaf(where: string, key: string, leaf: Leaf, v: unknown): unknown 
       if (leaf.nonEmpty && v.trim() === '') bad(where, key, leaf, v);
       if (leaf.oneOf && !leaf.oneOf.includes(v)) bad(where, key, leaf, v);
       if (leaf.cron) {
+        let next: Date | null = null;
         try {
-          new Cron(v, { paused: true }).stop();
+          const c = new Cron(v, { paused: true });
+          next = c.nextRun();
+          c.stop();
         } catch (err) {
           bad(where, key, leaf, v, err instanceof Error ? err.message : String(err));
         }
+        // Accepted, it would leave backups off without a word.
+        if (next === null) bad(where, key, leaf, v, 'no date matches it: it would never run');
       }
       return v;
     }

@@ -60,6 +60,7 @@ describe('config', () => {
     ['server:\n  port: 70000\n', 'server.port', 'an integer in 0..65535'],
     ['server:\n  prot: 1\n', 'server.prot', 'unknown key'],
     ['backup:\n  full_backup_schedule: "every day"\n', 'backup.full_backup_schedule', 'cron'],
+    ['backup:\n  incremental_backup_schedule: "0 0 31 2 *"\n', 'backup.incremental_backup_schedule', 'never run'],
     ['backup:\n  compression: gzip\n', 'backup.compression', 'one of zstd, none'],
     ['storage:\n  hot_tier_max_vectors: 0\n', 'storage.hot_tier_max_vectors', 'an integer in 1..'],
     ['storage:\n  hot_tier_max_bytes: 0\n', 'storage.hot_tier_max_bytes', 'an integer in 1..'],
