@@ -80,6 +80,21 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     expect(await verifyCopy(copy, late)).toMatchObject({ ok: true, extends: true });
   });
 
+  it('LMDB rolled back to an older copy (the segments hold later events): segments_differ at the first event it lacks', async () => {
+    const copy = copyDir(dir);
+    const log = await EventLog.open({ dir: copy, logger: () => {} });
+    await log.append([upsert('c', 'late1', [1, 2, 3]), upsert('c', 'late2', [4, 5, 6])]);
+    await log.close();
+    expect(await verifyCopy(copy)).toMatchObject({ ok: true, checked: 42 });
+    fs.copyFileSync(path.join(dir, 'log.mdb'), path.join(copy, 'log.mdb')); // the copy taken at seq 40
+    expect(await verifyCopy(copy)).toMatchObject({ ok: false, seq: 41, problem: 'segments_differ', message: expect.stringContaining('LMDB ends at seq 40') });
+    // Against a digest too (at seq 20, in both: the chain up to it is unbroken).
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 41, problem: 'segments_differ' });
+    // A writer's open applies them again: then the copy verifies.
+    await (await EventLog.open({ dir: copy, logger: () => {} })).close();
+    expect(await verifyCopy(copy)).toMatchObject({ ok: true, checked: 42 });
+  });
+
   const edits: [string, number, Parameters<typeof alterEvent>[2]][] = [
     ['metadata value', 12, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, metadata: { i: 12, tag: 'forged' } } } : e)],
     ['vector', 7, (e) => (e.type === 'vector.upserted' ? { ...e, body: { ...e.body, vector: new Float32Array([7, -7, 2.5]) } } : e)],
@@ -135,8 +150,9 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
       const h = events.get(30);
       meta.putSync('head', { seq: 30, ts: 0, hash: Buffer.from(h.subarray(32, 64)) });
     });
-    // The early digest (seq 20) is still extended by the truncated log; the late one is not.
-    expect(await verifyCopy(copy, early)).toMatchObject({ ok: true });
+    // The early digest (seq 20) is still extended by the truncated chain, but the segments hold
+    // what LMDB lost; the late digest is beyond the head.
+    expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 31, problem: 'segments_differ' });
     expect(await verifyCopy(copy, late)).toMatchObject({ ok: false, seq: 40, problem: 'digest_beyond_head' });
   });
 

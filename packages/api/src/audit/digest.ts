@@ -1,4 +1,4 @@
-import { GENESIS_HASH, readSegments, recordHashOk, toHex, walDirOf } from '@kyrodb/log';
+import { GENESIS_HASH, readSegments, recordHashOk, toHex, walDirOf, writerRunning } from '@kyrodb/log';
 import type { EventLog, LogHead, VerifyProblem } from '@kyrodb/log';
 import { AuditError } from './errors.js';
 
@@ -129,6 +129,7 @@ function* verifySteps(log: EventLog, digest: Digest | undefined, onProgress: ((s
   const r = yield* chainSteps(log, genesis ? undefined : digest, onProgress, chunk, segments);
   if (!r.ok) return r;
   yield* segments.upTo(r.head.seq, chunk);
+  if (segments.problem === undefined) segments.checkNoneBeyond(r.head.seq);
   if (segments.problem !== undefined) return { ...segments.problem, checked: r.checked };
   if (!genesis) return r;
   if (!isGenesis(digest.hash)) return { ok: false, seq: 0, problem: 'digest_mismatch', message: `digest 0:${toHex(digest.hash)} is not the empty log's digest: seq 0 has the genesis hash, 64 zeros`, checked: r.checked };
@@ -165,6 +166,25 @@ class SegmentsInStep {
     }
     if (s.done === true || s.value.seq !== seq) this.problem = { ok: false, seq, problem: 'segments_missing', message: `the write-ahead segments lack seq ${seq} (their frames end, or one is damaged, before it); LMDB has it` };
     else if (Buffer.compare(s.value.record, record) !== 0) this.problem = { ok: false, seq, problem: 'segments_differ', message: `seq ${seq} differs between the write-ahead segments and LMDB: one of the two copies was altered` };
+  }
+
+  /**
+   * With no writer running, the segments end where LMDB does: a writer puts every record in the
+   * segments and then in LMDB, and closes only once LMDB has them all (a writer that did not
+   * close is LOG_RECOVERY_NEEDED at the open). Records past LMDB's head mean LMDB was rolled back
+   * or replaced: the answers read from it lack acknowledged events, which the next writer's open
+   * puts back (`segments_differ` at the first).
+   */
+  checkNoneBeyond(head: number): void {
+    if (writerRunning(this.log.dir)) return; // a live writer's LMDB trails its segments by a few ms
+    let s = this.segments.next();
+    if (this.next !== head + 1) {
+      this.segments = readSegments(walDirOf(this.log.dir), head + 1);
+      s = this.segments.next();
+    }
+    if (s.done !== true && s.value.seq > head) {
+      this.problem = { ok: false, seq: s.value.seq, problem: 'segments_differ', message: `the write-ahead segments hold seq ${s.value.seq} and on, LMDB ends at seq ${head}, and no writer has the log open: LMDB was rolled back or replaced, and reads from it lack those events (opening the data dir for writing applies them again)` };
+    }
   }
 
   /** Compares the records from `next` through `head` (those the fast scan left), yielding every `chunk`. */
