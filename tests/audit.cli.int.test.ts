@@ -267,6 +267,58 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect([dirOut.code, dirOut.stderr]).toEqual([2, expect.stringContaining('is a directory')]);
   });
 
+  it('audit replay --out: /dev/stdout appends to a file stdout was redirected to; a replaced file keeps its mode; a dangling link gets its target; a loop or a path in the data dir is refused', async () => {
+    const d = tmpDir();
+    const to = String(commits[2]!.ts);
+    const seqAtT = log.seqAtTime(commits[2]!.ts);
+    // `kyrodb audit replay --out /dev/stdout … >> exports.log`: the file is written to where it is, not replaced.
+    const redirected = path.join(d, 'exports.log');
+    fs.writeFileSync(redirected, 'precious\n');
+    const inode = fs.statSync(redirected).ino;
+    const fd = fs.openSync(redirected, 'a');
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const p = spawn(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', ENTRY, 'audit', 'replay', '--data-dir', dir, '--to', to, '--out', '/dev/stdout'], { cwd: ROOT, stdio: ['ignore', fd, 'ignore'] });
+      p.on('error', reject);
+      p.on('close', resolve);
+    });
+    fs.closeSync(fd);
+    expect(code).toBe(0);
+    expect(fs.statSync(redirected).ino).toBe(inode);
+    const text = fs.readFileSync(redirected, 'utf8');
+    expect(text.startsWith('precious\n')).toBe(true);
+    const exported = path.join(d, 'exported.ndjson');
+    fs.writeFileSync(exported, text.slice('precious\n'.length));
+    expect((await importState(exported)).head.seq).toBe(seqAtT);
+    // A replaced file keeps its permissions (an export holds every vector: 0600 stays 0600).
+    const secret = path.join(d, 'secret.ndjson');
+    fs.writeFileSync(secret, 'old');
+    fs.chmodSync(secret, 0o600);
+    expect((await run(['audit', 'replay', '--data-dir', dir, '--to', to, '--out', secret])).code).toBe(0);
+    expect(fs.statSync(secret).mode & 0o777).toBe(0o600);
+    // A dangling symlink: its target is made, the link stays.
+    const link = path.join(d, 'dangling');
+    fs.symlinkSync(path.join(d, 'target.ndjson'), link);
+    const dl = await run(['audit', 'replay', '--data-dir', dir, '--to', to, '--out', link]);
+    expect(dl.code, dl.stderr).toBe(0);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await importState(path.join(d, 'target.ndjson'))).head.seq).toBe(seqAtT);
+    // A loop of links: bad input with a stable code.
+    fs.symlinkSync(path.join(d, 'loop-b'), path.join(d, 'loop-a'));
+    fs.symlinkSync(path.join(d, 'loop-a'), path.join(d, 'loop-b'));
+    const loop = await run(['audit', 'replay', '--data-dir', dir, '--to', to, '--out', path.join(d, 'loop-a'), '--json']);
+    expect([loop.code, JSON.parse(loop.stdout).error.code]).toEqual([2, 'AUDIT_BAD_REQUEST']);
+    // The data dir's own files (beside a running writer): refused, nothing in it touched.
+    const before = fs.statSync(path.join(dir, 'log.mdb'));
+    const wal = fs.readdirSync(path.join(dir, 'wal'));
+    for (const out of [path.join(dir, 'log.mdb'), path.join(dir, 'wal', wal[0]!), path.join(dir, 'export.ndjson')]) {
+      const r = await run(['audit', 'replay', '--data-dir', dir, '--to', to, '--out', out]);
+      expect([r.code, r.stderr], out).toEqual([2, expect.stringContaining('is inside the data dir')]);
+    }
+    expect(fs.statSync(path.join(dir, 'log.mdb')).ino).toBe(before.ino);
+    expect(fs.readdirSync(path.join(dir, 'wal'))).toEqual(wal);
+    expect(fs.existsSync(path.join(dir, 'export.ndjson'))).toBe(false);
+  });
+
   it('audit search --as-of T answers the exact top-k of the state at T (projections scoring); bad queries exit 2, an unknown collection 4', async () => {
     const t = commits[2]!.ts;
     const r = await run(['audit', 'search', '--data-dir', dir, '--collection', 'c', '--vector', '[0.5, 0]', '--k', '2', '--as-of', String(t)]);

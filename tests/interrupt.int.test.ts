@@ -109,6 +109,26 @@ describe('interrupted commands', { timeout: 240_000 }, () => {
     expect(ls(scratch)).toEqual([]);
   });
 
+  it('audit verify: a signal while it walks the chain ends it (exit 130, one JSON document: the error), not after the whole log', async () => {
+    const holdsLog = (pid: number): boolean => {
+      try {
+        return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === path.join(data, 'log.mdb');
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
+    };
+    const r = await interrupt(['audit', 'verify', '--data-dir', data, '--json'], holdsLog, 'SIGINT');
+    expect(r.signalled).toBe(true);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { error?: { code: string } }).error?.code)).toEqual(['CLI_INTERRUPTED']);
+  });
+
   it('audit verify --backup-id: its scratch restore is removed, exit 130', async () => {
     const tmpdir = path.join(root, 'tmpdir');
     fs.mkdirSync(tmpdir);

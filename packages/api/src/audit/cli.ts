@@ -11,7 +11,7 @@ import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
-import { formatDigest, parseDigest, verifyDigest } from './digest.js';
+import { formatDigest, parseDigest, verifyDigestAsync } from './digest.js';
 import { docHistoryOrThrow, eventToJson, headToJson, searchAsOf } from './state.js';
 import { isProjectionError, validateFilter } from '@kyrodb/projections';
 import { exportStateAsOf } from './exportState.js';
@@ -69,16 +69,62 @@ function fail(err: unknown, json: boolean | undefined): void {
 }
 
 /**
- * Where `replay --out` writes. A regular file (new, or replaced) is written beside itself under a
- * temp name and renamed over it once complete, so a failed export never leaves half a file; a
- * symlink's target is written that way (the link stays); a FIFO or device (`/dev/stdout`, a pipe)
- * is written in place, as it is. A directory is refused before anything is read.
+ * Where `replay --out` writes. A regular file (new, or replaced, keeping its permissions) is
+ * written beside itself under a temp name and renamed over it once complete, so a failed export
+ * never leaves half a file; a symlink's target is written that way (the link stays, dangling or
+ * not); a FIFO or device is written in place, as it is; `/dev/stdout` (`/dev/fd/N`,
+ * `/proc/self/fd/N`) is this process's own stream, written where it is (a file it was redirected
+ * to is appended to, never replaced). A directory, a loop of symlinks and a file in the data dir
+ * (the audit commands only read it) are refused before anything is read.
  */
-function outputTarget(out: string): { path: string; direct: boolean } {
-  const st = fs.statSync(out, { throwIfNoEntry: false });
+function outputTarget(out: string, dataDir: string | undefined): { path: string; direct: boolean; fd?: number; mode?: number } {
+  const fd = ownStream(out);
+  if (fd !== undefined) return { path: out, direct: true, fd };
+  let st: fs.Stats | undefined;
+  let target: string;
+  try {
+    st = fs.statSync(out, { throwIfNoEntry: false });
+    target = st !== undefined ? fs.realpathSync(out) : linkTarget(out);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new AuditError('AUDIT_BAD_REQUEST', `--out ${out}: a loop of symlinks`);
+    throw err;
+  }
   if (st?.isDirectory() === true) throw new AuditError('AUDIT_BAD_REQUEST', `--out ${out} is a directory; give a file`);
   if (st !== undefined && !st.isFile()) return { path: out, direct: true };
-  return { path: st !== undefined ? fs.realpathSync(out) : out, direct: false };
+  if (dataDir !== undefined) {
+    const data = realOrSelf(dataDir);
+    const parent = realOrSelf(path.dirname(target));
+    if (parent === data || parent.startsWith(data + path.sep)) throw new AuditError('AUDIT_BAD_REQUEST', `--out ${out} is inside the data dir ${dataDir}, which the audit commands only read; write the export elsewhere`);
+  }
+  return { path: target, direct: false, ...(st !== undefined ? { mode: st.mode & 0o7777 } : {}) };
+}
+
+/** The fd of this process's own stream a path names (`/dev/stdout`: 1), or undefined. */
+function ownStream(out: string): number | undefined {
+  if (out === '/dev/stdout') return 1;
+  if (out === '/dev/stderr') return 2;
+  const m = /^\/(?:dev|proc\/self|proc\/(\d+))\/fd\/(\d+)$/.exec(out);
+  if (m === null || (m[1] !== undefined && Number(m[1]) !== process.pid)) return undefined;
+  return Number(m[2]);
+}
+
+/** Where a path that does not resolve leads: the target of its (dangling) symlinks, else itself. */
+function linkTarget(out: string): string {
+  let p = path.resolve(out);
+  for (let hops = 0; hops < 40; hops++) {
+    const l = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (l === undefined || !l.isSymbolicLink()) return p;
+    p = path.resolve(path.dirname(p), fs.readlinkSync(p));
+  }
+  throw Object.assign(new Error(`too many symlinks at ${out}`), { code: 'ELOOP' });
+}
+
+function realOrSelf(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
 }
 
 /** A collection name (and document id) within the documented rules, else AUDIT_BAD_REQUEST (exit 2). */
@@ -154,11 +200,12 @@ export function registerAuditCommands(program: Command): Command {
           const encryption = o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : decryptionKeyOf(cfg);
           await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
         }
-        await withLog(dataDir, (log) => {
+        await withLog(dataDir, async (log) => {
           const tty = process.stderr.isTTY && o.json !== true;
           const bar = tty ? new cliProgress.SingleBar({ format: 'verify [{bar}] {value}/{total} events', stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
           if (bar) bar.start(log.head().seq, 0);
-          const r = verifyDigest(log, digest, bar ? (seq, head) => { bar.setTotal(head); bar.update(seq); } : undefined);
+          // In chunks that let a SIGINT or SIGTERM end it (CLI_INTERRUPTED), not after the whole log.
+          const r = await verifyDigestAsync(log, digest, bar ? (seq, head) => { bar.setTotal(head); bar.update(seq); } : undefined);
           bar?.stop();
           const source = o.backupId !== undefined ? { backup_id: o.backupId } : {};
           if (r.ok) {
@@ -200,7 +247,7 @@ export function registerAuditCommands(program: Command): Command {
     .option('--json', 'print the summary as JSON')
     .action(async (o: { to: string; out: string; dataDir: string; json?: boolean }) => {
       try {
-        const target = outputTarget(o.out);
+        const target = outputTarget(o.out, o.dataDir);
         await withLog(o.dataDir, async (log) => {
           const t = parseAsOf(o.to, presentMicros(log));
           // Beside the target, named with this pid: one a killed replay left there is removed now.
@@ -210,16 +257,17 @@ export function registerAuditCommands(program: Command): Command {
           const unregister = target.direct ? () => undefined : registerScratch(tmp);
           let fd: number;
           try {
-            fd = fs.openSync(tmp, 'w');
+            fd = target.fd ?? fs.openSync(tmp, 'w', target.mode);
+            if (target.mode !== undefined) fs.fchmodSync(fd, target.mode); // the file it replaces keeps who may read it
           } catch (err) {
             throw new AuditError('AUDIT_BAD_REQUEST', `cannot write ${o.out}: ${err instanceof Error ? err.message : String(err)}`);
           }
-          const out = fs.createWriteStream(tmp, { fd });
+          const out = fs.createWriteStream(tmp, { fd, autoClose: target.fd === undefined });
           let writeError: Error | undefined;
           out.on('error', (err: Error) => {
             writeError = err;
           });
-          const bar = process.stdout.isTTY && o.json !== true ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}' }, cliProgress.Presets.shades_classic) : undefined;
+          const bar = process.stdout.isTTY && o.json !== true && target.fd !== 1 ? new cliProgress.SingleBar({ format: '{phase} [{bar}] {value}/{total}' }, cliProgress.Presets.shades_classic) : undefined;
           let phase = '';
           const onProgress = bar
             ? (p: ExportProgress): void => {
