@@ -14,6 +14,7 @@ import {
   parseAsOf,
   parseDigest,
   parseInstant,
+  presentMicros,
   MAX_INSTANT_MICROS,
   stateAsOf,
   stateAsOfAsync,
@@ -84,6 +85,14 @@ describe('parseAsOf: the as-of rule', () => {
       expect(code(() => parseAsOf(far, now))).toBe('AUDIT_TIME_IN_FUTURE');
     }
     expect(parseAsOf(String(now), now)).toBe(now);
+  });
+  it('the present is the clock while it is past the head; after a step back behind the head, the µs before the head\'s ts', () => {
+    const head = (ts: number) => ({ head: () => ({ ts }) });
+    expect(presentMicros(head(0), { nowMicros: () => 5_000 })).toBe(5_000);
+    expect(presentMicros(head(4_999), { nowMicros: () => 5_000 })).toBe(5_000);
+    // The clock at or behind the head's ts: the next event gets the head's ts, so only instants before it are past.
+    expect(presentMicros(head(5_000), { nowMicros: () => 5_000 })).toBe(4_999);
+    expect(presentMicros(head(9_000), { nowMicros: () => 5_000 })).toBe(8_999);
   });
   it('T before 1970 is an instant like any other (before the first event: the empty state), years 0-99 included', () => {
     expect(parseAsOf('1969-12-31T23:59:59Z', now)).toBe(-1_000_000);

@@ -77,6 +77,13 @@ describe.skipIf(LIBFAKETIME === undefined)('a step of the server\'s wall clock (
     await setOffset(-3600);
     const tsC = await write(url, 'c');
     expect(tsC).toBeGreaterThanOrEqual(tsB);
+    // Until the clock passes c's ts, later writes get it too: an answer as of it could still change,
+    // so it is refused as not yet past; the µs before it is history.
+    expect((await call(url, 'GET', `/v1/audit/head?asOf=${tsC}`)).status).toBe(422);
+    const before = await call(url, 'GET', `/v1/audit/head?asOf=${tsC - 1}`);
+    expect([before.status, before.json.seq]).toEqual([200, tsC === tsB ? 2 : 3]);
+    expect(await write(url, 'd')).toBe(tsC);
+    expect((await call(url, 'GET', `/v1/audit/head?asOf=${tsC - 1}`)).json).toEqual(before.json);
     const verify = await call(url, 'POST', '/v1/audit/verify', {});
     expect(verify.json.ok).toBe(true);
   });

@@ -76,11 +76,16 @@ export function parseInstant(s: string): number {
 }
 
 /**
- * The present for the as-of rule, µs: the clock's time, or the head's ts if later (when the
- * clock stepped back, events up to the head's ts are already history).
+ * The present for the as-of rule, µs: the latest instant no event committed from now on can be
+ * stamped at or before (events get ts = max(now, previous ts)). The clock's time while it is past
+ * the head's ts; after the clock stepped back behind the head's ts, the µs before the head's ts
+ * (events keep getting the head's ts until the clock passes it, so an answer as of it could
+ * still change).
  */
 export function presentMicros(log: { head(): { ts: number } }, clock: Pick<Clock, 'nowMicros'> = systemClock): number {
-  return Math.max(clock.nowMicros(), log.head().ts);
+  const now = clock.nowMicros();
+  const headTs = log.head().ts;
+  return now > headTs ? now : headTs - 1;
 }
 
 /**
@@ -91,7 +96,7 @@ export function presentMicros(log: { head(): { ts: number } }, clock: Pick<Clock
 export function parseAsOf(s: string, nowMicros: number): number {
   const t = parseInstant(s);
   if (t > nowMicros) {
-    throw new AuditError('AUDIT_TIME_IN_FUTURE', `as-of time ${formatMicros(t)} is in the future (now is ${formatMicros(nowMicros)}); an audit answer must not change later, so only past instants are accepted`, {
+    throw new AuditError('AUDIT_TIME_IN_FUTURE', `as-of time ${formatMicros(t)} is in the future (now is ${formatMicros(nowMicros)}; after a step back of the server's clock, the µs before the last event's ts); an audit answer must not change later, so only past instants are accepted`, {
       asOf: t,
       now: nowMicros,
     });
