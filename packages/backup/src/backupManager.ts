@@ -57,6 +57,8 @@ export interface BackupManagerOptions {
  * 50k events of 128-d vectors).
  */
 const WRITE_AHEAD_FILES = 3;
+/** How many times an incremental chooses its parent again when a prune deleted the one it chose. */
+const PARENT_ATTEMPTS = 3;
 
 /** Defaults of BackupManagerOptions. */
 export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number; checkpointPartBytes: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000, checkpointPartBytes: 256 * 2 ** 20 });
@@ -222,26 +224,44 @@ export class BackupManager {
    */
   async createIncremental(opts: { since?: number; tag?: string; description?: string } = {}): Promise<BackupManifest> {
     return this.timed('incremental', async (id) => {
-      const { manifests, unreadable } = await loadManifests(this.o.store);
-      warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
-      await this.reserveTag(opts.tag, manifests, id);
-      const sorted = manifests.sort(compareNewestFirst);
-      const parent = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
-      if (parent === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
-      const head = this.o.log.head();
-      const at = this.o.log.getRecord(parent.to_seq);
-      if (at === undefined || toHex(decodeRecord(at).hash) !== parent.head_hash || head.seq < parent.to_seq) {
-        throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq}): it holds another history; back it up to a fresh store prefix or directory`, { parent: parent.backup_id });
-      }
-      // With `since`, the parent may be older than what the store holds: the log must hold that too.
-      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
       // A prune beside it (another process) must not delete what it builds on: claimed first,
-      // then checked; checked again once its manifest is written (see `checkParents`).
-      const ancestors = ancestorsOf(manifests, parent);
-      const claim = parentClaimKey(parent.backup_id, id);
-      this.parentClaimsUnderWay.set(id, claim);
-      await this.o.store.put(claim, Buffer.from(JSON.stringify({ backup_id: id, parent: parent.backup_id, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
-      await this.checkParents(ancestors, parent.backup_id);
+      // then checked; checked again once its manifest is written (see `checkParents`). A prune
+      // that chose to delete the parent before the claim was made may delete it at once: then
+      // the parent is chosen again from what the store holds (a few times), as a person would.
+      let tagReserved = false;
+      let parent: BackupManifest;
+      let ancestors: BackupManifest[];
+      let claim: string;
+      for (let attempt = 1; ; attempt++) {
+        const { manifests, unreadable } = await loadManifests(this.o.store);
+        warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
+        if (!tagReserved) await this.reserveTag(opts.tag, manifests, id);
+        tagReserved = true;
+        const sorted = manifests.sort(compareNewestFirst);
+        const chosen = opts.since === undefined ? sorted[0] : sorted.find((m) => m.to_ts <= opts.since!);
+        if (chosen === undefined) throw new BackupError('BACKUP_NOT_FOUND', opts.since === undefined ? 'no backup to base an incremental on; take a full backup first' : `no backup ends at or before ${opts.since} µs`);
+        parent = chosen;
+        const head = this.o.log.head();
+        const at = this.o.log.getRecord(parent.to_seq);
+        if (at === undefined || toHex(decodeRecord(at).hash) !== parent.head_hash || head.seq < parent.to_seq) {
+          throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq}): it holds another history; back it up to a fresh store prefix or directory`, { parent: parent.backup_id });
+        }
+        // With `since`, the parent may be older than what the store holds: the log must hold that too.
+        await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
+        ancestors = ancestorsOf(manifests, parent);
+        claim = parentClaimKey(parent.backup_id, id);
+        this.parentClaimsUnderWay.set(id, claim);
+        await this.o.store.put(claim, Buffer.from(JSON.stringify({ backup_id: id, parent: parent.backup_id, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
+        try {
+          await this.checkParents(ancestors, parent.backup_id);
+          break;
+        } catch (err) {
+          if (!isBackupError(err, 'BACKUP_NOT_FOUND') || attempt >= PARENT_ATTEMPTS) throw err;
+          this.logger('warn', `${err instanceof Error ? err.message : String(err)}; choosing the parent again`, { attempt });
+          await this.o.store.delete(claim).catch(() => undefined);
+        }
+      }
+      const head = this.o.log.head();
       const from = parent.to_seq + 1;
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];

@@ -2,7 +2,10 @@ import { begunBefore, compareNewestFirst, createdMs, type BackupManifest } from 
 import type { SegmentInfo } from './pieces.js';
 import { claimState, staleTagClaims, type ParentClaim, type TagClaim } from './tagClaims.js';
 
-/** Grandfather-father-son retention: keep the newest backup of each of the last N hours/days/weeks/months. */
+/**
+ * Grandfather-father-son retention: keep the newest backup in each of the N most recent hours
+ * (days, weeks, months) that hold one; a slot with no backup does not count.
+ */
 export interface RetentionPolicy {
   /** Hourly slots kept. Default 24. */
   hourly: number;

@@ -114,6 +114,44 @@ describe('prune beside an incremental backup', () => {
     await log.close();
   });
 
+  it('a prune deletes the chosen parent before the claim is seen: the incremental chooses again from what the store holds, and restores', async () => {
+    const { log, dir, storeDir, f1, f2, clock } = await twoFulls();
+    const plain = new LocalDirStore(storeDir);
+    let removed = false;
+    class PrunedAtClaim extends LocalDirStore {
+      override async put(key: string, body: Buffer): Promise<void> {
+        // Its choice is deleted before the claim is seen (a prune that planned before it, a person).
+        if (!removed && key.startsWith('parents/')) {
+          removed = true;
+          for (const k of await plain.list(`backups/${f2.backup_id}/`)) await plain.delete(k);
+        }
+        return super.put(key, body);
+      }
+    }
+    const mgr = new BackupManager({ log, dataDir: dir, store: new PrunedAtClaim(storeDir), logger: quietLogger(), now: () => clock.now });
+    const inc = await mgr.createIncremental();
+    expect(removed).toBe(true);
+    expect(inc.parent).toBe(f1.backup_id);
+    expect(await plain.list('parents/')).toEqual([]);
+    expect((await mgr.verify(inc.backup_id)).ok).toBe(true);
+    await restores(storeDir, inc);
+    // With --since and nothing left that ends by then, it says so.
+    removed = false;
+    const err: unknown = await new BackupManager({ log, dataDir: dir, store: new (class extends LocalDirStore {
+      override async put(key: string, body: Buffer): Promise<void> {
+        if (!removed && key.startsWith('parents/')) {
+          removed = true;
+          for (const id of [f1.backup_id, inc.backup_id]) for (const k of await plain.list(`backups/${id}/`)) await plain.delete(k);
+        }
+        return super.put(key, body);
+      }
+    })(storeDir), logger: quietLogger(), now: () => clock.now }).createIncremental({ since: inc.to_ts }).catch((e: unknown) => e);
+    expect(isBackupError(err, 'BACKUP_NOT_FOUND'), String(err)).toBe(true);
+    expect(String(err)).toContain('no backup ends at or before');
+    expect(await plain.list('parents/')).toEqual([]);
+    await log.close();
+  });
+
   it.each([
     ['all of it', (k: string) => k !== ''],
     ['its events files (its manifest stays)', (k: string) => k.includes('/events')],
