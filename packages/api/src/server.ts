@@ -186,6 +186,23 @@ function rwLock(): { shared<T>(fn: () => Promise<T>): Promise<T>; exclusive<T>(f
   };
 }
 
+/** Runs the tasks given one key one after another (each once the one before it settled); other keys run freely. */
+function keyedSerial(): { run<T>(key: string, task: () => Promise<T>): Promise<T> } {
+  const tails = new Map<string, Promise<unknown>>();
+  return {
+    run<T>(key: string, task: () => Promise<T>): Promise<T> {
+      const before = tails.get(key);
+      const mine = before === undefined ? task() : before.then(task, task);
+      const tail = mine.catch(() => undefined);
+      tails.set(key, tail);
+      void tail.then(() => {
+        if (tails.get(key) === tail) tails.delete(key);
+      });
+      return mine;
+    },
+  };
+}
+
 /**
  * Builds the fastify app (DESIGN.md §4): every route has a JSON Schema with
  * `additionalProperties: false`; errors are `{error: {code, message}}` with the status from
@@ -230,6 +247,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
   const lifecycle = rwLock();
+  const deletesOfDoc = keyedSerial();
   const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));
   const authOn = config.auth.keys.length > 0;
   let draining = false;
@@ -391,9 +409,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       lifecycle.shared(async () => {
         const c = requireCollection(req.params.name);
         checkId(req.params.id);
-        if (projections.getDoc(c.name, req.params.id) === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
-        admit();
-        return committed(await log.append([{ type: 'vector.deleted', collection: c.name, ...actorOf(req), body: { id: req.params.id } }]));
+        // One at a time per document: each checks it is live once the one before it committed (or
+        // failed), so of concurrent deletes of one document one is 200 and the rest 404, and the
+        // log gets one event, not one per request.
+        return deletesOfDoc.run(`${c.name}\u0000${req.params.id}`, async () => {
+          if (projections.getDoc(c.name, req.params.id) === undefined) throw new ApiError('API_DOC_NOT_FOUND', `document ${req.params.id} does not exist in ${c.name}`);
+          admit();
+          return committed(await log.append([{ type: 'vector.deleted', collection: c.name, ...actorOf(req), body: { id: req.params.id } }]));
+        });
       }),
     );
     r.get<{ Params: { name: string; id: string }; Querystring: { asOf?: string } }>(

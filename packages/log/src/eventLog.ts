@@ -679,7 +679,11 @@ export class EventLog {
     if (e.code === 'WAL_DISK_FULL') this.breaker.trip(`disk full: ${e.message}`);
     else this.breaker.recordFailure(e.message);
     this.opts.logger('error', 'WAL append failed', { code: e.code, message: e.message, requests: group.length });
-    for (const p of group) p.reject(e);
+    // The failure that opened the breaker says how long writes stay blocked (Retry-After), as the
+    // refusals after it do.
+    const code = e.code;
+    const answer = this.breaker.state === 'open' ? new LogError(code, e.message, { ...e.details, retryAfterMs: Math.max(1, this.breaker.retryAfterMs) }, { cause: e.cause }) : e;
+    for (const p of group) p.reject(answer);
   }
 
   /**
@@ -1701,9 +1705,10 @@ export class EventLog {
     this.lastFailureType = undefined;
   }
 
-  /** The breaker's state and why it last opened. */
+  /** The breaker's state and, unless it is closed, why it opened. */
   breakerStatus(): { state: BreakerState; reason: string; retryAfterMs: number; lastFailureType: string | null } {
-    return { state: this.breaker.state, reason: this.breaker.reason, retryAfterMs: this.breaker.retryAfterMs, lastFailureType: this.lastFailureType ?? null };
+    const state = this.breaker.state;
+    return { state, reason: state === 'closed' ? '' : this.breaker.reason, retryAfterMs: this.breaker.retryAfterMs, lastFailureType: this.lastFailureType ?? null };
   }
 
   /** Waits for queued appends, then closes the environment and releases the writer lock. */
