@@ -82,7 +82,7 @@ function metadataTypeError(err: unknown): ApiError | undefined {
 
 /** API_INVALID_METADATA for the metadata of the upsert at `i` that breaks the shape rules (isValidMetadata). */
 function invalidMetadata(i: number | string): ApiError {
-  return new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, at most ${MAX_METADATA_DEPTH} levels deep (itself included)`);
+  return new ApiError('API_INVALID_METADATA', `vectors[${i}].metadata must be a JSON object with finite numbers, strings UTF-8 can hold (no lone surrogate escape such as \\ud800), at most ${MAX_METADATA_DEPTH} levels deep (itself included)`);
 }
 
 /**

@@ -126,6 +126,8 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'API_ROUTE_NOT_FOUND'],
     ['delete a missing vector', 'DELETE', '/v1/collections/docs/vectors/missing', undefined, 404, 'API_DOC_NOT_FOUND'],
     ['text/plain body', 'POST', '/v1/collections/docs/search', 'hello', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
+    ['a lone surrogate in a metadata value (UTF-8 cannot hold it: stored, it read back as U+FFFD)', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"s":"a\\ud800"}}]}', 400, 'API_INVALID_METADATA'],
+    ['a lone low surrogate in a nested metadata key', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"o":[{"\\udfff":1}]}}]}', 400, 'API_INVALID_METADATA'],
     ['1e400 in metadata', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"n":1e400}}]}', 400, 'API_INVALID_METADATA'],
     ['application/xml body', 'POST', '/v1/collections/docs/search', '<a/>', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
     ['failpoints API off', 'POST', '/v1/admin/failpoints', { name: 'wal.append', action: 'panic' }, 404, 'API_FAILPOINTS_DISABLED'],
@@ -208,6 +210,15 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(doc.paths['/v1/collections/{name}/vectors/{id}']!['delete']!.requestBody?.required).toBe(false);
     expect(doc.paths['/v1/collections/{name}/vectors']!['post']!.requestBody?.required).toBe(true);
     expect(doc.paths['/v1/audit/head']!['get']!.parameters).toEqual([expect.objectContaining({ name: 'asOf', in: 'query' })]);
+  });
+
+  it('a surrogate pair in metadata (an emoji written as escapes) is stored and read back the same, live and from the log', async () => {
+    const w = await req(node, 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"emoji","vector":[1,0,0],"metadata":{"s":"\\ud83d\\ude00","\\ud83d\\udc4d":true}}]}', { 'content-type': 'application/json' });
+    expect(w.status, JSON.stringify(w.json)).toBe(200);
+    const want = { s: '\u{1F600}', '\u{1F44D}': true };
+    expect((await req(node, 'GET', '/v1/collections/docs/vectors/emoji')).json.metadata).toEqual(want);
+    expect((await req(node, 'GET', `/v1/collections/docs/vectors/emoji?asOf=${w.json.tsMicros}`)).json.metadata).toEqual(want);
+    expect(node.log.get(w.json.seq)!.body).toMatchObject({ metadata: want });
   });
 
   it('metadata 16 levels deep, the object itself included, is accepted', async () => {

@@ -93,18 +93,24 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export const MAX_METADATA_DEPTH = 16;
 
 /** `v` lies inside `level` objects or arrays. */
+/** A UTF-16 surrogate not in a pair (`"\ud800"` is valid JSON): UTF-8, and so the log, cannot hold it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function checkJson(v: unknown, level: number): boolean {
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'string') return !LONE_SURROGATE.test(v);
+  if (v === null || typeof v === 'boolean') return true;
   if (typeof v === 'number') return Number.isFinite(v);
   if (level >= MAX_METADATA_DEPTH) return false; // v would be level MAX_METADATA_DEPTH + 1
   if (Array.isArray(v)) return v.every((x) => checkJson(x, level + 1));
-  if (isPlainObject(v)) return Object.values(v).every((x) => checkJson(x, level + 1));
+  if (isPlainObject(v)) return Object.entries(v).every(([k, x]) => !LONE_SURROGATE.test(k) && checkJson(x, level + 1));
   return false;
 }
 
 /**
- * Whether `m` is what an upsert's metadata may be: a JSON object of finite numbers, strings,
- * booleans, null, arrays and objects, at most `MAX_METADATA_DEPTH` (16) levels deep counting itself.
+ * Whether `m` is what an upsert's metadata may be: a JSON object of finite numbers, strings
+ * (keys too) that UTF-8 can hold (no lone surrogate: stored, it would read back as U+FFFD, unlike
+ * the live state), booleans, null, arrays and objects, at most `MAX_METADATA_DEPTH` (16) levels
+ * deep counting itself.
  */
 export function isValidMetadata(m: unknown): boolean {
   return isPlainObject(m) && checkJson(m, 0);
