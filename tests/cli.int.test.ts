@@ -139,9 +139,11 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     const nested = await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'p', 'q', 'd3')], env);
     expect(nested.code, nested.stderr).toBe(2);
     expect(fs.existsSync(path.join(dir, 'p'))).toBe(false);
-    fs.mkdirSync(path.join(dir, 'empty'));
+    fs.mkdirSync(path.join(dir, 'empty'), { mode: 0o710 });
+    fs.chmodSync(path.join(dir, 'empty'), 0o710);
     expect((await kyrodb(['serve', '--port', port, '--data-dir', path.join(dir, 'empty')], env)).code).toBe(2);
     expect(fs.readdirSync(path.join(dir, 'empty'))).toEqual([]);
+    expect(fs.statSync(path.join(dir, 'empty')).mode & 0o777).toBe(0o710);
     // A data dir with a log in it is never removed by a refused start.
     expect((await kyrodb(['serve', '--port', port, '--data-dir', data], env)).code).toBe(2);
     expect(fs.readdirSync(data)).toContain('log.mdb');

@@ -258,13 +258,16 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   }
 }
 
-/** A data dir a start makes from nothing: missing (`made`: the first missing level of its path) or empty. */
-type FreshDir = { dir: string; made?: string };
+/**
+ * A data dir a start makes from nothing: missing (`made`: the first missing level of its path),
+ * or empty (`stat`: its mode and owner, which it gets back).
+ */
+type FreshDir = { dir: string; made?: string; stat?: fs.Stats };
 
 function freshDirOf(dataDir: string): FreshDir | undefined {
   const dir = path.resolve(dataDir);
   try {
-    return fs.readdirSync(dir).length === 0 ? { dir } : undefined;
+    return fs.readdirSync(dir).length === 0 ? { dir, stat: fs.statSync(dir) } : undefined;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
   }
@@ -291,10 +294,14 @@ function setAside(dataDir: string): string | undefined {
 function removeUnstarted(fresh: FreshDir, aside: string): void {
   try {
     fs.rmSync(aside, { recursive: true, force: true });
-    if (fresh.made === undefined) {
-      fs.mkdirSync(fresh.dir); // it was an empty dir: it stays one
+    if (fresh.stat !== undefined) {
+      // It was an empty dir: it stays one, with its mode and owner.
+      fs.mkdirSync(fresh.dir, { mode: fresh.stat.mode & 0o7777 });
+      fs.chmodSync(fresh.dir, fresh.stat.mode & 0o7777);
+      if (process.getuid?.() === 0) fs.chownSync(fresh.dir, fresh.stat.uid, fresh.stat.gid);
       return;
     }
+    if (fresh.made === undefined) return;
     // The parents this start made, bottom up; one that holds anything now is not ours to remove.
     for (let d = path.dirname(fresh.dir); fresh.made !== fresh.dir && d.length >= fresh.made.length; d = path.dirname(d)) fs.rmdirSync(d);
   } catch {
