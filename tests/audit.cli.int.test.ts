@@ -91,15 +91,16 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
   });
 
   it('bad input exits 2: malformed digest, missing data dir, missing option, unknown option, future or malformed time', async () => {
+    const outDir = tmpDir(); // not in the data dir, which replay refuses to write in
     const cases: string[][] = [
       ['audit', 'verify', '--data-dir', dir, '--digest', '12:abc'],
       ['audit', 'verify', '--data-dir', path.join(dir, 'does-not-exist')],
       ['audit', 'verify'],
       ['audit', 'verify', '--data-dir', dir, '--bogus'],
-      ['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(dir, 'x.ndjson')],
-      ['audit', 'replay', '--data-dir', dir, '--to', '9999-12-31T23:59:59Z', '--out', path.join(dir, 'x.ndjson')],
-      ['audit', 'replay', '--data-dir', dir, '--to', 'last tuesday', '--out', path.join(dir, 'x.ndjson')],
-      ['audit', 'replay', '--data-dir', dir, '--to', String(commits[1]!.ts), '--out', path.join(dir, 'no-such-dir', 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', '2200-01-01T00:00:00Z', '--out', path.join(outDir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', '9999-12-31T23:59:59Z', '--out', path.join(outDir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', 'last tuesday', '--out', path.join(outDir, 'x.ndjson')],
+      ['audit', 'replay', '--data-dir', dir, '--to', String(commits[1]!.ts), '--out', path.join(outDir, 'no-such-dir', 'x.ndjson')],
     ];
     for (const args of cases) {
       const r = await run(args);
@@ -108,10 +109,10 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     const d = await run(['audit', 'verify', '--data-dir', dir, '--digest', 'nope']);
     expect(d.stderr).toContain('AUDIT_BAD_DIGEST');
     for (const far of ['2200-01-01T00:00:00Z', '9999-12-31T23:59:59Z']) {
-      const f = await run(['audit', 'replay', '--data-dir', dir, '--to', far, '--out', path.join(dir, 'x.ndjson')]);
+      const f = await run(['audit', 'replay', '--data-dir', dir, '--to', far, '--out', path.join(outDir, 'x.ndjson')]);
       expect(f.stderr).toContain('AUDIT_TIME_IN_FUTURE');
     }
-    expect(fs.existsSync(path.join(dir, 'x.ndjson'))).toBe(false);
+    expect(fs.existsSync(path.join(outDir, 'x.ndjson'))).toBe(false);
   });
 
   it('audit replay --to T --out FILE writes the state as of T, which re-imports equal to the state at T', async () => {

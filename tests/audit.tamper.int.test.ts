@@ -143,6 +143,25 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     expect(await verifyCopy(copy, early)).toMatchObject({ ok: false, seq: 17, problem: 'seq_gap' });
   });
 
+  it('the by-doc index altered (an entry removed, moved to another document, or added): index_differs at its seq; history would have lied', async () => {
+    // Seq 12 is an upsert of d5 (seq i writes d(i % 7)).
+    const removed = copyDir(dir);
+    rawEdit(removed, ({ byDoc }) => byDoc.removeSync(['c', 'd5', 12]));
+    const before = await EventLog.open({ dir: removed, readOnly: true, logger: () => {} });
+    expect(before.history('c', 'd5').map((e) => e.seq)).not.toContain(12);
+    await before.close();
+    expect(await verifyCopy(removed)).toMatchObject({ ok: false, seq: 12, problem: 'index_differs', message: expect.stringContaining('lacks seq 12') });
+    const moved = copyDir(dir);
+    rawEdit(moved, ({ byDoc }) => {
+      byDoc.removeSync(['c', 'd5', 12]);
+      byDoc.putSync(['c', 'd6', 12], Buffer.alloc(0));
+    });
+    expect(await verifyCopy(moved, early)).toMatchObject({ ok: false, seq: 12, problem: 'index_differs' });
+    const added = copyDir(dir);
+    rawEdit(added, ({ byDoc }) => byDoc.putSync(['c', 'ghost', 5], Buffer.alloc(0)));
+    expect(await verifyCopy(added)).toMatchObject({ ok: false, seq: 5, problem: 'index_differs', message: expect.stringContaining('under c/ghost') });
+  });
+
   it('the last records deleted (and the stored head rewritten to match): the later digest is beyond the head', async () => {
     const copy = copyDir(dir);
     rawEdit(copy, ({ events, meta }) => {

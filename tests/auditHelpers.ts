@@ -61,12 +61,13 @@ export const upsert = (collection: string, id: string, vector: number[], metadat
  * Raw access to a (closed) data dir's LMDB, the way an attacker with disk access would edit it:
  * read/write the stored record bytes of `events`, delete records, rewrite `meta.head`.
  */
-export function rawEdit(dir: string, fn: (db: { events: RawDb; meta: RawDb; env: RawEnv }) => void): void {
+export function rawEdit(dir: string, fn: (db: { events: RawDb; meta: RawDb; byDoc: RawDb; env: RawEnv }) => void): void {
   const env = lmdb.open({ path: path.join(dir, 'log.mdb'), noSubdir: true, maxDbs: 8, compression: false, cache: false });
   const events = env.openDB({ name: 'events', encoding: 'binary' });
   const meta = env.openDB({ name: 'meta', encoding: 'msgpack' });
+  const byDoc = env.openDB({ name: 'by-doc', encoding: 'binary' });
   try {
-    env.transactionSync(() => fn({ events, meta, env }));
+    env.transactionSync(() => fn({ events, meta, byDoc, env }));
   } finally {
     env.close();
   }

@@ -18,6 +18,7 @@ import { FRAME_HEADER_BYTES, FrameArena, FrameBuilder, SegmentWal, DEFAULT_SEGME
 import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
+import { DocKeyFingerprint } from './docFingerprint.js';
 import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { rowRecord, spanView } from './store.js';
@@ -120,9 +121,9 @@ export interface AppendResult {
 
 /**
  * A problem `verify` found (or an audit's check of the write-ahead segments against LMDB:
- * `segments_missing`, `segments_differ`).
+ * `segments_missing`, `segments_differ`; and of the by-doc index against the records: `index_differs`).
  */
-export type VerifyProblem = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_mismatch' | 'seq_gap' | 'ts_regression' | 'decode_error' | 'head_mismatch' | 'digest_mismatch' | 'digest_beyond_head' | 'segments_missing' | 'segments_differ';
+export type VerifyProblem = 'hash_mismatch' | 'prev_hash_mismatch' | 'seq_mismatch' | 'seq_gap' | 'ts_regression' | 'decode_error' | 'head_mismatch' | 'digest_mismatch' | 'digest_beyond_head' | 'segments_missing' | 'segments_differ' | 'index_differs';
 
 /** The result of `verify`. */
 export type VerifyReport =
@@ -1432,6 +1433,40 @@ export class EventLog {
   /** Events with ts ≤ `tsMicros` (a prefix of the log), from `fromSeq`. */
   *readUntilTime(tsMicros: number, fromSeq = 1): Generator<LogEvent> {
     yield* this.read(fromSeq, this.seqAtTime(tsMicros));
+  }
+
+  /**
+   * The by-doc index's keys with seq ≤ `toSeq` as a fingerprint (see DocKeyFingerprint), or
+   * undefined while a bulk import's entries are still to be written (the index is incomplete by
+   * design until the next writer's open completes it).
+   */
+  docIndexFingerprint(toSeq: number): DocKeyFingerprint | undefined {
+    if (this.meta.get(DOC_INDEX_PENDING_KEY) === undefined || !this.opts.readOnly) this.flushDocIndex();
+    if (this.meta.get(DOC_INDEX_PENDING_KEY) !== undefined) return undefined;
+    const fp = new DocKeyFingerprint();
+    for (const key of this.byDoc.getKeys()) if (key[2] <= toSeq) fp.add(key[0], key[1], key[2]);
+    return fp;
+  }
+
+  /**
+   * The first seq ≤ `toSeq` where the by-doc index and the records disagree: a record whose key
+   * the index lacks, else an entry no record calls for (one that names another document, or a
+   * seq the log does not hold). Undefined when they agree.
+   */
+  docIndexFirstDifference(toSeq: number): { seq: number; what: string } | undefined {
+    this.flushDocIndex();
+    for (const { seq, record } of this.readRecords(1, toSeq)) {
+      const x = recordIndexFields(record);
+      const id = indexDocId(x);
+      if (!this.byDoc.doesExist([x.collection, id, seq])) return { seq, what: `the by-doc index lacks seq ${seq} (${x.type} of ${x.collection}${id !== DOC_LEVEL ? `/${id}` : ''})` };
+    }
+    for (const key of this.byDoc.getKeys()) {
+      if (key[2] > toSeq) continue;
+      const record = this.getRecord(key[2]);
+      const x = record === undefined ? undefined : recordIndexFields(record);
+      if (x === undefined || x.collection !== key[0] || indexDocId(x) !== key[1]) return { seq: key[2], what: `the by-doc index files seq ${key[2]} under ${key[0]}${key[1] !== DOC_LEVEL ? `/${key[1]}` : ''}, which that event is not about` };
+    }
+    return undefined;
   }
 
   /**

@@ -46,6 +46,7 @@ export { acquireWriterLock, lockHolder, lockPath, processAlive, writerRunning } 
 export type { WriterLock } from './writerLock.js';
 export { startWorker } from './worker.js';
 export { seededRandom } from './random.js';
+export { DocKeyFingerprint } from './docFingerprint.js';
 export { makeScratchDir, registerScratch, removeRegisteredScratch, sweepDeadScratch } from './scratch.js';
 export { rxjs } from './rx.js';
 export { DEFAULT_SEGMENT_BYTES, FRAME_HEADER_BYTES, FrameArena, FrameBuilder, encodeFrame, frameRecordCount, frameViews, fsyncPath, listSegments, readSegments, readWholeFile, segmentName, segmentRuns, segmentsChain, splitRun, walDirOf } from './wal.js';

@@ -1,4 +1,4 @@
-import { GENESIS_HASH, readSegments, recordHashOk, toHex, walDirOf, writerRunning } from '@kyrodb/log';
+import { DocKeyFingerprint, GENESIS_HASH, indexDocId, readSegments, recordHashOk, recordIndexFields, toHex, walDirOf, writerRunning } from '@kyrodb/log';
 import type { EventLog, LogHead, VerifyProblem } from '@kyrodb/log';
 import { AuditError } from './errors.js';
 
@@ -131,6 +131,12 @@ function* verifySteps(log: EventLog, digest: Digest | undefined, onProgress: ((s
   yield* segments.upTo(r.head.seq, chunk);
   if (segments.problem === undefined) segments.checkNoneBeyond(r.head.seq);
   if (segments.problem !== undefined) return { ...segments.problem, checked: r.checked };
+  // The by-doc index (history, as-of reads of a document) holds exactly the records' keys.
+  const indexed = log.docIndexFingerprint(r.head.seq);
+  if (indexed !== undefined && segments.next === r.head.seq + 1 && !indexed.equals(segments.keys)) {
+    const d = log.docIndexFirstDifference(r.head.seq);
+    if (d !== undefined) return { ok: false, seq: d.seq, problem: 'index_differs', message: `${d.what}: the index that history and as-of reads of a document go through was altered (the log's records verify; a restore from a backup builds the index again)`, checked: r.checked };
+  }
   if (!genesis) return r;
   if (!isGenesis(digest.hash)) return { ok: false, seq: 0, problem: 'digest_mismatch', message: `digest 0:${toHex(digest.hash)} is not the empty log's digest: seq 0 has the genesis hash, 64 zeros`, checked: r.checked };
   return { ...r, extends: true };
@@ -147,6 +153,8 @@ class SegmentsInStep {
   problem: { ok: false; seq: number; problem: VerifyProblem; message: string } | undefined;
   /** The next seq to compare. */
   next = 1;
+  /** The by-doc keys the records compared so far call for. */
+  readonly keys = new DocKeyFingerprint();
   private segments: Generator<{ seq: number; record: Uint8Array }>;
 
   constructor(private readonly log: EventLog) {
@@ -166,6 +174,8 @@ class SegmentsInStep {
     }
     if (s.done === true || s.value.seq !== seq) this.problem = { ok: false, seq, problem: 'segments_missing', message: `the write-ahead segments lack seq ${seq} (their frames end, or one is damaged, before it); LMDB has it` };
     else if (Buffer.compare(s.value.record, record) !== 0) this.problem = { ok: false, seq, problem: 'segments_differ', message: `seq ${seq} differs between the write-ahead segments and LMDB: one of the two copies was altered` };
+    const x = recordIndexFields(record);
+    this.keys.add(x.collection, indexDocId(x), seq);
   }
 
   /**
