@@ -43,6 +43,8 @@ export const ApiErrorCodes = {
   API_FORBIDDEN: 'the API key lacks the role this route needs',
   /** No such route. */
   API_ROUTE_NOT_FOUND: 'no such route',
+  /** The route exists, for other methods (named in the `Allow` header). */
+  API_METHOD_NOT_ALLOWED: 'the route does not take this method',
   /** The collection does not exist. */
   API_COLLECTION_NOT_FOUND: 'the collection does not exist',
   /** The document does not exist (or did not at `asOf`). */
@@ -109,6 +111,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_UNAUTHORIZED: 401,
   API_FORBIDDEN: 403,
   API_ROUTE_NOT_FOUND: 404,
+  API_METHOD_NOT_ALLOWED: 405,
   API_COLLECTION_NOT_FOUND: 404,
   API_DOC_NOT_FOUND: 404,
   API_COLLECTION_EXISTS: 409,

@@ -186,6 +186,9 @@ function rwLock(): { shared<T>(fn: () => Promise<T>): Promise<T>; exclusive<T>(f
   };
 }
 
+/** The methods the API's routes take (the `Allow` of a 405). */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'] as const;
+
 /** Runs the tasks given one key one after another (each once the one before it settled); other keys run freely. */
 function keyedSerial(): { run<T>(key: string, task: () => Promise<T>): Promise<T> } {
   const tails = new Map<string, Promise<unknown>>();
@@ -282,7 +285,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler(async (err: unknown, _req, reply) => sendApiError(reply, metadataTypeError(err) ?? err, 'API_INVALID_REQUEST'));
 
-  app.setNotFoundHandler(async (req, reply) => reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${clip(req.url.split('?')[0] ?? '', 200)}` } }));
+  app.setNotFoundHandler(async (req, reply) => {
+    const p = req.url.split('?')[0] ?? '';
+    // A path that routes for other methods: 405 naming them (Allow), not "no such route".
+    const allowed = ROUTE_METHODS.filter((m) => m !== req.method && app.findRoute({ method: m, url: p }) !== null);
+    if (allowed.length > 0) return reply.status(405).header('Allow', allowed.join(', ')).send({ error: { code: 'API_METHOD_NOT_ALLOWED', message: `${req.method} ${clip(p, 200)}: this route takes ${allowed.join(', ')}` } });
+    return reply.status(404).send({ error: { code: 'API_ROUTE_NOT_FOUND', message: `no route ${req.method} ${clip(p, 200)}` } });
+  });
 
   const routes: RouteOptions[] = [];
   app.addHook('onRoute', (r) => {

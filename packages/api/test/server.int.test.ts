@@ -124,6 +124,8 @@ describe('HTTP server (in-process, real log and projections)', () => {
     ['search wrong dimension', 'POST', '/v1/collections/docs/search', { vector: [1, 0], k: 1 }, 400, 'API_DIMENSION_MISMATCH'],
     ['unknown query parameter', 'GET', '/v1/collections?x=1', undefined, 400, 'API_INVALID_REQUEST'],
     ['unknown route', 'GET', '/v2/nothing', undefined, 404, 'API_ROUTE_NOT_FOUND'],
+    ['a method the route does not take', 'PATCH', '/v1/collections/docs', { dimension: 3, metric: 'cosine' }, 405, 'API_METHOD_NOT_ALLOWED'],
+    ['POST to a collection (PUT creates it)', 'POST', '/v1/collections/docs', { dimension: 3, metric: 'cosine' }, 405, 'API_METHOD_NOT_ALLOWED'],
     ['delete a missing vector', 'DELETE', '/v1/collections/docs/vectors/missing', undefined, 404, 'API_DOC_NOT_FOUND'],
     ['text/plain body', 'POST', '/v1/collections/docs/search', 'hello', 415, 'API_UNSUPPORTED_MEDIA_TYPE'],
     ['a lone surrogate in a metadata value (UTF-8 cannot hold it: stored, it read back as U+FFFD)', 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,0,0],"metadata":{"s":"a\\ud800"}}]}', 400, 'API_INVALID_METADATA'],
@@ -234,6 +236,14 @@ describe('HTTP server (in-process, real log and projections)', () => {
     const r = await req(node, 'POST', '/v1/collections/docs/vectors', '{"vectors":[{"id":"x","vector":[1,1e400,0]}]}', { 'content-type': 'application/json' });
     expect([r.status, r.json.error.code]).toEqual([400, 'API_NON_FINITE_VECTOR']);
     expect(r.json.error.message).toContain('vectors[0].vector[1] is Infinity');
+  });
+
+  it('a method a route does not take is 405 with Allow naming those it does', async () => {
+    const r = await req(node, 'POST', '/v1/collections/docs', {});
+    expect([r.status, r.headers['allow']]).toEqual([405, 'GET, HEAD, PUT, DELETE']);
+    expect(r.json.error.message).toContain('this route takes GET, HEAD, PUT, DELETE');
+    const search = await req(node, 'GET', '/v1/collections/docs/search');
+    expect([search.status, search.headers['allow']]).toEqual([405, 'POST']);
   });
 
   it('delete a vector, drop a collection', async () => {
