@@ -135,6 +135,22 @@ describe('tampering with a copy of the data dir is caught and the seq named', ()
     expect(await verifyCopy(copy)).toMatchObject({ ok: false, seq: 25, problem: 'prev_hash_mismatch' });
   });
 
+  it('the last record re-hashed with a body whose index fields cannot be read, in both copies: decode_error, not a crash', async () => {
+    const copy = copyDir(dir);
+    let forged!: Buffer;
+    rawEdit(copy, ({ events, meta }) => {
+      const rec: Buffer = Buffer.from(events.get(40));
+      rec[rec.indexOf('vector.upserted') - 1] = 0xc1; // the type's string tag: a byte msgpack never uses
+      const payload = rec.subarray(64);
+      forged = Buffer.concat([rec.subarray(0, 32), chainHash(rec.subarray(0, 32), payload), payload]);
+      events.putSync(40, forged);
+      const head = meta.get('head');
+      meta.putSync('head', { ...head, hash: Buffer.from(forged.subarray(32, 64)) });
+    });
+    editSegmentRecord(copy, 40, (rec) => rec.set(forged.subarray(0, rec.length)));
+    expect(await verifyCopy(copy)).toMatchObject({ ok: false, seq: 40, problem: 'decode_error' });
+  });
+
   it('a record deleted from the middle: seq_gap naming it', async () => {
     const copy = copyDir(dir);
     rawEdit(copy, ({ events }) => {

@@ -90,10 +90,13 @@ function payloadSeqTs(p: Buffer, start = 0): { seq: number; ts: number } | undef
  * How: a scan over the raw records that hashes and links them without decoding bodies, in
  * chunks (so `verifyDigestAsync` can yield between them — the log's `verify` is one synchronous
  * walk); the first anomaly (or none, for the final head cross-check) hands over to the log's
- * own `verify`, whose report is the authoritative one. Throughput is about that of the log's
- * `verify` (bench/src/audit.ts): the cost is SHA-256 and the LMDB read per record. Unlike the log's `verify`, a record whose
- * hash is right but whose body cannot be decoded is not flagged (only a forger who re-hashes
- * can produce one, and a digest taken before the forgery catches that as `digest_mismatch`).
+ * own `verify`, whose report is the authoritative one. Then the by-doc index: its keys must be
+ * exactly those the records call for (`index_differs`; an order-free fingerprint of each side,
+ * see DocKeyFingerprint). The cost (bench/src/audit.ts) is SHA-256, the LMDB read and the index
+ * fields per record, plus one pass over the index. Unlike the log's `verify`, a record is not
+ * decoded whole: one whose hash is right but whose body is damaged past its index fields is not
+ * flagged (only a forger who re-hashes can produce one, and a digest taken before the forgery
+ * catches that as `digest_mismatch`); one whose index fields cannot be read is `decode_error`.
  */
 export function verifyDigest(log: EventLog, digest?: Digest, onProgress?: (seq: number, head: number) => void): DigestVerifyResult {
   const steps = verifySteps(log, digest, onProgress);
@@ -174,7 +177,15 @@ class SegmentsInStep {
     }
     if (s.done === true || s.value.seq !== seq) this.problem = { ok: false, seq, problem: 'segments_missing', message: `the write-ahead segments lack seq ${seq} (their frames end, or one is damaged, before it); LMDB has it` };
     else if (Buffer.compare(s.value.record, record) !== 0) this.problem = { ok: false, seq, problem: 'segments_differ', message: `seq ${seq} differs between the write-ahead segments and LMDB: one of the two copies was altered` };
-    const x = recordIndexFields(record);
+    if (this.problem !== undefined) return;
+    let x: ReturnType<typeof recordIndexFields>;
+    try {
+      x = recordIndexFields(record);
+    } catch (err) {
+      // Its hash is right (only a forger who re-hashed makes such a record), its body unreadable.
+      this.problem = { ok: false, seq, problem: 'decode_error', message: `seq ${seq} hashes right but its body cannot be read: ${err instanceof Error ? err.message : String(err)}` };
+      return;
+    }
     this.keys.add(x.collection, indexDocId(x), seq);
   }
 
