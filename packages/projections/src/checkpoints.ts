@@ -76,17 +76,38 @@ export function listGenerations(dataDir: string): Generation[] {
   const root = checkpointsDir(dataDir);
   if (!fs.existsSync(root)) return [];
   return fs
-    .readdirSync(root)
-    .filter((n) => /^\d{16}$/.test(n))
-    .map((n) => ({ seq: Number(n), dir: path.join(root, n) }))
+    .readdirSync(root, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && /^\d{16}$/.test(e.name))
+    .map((e) => ({ seq: Number(e.name), dir: path.join(root, e.name) }))
     .sort((a, b) => b.seq - a.seq);
 }
 
-/** Removes temp dirs left by a crash mid-write. */
-export function removeTempDirs(dataDir: string): void {
+/**
+ * Removes temp dirs left by a crash mid-write (and generations set aside as corrupt, named
+ * like them). A `checkpoints` that is no directory (a file in the way) is moved aside, named in
+ * the returned string: checkpoints are derived, and such a file must not keep the data dir from
+ * opening.
+ */
+export function removeTempDirs(dataDir: string): string | undefined {
   const root = checkpointsDir(dataDir);
-  if (!fs.existsSync(root)) return;
+  const st = fs.lstatSync(root, { throwIfNoEntry: false });
+  if (st === undefined) return undefined;
+  if (!st.isDirectory()) {
+    const aside = `${root}.not-a-dir-${Date.now()}`;
+    fs.renameSync(root, aside);
+    return aside;
+  }
   for (const n of fs.readdirSync(root)) if (n.startsWith('.tmp-')) fs.rmSync(path.join(root, n), { recursive: true, force: true });
+  return undefined;
+}
+
+/** Sets a generation found corrupt aside under a temp name (the next open removes it), so that it is never tried again. */
+export function setCorruptAside(g: Generation): void {
+  try {
+    fs.renameSync(g.dir, path.join(path.dirname(g.dir), `.tmp-corrupt-${path.basename(g.dir)}-${Date.now()}`));
+  } catch {
+    // left where it is: tried (and refused) again at the next open
+  }
 }
 
 /** Deletes all but the newest `keep` generations; returns the ones kept. */

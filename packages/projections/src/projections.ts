@@ -12,6 +12,7 @@ import {
   pruneGenerations,
   removeTempDirs,
   sealCheckpoint,
+  setCorruptAside,
   snapshotState,
   validateCheckpoint,
   verifyCheckpointFiles,
@@ -255,13 +256,16 @@ export class Projections {
   }
 
   private async init(): Promise<void> {
-    removeTempDirs(this.dataDir);
+    const movedAside = removeTempDirs(this.dataDir);
+    if (movedAside !== undefined) this.logger('error', 'the checkpoints path is not a directory: moved aside; checkpoints are written anew', { movedTo: movedAside });
     this.cold = await this.startCold();
     const gens = listGenerations(this.dataDir);
+    const corrupt = new Set<Generation>();
     let loaded = false;
     for (const g of gens) {
       try {
         const cp = validateCheckpoint(g.dir, this.log);
+        if (cp.meta.watermark.seq !== g.seq) throw new Error(`its name says seq ${g.seq}, its metadata ${cp.meta.watermark.seq}`);
         const stats = await this.cold.load(g.dir, cp.meta.collections.map((c) => c.name), cp.meta.cold.seq, cp.meta.format);
         checkColdStats(g.dir, cp.meta, stats);
         this.state = cp.state;
@@ -277,9 +281,13 @@ export class Projections {
         this.m.corruption.inc();
         this.m.recovery.inc({ result: 'failure' });
         this.logger('error', 'checkpoint corrupt; trying the next older generation', { dir: g.dir, error: err instanceof Error ? err.message : String(err) });
+        corrupt.add(g);
         if (!this.cold.alive) this.cold = await this.startCold();
       }
     }
+    // Never tried again: not at the next open, not by a cold restart, and never the "newest"
+    // generation that timed checkpoints and health go by.
+    for (const g of corrupt) setCorruptAside(g);
     if (!loaded) {
       if (gens.length > 0) this.logger('error', 'no valid checkpoint; rebuilding from the log', { generations: gens.length });
       this.m.recovery.inc({ result: 'rebuild' });
@@ -287,6 +295,7 @@ export class Projections {
       this.coldSentSeq = this.coldWatermark = 0;
     }
     this.generations = gens.flatMap((g) => {
+      if (corrupt.has(g)) return [];
       try {
         const meta = JSON.parse(fs.readFileSync(`${g.dir}/metadata.json`, 'utf8')) as CheckpointMetadata;
         return [{ ...g, createdMs: meta.createdMs, coldSeq: meta.cold.seq }];

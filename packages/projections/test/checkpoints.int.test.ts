@@ -133,6 +133,34 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'success' })).toBe(1);
     await p.waitForCold(env.log.head().seq);
     expect(await answers(p)).toEqual(b.expected);
+    // The corrupt generation is set aside: health names the one loaded, and the next open does not meet it again.
+    expect(p.health().lastCheckpointSeq).toBe(b.gens[1]);
+    expect(listGenerations(env.dir).map((g) => g.seq)).toEqual([b.gens[1]]);
+    await p.close();
+    const again = await env.open();
+    expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(0);
+    expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'success' })).toBe(1);
+    expect(await answers(again)).toEqual(b.expected);
+    expect(fs.readdirSync(path.join(env.dir, 'checkpoints')).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+  });
+
+  it('a generation whose name is not its metadata\'s seq (copied or renamed) is corrupt; a file named like a generation is ignored; a checkpoints path that is a file is moved aside', async () => {
+    const b = await build();
+    env = b.env;
+    const root = path.join(env.dir, 'checkpoints');
+    fs.cpSync(genDir(env, b.gens[0]!), path.join(root, '0000000000099999'), { recursive: true });
+    fs.writeFileSync(path.join(root, '0000000000088888'), 'not a generation');
+    const p = await env.open();
+    expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(1);
+    expect(p.health().lastCheckpointSeq).toBe(b.gens[0]);
+    expect(await answers(p)).toEqual(b.expected);
+    await p.close();
+    fs.rmSync(root, { recursive: true });
+    fs.writeFileSync(root, 'in the way');
+    const q = await env.open();
+    expect(await answers(q)).toEqual(b.expected);
+    expect(fs.readdirSync(env.dir).filter((n) => n.startsWith('checkpoints.not-a-dir-')).length).toBe(1);
+    expect((await q.checkpoint()).seq).toBe(env.log.head().seq);
   });
 
   it('every generation corrupt: rebuilds from the log, same counts and results', async () => {
