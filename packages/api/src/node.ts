@@ -234,7 +234,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
           new Promise<'timeout'>((resolve) => (tCheckpoint = setTimeout(() => resolve('timeout'), Math.max(CHECKPOINT_MIN_MS, timeoutMs - (performance.now() - started))))),
         ]);
         clearTimeout(tCheckpoint);
-        if (outcome === 'timeout') logger('warn', 'checkpoint at shutdown given up: the shutdown timeout passed while the cold tier indexed its backlog; the next start indexes it again from the log', { lagEvents: proj.health().lagEvents, timeoutMs });
+        if (outcome === 'timeout') logger('warn', 'checkpoint at shutdown given up: the shutdown timeout passed while the cold tier indexed its backlog or saved its indexes; the next start indexes from the last checkpoint and the log', { lagEvents: proj.health().lagEvents, timeoutMs });
         else if (outcome !== 'done') logger('error', 'checkpoint at shutdown failed', { error: outcome instanceof Error ? outcome.message : String(outcome) });
         await proj.close();
         await checkpointing.catch(() => undefined); // settles once the cold worker is gone; its temp dir is removed
