@@ -301,9 +301,9 @@ function removeUnstarted(fresh: FreshDir, aside: string): void {
       if (process.getuid?.() === 0) fs.chownSync(fresh.dir, fresh.stat.uid, fresh.stat.gid);
       return;
     }
-    if (fresh.made === undefined) return;
+    if (fresh.made === undefined || fresh.made === fresh.dir) return;
     // The parents this start made, bottom up; one that holds anything now is not ours to remove.
-    for (let d = path.dirname(fresh.dir); fresh.made !== fresh.dir && d.length >= fresh.made.length; d = path.dirname(d)) fs.rmdirSync(d);
+    for (let d = path.dirname(fresh.dir); d.length >= fresh.made.length; d = path.dirname(d)) fs.rmdirSync(d);
   } catch {
     // another process made it again, or holds something in it: left as it is
   }

@@ -92,10 +92,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  */
 export const MAX_METADATA_DEPTH = 16;
 
-/** `v` lies inside `level` objects or arrays. */
 /** A UTF-16 surrogate not in a pair (`"\ud800"` is valid JSON): UTF-8, and so the log, cannot hold it. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/** `v` lies inside `level` objects or arrays. */
 function checkJson(v: unknown, level: number): boolean {
   if (typeof v === 'string') return !LONE_SURROGATE.test(v);
   if (v === null || typeof v === 'boolean') return true;
