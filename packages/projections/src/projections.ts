@@ -102,6 +102,12 @@ export interface ProjectionsHealth {
   /** Seq of the newest checkpoint (0 when none). */
   lastCheckpointSeq: number;
   /**
+   * Checkpoint writes that failed since the last one that succeeded (0 when the last succeeded or
+   * none was tried), and the newest failure's message ('' when none). A failing checkpoint costs
+   * restart time, never data; this is where an operator sees it.
+   */
+  checkpointFailures: { consecutive: number; lastError: string };
+  /**
    * How a search waits for the cold worker: `polling` (both threads spin: the fastest hop, on
    * cores nothing else needs), `sleeping` (polling stalled: other work holds the cores; see
    * PollGovernor), `down` (no cold worker running).
@@ -145,6 +151,8 @@ export class Projections {
   private eventsSinceCheckpoint = 0;
   /** No automatic checkpoint before this (Clock.monotonicMs): set when one failed (see autoCheckpoint). */
   private cpRetryAt = 0;
+  /** Failed checkpoint writes since the last success, and the newest one's message (health, metrics). */
+  private cpFailures = { consecutive: 0, lastError: '' };
   private cpTimer: NodeJS.Timeout | undefined;
   private asOfCache: MaterializedState | undefined;
   private initializing = true;
@@ -167,6 +175,7 @@ export class Projections {
     degradation: Counter<'fallback_to'>;
     coldRestarts: Counter;
     coldCatchUps: Counter;
+    checkpointFailures: Counter;
   };
 
   private constructor(o: ProjectionsOptions) {
@@ -205,6 +214,7 @@ export class Projections {
       degradation: new Counter({ name: 'query_degradation_total', help: 'Degraded answers by the layer that answered', labelNames: ['fallback_to'], registers: [registry] }),
       coldRestarts: new Counter({ name: 'projection_cold_restarts_total', help: 'Cold-tier worker restarts after a crash', registers: [registry] }),
       coldCatchUps: new Counter({ name: 'query_cold_catchups_total', help: 'Cold answers older than the cold watermark, completed from the log', registers: [registry] }),
+      checkpointFailures: new Counter({ name: 'hnsw_checkpoint_failures_total', help: 'Checkpoint writes that failed (timed, requested or at shutdown)', registers: [registry] }),
     };
     for (const r of ['success', 'failure', 'rebuild']) this.m.recovery.inc({ result: r }, 0);
     for (const l of QUERY_LAYERS) this.m.timeouts.inc({ layer: l }, 0);
@@ -232,6 +242,8 @@ export class Projections {
         gens().forEach((g, i) => this.set({ generation: String(i) }, Math.max(0, (t - g.createdMs) / 1000)));
       },
     });
+    const cpFailing = (): number => this.cpFailures.consecutive;
+    new Gauge({ name: 'hnsw_checkpoint_consecutive_failures', help: 'Checkpoint writes that failed since the last one that succeeded', registers: [registry], collect() { this.set(cpFailing()); } });
     new Gauge({ name: 'projection_applied_seq', help: 'Seq applied by the catalog and hot tier', registers: [registry], collect() { this.set(applied()); } });
     new Gauge({ name: 'projection_cold_watermark_seq', help: 'Seq absorbed by the cold tier', registers: [registry], collect() { this.set(coldWm()); } });
     new Gauge({ name: 'projection_hot_tier_vectors', help: 'Vectors plus tombstones in the hot tier', registers: [registry], collect() { this.set(hotSize()); } });
@@ -843,7 +855,20 @@ export class Projections {
   checkpoint(): Promise<{ seq: number; dir: string }> {
     if (this.closed) return Promise.reject(new ProjectionError('PROJ_CLOSED', 'the projections are closed'));
     if (this.checkpointing !== undefined) return this.checkpointing;
-    const p = this.writeCheckpoint().finally(() => {
+    const p = this.writeCheckpoint().then(
+      (r) => {
+        this.cpFailures = { consecutive: 0, lastError: '' };
+        return r;
+      },
+      (err: unknown) => {
+        // One that a close cut short is not a failure of the checkpoint (the close says what it gave up).
+        if (!this.closed) {
+          this.m.checkpointFailures.inc();
+          this.cpFailures = { consecutive: this.cpFailures.consecutive + 1, lastError: err instanceof Error ? err.message : String(err) };
+        }
+        throw err;
+      },
+    ).finally(() => {
       this.checkpointing = undefined;
     });
     this.checkpointing = p;
@@ -912,6 +937,7 @@ export class Projections {
       lagEvents: this.state.seq - this.coldWatermark,
       breakers: { cache: this.breakers.cache.state, hot: this.breakers.hot.state, cold: this.breakers.cold.state },
       lastCheckpointSeq: this.generations[0]?.seq ?? 0,
+      checkpointFailures: { ...this.cpFailures },
       searchChannel: this.cold === undefined || !this.cold.alive ? 'down' : this.cold.polling ? 'polling' : 'sleeping',
     };
   }

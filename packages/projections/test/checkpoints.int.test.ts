@@ -163,6 +163,31 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     expect((await q.checkpoint()).seq).toBe(env.log.head().seq);
   });
 
+  it('a checkpoint that fails at run time is counted and named in health until one succeeds (the data is untouched)', async () => {
+    const b = await build();
+    env = b.env;
+    const p = await env.open({ checkpoint: { everyEvents: 0, everySecs: 0 } });
+    expect(p.health().checkpointFailures).toEqual({ consecutive: 0, lastError: '' });
+    const root = path.join(env.dir, 'checkpoints');
+    fs.renameSync(root, `${root}.kept`);
+    fs.writeFileSync(root, 'in the way');
+    await env.log.append([upsert('c', 'late', randomVector(r, DIM))]);
+    for (let i = 1; i <= 2; i++) {
+      await expect(p.checkpoint()).rejects.toThrow(/EEXIST|ENOTDIR/);
+      expect(await metric(env.registry, 'hnsw_checkpoint_failures_total')).toBe(i);
+      expect(await metric(env.registry, 'hnsw_checkpoint_consecutive_failures')).toBe(i);
+      expect(p.health().checkpointFailures.consecutive).toBe(i);
+      expect(p.health().checkpointFailures.lastError).toMatch(/EEXIST|ENOTDIR/);
+    }
+    expect(p.health().lastCheckpointSeq).toBe(b.gens[0]);
+    fs.rmSync(root);
+    fs.renameSync(`${root}.kept`, root);
+    expect((await p.checkpoint()).seq).toBe(env.log.head().seq);
+    expect(await metric(env.registry, 'hnsw_checkpoint_failures_total')).toBe(2);
+    expect(await metric(env.registry, 'hnsw_checkpoint_consecutive_failures')).toBe(0);
+    expect(p.health().checkpointFailures).toEqual({ consecutive: 0, lastError: '' });
+  });
+
   it('every generation corrupt: rebuilds from the log, same counts and results', async () => {
     const b = await build();
     env = b.env;
