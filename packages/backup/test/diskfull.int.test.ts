@@ -27,15 +27,17 @@ function mountTmpfs(sizeKb: number): string | { skip: string } {
 function resize(dir: string, sizeKb: number): void {
   execFileSync('mount', ['-o', `remount,size=${sizeKb}k`, dir], { stdio: 'pipe' });
 }
-afterAll(() => {
-  for (const m of mounts) {
-    try {
-      execFileSync('umount', [m], { stdio: 'pipe' });
-    } catch {
-      /* busy */
-    }
-    fs.rmSync(m, { recursive: true, force: true });
+function unmount(m: string): void {
+  try {
+    execFileSync('umount', [m], { stdio: 'pipe' });
+  } catch {
+    /* busy */
   }
+  fs.rmSync(m, { recursive: true, force: true });
+  mounts.splice(mounts.indexOf(m), 1);
+}
+afterAll(() => {
+  for (const m of [...mounts]) unmount(m);
 });
 
 /** Every file under `dir`, relative (temp files included: a store lists none of them). */
@@ -61,14 +63,17 @@ async function fillCompressible(log: EventLog, n: number): Promise<void> {
   }
 }
 
-const probe = mountTmpfs(1024);
+// A probe, unmounted at once: a mount made while the file is collected stayed mounted when a `-t`
+// filter left no test to run (vitest then runs no `afterAll`). Each test mounts its own disk.
+const probe = mountTmpfs(64);
 const skip = typeof probe === 'string' ? undefined : probe.skip;
+if (typeof probe === 'string') unmount(probe);
 if (skip !== undefined) console.warn(`SKIPPED real disk-full backup/restore tests: ${skip}`);
 const title = (t: string): string => (skip === undefined ? t : `${t} — SKIPPED: ${skip}`);
 
 describe('backup and restore on a full disk (real tmpfs)', { timeout: 120_000 }, () => {
   it.skipIf(skip !== undefined)(title('a backup onto a full local store: BACKUP_NO_SPACE, nothing of it left (no temp file, no object), and the next backup with room completes'), async () => {
-    const storeDir = probe as string; // 1 MiB
+    const storeDir = mountTmpfs(1024) as string;
     const { log, dir } = await openLog();
     try {
       await fillCompressible(log, 6000); // ~2 MB of records

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,32 +10,47 @@ import { created, metricValue, openTestLog, quietLogger, randomVector, tempDir, 
 const dir = tempDir('kyro-enospc-');
 // a second one for the run with the LMDB apply thread
 const dir2 = tempDir('kyro-enospc-thread-');
-function probeMount(at: string): string | undefined {
+function mountTmpfs(at: string, options: string): void {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', at], { stdio: 'pipe' });
+}
+/**
+ * Whether this process may mount a tmpfs: a probe mount, unmounted at once (undefined) or why not.
+ * The tests' own mounts are made in `beforeAll`: a mount made while the file is collected stayed
+ * mounted when a `-t` filter left its describe without tests (vitest then runs no `afterAll`).
+ */
+function tmpfsRefusal(): string | undefined {
+  const probe = tempDir('kyro-tmpfs-probe-');
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', at], { stdio: 'pipe' });
+    mountTmpfs(probe, 'size=64k');
+    execFileSync('umount', [probe]);
     return undefined;
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    return `cannot mount a tmpfs at ${at} (${stderr || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
+    return `cannot mount a tmpfs (${stderr || (err as Error).message}); a real ENOSPC needs root or CAP_SYS_ADMIN`;
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
   }
 }
-const skipReason = probeMount(dir);
+const skipReason = tmpfsRefusal();
 const mounted = skipReason === undefined;
-const mounted2 = mounted && probeMount(dir2) === undefined;
-if (!mounted) console.warn(`SKIPPED real ENOSPC test: ${skipReason}`);
-
-afterAll(() => {
-  if (mounted) execFileSync('umount', [dir]);
-  if (mounted2) execFileSync('umount', [dir2]);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.rmSync(dir2, { recursive: true, force: true });
-});
+if (!mounted) console.warn(`SKIPPED real ENOSPC tests: ${skipReason}`);
 
 function batch(n: number, from: number): EventInput[] {
   return Array.from({ length: n }, (_, i) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `d${from + i}`, vector: randomVector(128) } }));
 }
 
 describe('a real disk full (tmpfs)', () => {
+  beforeAll(() => {
+    if (!mounted) return;
+    mountTmpfs(dir, 'size=1m');
+    mountTmpfs(dir2, 'size=1m');
+  });
+  afterAll(() => {
+    if (mounted) for (const d of [dir, dir2]) execFileSync('umount', [d]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(dir2, { recursive: true, force: true });
+  });
+
   it.skipIf(!mounted)(`an I/O error on a file system that is out of space is classified disk_full, not retried as io_error${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, () => {
     const eio = failpointError('test', 'EIO');
     expect(classifyWalError(refineByFreeSpace(eio, dir, 600))).toBe('io_error');
@@ -52,10 +67,10 @@ describe('a real disk full (tmpfs)', () => {
     expect(refineByFreeSpace(eio, dir, 600)).toBe(eio);
   });
 
-  it.skipIf(!mounted2).each([
+  it.skipIf(!mounted).each([
     ['on the writer thread', 'off', dir],
     ['with the LMDB apply thread', 'on', dir2],
-  ] as const)(`fills a 1 MiB tmpfs until WAL_DISK_FULL (%s); the log is as before; after space is freed and the breaker reset, appends resume${mounted2 ? '' : ` — SKIPPED: ${skipReason ?? 'second mount failed'}`}`, async (_name, applyThread, dir) => {
+  ] as const)(`fills a 1 MiB tmpfs until WAL_DISK_FULL (%s); the log is as before; after space is freed and the breaker reset, appends resume${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, async (_name, applyThread, dir) => {
     // a filler file we can delete later to free space
     const filler = path.join(dir, 'filler.bin');
     fs.writeFileSync(filler, Buffer.alloc(256 * 1024, 7));
@@ -115,18 +130,14 @@ describe('a real disk full (tmpfs)', () => {
 
 describe('a data dir on a read-only file system (tmpfs mounted ro)', () => {
   const ro = tempDir('kyro-rofs-');
-  let skip: string | undefined;
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro], { stdio: 'pipe' });
-  } catch (err) {
-    skip = `cannot mount a tmpfs at ${ro} (${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}); needs root or CAP_SYS_ADMIN`;
-    console.warn(`SKIPPED read-only file system test: ${skip}`);
-  }
+  beforeAll(() => {
+    if (mounted) mountTmpfs(ro, 'size=1m,ro');
+  });
   afterAll(() => {
-    if (skip === undefined) execFileSync('umount', [ro]);
+    if (mounted) execFileSync('umount', [ro]);
     fs.rmSync(ro, { recursive: true, force: true });
   });
-  it.skipIf(skip !== undefined)(`opening a new data dir there names the read-only file system (Node's recursive mkdir says ENOENT)${skip ? ` — SKIPPED: ${skip}` : ''}`, async () => {
+  it.skipIf(!mounted)(`opening a new data dir there names the read-only file system (Node's recursive mkdir says ENOENT)${mounted ? '' : ` — SKIPPED: ${skipReason}`}`, async () => {
     await expect(EventLog.open({ dir: path.join(ro, 'a', 'data'), logger: quietLogger() })).rejects.toMatchObject({ code: 'EROFS', message: expect.stringMatching(/read-only file system, mkdir .*\/a'/) as unknown });
   });
 });
