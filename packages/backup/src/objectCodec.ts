@@ -48,19 +48,31 @@ export function keyIdOf(key: Buffer): string {
   return createHash('sha256').update(key).digest().subarray(0, 8).toString('hex');
 }
 
-/** Parses 32 bytes given as 64 hex chars or base64. BACKUP_KEY_INVALID otherwise. */
-export function parseKey(text: string): EncryptionKey {
+const KEY_FORMS = '32 bytes: 64 hex characters, or base64 (44 characters)';
+
+/**
+ * Parses 32 bytes given as 64 hex characters or base64. BACKUP_KEY_INVALID otherwise, naming
+ * `source` (a file or a variable) when given. Text made only of hex digits is hex: a hex key cut
+ * short (43 characters) is refused, not read as base64 of other 32 bytes, which would encrypt new
+ * backups under a key nobody meant.
+ */
+export function parseKey(text: string, source?: string): EncryptionKey {
   const t = text.trim();
+  const where = source === undefined ? '' : `${source}: `;
   let key: Buffer | undefined;
-  if (/^[0-9a-fA-F]{64}$/.test(t)) key = Buffer.from(t, 'hex');
-  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) key = Buffer.from(t, 'base64');
-  if (key?.length !== 32) throw new BackupError('BACKUP_KEY_INVALID', 'the backup key must be 32 bytes: 64 hex characters or base64');
+  if (/^[0-9a-fA-F]+$/.test(t)) {
+    if (t.length !== 64) throw new BackupError('BACKUP_KEY_INVALID', `${where}the backup key must be ${KEY_FORMS}; this is ${t.length} hex characters`);
+    key = Buffer.from(t, 'hex');
+  } else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) key = Buffer.from(t, 'base64');
+  if (key?.length !== 32) throw new BackupError('BACKUP_KEY_INVALID', `${where}the backup key must be ${KEY_FORMS}${key === undefined ? '' : `; this base64 is ${key.length} bytes`}`);
   return { key, keyId: keyIdOf(key) };
 }
 
 /**
- * Loads the encryption key: from `file` if given (its text, or 32 raw bytes), else from the
- * env variable `KYRODB_BACKUP_KEY`, else undefined (no encryption).
+ * Loads the encryption key: from `file` if given (its text, or 32 raw bytes: 32 bytes that are
+ * all printable text are text, so a 32-character passphrase or a short hex key is refused rather
+ * than taken as the key's bytes), else from the env variable `KYRODB_BACKUP_KEY`, else undefined
+ * (no encryption).
  */
 export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): EncryptionKey | undefined {
   if (o.file !== undefined) {
@@ -70,7 +82,7 @@ export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): Enc
     } catch (cause) {
       throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file} cannot be read: ${(cause as Error).message}`, { file: o.file }, { cause });
     }
-    if (raw.length === 32) return { key: raw, keyId: keyIdOf(raw) };
+    if (raw.length === 32 && !/^[\x20-\x7e\t\r\n]*$/.test(raw.toString('latin1'))) return { key: raw, keyId: keyIdOf(raw) };
     try {
       return parseKey(raw.toString('utf8'));
     } catch (err) {
@@ -78,7 +90,7 @@ export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): Enc
     }
   }
   const v = (o.env ?? process.env)['KYRODB_BACKUP_KEY'];
-  return v === undefined || v === '' ? undefined : parseKey(v);
+  return v === undefined || v === '' ? undefined : parseKey(v, 'KYRODB_BACKUP_KEY');
 }
 
 /**

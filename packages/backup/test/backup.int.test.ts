@@ -584,6 +584,20 @@ describe('backup details', () => {
     expect(loadKey({ env: { KYRODB_BACKUP_KEY: hex } })?.keyId).toBe(k1.keyId);
     expect(loadKey({ env: {} })).toBeUndefined();
     expect(() => parseKey('abcd')).toThrow(expect.objectContaining({ code: 'BACKUP_KEY_INVALID' }) as Error);
+    // 32 raw bytes are a key; 32 bytes of text are text (a passphrase, a hex key cut short) and refused.
+    const raw = Buffer.from(hex, 'hex');
+    fs.writeFileSync(path.join(dir, 'raw'), raw);
+    expect(loadKey({ file: path.join(dir, 'raw') })?.keyId).toBe(k1.keyId);
+    const invalid = (m: RegExp): Error => expect.objectContaining({ code: 'BACKUP_KEY_INVALID', message: expect.stringMatching(m) as unknown }) as Error;
+    for (const [cut, said] of [[32, /key file .*t32: .*32 hex characters/], [43, /key file .*t43: .*43 hex characters/]] as const) {
+      fs.writeFileSync(path.join(dir, `t${cut}`), hex.slice(0, cut));
+      expect(() => loadKey({ file: path.join(dir, `t${cut}`) })).toThrow(invalid(said));
+    }
+    fs.writeFileSync(path.join(dir, 'phrase'), 'correct horse battery staple 123');
+    expect(() => loadKey({ file: path.join(dir, 'phrase') })).toThrow(invalid(/key file .*phrase: the backup key must be 32 bytes/));
+    // The variable is named when its value is no key.
+    expect(() => loadKey({ env: { KYRODB_BACKUP_KEY: hex.slice(0, 40) } })).toThrow(invalid(/^KYRODB_BACKUP_KEY: .*40 hex characters/));
+    expect(() => loadKey({ env: { KYRODB_BACKUP_KEY: Buffer.alloc(24, 7).toString('base64') } })).toThrow(invalid(/^KYRODB_BACKUP_KEY: .*this base64 is 24 bytes/));
   });
 
   it("an incremental counts a document by its events before the range, never by the range's own", async () => {
