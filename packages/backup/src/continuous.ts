@@ -6,7 +6,7 @@ import { padSeq, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
 import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
-import { checkLogHoldsStore } from './storeHistory.js';
+import { CONTINUOUS_CURSOR, checkLogHoldsStore } from './storeHistory.js';
 import { defaultBackupLogger, type BackupLogger } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
 import { encodeSegment, type SegmentEntry } from './segment.js';
@@ -43,8 +43,7 @@ export const defaultContinuousBackupOptions: Readonly<{ intervalMs: number; maxB
  */
 export const START_WAIT_MS = 5000;
 
-/** The cursor name continuous backup uses in a writable log. */
-export const CONTINUOUS_CURSOR = 'backup.continuous';
+export { CONTINUOUS_CURSOR };
 const STORE_CURSOR_PREFIX = 'continuous/cursor-';
 
 /**

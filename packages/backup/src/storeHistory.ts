@@ -1,10 +1,13 @@
 import { decodeRecord, toHex, type EventLog } from '@kyrodb/log';
-import { BackupError } from './errors.js';
+import { BackupError, isBackupError } from './errors.js';
 import type { BackupManifest } from './manifest.js';
 import type { EncryptionKey } from './objectCodec.js';
-import { loadSegments, segmentLastHash, type SegmentInfo } from './pieces.js';
+import { loadSegments, segmentHeaderOf, type SegmentInfo } from './pieces.js';
 import { sleep } from './retry.js';
 import type { ObjectStore } from './stores/objectStore.js';
+
+/** The cursor name continuous backup uses in a writable log: `{ seq, hash, store }`, the last event it shipped and where. */
+export const CONTINUOUS_CURSOR = 'backup.continuous';
 
 /** How long a read-only log may take to see what a server writing it has already stored, ms. */
 const CATCH_UP_WAIT_MS = 2000;
@@ -19,14 +22,26 @@ const CATCH_UP_WAIT_MS = 2000;
  */
 export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encryption: EncryptionKey | undefined, manifests: readonly BackupManifest[], segments?: readonly SegmentInfo[]): Promise<void> {
   // The furthest backup (its head hash is in its manifest), and a continuous segment past it
-  // (its hash in its header; unknown when it was encrypted with a key not given, and then only
-  // its seq is checked).
-  const points: { seq: number; what: string; hash: () => Promise<string | undefined> }[] = [];
+  // (its hash in its header; one encrypted with a key not given cannot be read: see below).
+  const points: { seq: number; what: string; hash: () => Promise<string | BackupError> }[] = [];
   const furthest = manifests.reduce<BackupManifest | undefined>((a, m) => (a === undefined || m.to_seq > a.to_seq ? m : a), undefined);
   if (furthest !== undefined) points.push({ seq: furthest.to_seq, what: `backup ${furthest.backup_id}`, hash: () => Promise.resolve(furthest.head_hash) });
   const segs = segments ?? (await loadSegments(store));
   const last = segs[segs.length - 1];
-  if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) points.push({ seq: last.last_seq, what: `continuous segment ${last.key}`, hash: () => segmentLastHash(store, last, encryption) });
+  if (last !== undefined && last.last_seq > (furthest?.to_seq ?? 0)) {
+    points.push({
+      seq: last.last_seq,
+      what: `continuous segment ${last.key}`,
+      hash: async () => {
+        try {
+          return (await segmentHeaderOf(store, last, encryption)).last_hash;
+        } catch (err) {
+          if (isBackupError(err) && (err.code === 'BACKUP_DECRYPT_FAILED' || err.code === 'BACKUP_KEY_REQUIRED')) return err;
+          throw err;
+        }
+      },
+    });
+  }
   for (const point of points) {
     let rec = log.getRecord(point.seq);
     // A server writing this log may have shipped a segment or backup of events that this
@@ -35,7 +50,22 @@ export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encr
       await sleep(50);
       if (log.head().seq >= point.seq) rec = log.getRecord(point.seq);
     }
-    const stored = rec === undefined ? undefined : await point.hash();
+    let stored = rec === undefined ? undefined : await point.hash();
+    if (rec !== undefined && stored instanceof BackupError) {
+      // Encrypted with a key not given (rotated out of the config, or encryption turned off):
+      // only this log's own record of having shipped that far to this store vouches for it.
+      // Without one, a data dir restored to an earlier point and written to since would pass
+      // on its seq alone, and put a second history into the store.
+      const hash = toHex(decodeRecord(rec).hash);
+      if (!shippedHere(log, store, point.seq, hash)) {
+        throw new BackupError(
+          stored.code,
+          `cannot check that this log holds the history in the store ${store.url}: ${stored.message}. Give that key (backup.encryption.previous_key_files), or back up to a fresh store prefix or directory`,
+          { ...stored.details, seq: point.seq },
+        );
+      }
+      stored = hash;
+    }
     if (rec === undefined || (stored !== undefined && toHex(decodeRecord(rec).hash) !== stored)) {
       throw new BackupError(
         'BACKUP_LOG_DIVERGED',
@@ -44,4 +74,13 @@ export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encr
       );
     }
   }
+}
+
+/** Whether this log's continuous-backup cursor says it shipped the event at `seq` (with `hash`) or later to `store`. */
+function shippedHere(log: EventLog, store: ObjectStore, seq: number, hash: string): boolean {
+  const cursor = log.getCursor<{ seq?: number; hash?: string; store?: string }>(CONTINUOUS_CURSOR);
+  if (cursor?.seq === undefined || cursor.seq < seq || (cursor.store !== undefined && cursor.store !== store.url)) return false;
+  if (cursor.seq === seq) return cursor.hash === hash;
+  const at = log.getRecord(cursor.seq);
+  return at !== undefined && toHex(decodeRecord(at).hash) === cursor.hash;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
-import { BackupManager, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, restore, verifySegments, type ObjectStore } from '@kyrodb/backup';
+import { BackupManager, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, parseKey, restore, verifySegments, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
 import { created, FaultProxy, fill, hashDir, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
 
 async function gauge(r: Registry, name: string): Promise<number> {
@@ -181,6 +181,47 @@ describe('continuous backup refuses a store whose history the log does not exten
     await cb.waitForShipped(log.head().seq);
     expect(cb.status().state).toBe('running');
     await cb.stop();
+    await log.close();
+  });
+});
+
+describe('a store whose newest segment is encrypted with a key not given', () => {
+  it('a data dir restored to an earlier point and written to is refused (the seq alone passed); the log that shipped it (its cursor vouches) ships on', async () => {
+    const k1 = parseKey('31'.repeat(32));
+    const k2 = parseKey('32'.repeat(32));
+    const { log, dir } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    await log.append([created('c', 8)]);
+    await fill(log, 60);
+    const mid = log.head();
+    await fill(log, 60, { seed: 2 });
+    const first = new ContinuousBackup({ log, store, intervalMs: 10, encryption: k1, logger: quietLogger() });
+    await first.start();
+    await first.waitForShipped(log.head().seq);
+    await first.stop();
+    const restoredDir = path.join(tempDir(), 'restored');
+    expect((await restore({ store, dataDir: restoredDir, pointInTime: mid.ts, encryption: k1 })).seq).toBe(mid.seq);
+    const restored = await EventLog.open({ dir: restoredDir, logger: () => undefined });
+    // Written past the store's head: the seq check alone let this history in beside the old one.
+    await fill(restored, 200, { seed: 3 });
+    const before = await store.list('');
+    for (const [key, code] of [[k2, 'BACKUP_DECRYPT_FAILED'], [undefined, 'BACKUP_KEY_REQUIRED']] as const) {
+      const refused = (e: unknown): boolean => isBackupError(e, code) && /cannot check that this log holds the history in the store/.test(e.message);
+      await expect(new ContinuousBackup({ log: restored, store, encryption: key, logger: quietLogger() }).start()).rejects.toSatisfy(refused);
+      await expect(new BackupManager({ log: restored, dataDir: restoredDir, store, encryption: key, logger: quietLogger() }).createFull()).rejects.toSatisfy(refused);
+    }
+    // With the key it needs, the check reads the segment and names the split.
+    await expect(new ContinuousBackup({ log: restored, store, encryption: withPreviousKeys(k2, [k1]), logger: quietLogger() }).start()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
+    expect(await store.list('')).toEqual(before);
+    await restored.close();
+    // The log that shipped those segments, its key rotated out of the config: its cursor vouches.
+    await fill(log, 30, { seed: 4 });
+    const again = new ContinuousBackup({ log, store, intervalMs: 10, encryption: k2, logger: quietLogger() });
+    await again.start();
+    await again.waitForShipped(log.head().seq);
+    expect(again.status().state).toBe('running');
+    await again.stop();
+    expect((await new BackupManager({ log, dataDir: dir, store, encryption: k2, logger: quietLogger() }).createFull()).to_seq).toBe(log.head().seq);
     await log.close();
   });
 });
