@@ -113,11 +113,27 @@ export function encodeObject(raw: Buffer, compression: Compression, key: Encrypt
 
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const KEYID_LEN = 8;
+/** Bytes at the start of a stored body that say how it is wrapped (see `objectWrapping`). */
+export const WRAPPING_HEADER_BYTES = 4 + KEYID_LEN;
 
 /** How a stored body is wrapped, read from its first bytes. */
 export function objectWrapping(stored: Buffer): { encrypted: boolean; keyId?: string } {
-  if (stored.length >= 4 + KEYID_LEN && stored.subarray(0, 4).equals(ENC_MAGIC)) return { encrypted: true, keyId: stored.subarray(4, 4 + KEYID_LEN).toString('hex') };
+  if (stored.length >= WRAPPING_HEADER_BYTES && stored.subarray(0, 4).equals(ENC_MAGIC)) return { encrypted: true, keyId: stored.subarray(4, WRAPPING_HEADER_BYTES).toString('hex') };
   return { encrypted: false };
+}
+
+/**
+ * The key of `key`'s ring that `name`, encrypted under `keyId`, needs: BACKUP_KEY_REQUIRED when
+ * no key is given, BACKUP_DECRYPT_FAILED when none of the given keys has that id.
+ */
+export function keyFor(name: string, keyId: string | undefined, key: EncryptionKey | undefined): EncryptionKey {
+  if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', `${name} is encrypted (key id ${keyId}); set KYRODB_BACKUP_KEY or give a key file`, { file: name, keyId });
+  const found = keyWithId(key, keyId);
+  if (found === undefined) {
+    const ids = [key.keyId, ...(key.previous ?? []).map((k) => k.keyId)];
+    throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} was encrypted with key id ${keyId}, the given ${ids.length === 1 ? 'key has id' : 'keys have ids'} ${ids.join(', ')} (an older key goes in backup.encryption.previous_key_files)`, { file: name, keyId });
+  }
+  return found;
 }
 
 /**
@@ -132,13 +148,7 @@ export function decodeObject(stored: Buffer, key: EncryptionKey | undefined, nam
   const w = objectWrapping(b);
   if (expectEncrypted === true && !w.encrypted) throw new BackupError('BACKUP_CORRUPT', `${name} should be encrypted but is not`, { file: name });
   if (w.encrypted) {
-    if (key === undefined) throw new BackupError('BACKUP_KEY_REQUIRED', `${name} is encrypted (key id ${w.keyId}); set KYRODB_BACKUP_KEY or give a key file`, { file: name, keyId: w.keyId });
-    const given = key;
-    key = keyWithId(given, w.keyId);
-    if (key === undefined) {
-      const ids = [given.keyId, ...(given.previous ?? []).map((k) => k.keyId)];
-      throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} was encrypted with key id ${w.keyId}, the given ${ids.length === 1 ? 'key has id' : 'keys have ids'} ${ids.join(', ')} (an older key goes in backup.encryption.previous_key_files)`, { file: name, keyId: w.keyId });
-    }
+    key = keyFor(name, w.keyId, key);
     const start = 4 + KEYID_LEN;
     if (b.length < start + IV_LEN + TAG_LEN) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} is too short to be encrypted`, { file: name });
     const iv = b.subarray(start, start + IV_LEN);

@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { BackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
-import { decodeObject } from './objectCodec.js';
+import { WRAPPING_HEADER_BYTES, decodeObject, keyFor, objectWrapping } from './objectCodec.js';
 import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable, segmentHeaderOf, warnUnreadable } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
@@ -15,7 +15,7 @@ import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
-import type { GetOptions, ObjectStore } from './stores/objectStore.js';
+import { readObjectPrefix, type GetOptions, type ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
 import { formatBytes, freeBytes, noSpaceError } from './space.js';
 
@@ -741,15 +741,21 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
   if (o.dryRun === true) {
     for (const s of plan.steps) {
       if (s.kind === 'backup') {
+        // The keys the restore will need (the manifest names its key; a segment's first bytes do).
+        if (s.manifest.encryption !== null) keyFor(`backup ${s.manifest.backup_id}`, s.manifest.encryption.key_id, o.encryption);
         for (const f of s.manifest.files) {
           const h = await o.store.head(f.key);
           if (h === undefined) throw new BackupError('BACKUP_FILE_MISSING', `backup file ${f.key} is missing`, { key: f.key });
           if (h.size !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${h.size} bytes, the manifest says ${f.size}`, { key: f.key });
         }
-      } else if ((await o.store.head(s.segment.key)) === undefined) {
-        throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
+      } else {
+        if ((await o.store.head(s.segment.key)) === undefined) throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
+        const w = objectWrapping(await readObjectPrefix(o.store, s.segment.key, WRAPPING_HEADER_BYTES));
+        if (w.encrypted) keyFor(s.segment.key, w.keyId, o.encryption);
       }
     }
+    const cpEnc = plan.checkpoint?.manifest.encryption;
+    if (cpEnc != null) keyFor(`backup ${plan.checkpoint!.backup_id} (its checkpoint)`, cpEnc.key_id, o.encryption);
     // A chain that stops at a gap restores T only if its last event is after T (else events up to
     // T may be in the gap): the last step's ts says so (a segment's, from its header).
     if (plan.pointInTime !== null && plan.gapAfterSeq !== null) {

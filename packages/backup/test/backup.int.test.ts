@@ -521,6 +521,11 @@ describe('backup details', () => {
     await log.close();
     const pointInTime = head.ts;
     const wrong = path.join(tempDir(), 'k2-only');
+    // The dry run needs the same keys as the restore (the full's manifest names k1, the segments' first bytes k1 and k2).
+    for (const [encryption, code, needs] of [[k2, 'BACKUP_DECRYPT_FAILED', k1], [undefined, 'BACKUP_KEY_REQUIRED', k1], [k1, 'BACKUP_DECRYPT_FAILED', k2]] as const) {
+      await expect(restore({ store, dataDir: wrong, pointInTime, encryption, dryRun: true })).rejects.toSatisfy((e) => isBackupError(e, code) && (e as Error).message.includes(`key id ${needs.keyId}`));
+    }
+    expect((await restore({ store, dataDir: wrong, pointInTime, encryption: withPreviousKeys(k2, [k1]), dryRun: true })).seq).toBe(head.seq);
     await expect(restore({ store, dataDir: wrong, pointInTime, encryption: k2 })).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_DECRYPT_FAILED') && (e as Error).message.includes(k1.keyId));
     expect(fs.existsSync(wrong)).toBe(false);
     const target = path.join(tempDir(), 'both');

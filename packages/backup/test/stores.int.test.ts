@@ -35,6 +35,18 @@ describe.each(stores)('ObjectStore contract: %s', (_name, make) => {
     expect((await st.get('empty')).length).toBe(0);
   });
 
+  it('readPrefix: the first bytes, all of a shorter object, none of an empty one; missing keys', async () => {
+    const st = make();
+    const bin = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await st.put('bin', bin);
+    await st.put('empty', Buffer.alloc(0));
+    expect(typeof st.readPrefix).toBe('function');
+    expect((await st.readPrefix!('bin', 12)).equals(bin.subarray(0, 12))).toBe(true);
+    expect((await st.readPrefix!('bin', 1000)).equals(bin)).toBe(true);
+    expect((await st.readPrefix!('empty', 12)).length).toBe(0);
+    await expect(st.readPrefix!('nope', 12)).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_FILE_MISSING'));
+  });
+
   it('objects are immutable: same bytes again is fine, different bytes is BACKUP_OBJECT_CONFLICT', async () => {
     const st = make();
     await st.put('k', Buffer.from('one'));

@@ -80,6 +80,24 @@ export class LocalDirStore implements ObjectStore {
     return b;
   }
 
+  async readPrefix(key: string, bytes: number): Promise<Buffer> {
+    const b = Buffer.alloc(bytes);
+    let n: number;
+    try {
+      const fh = await fsp.open(this.file(key), 'r');
+      try {
+        n = (await fh.read(b, 0, bytes, 0)).bytesRead;
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EISDIR') throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
+      throw err;
+    }
+    return b.subarray(0, n);
+  }
+
   async head(key: string): Promise<{ size: number } | undefined> {
     try {
       const st = await fsp.stat(this.file(key));

@@ -16,6 +16,8 @@ export interface ObjectStore {
   put(key: string, body: Buffer, options?: PutOptions): Promise<void>;
   /** The object's bytes, in a buffer the caller owns (a restore reuses it in place). BACKUP_FILE_MISSING if absent. */
   get(key: string, options?: GetOptions): Promise<Buffer>;
+  /** The object's first `bytes` bytes (all of it when shorter). BACKUP_FILE_MISSING if absent. Optional: see `readObjectPrefix`. */
+  readPrefix?(key: string, bytes: number): Promise<Buffer>;
   /** The object's size, or undefined if absent. */
   head(key: string): Promise<{ size: number } | undefined>;
   /** Every key starting with `prefix`, sorted ascending. */
@@ -40,6 +42,12 @@ export interface GetOptions {
    * result is then a view of it) instead of allocating fresh memory. A hint: a store may ignore it.
    */
   into?: ArrayBuffer;
+}
+
+/** The first `bytes` bytes of an object: a ranged read where the store has one, else the whole object cut. */
+export async function readObjectPrefix(store: ObjectStore, key: string, bytes: number): Promise<Buffer> {
+  if (store.readPrefix !== undefined) return store.readPrefix(key, bytes);
+  return (await store.get(key)).subarray(0, bytes);
 }
 
 /** Rejects keys that could escape the store's root. */
