@@ -89,6 +89,16 @@ describe('encrypted backups through the CLI', { timeout: 240_000 }, () => {
     expect(JSON.parse(n.stdout).encryption).toMatchObject({ key_id: keyIdOf(k2) });
     const old = await kyrodb(['restore', '--backup-id', oldId, '--config', rotated, '--data-dir', path.join(dir, 'restored-rotated')]);
     expect(old.code, old.stderr).toBe(0);
+    // audit verify of a backup: --key-file is read beside the config's keys (the rotated-out one too);
+    // a key that is not the backup's is bad input (exit 2), as a missing one is.
+    const newId = JSON.parse(n.stdout).backup_id as string;
+    for (const id of [newId, oldId]) {
+      const av = await kyrodb(['audit', 'verify', '--backup-id', id, '--store', `file://${storeA}`, '--config', rotated, '--key-file', keyFile, '--json']);
+      expect([av.code, av.stderr], id).toEqual([0, expect.any(String)]);
+    }
+    const wrongAudit = await kyrodb(['audit', 'verify', '--backup-id', oldId, '--store', `file://${storeA}`, '--config', readA, '--key-file', k2File, '--json']);
+    expect([wrongAudit.code, JSON.parse(wrongAudit.stdout).error.code]).toEqual([2, 'BACKUP_DECRYPT_FAILED']);
+    expect(wrongAudit.stderr).toMatch(new RegExp(`^kyrodb: BACKUP_DECRYPT_FAILED: .*key id ${keyIdOf(k1)}`, 'm'));
     const missing = config('missing-previous', storeA, `{ enabled: true, key_file: ${k2File}, previous_key_files: [${path.join(dir, 'nope.key')}] }`);
     const m = await kyrodb(['backup', 'verify', '--backup-id', oldId, '--config', missing]);
     expect([m.code, m.stderr]).toEqual([2, expect.stringContaining('BACKUP_KEY_INVALID')]);

@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, LogError, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore, withPreviousKeys } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
@@ -36,7 +36,8 @@ const AUDIT_EXIT_HELP = `
 Exit codes:
   0  done (verify: the chain verifies and extends the digest)
   1  unexpected failure (e.g. LOG_RECOVERY_NEEDED: a crashed writer left events to apply)
-  2  bad input: a malformed digest or time, a missing data dir, an unknown option
+  2  bad input: a malformed digest or time, a missing data dir, an unknown option, a backup
+     key missing or not the one the backup was encrypted with
   3  the chain does not verify or does not extend the digest, or the log's files are damaged
   4  collection, document or backup not found (history: it has no event)
   8  not enough disk space (replay --out)
@@ -49,7 +50,15 @@ const BACKUP_BAD_INPUT = new Set(['BACKUP_KEY_REQUIRED', 'BACKUP_KEY_INVALID', '
 const BACKUP_NOT_FOUND = new Set(['BACKUP_NOT_FOUND', 'BACKUP_MANIFEST_MISSING']);
 
 /**
- * Reports a failure and sets the exit code: `error: CODE: message` on stderr, and with `--json`
+ * A backup that does not decrypt with the key given: a key not among those given (bad input, as a
+ * missing key is) names the key id it needs; one that fails its GCM tag was altered (tampered).
+ */
+function wrongKey(err: unknown): boolean {
+  return isBackupError(err, 'BACKUP_DECRYPT_FAILED') && err.details['keyId'] !== undefined;
+}
+
+/**
+ * Reports a failure and sets the exit code: `kyrodb: CODE: message` on stderr, and with `--json`
  * also `{"error": {"code", "message"}}` on stdout, as the other kyrodb commands do.
  */
 function fail(err: unknown, json: boolean | undefined): void {
@@ -57,9 +66,10 @@ function fail(err: unknown, json: boolean | undefined): void {
   const configInvalid = err instanceof ApiError && err.code === 'API_CONFIG_INVALID'; // --config (audit verify --backup-id)
   const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) || configInvalid ? (err as { code: string }).code : 'ERROR';
   if (json === true) process.stdout.write(JSON.stringify({ error: { code, message } }) + '\n');
-  process.stderr.write(`error: ${code}: ${message}\n`);
+  process.stderr.write(`kyrodb: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
+  if (wrongKey(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
+  else if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
   else if (code === 'AUDIT_NO_SPACE') process.exitCode = AUDIT_EXIT.NO_SPACE;
   else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND' || code === 'PROJ_UNKNOWN_COLLECTION') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
@@ -179,7 +189,7 @@ export function registerAuditCommands(program: Command): Command {
     .option('--backup-id <id>', 'verify a backup instead (an id, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
     .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix (an S3 endpoint, region and path style from backup.s3 of --config or KYRODB_BACKUP_S3_*)')
     .option('--config <file>', 'config file (YAML) whose backup.s3 and backup.encryption settings reach the store and decrypt the backup')
-    .option('--key-file <file>', 'encryption key of the backup (default: backup.encryption of the config, else $KYRODB_BACKUP_KEY)')
+    .option('--key-file <file>', "encryption key of the backup, read beside the config's keys (backup.encryption: key_file, previous_key_files; else $KYRODB_BACKUP_KEY)")
     .option('--digest <SEQ:HASH>', 'an earlier digest (from `audit head` or GET /v1/audit/head)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { dataDir?: string; backupId?: string; store?: string; config?: string; keyFile?: string; digest?: string; json?: boolean }) => {
@@ -197,7 +207,10 @@ export function registerAuditCommands(program: Command): Command {
           // The store and the key as the other commands reach them: an S3 store needs its endpoint
           // (s3rver, MinIO), and until this read the config it could only reach AWS itself.
           const cfg = loadConfig({ file: o.config });
-          const encryption = o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : decryptionKeyOf(cfg);
+          // --key-file comes first; the config's keys (a rotated-out one too) stay readable beside it.
+          const configured = decryptionKeyOf(cfg);
+          const given = o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : undefined;
+          const encryption = given === undefined ? configured : withPreviousKeys(given, configured === undefined ? [] : [configured, ...(configured.previous ?? [])]);
           await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
         }
         await withLog(dataDir, async (log) => {
