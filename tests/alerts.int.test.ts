@@ -15,7 +15,7 @@ interface Rule {
   annotations?: { summary?: string };
 }
 
-const PROMQL_WORDS = new Set(['rate', 'irate', 'increase', 'sum', 'max', 'min', 'avg', 'count', 'by', 'without', 'on', 'ignoring', 'and', 'or', 'unless', 'bool', 'offset', 'histogram_quantile', 'delta', 'deriv', 'abs', 'time', 'vector', 'scalar']);
+const PROMQL_WORDS = new Set(['rate', 'irate', 'increase', 'sum', 'max', 'min', 'avg', 'count', 'by', 'without', 'on', 'ignoring', 'and', 'or', 'unless', 'bool', 'offset', 'histogram_quantile', 'max_over_time', 'delta', 'deriv', 'abs', 'time', 'vector', 'scalar']);
 
 /** Metric names in a PromQL expression: identifiers that are not functions/keywords, label names or durations. */
 export function metricNames(expr: string): string[] {
@@ -42,7 +42,7 @@ describe('deploy/alerts.yml', { timeout: 240_000 }, () => {
       // balanced brackets
       for (const [o, c] of [['(', ')'], ['{', '}'], ['[', ']']]) expect(r.expr.split(o!).length, r.expr).toBe(r.expr.split(c!).length);
     }
-    expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining(['WalCircuitBreakerOpen', 'HnswCorruptionDetected', 'TrainingTaskRestartsHigh', 'BackupFailing', 'ContinuousBackupLagging']));
+    expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining(['WalCircuitBreakerOpen', 'HnswCorruptionDetected', 'TrainingTaskRestartsHigh', 'TrainingSupervisorGaveUp', 'HnswCheckpointsFailing', 'BackupFailing', 'ContinuousBackupLagging']));
   });
 
   it("every metric named in an expression exists on a running server's /metrics", async () => {
@@ -53,6 +53,30 @@ describe('deploy/alerts.yml', { timeout: 240_000 }, () => {
     const names = rules.flatMap((r) => metricNames(r.expr));
     expect(names).toContain('wal_circuit_breaker_state');
     for (const n of names) expect(exposed.has(n), `${n} is not on /metrics`).toBe(true);
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+  });
+
+  it('a crashing training task: its crashes and giving up are in the server log, and the training rules\' conditions are met', async () => {
+    const dir = tmp();
+    const config = path.join(dir, 'kyrodb.yaml');
+    fs.writeFileSync(config, 'cache: { training: { interval_secs: 1, min_samples: 1 } }\nerror_recovery: { training: { max_restarts: 3, restart_backoff_seconds: [1] } }\n');
+    server = await startServer(['--config', config, '--data-dir', path.join(dir, 'data')], { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'backups'), KYRODB_FAILPOINTS: 'training.rmi=panic' });
+    const url = server.url;
+    await fetch(`${url}/v1/collections/c`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimension: 2, metric: 'l2' }) });
+    await fetch(`${url}/v1/collections/c/vectors`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ vectors: [{ id: 'a', vector: [1, 0] }] }) });
+    const value = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    let text = '';
+    for (let i = 0; i < 300 && !(value(text, 'training_restarts_exceeded_total') > 0); i++) {
+      await fetch(`${url}/v1/collections/c/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ vector: [i % 7, 1], k: 1 }) });
+      await new Promise((r) => setTimeout(r, 100));
+      text = await fetch(url + '/metrics').then((r) => r.text());
+    }
+    // TrainingTaskRestartsHigh (increase over 15m >= 3) and TrainingSupervisorGaveUp (> 0) both hold.
+    expect(value(text, 'training_restarts_total')).toBe(3);
+    expect(value(text, 'training_restarts_exceeded_total')).toBe(1);
+    expect(server.stderr()).toMatch(/"component":"training".*training task crashed \(restart 1 of 3/);
+    expect(server.stderr()).toMatch(/"level":"error".*"component":"training".*giving up, the cache falls back to LRU/);
     expect(await server.stop()).toBe(0);
     server = undefined;
   });

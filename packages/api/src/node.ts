@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { EventLog, Failpoints } from '@kyrodb/log';
+import { EventLog, Failpoints, type LogSink } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
@@ -91,14 +91,18 @@ function keysOf(cfg: KyroConfig): { current: EncryptionKey | undefined; previous
  * `error_recovery.training`), or undefined when `cache.enabled` is false. The caller starts and
  * stops `supervisor`.
  */
-function openCache(cfg: KyroConfig, registry: Registry, failpoints: Failpoints): { cache: SemanticCache; supervisor: TrainingSupervisor } | undefined {
+function openCache(cfg: KyroConfig, registry: Registry, failpoints: Failpoints, logger: NodeLogger): { cache: SemanticCache; supervisor: TrainingSupervisor } | undefined {
   if (!cfg.cache.enabled) return undefined;
   const c = cfg.cache;
   const training = { intervalSecs: c.training.interval_secs, minSamples: c.training.min_samples };
   const predictor = new LearnedPredictor();
   const cache = new SemanticCache({ options: { enabled: true, similarityThreshold: c.similarity_threshold, capacity: c.capacity, maxStalenessMs: c.max_staleness_ms, training }, registry, predictor });
   const t = cfg.error_recovery.training;
-  const supervisor = new TrainingSupervisor({ accessLog: cache.accessLog, predictor, options: { maxRestarts: t.max_restarts, restartBackoffSeconds: [...t.restart_backoff_seconds] }, training, registry, failpoints });
+  // Its crashes and giving up are warnings and errors; a run completed (every interval) is not logged.
+  const trainingLogger: LogSink = (level, msg, fields) => {
+    if (level !== 'info') logger(level, msg, { component: 'training', ...fields });
+  };
+  const supervisor = new TrainingSupervisor({ accessLog: cache.accessLog, predictor, options: { maxRestarts: t.max_restarts, restartBackoffSeconds: [...t.restart_backoff_seconds] }, training, registry, failpoints, logger: trainingLogger });
   return { cache, supervisor };
 }
 
@@ -142,7 +146,7 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   let supervisor: TrainingSupervisor | undefined;
   try {
     const q = cfg.error_recovery.query;
-    const cache = openCache(cfg, registry, failpoints);
+    const cache = openCache(cfg, registry, failpoints, logger);
     projections = await Projections.open({
       log,
       ...(cache !== undefined ? { cache: cache.cache } : {}),
