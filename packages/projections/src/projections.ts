@@ -351,6 +351,13 @@ export class Projections {
     if (e.seq <= this.state.seq) return;
     const a = applyEvent(this.state, e);
     this.hot.onApplied(a);
+    if (e.type === 'collection.dropped' && this.cache?.invalidateCollection !== undefined) {
+      try {
+        this.cache.invalidateCollection(e.collection);
+      } catch (err) {
+        this.logger('warn', 'cache invalidation failed', { collection: e.collection, error: String(err) });
+      }
+    }
     this.eventsSinceCheckpoint += 1;
     if (this.waiters.length > 0) {
       const due = this.waiters.filter((w) => w.seq <= e.seq);

@@ -134,8 +134,12 @@ describe('SemanticCache with maxStalenessMs in the tiered executor', () => {
       await p.waitForApplied(res.lastSeq);
       expect((await p.search('s', query)).layers).not.toEqual(['cache']);
       expect((await p.search('s', query)).layers).toEqual(['cache']); // cached
+      expect(c.stats().entries).toBe(1);
+      res = await l.append([{ type: 'collection.dropped', collection: 's', body: {} }]);
+      await p.waitForApplied(res.lastSeq);
+      // Its answers go with it (they held memory, and counted in cache_entries, until evicted).
+      expect([c.stats().entries, c.stats().invalidations]).toEqual([0, 1]);
       res = await l.append([
-        { type: 'collection.dropped', collection: 's', body: {} },
         { type: 'collection.created', collection: 's', body: { dimension: 2, metric: 'cosine', hnsw: { M: 16, efConstruction: 200, efSearch: 200 } } },
         { type: 'vector.upserted', collection: 's', body: { id: 'other', vector: Float32Array.of(0, 1) } },
       ]);

@@ -43,6 +43,8 @@ export interface QueryCacheLayer {
   lookup(q: CacheQuery): SearchHit[] | undefined;
   /** Offers the tiers' answer to `q`; admission is decided by the cache (learned predictor, or LRU). */
   offer(q: CacheQuery, results: SearchHit[]): void;
+  /** Drops every answer of `collection` (it was dropped: none can ever be served again, and they would hold memory until evicted). */
+  invalidateCollection?(collection: string): void;
 }
 
 /** Options of the training task (DESIGN.md §4 `cache.training`). */
