@@ -92,12 +92,13 @@ function invalidMetadata(i: number | string): ApiError {
  * connection: 431 API_HEADERS_TOO_LARGE, 408 API_REQUEST_TIMEOUT (naming the server's timeouts,
  * read from `timeouts` when it happens), else 400 API_INVALID_REQUEST.
  */
-function clientErrorHandler(timeouts: () => { headersTimeout: number; requestTimeout: number }): (err: Error & { code?: string }, socket: Duplex) => void {
+function clientErrorHandler(timeouts: () => { headersTimeout: number; requestTimeout: number }, answered: (status: number) => void): (err: Error & { code?: string }, socket: Duplex) => void {
   return (err, socket) => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return; // nothing left to answer
     const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'API_HEADERS_TOO_LARGE' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'API_REQUEST_TIMEOUT' : 'API_INVALID_REQUEST';
     const message = code === 'API_REQUEST_TIMEOUT' ? timeoutMessage(timeouts()) : `the request is not valid HTTP/1.1: ${err.message}${err.code !== undefined ? ` (${err.code})` : ''}`;
     answerRaw(socket, code, message);
+    answered(httpStatusFor(code));
   };
 }
 
@@ -214,6 +215,9 @@ function keyedSerial(): { run<T>(key: string, task: () => Promise<T>): Promise<T
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config, log, projections, registry } = deps;
+  // Answers that never reach fastify's onResponse hook (the router's and node's parser's refusals)
+  // are counted here, under route "unmatched" (set once the metrics are registered).
+  let countUnrouted = (_method: string, _status: number): void => undefined;
   const app = Fastify({
     logger: false,
     bodyLimit: config.server.body_limit_bytes,
@@ -224,15 +228,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Router-level failures (undecodable URL, a parameter longer than maxParamLength — only
     // without node's header limit, as with inject — bad content-type header) bypass setErrorHandler.
     // Their messages echo the URL: cut short.
-    frameworkErrors: (err, _req, reply) => {
+    frameworkErrors: (err, req, reply) => {
       const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
       const code = err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'API_UNSUPPORTED_MEDIA_TYPE' : long ? 'API_INVALID_NAME' : 'API_INVALID_REQUEST';
       const message = long ? `a collection name or document id in the path is longer than ${maxHeaderSize} characters (names are 1-64 characters, ids 1-256)` : clip(err.message, 200);
       void (reply as FastifyReply).status(httpStatusFor(code)).send({ error: { code, message } });
+      countUnrouted(req.method, httpStatusFor(code));
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     // Node's timeouts as they are when a request times out (called only once the server is built).
-    clientErrorHandler: clientErrorHandler(() => httpServer),
+    // The method is unknown: node's parser refused the request before reading it whole.
+    clientErrorHandler: clientErrorHandler(() => httpServer, (status) => countUnrouted('UNKNOWN', status)),
   });
   const httpServer: { headersTimeout: number; requestTimeout: number } = app.server;
   // JSON only: a text/plain body (fastify parses it as a string) is 415 as any other type is,
@@ -249,6 +255,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   });
   const metrics = deps.defaultMetrics === false ? undefined : registerHttpMetrics(registry);
+  if (metrics !== undefined) countUnrouted = (method, status) => metrics.requests.inc({ method, route: 'unmatched', status: String(status) });
   const lifecycle = rwLock();
   const deletesOfDoc = keyedSerial();
   const keysByHash = new Map(config.auth.keys.map((k) => [createHash('sha256').update(k.key).digest('hex'), k]));

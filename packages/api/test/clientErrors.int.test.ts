@@ -54,6 +54,19 @@ describe('requests node\'s HTTP parser refuses are answered {error: {code, messa
     expect(json.error.message.length).toBeLessThan(300);
   });
 
+  it('an undecodable URL (the router\'s refusal) → 400; it and the parser\'s refusals are counted in http_requests_total under route "unmatched"', async () => {
+    const count = async (method: string, status: number): Promise<number> => {
+      const text = (await node.app.inject({ method: 'GET', url: '/metrics' })).body;
+      return Number(new RegExp(`^http_requests_total\\{method="${method}",route="unmatched",status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    };
+    const before = await count('GET', 400);
+    const res = await raw('GET /v1/collections/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(res.split('\r\n')[0]).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await count('GET', 400)).toBe(before + 1);
+    // The garbage lines and headers above (4 × 400, 1 × 431), method unknown.
+    expect([await count('UNKNOWN', 400), await count('UNKNOWN', 431)]).toEqual([4, 1]);
+  });
+
   it('the server still answers afterwards', async () => {
     expect(await raw('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toContain('{"status":"ok"}');
   });
