@@ -69,7 +69,7 @@ describe('encrypted backups through the CLI', { timeout: 240_000 }, () => {
     const readA = config('read-a', storeA, '{ enabled: false }');
     const wrongVerify = await kyrodb(['backup', 'verify', '--backup-id', 'latest', '--config', readA, '--json'], envK2);
     expect(wrongVerify.code).toBe(5);
-    expect(JSON.parse(wrongVerify.stdout)).toMatchObject({ ok: false, code: 'BACKUP_DECRYPT_FAILED' });
+    expect(JSON.parse(wrongVerify.stdout)).toMatchObject({ ok: false, code: 'BACKUP_DECRYPT_FAILED', error: { code: 'BACKUP_DECRYPT_FAILED', message: expect.stringContaining(keyIdOf(k1)) } });
     const target = path.join(dir, 'never');
     const wrongRestore = await kyrodb(['restore', '--backup-id', 'latest', '--config', readA, '--data-dir', target], envK2);
     expect(wrongRestore.code).toBe(5);

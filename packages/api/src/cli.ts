@@ -426,7 +426,8 @@ export function buildProgram(): Command {
         const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         // `rep.backupId` is the backup verified (`latest` or a tag resolved to its id).
         const named = rep.backupId !== o.backupId ? `${rep.backupId} (${o.backupId})` : rep.backupId;
-        out(o.json, rep, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} file${rep.files === 1 ? '' : 's'}, chain ${rep.chain.join(' → ')}${rep.deep !== undefined ? `; restored and probed: ${rep.deep.indexProbeHits} of ${rep.deep.probes} found by the index` : ''})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
+        // A failed one also carries `error` in the shape every command's --json failure has.
+        out(o.json, rep.ok ? rep : { ...rep, error: { code: rep.code, message: rep.message } }, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} file${rep.files === 1 ? '' : 's'}, chain ${rep.chain.join(' → ')}${rep.deep !== undefined ? `; restored and probed: ${rep.deep.indexProbeHits} of ${rep.deep.probes} found by the index` : ''})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
         // Exit codes as for every other command: an id no backup has is not found (4), a store that
         // does not answer is unavailable (6), a key not given is bad input (2); a backup that does
         // not check out did not verify (5). A store down gave 5 here, read as a damaged backup.
