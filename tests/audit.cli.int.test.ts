@@ -333,16 +333,19 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(filtered.code).toBe(0);
     const wantF = exactSearch(materialize(log), 'c', { vector: new Float32Array([0.5, 0]), k: 5, filter: { i: { $gte: 1 } } });
     expect((JSON.parse(filtered.stdout) as { results: unknown[] }).results).toEqual(JSON.parse(JSON.stringify(wantF)));
-    for (const [code, args] of [
-      [4, ['--collection', 'nope', '--vector', '[1, 2]']],
-      [2, ['--collection', 'c', '--vector', '[1, 2, 3]']],
-      [2, ['--collection', 'c', '--vector', 'x']],
-      [2, ['--collection', 'c', '--vector', '[1, 2]', '--k', '0']],
-      [2, ['--collection', 'c', '--vector', '[1, 2]', '--filter', '{"a": {"$bogus": 1}}']],
-      [4, ['--collection', 'c', '--vector', '[1, 2]', '--as-of', String(commits[0]!.ts - 1)]],
+    // In audit's codes (the search's own checks said PROJ_INVALID_FILTER and the like).
+    for (const [code, error, args] of [
+      [4, 'AUDIT_UNKNOWN_COLLECTION', ['--collection', 'nope', '--vector', '[1, 2]']],
+      [2, 'AUDIT_BAD_REQUEST', ['--collection', 'c', '--vector', '[1, 2, 3]']],
+      [2, undefined, ['--collection', 'c', '--vector', 'x']],
+      [2, undefined, ['--collection', 'c', '--vector', '[1, 2]', '--k', '0']],
+      [2, 'AUDIT_BAD_REQUEST', ['--collection', 'c', '--vector', '[1, 2]', '--filter', '{"a": {"$bogus": 1}}']],
+      [2, 'AUDIT_BAD_REQUEST', ['--collection', 'c', '--vector', '[3.5e38, 2]']],
+      [4, 'AUDIT_UNKNOWN_COLLECTION', ['--collection', 'c', '--vector', '[1, 2]', '--as-of', String(commits[0]!.ts - 1)]],
     ] as const) {
       const b = await run(['audit', 'search', '--data-dir', dir, ...args]);
       expect(b.code, args.join(' ')).toBe(code);
+      if (error !== undefined) expect(b.stderr, args.join(' ')).toMatch(new RegExp(`^kyrodb: ${error}: `, 'm'));
     }
   });
 });

@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import { MAX_DIMENSION, MAX_METADATA_DEPTH, defaultHnswParams, isValidMetadata } from '@kyrodb/log';
 import type { EventInput, EventLog, Failpoints, HnswParams, Metadata, Metric } from '@kyrodb/log';
 import type { KyroConfig, Role } from './config.js';
-import { validateFilter } from '@kyrodb/projections';
+import { MAX_FILTER_IN_VALUES, MAX_FILTER_KEYS, validateFilter } from '@kyrodb/projections';
 import type { CollectionInfo, Projections, SearchRequest } from '@kyrodb/projections';
 import type { BackupManager, ContinuousBackup } from '@kyrodb/backup';
 import { ApiError, clip, errorBody, httpStatusFor, sendApiError } from './errors.js';
@@ -468,7 +468,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           summary: 'Top-k by score (higher is better); filter on metadata ({k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}, AND); asOf searches the state at an instant (the answer then carries head, the digest at T)',
           params: nameParam,
           querystring: emptyQuery,
-          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { type: 'object' }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
+          body: { type: 'object', additionalProperties: false, required: ['vector', 'k'], properties: { vector: { type: 'array' }, k: { type: 'integer', minimum: 1, maximum: 10000 }, filter: { description: `an object: {k: v}, {k: {$in: [..]}}, {k: {$gte: n, $lt: m}}; at most ${MAX_FILTER_KEYS} keys, ${MAX_FILTER_IN_VALUES} $in values (API_INVALID_FILTER otherwise, whatever its type)` }, asOf: { anyOf: [asOfString, { type: 'integer', minimum: 0 }] } } },
         },
       },
       async (req, reply) => {

@@ -364,6 +364,10 @@ export class ColdTier {
    */
   async kill(graceMs = 2000): Promise<void> {
     if (this.exited) return;
+    // The STOP word too: a worker inside a filtered search (its filter refuses every label then)
+    // or a backlog comes out of the native call and exits between calls, where it is safe.
+    Atomics.store(this.channel.ints, STOP, 1);
+    Atomics.notify(this.channel.ints, STOP);
     const exited = new Promise<boolean>((resolve) => {
       this.worker.once('exit', () => resolve(true));
       setTimeout(() => resolve(false), graceMs).unref();

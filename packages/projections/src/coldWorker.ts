@@ -15,7 +15,7 @@ import hnswlib from 'hnswlib-node';
 import type { Metadata, Metric } from '@kyrodb/log';
 import type { ColdFault, ColdHit, ColdOp, ColdSavedCollection, ColdStats, FromCold, ToCold } from './coldProtocol.js';
 import { CHECKPOINT_FORMAT_VERSION, JsonLines, collectionFiles, readJsonLinesSync, writeAllSync } from './checkpointFiles.js';
-import { matchesFilter } from './filter.js';
+import { compileFilter } from './filter.js';
 import { cosineOf, dotAt, normSqAt, scoreAt } from './scoring.js';
 import type { Filter } from './filter.js';
 import { BELL, POLL_CLOCK_STRIDE, POLL, PROGRESS, STOP, SearchChannel, waitAsync } from './searchChannel.js';
@@ -235,12 +235,16 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
   const q = hnswInput(c.metric, vector);
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
+  // On the STOP word every label is refused, so that a long filtered walk ends soon and the
+  // worker leaves the native call: terminating it inside one (a worker judged hung) aborts the process.
+  const matches = f === undefined ? undefined : compileFilter(f);
+  const ints = channel.ints;
   const accept =
-    f === undefined
+    matches === undefined
       ? undefined
       : (label: number): boolean => {
           const e = labels[label];
-          return e !== undefined && matchesFilter(e.meta, f);
+          return e !== undefined && Atomics.load(ints, STOP) === 0 && matches(e.meta);
         };
   for (let want = Math.min(kk + 1, live); ; want = Math.min(live, want * 2)) {
     const ef = Math.max(c.efS, want);
@@ -306,9 +310,10 @@ function hnswInput(metric: Metric, v: Float32Array): number[] {
 function exactSearch(c: Coll, vector: Float32Array, k: number, f: Filter | undefined): ColdHit[] {
   const { labels, dim, metric } = c;
   const found: { label: number; score: number }[] = [];
+  const matches = f === undefined ? undefined : compileFilter(f);
   for (let l = 0; l < labels.length; l++) {
     const e = labels[l];
-    if (e === undefined || (f !== undefined && !matchesFilter(e.meta, f))) continue;
+    if (e === undefined || (matches !== undefined && !matches(e.meta))) continue;
     const score = e.vec ? scoreAt(metric, vector, c.vecs, l * dim) : scoreAt(metric, vector, Float32Array.from(c.index.getPoint(l)), 0);
     found.push({ label: l, score });
   }
@@ -552,6 +557,8 @@ function serveChannel(): number {
       injure(r.fault, 'projection.cold.search');
       const t0 = performance.now();
       const hits = search(r.coll, r.vector, r.k, r.filterJson === undefined ? undefined : (JSON.parse(r.filterJson) as Filter));
+      // Cut short by the STOP word (its filter refused every label): no answer, only an exit.
+      if (stopRequested()) exitNow();
       channel.answer(slot, { ok: true, answer: { hits, seq: appliedSeq, tookUs: (performance.now() - t0) * 1000 } });
     } catch (err) {
       channel.answer(slot, { ok: false, error: err instanceof Error ? err.message : String(err) });
@@ -576,6 +583,7 @@ function handle(m: ToCold): Promise<void> | undefined {
         injure(m.fault, 'projection.cold.search');
         const t0 = performance.now();
         const hits = search(m.coll, m.vector, m.k, m.filter);
+        if (stopRequested()) exitNow();
         send({ type: 'reply', reqId: m.reqId, ok: true, value: { hits, seq: appliedSeq, tookUs: (performance.now() - t0) * 1000 } });
       } catch (err) {
         send({ type: 'reply', reqId: m.reqId, ok: false, error: err instanceof Error ? err.message : String(err) });

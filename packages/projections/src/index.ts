@@ -1,6 +1,6 @@
 export { ProjectionError, ProjectionErrorCodes, isProjectionError } from './errors.js';
 export type { ProjectionErrorCode } from './errors.js';
-export { filterKey, matchesFilter, validateFilter } from './filter.js';
+export { MAX_FILTER_IN_VALUES, MAX_FILTER_KEYS, compileFilter, filterKey, matchesFilter, validateFilter } from './filter.js';
 export type { Filter, FilterOps, FilterValue } from './filter.js';
 export { TopK, compareHits, score } from './scoring.js';
 export { applyEvent, emptyState, exactSearch, materialize } from './state.js';

@@ -1,6 +1,6 @@
 import type { EventLog, HnswParams, LogEvent, Metadata, Metric } from '@kyrodb/log';
 import { ProjectionError } from './errors.js';
-import { matchesFilter } from './filter.js';
+import { compileFilter } from './filter.js';
 import type { Filter } from './filter.js';
 import { TopK, score } from './scoring.js';
 
@@ -149,9 +149,9 @@ export function toHit(doc: DocValue, s: number): SearchHit {
 /** Exact top-k over `docs` (brute force) with the shared scoring and order. */
 export function exactTopK(info: CollectionInfo, docs: Iterable<DocValue>, req: SearchRequest): SearchHit[] {
   const top = new TopK<SearchHit>(req.k);
-  const f = req.filter;
+  const matches = req.filter === undefined ? undefined : compileFilter(req.filter);
   for (const d of docs) {
-    if (f !== undefined && !matchesFilter(d.metadata, f)) continue;
+    if (matches !== undefined && !matches(d.metadata)) continue;
     top.push(toHit(d, score(info.metric, req.vector, d.vector)));
   }
   return top.result();

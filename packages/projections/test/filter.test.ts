@@ -1,7 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '@kyrodb/log';
 import type { LogEvent } from '@kyrodb/log';
-import { TopK, applyEvent, compareHits, emptyState, exactSearch, filterKey, matchesFilter, score, validateFilter } from '@kyrodb/projections';
+import { MAX_FILTER_IN_VALUES, MAX_FILTER_KEYS, TopK, applyEvent, compareHits, compileFilter, emptyState, exactSearch, filterKey, matchesFilter, score, validateFilter } from '@kyrodb/projections';
 
 describe('filters', () => {
   it('validateFilter accepts the documented shapes and rejects the rest with PROJ_INVALID_FILTER', () => {
@@ -24,6 +25,44 @@ describe('filters', () => {
     expect(matchesFilter(m, { g: { $gt: 1 } })).toBe(false);
     expect(matchesFilter(m, { s: { $gte: 0 } })).toBe(false);
     expect(matchesFilter(m, { missing: { $lte: 10 } })).toBe(false);
+  });
+  it(`a filter names at most ${MAX_FILTER_KEYS} keys and its $in lists hold at most ${MAX_FILTER_IN_VALUES} values together (a 100 000-key filter held a search for seconds)`, () => {
+    const keys = (n: number): Record<string, number> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+    expect(validateFilter(keys(MAX_FILTER_KEYS))).toEqual(keys(MAX_FILTER_KEYS));
+    expect(() => validateFilter(keys(MAX_FILTER_KEYS + 1))).toThrow(expect.objectContaining({ code: 'PROJ_INVALID_FILTER', message: expect.stringMatching(/65 keys; at most 64/) as unknown }));
+    const values = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+    expect(() => validateFilter({ a: { $in: values(MAX_FILTER_IN_VALUES / 2) }, b: { $in: values(MAX_FILTER_IN_VALUES / 2) } })).not.toThrow();
+    expect(() => validateFilter({ a: { $in: values(MAX_FILTER_IN_VALUES / 2) }, b: { $in: values(MAX_FILTER_IN_VALUES / 2 + 1) } })).toThrow(expect.objectContaining({ code: 'PROJ_INVALID_FILTER' }));
+  });
+  it('compileFilter answers as the condition-by-condition reading of the filter does (random filters and metadata)', () => {
+    const scalar = fc.oneof(fc.constantFrom(0, -0, 1, 2, 'x', 'y', '', true, false, null), fc.integer({ min: -3, max: 3 }));
+    const cond = fc.oneof(
+      scalar,
+      fc.record({ $in: fc.array(scalar, { maxLength: 5 }) }),
+      fc.record({ $gt: fc.integer({ min: -3, max: 3 }), $lte: fc.integer({ min: -3, max: 3 }) }, { requiredKeys: [] }).filter((o) => Object.keys(o).length > 0),
+    );
+    const keys = fc.constantFrom('a', 'b', 'c');
+    const meta = fc.option(fc.dictionary(keys, fc.oneof(scalar, fc.constant([1]), fc.constant({ a: 1 }))), { nil: undefined });
+    fc.assert(
+      fc.property(fc.dictionary(keys, cond), meta, (f, m) => {
+        const filter = validateFilter(f);
+        // The reference: each key's condition read as DESIGN §4 states it.
+        const expected = Object.entries(filter).every(([k, c]) => {
+          const v = m?.[k];
+          if (c === null || typeof c !== 'object') return v === c;
+          if (c.$in !== undefined && !c.$in.some((x) => x === v)) return false;
+          if (c.$gt !== undefined || c.$lte !== undefined) {
+            if (typeof v !== 'number') return false;
+            if (c.$gt !== undefined && !(v > c.$gt)) return false;
+            if (c.$lte !== undefined && !(v <= c.$lte)) return false;
+          }
+          return true;
+        });
+        expect(compileFilter(filter)(m)).toBe(expected);
+        expect(matchesFilter(m, filter)).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
   });
   it('filterKey is canonical (key order does not matter)', () => {
     expect(filterKey({ a: 1, b: { $lt: 2, $gt: 0 } })).toBe(filterKey({ b: { $gt: 0, $lt: 2 }, a: 1 }));

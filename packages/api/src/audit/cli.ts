@@ -64,14 +64,15 @@ function wrongKey(err: unknown): boolean {
 function fail(err: unknown, json: boolean | undefined): void {
   const message = err instanceof Error ? err.message : String(err);
   const configInvalid = err instanceof ApiError && err.code === 'API_CONFIG_INVALID'; // --config (audit verify --backup-id)
-  const code = isAuditError(err) || isLogError(err) || isBackupError(err) || isProjectionError(err) || configInvalid ? (err as { code: string }).code : 'ERROR';
+  // The search's own checks (filter, dimension, vector, collection) say it in audit's codes.
+  const code = isProjectionError(err) ? (err.code === 'PROJ_UNKNOWN_COLLECTION' ? 'AUDIT_UNKNOWN_COLLECTION' : 'AUDIT_BAD_REQUEST') : isAuditError(err) || isLogError(err) || isBackupError(err) || configInvalid ? (err as { code: string }).code : 'ERROR';
   if (json === true) process.stdout.write(JSON.stringify({ error: { code, message } }) + '\n');
   process.stderr.write(`kyrodb: ${code}: ${message}\n`);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (wrongKey(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isBackupError(err)) process.exitCode = BACKUP_TAMPERED.has(code) ? AUDIT_EXIT.CHAIN_BROKEN : BACKUP_BAD_INPUT.has(code) ? AUDIT_EXIT.BAD_INPUT : BACKUP_NOT_FOUND.has(code) ? AUDIT_EXIT.NOT_FOUND : code === 'BACKUP_NO_SPACE' ? AUDIT_EXIT.NO_SPACE : 1;
   else if (code === 'AUDIT_NO_SPACE') process.exitCode = AUDIT_EXIT.NO_SPACE;
-  else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND' || code === 'PROJ_UNKNOWN_COLLECTION') process.exitCode = AUDIT_EXIT.NOT_FOUND;
+  else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
   else if (errno === 'ENOSPC' || errno === 'EDQUOT') process.exitCode = AUDIT_EXIT.NO_SPACE;
