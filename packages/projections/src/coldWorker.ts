@@ -273,10 +273,13 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
     for (let i = 1; i < n && sorted; i++) sorted = d[i - 1]! <= d[i]!;
     const byDistance = sorted ? d : Array.from(Float64Array.from(d).sort());
     const kth = n <= kk ? Infinity : byDistance[kk - 1]!;
+    // hnswlib's float32 distances only rank: two documents that score the same in float64 may
+    // come back a hair apart, and the one cut off was the one the id order puts first.
+    const cut = kth + distanceSlack(c.metric, kth);
     // Done when there is no tie to chase: fewer than asked came back, or the farthest is farther than the k-th.
-    if (n < want || want >= live || byDistance[n - 1]! > kth) {
+    if (n < want || want >= live || byDistance[n - 1]! > cut) {
       const kept: number[] = [];
-      for (let i = 0; i < n; i++) if (d[i]! <= kth && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
+      for (let i = 0; i < n; i++) if (d[i]! <= cut && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
       // A walk that found fewer than k missed documents: a node the graph does not reach is
       // never found, and a selective filter leaves the matching nodes far apart (a filter
       // matching one document answered nothing). Then every (matching) document is scored.
@@ -284,6 +287,16 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
       return scoreHits(c, vector, kept);
     }
   }
+}
+
+/**
+ * How far past the k-th float32 distance a hit may tie with it once scored in float64: the
+ * error of a float32 distance (a sum of `dim` float32 terms) relative to its scale, which for
+ * cosine and ip (1 − dot) is the dot's, and for l2 (a sum of squares) its own.
+ */
+function distanceSlack(metric: Metric, kth: number): number {
+  const RELATIVE = 1e-5;
+  return RELATIVE * (metric === 'l2' ? Math.abs(kth) : Math.abs(kth) + Math.abs(1 - kth));
 }
 
 /** Squared lengths outside which hnswlib's float32 sum of squares under- or overflows (components below ~1e-19 or above ~1e19). */
