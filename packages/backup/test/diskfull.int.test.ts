@@ -72,6 +72,13 @@ if (skip !== undefined) console.warn(`SKIPPED real disk-full backup/restore test
 const title = (t: string): string => (skip === undefined ? t : `${t} — SKIPPED: ${skip}`);
 
 describe('backup and restore on a full disk (real tmpfs)', { timeout: 120_000 }, () => {
+  it.skipIf(skip !== undefined)(title('a local store on a read-only file system: a put names EROFS (Node\'s recursive mkdir says ENOENT there)'), async () => {
+    const disk = mountTmpfs(64) as string;
+    execFileSync('mount', ['-o', 'remount,ro', disk], { stdio: 'pipe' });
+    const store = new LocalDirStore(path.join(disk, 'backups'));
+    await expect(store.put('segments/0000000000000001-0000000000000002', Buffer.from('x'))).rejects.toMatchObject({ code: 'EROFS', message: expect.stringContaining('read-only file system') as unknown });
+  });
+
   it.skipIf(skip !== undefined)(title('a backup onto a full local store: BACKUP_NO_SPACE, nothing of it left (no temp file, no object), and the next backup with room completes'), async () => {
     const storeDir = mountTmpfs(1024) as string;
     const { log, dir } = await openLog();

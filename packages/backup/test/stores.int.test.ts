@@ -117,7 +117,8 @@ describe('store specifics', () => {
     // Empty prefix segments (a config's `prefix: /prod`, a doubled slash) are dropped: s3rver refused such keys.
     for (const u of ['s3://bucket//pre//fix', 's3://bucket/pre//fix/']) expect((openObjectStore(u, { region: 'us-east-1' }) as S3Store).prefix).toBe('pre/fix/');
     expect(() => openObjectStore('ftp://x')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL' }) as Error);
-    expect(() => openObjectStore('s3://ab/x')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL' }) as Error);
+    expect(() => openObjectStore('s3://ab/x')).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL', message: expect.stringMatching(/bucket name "ab" .* has 2 characters; S3 bucket names have 3 to 63/) as unknown }) as Error);
+    expect(() => openObjectStore(`s3://${'b'.repeat(64)}/x`)).toThrow(expect.objectContaining({ code: 'BACKUP_INVALID_URL', message: expect.stringMatching(/has 64 characters/) as unknown }) as Error);
   });
 
   it('S3 presigned GET URLs download without credentials', async () => {

@@ -1926,7 +1926,7 @@ const defaultLogger: LogSink = (level, msg, fields) => {
  * (a read-only file system, no permission) as ENOENT, which names the wrong problem; the real
  * error is found by making each missing level in turn.
  */
-function makeDir(dir: string): void {
+export function makeDir(dir: string): void {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {

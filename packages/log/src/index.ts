@@ -30,7 +30,7 @@ export type {
 } from './events.js';
 export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
-export { EventLog, defaultWalOptions } from './eventLog.js';
+export { EventLog, defaultWalOptions, makeDir } from './eventLog.js';
 export { docsInKeyOrder, sortDocEntries } from './store.js';
 export type { DocEntry, IndexRow } from './store.js';
 export type { AppendResult, CheckedIndex, EventLogOptions, ImportOptions, LogHead, LogSink, TailOptions, VerifyOptions, VerifyProblem, VerifyReport, WalOptions } from './eventLog.js';

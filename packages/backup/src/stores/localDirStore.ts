@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { processAlive, readWholeFile, registerScratch } from '@kyrodb/log';
+import { makeDir, processAlive, readWholeFile, registerScratch } from '@kyrodb/log';
 import { BackupError } from '../errors.js';
 import { allocReusable } from '../reuse.js';
 import { formatBytes, noSpaceError } from '../space.js';
@@ -217,7 +217,13 @@ export async function fsyncDir(dir: string): Promise<void> {
  */
 async function openInDir(dir: string, tmp: string): Promise<fsp.FileHandle> {
   for (let attempt = 1; ; attempt++) {
-    await fsp.mkdir(dir, { recursive: true });
+    try {
+      await fsp.mkdir(dir, { recursive: true });
+    } catch {
+      // Node's recursive mkdir says ENOENT for a parent on a read-only file system (or one it may
+      // not write): health and the scheduled backup's error named the wrong problem. This names the real one.
+      makeDir(dir);
+    }
     try {
       return await fsp.open(tmp, 'wx');
     } catch (err) {

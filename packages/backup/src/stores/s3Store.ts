@@ -71,7 +71,8 @@ export class S3Store implements ObjectStore {
 
   constructor(url: string, options: S3StoreOptions = {}) {
     const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
-    if (m === null || m[1] === undefined || m[1].length < 3) throw new BackupError('BACKUP_INVALID_URL', `not an s3://bucket/prefix URL: ${url}`, { url });
+    if (m === null || m[1] === undefined) throw new BackupError('BACKUP_INVALID_URL', `not an s3://bucket/prefix URL: ${url}`, { url });
+    if (m[1].length < 3 || m[1].length > 63) throw new BackupError('BACKUP_INVALID_URL', `the bucket name ${JSON.stringify(m[1])} in ${url} has ${m[1].length} characters; S3 bucket names have 3 to 63`, { url });
     this.bucket = m[1];
     // The prefix's empty segments are dropped (`/prod`, `a//b/`, as a config or a URL may write
     // them): a key with an empty segment is one some S3 servers refuse and others store apart.
