@@ -6,7 +6,7 @@ import { padSeq, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
 import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
-import { CONTINUOUS_CURSOR, checkLogHoldsStore } from './storeHistory.js';
+import { CONTINUOUS_CURSOR, checkLogHoldsStore, cursorShipped } from './storeHistory.js';
 import { defaultBackupLogger, type BackupLogger } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
 import { encodeSegment, type SegmentEntry } from './segment.js';
@@ -63,6 +63,8 @@ export class ContinuousBackup {
   private current: Promise<void> | undefined;
   private stopped = true;
   private shipped = 0;
+  /** See `recordedShipped` (undefined until read). */
+  private recorded: number | undefined;
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** The next try to find where to resume, while the store could not be read (see `start`). */
@@ -106,8 +108,8 @@ export class ContinuousBackup {
    * stop the caller: a database must start while its backup target is down. Then, or when the
    * first try takes longer than START_WAIT_MS, this resolves and the pipeline keeps trying in the
    * background with backoff (`status()` says `resuming`, with the error, as it does while a
-   * segment's upload is being retried later on; the lag gauges count
-   * every event as unshipped meanwhile), and ships from where the store ends once it answers. A
+   * segment's upload is being retried later on; the lag gauges count the events past what this
+   * data dir's cursor says it shipped there, or every event without one), and ships from where the store ends once it answers. A
    * refusal found only then is logged and kept in `status()` (`failed`): nothing is shipped.
    */
   async start(): Promise<void> {
@@ -115,6 +117,7 @@ export class ContinuousBackup {
     this.stopped = false;
     this.abort = new AbortController();
     this.state = 'resuming';
+    this.recorded = undefined;
     this.lastError = undefined;
     this.starts += 1;
     this.timer = setInterval(() => this.status(), this.o.intervalMs);
@@ -178,6 +181,12 @@ export class ContinuousBackup {
     this.subscribe();
     this.status();
     return true;
+  }
+
+  /** How far this log's cursor says it shipped to this store (0 for a read-only log: its cursor is an object in the store). Read once. */
+  private recordedShipped(): number {
+    this.recorded ??= this.o.log.readOnly ? 0 : cursorShipped(this.o.log, this.o.store.url);
+    return this.recorded;
   }
 
   /** A refusal found after `start` resolved: nothing is shipped; the lag keeps growing where alerts see it. */
@@ -313,15 +322,19 @@ export class ContinuousBackup {
    */
   status(): { state: 'running' | 'resuming' | 'failed' | 'stopped'; shippedSeq: number; lagEvents: number; lagSeconds: number; lastError?: string } {
     const head = this.o.log.head();
-    const lagEvents = Math.max(0, head.seq - this.shipped);
+    // Until the store has been read (down at start), this data dir's own record of how far it
+    // shipped there: the lag counted from seq 0 said every event of the log waited (148 522
+    // events, the age of seq 1) when the store held all but a few.
+    const shipped = this.state === 'resuming' && this.shipped === 0 ? this.recordedShipped() : this.shipped;
+    const lagEvents = Math.max(0, head.seq - shipped);
     let lagSeconds = 0;
     if (lagEvents > 0) {
-      const e = this.o.log.get(this.shipped + 1);
+      const e = this.o.log.get(shipped + 1);
       if (e !== undefined) lagSeconds = Math.max(0, (Date.now() * 1000 - e.ts) / 1e6);
     }
     this.metrics.lagEvents.set(lagEvents);
     this.metrics.lagSeconds.set(lagSeconds);
-    return { state: this.stopped ? 'stopped' : this.state, shippedSeq: this.shipped, lagEvents, lagSeconds, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
+    return { state: this.stopped ? 'stopped' : this.state, shippedSeq: shipped, lagEvents, lagSeconds, ...(this.lastError !== undefined ? { lastError: this.lastError } : {}) };
   }
 }
 

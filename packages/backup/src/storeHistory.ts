@@ -56,15 +56,14 @@ export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encr
       // only this log's own record of having shipped that far to this store vouches for it.
       // Without one, a data dir restored to an earlier point and written to since would pass
       // on its seq alone, and put a second history into the store.
-      const hash = toHex(decodeRecord(rec).hash);
-      if (!shippedHere(log, store, point.seq, hash)) {
+      if (cursorShipped(log, store.url) < point.seq) {
         throw new BackupError(
           stored.code,
           `cannot check that this log holds the history in the store ${store.url}: ${stored.message}. Give that key (backup.encryption.previous_key_files), or back up to a fresh store prefix or directory`,
           { ...stored.details, seq: point.seq },
         );
       }
-      stored = hash;
+      stored = toHex(decodeRecord(rec).hash);
     }
     if (rec === undefined || (stored !== undefined && toHex(decodeRecord(rec).hash) !== stored)) {
       throw new BackupError(
@@ -76,11 +75,14 @@ export async function checkLogHoldsStore(log: EventLog, store: ObjectStore, encr
   }
 }
 
-/** Whether this log's continuous-backup cursor says it shipped the event at `seq` (with `hash`) or later to `store`. */
-function shippedHere(log: EventLog, store: ObjectStore, seq: number, hash: string): boolean {
+/**
+ * How far this log's continuous-backup cursor says it shipped to the store at `storeUrl`: its seq,
+ * when it names that store (or none: an older cursor) and this log holds that event with the hash
+ * it recorded; else 0.
+ */
+export function cursorShipped(log: EventLog, storeUrl: string): number {
   const cursor = log.getCursor<{ seq?: number; hash?: string; store?: string }>(CONTINUOUS_CURSOR);
-  if (cursor?.seq === undefined || cursor.seq < seq || (cursor.store !== undefined && cursor.store !== store.url)) return false;
-  if (cursor.seq === seq) return cursor.hash === hash;
+  if (cursor?.seq === undefined || (cursor.store !== undefined && cursor.store !== storeUrl)) return 0;
   const at = log.getRecord(cursor.seq);
-  return at !== undefined && toHex(decodeRecord(at).hash) === cursor.hash;
+  return at !== undefined && toHex(decodeRecord(at).hash) === cursor.hash ? cursor.seq : 0;
 }
