@@ -302,7 +302,8 @@ export class Projections {
     for (const g of corrupt) setCorruptAside(g);
     if (!loaded) {
       if (gens.length > 0) this.logger('error', 'no valid checkpoint; rebuilding from the log', { generations: gens.length });
-      this.m.recovery.inc({ result: 'rebuild' });
+      // A new, empty data dir has nothing to recover: not counted (it read as a recovery on every first start).
+      if (gens.length > 0 || this.log.head().seq > 0) this.m.recovery.inc({ result: 'rebuild' });
       this.state = emptyState();
       this.coldSentSeq = this.coldWatermark = 0;
     }

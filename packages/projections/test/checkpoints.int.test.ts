@@ -188,6 +188,16 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     expect(p.health().checkpointFailures).toEqual({ consecutive: 0, lastError: '' });
   });
 
+  it('a new, empty data dir is no recovery; a log with no checkpoint is a rebuild', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'rebuild' })).toBe(0);
+    await env.log.append([create('c', DIM, 'cosine')]);
+    await p.close();
+    await env.open();
+    expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'rebuild' })).toBe(1);
+  });
+
   it('every generation corrupt: rebuilds from the log, same counts and results', async () => {
     const b = await build();
     env = b.env;
