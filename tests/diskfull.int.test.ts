@@ -94,6 +94,30 @@ describe('disk full: writes 503 + code, reads work, metrics show the breaker, ad
     expect(await s.stop()).toBe(0);
   });
 
+  it('health-check exits 6 while the cold worker is down (crashing on every insert, its breaker closed), 0 once it is back', async () => {
+    const dir = tmp();
+    const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_TEST_FAILPOINTS_API: '1' });
+    servers.push(s);
+    expect((await call(s.url, 'PUT', '/v1/collections/c', { dimension: 4, metric: 'l2' })).status).toBe(201);
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'projection.cold.insert', action: 'panic' })).status).toBe(200);
+    expect((await call(s.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'a', vector: [1, 2, 3, 4] }] })).status).toBe(200);
+    let hc = await kyrodb(['admin', 'health-check', '--url', s.url]);
+    for (let i = 0; i < 100 && hc.code === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      hc = await kyrodb(['admin', 'health-check', '--url', s.url]);
+    }
+    expect([hc.code, hc.stderr.trim()]).toEqual([6, 'kyrodb: the cold tier is down (its worker is restarting): searches are answered by the hot tier alone']);
+    expect(hc.stdout).toMatch(/breakers: .*cold=closed[\s\S]*cold tier: down/);
+    expect((await call(s.url, 'POST', '/v1/admin/failpoints', { name: 'projection.cold.insert', action: 'off' })).status).toBe(200);
+    for (let i = 0; i < 200 && hc.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      hc = await kyrodb(['admin', 'health-check', '--url', s.url]);
+    }
+    expect(hc.code, hc.stderr).toBe(0);
+    expect((await call(s.url, 'POST', '/v1/collections/c/search', { vector: [1, 2, 3, 4], k: 1 })).json.results[0].id).toBe('a');
+    expect(await s.stop()).toBe(0);
+  });
+
   it('a server started with KYRODB_FAILPOINTS gets them (Failpoints.fromEnv)', async () => {
     const dir = tmp();
     const s = await startServer(['--data-dir', path.join(dir, 'data')], { ...env(dir), KYRODB_FAILPOINTS: 'wal.append=error(ENOSPC)' });

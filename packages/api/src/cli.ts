@@ -528,24 +528,28 @@ export function buildProgram(): Command {
         fail(err, o.json);
       }
     });
-  urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready with no breaker open, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
+  urlOpt(admin.command('health-check').description('print breakers, projections lag, training and continuous-backup status; exit 0 when ready with no breaker open and the cold tier up, 6 otherwise')).action(async (o: CommonOpts & { url?: string }) => {
     try {
       const url = o.url !== undefined ? checkedUrl(o.url) : defaultUrl(configFrom(o));
       const h = await http(url, 'GET', '/v1/admin/health');
       if (h.status !== 200) throw httpError(h);
       const ready = await http(url, 'GET', '/readyz');
       const body = { ready: ready.status === 200, ...(h.json as Record<string, unknown>) };
-      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number }; head?: { seq?: number }; training?: { state?: string; restartsTotal?: number; gaveUp?: boolean; lastError?: string } | null; continuousBackup?: { state?: string; shippedSeq?: number; lagEvents?: number; lastError?: string } | null };
+      const hj = h.json as { breakers?: Record<string, string>; projections?: { lagEvents?: number; searchChannel?: string }; head?: { seq?: number }; training?: { state?: string; restartsTotal?: number; gaveUp?: boolean; lastError?: string } | null; continuousBackup?: { state?: string; shippedSeq?: number; lagEvents?: number; lastError?: string } | null };
       const tr = hj.training;
       const trLine = tr ? `\ntraining: ${tr.gaveUp === true ? 'gave up' : (tr.state ?? '?')}, ${tr.restartsTotal ?? 0} restarts${tr.lastError !== undefined ? ` (${tr.lastError})` : ''}` : '';
       const cb = hj.continuousBackup;
       const cbLine = cb ? `\ncontinuous backup: ${cb.state ?? '?'}, shipped seq ${cb.shippedSeq ?? '?'}, lag ${cb.lagEvents ?? '?'} events${cb.lastError !== undefined ? ` (${cb.lastError})` : ''}` : '';
-      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${trLine}${cbLine}`);
+      // The cold worker down (crashed, restarting): its breaker never sees a failure then, yet
+      // searches are answered by the hot tier alone, as with the breaker open.
+      const coldDown = hj.projections?.searchChannel === 'down';
+      out(o.json, body, `ready: ${body.ready}\nhead seq: ${hj.head?.seq ?? '?'}\nprojections lag: ${hj.projections?.lagEvents ?? '?'} events\nbreakers: ${Object.entries(hj.breakers ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}${coldDown ? '\ncold tier: down (restarting)' : ''}${trLine}${cbLine}`);
       // Ready but with a breaker open (the cold tier: searches answered by the hot tier alone,
       // `degraded`) is not healthy either, as the exit codes say: it exited 0.
       const open = Object.entries(hj.breakers ?? {}).filter(([, v]) => v === 'open').map(([k]) => k);
-      if (!body.ready || open.length > 0) {
+      if (!body.ready || open.length > 0 || coldDown) {
         if (o.json !== true && open.length > 0) process.stderr.write(`kyrodb: breaker${open.length > 1 ? 's' : ''} open: ${open.join(', ')}\n`);
+        if (o.json !== true && coldDown) process.stderr.write('kyrodb: the cold tier is down (its worker is restarting): searches are answered by the hot tier alone\n');
         process.exit(EXIT.UNAVAILABLE);
       }
     } catch (err) {
