@@ -411,6 +411,9 @@ async function save(dir: string, fault: ColdFault | undefined): Promise<{ waterm
   else injure(fault, 'projection.cold.save');
   const out: ColdSavedCollection[] = [];
   for (const [name, c] of colls) {
+    // A close does not wait for the rest of a save (a thousand collections took seconds past the
+    // shutdown timeout): between two indexes no native write is in flight, and the thread may exit.
+    if (stopRequested()) exitNow();
     const files = collectionFiles(CHECKPOINT_FORMAT_VERSION, name);
     await whileServing(c.index.writeIndex(path.join(dir, files.index)));
     writeLabels(path.join(dir, files.labels), { name, dim: c.dim, metric: c.metric, M: c.M, efC: c.efC, efS: c.efS, createdSeq: c.createdSeq, capacity: c.capacity, nextLabel: c.labels.length, live: c.byId.size }, c.labels);

@@ -198,6 +198,26 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     expect(await metric(env.registry, 'hnsw_recovery_attempts_total', { result: 'rebuild' })).toBe(1);
   });
 
+  it('a close during the cold tier\'s save of many indexes (the worker stops between two of them): the checkpoint fails, nothing of it is left, the next open has every event', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const N = 300;
+    await env.log.append(Array.from({ length: N }, (_, i) => [create(`m${i}`, 4, 'l2'), upsert(`m${i}`, 'a', [i, 1, 2, 3])]).flat());
+    await p.waitForCold(env.log.head().seq);
+    const cp = p.checkpoint();
+    cp.catch(() => undefined);
+    // The save is under way (one index after another); the close stops the worker at the next one.
+    await new Promise((r) => setTimeout(r, 20));
+    await p.close();
+    await expect(cp).rejects.toThrow();
+    expect(listGenerations(env.dir)).toEqual([]);
+    expect(fs.readdirSync(path.join(env.dir, 'checkpoints')).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    const again = await env.open();
+    expect(again.listCollections().length).toBe(N);
+    await again.waitForCold(env.log.head().seq);
+    expect((await again.search('m7', { vector: new Float32Array([7, 1, 2, 3]), k: 1 })).results.map((h) => h.id)).toEqual(['a']);
+  });
+
   it('every generation corrupt: rebuilds from the log, same counts and results', async () => {
     const b = await build();
     env = b.env;
