@@ -58,11 +58,31 @@ interface Coll {
  * hnswlib-node does not tell V8 how much native memory an index holds (2.6 MB of locks even when
  * empty, plus its graph), so V8 saw no reason to collect the wrapper of a dropped or replaced
  * index, and never freed it: 2000 collections dropped and created again grew the process by
- * 5 GB a round. Once one is discarded, a full collection (between messages) frees it.
+ * 5 GB a round. A full collection (between messages) frees them: at once when GC_NOW_INDEXES
+ * wait, else at most every GC_EVERY_MS (one takes 100-250 ms with a 100 MB heap, and searches
+ * wait for it: one per drop held them that long at every drop).
  */
 v8.setFlagsFromString('--expose-gc');
 const collectGarbage = vm.runInNewContext('gc') as () => void;
-let discardedIndexes = false;
+const GC_NOW_INDEXES = 64;
+const GC_EVERY_MS = 10_000;
+/** Indexes discarded (dropped, compacted, replaced by a load) since the last collection. */
+let discardedIndexes = 0;
+let lastGcMs = 0;
+
+/** Collects the discarded indexes if it is time (see GC_NOW_INDEXES); returns ms until it will be, or undefined when none waits. */
+async function collectDiscarded(): Promise<number | undefined> {
+  if (discardedIndexes === 0) return undefined;
+  const wait = lastGcMs + GC_EVERY_MS - performance.now();
+  if (discardedIndexes < GC_NOW_INDEXES && wait > 0) return wait;
+  discardedIndexes = 0;
+  collectGarbage();
+  lastGcMs = performance.now();
+  // Node-API finalizers (hnswlib-node's, which free the index) run from the event loop, which
+  // the message loop otherwise never yields to.
+  await new Promise((resolve) => setImmediate(resolve));
+  return undefined;
+}
 
 const port = parentPort!;
 const channel = SearchChannel.attach(workerData as ChannelBuffers);
@@ -168,7 +188,7 @@ function compact(c: Coll): void {
     if (Atomics.load(channel.ints, BELL) !== bellServed) serveChannel();
   }
   Object.assign(c, { index, labels, byId, vecs, norms, capacity, dead: 0, ef: 0 });
-  discardedIndexes = true;
+  discardedIndexes += 1;
 }
 
 function applyOne(o: ColdOp, vectors: Float32Array): void {
@@ -178,7 +198,7 @@ function applyOne(o: ColdOp, vectors: Float32Array): void {
       colls.set(o.coll, { index: newIndex(o.metric, o.dim, 1024, o.M, o.efC), dim: o.dim, metric: o.metric, M: o.M, efC: o.efC, efS: o.efS, ef: 0, createdSeq: o.createdSeq, labels: [], byId: new Map(), dead: 0, capacity: 1024, vecs: new Float32Array(1024 * o.dim), norms: new Float64Array(o.metric === 'cosine' ? 1024 : 0) });
       break;
     case 'drop':
-      if (colls.delete(o.coll)) discardedIndexes = true;
+      if (colls.delete(o.coll)) discardedIndexes += 1;
       break;
     case 'upsert': {
       const c = colls.get(o.coll);
@@ -248,8 +268,9 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
   const q = hnswInput(c.metric, vector);
   // Deleted labels are excluded by hnswlib itself (markDelete); a filter callback costs a call
   // into JS per visited node, so it is passed only for a metadata filter.
-  // On the STOP word every label is refused, so that a long filtered walk ends soon and the
-  // worker leaves the native call: terminating it inside one (a worker judged hung) aborts the process.
+  // On the STOP word every label is accepted: the walk then fills its ef at once and ends, and
+  // the worker leaves the native call (terminating it inside one, a worker judged hung, aborts the
+  // process). Refusing them all instead made hnswlib visit every node. The answer is not sent.
   const matches = f === undefined ? undefined : compileFilter(f);
   const ints = channel.ints;
   const accept =
@@ -257,7 +278,7 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
       ? undefined
       : (label: number): boolean => {
           const e = labels[label];
-          return e !== undefined && Atomics.load(ints, STOP) === 0 && matches(e.meta);
+          return e !== undefined && (Atomics.load(ints, STOP) !== 0 || matches(e.meta));
         };
   for (let want = Math.min(kk + 1, live); ; want = Math.min(live, want * 2)) {
     const ef = Math.max(c.efS, want);
@@ -283,7 +304,7 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
       // A walk that found fewer than k missed documents: a node the graph does not reach is
       // never found, and a selective filter leaves the matching nodes far apart (a filter
       // matching one document answered nothing). Then every (matching) document is scored.
-      if (kept.length < kk) return exactSearch(c, vector, kk, f);
+      if (kept.length < kk && !stopRequested()) return exactSearch(c, vector, kk, f);
       return scoreHits(c, vector, kept);
     }
   }
@@ -530,7 +551,7 @@ function readLabels(dir: string, name: string, format: number): { head: LabelsHe
 
 function load(dir: string, names: string[], seq: number, format: number): ColdStats {
   // The indexes it replaces, or those it read before it failed, go.
-  discardedIndexes = true;
+  discardedIndexes += Math.max(1, colls.size);
   const loaded = new Map<string, Coll>();
   for (const name of names) {
     const { head: lf, labels, byId } = readLabels(dir, name, format);
@@ -654,16 +675,11 @@ for (;;) {
     const pending = handle(r.message as ToCold);
     if (pending !== undefined) await pending;
   }
-  if (discardedIndexes) {
-    discardedIndexes = false;
-    collectGarbage();
-    // Node-API finalizers (hnswlib-node's, which free the index) run from the event loop, which
-    // this synchronous loop otherwise never yields to.
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  const gcInMs = await collectDiscarded();
   // Searches come in streams: after serving one, watch the bell for a while before sleeping, so
   // the next request is taken in ~1 µs instead of after a futex wake-up (~40 µs on this VM) —
   // unless the main thread measured that polling does not pay (the cores are busy elsewhere).
   if (serveChannel() > 0 && Atomics.load(channel.ints, POLL) === 1 && watchBell(bell, SEARCH_SPIN_MS)) continue;
-  Atomics.wait(channel.ints, BELL, bell);
+  // Asleep until a message or a search rings, or a collection is due.
+  Atomics.wait(channel.ints, BELL, bell, gcInMs);
 }
