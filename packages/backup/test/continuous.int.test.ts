@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
-import { BackupManager, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, parseKey, restore, verifySegments, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
+import { BackupManager, CONTINUOUS_CURSOR, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, parseKey, restore, verifySegments, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
 import { created, FaultProxy, fill, hashDir, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
 
 async function gauge(r: Registry, name: string): Promise<number> {
@@ -214,6 +214,13 @@ describe('a store whose newest segment is encrypted with a key not given', () =>
     await expect(new ContinuousBackup({ log: restored, store, encryption: withPreviousKeys(k2, [k1]), logger: quietLogger() }).start()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_LOG_DIVERGED'));
     expect(await store.list('')).toEqual(before);
     await restored.close();
+    // A backup beside the shipper: a segment stored, its cursor not written yet. The check waits for it.
+    const cursor = log.getCursor<{ seq: number; hash: string; store: string }>(CONTINUOUS_CURSOR)!;
+    expect(cursor.seq).toBe(log.head().seq);
+    await log.setCursor(CONTINUOUS_CURSOR, { ...cursor, seq: mid.seq, hash: toHex(mid.hash) });
+    const late = setTimeout(() => void log.setCursor(CONTINUOUS_CURSOR, cursor), 300);
+    expect((await new BackupManager({ log, dataDir: dir, store, encryption: k2, logger: quietLogger() }).createFull()).to_seq).toBe(log.head().seq);
+    clearTimeout(late);
     // The log that shipped those segments, its key rotated out of the config: its cursor vouches.
     await fill(log, 30, { seed: 4 });
     const again = new ContinuousBackup({ log, store, intervalMs: 10, encryption: k2, logger: quietLogger() });
