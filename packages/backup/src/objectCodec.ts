@@ -82,11 +82,14 @@ export function loadKey(o: { file?: string; env?: NodeJS.ProcessEnv } = {}): Enc
     } catch (cause) {
       throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file} cannot be read: ${(cause as Error).message}`, { file: o.file }, { cause });
     }
-    if (raw.length === 32 && !/^[\x20-\x7e\t\r\n]*$/.test(raw.toString('latin1'))) return { key: raw, keyId: keyIdOf(raw) };
+    const binary = !/^[\x20-\x7e\t\r\n]*$/.test(raw.toString('latin1'));
+    if (raw.length === 32 && binary) return { key: raw, keyId: keyIdOf(raw) };
     try {
       return parseKey(raw.toString('utf8'));
     } catch (err) {
-      throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file}: ${(err as Error).message}`, { file: o.file });
+      // Releases before this one took any 32-byte file as the key's own bytes, printable or not.
+      const was = raw.length === 32 ? `; if backups were written with this file as 32 raw bytes (earlier releases read any 32-byte file so), write those bytes as hex instead: xxd -p -c 32 ${o.file} (key id ${keyIdOf(raw)})` : '';
+      throw new BackupError('BACKUP_KEY_INVALID', `the key file ${o.file}: ${(err as Error).message}${was}`, { file: o.file });
     }
   }
   const v = (o.env ?? process.env)['KYRODB_BACKUP_KEY'];

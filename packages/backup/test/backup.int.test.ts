@@ -594,7 +594,7 @@ describe('backup details', () => {
     fs.writeFileSync(path.join(dir, 'raw'), raw);
     expect(loadKey({ file: path.join(dir, 'raw') })?.keyId).toBe(k1.keyId);
     const invalid = (m: RegExp): Error => expect.objectContaining({ code: 'BACKUP_KEY_INVALID', message: expect.stringMatching(m) as unknown }) as Error;
-    for (const [cut, said] of [[32, /key file .*t32: .*32 hex characters/], [43, /key file .*t43: .*43 hex characters/]] as const) {
+    for (const [cut, said] of [[32, /key file .*t32: .*32 hex characters; if backups were written with this file as 32 raw bytes .*xxd -p -c 32 /], [43, /key file .*t43: .*43 hex characters$/]] as const) {
       fs.writeFileSync(path.join(dir, `t${cut}`), hex.slice(0, cut));
       expect(() => loadKey({ file: path.join(dir, `t${cut}`) })).toThrow(invalid(said));
     }
