@@ -72,7 +72,7 @@ describe('deploy/alerts.yml', { timeout: 240_000 }, () => {
       await new Promise((r) => setTimeout(r, 100));
       text = await fetch(url + '/metrics').then((r) => r.text());
     }
-    // TrainingTaskRestartsHigh (increase over 15m >= 3) and TrainingSupervisorGaveUp (> 0) both hold.
+    // TrainingTaskRestartsHigh (increase over 15m > 2) and TrainingSupervisorGaveUp (> 0) both hold.
     expect(value(text, 'training_restarts_total')).toBe(3);
     expect(value(text, 'training_restarts_exceeded_total')).toBe(1);
     expect(server.stderr()).toMatch(/"component":"training".*training task crashed \(restart 1 of 3/);
