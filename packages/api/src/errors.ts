@@ -153,6 +153,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   PROJ_NO_LAYER_AVAILABLE: 503,
   PROJ_BACKPRESSURE: 429,
   PROJ_CLOSED: 503,
+  PROJ_BUSY: 429,
   PROJ_COLD_UNAVAILABLE: 503,
   PROJ_CHECKPOINT_CORRUPT: 500,
   // @kyrodb/backup (contract names)

@@ -498,6 +498,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           const at = req.body.asOf === undefined ? '' : ` (at ${req.body.asOf})`;
           if (code === 'PROJ_UNKNOWN_COLLECTION') throw new ApiError('API_COLLECTION_NOT_FOUND', req.body.asOf === undefined ? errorBody(err).message : `collection ${req.params.name} did not exist at ${req.body.asOf}`);
           if (code === 'PROJ_DIMENSION_MISMATCH') throw new ApiError('API_DIMENSION_MISMATCH', `${errorBody(err).message}${at}`);
+          if (code === 'PROJ_BUSY') {
+            void reply.header('Retry-After', '1');
+            throw new ApiError('API_BACKPRESSURE', errorBody(err).message);
+          }
           throw err;
         }
       },

@@ -242,6 +242,17 @@ describe('HTTP server (in-process, real log and projections)', () => {
     expect(r.json.error.message).toContain('vectors[0].vector[1] is Infinity');
   });
 
+  it('as-of searches past the 8 that may wait are 429 API_BACKPRESSURE with Retry-After; the others answer', async () => {
+    await node.log.append([{ type: 'collection.created', collection: 'asof', body: { dimension: 2, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 50 } } }]);
+    for (let b = 0; b < 6; b++) await node.log.append(Array.from({ length: 1000 }, (_, i) => ({ type: 'vector.upserted' as const, collection: 'asof', body: { id: `d${b}-${i}`, vector: Float32Array.of(b, i) } })));
+    const at = node.log.head().ts;
+    const answers = await Promise.all(Array.from({ length: 9 }, (_, i) => req(node, 'POST', '/v1/collections/asof/search', { vector: [0, i], k: 1, asOf: at - (i % 2) })));
+    const busy = answers.filter((a) => a.status === 429);
+    expect(busy.length).toBe(1);
+    expect([busy[0]!.json.error.code, busy[0]!.headers['retry-after']]).toEqual(['API_BACKPRESSURE', '1']);
+    expect(answers.filter((a) => a.status === 200).length).toBe(8);
+  });
+
   it('a method a route does not take is 405 with Allow naming those it does', async () => {
     const r = await req(node, 'POST', '/v1/collections/docs', {});
     expect([r.status, r.headers['allow']]).toEqual([405, 'GET, HEAD, PUT, DELETE']);

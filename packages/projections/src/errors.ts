@@ -19,6 +19,8 @@ export const ProjectionErrorCodes = {
   PROJ_CHECKPOINT_CORRUPT: 'a checkpoint is corrupt or does not match the log',
   /** The projections were closed. */
   PROJ_CLOSED: 'the projections are closed',
+  /** Too many as-of searches are waiting (each replays the log up to its instant, one at a time). */
+  PROJ_BUSY: 'too many as-of searches are waiting; retry shortly',
 } as const;
 
 /** A stable error code of the projections package. */

@@ -131,6 +131,11 @@ const defaultLogger: LogSink = (level, msg, fields) => {
  * query executor. Everything is rebuildable from the log: a corrupt checkpoint costs time,
  * never data.
  */
+/** Events an as-of search replays per turn of the event loop. */
+const AS_OF_CHUNK = 5_000;
+/** As-of searches that may wait (or run) at once; more get PROJ_BUSY. */
+const AS_OF_MAX_WAITING = 8;
+
 /** How long after a failed automatic checkpoint the next one waits, ms. */
 const AUTO_CHECKPOINT_RETRY_MS = 5000;
 
@@ -155,6 +160,9 @@ export class Projections {
   private cpFailures = { consecutive: 0, lastError: '' };
   private cpTimer: NodeJS.Timeout | undefined;
   private asOfCache: MaterializedState | undefined;
+  /** As-of searches run one after another (see `searchAsOf`). */
+  private asOfQueue: Promise<unknown> = Promise.resolve();
+  private asOfWaiting = 0;
   private initializing = true;
   private ingest = { lastMs: 0, lastSeq: 0, rate: 0 };
   private readonly log: EventLog;
@@ -645,7 +653,7 @@ export class Projections {
   async search(collection: string, req: SearchRequest): Promise<SearchResponse> {
     if (this.closed) throw new ProjectionError('PROJ_CLOSED', 'the projections are closed');
     if (req.filter !== undefined) validateFilter(req.filter);
-    if (req.asOf !== undefined) return { results: this.searchAsOf(collection, req), degraded: false, layers: [] };
+    if (req.asOf !== undefined) return { results: await this.searchAsOf(collection, req), degraded: false, layers: [] };
     const c0 = this.state.collections.get(collection);
     if (c0 === undefined) throw new ProjectionError('PROJ_UNKNOWN_COLLECTION', `no collection ${collection}`, { collection });
     checkQuery(c0.info, req);
@@ -843,11 +851,35 @@ export class Projections {
     }, failed);
   }
 
-  private searchAsOf(collection: string, req: SearchRequest): SearchHit[] {
+  /**
+   * An as-of search: the state at T is replayed from the log (from the cached state of an earlier
+   * call when T is not before it, else from seq 1), AS_OF_CHUNK events a turn. In one call, a
+   * replay of 140k events held the event loop, and every write and search, for over a second.
+   * One runs at a time (they share the cached state); past AS_OF_MAX_WAITING waiting, PROJ_BUSY.
+   */
+  private async searchAsOf(collection: string, req: SearchRequest): Promise<SearchHit[]> {
+    if (this.asOfWaiting >= AS_OF_MAX_WAITING) throw new ProjectionError('PROJ_BUSY', `${this.asOfWaiting} as-of searches are waiting (each replays the log up to its instant, one at a time); retry shortly`);
+    this.asOfWaiting += 1;
+    const run = this.asOfQueue.then(() => this.replayAsOf(collection, req));
+    this.asOfQueue = run.catch(() => undefined);
+    try {
+      return await run;
+    } finally {
+      this.asOfWaiting -= 1;
+    }
+  }
+
+  private async replayAsOf(collection: string, req: SearchRequest): Promise<SearchHit[]> {
     const seq = this.log.seqAtTime(req.asOf!);
     let st = this.asOfCache;
     if (st === undefined || st.seq > seq) st = emptyState();
-    st = materialize(this.log, seq, undefined, st);
+    // Not cached while half-replayed: a failure leaves the cache as it was, or empty.
+    this.asOfCache = undefined;
+    while (st.seq < seq) {
+      materialize(this.log, Math.min(seq, st.seq + AS_OF_CHUNK), undefined, st);
+      if (st.seq < seq) await new Promise((r) => setImmediate(r));
+      if (this.closed) throw new ProjectionError('PROJ_CLOSED', 'the projections are closed');
+    }
     this.asOfCache = st;
     const { asOf: _asOf, ...rest } = req;
     return exactSearch(st, collection, rest);

@@ -170,6 +170,29 @@ describe('projections (real log, real hnswlib worker)', () => {
     expect([after?.live, after!.capacity <= 2048]).toEqual([500, true]);
   });
 
+  it('an as-of search replays a turn at a time (a live search asked after it answers first), answers as the exact search of the prefix does, and past 8 waiting says PROJ_BUSY', async () => {
+    env = await makeEnv();
+    const p = await env.open();
+    const r = rng(9);
+    await env.log.append([create('c', 4, 'l2')]);
+    for (let b = 0; b < 40; b++) await env.log.append(Array.from({ length: 1000 }, (_, i) => upsert('c', `d${(b * 1000 + i) % 5000}`, [r(), r(), r(), r()])));
+    await p.waitForCold(env.log.head().seq);
+    const mid = env.log.get(20_000)!;
+    const q = { vector: new Float32Array([0.5, 0.5, 0.5, 0.5]), k: 5 };
+    const order: string[] = [];
+    const asOf = p.search('c', { ...q, asOf: env.log.head().ts }).then((a) => (order.push('asOf'), a));
+    const live = p.search('c', q).then((a) => (order.push('live'), a));
+    const [a, l] = await Promise.all([asOf, live]);
+    // Replayed in one call, the as-of search held the event loop (every write and search) until it was done.
+    expect(order).toEqual(['live', 'asOf']);
+    expect(a.results).toEqual(l.results);
+    // Earlier than the cached state: replayed from seq 1; equal to the exact search of the prefix.
+    expect((await p.search('c', { ...q, asOf: mid.ts })).results).toEqual(exactSearch(materialize(env.log, 20_000), 'c', q));
+    const many = Array.from({ length: 9 }, (_, i) => p.search('c', { ...q, asOf: env.log.get(1000 + i * 4000)!.ts }));
+    const settled = await Promise.allSettled(many);
+    expect(settled.filter((x) => x.status === 'rejected').map((x) => (x).reason.code)).toEqual(['PROJ_BUSY']);
+  });
+
   it('search errors: unknown collection, dimension mismatch, bad filter, closed', async () => {
     env = await makeEnv();
     const p = await env.open();
