@@ -294,11 +294,13 @@ function search(coll: string, vector: Float32Array, k: number, f: Filter | undef
     for (let i = 1; i < n && sorted; i++) sorted = d[i - 1]! <= d[i]!;
     const byDistance = sorted ? d : Array.from(Float64Array.from(d).sort());
     const kth = n <= kk ? Infinity : byDistance[kk - 1]!;
-    // hnswlib's float32 distances only rank: two documents that score the same in float64 may
-    // come back a hair apart, and the one cut off was the one the id order puts first.
-    const cut = kth + distanceSlack(c.metric, kth);
     // Done when there is no tie to chase: fewer than asked came back, or the farthest is farther than the k-th.
-    if (n < want || want >= live || byDistance[n - 1]! > cut) {
+    if (n < want || want >= live || byDistance[n - 1]! > kth) {
+      // hnswlib's float32 distances only rank: two documents that score the same in float64 may
+      // come back a hair apart, and the one cut off was the one the id order puts first. Those
+      // that came back are kept for the rescoring (the walk is not widened for them: that cost
+      // searches a second walk).
+      const cut = kth + distanceSlack(c.metric, kth);
       const kept: number[] = [];
       for (let i = 0; i < n; i++) if (d[i]! <= cut && labels[r.neighbors[i]!] !== undefined) kept.push(r.neighbors[i]!);
       // A walk that found fewer than k missed documents: a node the graph does not reach is
