@@ -125,12 +125,6 @@ const defaultLogger: LogSink = (level, msg, fields) => {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'projections', msg, ...fields }) + '\n');
 };
 
-/**
- * The projections of the log: catalog, hot tier (exact, updated synchronously as events commit),
- * cold tier (HNSW in a worker thread), checkpoints with corruption fallback, and the tiered
- * query executor. Everything is rebuildable from the log: a corrupt checkpoint costs time,
- * never data.
- */
 /** Events an as-of search replays per turn of the event loop. */
 const AS_OF_CHUNK = 5_000;
 /** As-of searches that may wait (or run) at once; more get PROJ_BUSY. */
@@ -139,6 +133,12 @@ const AS_OF_MAX_WAITING = 8;
 /** How long after a failed automatic checkpoint the next one waits, ms. */
 const AUTO_CHECKPOINT_RETRY_MS = 5000;
 
+/**
+ * The projections of the log: catalog, hot tier (exact, updated synchronously as events commit),
+ * cold tier (HNSW in a worker thread), checkpoints with corruption fallback, and the tiered
+ * query executor. Everything is rebuildable from the log: a corrupt checkpoint costs time,
+ * never data.
+ */
 export class Projections {
   private state: MaterializedState = emptyState();
   private readonly hot = new HotTier();
