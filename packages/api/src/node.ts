@@ -73,12 +73,14 @@ export function encryptionOf(cfg: KyroConfig): EncryptionKey | undefined {
  * The key encrypted backups are read with (restore, verify): from `backup.encryption.key_file`,
  * else KYRODB_BACKUP_KEY, whether or not new backups are encrypted (a backup taken before
  * encryption was turned off still needs its key), with the keys of
- * `backup.encryption.previous_key_files` it replaced. Undefined when none is set.
+ * `backup.encryption.previous_key_files` it replaced, after `given` when there is one. Undefined
+ * when none is set.
  */
-export function decryptionKeyOf(cfg: KyroConfig): EncryptionKey | undefined {
+export function decryptionKeyOf(cfg: KyroConfig, given?: EncryptionKey): EncryptionKey | undefined {
   const { current, previous } = keysOf(cfg);
-  const first = current ?? previous[0];
-  return first === undefined ? undefined : withPreviousKeys(first, previous);
+  // `given` (a --key-file) comes first; the configured keys stay readable beside it.
+  const ring = [given, current, ...previous].filter((k): k is EncryptionKey => k !== undefined);
+  return ring[0] === undefined ? undefined : withPreviousKeys(ring[0], ring.slice(1));
 }
 
 function keysOf(cfg: KyroConfig): { current: EncryptionKey | undefined; previous: EncryptionKey[] } {

@@ -152,7 +152,7 @@ export function decodeObject(stored: Buffer, key: EncryptionKey | undefined, nam
   if (expectEncrypted === true && !w.encrypted) throw new BackupError('BACKUP_CORRUPT', `${name} should be encrypted but is not`, { file: name });
   if (w.encrypted) {
     key = keyFor(name, w.keyId, key);
-    const start = 4 + KEYID_LEN;
+    const start = WRAPPING_HEADER_BYTES;
     if (b.length < start + IV_LEN + TAG_LEN) throw new BackupError('BACKUP_DECRYPT_FAILED', `${name} is too short to be encrypted`, { file: name });
     const iv = b.subarray(start, start + IV_LEN);
     const tag = b.subarray(b.length - TAG_LEN);

@@ -749,7 +749,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
           if (h.size !== f.size) throw new BackupError('BACKUP_CHECKSUM_MISMATCH', `${f.key} has ${h.size} bytes, the manifest says ${f.size}`, { key: f.key });
         }
       } else {
-        if ((await o.store.head(s.segment.key)) === undefined) throw new BackupError('BACKUP_FILE_MISSING', `segment ${s.segment.key} is missing`, { key: s.segment.key });
+        // Its first bytes (BACKUP_FILE_MISSING when it is gone) name its key.
         const w = objectWrapping(await readObjectPrefix(o.store, s.segment.key, WRAPPING_HEADER_BYTES));
         if (w.encrypted) keyFor(s.segment.key, w.keyId, o.encryption);
       }

@@ -364,8 +364,8 @@ export class ColdTier {
    */
   async kill(graceMs = 2000): Promise<void> {
     if (this.exited) return;
-    // The STOP word too: a worker inside a filtered search (its filter refuses every label then)
-    // or a backlog comes out of the native call and exits between calls, where it is safe.
+    // The STOP word too: a worker inside a filtered search (its filter then accepts every label,
+    // which ends the walk) or a backlog comes out of the native call and exits between calls, where it is safe.
     Atomics.store(this.channel.ints, STOP, 1);
     Atomics.notify(this.channel.ints, STOP);
     const exited = new Promise<boolean>((resolve) => {

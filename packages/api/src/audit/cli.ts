@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, LogError, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore, withPreviousKeys } from '@kyrodb/backup';
+import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
@@ -208,10 +208,7 @@ export function registerAuditCommands(program: Command): Command {
           // The store and the key as the other commands reach them: an S3 store needs its endpoint
           // (s3rver, MinIO), and until this read the config it could only reach AWS itself.
           const cfg = loadConfig({ file: o.config });
-          // --key-file comes first; the config's keys (a rotated-out one too) stay readable beside it.
-          const configured = decryptionKeyOf(cfg);
-          const given = o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : undefined;
-          const encryption = given === undefined ? configured : withPreviousKeys(given, configured === undefined ? [] : [configured, ...(configured.previous ?? [])]);
+          const encryption = decryptionKeyOf(cfg, o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : undefined);
           await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
         }
         await withLog(dataDir, async (log) => {

@@ -134,19 +134,7 @@ export class S3Store implements ObjectStore {
   }
 
   async get(key: string): Promise<Buffer> {
-    const Key = this.k(key);
-    return this.run('get', async () => {
-      try {
-        const r = await this.client.send(new (s3().GetObjectCommand)({ Bucket: this.bucket, Key }));
-        if (r.Body === undefined) throw new Error('empty body');
-        const bytes = Buffer.from(await r.Body.transformToByteArray());
-        if (r.ContentLength !== undefined && bytes.length !== r.ContentLength) throw Object.assign(new Error(`short read: ${bytes.length} of ${r.ContentLength} bytes`), { name: 'ECONNRESET' });
-        return bytes;
-      } catch (err) {
-        if (isNotFound(err)) throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
-        throw err;
-      }
-    });
+    return this.fetch(key);
   }
 
   async readPrefix(key: string, bytes: number): Promise<Buffer> {
@@ -155,15 +143,20 @@ export class S3Store implements ObjectStore {
     const h = await this.head(key);
     if (h === undefined) throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
     const n = Math.min(bytes, h.size);
-    if (n === 0) return Buffer.alloc(0);
+    return n === 0 ? Buffer.alloc(0) : this.fetch(key, n);
+  }
+
+  /** The object's bytes, or its first `firstBytes` (a ranged GET); a short read is retried as a dropped connection. */
+  private fetch(key: string, firstBytes?: number): Promise<Buffer> {
     const Key = this.k(key);
     return this.run('get', async () => {
       try {
-        const r = await this.client.send(new (s3().GetObjectCommand)({ Bucket: this.bucket, Key, Range: `bytes=0-${n - 1}` }));
+        const r = await this.client.send(new (s3().GetObjectCommand)({ Bucket: this.bucket, Key, ...(firstBytes !== undefined ? { Range: `bytes=0-${firstBytes - 1}` } : {}) }));
         if (r.Body === undefined) throw new Error('empty body');
-        const got = Buffer.from(await r.Body.transformToByteArray());
-        if (got.length < n) throw Object.assign(new Error(`short read: ${got.length} of ${n} bytes`), { name: 'ECONNRESET' });
-        return got.subarray(0, n);
+        const bytes = Buffer.from(await r.Body.transformToByteArray());
+        const want = firstBytes ?? r.ContentLength;
+        if (want !== undefined && bytes.length !== want) throw Object.assign(new Error(`short read: ${bytes.length} of ${want} bytes`), { name: 'ECONNRESET' });
+        return bytes;
       } catch (err) {
         if (isNotFound(err)) throw new BackupError('BACKUP_FILE_MISSING', `object ${key} is missing from ${this.url}`, { key });
         throw err;
