@@ -8,6 +8,7 @@ const BENCHES: Record<string, string> = {
   projections: 'search latency and recall beside raw hnswlib-node, open times, ingest (issue 3)',
   overwrites: 'overwrites of the same ids beside as many writes of distinct ids: index absorb time and search (issue 3)',
   checkpointStall: 'searches and the event loop while a checkpoint is written, beside the same without one (issue 3)',
+  manyCollections: 'a checkpoint of many small collections and an open from it, beside a plain copy of its files (issue 3)',
   backup: 'full, incremental and PITR backup/restore, continuous-backup lag (issue 4)',
   restoreCli: 'a full restore as `kyrodb restore` in a fresh process, beside a plain copy (issue 4)',
   restoreCodec: "the restore codec thread's work alone (checks, decompression, framing), beside its floor (issue 4)",

@@ -149,7 +149,8 @@ export async function writeStateFiles(dir: string, snap: StateSnapshot): Promise
   for (const { info, docs } of snap.collections) {
     const files = collectionFiles(CHECKPOINT_FORMAT_VERSION, info.name);
     const dim = info.dimension;
-    const perTurn = Math.max(1, Math.min(DOCS_PER_TURN, Math.floor(IO_CHUNK_BYTES / (dim * 4))));
+    // (no more than the collection holds: a 16-d one of 10 docs took 640 KB, a thousand of them 640 MB)
+    const perTurn = Math.max(1, Math.min(DOCS_PER_TURN, Math.floor(IO_CHUNK_BYTES / (dim * 4)), docs.length));
     const vec = new Float32Array(perTurn * dim);
     const lines = new JsonLines();
     const docsFile = await fs.promises.open(path.join(dir, files.docs), 'w');

@@ -1,8 +1,9 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { JsonLines, readJsonLinesSync } from '../src/checkpointFiles.js';
+import { IO_CHUNK_BYTES, JsonLines, hashFile, hashFileSync, readJsonLinesSync } from '../src/checkpointFiles.js';
 import { tmpDir } from './helpers.js';
 
 const dir = tmpDir();
@@ -81,5 +82,26 @@ describe('NDJSON checkpoint files', () => {
     write(f, [[1], { big }, [2], [3], [4]], 1 << 20);
     expect(read(f, 64).values).toEqual([[1], { big }, [2], [3], [4]]);
     expect(read(f, 1 << 20).batches).toBe(1);
+  });
+
+  it('an empty file reads as no rows', () => {
+    const f = path.join(dir, 'empty.ndjson');
+    fs.writeFileSync(f, '');
+    expect(read(f, 1024)).toEqual({ values: [], batches: 0 });
+  });
+});
+
+describe('checkpoint file hashes', () => {
+  // The read buffer is sized to the file (at most a chunk): each size around those edges.
+  it('size and SHA-256 of files of any size, sync and async, fsynced first or not', async () => {
+    const f = path.join(dir, 'hash.bin');
+    for (const size of [0, 1, 2, 4095, 4096, 4097, IO_CHUNK_BYTES - 1, IO_CHUNK_BYTES, IO_CHUNK_BYTES + 1, 2 * IO_CHUNK_BYTES + 7]) {
+      const body = crypto.randomBytes(size);
+      fs.writeFileSync(f, body);
+      const want = { size, sha256: crypto.createHash('sha256').update(body).digest('hex') };
+      expect(hashFileSync(f), `${size} bytes`).toEqual(want);
+      expect(await hashFile(f), `${size} bytes`).toEqual(want);
+      expect(await hashFile(f, true), `${size} bytes`).toEqual(want);
+    }
   });
 });
