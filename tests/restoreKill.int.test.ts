@@ -129,6 +129,27 @@ describe('a restore killed with SIGKILL part way', { timeout: 180_000 }, () => {
     }
   });
 
+  it('a server started while a restore swaps dirs is refused (it had opened an empty log where the data dir was moved aside); the restore completes', async () => {
+    const target = path.join(root, 'd', 'data');
+    await makeLog(target, 300, 150_000);
+    const proc = spawn(process.execPath, [CLI, 'restore', '--backup-id', 'latest', '--from', backups, '--data-dir', target, '--force', '--json'], { env: { ...process.env, KYRODB_FAILPOINTS: 'restore.swap=delay(4000)' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    const end = Date.now() + 60_000;
+    while (fs.existsSync(target)) {
+      if (proc.exitCode !== null || Date.now() > end) throw new Error(`the restore never reached its swap (exit ${String(proc.exitCode)})`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const serve = await kyrodb(['serve', '--data-dir', target, '--port', '0'], { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(root, 'd', 'backups') });
+    expect(serve.code, serve.stderr).toBe(3);
+    expect(serve.stderr).toMatch(/LOG_LOCKED: data dir .*data is being swapped in by a restore \(process \d+\); start the server once the restore has finished/);
+    expect(fs.existsSync(target)).toBe(false); // no empty log made in its place
+    expect(await exited).toBe(0);
+    expect(JSON.parse(out)).toMatchObject({ seq: backupHead.seq, headHash: backupHead.hash });
+    expect(leftovers(target)).toEqual([]);
+  });
+
   it('while deleting the data dir it replaced: the new one is in place, and the server started next removes the rest of the old one', async () => {
     const target = path.join(root, 'c', 'data');
     await makeLog(target, 300, 120_000);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Cron } from 'croner';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { EventLog, Failpoints, type LogSink } from '@kyrodb/log';
+import { EventLog, Failpoints, LogError, type LogSink } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
@@ -129,7 +129,9 @@ export async function startNode(cfg: KyroConfig, o: StartNodeOptions = {}): Prom
   const dataDir = dataDirOf(cfg);
   const wal = cfg.error_recovery.wal;
   // A restore into this data dir that was killed part way may have moved it aside: put it back first.
-  await recoverInterruptedRestore(dataDir, (level, msg, fields) => logger(level, msg, { component: 'restore', ...fields }));
+  const recovery = await recoverInterruptedRestore(dataDir, (level, msg, fields) => logger(level, msg, { component: 'restore', ...fields }));
+  // Between its two renames the path is missing (an open would make an empty log there), or holds a dir about to be replaced.
+  if (recovery.swappingBy !== null) throw new LogError('LOG_LOCKED', `data dir ${dataDir} is being swapped in by a restore (process ${recovery.swappingBy}); start the server once the restore has finished`, { pid: recovery.swappingBy, dataDir });
   // What the config alone can refuse is refused before anything is made on disk.
   const store = openConfiguredStore(cfg);
   const enc = encryptionOf(cfg);

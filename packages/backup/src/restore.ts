@@ -160,7 +160,7 @@ async function checkTarget(dataDir: string, store: ObjectStore, force: boolean):
   if (st?.isDirectory() === true && st.dev !== fs.statSync(path.dirname(dataDir)).dev) throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is a mount point: a restore builds the new data dir beside its target and renames it in; restore into a dir inside it (e.g. ${path.join(dataDir, 'data')})`, { dataDir });
   const t = await targetKind(dataDir);
   if (t.kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is not a KyroDB data dir (it ${t.why}): a restore never replaces it, even with force; give a new or empty dir`, { dataDir });
-  if (t.kind === 'data' && !force) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass force to replace it`, { dataDir });
+  if (t.kind === 'data' && !force) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} exists and is not empty; pass --force (the option force) to replace it`, { dataDir });
 }
 
 /**
@@ -412,6 +412,11 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     unregisterStaging(); // from here an interruption is a swap cut short: its marker undoes it
     if (fs.existsSync(dataDir)) {
       if (writerRunning(dataDir)) throw new BackupError('BACKUP_TARGET_IN_USE', `data dir ${dataDir} was opened for writing during the restore`, { dataDir });
+      // Checked again: what the target holds now may have come since the start (a server that
+      // ran there meanwhile and acknowledged writes, another restore that finished first).
+      const now = await targetKind(dataDir);
+      if (now.kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is no longer a KyroDB data dir (it ${now.why}, since the restore started); it was not replaced`, { dataDir });
+      if (now.kind === 'data' && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} was created during the restore (a server or another restore wrote there) and was not replaced; pass --force (the option force) to replace it`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
       await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid });
       try {
@@ -437,7 +442,14 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (previousDir === null || o.keepPrevious === true) await fsp.rm(swap, { force: true });
     } catch (err) {
       if (staging === undefined) await fsp.rm(dataDir, { recursive: true, force: true });
-      if (previousDir !== null) await fsp.rename(previousDir, dataDir);
+      if (previousDir !== null) {
+        try {
+          await fsp.rename(previousDir, dataDir);
+        } catch (back) {
+          // Another process made the path meanwhile (the marker stays: the next restore or serve names the kept dir).
+          throw new BackupError('BACKUP_TARGET_IN_USE', `the restore failed (${err instanceof Error ? err.message : String(err)}), and the data dir it had moved aside could not be put back: ${dataDir} was made meanwhile by another process (${(back as NodeJS.ErrnoException).code ?? String(back)}). The previous data dir is kept at ${previousDir}`, { dataDir, previous: previousDir });
+        }
+      }
       await fsp.rm(swap, { force: true });
       throw err;
     }
@@ -623,6 +635,11 @@ export interface RestoreRecovery {
   removedStaging: string[];
   /** What was left of a data dir a finished restore had replaced and was deleting (null: none). */
   removedPrevious: string | null;
+  /**
+   * The pid of a restore that is swapping the data dir in right now (its marker not yet
+   * verified): the path may be missing or about to be replaced. Null: none.
+   */
+  swappingBy: number | null;
 }
 
 /**
@@ -635,13 +652,14 @@ export interface RestoreRecovery {
  *   moved aside stays, and is named in the log: a restore point nothing else refers to);
  * - staging dirs (`<dataDir>.restore-staging-<ts>-<pid>`) of processes that are gone: removed
  *   (a killed 1M-event restore leaves ~1.3 GB).
- * Leaves everything to a restore whose process is still running. Run by every restore before it
- * starts, and by `kyrodb serve` before it opens the data dir.
+ * Leaves everything to a restore whose process is still running (`swappingBy` names one that
+ * is swapping dirs). Run by every restore before it starts, and by `kyrodb serve` before it opens
+ * the data dir (which it refuses to open while a restore swaps it).
  */
 export async function recoverInterruptedRestore(dataDir: string, logger?: ExecuteRestoreOptions['logger']): Promise<RestoreRecovery> {
   dataDir = path.resolve(dataDir);
   const parent = path.dirname(dataDir);
-  const out: RestoreRecovery = { movedBack: null, removedStaging: [], removedPrevious: null };
+  const out: RestoreRecovery = { movedBack: null, removedStaging: [], removedPrevious: null, swappingBy: null };
   const swap = swapMarkerPath(dataDir);
   let marker: SwapMarker | undefined;
   try {
@@ -650,7 +668,11 @@ export async function recoverInterruptedRestore(dataDir: string, logger?: Execut
     // Absent, or torn: the marker is synced before the first rename, so that rename never happened.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(swap, { force: true });
   }
-  if (marker !== undefined && marker.pid !== process.pid && processAlive(marker.pid)) return out; // swapping right now
+  if (marker !== undefined && marker.pid !== process.pid && processAlive(marker.pid)) {
+    // Swapping right now; once verified, it only deletes the dir it replaced, beside the path.
+    if (marker.verified !== true) out.swappingBy = marker.pid;
+    return out;
+  }
   await fsp.rm(`${swap}.tmp`, { force: true }); // a marker's rewrite cut short (the marker itself is whole, or absent)
   if (marker !== undefined) {
     const previous = typeof marker.previous === 'string' && path.dirname(path.resolve(marker.previous)) === parent ? path.resolve(marker.previous) : undefined;

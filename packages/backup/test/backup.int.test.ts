@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { EventLog, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
+import { EventLog, Failpoints, encodeFrame, listSegments, readSegments, segmentName, toHex, walDirOf } from '@kyrodb/log';
 import { BackupManager, ContinuousBackup, LocalDirStore, isBackupError, loadKey, parseKey, restore, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
 import { Projections } from '@kyrodb/projections';
 import { created, del, fill, filledLog, hashDir, openLog, quietLogger, S3Server, s3Store, siblings, tempDir, until, upsert, vec } from './helpers.js';
@@ -401,6 +401,44 @@ describe('backup details', () => {
     expect(d.vectorCount).toBe(20);
     expect(fs.existsSync(dry)).toBe(false);
     await log.close();
+  });
+
+  it('a data dir that appears at the target during a restore is not replaced without force: a server acknowledged writes there, or another restore finished first', async () => {
+    const { log, dir } = await filledLog(20);
+    const store = new LocalDirStore(tempDir());
+    await new BackupManager({ log, dataDir: dir, store, logger: quietLogger() }).createFull();
+    await log.close();
+    const slowly = (): Failpoints => {
+      const f = new Failpoints();
+      f.set('wal.import', '1*delay(1500)');
+      return f;
+    };
+    const staged = (target: string): boolean => siblings(target).some((n) => n.includes('staging'));
+    // A server starts on the empty target while the restore imports, and acknowledges a write.
+    const target = path.join(tempDir(), 'target');
+    const restoring = restore({ store, dataDir: target, failpoints: slowly() });
+    await until(() => staged(target), 10_000, 'the staging dir');
+    const server = await EventLog.open({ dir: target });
+    await server.append([created('theirs', 4)]);
+    await server.close();
+    const theirs = hashDir(target);
+    await expect(restoring).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_TARGET_EXISTS') && /created during the restore/.test((e as Error).message));
+    expect(hashDir(target)).toBe(theirs);
+    expect(siblings(target)).toEqual([]);
+    // With force, it is replaced (and kept aside on request).
+    const forced = await restore({ store, dataDir: target, force: true, keepPrevious: true });
+    expect(forced.seq).toBe(21);
+    expect(hashDir(forced.previousDir!)).toBe(theirs);
+    // Two restores into one new target at once: the first to finish is kept, the other refused.
+    const twice = path.join(tempDir(), 'twice');
+    const first = restore({ store, dataDir: twice, failpoints: slowly() });
+    first.catch(() => undefined);
+    await until(() => staged(twice), 10_000, 'the first staging dir');
+    expect((await restore({ store, dataDir: twice })).seq).toBe(21);
+    const second = hashDir(twice);
+    await expect(first).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_TARGET_EXISTS'));
+    expect(hashDir(twice)).toBe(second);
+    expect(siblings(twice)).toEqual([]);
   });
 
   it('tags: one restore point each, on full and incremental backups; a bad or taken tag is refused, stores nothing and is not a failed backup', async () => {

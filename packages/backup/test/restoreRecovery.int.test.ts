@@ -33,7 +33,7 @@ describe('recoverInterruptedRestore', () => {
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging, pid }));
     const warnings: string[] = [];
     const r = await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg));
-    expect(r).toEqual({ movedBack: previous, removedStaging: [path.basename(staging)], removedPrevious: null });
+    expect(r).toEqual({ movedBack: previous, removedStaging: [path.basename(staging)], removedPrevious: null, swappingBy: null });
     expect(read(data)).toBe('old');
     expect(fs.readdirSync(parent)).toEqual(['data']);
     expect(warnings.join('\n')).toMatch(/moved aside is back/);
@@ -47,7 +47,7 @@ describe('recoverInterruptedRestore', () => {
     dirWith(previous, 'old');
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging: `${data}.restore-staging-x-1`, pid: deadPid() }));
     const warnings: string[] = [];
-    expect(await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg))).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
+    expect(await recoverInterruptedRestore(data, (_l, msg) => warnings.push(msg))).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null, swappingBy: null });
     expect([read(data), read(previous)]).toEqual(['new', 'old']);
     expect(fs.existsSync(`${data}.restore-swap.json`)).toBe(false);
     expect(warnings.join('\n')).toContain(previous);
@@ -61,7 +61,7 @@ describe('recoverInterruptedRestore', () => {
     dirWith(previous, 'half deleted');
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging: `${data}.restore-staging-x-1`, pid: deadPid(), verified: true }));
     fs.writeFileSync(`${data}.restore-swap.json.tmp`, '{"prev'); // a rewrite of the marker cut short
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: previous });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: previous, swappingBy: null });
     expect(read(data)).toBe('new');
     expect(fs.readdirSync(parent)).toEqual(['data']);
   });
@@ -71,7 +71,7 @@ describe('recoverInterruptedRestore', () => {
     const data = path.join(parent, 'data');
     dirWith(data, 'current');
     fs.writeFileSync(`${data}.restore-swap.json`, '{"previous": "/x');
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null, swappingBy: null });
     expect(read(data)).toBe('current');
     expect(fs.readdirSync(parent)).toEqual(['data']);
   });
@@ -87,11 +87,11 @@ describe('recoverInterruptedRestore', () => {
     dirWith(staging, 'new');
     dirWith(other, 'x');
     fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging, pid: live }));
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null, swappingBy: live });
     expect(fs.readdirSync(parent).sort()).toEqual([path.basename(other), path.basename(previous), 'data.restore-staging-20261127T000000000Z-' + live, 'data.restore-swap.json'].sort());
     // Without the marker, the live restore's staging dir still stays.
     fs.rmSync(`${data}.restore-swap.json`);
-    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null });
+    expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: null, swappingBy: null });
     expect(fs.existsSync(staging)).toBe(true);
   });
 });
