@@ -267,7 +267,7 @@ function httpError(r: { status: number; json: unknown }): Error {
 
 /** A retention result as people read it: what is kept and why, what is (or would be) deleted. */
 function pruneText(r: PruneResult): string {
-  const lines = [`retention${r.dryRun ? ' (dry run: nothing deleted)' : ''}: keep ${r.keep.length} backup(s); ${r.dryRun ? 'would delete' : 'deleted'} ${r.delete.length} backup(s), ${r.deleteSegments.length} segment(s), ${r.deleteIncomplete.length} incomplete backup(s), ${r.deleteTagClaims.length} stale tag claim(s), ${r.deleteParentClaims.length} parent claim(s)${r.dryRun ? (r.sweptTempFiles > 0 ? `, ${r.sweptTempFiles} temp file(s) of killed uploads` : '') : ` (${r.deletedObjects} objects${r.sweptTempFiles > 0 ? `, ${r.sweptTempFiles} temp files` : ''})`}`];
+  const lines = [`retention${r.dryRun ? ' (dry run: nothing deleted)' : ''}: keep ${r.keep.length} backup(s); ${r.dryRun ? 'would delete' : 'deleted'} ${r.delete.length} backup(s), ${r.deleteSegments.length} segment(s), ${r.deleteIncomplete.length} incomplete backup(s), ${r.deleteTagClaims.length} stale tag claim(s), ${r.deleteParentClaims.length} parent claim(s), ${r.deleteHistoryClaims.length} history claim(s)${r.dryRun ? (r.sweptTempFiles > 0 ? `, ${r.sweptTempFiles} temp file(s) of killed uploads` : '') : ` (${r.deletedObjects} objects${r.sweptTempFiles > 0 ? `, ${r.sweptTempFiles} temp files` : ''})`}`];
   for (const k of r.keep) lines.push(`  keep    ${k.backup_id}  (${k.reasons.join(', ')})`);
   for (const id of r.delete) lines.push(`  delete  ${id}`);
   for (const key of r.deleteSegments) lines.push(`  delete  segment ${key}`);

@@ -130,7 +130,7 @@ export class ScheduledBackups {
     const { manager, logger, retention } = this.o;
     try {
       const p = await manager.prune({ policy: retention });
-      if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length + p.deleteTagClaims.length + p.deleteParentClaims.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete, staleTagClaims: p.deleteTagClaims, parentClaims: p.deleteParentClaims });
+      if (p.delete.length + p.deleteSegments.length + p.deleteIncomplete.length + p.deleteTagClaims.length + p.deleteParentClaims.length + p.deleteHistoryClaims.length > 0) logger('info', 'retention deleted backups outside backup.retention', { backups: p.delete, segments: p.deleteSegments.length, incomplete: p.deleteIncomplete, staleTagClaims: p.deleteTagClaims, parentClaims: p.deleteParentClaims, historyClaims: p.deleteHistoryClaims.length });
     } catch (err) {
       logger('error', 'retention after a scheduled backup failed; nothing more is deleted until the next one', { error: err instanceof Error ? err.message : String(err), code: (err as { code?: unknown }).code });
     }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { EventLog, GENESIS_HASH, decodeRecord, makeScratchDir, processAlive, splitRun, toHex, segmentsChain, walDirOf, type IndexFields, type RecordRun } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import { BackupError, isBackupError, type BackupErrorCode } from './errors.js';
+import { HISTORY_CLAIM_PREFIX, claimHistory, historyClaimSeq } from './historyClaims.js';
 import { BACKUP_FORMAT_VERSION, backupIdTime, backupPrefix, compareNewestFirst, createdMs, manifestKey, newBackupId, padSeq, type BackupFile, type BackupManifest } from './manifest.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
@@ -266,6 +267,8 @@ export class BackupManager {
       const counter = new IncrementalCounter(this.o.log, from, parent.collections);
       let files: BackupFile[] = [];
       if (head.seq >= from) {
+        // Another data dir's incremental on the same parent (a copy of this one gone its own way) stops one of the two here (see historyClaims.ts).
+        await claimHistory(this.o.store, from, toHex(decodeRecord(this.o.log.getRecord(from)!).hash), `incremental backup ${id} of seq ${from}..${head.seq}`);
         // Inline: incrementals are small, and the counter reads the log's per-document index.
         const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, false);
         files = await this.writeEvents(id, from, head.seq, toHex(head.hash), runner, (f) => counter.applyLight(f));
@@ -474,12 +477,14 @@ export class BackupManager {
     const segments = await loadSegments(this.o.store);
     const tagClaims = parseTagClaims(await this.o.store.list(TAG_CLAIMS_PREFIX));
     const parentClaims = parseParentClaims(await this.o.store.list(PARENT_CLAIMS_PREFIX));
+    const historyClaims = (await this.o.store.list(HISTORY_CLAIM_PREFIX)).map(historyClaimSeq).filter((s): s is number => s !== undefined);
     const now = opts.now ?? this.now();
     const plan = planRetention(manifests, segments, {
       now,
       incomplete,
       tagClaims,
       parentClaims,
+      historyClaims,
       ...(opts.incompleteAfterMs !== undefined ? { incompleteAfterMs: opts.incompleteAfterMs } : {}),
       ...(opts.retentionDays !== undefined ? { retentionDays: opts.retentionDays } : {}),
       ...(opts.policy !== undefined ? { policy: opts.policy } : {}),
@@ -520,7 +525,7 @@ export class BackupManager {
       for (const id of removed.keys()) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
       for (const k of plan.deleteSegments) await remove(k);
       for (const id of plan.deleteIncomplete) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
-      for (const k of [...plan.deleteTagClaims, ...plan.deleteParentClaims]) await remove(k);
+      for (const k of [...plan.deleteTagClaims, ...plan.deleteParentClaims, ...plan.deleteHistoryClaims]) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
     const sweptTempFiles = this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep({ dryRun: opts.dryRun === true })).length;

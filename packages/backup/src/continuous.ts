@@ -3,6 +3,7 @@ import { Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import { BackupError, isBackupError } from './errors.js';
 import { padSeq, type BackupManifest } from './manifest.js';
+import { claimHistory } from './historyClaims.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
 import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
@@ -251,13 +252,23 @@ export class ContinuousBackup {
     const seg = encodeSegment(entries);
     const body = encodeObject(seg.body, this.o.compression, this.o.encryption);
     const key = segmentKey(seg.header.first_seq, seg.header.last_seq);
+    const firstHash = toHex(entries[0]!.record.subarray(32, 64));
     for (let attempt = 0; ; attempt++) {
       if (this.stopped) return;
       try {
+        // Claimed first: another data dir shipping its own history from the same seq stops one of the two here (see historyClaims.ts).
+        await claimHistory(this.o.store, seg.header.first_seq, firstHash, `continuous backup of seq ${seg.header.first_seq}..${seg.header.last_seq}`, this.abort.signal);
         await this.o.store.put(key, body, { signal: this.abort.signal });
         break;
       } catch (err) {
         if (this.stopped) return; // cancelled by stop: the events ship on the next start
+        if (isBackupError(err, 'BACKUP_LOG_DIVERGED')) {
+          // Nothing more is shipped to this store: the lag grows where alerts see it, health says failed.
+          this.sub?.unsubscribe();
+          this.sub = undefined;
+          this.refuse(err, this.starts);
+          return;
+        }
         this.lastError = err instanceof Error ? err.message : String(err);
         if (this.state === 'running') this.state = 'resuming'; // the store stopped answering: shown as at start
         this.metrics.uploadRetries.inc();

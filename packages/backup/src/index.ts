@@ -24,6 +24,7 @@ export { formatBytes, freeBytes } from './space.js';
 export type { ExecuteRestoreOptions, RestoreOptions, RestoreRecovery, RestoreReport } from './restore.js';
 export { defaultRetentionPolicy, planRetention } from './retention.js';
 export { PARENT_CLAIMS_PREFIX, TAG_CLAIMS_PREFIX, claimState, parentClaimKey, parseParentClaims, parseTagClaims, staleTagClaims, tagClaimKey, tagHolder } from './tagClaims.js';
+export { HISTORY_CLAIM_PREFIX, claimHistory, historyClaimKey, historyClaimSeq } from './historyClaims.js';
 export type { ParentClaim, TagClaim } from './tagClaims.js';
 export type { RetentionOptions, RetentionPlan, RetentionPolicy } from './retention.js';
 export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegments } from './continuous.js';

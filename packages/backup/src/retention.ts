@@ -1,6 +1,7 @@
 import { begunBefore, compareNewestFirst, createdMs, type BackupManifest } from './manifest.js';
 import type { SegmentInfo } from './pieces.js';
 import { claimState, staleTagClaims, type ParentClaim, type TagClaim } from './tagClaims.js';
+import { historyClaimKey } from './historyClaims.js';
 
 /**
  * Grandfather-father-son retention: keep the newest backup in each of the N most recent hours
@@ -36,6 +37,8 @@ export interface RetentionOptions {
   tagClaims?: readonly TagClaim[];
   /** The store's parent claims (`parseParentClaims` of the keys under `parents/`): a claimed parent of a backup under way is kept. */
   parentClaims?: readonly ParentClaim[];
+  /** The seqs of the store's history claims (`historyClaimSeq` of the keys under `history/`). */
+  historyClaims?: readonly number[];
 }
 
 /** Default `incompleteAfterMs`: a day (a full backup of 1M events takes seconds). */
@@ -56,6 +59,12 @@ export interface RetentionPlan {
   deleteTagClaims: string[];
   /** Keys of parent claims no longer needed: their backup completed (its manifest names the parent), or has no manifest and began longer than `incompleteAfterMs` ago. */
   deleteParentClaims: string[];
+  /**
+   * Keys of history claims (see historyClaims.ts) in the stretch retention gives up (at or below
+   * the seq whose segments go) where no kept backup or segment starts: they go with what they
+   * claimed. Never one past it, where a segment or an incremental under way may have just claimed.
+   */
+  deleteHistoryClaims: string[];
 }
 
 function isoWeek(d: Date): string {
@@ -152,5 +161,11 @@ export function planRetention(manifests: readonly BackupManifest[], segments: re
     deleteIncomplete: (o.incomplete ?? []).filter((id) => begunBefore(id, o.now, staleAfterMs)),
     deleteTagClaims: staleTagClaims(o.tagClaims ?? [], new Set(byId.keys()), o.now, staleAfterMs),
     deleteParentClaims,
+    deleteHistoryClaims: staleHistoryClaims(o.historyClaims ?? [], segLimit, [...manifests.filter((m) => reasons.has(m.backup_id)).map((m) => m.from_seq), ...segments.filter((s) => s.last_seq > segLimit).map((s) => s.first_seq)]),
   };
+}
+
+function staleHistoryClaims(claims: readonly number[], limit: number, keptStarts: readonly number[]): string[] {
+  const kept = new Set(keptStarts);
+  return claims.filter((seq) => seq <= limit && !kept.has(seq)).map(historyClaimKey);
 }

@@ -441,6 +441,37 @@ describe('backup details', () => {
     expect(siblings(twice)).toEqual([]);
   });
 
+  it('two copies of a data dir gone their own ways, taking incrementals on one parent at once: one is refused (BACKUP_LOG_DIVERGED) and stores nothing', async () => {
+    const { log: a } = await filledLog(20);
+    const storeDir = tempDir();
+    const store = new LocalDirStore(storeDir);
+    const full = await new BackupManager({ log: a, dataDir: 'a', store, logger: quietLogger() }).createFull();
+    const dirB = path.join(tempDir(), 'b');
+    await restore({ store, dataDir: dirB });
+    const b = await EventLog.open({ dir: dirB, logger: () => undefined });
+    await fill(a, 30, { seed: 100 });
+    await fill(b, 30, { seed: 900 });
+    const results = await Promise.allSettled([a, b].map((log) => new BackupManager({ log, dataDir: 'x', store, logger: quietLogger() }).createIncremental()));
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(ok).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect(isBackupError(refused[0]!.reason, 'BACKUP_LOG_DIVERGED')).toBe(true);
+    expect((refused[0]!.reason as Error).message).toMatch(new RegExp(`incremental backup .* holds another history from seq ${full.to_seq + 1} on`));
+    // The store holds the full and the one incremental: nothing of the refused one.
+    const mgr = new BackupManager({ log: a, dataDir: 'a', store, logger: quietLogger() });
+    const listed = await mgr.list();
+    expect(listed.map((m) => m.type).sort()).toEqual(['full', 'incremental']);
+    expect((await store.list('backups/')).filter((k) => !listed.some((m) => k.startsWith(`backups/${m.backup_id}/`)))).toEqual([]);
+    const winner = (ok[0] as PromiseFulfilledResult<{ head_hash: string }>).value;
+    const r = await restore({ store, dataDir: path.join(tempDir(), 'r') });
+    expect(r.headHash).toBe(winner.head_hash);
+    // One history claim: the incremental's that won.
+    expect(await store.list('history/')).toEqual([`history/${String(full.to_seq + 1).padStart(16, '0')}`]);
+    await a.close();
+    await b.close();
+  });
+
   it('tags: one restore point each, on full and incremental backups; a bad or taken tag is refused, stores nothing and is not a failed backup', async () => {
     const { log, dir } = await filledLog(20);
     const storeDir = tempDir();

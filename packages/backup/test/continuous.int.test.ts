@@ -160,6 +160,47 @@ describe('continuous backup refuses a store whose history the log does not exten
     await log.close();
   });
 
+  it('a restored copy shipping beside its original to one store: one of the two stops (BACKUP_LOG_DIVERGED) before any of its history is stored; the store restores to the other\'s head', async () => {
+    const store = new LocalDirStore(tempDir());
+    const { log: a } = await openLog();
+    const ca = new ContinuousBackup({ log: a, store, intervalMs: 20, logger: quietLogger() });
+    await ca.start();
+    await a.append([created('c', 8)]);
+    await fill(a, 50);
+    await ca.waitForShipped(a.head().seq);
+    const shared = a.head().seq;
+    // B: the store restored to its end, started beside A with the same store (its start check passes: it extends the store).
+    const dirB = path.join(tempDir(), 'b');
+    await restore({ store, dataDir: dirB, pointInTime: Date.now() * 1000 });
+    const b = await EventLog.open({ dir: dirB, logger: () => undefined });
+    expect(toHex(b.head().hash)).toBe(toHex(a.head().hash));
+    const cb = new ContinuousBackup({ log: b, store, intervalMs: 20, logger: quietLogger() });
+    await cb.start();
+    // Both write their own events, side by side.
+    await Promise.all([fill(a, 300, { seed: 1000, batch: 10 }), fill(b, 300, { seed: 5000, batch: 10 })]);
+    const settled = (c: ContinuousBackup, log: EventLog): boolean => c.status().state === 'failed' || c.status().shippedSeq === log.head().seq;
+    await until(() => settled(ca, a) && settled(cb, b), 20_000, 'both shippers to settle');
+    const pairs = [
+      { c: ca, log: a },
+      { c: cb, log: b },
+    ];
+    const failed = pairs.filter((p) => p.c.status().state === 'failed');
+    expect(failed.length).toBeGreaterThanOrEqual(1); // both, at most, when their claims cross
+    for (const f of failed) expect(f.c.status().lastError).toMatch(new RegExp(`holds another history from seq ${shared + 1} on`));
+    const winner = pairs.find((p) => p.c.status().state === 'running');
+    // One history in the store: no overlap, and a restore of its end is the winner's log (or the shared part).
+    const rep = await verifySegments(store);
+    expect(rep).toMatchObject({ ok: true, gaps: [], overlaps: [], missing: [] });
+    const end = winner?.log.head() ?? { seq: shared, hash: a.getRecord(shared)!.subarray(32, 64) };
+    expect(rep.contiguousTo).toBe(end.seq);
+    const r = await restore({ store, dataDir: path.join(tempDir(), 'r'), pointInTime: Date.now() * 1000 });
+    expect([r.seq, r.headHash]).toEqual([end.seq, toHex(end.hash)]);
+    await ca.stop();
+    await cb.stop();
+    await a.close();
+    await b.close();
+  });
+
   it('a store holding only a full backup (continuous turned on later): a data dir restored to an earlier point and written to is refused; the log the backup came from ships', async () => {
     const { log, dir } = await openLog();
     const store = new LocalDirStore(tempDir());

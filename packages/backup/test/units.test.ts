@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FRAME_HEADER_BYTES, sealEvent, GENESIS_HASH, encodeFrame, frameRecordCount, splitRun, toHex, type EventInput, type RecordRun } from '@kyrodb/log';
 import { FRAME_RECORD_BYTES, SourceOpener, type SourceSpec } from '../src/fileCodec.js';
-import { BackupErrorCodes, BackupError, SegmentBuilder, claimState, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, isBackupError, parentClaimKey, parseKey, parseParentClaims, parseTagClaims, planRestore, planRetention, restoreSpaceNeeded, staleTagClaims, tagClaimKey, tagHolder, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
+import { BackupErrorCodes, BackupError, SegmentBuilder, claimState, decodeObject, decodeSegment, describePlan, encodeObject, encodeSegment, extendOverSegments, historyClaimKey, historyClaimSeq, isBackupError, parentClaimKey, parseKey, parseParentClaims, parseTagClaims, planRestore, planRetention, restoreSpaceNeeded, segmentKey, staleTagClaims, tagClaimKey, tagHolder, type BackupFile, type BackupManifest, type SegmentInfo } from '@kyrodb/backup';
 
 describe('errors', () => {
   it('every code is documented in errors.ts and used with its own name', () => {
@@ -228,6 +228,26 @@ describe('planRetention (pure)', () => {
     expect(plan.deleteParentClaims).toEqual([killed, committed]);
     // Without the claim, retention keeps the newest backup's chain only.
     expect(planRetention([f1, i1, f2, done], [], { now, ...newestOnly }).delete.sort()).toEqual([f1.backup_id, i1.backup_id].sort());
+  });
+
+  it('history claims go with the segments and backups retention deletes, never past them, never one a kept backup or segment starts at', () => {
+    const now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const f1 = manifest('20261101T000000Z-full-aaaaaa', 'full', null, 1, 100, '2026-11-01T00:00:00.000Z');
+    const i1 = manifest('20261102T000000Z-incr-aaaaaa', 'incremental', f1.backup_id, 101, 150, '2026-11-02T00:00:00.000Z');
+    const f2 = manifest('20261127T110000Z-full-bbbbbb', 'full', null, 1, 300, '2026-11-27T11:00:00.000Z');
+    const seg = (first: number, last: number): SegmentInfo => ({ key: segmentKey(first, last), first_seq: first, last_seq: last });
+    const segs = [seg(101, 180), seg(181, 300), seg(301, 320)];
+    const newestOnly = { policy: { hourly: 1, daily: 0, weekly: 0, monthly: 0 } };
+    // Claims at the starts of i1 and the segments, one left by a killed incremental (250), and one past the end.
+    // (1: where the kept f2 starts; 301: a kept segment's start; 400: past everything.)
+    const plan = planRetention([f1, i1, f2], segs, { now, historyClaims: [1, 101, 181, 250, 301, 400], ...newestOnly });
+    expect(plan.delete.sort()).toEqual([f1.backup_id, i1.backup_id].sort());
+    expect(plan.deleteSegments).toEqual([segs[0]!.key, segs[1]!.key]);
+    expect(plan.deleteHistoryClaims).toEqual([101, 181, 250].map(historyClaimKey));
+    // i1 kept (a tag) keeps f1 and every segment after it: no claim goes.
+    expect(planRetention([f1, { ...i1, tag: 'keep' }, f2], segs, { now, historyClaims: [1, 101, 181, 250, 301, 400], ...newestOnly }).deleteHistoryClaims).toEqual([]);
+    expect(historyClaimSeq(historyClaimKey(42))).toBe(42);
+    expect(historyClaimSeq('history/x')).toBeUndefined();
   });
 
   it('GFS keeps one per slot, tags forever, parents of kept incrementals; dry data only', () => {

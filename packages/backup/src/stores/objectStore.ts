@@ -33,6 +33,12 @@ export interface ObjectStore {
 /** Options of `ObjectStore.put`. */
 export interface PutOptions {
   signal?: AbortSignal;
+  /**
+   * Never replace an object that appeared since the check for other bytes (a put racing another
+   * process's): a local store always puts so (link()); on S3 the put is conditional
+   * (`If-None-Match: *`), where the server enforces it (AWS S3, MinIO; s3rver ignores it).
+   */
+  exclusive?: boolean;
 }
 
 /** Options of `ObjectStore.get`. */

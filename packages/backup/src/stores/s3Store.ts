@@ -68,6 +68,8 @@ export class S3Store implements ObjectStore {
   readonly client: S3Client;
   private readonly retry: RetryOptions;
   private readonly o: S3StoreOptions & typeof defaultS3StoreOptions;
+  /** Set once the server refused a conditional put (501): puts are plain from then on. */
+  private noConditionalPuts = false;
 
   constructor(url: string, options: S3StoreOptions = {}) {
     const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
@@ -128,7 +130,17 @@ export class S3Store implements ObjectStore {
           signal?.removeEventListener('abort', onAbort);
         }
       } else {
-        await this.client.send(new (s3().PutObjectCommand)({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }), signal !== undefined ? { abortSignal: signal } : {});
+        const conditional = options.exclusive === true && !this.noConditionalPuts;
+        try {
+          await this.client.send(new (s3().PutObjectCommand)({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length, ...(conditional ? { IfNoneMatch: '*' } : {}) }), signal !== undefined ? { abortSignal: signal } : {});
+        } catch (err) {
+          const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+          if (conditional && (status === 412 || status === 409)) throw new BackupError('BACKUP_OBJECT_CONFLICT', `object ${key} appeared while it was put`, { key });
+          if (!conditional || status !== 501) throw err;
+          // A server that does not take conditional puts: plain ones from now on (the caller reads back what won).
+          this.noConditionalPuts = true;
+          await this.client.send(new (s3().PutObjectCommand)({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }), signal !== undefined ? { abortSignal: signal } : {});
+        }
       }
     }, signal);
   }
