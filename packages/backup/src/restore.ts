@@ -418,7 +418,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (now.kind === 'other') throw new BackupError('BACKUP_TARGET_NOT_DATA_DIR', `${dataDir} is no longer a KyroDB data dir (it ${now.why}, since the restore started); it was not replaced`, { dataDir });
       if (now.kind === 'data' && o.force !== true) throw new BackupError('BACKUP_TARGET_EXISTS', `data dir ${dataDir} was created during the restore (a server or another restore wrote there) and was not replaced; pass --force (the option force) to replace it`, { dataDir });
       previousDir = `${dataDir}.pre-restore-${stamp()}`;
-      await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid });
+      await writeSwapMarker(swap, { previous: previousDir, staging: stagingDir, pid: process.pid, expect: { seq: cur, hash: curHash }, ...(o.keepPrevious === true ? { keep: true } : {}) });
       try {
         await fsp.rename(dataDir, previousDir);
       } catch (err) {
@@ -586,6 +586,26 @@ interface SwapMarker {
   pid: number;
   /** The restored data dir is in place and checked: `previous` is being deleted. */
   verified?: boolean;
+  /** The head the restored data dir has (hash hex): what the check after the renames compares. */
+  expect?: { seq: number; hash: string };
+  /** The previous data dir is kept (`keepPrevious`). */
+  keep?: boolean;
+}
+
+/** Whether the log in `dir` opens read-only with the head `expect` names (false for none, or a log that does not open). */
+async function holdsHead(dir: string, expect: SwapMarker['expect']): Promise<boolean> {
+  if (expect === undefined || !Number.isInteger(expect.seq) || typeof expect.hash !== 'string') return false;
+  try {
+    const log = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
+    try {
+      const h = log.head();
+      return h.seq === expect.seq && toHex(h.hash) === expect.hash;
+    } finally {
+      await log.close();
+    }
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -686,6 +706,11 @@ export async function recoverInterruptedRestore(dataDir: string, logger?: Execut
         await fsp.rm(previous, { recursive: true, force: true });
         out.removedPrevious = previous;
         logger?.('info', `a restore into ${dataDir} was stopped while deleting the data dir it replaced: the rest of it is removed`, { previous });
+      } else if (marker.keep !== true && !fs.existsSync(path.resolve(String(marker.staging))) && (await holdsHead(dataDir, marker.expect))) {
+        // Stopped after both renames, before its check: the check, done now, passes (a kill there left a full copy of the old dir for good).
+        await fsp.rm(previous, { recursive: true, force: true });
+        out.removedPrevious = previous;
+        logger?.('info', `a restore into ${dataDir} was stopped after swapping data dirs, before checking the new one: it checks (head ${marker.expect!.seq}), and the data dir it replaced is removed`, { previous });
       } else {
         logger?.('warn', `a restore into ${dataDir} was stopped after swapping data dirs: the previous data dir is kept at ${previous}; remove it when it is no longer needed`, { previous });
       }

@@ -5,7 +5,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EventLog, toHex } from '@kyrodb/log';
 import { recoverInterruptedRestore } from '@kyrodb/backup';
+import { created, fill } from './helpers.js';
 import { tempDir } from './helpers.js';
 
 /** A pid that was just used and is gone. */
@@ -64,6 +66,34 @@ describe('recoverInterruptedRestore', () => {
     expect(await recoverInterruptedRestore(data)).toEqual({ movedBack: null, removedStaging: [], removedPrevious: previous, swappingBy: null });
     expect(read(data)).toBe('new');
     expect(fs.readdirSync(parent)).toEqual(['data']);
+  });
+
+  it('a swap stopped after both renames, before its check: the check is done now; passed, the replaced dir is removed; failed, or kept on request, it stays', async () => {
+    const parent = tempDir();
+    const data = path.join(parent, 'data');
+    const previous = `${data}.pre-restore-20261127T000000000Z`;
+    const log = await EventLog.open({ dir: data, logger: () => undefined });
+    await log.append([created('c', 8)]);
+    await fill(log, 20);
+    const head = { seq: log.head().seq, hash: toHex(log.head().hash) };
+    await log.close();
+    const staging = `${data}.restore-staging-20261127T000000000Z-${deadPid()}`; // renamed to data: gone
+    const marker = (extra: object): void => fs.writeFileSync(`${data}.restore-swap.json`, JSON.stringify({ previous, staging, pid: deadPid(), expect: head, ...extra }));
+    // Another head than the restore's: not its dir; the old one stays.
+    dirWith(previous, 'old');
+    marker({ expect: { ...head, hash: '00'.repeat(32) } });
+    expect((await recoverInterruptedRestore(data)).removedPrevious).toBeNull();
+    expect(read(previous)).toBe('old');
+    // Kept on request (keepPrevious).
+    marker({ keep: true });
+    expect((await recoverInterruptedRestore(data)).removedPrevious).toBeNull();
+    expect(read(previous)).toBe('old');
+    // The restore's head: it was done but for its check.
+    marker({});
+    const logged: string[] = [];
+    expect(await recoverInterruptedRestore(data, (_l, msg) => logged.push(msg))).toEqual({ movedBack: null, removedStaging: [], removedPrevious: previous, swappingBy: null });
+    expect(logged.join('\n')).toMatch(/before checking the new one: it checks \(head 21\), and the data dir it replaced is removed/);
+    expect(fs.readdirSync(parent).sort()).toEqual(['data']);
   });
 
   it('a torn marker (its first rename never happened) is dropped; the data dir is left as it is', async () => {
