@@ -92,7 +92,7 @@ function stamp(): string {
 }
 
 /** The names a KyroDB data dir holds (see the README's "How a write becomes durable"), and its segments' names. */
-const DATA_DIR_ENTRY = /^(log\.mdb|log\.mdb-lock|log\.open(\.tmp)?|kyrodb\.lock|wal|checkpoints|cursors\.json(\.tmp|\.damaged-.+)?|log\.mdb\.cut-short-.+)$/;
+const DATA_DIR_ENTRY = /^(log\.mdb|log\.mdb-lock|log\.open(\.tmp)?|kyrodb\.lock|wal|checkpoints|cursors\.json(\.tmp|\.damaged-.+)?|log\.mdb\.(cut-short|damaged)-.+)$/;
 const SEGMENT_FILE = /^\d{20}\.seg$/;
 
 /**

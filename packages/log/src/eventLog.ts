@@ -19,7 +19,7 @@ import type { WalMark } from './wal.js';
 import { ApplyThread } from './applier.js';
 import type { ApplyBatch } from './applier.js';
 import { DocKeyFingerprint } from './docFingerprint.js';
-import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, openStores, writeDocEntries, type DocEntry } from './store.js';
+import { DOC_INDEX_PENDING_KEY, DOC_LEVEL, HEAD_KEY, applyRows, docsInKeyOrder, lmdbCutShort, lmdbMetaDamaged, openStores, writeDocEntries, type DocEntry } from './store.js';
 import type { IndexRow, Stores } from './store.js';
 import { rowRecord, spanView } from './store.js';
 import { acquireWriterLock, currentBootId, writerRunning } from './writerLock.js';
@@ -1290,13 +1290,17 @@ export class EventLog {
    * dir without segments, is LOG_STORE_CORRUPT.
    */
   private async setAsideLmdbCutShort(): Promise<void> {
-    const cut = await lmdbCutShort(this.opts.dir);
-    if (cut === undefined) return;
-    const what = `${path.join(this.opts.dir, 'log.mdb')} is cut short: ${cut.size} bytes, its pages reach ${cut.needed}`;
-    if (this.opts.readOnly) throw new LogError('LOG_STORE_CORRUPT', `${what}; opening the data dir for writing (kyrodb serve) rebuilds it from the write-ahead segments`, cut);
-    if (listSegments(this.walDir).length === 0) throw new LogError('LOG_STORE_CORRUPT', `${what}, and there are no write-ahead segments to rebuild it from`, cut);
-    const aside = path.join(this.opts.dir, `log.mdb.cut-short-${fileStamp()}`);
-    this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...cut, aside });
+    // A damaged first meta page first: opening such a file (as lmdbCutShort does) kills the process.
+    const damaged = lmdbMetaDamaged(this.opts.dir);
+    const cut = damaged === undefined ? await lmdbCutShort(this.opts.dir) : undefined;
+    if (damaged === undefined && cut === undefined) return;
+    const file = path.join(this.opts.dir, 'log.mdb');
+    const what = damaged !== undefined ? `${file} is damaged: ${damaged}` : `${file} is cut short: ${cut!.size} bytes, its pages reach ${cut!.needed}`;
+    const details: Record<string, unknown> = cut ?? { reason: damaged };
+    if (this.opts.readOnly) throw new LogError('LOG_STORE_CORRUPT', `${what}; opening the data dir for writing (kyrodb serve) rebuilds it from the write-ahead segments`, details);
+    if (listSegments(this.walDir).length === 0) throw new LogError('LOG_STORE_CORRUPT', `${what}, and there are no write-ahead segments to rebuild it from`, details);
+    const aside = path.join(this.opts.dir, `log.mdb.${damaged !== undefined ? 'damaged' : 'cut-short'}-${fileStamp()}`);
+    this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...details, aside });
     fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
     fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
   }

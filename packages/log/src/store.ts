@@ -107,6 +107,36 @@ export function openStores(dir: string, readOnly: boolean): Stores {
   };
 }
 
+/** LMDB's magic number, in every meta page, and a meta page's flag. */
+const MDB_MAGIC = 0xbeefc0de;
+const P_META = 0x08;
+
+/**
+ * Why `<dir>/log.mdb`'s first page is not an LMDB meta page (zeroed or overwritten by a damaged
+ * disk or a stray write), or undefined when it is one, or the file is absent or shorter than a
+ * page header (`lmdbCutShort` says so). lmdb-js's LMDB reads its page size and root from there
+ * without checking it first: every process that opened such a file died of SIGSEGV, without a
+ * word, `serve` included. Read raw, before any open: in the page header of this LMDB (pgno,
+ * txnid: 8 bytes each; pad, flags: 2 each; lower, upper) the flags are at byte 18, the magic
+ * number at 24.
+ */
+export function lmdbMetaDamaged(dir: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(path.join(dir, 'log.mdb'), 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const b = Buffer.alloc(32);
+    if (fs.readSync(fd, b, 0, b.length, 0) < b.length) return undefined;
+    if ((b.readUInt16LE(18) & P_META) === 0 || b.readUInt32LE(24) !== MDB_MAGIC) return 'its first page is not an LMDB meta page (zeroed or overwritten)';
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** The smallest whole LMDB file: its two meta pages of the smallest page size. */
 const LMDB_MIN_BYTES = 2 * 4096;
 

@@ -134,6 +134,31 @@ describe('a log.mdb cut short', () => {
     }
   });
 
+  it('its first meta page zeroed or overwritten: read-only LOG_STORE_CORRUPT, writable moved aside and rebuilt — never SIGSEGV (every command, serve included, died of it)', async () => {
+    for (const damage of ['zeroed', 'garbage'] as const) {
+      const dir = tempDir();
+      const before = await makeLog(dir, 500);
+      const file = path.join(dir, 'log.mdb');
+      const fd = fs.openSync(file, 'r+');
+      fs.writeSync(fd, damage === 'zeroed' ? Buffer.alloc(8192) : Buffer.from('not an LMDB page'.repeat(8)), 0, undefined, 0);
+      fs.closeSync(fd);
+      const bytes = fs.readFileSync(file);
+      await expect(EventLog.open({ dir, readOnly: true, logger: quietLogger() })).rejects.toSatisfy((e) => isLogError(e, 'LOG_STORE_CORRUPT') && /log\.mdb is damaged: its first page is not an LMDB meta page.*rebuilds it from the write-ahead segments/.test((e as Error).message));
+      expect(fs.readFileSync(file).equals(bytes)).toBe(true); // a read-only open changes nothing
+      const lines: string[] = [];
+      const log = await EventLog.open({ dir, logger: quietLogger(lines) });
+      try {
+        expect(lines.join('\n')).toMatch(/is damaged: .*moved aside to .*log\.mdb\.damaged-.*rebuilding LMDB from the write-ahead segments/);
+        expect(fs.readdirSync(dir).filter((f) => f.startsWith('log.mdb.damaged-'))).toHaveLength(1);
+        expect(toHex(log.head().hash)).toBe(before.head);
+        expect([...log.readRecords()].map((r) => r.record.toString('hex'))).toEqual(before.records);
+        expect(log.verify()).toMatchObject({ ok: true, checked: before.records.length });
+      } finally {
+        await log.close();
+      }
+    }
+  });
+
   it('without write-ahead segments to rebuild from: LOG_STORE_CORRUPT, and the file is left as it is', async () => {
     const dir = tempDir();
     await makeLog(dir, 3000);
