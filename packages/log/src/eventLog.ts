@@ -385,6 +385,11 @@ export class EventLog {
       log.openEnv();
       log.checkFormat();
       log.cachedHead = log.readHeadFromDisk();
+      if (!log.opts.readOnly && (await log.setAsideLmdbWithHoles())) {
+        log.openEnv();
+        log.checkFormat();
+        log.cachedHead = log.readHeadFromDisk();
+      }
       if (log.opts.readOnly) log.checkRecovered();
       if (!log.opts.readOnly) {
         log.loadCursors();
@@ -1356,13 +1361,70 @@ export class EventLog {
     for (const f of ['log.mdb', 'log.mdb-lock']) fs.rmSync(path.join(this.opts.dir, f), { force: true });
   }
 
+  /**
+   * LMDB holds every seq from 1 to its head, or it lost commits: an LMDB that let another
+   * process's open set its transaction counter back dropped whole commits without a word (see
+   * lmdbReaderOpenRace.int.test.ts), leaving holes that a restart never filled (it applies only
+   * what lies past the head). Its record count says so at once. With write-ahead segments that
+   * hold an unbroken chain through the head, such a log.mdb is moved aside
+   * (`log.mdb.damaged-<ts>`, kept) and `openWal` rebuilds LMDB from them; true then (the caller
+   * opens the new one). Otherwise it stays, with an error logged: it may hold what nothing else does.
+   */
+  private async setAsideLmdbWithHoles(): Promise<boolean> {
+    const head = this.cachedHead.seq;
+    const count = (this.events.getStats() as { entryCount: number }).entryCount;
+    if (count === head) return false;
+    const what = `${path.join(this.opts.dir, 'log.mdb')} holds ${count} records for seqs 1..${head}: commits were lost from it`;
+    const chain = listSegments(this.walDir).length === 0 ? undefined : segmentsChain(this.walDir);
+    if (chain === undefined || chain.brokenAt !== null || chain.events < head) {
+      this.opts.logger('error', `${what}, and the write-ahead segments cannot rebuild it (${chain === undefined ? 'there are none' : `they hold an unbroken chain only up to seq ${chain.events}`}); kept as it is: restore the data dir from a backup`, { count, head });
+      return false;
+    }
+    const aside = path.join(this.opts.dir, `log.mdb.damaged-${fileStamp()}`);
+    this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments (${chain.events} events)`, { count, head, aside });
+    await this.env.close();
+    fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
+    fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
+    return true;
+  }
+
   // ---------------------------------------------------------------- reads
 
-  /** The event at `seq`, or undefined. Throws LOG_CORRUPT_RECORD if it cannot be decoded. */
+  /**
+   * The event at `seq`, or undefined. Its record is checked against its own hash first (see
+   * `checkedRecord`). Throws LOG_CORRUPT_RECORD if no good copy can be read or decoded.
+   */
   get(seq: number): LogEvent | undefined {
     this.applyPending();
     const rec = this.events.get(seq);
-    return rec === undefined ? undefined : decodeRecord(rec);
+    return rec === undefined ? undefined : decodeRecord(this.checkedRecord(seq, rec));
+  }
+
+  /**
+   * `rec`, LMDB's copy of `seq`, when it hashes to its stored hash. LMDB keeps no checksums: a
+   * bit flipped on disk was served as the acknowledged value (a vector, live and as of any
+   * instant, and into every checkpoint rebuilt from it) with nothing said. A damaged copy is
+   * read again from the write-ahead segments (CRC'd frames), whose copy must hash right itself;
+   * a writer puts it back into LMDB. LOG_CORRUPT_RECORD when neither copy is good.
+   */
+  private checkedRecord(seq: number, rec: Buffer): Buffer {
+    return recordHashOk(rec) ? rec : this.recordFromSegments(seq);
+  }
+
+  private recordFromSegments(seq: number): Buffer {
+    let good: Buffer | undefined;
+    for (const r of readSegments(this.walDir, seq)) {
+      if (r.seq === seq && recordHashOk(r.record)) good = Buffer.from(r.record);
+      if (r.seq >= seq) break;
+    }
+    if (good === undefined) throw new LogError('LOG_CORRUPT_RECORD', `seq ${seq}: LMDB's copy of the record does not hash to its stored hash, and the write-ahead segments hold no good copy of it: restore the data dir from a backup`, { seq });
+    const fix = this.opts.readOnly ? 'read from the write-ahead segments (a writer\'s read puts it back)' : 'read from the write-ahead segments and put back into LMDB';
+    if (!this.opts.readOnly) {
+      const rec = good;
+      this.stores.env.transactionSync(() => this.events.putSync(seq, rec));
+    }
+    this.opts.logger('warn', `seq ${seq}: LMDB's copy of the record was damaged (it no longer hashes to its stored hash); ${fix}`, { seq });
+    return good;
   }
 
   /** The stored record bytes at `seq` (prevHash ‖ hash ‖ payload). */
@@ -1373,7 +1435,7 @@ export class EventLog {
 
   /** Events with `fromSeq ≤ seq ≤ toSeq` in order (toSeq defaults to the head), at most `limit`. */
   *read(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<LogEvent> {
-    for (const rec of this.readRecords(fromSeq, toSeq, limit)) yield decodeRecord(rec.record);
+    for (const rec of this.readRecords(fromSeq, toSeq, limit)) yield decodeRecord(this.checkedRecord(rec.seq, rec.record));
   }
 
   /** Stored records with `fromSeq ≤ seq ≤ toSeq` in order, undecoded (for backup and verify). */

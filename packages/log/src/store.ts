@@ -183,6 +183,11 @@ export async function lmdbCutShort(dir: string): Promise<{ size: number; needed:
   return size < needed ? { size, needed } : undefined;
 }
 
+/** What lmdb-js's putSync returns (typed void): false when MDB_APPEND refused the key (nothing written). */
+function appended(result: void): boolean {
+  return (result as unknown as boolean) !== false;
+}
+
 /** The by-doc key order (collection, id, seq) — the order LMDB keeps them in for plain strings. */
 function byDocOrder(a: DocEntry, b: DocEntry): number {
   // The same collection is nearly always the very same string (one per source, or per append
@@ -238,12 +243,14 @@ function putRows(s: Stores, rows: readonly IndexRow[], head: StoredHead, deferDo
       }
       slice.start = rec.byteOffset + r.at;
       slice.end = rec.byteOffset + r.end;
-      s.events.putSync(r.seq, SLICE, APPEND);
+      // MDB_APPEND refuses a key not above the last (false, nothing written): never ignored, or a
+      // commit begun on a stale snapshot (see lmdbReaderOpenRace.int.test.ts) would pass as written.
+      if (!appended(s.events.putSync(r.seq, SLICE, APPEND))) throw new LogError('LOG_STORE_CORRUPT', `LMDB refused seq ${r.seq}: it already holds a record at or past it`, { seq: r.seq });
       if (r.ts !== runTs) {
         runTs = r.ts;
         timeKey[0] = r.ts;
         timeKey[1] = r.seq;
-        s.byTime.putSync(timeKey, EMPTY, APPEND);
+        if (!appended(s.byTime.putSync(timeKey, EMPTY, APPEND))) throw new LogError('LOG_STORE_CORRUPT', `LMDB refused the by-time entry of seq ${r.seq}: it already holds one at or past it`, { seq: r.seq });
       }
     }
   } finally {
