@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventLog, frameRecordCount, isLogError, lockHolder, microsToIso, processAlive, registerScratch, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
 import { Registry } from 'prom-client';
-import { BackupError } from './errors.js';
+import { BackupError, isBackupError } from './errors.js';
 import { backupMetrics } from './metrics.js';
 import type { EncryptionKey } from './objectCodec.js';
 import { WRAPPING_HEADER_BYTES, decodeObject, keyFor, objectWrapping } from './objectCodec.js';
@@ -170,6 +170,9 @@ async function checkTarget(dataDir: string, store: ObjectStore, force: boolean):
  * took 0.15-0.25 s longer.
  */
 const IMPORT_BATCH = 12_500;
+/** What makes a backup's checkpoint unusable (damaged, missing, unreadable with the keys given): restored without it. */
+const UNUSABLE_CHECKPOINT: ReadonlySet<string> = new Set(['BACKUP_CHECKSUM_MISMATCH', 'BACKUP_FILE_MISSING', 'BACKUP_CORRUPT', 'BACKUP_DECRYPT_FAILED', 'BACKUP_KEY_REQUIRED', 'BACKUP_MANIFEST_INVALID']);
+
 /** Read buffers kept for reuse at most (about the sources fetched ahead). */
 const SPARE_READS = 4;
 
@@ -392,8 +395,16 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     let checkpointSeq: number | null = null;
     if (copyingCheckpoint !== undefined && plan.checkpoint !== null) {
       if (plan.checkpoint.seq <= cur) {
-        await copyingCheckpoint;
-        checkpointSeq = plan.checkpoint.seq;
+        try {
+          await copyingCheckpoint;
+          checkpointSeq = plan.checkpoint.seq;
+        } catch (err) {
+          // Derived from the events, which all checked: a damaged one costs the server a rebuild of its index, never the restore.
+          if (!isBackupError(err) || !UNUSABLE_CHECKPOINT.has(err.code)) throw err;
+          const why = err;
+          await fsp.rm(path.join(staging, 'checkpoints'), { recursive: true, force: true });
+          o.logger?.('warn', `the backup's checkpoint (seq ${plan.checkpoint.seq}) cannot be used: ${why.message}. Restored without it: every event is there, and the server rebuilds its index from the log at its first start (slower); \`kyrodb backup verify\` reports the damaged file`, { code: why.code, checkpointSeq: plan.checkpoint.seq });
+        }
       } else {
         await copyingCheckpoint.catch(() => undefined); // not used: its faults do not matter
         await fsp.rm(path.join(staging, 'checkpoints'), { recursive: true, force: true });
