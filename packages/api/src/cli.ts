@@ -41,7 +41,7 @@ export const EXIT = Object.freeze({
   VERIFY_FAILED: 5,
   /** The server cannot be reached, or it is not ready / a breaker is open (health-check); the backup store fails after its retries. */
   UNAVAILABLE: 6,
-  /** The feature is not available in this build (e.g. @kyrodb/backup missing). */
+  /** The feature is not supported for this store or configuration (e.g. `backup urls` of a local store: API_NOT_AVAILABLE). */
   NOT_AVAILABLE: 7,
   /** Not enough disk space: a full disk or an exceeded quota (the message says where, and how much is free). */
   NO_SPACE: 8,
@@ -61,7 +61,8 @@ Exit codes:
   5  verification failed (checksums, hash chain, restore check)
   6  server unreachable, or not ready / breaker open (health-check); the backup store
      cannot be reached or fails after its retries (BACKUP_STORE_ERROR)
-  7  feature not available in this build
+  7  not supported for this store or configuration (API_NOT_AVAILABLE: e.g. backup urls of a
+     local store, which has no presigned URLs)
   8  not enough disk space (the message says where, how much is free and, for a restore, needed)
   130, 143  interrupted by SIGINT, SIGTERM (CLI_INTERRUPTED; not serve, which stops gracefully):
      what it was writing is removed (a backup's objects, scratch dirs, a restore's staging dir;
@@ -342,7 +343,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--full', 'a full backup').conflicts('incremental'))
     .addOption(new Option('--incremental', 'an incremental backup (events since the last backup)').conflicts('full'))
     .option('--since <T>', 'incremental: build on the newest backup that ends at or before this instant, ISO-8601 with a zone or integer µs since the epoch (default: the newest backup)')
-    .option('--tag <tag>', 'a tag to restore by, unique in the store (letters, digits, . _ - : @ +); retention never deletes a tagged backup')
+    .option('--tag <tag>', 'a tag to restore by, unique in the store (1-128 letters, digits, . _ - : @ +, starting with a letter or digit); retention never deletes a tagged backup')
     .option('--description <text>', 'free text kept in the manifest')
     .action(async (o: CommonOpts & { full?: boolean; incremental?: boolean; since?: string; tag?: string; description?: string; output?: string; s3?: string }) => {
       let log: EventLog | undefined;
@@ -414,7 +415,7 @@ export function buildProgram(): Command {
     });
 
   storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare)'))
-    .requiredOption('--backup-id <id>', 'backup id, or "latest"')
+    .requiredOption('--backup-id <id>', 'backup id, tag, or "latest"')
     .option('--deep', 'also restore into a temp dir: its event count, head hash, vector count and write-ahead segments must match the backup, and recall probes must find their vectors')
     .option('--scratch-dir <dir>', 'where --deep restores (default: the system temp dir, $TMPDIR); it needs a little over twice the backup\'s events\' bytes free')
     .action(async (o: CommonOpts & { backupId: string; deep?: boolean; scratchDir?: string; output?: string; s3?: string }) => {

@@ -187,7 +187,7 @@ export function registerAuditCommands(program: Command): Command {
     .command('verify')
     .description('verify the whole hash chain, that the write-ahead segments hold the same records, and with --digest that the log extends an earlier digest; exit 0 ok, 3 naming the first bad seq (or a damaged LMDB), 2 bad input')
     .option('--data-dir <dir>', 'data dir of the log (opened read-only)')
-    .option('--backup-id <id>', 'verify a backup instead (an id, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
+    .option('--backup-id <id>', 'verify a backup instead (an id, a tag, or "latest": the one reaching the highest seq): restore it into a scratch dir (needs --store), then verify there')
     .option('--store <url>', 'object store of the backup: file:///abs/path or s3://bucket/prefix (an S3 endpoint, region and path style from backup.s3 of --config or KYRODB_BACKUP_S3_*)')
     .option('--config <file>', 'config file (YAML) whose backup.s3 and backup.encryption settings reach the store and decrypt the backup')
     .option('--key-file <file>', "encryption key of the backup, read beside the config's keys (backup.encryption: key_file, previous_key_files; else $KYRODB_BACKUP_KEY)")
