@@ -12,8 +12,13 @@ import { ROOT, alterEvent, copyDir, createColl, tmpDir, upsert } from './auditHe
 const ENTRY = path.join(ROOT, 'packages/api/src/audit/cliMain.ts');
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runCommand(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', ENTRY, ...args]);
+}
+
+/** Runs a command from the repo root to its end: its exit code and output. */
+function runCommand(command: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--conditions=@kyrodb/source', '--import', 'tsx', ENTRY, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -48,9 +53,18 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     const h = log.head();
     const r = await run(['audit', 'head', '--data-dir', dir]);
     expect(r.code).toBe(0);
-    expect(r.stdout.split('\n')[0]).toBe(`${h.seq}:${toHex(h.hash)}`);
+    // stdout is the digest line alone (a script takes it whole); its seq and ts are on stderr.
+    expect(r.stdout).toBe(`${h.seq}:${toHex(h.hash)}\n`);
+    expect(r.stderr).toBe(`seq  ${h.seq}\nts   ${formatMicros(h.ts)} (${h.ts})\n`);
     const j = await run(['audit', 'head', '--data-dir', dir, '--json']);
     expect(JSON.parse(j.stdout)).toEqual({ seq: h.seq, ts: h.ts, ts_iso: formatMicros(h.ts), hash: toHex(h.hash), digest: `${h.seq}:${toHex(h.hash)}` });
+  });
+
+  it('audit verify --digest "$(kyrodb audit head --data-dir D)" verifies (a shell\'s command substitution of the plain output)', async () => {
+    const script = 'kyro() { "$NODE" --conditions=@kyrodb/source --import tsx "$ENTRY" "$@"; }; kyro audit verify --data-dir "$D" --digest "$(kyro audit head --data-dir "$D")" --json';
+    const r = await runCommand('bash', ['-c', script], { NODE: process.execPath, ENTRY, D: dir });
+    expect([r.code, r.stdout], r.stderr).toEqual([0, expect.any(String)]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, extends: true, digest: `${log.head().seq}:${toHex(log.head().hash)}` });
   });
 
   it('audit verify exits 0 when the chain verifies and extends the digest', async () => {

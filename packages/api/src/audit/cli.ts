@@ -161,9 +161,16 @@ async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T
   }
 }
 
+/**
+ * The head digest. Plain, stdout is the digest line alone, so that `$(kyrodb audit head …)` is a
+ * digest `audit verify --digest` takes; its seq and ts, for the reader, go to stderr.
+ */
 function printHead(h: LogHead, json: boolean): void {
   if (json) process.stdout.write(JSON.stringify({ ...headToJson(h), digest: formatDigest(h) }) + '\n');
-  else process.stdout.write(`${formatDigest(h)}\nseq  ${h.seq}\nts   ${h.seq === 0 ? '-' : formatMicros(h.ts)} (${h.ts})\n`);
+  else {
+    process.stdout.write(`${formatDigest(h)}\n`);
+    process.stderr.write(`seq  ${h.seq}\nts   ${h.seq === 0 ? '-' : formatMicros(h.ts)} (${h.ts})\n`);
+  }
 }
 
 /**
@@ -238,7 +245,7 @@ export function registerAuditCommands(program: Command): Command {
 
   audit
     .command('head')
-    .description('print the head digest (SEQ:HASH) to keep for a later verify')
+    .description('print the head digest (SEQ:HASH) to keep for a later verify: stdout is the digest line alone (its seq and ts go to stderr), so `audit verify --digest "$(kyrodb audit head --data-dir D)"` works; --json: {seq, ts, ts_iso, hash, digest}')
     .requiredOption('--data-dir <dir>', 'data dir of the log')
     .option('--json', 'print as JSON')
     .action(async (o: { dataDir: string; json?: boolean }) => {
