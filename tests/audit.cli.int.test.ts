@@ -129,6 +129,31 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(fs.existsSync(path.join(outDir, 'x.ndjson'))).toBe(false);
   });
 
+  it('a --data-dir that is a file, missing, or holds no log: exit 2 naming --data-dir, as the other commands say it', async () => {
+    const where = tmpDir();
+    const file = path.join(where, 'afile');
+    fs.writeFileSync(file, 'not a dir');
+    const out = path.join(tmpDir(), 'x.ndjson');
+    const commands = [['head'], ['verify'], ['history', '--collection', 'c', '--doc-id', 'k1'], ['replay', '--to', '0', '--out', out], ['search', '--collection', 'c', '--vector', '[1,2]']];
+    for (const [i, [d, said]] of [
+      [file, `--data-dir: ${file} is not a directory (a file is in the way)`],
+      [path.join(file, 'sub'), `--data-dir: ${path.join(file, 'sub')} is not a directory (a file is in the way)`],
+      [path.join(where, 'nope'), `--data-dir: there is no data dir at ${path.join(where, 'nope')}`],
+      [where, `--data-dir: ${where} holds no KyroDB log (no log.mdb)`],
+    ].entries()) {
+      // Every command for the first; the others by two of them (each spawn takes seconds).
+      for (const [cmd, ...rest] of i === 0 ? commands : [commands[0]!, commands[3]!]) {
+        const r = await run(['audit', cmd!, ...rest, '--data-dir', d, '--json']);
+        expect([r.code, r.stderr], `${cmd} ${d}`).toEqual([2, `kyrodb: API_CONFIG_INVALID: ${said}\n`]);
+        expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'API_CONFIG_INVALID', message: said } });
+      }
+    }
+    // Relative, it is named in full, as the other commands name it.
+    const rel = await run(['audit', 'head', '--data-dir', path.relative(ROOT, file)]);
+    expect(rel.stderr).toContain(`--data-dir: ${file} is not a directory`);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   it('audit replay --to T --out FILE writes the state as of T, which re-imports equal to the state at T', async () => {
     const t = commits[3]!.ts;
     const out = path.join(tmpDir(), 'state.ndjson');

@@ -332,6 +332,32 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a data dir whose writer was killed (kill -9) with the machine: every reader exits 3 LOG_RECOVERY_NEEDED, the audit commands too', async () => {
+    const data = path.join(tmp(), 'data');
+    server = await startServer(['--data-dir', data], { KYRODB_BACKUP_ENABLED: 'false' });
+    expect((await call(server.url, 'PUT', '/v1/collections/c', { dimension: 2, metric: 'l2' })).status).toBe(201);
+    expect((await call(server.url, 'POST', '/v1/collections/c/vectors', { vectors: [{ id: 'a', vector: [1, 2] }] })).status).toBe(200);
+    expect(await server.stop('SIGKILL')).toBeNull();
+    server = undefined;
+    // The killed writer's open-marker is left; naming another boot, it says the machine stopped
+    // too (LMDB's unsynced pages cannot be trusted): a read-only open must refuse.
+    const marker = path.join(data, 'log.open');
+    fs.writeFileSync(marker, JSON.stringify({ ...(JSON.parse(fs.readFileSync(marker, 'utf8')) as object), bootId: 'a-boot-before-the-crash' }));
+    for (const args of [['audit', 'head'], ['audit', 'verify'], ['audit', 'history', '--collection', 'c', '--doc-id', 'a'], ['query', '--collection', 'c', '--doc-id', 'a']]) {
+      const r = await kyrodb([...args, '--data-dir', data, '--json']);
+      expect([r.code, r.stderr], args.join(' ')).toEqual([3, expect.stringContaining('LOG_RECOVERY_NEEDED: the machine stopped')]);
+      expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toBe('LOG_RECOVERY_NEEDED');
+    }
+    // The help of the audit commands says so.
+    expect((await kyrodb(['audit', 'head', '--help'])).stdout).toMatch(/3 {2}the chain does not verify[^]*LOG_RECOVERY_NEEDED/);
+    // A writer's open applies the segments; then they read.
+    server = await startServer(['--data-dir', data], { KYRODB_BACKUP_ENABLED: 'false' });
+    expect(await server.stop()).toBe(0);
+    server = undefined;
+    const head = await kyrodb(['audit', 'head', '--data-dir', data]);
+    expect([head.code, head.stdout], head.stderr).toEqual([0, expect.stringMatching(/^2:[0-9a-f]{64}\n$/)]);
+  });
+
   it('a second serve on the same data dir exits 3; admin commands without a server exit 6', async () => {
     const dir = tmp();
     const env = { KYRODB_BACKUP_ENABLED: 'false', KYRODB_BACKUP_LOCAL_DIR: path.join(dir, 'b') };

@@ -3,7 +3,6 @@
  * The `kyrodb` command line: `serve`, `backup …`, `restore`, `admin …`, `query`, `audit …`.
  * Exit codes are `EXIT` (documented in `--help`).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
@@ -11,9 +10,10 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, envNameOf, loadConfig, unknownConfigEnv } from './config.js';
-import { BackupManager, findBackup, interruptedRestoreNote, manifestKey, restore, seqSpan } from '@kyrodb/backup';
+import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
 import type { ProgressFn, PruneResult } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
+import { checkDataDir, dirState, noLogError } from './dataDir.js';
 import { exitInterrupted, installInterruptHandlers, interruptedBy, onInterrupt } from './interrupt.js';
 import { checkId, checkName, checkUrlId } from './names.js';
 import { decryptionKeyOf, encryptionOf, openConfiguredStore, startNode } from './node.js';
@@ -122,31 +122,11 @@ function dataDirKey(o: CommonOpts): string {
 }
 
 /**
- * What is at `dir`: a directory, nothing (ENOENT), or something that is no directory — a file,
- * or a path through one (ENOTDIR). Other errors (EACCES, …) are thrown.
- */
-function dirState(dir: string): 'dir' | 'missing' | 'notDir' {
-  try {
-    return fs.statSync(dir).isDirectory() ? 'dir' : 'notDir';
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'missing';
-    if (code === 'ENOTDIR') return 'notDir';
-    throw err;
-  }
-}
-
-/**
- * The config's data dir, checked before anything opens it: one that is a file (or lies inside
- * one) is bad input naming the setting (API_CONFIG_INVALID, exit 2), not an errno from deep in
- * the open; so is a missing one for commands that only read it (`mustExist`).
+ * The config's data dir, checked before anything opens it (`checkDataDir`): one that is a file,
+ * or a missing one for commands that only read it (`mustExist`), is bad input naming the setting.
  */
 function checkedDataDir(cfg: KyroConfig, o: CommonOpts, mustExist: boolean): string {
-  const dir = dataDirOf(cfg);
-  const state = dirState(dir);
-  if (state === 'notDir') throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: ${dir} is not a directory (a file is in the way)`);
-  if (state === 'missing' && mustExist) throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: there is no data dir at ${dir}${interruptedRestoreNote(dir) ?? ''}`);
-  return dir;
+  return checkDataDir(dataDirOf(cfg), dataDirKey(o), mustExist);
 }
 
 /** The config's data dir opened read-only; a dir that holds no log is bad input naming the setting (exit 2), as in the audit commands. */
@@ -155,8 +135,7 @@ async function openReadOnly(cfg: KyroConfig, o: CommonOpts): Promise<EventLog> {
   try {
     return await EventLog.open({ dir, readOnly: true, logger: () => undefined });
   } catch (err) {
-    if ((err as { code?: unknown }).code === 'LOG_CLOSED') throw new ApiError('API_CONFIG_INVALID', `${dataDirKey(o)}: ${dir} holds no KyroDB log (no log.mdb)`);
-    throw err;
+    throw noLogError(err, dir, dataDirKey(o));
   }
 }
 

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, LogError, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { formatBytes, freeBytes, interruptedRestoreNote, isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
+import { formatBytes, freeBytes, isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
+import { checkDataDir, noLogError } from '../dataDir.js';
 import { decryptionKeyOf, openConfiguredStore } from '../node.js';
 import type { LogHead } from '@kyrodb/log';
 import { AuditError, isAuditError } from './errors.js';
@@ -26,6 +27,11 @@ export const AUDIT_EXIT = Object.freeze({
   BAD_INPUT: 2,
   /** The chain does not verify or does not extend the digest (or LMDB is damaged); the message names the first bad seq. */
   CHAIN_BROKEN: 3,
+  /**
+   * The data dir's writer crashed and left acknowledged events LMDB lacks (LOG_RECOVERY_NEEDED):
+   * a writer's open must apply them first. 3 as in every other kyrodb command (`query`, `backup create`).
+   */
+  RECOVERY_NEEDED: 3,
   /** The collection or document does not exist (at T). */
   NOT_FOUND: 4,
   /** The disk is full (writing `replay --out`). */
@@ -35,10 +41,12 @@ export const AUDIT_EXIT = Object.freeze({
 const AUDIT_EXIT_HELP = `
 Exit codes:
   0  done (verify: the chain verifies and extends the digest)
-  1  unexpected failure (e.g. LOG_RECOVERY_NEEDED: a crashed writer left events to apply)
-  2  bad input: a malformed digest or time, a missing data dir, an unknown option, a backup
-     key missing or not the one the backup was encrypted with
-  3  the chain does not verify or does not extend the digest, or the log's files are damaged
+  1  unexpected failure
+  2  bad input: a malformed digest or time, a --data-dir that is missing, a file or holds no
+     log, an unknown option, a backup key missing or not the one the backup was encrypted with
+  3  the chain does not verify or does not extend the digest, or the log's files are damaged;
+     or the data dir needs a writer's open first (LOG_RECOVERY_NEEDED: its writer crashed and
+     left events to apply; kyrodb serve, then stop it)
   4  collection, document or backup not found (history: it has no event)
   8  not enough disk space (replay --out)
   130, 143  interrupted by SIGINT, SIGTERM (CLI_INTERRUPTED): a partial --out file or a scratch
@@ -75,6 +83,7 @@ function fail(err: unknown, json: boolean | undefined): void {
   else if (code === 'AUDIT_UNKNOWN_COLLECTION' || code === 'AUDIT_DOC_NOT_FOUND') process.exitCode = AUDIT_EXIT.NOT_FOUND;
   else if (isProjectionError(err)) process.exitCode = AUDIT_EXIT.BAD_INPUT;
   else if (isLogError(err, 'LOG_STORE_CORRUPT') || isLogError(err, 'LOG_CHAIN_BROKEN') || isLogError(err, 'LOG_CORRUPT_RECORD')) process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
+  else if (isLogError(err, 'LOG_RECOVERY_NEEDED')) process.exitCode = AUDIT_EXIT.RECOVERY_NEEDED;
   else if (errno === 'ENOSPC' || errno === 'EDQUOT') process.exitCode = AUDIT_EXIT.NO_SPACE;
   else process.exitCode = isAuditError(err) || configInvalid || isLogError(err, 'LOG_CLOSED') || isLogError(err, 'LOG_FORMAT_VERSION') ? AUDIT_EXIT.BAD_INPUT : 1;
 }
@@ -144,15 +153,18 @@ function checkNames(collection: string, id?: string): void {
   if (id !== undefined && !DOC_ID_RE.test(id)) throw new AuditError('AUDIT_BAD_REQUEST', `--doc-id ${JSON.stringify(id)}: a document id is 1-256 printable ASCII characters without whitespace, /, ?, # or %`);
 }
 
-async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T): Promise<T> {
+/**
+ * Runs `fn` on the log of `dataDir` opened read-only. A dir that is missing, a file or holds no
+ * log is bad input naming `setting` (the flag that gave it), as the other kyrodb commands say it.
+ */
+async function withLog<T>(dataDir: string, fn: (log: EventLog) => Promise<T> | T, setting = '--data-dir'): Promise<T> {
+  dataDir = checkDataDir(path.resolve(dataDir), setting, true); // named in full, as the other commands name it
   // Read-only: no writer lock, so this works offline and beside a running server.
   let log: EventLog;
   try {
     log = await EventLog.open({ dir: dataDir, readOnly: true, logger: () => {} });
   } catch (err) {
-    const note = isLogError(err, 'LOG_CLOSED') ? interruptedRestoreNote(dataDir) : undefined;
-    if (note !== undefined) throw new LogError('LOG_CLOSED', `${err instanceof Error ? err.message : String(err)}${note}`, { dir: dataDir });
-    throw err;
+    throw noLogError(err, dataDir, setting);
   }
   try {
     return await fn(log);
