@@ -154,6 +154,12 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it('a usage error with --json is CLI_USAGE on stdout, exit 2, as in the other commands', async () => {
+    const r = await run(['audit', 'verify', '--data-dir', dir, '--bogus', '--json']);
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toEqual({ error: { code: 'CLI_USAGE', message: "unknown option '--bogus'" } });
+  });
+
   it('audit replay --to T --out FILE writes the state as of T, which re-imports equal to the state at T', async () => {
     const t = commits[3]!.ts;
     const out = path.join(tmpDir(), 'state.ndjson');

@@ -175,6 +175,28 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     expect(closed).toEqual({ code: 0, stderr: '' });
   });
 
+  it('usage errors a command finds itself (flags that go together, a flag\'s value) are CLI_USAGE too, exit 2, as the README says', async () => {
+    const dir = tmp();
+    const b = path.join(dir, 'b');
+    const data = path.join(dir, 'data');
+    for (const [args, says] of [
+      [['backup', 'create', '--data-dir', data, '--output', b], 'backup create: give --full or --incremental'],
+      [['backup', 'create', '--full', '--since', '2026-11-27T00:00:00Z', '--data-dir', data, '--output', b], 'backup create: --since picks the parent of an incremental; a full backup has none'],
+      [['restore', '--from', b, '--data-dir', data], 'restore: give --backup-id, --point-in-time or --tag'],
+      [['restore', '--backup-id', 'latest', '--tag', 't1', '--from', b, '--data-dir', data], 'restore: give only one of --backup-id, --point-in-time and --tag'],
+      [['backup', 'prune', '--retention-days', '-1', '--output', b], '--retention-days: expected a non-negative integer, got "-1"'],
+      [['backup', 'urls', '--backup-id', 'latest', '--expires-in', '0', '--output', b], '--expires-in: expected a whole number of seconds in 1..604800 (7 days), got "0"'],
+      [['serve', '--port', 'abc', '--data-dir', data], '--port: expected an integer in 0..65535, got "abc"'],
+      [['admin', 'health-check', '--url', 'ftp://127.0.0.1:1'], '--url: expected an http:// or https:// URL, got "ftp://127.0.0.1:1"'],
+    ] as const) {
+      const r = await kyrodb([...args, '--json']);
+      expect([r.code, r.stderr], args.join(' ')).toEqual([2, `kyrodb: CLI_USAGE: ${says}\n`]);
+      expect(JSON.parse(r.stdout), args.join(' ')).toEqual({ error: { code: 'CLI_USAGE', message: says } });
+    }
+    // Nothing was made: no data dir, no store.
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
   it('restore with two targets exits 2 and writes nothing; verify of a backup the store does not have exits 4', async () => {
     const dir = tmp();
     const target = path.join(dir, 'restored');

@@ -79,9 +79,19 @@ interface CommonOpts {
   json?: boolean;
 }
 
+/**
+ * A usage error a command finds itself (flags that must or must not go together, a flag's value
+ * out of range): CLI_USAGE, exit 2, as commander's own (an unknown option, a missing argument).
+ * API_CONFIG_INVALID stays for settings, which a config file or variable can give too.
+ */
+function usageError(message: string): Error & { code: 'CLI_USAGE' } {
+  return Object.assign(new Error(message), { code: 'CLI_USAGE' as const });
+}
+
 function exitCodeFor(err: unknown): number {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (typeof code !== 'string') return EXIT.FAILURE;
+  if (code === 'CLI_USAGE') return EXIT.USAGE;
   // A backup's own objects that are damaged or missing: it does not verify (before the `_INVALID` of bad input).
   if (code.startsWith('BACKUP_MANIFEST_') || code === 'BACKUP_FILE_MISSING') return EXIT.VERIFY_FAILED;
   // An API key missing, unknown or without the role is the caller's configuration; a future as-of time is bad input.
@@ -162,9 +172,9 @@ function checkedUrl(url: string): string {
   try {
     u = new URL(url);
   } catch {
-    throw new ApiError('API_CONFIG_INVALID', `--url: expected a server URL such as http://127.0.0.1:7070, got ${JSON.stringify(url)}`);
+    throw usageError(`--url: expected a server URL such as http://127.0.0.1:7070, got ${JSON.stringify(url)}`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ApiError('API_CONFIG_INVALID', `--url: expected an http:// or https:// URL, got ${JSON.stringify(url)}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw usageError(`--url: expected an http:// or https:// URL, got ${JSON.stringify(url)}`);
   return url;
 }
 
@@ -279,7 +289,7 @@ export function buildProgram(): Command {
     .action(async (o: CommonOpts & { host?: string; port?: string }) => {
       try {
         const port = o.port === undefined ? undefined : /^\d+$/.test(o.port) ? Number(o.port) : NaN;
-        if (Number.isNaN(port)) throw new ApiError('API_CONFIG_INVALID', `--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
+        if (Number.isNaN(port)) throw usageError(`--port: expected an integer in 0..65535, got ${JSON.stringify(o.port)}`);
         const cfg = configFrom(o, { 'server.host': o.host, 'server.port': port });
         checkedDataDir(cfg, o, false);
         if (cfg.backup.enabled || cfg.backup.continuous.enabled) checkedStore(cfg, o, undefined, false);
@@ -328,8 +338,8 @@ export function buildProgram(): Command {
       let log: EventLog | undefined;
       const bar = progress(o.json, 'backup');
       try {
-        if (!o.full && !o.incremental) throw new ApiError('API_CONFIG_INVALID', 'backup create: give --full or --incremental');
-        if (o.full && o.since !== undefined) throw new ApiError('API_CONFIG_INVALID', 'backup create: --since picks the parent of an incremental; a full backup has none');
+        if (!o.full && !o.incremental) throw usageError('backup create: give --full or --incremental');
+        if (o.full && o.since !== undefined) throw usageError('backup create: --since picks the parent of an incremental; a full backup has none');
         const since = o.since !== undefined ? parseIsoMicros(o.since, '--since') : undefined;
         const cfg = configFrom(o);
         const store = checkedStore(cfg, o, storeUrl(o), false);
@@ -374,7 +384,7 @@ export function buildProgram(): Command {
     .action(async (o: CommonOpts & { backupId: string; expiresIn: string; output?: string; s3?: string }) => {
       try {
         const secs = Number(o.expiresIn);
-        if (!Number.isInteger(secs) || secs < 1 || secs > 604_800) throw new ApiError('API_CONFIG_INVALID', `--expires-in must be a whole number of seconds in 1..604800 (7 days), not ${o.expiresIn}`);
+        if (!Number.isInteger(secs) || secs < 1 || secs > 604_800) throw usageError(`--expires-in: expected a whole number of seconds in 1..604800 (7 days), got ${JSON.stringify(o.expiresIn)}`);
         const cfg = configFrom(o);
         const store = checkedStore(cfg, o, storeUrl(o), true);
         if (store.presignGet === undefined) throw new ApiError('API_NOT_AVAILABLE', `presigned URLs need an S3 store; ${store.url} is a directory, whose files can be copied as they are`);
@@ -425,7 +435,7 @@ export function buildProgram(): Command {
     .option('--dry-run', 'print the plan only')
     .action(async (o: CommonOpts & { retentionDays?: string; dryRun?: boolean; output?: string; s3?: string }) => {
       try {
-        if (o.retentionDays !== undefined && !/^\d+$/.test(o.retentionDays)) throw new ApiError('API_CONFIG_INVALID', `--retention-days: expected a non-negative integer, got ${JSON.stringify(o.retentionDays)}`);
+        if (o.retentionDays !== undefined && !/^\d+$/.test(o.retentionDays)) throw usageError(`--retention-days: expected a non-negative integer, got ${JSON.stringify(o.retentionDays)}`);
         const cfg = configFrom(o);
         const store = checkedStore(cfg, o, storeUrl(o), true);
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store });
@@ -461,9 +471,9 @@ export function buildProgram(): Command {
           backupId = m[2]!;
         }
         const targets = [backupId !== undefined, pit !== undefined, o.tag !== undefined].filter(Boolean).length;
-        if (targets === 0) throw new ApiError('API_CONFIG_INVALID', 'restore: give --backup-id, --point-in-time or --tag');
+        if (targets === 0) throw usageError('restore: give --backup-id, --point-in-time or --tag');
         // Never one of them quietly ignored: each names a different state.
-        if (targets > 1) throw new ApiError('API_CONFIG_INVALID', `restore: give only one of --backup-id${m !== null && o.backupId === undefined ? ' (the --s3 URL names backup ' + backupId + ')' : ''}, --point-in-time and --tag`);
+        if (targets > 1) throw usageError(`restore: give only one of --backup-id${m !== null && o.backupId === undefined ? ' (the --s3 URL names backup ' + backupId + ')' : ''}, --point-in-time and --tag`);
         const cfg = configFrom(o);
         const dataDir = dataDirOf(cfg);
         const holder = lockHolder(dataDir);

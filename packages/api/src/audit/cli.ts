@@ -196,9 +196,11 @@ function printHead(h: LogHead, json: boolean): void {
  */
 export function registerAuditCommands(program: Command): Command {
   const audit = program.command('audit').description('audit the log: verify the hash chain against digests, read history, export the state as of an instant');
-  // Usage errors (unknown option, missing argument) are bad input: exit 2.
+  // Usage errors (unknown option, missing argument) are bad input: exit 2. Commander has printed
+  // the message on stderr; with --json it is also CLI_USAGE on stdout, as in the other commands.
   audit.exitOverride((err) => {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') process.exit(0);
+    if (process.argv.includes('--json')) process.stdout.write(JSON.stringify({ error: { code: 'CLI_USAGE', message: err.message.replace(/^error: /, '') } }) + '\n');
     process.exit(AUDIT_EXIT.BAD_INPUT);
   });
 
