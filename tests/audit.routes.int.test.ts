@@ -153,8 +153,15 @@ describe.each(AJV_CONFIGS)('audit HTTP routes (fastify inject, %s)', (_name, fas
     expect(c.json()).toMatchObject({ collection: { name: 'c', count: 2 }, head: { seq: 3 }, documents: [{ id: 'a', vector: [1, 2], metadata: { v: 1 } }, { id: 'b' }] });
     const d = await app.inject({ method: 'GET', url: `/v1/audit/collections/c/vectors/a?asOf=${t1}` });
     expect(d.json()).toMatchObject({ id: 'a', vector: [1, 2], metadata: { v: 1 }, seq: 2 });
+    // Every as-of answer carries the head digest at T, the document's too (it had none), in the
+    // shape the collection's and /v1/audit/head?asOf=T give.
+    const e3 = log.get(3)!;
+    const headAtT1 = { seq: 3, ts: e3.ts, ts_iso: formatMicros(e3.ts), hash: toHex(e3.hash) };
+    expect(c.json().head).toEqual(headAtT1);
+    expect(d.json().head).toEqual(headAtT1);
+    expect((await app.inject({ method: 'GET', url: `/v1/audit/head?asOf=${t1}` })).json()).toEqual(headAtT1);
     const now = await app.inject({ method: 'GET', url: '/v1/audit/collections/c/vectors/a' });
-    expect(now.json()).toMatchObject({ vector: [3, 4], seq: 4 });
+    expect(now.json()).toMatchObject({ vector: [3, 4], seq: 4, head: { seq: 5, hash: toHex(log.head().hash) } });
     const gone = await app.inject({ method: 'GET', url: '/v1/audit/collections/c/vectors/b' });
     expect(gone.statusCode).toBe(404);
     expect(gone.json().error.code).toBe('AUDIT_DOC_NOT_FOUND');

@@ -95,8 +95,8 @@ function sendError(reply: FastifyReply, err: unknown): FastifyReply {
  * - `GET /v1/audit/state?asOf=T` → the `kyrodb-state` NDJSON export as of T (default: now).
  * - `GET /v1/audit/collections/:name?asOf=T` → `{collection, as_of, head, documents}` (404 if
  *   it did not exist at T).
- * - `GET /v1/audit/collections/:name/vectors/:id?asOf=T` → the document's value as of T (404
- *   if it was not live), O(log n).
+ * - `GET /v1/audit/collections/:name/vectors/:id?asOf=T` → the document's value as of T, with
+ *   `as_of` and `head` (404 if it was not live), O(log n).
  * - `GET /v1/log?fromSeq=&toSeq=&fromTime=&toTime=&limit=` → `{events, next}` (next: the
  *   `fromSeq` of the next page, or null).
  * - `GET /v1/log/stream?fromSeq=` → NDJSON live tail (catch-up, then live); ends when the
@@ -255,7 +255,8 @@ export function auditRoutes(app: FastifyInstance, opts: AuditRoutesOptions): Pro
         const t = asOfParam(req.query.asOf);
         const d = docValueAsOf(log, req.params.name, req.params.id, t);
         if (d === undefined) throw new AuditError('AUDIT_DOC_NOT_FOUND', `document ${req.params.id} of ${req.params.name} was not live at ${formatMicros(t)}`);
-        return reply.send({ ...docToJson(req.params.name, d), as_of: formatMicros(t), as_of_micros: t });
+        // As every as-of answer: the head digest at T, which pins it.
+        return reply.send({ ...docToJson(req.params.name, d), as_of: formatMicros(t), as_of_micros: t, head: headToJson(headAtSeq(log, log.seqAtTime(t))) });
       } catch (err) {
         return sendError(reply, err);
       }
