@@ -254,6 +254,7 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     const out = path.join(dir, 'b');
     const log = await EventLog.open({ dir: data, logger: () => undefined });
     await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 2, metric: 'l2', hnsw: { M: 8, efConstruction: 20, efSearch: 10 } } }]);
+    const head = toHex(log.head().hash);
     await log.close();
     const create = (...args: string[]) => kyrodb(['backup', 'create', ...args, '--data-dir', data, '--output', out, '--json']);
     expect((await create('--full')).code).toBe(0);
@@ -273,6 +274,16 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
       expect([r.code, r.stderr], `${target} ${extra.join(' ')}`).toEqual([3, expect.stringContaining('BACKUP_TARGET_NOT_DATA_DIR')]);
     }
     expect(fs.readdirSync(mine)).toEqual(['notes.txt']);
+    // A restore says it restored, after its plan (it printed the plan alone); a dry run only plans.
+    const restored = path.join(dir, 'restored');
+    const dry = await kyrodb(['restore', '--tag', 'pre-migration', '--from', out, '--data-dir', restored, '--dry-run']);
+    expect([dry.code, dry.stdout], dry.stderr).toEqual([0, expect.stringContaining('pre-migration')]);
+    expect(dry.stdout).not.toMatch(/^restored /m);
+    const done = await kyrodb(['restore', '--tag', 'pre-migration', '--from', out, '--data-dir', restored]);
+    expect(done.code, done.stderr).toBe(0);
+    const lines = done.stdout.trimEnd().split('\n');
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines.at(-1)).toMatch(new RegExp(`^restored 1 event \\(head 1, ${head.slice(0, 16)}…\\) into ${restored.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} in \\d+\\.\\d s$`));
     // The offline query follows the as-of rule too: a future instant is refused (exit 2).
     const future = await kyrodb(['query', '--collection', 'c', '--doc-id', 'x', '--data-dir', data, '--as-of', '2099-01-01T00:00:00Z']);
     expect([future.code, future.stderr]).toEqual([2, expect.stringContaining('AUDIT_TIME_IN_FUTURE')]);

@@ -496,7 +496,9 @@ export function buildProgram(): Command {
           logger: (level, msg) => process.stderr.write(`kyrodb: ${level === 'warn' ? 'warning: ' : ''}${msg}\n`),
         });
         bar.stop();
-        out(o.json, rep, rep.plan);
+        // The plan alone did not say that it was done: a dry run prints only the plan.
+        const done = `restored ${rep.events} event${rep.events === 1 ? '' : 's'} (head ${rep.seq}, ${rep.headHash.slice(0, 16)}…) into ${rep.dataDir} in ${(rep.durationMs / 1000).toFixed(1)} s`;
+        out(o.json, rep, o.dryRun === true ? rep.plan : `${rep.plan}\n${done}`);
       } catch (err) {
         bar.stop();
         fail(err, o.json);
