@@ -246,10 +246,18 @@ describe('kyrodb audit CLI (spawned; read-only beside a running writer)', { time
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, extends: true, checked: log.head().seq, backup_id: m.backup_id, digest: `${log.head().seq}:${toHex(log.head().hash)}` });
+    expect(JSON.parse(r.stdout)).not.toHaveProperty('tag');
+    // By its tag: backup_id is the backup verified (it echoed the tag), the tag beside it.
+    const tagged = await run(['audit', 'verify', '--backup-id', 'audit', '--store', store.url, '--json']);
+    expect(tagged.code, tagged.stderr).toBe(0);
+    expect(JSON.parse(tagged.stdout)).toMatchObject({ ok: true, backup_id: m.backup_id, tag: 'audit' });
+    const taggedText = await run(['audit', 'verify', '--backup-id', 'audit', '--store', store.url]);
+    expect(taggedText.stdout).toContain(`in backup ${m.backup_id} (audit)`);
     // `latest`, as restore and backup verify take it.
     const latest = await run(['audit', 'verify', '--backup-id', 'latest', '--store', store.url, '--json']);
     expect(latest.code, latest.stderr).toBe(0);
-    expect(JSON.parse(latest.stdout)).toMatchObject({ ok: true, checked: log.head().seq });
+    expect(JSON.parse(latest.stdout)).toMatchObject({ ok: true, checked: log.head().seq, backup_id: m.backup_id });
+    expect(JSON.parse(latest.stdout)).not.toHaveProperty('tag');
     // A digest the backup does not extend.
     const wrong = await run(['audit', 'verify', '--backup-id', m.backup_id, '--store', store.url, '--digest', `6:${'11'.repeat(32)}`]);
     expect(wrong.code).toBe(3);

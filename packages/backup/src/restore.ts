@@ -53,6 +53,8 @@ export interface RestoreReport {
    * restores (it stops at the first event after T), and `vectorCount` is null (known once read).
    */
   exact: boolean;
+  /** The backup restored, by id (`latest` or a tag resolved to it); null for a point in time. */
+  backupId: string | null;
   /** Last restored seq and its hash (hex). */
   seq: number;
   headHash: string;
@@ -492,6 +494,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     return {
       dataDir,
       exact: true,
+      backupId: plan.expected?.backup_id ?? null,
       seq: cur,
       headHash: curHash,
       headTs,
@@ -830,7 +833,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
     const space = `\n  space: needs at least ${formatBytes(needed)} in ${path.dirname(dataDir)}${cut ? ', more for the events read from the backup the point in time falls in' : ''}${free === undefined ? '' : ` (${formatBytes(free)} free)`}`;
     // A point-in-time plan's seq is where it stops reading at the latest: the events with ts ≤ T
     // and the vectors they leave are known only once the files are read (`exact: false`).
-    return { dataDir, exact: plan.pointInTime === null, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.pointInTime === null ? (plan.expected?.vector_count ?? 0) : null, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };
+    return { dataDir, exact: plan.pointInTime === null, backupId: plan.expected?.backup_id ?? null, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.pointInTime === null ? (plan.expected?.vector_count ?? 0) : null, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };
   }
   return executeRestore(plan, o);
 }

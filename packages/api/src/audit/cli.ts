@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { COLLECTION_NAME_RE, DOC_ID_RE, EventLog, isLogError, makeScratchDir, registerScratch, sweepDeadScratch } from '@kyrodb/log';
-import { formatBytes, freeBytes, isBackupError, loadKey, restore } from '@kyrodb/backup';
+import { LATEST, formatBytes, freeBytes, isBackupError, loadKey, restore } from '@kyrodb/backup';
 import { loadConfig } from '../config.js';
 import { ApiError } from '../errors.js';
 import { checkDataDir, noLogError } from '../dataDir.js';
@@ -221,6 +221,7 @@ export function registerAuditCommands(program: Command): Command {
         if ((o.dataDir === undefined) === (o.backupId === undefined)) throw new AuditError('AUDIT_BAD_REQUEST', 'give either --data-dir DIR or --backup-id ID --store URL');
         if (o.backupId !== undefined && o.store === undefined) throw new AuditError('AUDIT_BAD_REQUEST', '--backup-id needs --store URL');
         let dataDir = o.dataDir!;
+        let backupId: string | undefined;
         if (o.backupId !== undefined) {
           // The backup is restored exactly as `kyrodb restore` would (every checksum and the chain
           // checked), into a scratch dir nobody else uses; then its log is verified like any other.
@@ -230,7 +231,9 @@ export function registerAuditCommands(program: Command): Command {
           // (s3rver, MinIO), and until this read the config it could only reach AWS itself.
           const cfg = loadConfig({ file: o.config });
           const encryption = decryptionKeyOf(cfg, o.keyFile !== undefined ? loadKey({ file: o.keyFile }) : undefined);
-          await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
+          const restored = await restore({ store: openConfiguredStore(cfg, o.store), dataDir, backupId: o.backupId, ...(encryption !== undefined ? { encryption } : {}) });
+          // The backup verified by its id (a tag or `latest` resolved), as `backup verify` names it.
+          backupId = restored.backupId ?? o.backupId;
         }
         await withLog(dataDir, async (log) => {
           const tty = process.stderr.isTTY && o.json !== true;
@@ -239,17 +242,19 @@ export function registerAuditCommands(program: Command): Command {
           // In chunks that let a SIGINT or SIGTERM end it (CLI_INTERRUPTED), not after the whole log.
           const r = await verifyDigestAsync(log, digest, bar ? (seq, head) => { bar.setTotal(head); bar.update(seq); } : undefined);
           bar?.stop();
-          const source = o.backupId !== undefined ? { backup_id: o.backupId } : {};
+          // A tag given keeps its name beside the id (`latest` names no backup for later).
+          const tag = backupId !== undefined && o.backupId !== backupId && o.backupId !== LATEST ? o.backupId : undefined;
+          const source = backupId !== undefined ? { backup_id: backupId, ...(tag !== undefined ? { tag } : {}) } : {};
           if (r.ok) {
             if (o.json === true) process.stdout.write(JSON.stringify({ ok: true, extends: r.extends, checked: r.checked, head: headToJson(r.head), digest: formatDigest(r.head), ...source }) + '\n');
-            else process.stdout.write(`ok: ${r.checked} events verified${o.backupId !== undefined ? ` in backup ${o.backupId}` : ''}, the write-ahead segments hold the same records${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
+            else process.stdout.write(`ok: ${r.checked} events verified${backupId !== undefined ? ` in backup ${backupId}${backupId !== o.backupId ? ` (${o.backupId})` : ''}` : ''}, the write-ahead segments hold the same records${digest ? `; the log extends digest ${formatDigest(digest)}` : ''}\nhead ${formatDigest(r.head)}\n`);
             process.exitCode = AUDIT_EXIT.OK;
           } else {
             if (o.json === true) process.stdout.write(JSON.stringify({ ok: false, seq: r.seq, problem: r.problem, message: r.message, checked: r.checked, ...source }) + '\n');
             else process.stdout.write(`FAILED at seq ${r.seq}: ${r.problem}: ${r.message}\n`);
             process.exitCode = AUDIT_EXIT.CHAIN_BROKEN;
           }
-        });
+        }, backupId !== undefined ? `the restored copy of backup ${backupId}` : '--data-dir');
       } catch (err) {
         fail(err, o.json);
       } finally {
