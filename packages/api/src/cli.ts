@@ -299,7 +299,6 @@ export function buildProgram(): Command {
         } catch (err) {
           throw listenConfigError(err, cfg, o) ?? err;
         }
-        out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
         let stopping = false;
         const stop = (sig: string): void => {
           if (stopping) {
@@ -318,6 +317,10 @@ export function buildProgram(): Command {
         };
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGINT', () => stop('SIGINT'));
+        // Only once the handlers are in: a supervisor that signals as soon as it reads this line
+        // (a test, a quick restart) killed the process outright, with no checkpoint, when the
+        // signal beat the two lines above.
+        out(o.json, { event: 'listening', url: node.url, dataDir: dataDirOf(cfg), pid: process.pid }, `kyrodb listening on ${node.url} (data dir ${dataDirOf(cfg)}, pid ${process.pid})`);
       } catch (err) {
         fail(err, o.json);
       }
