@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EventLog, frameRecordCount, isLogError, lockHolder, microsToIso, processAlive, registerScratch, toHex, writerRunning, type Failpoints } from '@kyrodb/log';
@@ -15,6 +17,7 @@ import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
+import { parentClaimKey } from './tagClaims.js';
 import { readObjectPrefix, type GetOptions, type ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
 import { formatBytes, freeBytes, noSpaceError } from './space.js';
@@ -835,7 +838,24 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
     // and the vectors they leave are known only once the files are read (`exact: false`).
     return { dataDir, exact: plan.pointInTime === null, backupId: plan.expected?.backup_id ?? null, seq: plan.toSeq, headHash: plan.expected?.head_hash ?? '', headTs: 0, events: plan.toSeq, vectorCount: plan.pointInTime === null ? (plan.expected?.vector_count ?? 0) : null, pointInTime: plan.pointInTime, checkpointSeq: plan.checkpoint?.seq ?? null, previousDir: null, durationMs: 0, plan: describePlan(plan) + space, spaceNeededBytes: needed, phasesMs: { open: 0, waitOpen: 0, import: 0, docIndex: 0, checkpoint: 0, swap: 0, total: 0 }, reused: { bodies: 0, reads: 0 } };
   }
-  return executeRestore(plan, o);
+  // The backup the chain ends at is claimed while it is read, as an incremental claims its parent:
+  // retention keeps a claimed backup and every one it builds on (a prune beside a long restore
+  // deleted its files mid-way: BACKUP_FILE_MISSING, exit 5). Best effort: a store this process
+  // may only read is restored from all the same.
+  const newest = [...plan.steps].reverse().find((st) => st.kind === 'backup');
+  const claim = newest?.kind === 'backup' ? parentClaimKey(newest.manifest.backup_id, `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-restore-${randomBytes(3).toString('hex')}`) : undefined;
+  if (claim !== undefined) {
+    try {
+      await o.store.put(claim, Buffer.from(JSON.stringify({ restore: true, dataDir: o.dataDir, claimed: new Date().toISOString(), host: os.hostname(), pid: process.pid })));
+    } catch (err) {
+      o.logger?.('warn', `could not claim the backups this restore reads (${err instanceof Error ? err.message : String(err)}): a prune beside it could delete them`, {});
+    }
+  }
+  try {
+    return await executeRestore(plan, o);
+  } finally {
+    if (claim !== undefined) await o.store.delete(claim).catch(() => undefined); // left behind, a prune removes it a day on
+  }
 }
 
 /** A point-in-time restore whose chain stops at `seq`, at a gap, before T's events end. */

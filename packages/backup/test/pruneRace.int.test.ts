@@ -1,8 +1,9 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BackupManager, LocalDirStore, isBackupError, restore } from '@kyrodb/backup';
 import type { BackupManifest, PruneResult } from '@kyrodb/backup';
-import type { EventLog } from '@kyrodb/log';
+import { Failpoints, type EventLog } from '@kyrodb/log';
 import { fill, filledLog, quietLogger, tempDir } from './helpers.js';
 
 const HOUR = 3_600_000;
@@ -172,6 +173,30 @@ describe('prune beside an incremental backup', () => {
     expect((await mgr.list()).map((m) => m.backup_id).filter((id) => id !== f1.backup_id)).toEqual([f2.backup_id]);
     expect((await plain.list('backups/')).filter((k) => k.includes('-incr-'))).toEqual([]);
     expect(await plain.list('parents/')).toEqual([]);
+    await log.close();
+  });
+});
+
+describe('prune beside a restore', () => {
+  it('keeps what the restore reads (it claims the backup its chain ends at) until the restore is done; then it goes', async () => {
+    const { log, dir, storeDir, f1, clock } = await twoFulls();
+    const pruner = new BackupManager({ log, dataDir: dir, store: new LocalDirStore(storeDir), logger: quietLogger(), now: () => clock.now });
+    const failpoints = new Failpoints();
+    failpoints.set('wal.import', '1*delay(1500)');
+    const target = path.join(tempDir(), 'r');
+    const restoring = restore({ store: new LocalDirStore(storeDir), dataDir: target, backupId: f1.backup_id, failpoints });
+    restoring.catch(() => undefined);
+    // While it imports: f1 is claimed, so the prune keeps it.
+    const deadline = Date.now() + 10_000;
+    while (!fs.readdirSync(path.dirname(target)).some((n) => n.includes('staging')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const during = await pruner.prune(NEWEST_ONLY);
+    expect(during.delete).toEqual([]);
+    expect(during.keep.find((k) => k.backup_id === f1.backup_id)?.reasons.join()).toMatch(/parent of \d{8}T\d{6}Z-restore-[0-9a-f]{6}, under way/);
+    const r = await restoring;
+    expect([r.seq, r.headHash]).toEqual([f1.to_seq, f1.head_hash]);
+    // Done: its claim is gone, and retention deletes f1.
+    expect((await new LocalDirStore(storeDir).list('parents/')).filter((k) => k.includes('-restore-'))).toEqual([]);
+    expect((await pruner.prune(NEWEST_ONLY)).delete).toEqual([f1.backup_id]);
     await log.close();
   });
 });
