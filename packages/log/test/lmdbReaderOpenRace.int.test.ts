@@ -101,4 +101,18 @@ describe('LMDB opened by other processes while the writer commits', () => {
       await env.close();
     }
   });
+
+  it('read-only processes opening and closing it at once, with no writer: every open succeeds', { timeout: 60_000 }, async () => {
+    // The last user to close destroyed the lock file's mutexes while another process was joining
+    // it: that one's first transaction failed (EINVAL, "Invalid argument"), and since the failed
+    // open left its env behind, every later open in it failed too ("Attempting to setup locks after
+    // open") — two read-only commands at once with the server stopped, or a server starting as one
+    // closed. Three such processes, each opening and closing in a loop.
+    const dir = tempDir();
+    const made = await run(WRITER, dir, 1);
+    expect(made.code, made.err).toBe(0);
+    const readers = await Promise.all([run(READER, dir, 4), run(READER, dir, 4), run(READER, dir, 4)]);
+    for (const r of readers) expect([r.code, r.signal], r.err).toEqual([0, null]);
+    expect(readers.reduce((n, r) => n + Number(r.out), 0)).toBeGreaterThan(100);
+  });
 });
