@@ -31,7 +31,16 @@ export async function loadSegments(store: ObjectStore): Promise<SegmentInfo[]> {
 
 /** A continuous segment's header (its seq and ts range, the hashes at both ends), read from the store. */
 export async function segmentHeaderOf(store: ObjectStore, seg: SegmentInfo, encryption: EncryptionKey | undefined): Promise<SegmentHeader> {
-  return readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key);
+  const h = readSegmentHeader(decodeObject(await store.get(seg.key), encryption, seg.key), seg.key);
+  // Another segment's bytes under this key (copied over it by hand, a damaged store): said so,
+  // not read as this history's end (its hash, compared with the log's, read as another history).
+  checkSegmentRange(h, seg);
+  return h;
+}
+
+/** BACKUP_CORRUPT unless a segment's header holds the range its key names. */
+function checkSegmentRange(h: SegmentHeader, s: SegmentInfo): void {
+  if (h.first_seq !== s.first_seq || h.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${h.first_seq}..${h.last_seq}, its key says ${s.first_seq}..${s.last_seq}`, { key: s.key });
 }
 
 /**
@@ -173,7 +182,7 @@ export async function fetchEventsFile(store: ObjectStore, m: BackupManifest, f: 
 /** Decrypts and decompresses the stored bytes of a continuous segment and reads its header (not its entries), checking that it holds the range its key names. */
 export function openSegmentBody(stored: Buffer, s: SegmentInfo, key: EncryptionKey | undefined, alloc?: BodyAlloc): SegmentBody {
   const seg = segmentBody(decodeObject(stored, key, s.key, {}, alloc), s.key);
-  if (seg.header.first_seq !== s.first_seq || seg.header.last_seq !== s.last_seq) throw new BackupError('BACKUP_CORRUPT', `${s.key} holds seqs ${seg.header.first_seq}..${seg.header.last_seq}`, { key: s.key });
+  checkSegmentRange(seg.header, s);
   return seg;
 }
 

@@ -201,6 +201,25 @@ describe('continuous backup refuses a store whose history the log does not exten
     await b.close();
   });
 
+  it('another segment\'s bytes under the newest segment\'s key: BACKUP_CORRUPT naming both ranges, not read as another history', async () => {
+    const { log } = await openLog();
+    const store = new LocalDirStore(tempDir());
+    await shipFirstLife(log, store, 200, 50);
+    const segs = await loadSegments(store);
+    expect(segs.length).toBeGreaterThan(2);
+    const newest = segs[segs.length - 1]!;
+    const first = segs[0]!;
+    const file = path.join(store.root, ...newest.key.split('/'));
+    fs.writeFileSync(file, await store.get(first.key));
+    const err = await new ContinuousBackup({ log, store, logger: quietLogger() }).start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isBackupError(err, 'BACKUP_CORRUPT'), String(err)).toBe(true);
+    expect((err as Error).message).toContain(`${newest.key} holds seqs ${first.first_seq}..${first.last_seq}, its key says ${newest.first_seq}..${newest.last_seq}`);
+    await log.close();
+  });
+
   it('a store holding only a full backup (continuous turned on later): a data dir restored to an earlier point and written to is refused; the log the backup came from ships', async () => {
     const { log, dir } = await openLog();
     const store = new LocalDirStore(tempDir());
