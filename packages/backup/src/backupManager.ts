@@ -376,8 +376,24 @@ export class BackupManager {
       if (!isBackupError(err) || err.code === 'BACKUP_NO_SPACE') throw err;
       report.code = err.code;
       report.message = err.message;
+      // A file gone with its whole backup (retention beside the verify) is no damaged backup: not found.
+      const gone = err.code === 'BACKUP_FILE_MISSING' ? await this.firstWithoutManifest(report.chain) : undefined;
+      if (gone !== undefined) {
+        report.code = 'BACKUP_NOT_FOUND';
+        report.message = `backup ${gone}${gone === report.backupId ? '' : `, which ${report.backupId} builds on,`} was deleted while it was verified (a prune or retention beside it): ${err.message}`;
+      }
     }
     return report;
+  }
+
+  /** The first of `ids` whose manifest is no longer in the store (undefined: all there, or the store cannot say). */
+  private async firstWithoutManifest(ids: readonly string[]): Promise<string | undefined> {
+    try {
+      for (const id of ids) if ((await this.o.store.head(manifestKey(id))) === undefined) return id;
+    } catch {
+      // the store cannot be read: the first error stands
+    }
+    return undefined;
   }
 
   private async deepCheck(manifests: BackupManifest[], m: BackupManifest, probes: number, minIndexRecall: number, scratchDir: string): Promise<NonNullable<BackupVerifyReport['deep']>> {

@@ -200,3 +200,21 @@ describe('prune beside a restore', () => {
     await log.close();
   });
 });
+
+describe('a backup deleted while it is verified', () => {
+  it('is BACKUP_NOT_FOUND (exit 4), not a damaged backup (BACKUP_FILE_MISSING, exit 5)', async () => {
+    const { log, dir, storeDir, f1 } = await twoFulls();
+    // Retention beside the verify: the backup goes, whole, once the verify has listed it.
+    class DeletedMidway extends LocalDirStore {
+      override async get(key: string): Promise<Buffer> {
+        if (key.startsWith(`backups/${f1.backup_id}/events`)) for (const k of await this.list(`backups/${f1.backup_id}/`)) await this.delete(k);
+        return super.get(key);
+      }
+    }
+    const rep = await new BackupManager({ log, dataDir: dir, store: new DeletedMidway(storeDir), logger: quietLogger() }).verify(f1.backup_id);
+    expect(rep.ok).toBe(false);
+    expect(rep.code).toBe('BACKUP_NOT_FOUND');
+    expect(rep.message).toMatch(new RegExp(`backup ${f1.backup_id} was deleted while it was verified`));
+    await log.close();
+  });
+});
