@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncPath, splitRecord, toHex } from '@kyrodb/log';
@@ -203,7 +204,7 @@ export async function sealCheckpoint(dataDir: string, tmp: string, meta: Omit<Ch
   await Promise.all(Array.from({ length: SEAL_CONCURRENCY }, sealOne));
   const full: CheckpointMetadata = { ...meta, files };
   const mf = path.join(tmp, METADATA_FILE);
-  fs.writeFileSync(mf, JSON.stringify(full, null, 1));
+  fs.writeFileSync(mf, metadataText(full));
   fsyncPath(mf);
   fsyncPath(tmp);
   const final = path.join(checkpointsDir(dataDir), generationName(meta.watermark.seq));
@@ -283,14 +284,38 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
 }
 
 /** A generation's metadata.json, checked for what every other check relies on. */
+/**
+ * metadata.json's text: the metadata, then `metadata_sha256`, the SHA-256 of the same text
+ * without that field. The metadata lists every other file's hash, but nothing checked its own
+ * bytes: a flipped digit in `cold.seq` made the cold tier apply 4000 events again onto an index
+ * that held them (a search lost its top hit), with nothing said. Checkpoints written before it
+ * have no such field, and are read as before.
+ */
+export function metadataText(meta: CheckpointMetadata): string {
+  const rest: Partial<SummedMetadata> = { ...meta };
+  delete rest.metadata_sha256;
+  return JSON.stringify({ ...rest, metadata_sha256: sha256Text(JSON.stringify(rest, null, 1)) }, null, 1);
+}
+
+type SummedMetadata = CheckpointMetadata & { metadata_sha256?: string };
+
+function sha256Text(text: string): string {
+  return crypto.createHash('sha256').update(text).digest('hex');
+}
+
 function readCheckpointMeta(dir: string): CheckpointMetadata {
   const mf = path.join(dir, METADATA_FILE);
   if (!fs.existsSync(mf)) corrupt(dir, 'metadata.json is missing');
-  let meta: CheckpointMetadata;
+  let meta: SummedMetadata;
   try {
-    meta = JSON.parse(fs.readFileSync(mf, 'utf8')) as CheckpointMetadata;
+    meta = JSON.parse(fs.readFileSync(mf, 'utf8')) as SummedMetadata;
   } catch (err) {
     corrupt(dir, `metadata.json does not parse: ${String(err)}`);
+  }
+  if (meta.metadata_sha256 !== undefined) {
+    const rest: Partial<SummedMetadata> = { ...meta };
+    delete rest.metadata_sha256;
+    if (sha256Text(JSON.stringify(rest, null, 1)) !== meta.metadata_sha256) corrupt(dir, 'metadata.json fails its own SHA-256 (damaged or edited)');
   }
   if (!READABLE_CHECKPOINT_FORMATS.includes(meta.format)) corrupt(dir, `format ${String(meta.format)} is not one of ${READABLE_CHECKPOINT_FORMATS.join(', ')}`);
   if (typeof meta.files !== 'object' || meta.files === null || !Array.isArray(meta.collections)) corrupt(dir, 'metadata.json lacks files or collections');

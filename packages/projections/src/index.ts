@@ -5,7 +5,7 @@ export type { Filter, FilterOps, FilterValue } from './filter.js';
 export { TopK, compareHits, score } from './scoring.js';
 export { applyEvent, emptyState, exactSearch, materialize } from './state.js';
 export type { CollectionInfo, CollectionState, DocValue, MaterializedState, SearchHit, SearchRequest, SearchResponse } from './state.js';
-export { CHECKPOINT_FORMAT_VERSION, checkpointsDir, defaultCheckpointOptions, listGenerations, validateCheckpoint } from './checkpoints.js';
+export { CHECKPOINT_FORMAT_VERSION, checkpointsDir, defaultCheckpointOptions, listGenerations, metadataText, validateCheckpoint } from './checkpoints.js';
 export type { CheckpointMetadata, CheckpointOptions, Generation, LoadedCheckpoint } from './checkpoints.js';
 export { defaultHotTierOptions } from './hotTier.js';
 export type { HotTierOptions } from './hotTier.js';

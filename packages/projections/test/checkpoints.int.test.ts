@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CHECKPOINT_FORMAT_VERSION, exactSearch, listGenerations, materialize, validateCheckpoint } from '@kyrodb/projections';
+import { CHECKPOINT_FORMAT_VERSION, exactSearch, listGenerations, materialize, metadataText, validateCheckpoint } from '@kyrodb/projections';
 import type { CheckpointMetadata, MaterializedState, Projections, SearchRequest } from '@kyrodb/projections';
 import { create, makeEnv, metric, randomVector, rng, upsert } from './helpers.js';
 import type { Env } from './helpers.js';
@@ -104,7 +104,7 @@ function editBytes(dir: string, name: string, edit: (b: Buffer) => Buffer): void
   const mf = path.join(dir, 'metadata.json');
   const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
   m.files[name] = { size: buf.length, sha256: sha256(buf) };
-  fs.writeFileSync(mf, JSON.stringify(m));
+  fs.writeFileSync(mf, metadataText(m));
 }
 
 /** `editBytes` on the lines of an NDJSON file. */
@@ -275,10 +275,26 @@ describe('checkpoint corruption (chaos): a corrupt checkpoint costs time, never 
     const f = path.join(genDir(env, b.gens[0]!), 'metadata.json');
     const m = JSON.parse(fs.readFileSync(f, 'utf8'));
     m.watermark.hash = '00'.repeat(32);
-    fs.writeFileSync(f, JSON.stringify(m));
+    fs.writeFileSync(f, metadataText(m)); // as a consistent writer would: only the history check can see it
     const p = await env.open();
     expect(await answers(p)).toEqual(b.expected);
     expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(1);
+  });
+
+  it('a flipped digit in metadata.json (its cold seq; every file it lists still checks) fails the metadata\'s own SHA-256: the older generation is used', async () => {
+    const b = await build();
+    env = b.env;
+    const f = path.join(genDir(env, b.gens[0]!), 'metadata.json');
+    const text = fs.readFileSync(f, 'utf8');
+    const m = JSON.parse(text) as { cold: { seq: number } };
+    expect(m.cold.seq).toBeGreaterThan(1);
+    fs.writeFileSync(f, text.replace(`"seq": ${m.cold.seq}\n`, `"seq": ${m.cold.seq - 1}\n`));
+    expect(fs.readFileSync(f, 'utf8')).not.toBe(text);
+    const logged: string[] = [];
+    const p = await env.open({ logger: (_l: string, msg: string, fields?: Record<string, unknown>) => void logged.push(`${msg} ${JSON.stringify(fields ?? {})}`) });
+    expect(await answers(p)).toEqual(b.expected);
+    expect(await metric(env.registry, 'hnsw_corruption_detected_total')).toBe(1);
+    expect(logged.join('\n')).toMatch(/metadata\.json fails its own SHA-256/);
   });
 
   it('automatic checkpoints every N events', async () => {
@@ -327,6 +343,7 @@ function toFormat1(dir: string): void {
     }
   }
   m.format = 1;
+  delete (m as { metadata_sha256?: string }).metadata_sha256; // the format-1 release wrote none
   fs.writeFileSync(mf, JSON.stringify(m, null, 1));
 }
 
@@ -387,7 +404,7 @@ describe('checkpoint formats', () => {
     const f = path.join(genDir(env, b.gens[0]!), 'metadata.json');
     const m = JSON.parse(fs.readFileSync(f, 'utf8'));
     m.format = 3;
-    fs.writeFileSync(f, JSON.stringify(m));
+    fs.writeFileSync(f, metadataText(m)); // written whole by that release
     expect(() => validateCheckpoint(path.dirname(f), env!.log)).toThrow(/format 3 is not one of 1, 2/);
   });
 });
