@@ -75,8 +75,13 @@ export function manifestKey(id: string): string {
 
 /** A new backup's id: the time it starts (to the second, UTC), its type, 6 random hex digits: `20261127T035039Z-full-6ed0f9`. */
 export function newBackupId(nowMs: number, type: 'full' | 'incremental'): string {
+  return timedId(nowMs, type === 'full' ? 'full' : 'incr');
+}
+
+/** `<time to the second, UTC>-<kind>-<6 random hex digits>`: the shape of backup ids, which claims (tagClaims.ts) and `begunBefore` read the time of. */
+export function timedId(nowMs: number, kind: string): string {
   const t = new Date(nowMs).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `${t}-${type === 'full' ? 'full' : 'incr'}-${randomBytes(3).toString('hex')}`;
+  return `${t}-${kind}-${randomBytes(3).toString('hex')}`;
 }
 
 /** The time (ms) a backup id was made at (`20261127T035039Z-full-…`), or undefined for another shape. */

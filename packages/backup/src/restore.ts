@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -17,6 +16,7 @@ import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
 import type { ReplayState } from './state.js';
+import { timedId } from './manifest.js';
 import { parentClaimKey } from './tagClaims.js';
 import { readObjectPrefix, type GetOptions, type ObjectStore } from './stores/objectStore.js';
 import { fsyncDir } from './stores/localDirStore.js';
@@ -447,13 +447,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       await fsp.rename(staging, dataDir);
       staging = undefined;
       await fsyncDir(path.dirname(dataDir));
-      const check = await EventLog.open({ dir: dataDir, readOnly: true });
-      try {
-        const h = check.head();
-        if (h.seq !== cur || toHex(h.hash) !== curHash) throw new BackupError('BACKUP_VERIFY_FAILED', `the swapped-in data dir has head ${h.seq}, expected ${cur}`, {});
-      } finally {
-        await check.close();
-      }
+      const h = await headOf(dataDir);
+      if (h.seq !== cur || h.hash !== curHash) throw new BackupError('BACKUP_VERIFY_FAILED', `the swapped-in data dir has head ${h.seq}, expected ${cur}`, {});
       // Only now: a rollback after a failed check is a swap too, and may be cut short as well.
       if (previousDir === null || o.keepPrevious === true) await fsp.rm(swap, { force: true });
     } catch (err) {
@@ -609,20 +604,22 @@ interface SwapMarker {
   keep?: boolean;
 }
 
-/** Whether the log in `dir` opens read-only with the head `expect` names (false for none, or a log that does not open). */
+/** The head (hash hex) of the log in `dir`, opened read-only. */
+async function headOf(dir: string): Promise<{ seq: number; hash: string }> {
+  const log = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
+  try {
+    const h = log.head();
+    return { seq: h.seq, hash: toHex(h.hash) };
+  } finally {
+    await log.close();
+  }
+}
+
+/** Whether the log in `dir` opens read-only with the head `expect` names (false for none, or a log that does not open): the check a swap makes after its renames. */
 async function holdsHead(dir: string, expect: SwapMarker['expect']): Promise<boolean> {
   if (expect === undefined || !Number.isInteger(expect.seq) || typeof expect.hash !== 'string') return false;
-  try {
-    const log = await EventLog.open({ dir, readOnly: true, logger: () => undefined });
-    try {
-      const h = log.head();
-      return h.seq === expect.seq && toHex(h.hash) === expect.hash;
-    } finally {
-      await log.close();
-    }
-  } catch {
-    return false;
-  }
+  const h = await headOf(dir).catch(() => undefined);
+  return h?.seq === expect.seq && h.hash === expect.hash;
 }
 
 /**
@@ -843,7 +840,7 @@ export async function restore(o: RestoreOptions): Promise<RestoreReport> {
   // deleted its files mid-way: BACKUP_FILE_MISSING, exit 5). Best effort: a store this process
   // may only read is restored from all the same.
   const newest = [...plan.steps].reverse().find((st) => st.kind === 'backup');
-  const claim = newest?.kind === 'backup' ? parentClaimKey(newest.manifest.backup_id, `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-restore-${randomBytes(3).toString('hex')}`) : undefined;
+  const claim = newest?.kind === 'backup' ? parentClaimKey(newest.manifest.backup_id, timedId(Date.now(), 'restore')) : undefined;
   if (claim !== undefined) {
     try {
       await o.store.put(claim, Buffer.from(JSON.stringify({ restore: true, dataDir: o.dataDir, claimed: new Date().toISOString(), host: os.hostname(), pid: process.pid })));

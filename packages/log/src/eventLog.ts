@@ -1306,6 +1306,11 @@ export class EventLog {
     if (listSegments(this.walDir).length === 0) throw new LogError('LOG_STORE_CORRUPT', `${what}, and there are no write-ahead segments to rebuild it from`, details);
     const aside = path.join(this.opts.dir, `log.mdb.${damaged !== undefined ? 'damaged' : 'cut-short'}-${fileStamp()}`);
     this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments`, { ...details, aside });
+    this.moveLmdbAside(aside);
+  }
+
+  /** Renames log.mdb to `aside` (kept: nothing is deleted) and drops its lock file: `openWal` then rebuilds LMDB from the segments. */
+  private moveLmdbAside(aside: string): void {
     fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
     fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
   }
@@ -1383,8 +1388,7 @@ export class EventLog {
     const aside = path.join(this.opts.dir, `log.mdb.damaged-${fileStamp()}`);
     this.opts.logger('warn', `${what}: moved aside to ${aside}; rebuilding LMDB from the write-ahead segments (${chain.events} events)`, { count, head, aside });
     await this.env.close();
-    fs.renameSync(path.join(this.opts.dir, 'log.mdb'), aside);
-    fs.rmSync(path.join(this.opts.dir, 'log.mdb-lock'), { force: true });
+    this.moveLmdbAside(aside);
     return true;
   }
 

@@ -292,15 +292,17 @@ function validateUnsafe(dir: string, log: EventLog): LoadedCheckpoint {
  * have no such field, and are read as before.
  */
 export function metadataText(meta: CheckpointMetadata): string {
-  const rest: Partial<SummedMetadata> = { ...meta };
-  delete rest.metadata_sha256;
-  return JSON.stringify({ ...rest, metadata_sha256: sha256Text(JSON.stringify(rest, null, 1)) }, null, 1);
+  const { rest, sha256 } = metadataSum(meta);
+  return JSON.stringify({ ...rest, metadata_sha256: sha256 }, null, 1);
 }
 
 type SummedMetadata = CheckpointMetadata & { metadata_sha256?: string };
 
-function sha256Text(text: string): string {
-  return crypto.createHash('sha256').update(text).digest('hex');
+/** The metadata without `metadata_sha256`, and the SHA-256 of its text (as metadataText writes it). */
+function metadataSum(meta: SummedMetadata): { rest: Partial<SummedMetadata>; sha256: string } {
+  const rest: Partial<SummedMetadata> = { ...meta };
+  delete rest.metadata_sha256;
+  return { rest, sha256: crypto.createHash('sha256').update(JSON.stringify(rest, null, 1)).digest('hex') };
 }
 
 function readCheckpointMeta(dir: string): CheckpointMetadata {
@@ -312,11 +314,7 @@ function readCheckpointMeta(dir: string): CheckpointMetadata {
   } catch (err) {
     corrupt(dir, `metadata.json does not parse: ${String(err)}`);
   }
-  if (meta.metadata_sha256 !== undefined) {
-    const rest: Partial<SummedMetadata> = { ...meta };
-    delete rest.metadata_sha256;
-    if (sha256Text(JSON.stringify(rest, null, 1)) !== meta.metadata_sha256) corrupt(dir, 'metadata.json fails its own SHA-256 (damaged or edited)');
-  }
+  if (meta.metadata_sha256 !== undefined && metadataSum(meta).sha256 !== meta.metadata_sha256) corrupt(dir, 'metadata.json fails its own SHA-256 (damaged or edited)');
   if (!READABLE_CHECKPOINT_FORMATS.includes(meta.format)) corrupt(dir, `format ${String(meta.format)} is not one of ${READABLE_CHECKPOINT_FORMATS.join(', ')}`);
   if (typeof meta.files !== 'object' || meta.files === null || !Array.isArray(meta.collections)) corrupt(dir, 'metadata.json lacks files or collections');
   if (!(meta.cold.seq <= meta.watermark.seq)) corrupt(dir, 'cold seq is beyond the watermark');
