@@ -61,7 +61,12 @@ export class ContinuousBackup {
   private readonly metrics: BackupMetrics;
   private readonly logger: BackupLogger;
   private sub: Subscription | undefined;
+  /** The upload in flight (one at a time). */
   private current: Promise<void> | undefined;
+  /** Events taken from the tail, not yet in a segment (see `subscribe`). */
+  private pending: LogEvent[] = [];
+  /** Counts pipelines: the callbacks of one that ended (a failure, `stop`) find it changed and do nothing. */
+  private runs = 0;
   private stopped = true;
   private shipped = 0;
   /** See `recordedShipped` (undefined until read). */
@@ -215,27 +220,66 @@ export class ContinuousBackup {
     }
   }
 
+  /**
+   * Tails the log from the shipped position. `bufferTime` closes a window every `intervalMs` (or
+   * at `maxBatchEvents`); its events join `pending`, and whatever is pending when no upload is in
+   * flight goes out as one segment. So while an upload takes longer than the interval, the
+   * windows closed meanwhile become one segment, not a queue of one segment each: with 120 ms per
+   * request (three requests a segment) and 20 ms windows, the queue had grown to ~70 segments
+   * after 1.5 s of writes, and the lag by a second per second.
+   */
   private subscribe(): void {
     const tailOpts = this.o.pollMs !== undefined ? { pollMs: this.o.pollMs } : {};
-    const { bufferTime, concatMap, filter, from } = rxjs();
+    const { bufferTime, filter } = rxjs();
+    const run = ++this.runs;
+    this.pending = [];
     this.sub = this.o.log
       .tail(this.shipped + 1, tailOpts)
       .pipe(
         bufferTime(this.o.intervalMs, null, this.o.maxBatchEvents),
         filter((b: LogEvent[]) => b.length > 0),
-        concatMap((batch: LogEvent[]) => {
-          const p = this.ship(batch);
-          this.current = p;
-          return from(p);
-        }),
       )
       .subscribe({
-        error: (err: unknown) => {
-          this.lastError = String(err);
-          this.logger('error', 'continuous backup pipeline failed; restarting', { error: this.lastError });
-          if (!this.stopped) setTimeout(() => !this.stopped && this.subscribe(), this.o.retryMaxDelayMs).unref();
+        next: (b: LogEvent[]) => {
+          for (const e of b) this.pending.push(e);
+          this.drain();
         },
+        error: (err: unknown) => this.pipelineFailed(run, err),
       });
+  }
+
+  /**
+   * Ships what is pending, one segment (at most `maxBatchEvents`) at a time, unless an upload is
+   * in flight: its end drains again (the pipeline's pending by then, if it was restarted meanwhile).
+   */
+  private drain(): void {
+    if (this.current !== undefined || this.stopped || this.pending.length === 0) return;
+    const run = this.runs;
+    const batch = this.pending.splice(0, this.o.maxBatchEvents);
+    this.current = this.ship(batch).then(
+      () => undefined,
+      (err: unknown) => this.pipelineFailed(run, err),
+    ).finally(() => {
+      this.current = undefined;
+      this.drain();
+    });
+  }
+
+  /** The tail or a segment failed (not an upload: those retry): the pipeline starts again from the shipped position. */
+  private pipelineFailed(run: number, err: unknown): void {
+    if (run !== this.runs) return;
+    this.endRun();
+    this.lastError = String(err);
+    this.logger('error', 'continuous backup pipeline failed; restarting', { error: this.lastError });
+    if (!this.stopped) setTimeout(() => !this.stopped && this.subscribe(), this.o.retryMaxDelayMs).unref();
+  }
+
+  /** Ends the current pipeline: no more events are taken from the tail, and what is pending is dropped (it ships from the shipped position next time). */
+  private endRun(): void {
+    this.runs += 1;
+    this.sub?.unsubscribe();
+    this.sub = undefined;
+    this.pending = [];
   }
 
   private async ship(batch: LogEvent[]): Promise<void> {
@@ -264,8 +308,7 @@ export class ContinuousBackup {
         if (this.stopped) return; // cancelled by stop: the events ship on the next start
         if (isBackupError(err, 'BACKUP_LOG_DIVERGED')) {
           // Nothing more is shipped to this store: the lag grows where alerts see it, health says failed.
-          this.sub?.unsubscribe();
-          this.sub = undefined;
+          this.endRun();
           this.refuse(err, this.starts);
           return;
         }
@@ -318,8 +361,7 @@ export class ContinuousBackup {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.sub?.unsubscribe();
-    this.sub = undefined;
+    this.endRun();
     if (this.timer) clearInterval(this.timer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.resumeTimer = undefined;

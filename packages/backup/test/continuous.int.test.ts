@@ -419,6 +419,41 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     await log.close();
   });
 
+  it('a store slower than the interval: what commits during an upload goes into the next segment, so the backlog stays one segment instead of a queue of small ones', async () => {
+    const { log } = await openLog();
+    const s3 = s3Store(proxy.endpoint, 'slow-store', { requestTimeoutMs: 5000 });
+    const landed: { key: string; at: number }[] = [];
+    const store: ObjectStore = { url: s3.url, put: async (k, b, o) => { await s3.put(k, b, o); if (k.startsWith('segments/')) landed.push({ key: k, at: Date.now() }); }, get: (k) => s3.get(k), head: (k) => s3.head(k), list: (p) => s3.list(p), delete: (k) => s3.delete(k) };
+    const cb = new ContinuousBackup({ log, store, intervalMs: 20, maxBatchEvents: 10_000, logger: quietLogger() });
+    await cb.start();
+    await log.append([created('c', 8)]);
+    await cb.waitForShipped(log.head().seq);
+    // Each segment now takes three requests (claim, its read-back, the segment) of >= 120 ms: an
+    // upload lasts ~18 intervals. Writes keep coming every ~20 ms for 1.5 s.
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 120 };
+    const end = Date.now() + 1500;
+    let writes = 0;
+    while (Date.now() < end) {
+      await fill(log, 10, { seed: writes * 10, batch: 10 });
+      writes += 1;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const lastWrite = Date.now();
+    const head = log.head().seq;
+    await cb.waitForShipped(head);
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+    await cb.stop();
+    // Once the writes stop, at most the upload in flight and one holding everything since remain
+    // (one more if the last commits reached the tail after that one started). A queue of one
+    // small segment per interval left ~70 to upload one after another.
+    const after = landed.filter((l) => l.at >= lastWrite).length;
+    expect(after, `${landed.length} segments for ${writes} writes; ${after} landed after the last write`).toBeLessThanOrEqual(3);
+    expect(landed.length).toBeLessThan(writes / 3);
+    await expectSegmentsEqualLog(store, log);
+    s3.destroy();
+    await log.close();
+  }, 120_000);
+
   it('a store that takes connections but never answers: a request ends at its timeout (BACKUP_STORE_ERROR), and stopping cancels an upload in flight', async () => {
     const { log } = await openLog();
     // Requests are held 60 s at the proxy, as by a stopped or black-holed server.
