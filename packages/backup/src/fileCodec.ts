@@ -4,7 +4,7 @@ import { BackupError } from './errors.js';
 import { encodeObject, sha256Hex, type Compression, type EncryptionKey } from './objectCodec.js';
 import { openEventsBody, openSegmentBody, type EventsFileExpect, type SegmentInfo } from './pieces.js';
 import { checkEntryCount, entryRecordLength, type SegmentBody } from './segment.js';
-import { LiveCounter } from './liveCounter.js';
+import { eventKind } from './liveCounter.js';
 import { allocReusable, REUSE_MIN_BYTES } from './reuse.js';
 import { ReplayState } from './state.js';
 
@@ -95,6 +95,13 @@ export interface OpenedSource {
   collectionOf: Uint32Array;
   /** The by-doc ids joined by '\n' (a valid id never holds one), or one per record if some id does. */
   docIds: string | string[];
+  /**
+   * Each record's event type (`eventKind`) and vector or collection dimension (-1: none): with
+   * the collection and id above, what `LiveCounter.applyIndexed` counts live vectors from (on
+   * the import's thread; empty with `keepState`, whose state counts them).
+   */
+  kinds: Uint8Array;
+  dims: Int32Array;
   skipped: boolean;
   /** The restore's position after this source: last seq, its hash (hex) and ts. */
   seq: number;
@@ -123,13 +130,6 @@ export interface OpenedSource {
 export class SourceOpener {
   /** The replayed state with vectors (`keepState` only). */
   readonly state: ReplayState;
-  /**
-   * Live vectors, counted from the index fields each record's check reads (without `keepState`).
-   * Here, not on the import's thread: at 1M events that thread was the busier of the two (it
-   * wrote LMDB alone for the last ~1.2 s of a restore while this one idled); counted here, the
-   * two are about even.
-   */
-  private readonly live = new LiveCounter();
   private cur = 0;
   private curHash = '';
   private headTs = 0;
@@ -153,7 +153,7 @@ export class SourceOpener {
   open(spec: SourceSpec, stored: Buffer | undefined, fetchError?: Error): OpenedSource {
     const t0 = performance.now();
     try {
-      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], skipped: true };
+      const none = { frames: [], count: 0, collectionNames: [], collectionOf: new Uint32Array(0), docIds: [], kinds: new Uint8Array(0), dims: new Int32Array(0), skipped: true };
       if (this.reachedT || spec.last <= this.cur) return { ...none, ...this.position() };
       if (spec.stepFirst > this.cur + 1) throw new BackupError('BACKUP_CHAIN_GAP', `the chain is missing seqs ${this.cur + 1}..${spec.stepFirst - 1}`, { from: this.cur + 1, to: spec.stepFirst - 1 });
       if (fetchError !== undefined) throw fetchError;
@@ -178,9 +178,9 @@ export class SourceOpener {
     return this.bodies.reused;
   }
 
-  /** Live vectors per collection of what was opened so far. */
+  /** Live vectors per collection of what was opened so far, with `keepState` (else the import's thread counts them: `OpenedSource.kinds`). */
   counts(): Record<string, number> {
-    return this.o.keepState ? this.state.counts() : this.live.counts();
+    return this.state.counts();
   }
 
   private position(): { seq: number; hash: string; ts: number; reachedT: boolean } {
@@ -206,7 +206,14 @@ export class SourceOpener {
     const collectionNo = new Map<string, number>();
     // One slot per entry the header promises, at most one per 12 bytes (the count is checked after the walk).
     const most = Math.floor((b.length - seg.entriesAt) / 12);
-    const collectionOf = new Uint32Array(Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : 0);
+    const slots = Number.isSafeInteger(header.count) && header.count > 0 ? Math.min(header.count, most) : 0;
+    const collectionOf = new Uint32Array(slots);
+    // Counted on the import's thread since lmdb was built from source (its import 3.8-4.6 s →
+    // 2.9-3.5 s at 1M events): this thread, which counted them while the import was the slower
+    // of the two, became the one the import waited for (1.0-1.85 s).
+    const counting = !this.o.keepState;
+    const kinds = new Uint8Array(counting ? slots : 0);
+    const dims = new Int32Array(counting ? slots : 0);
     const docIds: string[] = [];
     let newline = false;
     let count = 0;
@@ -247,8 +254,10 @@ export class SourceOpener {
       }
       const ev = checked(b, start, start + len, name);
       if (ev.ts !== ts || ev.seq !== seq) throw new BackupError('BACKUP_CORRUPT', `${name}: seq ${seq} has ts ${ev.ts} but is framed with ${ts}`, { seq });
-      if (this.o.keepState) this.state.apply(decodeRecord(b.subarray(start, start + len)));
-      else this.live.applyLight(ev);
+      if (counting) {
+        kinds[count] = eventKind(ev.type);
+        dims[count] = ev.dim ?? -1;
+      } else this.state.apply(decodeRecord(b.subarray(start, start + len)));
       let no = collectionNo.get(ev.collection);
       if (no === undefined) {
         no = collectionNames.push(ev.collection) - 1;
@@ -297,7 +306,7 @@ export class SourceOpener {
     const frames = new Array<Buffer>(frameEnds.length / 2);
     for (let i = 0; i < frames.length; i++) frames[i] = b.subarray(frameEnds[2 * i], frameEnds[2 * i + 1]);
     if (lastAt >= 0) this.curHash = b.toString('hex', lastAt + 32, lastAt + 64);
-    return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n') };
+    return { frames, count, collectionNames, collectionOf: collectionOf.slice(0, count), docIds: newline ? docIds : docIds.join('\n'), kinds: kinds.slice(0, counting ? count : 0), dims: dims.slice(0, counting ? count : 0) };
   }
 }
 

@@ -31,7 +31,7 @@ export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, ex
 export type { ContinuousBackupOptions, SegmentReport } from './continuous.js';
 export { ReplayState } from './state.js';
 export { exactTopK } from './topK.js';
-export { IdSet, LiveCounter } from './liveCounter.js';
+export { IdSet, LiveCounter, eventKind } from './liveCounter.js';
 export { backupMetrics } from './metrics.js';
 export type { BackupMetrics } from './metrics.js';
 export type { BackupLogger, Progress, ProgressFn } from './progress.js';

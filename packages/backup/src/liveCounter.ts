@@ -135,6 +135,15 @@ const addId = (docs: IdSet, id: string): void => {
   docs.add(id);
 };
 
+/** The event types `replayStep` tells apart, numbered for `OpenedSource.kinds` (0: any other). */
+const KINDS = ['', 'collection.created', 'collection.dropped', 'vector.upserted', 'vector.deleted'] as const;
+
+/** `type`'s number in `KINDS` (0 for a type that changes no count). */
+export function eventKind(type: string): number {
+  const k = KINDS.indexOf(type as (typeof KINDS)[number]);
+  return k < 0 ? 0 : k;
+}
+
 /**
  * Live vector counts per collection of a log prefix, replayed from index fields by `replayStep`
  * (the rules `ReplayState` uses). What backups and restores count when they do not keep
@@ -146,6 +155,25 @@ export class LiveCounter {
   /** Applies one event's index fields (in seq order). */
   applyLight(e: IndexFields): void {
     replayStep(this.collections, e, newIds, addId);
+  }
+
+  /**
+   * Applies records [0, kinds.length) given as columns (in seq order): `eventKind` of each type,
+   * its dimension (-1: none), collection and by-doc id. What a restore's codec sends across.
+   */
+  applyIndexed(kinds: Uint8Array, dims: Int32Array, collections: readonly string[], ids: readonly string[]): void {
+    const f: IndexFields = { seq: 0, ts: 0, type: '', collection: '' };
+    for (let i = 0; i < kinds.length; i++) {
+      const k = kinds[i]!;
+      if (k === 0) continue;
+      const d = dims[i]!;
+      f.type = KINDS[k]!;
+      f.collection = collections[i]!;
+      f.id = ids[i]!;
+      // -1 (no dimension) never equals a collection's, as undefined does not; a collection created without one has 0 (see newIds).
+      f.dim = d < 0 && k === 1 ? 0 : d;
+      replayStep(this.collections, f, newIds, addId);
+    }
   }
 
   /** Live vectors per collection. */

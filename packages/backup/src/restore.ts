@@ -12,6 +12,7 @@ import { WRAPPING_HEADER_BYTES, decodeObject, keyFor, objectWrapping } from './o
 import { eventsFileExpect, fetchChecked, getFile, loadManifests, loadSegments, refuseUnreadable, segmentHeaderOf, warnUnreadable } from './pieces.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
 import { checkedIndex, type OpenedSource, type SourceSpec } from './fileCodec.js';
+import { LiveCounter } from './liveCounter.js';
 import type { ProgressFn } from './progress.js';
 import { LATEST, describePlan, planRestore, type RestorePlan, type RestoreTarget } from './restorePlan.js';
 import { SEGMENT_HEADER_MAX_BYTES } from './segment.js';
@@ -322,6 +323,8 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     // its decompressed bytes, ~60 MB for 50k events).
     const ahead = runner.inWorker ? 3 : 1;
     const opened: { p: Promise<OpenedSource>; ready: boolean }[] = [];
+    // Live vectors, counted here from the kinds the codec read (with keepState its state counts them).
+    const live = o.keepState === true ? undefined : new LiveCounter();
     let next = 0;
     while (!reachedT && (opened.length > 0 || next < sources.length)) {
       while (opened.length <= ahead && next < sources.length) {
@@ -349,6 +352,10 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
       if (r.spent !== undefined && spare.length < SPARE_READS) spare.push(r.spent);
       o.onProgress?.({ phase: 'download', done: r.seq, total });
       const idx = checkedIndex(r);
+      if (live !== undefined) {
+        if (r.kinds.length !== r.count || r.dims.length !== r.count) throw new BackupError('BACKUP_CORRUPT', `an opened source has ${r.count} records but event kinds for ${r.kinds.length}`, {});
+        live.applyIndexed(r.kinds, r.dims, idx.collections, idx.docIds);
+      }
       // Whole frames go into an import (written as they are); an import takes frames until it holds IMPORT_BATCH records.
       // The import reads the records out of the frames (and fails on a frame whose header's count
       // is not what it holds); here, the counts tell which index fields go with which frame.
@@ -381,7 +388,7 @@ export async function executeRestore(plan: RestorePlan, o: ExecuteRestoreOptions
     phases.docIndex += performance.now() - tDoc;
     const fin = await runner.finish();
     phases.open = fin.busyMs;
-    const vectorCount = Object.values(fin.counts).reduce((a, b) => a + b, 0);
+    const vectorCount = Object.values(live?.counts() ?? fin.counts).reduce((a, b) => a + b, 0);
     const state = runner.state;
     await runner.close();
     runner = undefined;
