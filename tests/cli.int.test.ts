@@ -5,6 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventLog, microsToIso, toHex } from '@kyrodb/log';
+import { BackupManager, ContinuousBackup, LocalDirStore, encodeObject, encodeSegment } from '@kyrodb/backup';
 import { CLI, call, kyrodb, startServer, tmp } from './serverProcess.js';
 import type { ServerProc } from './serverProcess.js';
 
@@ -436,5 +437,83 @@ describe('kyrodb CLI', { timeout: 240_000 }, () => {
     for (const id of acked) expect((await call(server.url, 'GET', `/v1/collections/c/vectors/${id}`)).status, id).toBe(200);
     expect(await server.stop()).toBe(0);
     server = undefined;
+  });
+});
+
+describe('kyrodb backup verify --segments', { timeout: 120_000 }, () => {
+  it('reads every continuous segment: OK with the range and the backup they continue; a damaged, missing or foreign segment exits 5 naming it; none exits 4', async () => {
+    const dir = tmp();
+    const dataDir = path.join(dir, 'data');
+    const storeDir = path.join(dir, 'backups');
+    const log = await EventLog.open({ dir: dataDir, logger: () => undefined });
+    const store = new LocalDirStore(storeDir);
+    const args = ['backup', 'verify', '--segments', '--data-dir', dataDir, '--output', storeDir];
+    const none = await kyrodb(args);
+    expect([none.code, none.stderr]).toEqual([4, expect.stringContaining('holds no continuous segments')]);
+
+    await log.append([{ type: 'collection.created', collection: 'c', body: { dimension: 4, metric: 'l2', hnsw: { M: 8, efConstruction: 50, efSearch: 20 } } }]);
+    const upserts = async (from: number, n: number): Promise<void> => {
+      for (let i = from; i < from + n; i += 10) await log.append(Array.from({ length: 10 }, (_, j) => ({ type: 'vector.upserted' as const, collection: 'c', body: { id: `d${i + j}`, vector: new Float32Array([i + j, 1, 2, 3]) } })));
+    };
+    await upserts(0, 50);
+    // A full backup first, continuous backup turned on after it: the segments continue it.
+    const full = await new BackupManager({ log, dataDir, store, logger: () => undefined }).createFull();
+    const cb = new ContinuousBackup({ log, store, intervalMs: 10, maxBatchEvents: 30, logger: () => undefined });
+    await cb.start();
+    await upserts(50, 150);
+    await cb.waitForShipped(log.head().seq);
+    await cb.stop();
+    const segs = (await store.list('segments/')).sort();
+    expect(segs.length).toBeGreaterThanOrEqual(5);
+
+    const ok = await kyrodb([...args, '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const rep = JSON.parse(ok.stdout) as Record<string, unknown>;
+    expect(rep).toMatchObject({ ok: true, segments: segs.length, read: segs.length, events: 150, firstSeq: full.to_seq + 1, lastSeq: log.head().seq, gaps: [], overlaps: [], continues: full.backup_id });
+    const text = await kyrodb(args);
+    expect(text.stdout).toContain(`segments: OK (${segs.length} of ${segs.length} segments read, 150 events (seqs ${full.to_seq + 1}..${log.head().seq}`);
+
+    const file = (key: string): string => path.join(storeDir, ...key.split('/'));
+    const mid = segs[2]!;
+    const saved = fs.readFileSync(file(mid));
+    // A flipped byte in the middle of one segment.
+    const flipped = Buffer.from(saved);
+    const at = flipped.length >> 1;
+    flipped[at] = flipped[at]! ^ 0x40;
+    fs.writeFileSync(file(mid), flipped);
+    const bad = await kyrodb([...args, '--json']);
+    expect(bad.code).toBe(5);
+    const badRep = JSON.parse(bad.stdout) as { ok: boolean; key: string; read: number; error: { code: string } };
+    expect(badRep).toMatchObject({ ok: false, key: mid, read: 2 });
+    expect(badRep.error.code).toMatch(/^BACKUP_(CHECKSUM_MISMATCH|CORRUPT|CHAIN_BROKEN)$/);
+
+    // Gone: the seqs it held are a gap (and the chain still checks around it).
+    fs.rmSync(file(mid));
+    const gap = await kyrodb(args);
+    expect(gap.code).toBe(5);
+    const [, a, b] = /(\d+)-(\d+)$/.exec(mid)!.map(Number);
+    expect(gap.stdout).toContain(`seqs ${a}..${b} held by no segment or backup`);
+
+    // Another history's segment in its place: its chain does not link.
+    fs.writeFileSync(file(mid), saved);
+    const other = await EventLog.open({ dir: path.join(dir, 'other'), logger: () => undefined });
+    await other.append([{ type: 'collection.created', collection: 'x', body: { dimension: 4, metric: 'l2', hnsw: { M: 8, efConstruction: 50, efSearch: 20 } } }]);
+    for (let i = 1; i < b!; i++) await other.append([{ type: 'vector.upserted', collection: 'x', body: { id: `o${i}`, vector: new Float32Array([i, 0, 0, 0]) } }]);
+    const records = [...other.readRecords(a, b)].map((r) => ({ seq: r.seq, ts: other.get(r.seq)!.ts, record: r.record }));
+    await other.close();
+    fs.writeFileSync(file(mid), encodeObject(encodeSegment(records).body, 'zstd', undefined));
+    const foreign = await kyrodb(args);
+    expect(foreign.code).toBe(5);
+    expect(foreign.stdout).toContain('BACKUP_CHAIN_BROKEN');
+    expect(foreign.stdout).toContain(mid);
+    fs.writeFileSync(file(mid), saved);
+    expect((await kyrodb(args)).code).toBe(0);
+
+    // Usage: one of the two, and --deep is a backup's.
+    expect((await kyrodb(['backup', 'verify', '--data-dir', dataDir, '--output', storeDir])).code).toBe(2);
+    expect((await kyrodb([...args, '--backup-id', 'latest'])).code).toBe(2);
+    expect((await kyrodb([...args, '--deep'])).code).toBe(2);
+    await log.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

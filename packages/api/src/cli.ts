@@ -10,8 +10,8 @@ import cliProgress from 'cli-progress';
 import { EventLog, Failpoints, lockHolder, writerRunning } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { dataDirOf, envNameOf, loadConfig, unknownConfigEnv } from './config.js';
-import { BackupManager, findBackup, manifestKey, restore, seqSpan } from '@kyrodb/backup';
-import type { ProgressFn, PruneResult } from '@kyrodb/backup';
+import { BackupManager, findBackup, manifestKey, restore, seqSpan, verifySegmentChain } from '@kyrodb/backup';
+import type { EncryptionKey, ObjectStore, ProgressFn, PruneResult, SegmentChainReport } from '@kyrodb/backup';
 import { ApiError } from './errors.js';
 import { checkDataDir, dirState, noLogError } from './dataDir.js';
 import { exitInterrupted, installInterruptHandlers, interruptedBy, onInterrupt } from './interrupt.js';
@@ -103,6 +103,33 @@ function exitCodeFor(err: unknown): number {
   if (code === 'API_NOT_AVAILABLE') return EXIT.NOT_AVAILABLE;
   if (code === 'BACKUP_NO_SPACE' || code === 'WAL_DISK_FULL' || code === 'WAL_QUOTA_EXCEEDED') return EXIT.NO_SPACE;
   return EXIT.FAILURE;
+}
+
+/** Exits for a verify that did not pass: by its code as every command does, else 5 (did not verify). */
+function exitForFailedVerify(code: string | undefined): never {
+  const c = exitCodeFor({ code });
+  process.exit(c === EXIT.FAILURE ? EXIT.VERIFY_FAILED : c);
+}
+
+/** `backup verify --segments`: reads and checks every continuous segment (see verifySegmentChain); exit 5 with a gap, an overlap or a bad segment. */
+async function verifySegmentsCommand(store: ObjectStore, key: EncryptionKey | undefined, json: boolean | undefined): Promise<void> {
+  const bar = progress(json, 'verify segments');
+  let rep: SegmentChainReport;
+  try {
+    rep = await verifySegmentChain(store, { ...(key !== undefined ? { encryption: key } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
+  } finally {
+    bar.stop();
+  }
+  const range = rep.firstSeq === null ? 'none read' : `seqs ${rep.firstSeq}..${rep.lastSeq}, ${microsToIso(rep.firstTs!)} .. ${microsToIso(rep.lastTs!)}`;
+  const what = `${rep.read} of ${rep.segments} segment${rep.segments === 1 ? '' : 's'} read, ${rep.events} events (${range})${rep.continues !== undefined ? `, continuing backup ${rep.continues}` : ''}`;
+  const problems = [
+    ...(rep.code !== undefined ? [`${rep.code}: ${rep.message ?? ''}`] : []),
+    ...rep.gaps.map((g) => `seqs ${g.from}..${g.to} held by no segment or backup`),
+    ...rep.overlaps.map((x) => `${x.a} overlaps ${x.b}`),
+  ];
+  const code = rep.code ?? (rep.gaps.length > 0 ? 'BACKUP_CHAIN_GAP' : rep.overlaps.length > 0 ? 'BACKUP_CORRUPT' : undefined);
+  out(json, rep.ok ? rep : { ...rep, error: { code, message: problems.join('; ') } }, rep.ok ? `segments: OK (${what})` : `segments: FAILED (${what})\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  if (!rep.ok) exitForFailedVerify(code);
 }
 
 function fail(err: unknown, json: boolean | undefined): never {
@@ -406,28 +433,33 @@ export function buildProgram(): Command {
       }
     });
 
-  storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare)'))
-    .requiredOption('--backup-id <id>', 'backup id, tag, or "latest"')
+  storeOpts(backup.command('verify').description('verify a backup: checksums and hash chain (--deep: restore into a temp dir and compare); or, with --segments, the continuous-backup segments'))
+    .option('--backup-id <id>', 'backup id, tag, or "latest"')
+    .option('--segments', 'verify the continuous-backup segments instead: read each one, check its checksums and the hash chain through all of them (and to the backup they continue), and report overlaps and seqs no segment or backup holds')
     .option('--deep', 'also restore into a temp dir: its event count, head hash, vector count and write-ahead segments must match the backup, and recall probes must find their vectors')
     .option('--scratch-dir <dir>', 'where --deep restores (default: the system temp dir, $TMPDIR); it needs a little over twice the backup\'s events\' bytes free')
-    .action(async (o: CommonOpts & { backupId: string; deep?: boolean; scratchDir?: string; output?: string; s3?: string }) => {
+    .action(async (o: CommonOpts & { backupId?: string; segments?: boolean; deep?: boolean; scratchDir?: string; output?: string; s3?: string }) => {
       try {
+        if ((o.backupId === undefined) === (o.segments !== true)) throw usageError('give either --backup-id <id> or --segments');
+        if (o.segments === true && (o.deep === true || o.scratchDir !== undefined)) throw usageError('--deep and --scratch-dir verify a backup (--backup-id), not --segments');
         const cfg = configFrom(o);
         const store = checkedStore(cfg, o, storeUrl(o), true);
         const key = decryptionKeyOf(cfg);
+        if (o.segments === true) {
+          await verifySegmentsCommand(store, key, o.json);
+          return;
+        }
+        const backupId = o.backupId!;
         const mgr = new BackupManager({ log: undefined as unknown as EventLog, dataDir: dataDirOf(cfg), store, ...(key !== undefined ? { encryption: key } : {}) });
-        const rep = await mgr.verify(o.backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
+        const rep = await mgr.verify(backupId, o.deep ? { deep: true, ...(o.scratchDir !== undefined ? { scratchDir: path.resolve(o.scratchDir) } : {}) } : {});
         // `rep.backupId` is the backup verified (`latest` or a tag resolved to its id).
-        const named = rep.backupId !== o.backupId ? `${rep.backupId} (${o.backupId})` : rep.backupId;
+        const named = rep.backupId !== backupId ? `${rep.backupId} (${backupId})` : rep.backupId;
         // A failed one also carries `error` in the shape every command's --json failure has.
         out(o.json, rep.ok ? rep : { ...rep, error: { code: rep.code, message: rep.message } }, rep.ok ? `backup ${named}: OK (${rep.events} events in ${rep.files} file${rep.files === 1 ? '' : 's'}, chain ${rep.chain.join(' → ')}${rep.deep !== undefined ? `; restored and probed: ${rep.deep.indexProbeHits} of ${rep.deep.probes} found by the index` : ''})` : `backup ${named}: FAILED ${rep.code ?? ''}: ${rep.message ?? ''}`);
         // Exit codes as for every other command: an id no backup has is not found (4), a store that
         // does not answer is unavailable (6), a key not given is bad input (2); a backup that does
         // not check out did not verify (5). A store down gave 5 here, read as a damaged backup.
-        if (!rep.ok) {
-          const code = exitCodeFor({ code: rep.code });
-          process.exit(code === EXIT.FAILURE ? EXIT.VERIFY_FAILED : code);
-        }
+        if (!rep.ok) exitForFailedVerify(rep.code);
       } catch (err) {
         fail(err, o.json);
       }

@@ -1,4 +1,4 @@
-import { rxjs, toHex, type EventLog, type LogEvent } from '@kyrodb/log';
+import { GENESIS_HASH, rxjs, toHex, type EventLog, type LogEvent } from '@kyrodb/log';
 import { Registry } from 'prom-client';
 import type { Subscription } from 'rxjs';
 import { BackupError, isBackupError } from './errors.js';
@@ -6,9 +6,9 @@ import { padSeq, type BackupManifest } from './manifest.js';
 import { claimHistory } from './historyClaims.js';
 import { backupMetrics, type BackupMetrics } from './metrics.js';
 import { encodeObject, type Compression, type EncryptionKey } from './objectCodec.js';
-import { loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
+import { checkChain, fetchSegment, loadManifests, loadSegments, segmentKey, segmentLastHash, type SegmentInfo } from './pieces.js';
 import { CONTINUOUS_CURSOR, checkLogHoldsStore, cursorShipped } from './storeHistory.js';
-import { defaultBackupLogger, type BackupLogger } from './progress.js';
+import { defaultBackupLogger, type BackupLogger, type ProgressFn } from './progress.js';
 import { backoffDelay, sleep } from './retry.js';
 import { encodeSegment, type SegmentEntry } from './segment.js';
 import type { ObjectStore } from './stores/objectStore.js';
@@ -430,4 +430,102 @@ export async function verifySegments(store: ObjectStore): Promise<SegmentReport>
     prev = s;
   }
   return { ok: gaps.length === 0 && overlaps.length === 0 && missing.length === 0, gaps, overlaps, missing, contiguousTo: extendOverSegments(0, segs) };
+}
+
+/** What `verifySegmentChain` found. */
+export interface SegmentChainReport {
+  /** Every segment read and checked, no overlap, and seqs 1..lastSeq held by segments or backups. */
+  ok: boolean;
+  /** Segments listed (`read` of them were read and checked before a failure, if any). */
+  segments: number;
+  read: number;
+  /** Events in the segments read. */
+  events: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  /** µs, of the first and last event in the segments read. */
+  firstTs: number | null;
+  lastTs: number | null;
+  /** Seq ranges in 1..lastSeq that no segment and no backup holds. */
+  gaps: { from: number; to: number }[];
+  /** Pairs of segments whose ranges overlap. */
+  overlaps: { a: string; b: string }[];
+  /** The backup whose head the first segment continues (none: the segments start at seq 1, or nothing before them is stored). */
+  continues?: string;
+  /** Why it is not ok when a segment failed its checks: the error's code and message, and the segment. */
+  code?: string;
+  message?: string;
+  key?: string;
+}
+
+/**
+ * Reads every continuous segment in the store and checks it: decryption and decompression, that
+ * it holds the range its key names, each record's own hash, and the chain — each record linking
+ * to the one before it, across segments, and the first segment after a backup to that backup's
+ * head. Also reports overlaps, and the seqs up to the last segment that neither a segment nor a
+ * backup holds (a gap a point-in-time restore would stop at). Never throws for a bad store
+ * (the report's `code` names the problem); BACKUP_NOT_FOUND when the store holds no segment.
+ */
+export async function verifySegmentChain(store: ObjectStore, o: { encryption?: EncryptionKey; onProgress?: ProgressFn } = {}): Promise<SegmentChainReport> {
+  const segs = await loadSegments(store);
+  if (segs.length === 0) throw new BackupError('BACKUP_NOT_FOUND', `the store ${store.url} holds no continuous segments`, {});
+  const { manifests } = await loadManifests(store);
+  const report: SegmentChainReport = { ok: false, segments: segs.length, read: 0, events: 0, firstSeq: null, lastSeq: null, firstTs: null, lastTs: null, gaps: [], overlaps: [] };
+  // Seq ranges held, segments and backups alike, for the gaps.
+  const held: { from: number; to: number }[] = manifests.map((m) => ({ from: m.from_seq, to: m.to_seq }));
+  let cur = 0;
+  let curHash: string | undefined;
+  let prev: SegmentInfo | undefined;
+  try {
+    for (const s of segs) {
+      const { header, entries } = await fetchSegment(store, s, o.encryption);
+      let linkTo = header.prev_hash; // unknown predecessor: the segment's own chain only
+      if (prev !== undefined && s.first_seq <= prev.last_seq) report.overlaps.push({ a: prev.key, b: s.key });
+      else if (s.first_seq === cur + 1 && curHash !== undefined) linkTo = curHash;
+      else if (s.first_seq === 1) linkTo = toHex(GENESIS_HASH);
+      else {
+        const before = manifests.find((m) => m.to_seq === s.first_seq - 1);
+        if (before !== undefined) {
+          if (before.head_hash !== header.prev_hash) throw new BackupError('BACKUP_CHAIN_BROKEN', `${s.key} does not continue backup ${before.backup_id} (seq ${before.to_seq}): another history`, { key: s.key, backupId: before.backup_id });
+          if (report.read === 0) report.continues = before.backup_id;
+        }
+      }
+      const last = checkChain(entries, linkTo, s.key);
+      if (s.last_seq > cur) {
+        cur = s.last_seq;
+        curHash = last;
+      }
+      held.push({ from: s.first_seq, to: s.last_seq });
+      report.read += 1;
+      report.events += entries.length;
+      report.firstSeq ??= header.first_seq;
+      report.firstTs ??= header.first_ts;
+      report.lastSeq = Math.max(report.lastSeq ?? 0, header.last_seq);
+      report.lastTs = Math.max(report.lastTs ?? 0, header.last_ts);
+      prev = s;
+      o.onProgress?.({ phase: 'verify', done: report.read, total: segs.length });
+    }
+    report.gaps = uncovered(held, cur);
+    report.ok = report.gaps.length === 0 && report.overlaps.length === 0;
+  } catch (err) {
+    if (!isBackupError(err)) throw err;
+    report.code = err.code;
+    report.message = err.message;
+    const at = segs[report.read];
+    if (at !== undefined) report.key = at.key;
+  }
+  return report;
+}
+
+/** The ranges of 1..to that none of `held` covers. */
+function uncovered(held: readonly { from: number; to: number }[], to: number): { from: number; to: number }[] {
+  const gaps: { from: number; to: number }[] = [];
+  let next = 1;
+  for (const r of [...held].sort((a, b) => a.from - b.from)) {
+    if (next > to) break;
+    if (r.from > next) gaps.push({ from: next, to: Math.min(r.from - 1, to) });
+    next = Math.max(next, r.to + 1);
+  }
+  if (next <= to) gaps.push({ from: next, to });
+  return gaps;
 }

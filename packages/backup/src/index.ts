@@ -27,7 +27,7 @@ export { PARENT_CLAIMS_PREFIX, TAG_CLAIMS_PREFIX, claimState, parentClaimKey, pa
 export { HISTORY_CLAIM_PREFIX, claimHistory, historyClaimKey, historyClaimSeq } from './historyClaims.js';
 export type { ParentClaim, TagClaim } from './tagClaims.js';
 export type { RetentionOptions, RetentionPlan, RetentionPolicy } from './retention.js';
-export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegments } from './continuous.js';
+export { CONTINUOUS_CURSOR, ContinuousBackup, defaultContinuousBackupOptions, extendOverSegments, verifySegmentChain, verifySegments, type SegmentChainReport } from './continuous.js';
 export type { ContinuousBackupOptions, SegmentReport } from './continuous.js';
 export { ReplayState } from './state.js';
 export { exactTopK } from './topK.js';
