@@ -6,7 +6,7 @@ export { LogError, LogErrorCodes, isLogError } from './errors.js';
 export type { LogErrorCode } from './errors.js';
 export { GENESIS_HASH, fromHex, toHex } from './events.js';
 export type { LogEvent, Metric } from './events.js';
-export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, payloadHeaderAt, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { FRAME_HEADER_BYTES, crc32Combine, encodeFrame, sealFrame, splitRun } from './wal.js';
 export type { RecordRun } from './wal.js';

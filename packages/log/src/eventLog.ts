@@ -1439,7 +1439,16 @@ export class EventLog {
 
   /** Events with `fromSeq ≤ seq ≤ toSeq` in order (toSeq defaults to the head), at most `limit`. */
   *read(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<LogEvent> {
-    for (const rec of this.readRecords(fromSeq, toSeq, limit)) yield decodeRecord(this.checkedRecord(rec.seq, rec.record));
+    for (const rec of this.readCheckedRecords(fromSeq, toSeq, limit)) yield decodeRecord(rec.record);
+  }
+
+  /**
+   * `readRecords`, each record checked against its own hash as `read` checks it (a damaged one is
+   * read from the write-ahead segments, or LOG_CORRUPT_RECORD): for readers that ship records on
+   * undecoded (continuous backup).
+   */
+  *readCheckedRecords(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER, limit = Number.MAX_SAFE_INTEGER): Generator<{ seq: number; record: Buffer }> {
+    for (const rec of this.readRecords(fromSeq, toSeq, limit)) yield { seq: rec.seq, record: this.checkedRecord(rec.seq, rec.record) };
   }
 
   /** Stored records with `fromSeq ≤ seq ≤ toSeq` in order, undecoded (for backup and verify). */

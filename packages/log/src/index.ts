@@ -28,7 +28,7 @@ export type {
   VectorDeletedBody,
   VectorUpsertedBody,
 } from './events.js';
-export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
+export { RECORD_FORMAT_VERSION, chainHash, checkRecord, checkRecordInPlace, indexDocId, recordHashOk, recordIndexFields, recordIndexFieldsAt, decodePayload, indexFieldsOf, decodePayloadHeader, payloadHeaderAt, decodeRecord, encodeEvent, encodePayload, sealEvent, splitRecord } from './codec.js';
 export type { IndexFields } from './codec.js';
 export { EventLog, defaultWalOptions, makeDir } from './eventLog.js';
 export { docsInKeyOrder, sortDocEntries } from './store.js';
