@@ -50,7 +50,8 @@ const STORE_CURSOR_PREFIX = 'continuous/cursor-';
 /**
  * Ships the log to the store as it grows: woken by commits (an rxjs subscription to `log.tail`),
  * it reads the events after the shipped position in batches by time and count (see `subscribe`),
- * encodes each batch as an immutable segment under the deterministic key `segments/<first>-<last>`, uploads it (retrying with backoff until it lands), then durably
+ * encodes each batch as an immutable segment under the deterministic key
+ * `segments/<first>-<last>`, uploads it (retrying with backoff until it lands), then durably
  * records the shipped position (a log cursor when the log is writable, else a small cursor
  * object in the store). On start it resumes from the larger of the cursor and the contiguous
  * segments already in the store, so a restart after a crash at any point ships every event
