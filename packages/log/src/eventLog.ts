@@ -1577,8 +1577,13 @@ export class EventLog {
    */
   docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
     this.flushDocIndex();
-    const maxSeq = tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros);
-    if (maxSeq === 0) return undefined;
+    return this.docAtSeq(collection, id, tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros));
+  }
+
+  /** `docAsOf` at the state after event `maxSeq` (0: before any). */
+  docAtSeq(collection: string, id: string, maxSeq: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
+    this.flushDocIndex();
+    if (maxSeq <= 0) return undefined;
     let docSeq = this.lastDocKeyAtOrBefore(collection, id, maxSeq);
     if (docSeq === 0) return undefined;
     // The collection's lifecycle, newest first, down to the document's last write.
