@@ -20,6 +20,7 @@ import { LiveCounter } from './liveCounter.js';
 import { IncrementalCounter } from './state.js';
 import { exactTopK } from './topK.js';
 import { openCodecRunner, useCodecWorker, type CodecRunner, type CodecThread } from './codecRunner.js';
+import { abortableStore, type AbortableStore } from './stores/abortable.js';
 import type { ObjectStore } from './stores/objectStore.js';
 
 /** Options of BackupManager. */
@@ -60,6 +61,8 @@ export interface BackupManagerOptions {
 const WRITE_AHEAD_FILES = 3;
 /** How many times an incremental chooses its parent again when a prune deleted the one it chose. */
 const PARENT_ATTEMPTS = 3;
+/** How long a backup stopped by `abort` tries to remove what it stored before it lets the shutdown go on (see `discard`). */
+const DISCARD_AFTER_ABORT_MS = 2000;
 
 /** Defaults of BackupManagerOptions. */
 export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number; checkpointPartBytes: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000, checkpointPartBytes: 256 * 2 ** 20 });
@@ -157,6 +160,9 @@ export class BackupManager {
   /** Set by `abort`: running backups stop at their next file, new ones are refused (BACKUP_ABORTED). */
   private aborted = false;
   private abortReason = '';
+  private readonly abortCtl = new AbortController();
+  /** The options' store, every call of which ends with BACKUP_ABORTED once `abort` is called (see abortableStore). */
+  private readonly store: AbortableStore;
   /** Backups and prunes under way (`idle` waits for them). */
   private readonly running = new Set<Promise<unknown>>();
   /** Tags of backups under way, and the id of each: two at once may not take the same one. */
@@ -169,6 +175,7 @@ export class BackupManager {
     this.metrics = backupMetrics(o.registry ?? new Registry());
     this.logger = o.logger ?? defaultBackupLogger;
     this.now = o.now ?? Date.now;
+    this.store = abortableStore(this.o.store, this.abortCtl.signal, () => this.abortedError());
   }
 
   /** A full backup of events 1..head (+ newest checkpoint ≤ head). Tagged backups are never pruned. */
@@ -176,10 +183,10 @@ export class BackupManager {
     return this.timed('full', async (id) => {
       const head = this.o.log.head();
       if (head.seq === 0) throw new BackupError('BACKUP_INVALID_ARGUMENT', 'the log is empty; nothing to back up');
-      const { manifests, unreadable } = await loadManifests(this.o.store);
+      const { manifests, unreadable } = await loadManifests(this.store);
       warnUnreadable(unreadable, this.logger, 'its tag and history are not checked against it');
       await this.reserveTag(opts.tag, manifests, id);
-      await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
+      await checkLogHoldsStore(this.o.log, this.store, this.o.encryption, manifests);
       const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, useCodecWorker(this.o.codecThread, { kind: 'seal', events: head.seq }));
       let files: BackupFile[];
       // Live vectors are counted here, from the index fields each record's encoding reads anyway.
@@ -213,7 +220,7 @@ export class BackupManager {
         files,
       };
       this.checkAborted();
-      await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
+      await this.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
       return m;
     });
   }
@@ -234,7 +241,7 @@ export class BackupManager {
       let ancestors: BackupManifest[];
       let claim: string;
       for (let attempt = 1; ; attempt++) {
-        const { manifests, unreadable } = await loadManifests(this.o.store);
+        const { manifests, unreadable } = await loadManifests(this.store);
         warnUnreadable(unreadable, this.logger, 'the incremental builds on the newest readable backup');
         if (!tagReserved) await this.reserveTag(opts.tag, manifests, id);
         tagReserved = true;
@@ -248,18 +255,18 @@ export class BackupManager {
           throw new BackupError('BACKUP_LOG_DIVERGED', `the log does not extend backup ${parent.backup_id} (seq ${parent.to_seq}): it holds another history; back it up to a fresh store prefix or directory`, { parent: parent.backup_id });
         }
         // With `since`, the parent may be older than what the store holds: the log must hold that too.
-        await checkLogHoldsStore(this.o.log, this.o.store, this.o.encryption, manifests);
+        await checkLogHoldsStore(this.o.log, this.store, this.o.encryption, manifests);
         ancestors = ancestorsOf(manifests, parent);
         claim = parentClaimKey(parent.backup_id, id);
         this.parentClaimsUnderWay.set(id, claim);
-        await this.o.store.put(claim, Buffer.from(JSON.stringify({ backup_id: id, parent: parent.backup_id, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
+        await this.store.put(claim, Buffer.from(JSON.stringify({ backup_id: id, parent: parent.backup_id, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
         try {
           await this.checkParents(ancestors, parent.backup_id);
           break;
         } catch (err) {
           if (!isBackupError(err, 'BACKUP_NOT_FOUND') || attempt >= PARENT_ATTEMPTS) throw err;
           this.logger('warn', `${err instanceof Error ? err.message : String(err)}; choosing the parent again`, { attempt });
-          await this.o.store.delete(claim).catch(() => undefined);
+          await this.store.delete(claim).catch(() => undefined);
         }
       }
       const head = this.o.log.head();
@@ -268,7 +275,7 @@ export class BackupManager {
       let files: BackupFile[] = [];
       if (head.seq >= from) {
         // Another data dir's incremental on the same parent (a copy of this one gone its own way) stops one of the two here (see historyClaims.ts).
-        await claimHistory(this.o.store, from, toHex(decodeRecord(this.o.log.getRecord(from)!).hash), `incremental backup ${id} of seq ${from}..${head.seq}`);
+        await claimHistory(this.store, from, toHex(decodeRecord(this.o.log.getRecord(from)!).hash), `incremental backup ${id} of seq ${from}..${head.seq}`);
         // Inline: incrementals are small, and the counter reads the log's per-document index.
         const runner = openCodecRunner({ kind: 'seal', options: { compression: this.o.compression, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}) } }, false);
         files = await this.writeEvents(id, from, head.seq, toHex(head.hash), runner, (f) => counter.applyLight(f));
@@ -289,10 +296,10 @@ export class BackupManager {
         files,
       };
       this.checkAborted();
-      await this.o.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
+      await this.store.put(manifestKey(id), Buffer.from(JSON.stringify(m, null, 1)));
       await this.checkParents(ancestors, parent.backup_id);
       // Its manifest now keeps the parent; a claim left behind (the store failed) is pruned.
-      await this.o.store.delete(claim).catch((err: unknown) => this.logger('warn', `could not remove the parent claim ${claim}; a prune removes it`, { error: String(err) }));
+      await this.store.delete(claim).catch((err: unknown) => this.logger('warn', `could not remove the parent claim ${claim}; a prune removes it`, { error: String(err) }));
       return m;
     });
   }
@@ -305,7 +312,7 @@ export class BackupManager {
    */
   private async checkParents(ancestors: readonly BackupManifest[], parentId: string): Promise<void> {
     for (const a of ancestors) {
-      const keys = new Set(await this.o.store.list(backupPrefix(a.backup_id)));
+      const keys = new Set(await this.store.list(backupPrefix(a.backup_id)));
       const missing = [manifestKey(a.backup_id), ...a.files.map((f) => f.key)].find((k) => !keys.has(k));
       if (missing === undefined) continue;
       const via = a.backup_id === parentId ? '' : ` (the parent ${parentId} builds on it)`;
@@ -315,7 +322,7 @@ export class BackupManager {
 
   /** Complete backups (with a manifest), newest first; `before` (µs): only those created before it. */
   async list(opts: { before?: number } = {}): Promise<BackupManifest[]> {
-    const { manifests, unreadable } = await loadManifests(this.o.store);
+    const { manifests, unreadable } = await loadManifests(this.store);
     warnUnreadable(unreadable, this.logger, 'not listed');
     return manifests.filter((m) => opts.before === undefined || createdMs(m) * 1000 < opts.before).sort(compareNewestFirst);
   }
@@ -336,7 +343,7 @@ export class BackupManager {
   async verify(idOrLatest: string, opts: { deep?: boolean; probes?: number; minIndexRecall?: number; scratchDir?: string } = {}): Promise<BackupVerifyReport> {
     const report: BackupVerifyReport = { ok: false, backupId: idOrLatest, chain: [], files: 0, events: 0 };
     try {
-      const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
+      const { manifests, incomplete, unreadable } = await loadManifests(this.store);
       if (idOrLatest === LATEST) warnUnreadable(unreadable, this.logger, 'latest is the newest readable backup');
       const m = findBackup(manifests, idOrLatest);
       if (m === undefined) {
@@ -354,12 +361,12 @@ export class BackupManager {
         let expectSeq = b.from_seq;
         for (const f of b.files) {
           if (f.kind === 'checkpoint') {
-            await fetchChecked(this.o.store, f);
+            await fetchChecked(this.store, f);
             report.files += 1;
             continue;
           }
           if (f.first_seq !== expectSeq) throw new BackupError('BACKUP_CHAIN_GAP', `backup ${b.backup_id}: file ${f.key} starts at seq ${String(f.first_seq)}, expected ${expectSeq}`, { key: f.key });
-          const seg = await fetchEventsFile(this.o.store, b, f, this.o.encryption);
+          const seg = await fetchEventsFile(this.store, b, f, this.o.encryption);
           prev = checkChain(seg.entries, prev, f.key);
           expectSeq = seg.header.last_seq + 1;
           report.files += 1;
@@ -389,7 +396,7 @@ export class BackupManager {
   /** The first of `ids` whose manifest is no longer in the store (undefined: all there, or the store cannot say). */
   private async firstWithoutManifest(ids: readonly string[]): Promise<string | undefined> {
     try {
-      for (const id of ids) if ((await this.o.store.head(manifestKey(id))) === undefined) return id;
+      for (const id of ids) if ((await this.store.head(manifestKey(id))) === undefined) return id;
     } catch {
       // the store cannot be read: the first error stands
     }
@@ -400,9 +407,9 @@ export class BackupManager {
     // Named with this pid: one a killed verify left is removed by the next (see makeScratchDir).
     const { dir: scratch, release } = makeScratchDir(scratchDir, 'kyrodb-verify-');
     try {
-      const plan = planRestore({ manifests, segments: await loadSegments(this.o.store) }, { backupId: m.backup_id });
+      const plan = planRestore({ manifests, segments: await loadSegments(this.store) }, { backupId: m.backup_id });
       const dataDir = path.join(scratch, 'data');
-      const r = await executeRestore(plan, { store: this.o.store, dataDir, keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
+      const r = await executeRestore(plan, { store: this.store, dataDir, keepState: true, ...(this.o.encryption !== undefined ? { encryption: this.o.encryption } : {}), ...(this.o.onProgress !== undefined ? { onProgress: this.o.onProgress } : {}) });
       // What the restored data dir's LMDB is rebuilt from after a crash: its write-ahead segments
       // must hold the same chain, every frame's CRC good (LMDB reading back right does not show it).
       const seg = segmentsChain(walDirOf(dataDir));
@@ -484,16 +491,16 @@ export class BackupManager {
   }
 
   private async pruneRun(opts: Parameters<BackupManager['prune']>[0]): Promise<PruneResult> {
-    const { manifests, incomplete, unreadable } = await loadManifests(this.o.store);
+    const { manifests, incomplete, unreadable } = await loadManifests(this.store);
     // A backup whose manifest cannot be read may be the parent or child of one that could be
     // deleted, and its own range is unknown: nothing is deleted until it is repaired or removed.
     if (unreadable.length > 0) {
       throw new BackupError('BACKUP_MANIFEST_INVALID', `cannot apply retention while ${unreadable.length} manifest(s) cannot be read (${unreadable.map((u) => u.backupId).join(', ')}): repair or remove those backups first; nothing was deleted`, { backupIds: unreadable.map((u) => u.backupId) });
     }
-    const segments = await loadSegments(this.o.store);
-    const tagClaims = parseTagClaims(await this.o.store.list(TAG_CLAIMS_PREFIX));
-    const parentClaims = parseParentClaims(await this.o.store.list(PARENT_CLAIMS_PREFIX));
-    const historyClaims = (await this.o.store.list(HISTORY_CLAIM_PREFIX)).map(historyClaimSeq).filter((s): s is number => s !== undefined);
+    const segments = await loadSegments(this.store);
+    const tagClaims = parseTagClaims(await this.store.list(TAG_CLAIMS_PREFIX));
+    const parentClaims = parseParentClaims(await this.store.list(PARENT_CLAIMS_PREFIX));
+    const historyClaims = (await this.store.list(HISTORY_CLAIM_PREFIX)).map(historyClaimSeq).filter((s): s is number => s !== undefined);
     const now = opts.now ?? this.now();
     const plan = planRetention(manifests, segments, {
       now,
@@ -508,7 +515,7 @@ export class BackupManager {
     let deletedObjects = 0;
     if (opts.dryRun !== true) {
       const remove = async (k: string): Promise<void> => {
-        await this.o.store.delete(k);
+        await this.store.delete(k);
         deletedObjects += 1;
       };
       // Manifests first: a backup half deleted is never listed. Each is read before it goes (one
@@ -517,7 +524,7 @@ export class BackupManager {
       for (const id of plan.delete) {
         let body: Buffer;
         try {
-          body = await this.o.store.get(manifestKey(id));
+          body = await this.store.get(manifestKey(id));
         } catch (err) {
           if (isBackupError(err, 'BACKUP_FILE_MISSING')) continue;
           throw err;
@@ -531,20 +538,20 @@ export class BackupManager {
       const needed = await this.neededSince(manifests, [...removed.keys(), ...plan.deleteIncomplete], now, opts.incompleteAfterMs ?? INCOMPLETE_AFTER_MS);
       for (const [id, why] of needed) {
         if (removed.has(id)) {
-          await this.o.store.put(manifestKey(id), removed.get(id)!);
+          await this.store.put(manifestKey(id), removed.get(id)!);
           deletedObjects -= 1;
           removed.delete(id);
           plan.delete = plan.delete.filter((x) => x !== id);
           plan.keep.push({ backup_id: id, reasons: [why] });
         } else plan.deleteIncomplete = plan.deleteIncomplete.filter((x) => x !== id);
       }
-      for (const id of removed.keys()) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
+      for (const id of removed.keys()) for (const k of await this.store.list(backupPrefix(id))) await remove(k);
       for (const k of plan.deleteSegments) await remove(k);
-      for (const id of plan.deleteIncomplete) for (const k of await this.o.store.list(backupPrefix(id))) await remove(k);
+      for (const id of plan.deleteIncomplete) for (const k of await this.store.list(backupPrefix(id))) await remove(k);
       for (const k of [...plan.deleteTagClaims, ...plan.deleteParentClaims, ...plan.deleteHistoryClaims]) await remove(k);
     }
     // Temp files of puts whose process died (a local store's; see ObjectStore.sweep).
-    const sweptTempFiles = this.o.store.sweep === undefined ? 0 : (await this.o.store.sweep({ dryRun: opts.dryRun === true })).length;
+    const sweptTempFiles = this.store.sweep === undefined ? 0 : (await this.store.sweep({ dryRun: opts.dryRun === true })).length;
     return { ...plan, dryRun: opts.dryRun === true, deletedObjects, sweptTempFiles };
   }
 
@@ -556,8 +563,8 @@ export class BackupManager {
   private async neededSince(planned: readonly BackupManifest[], deleted: readonly string[], now: number, staleAfterMs: number): Promise<Map<string, string>> {
     const needed = new Map<string, string>();
     if (deleted.length === 0) return needed;
-    const { manifests } = await loadManifests(this.o.store);
-    const claims = parseParentClaims(await this.o.store.list(PARENT_CLAIMS_PREFIX));
+    const { manifests } = await loadManifests(this.store);
+    const claims = parseParentClaims(await this.store.list(PARENT_CLAIMS_PREFIX));
     const byId = new Map([...planned, ...manifests].map((m) => [m.backup_id, m]));
     const gone = new Set(deleted);
     const listed = new Set(manifests.map((m) => m.backup_id));
@@ -599,6 +606,7 @@ export class BackupManager {
   abort(reason = 'the server is shutting down'): void {
     this.aborted = true;
     this.abortReason = reason;
+    this.abortCtl.abort();
   }
 
   /** Resolves once no backup or prune of this manager is under way (a failed one's objects removed). */
@@ -619,15 +627,15 @@ export class BackupManager {
     if (other !== undefined) throw new BackupError('BACKUP_TAG_EXISTS', `tag ${JSON.stringify(tag)} is being given to backup ${other}, under way; a tag names one restore point`, { tag, backupId: other });
     this.tagsUnderWay.set(tag, id);
     claimsInProcess.add(id);
-    await this.o.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
-    const others = parseTagClaims(await this.o.store.list(tagClaimPrefix(tag))).filter((c) => c.backupId !== id);
+    await this.store.put(tagClaimKey(tag, id), Buffer.from(JSON.stringify({ backup_id: id, tag, claimed: new Date(this.now()).toISOString(), host: os.hostname(), pid: process.pid })));
+    const others = parseTagClaims(await this.store.list(tagClaimPrefix(tag))).filter((c) => c.backupId !== id);
     const seen = (
       await Promise.all(
         others.map(async (c) => {
-          const hasManifest = (await this.o.store.head(manifestKey(c.backupId))) !== undefined;
+          const hasManifest = (await this.store.head(manifestKey(c.backupId))) !== undefined;
           if (!hasManifest && (await this.claimAbandoned(tag, c.backupId))) {
             // Its backup failed and could not remove its claim (the store was down then): the tag is free.
-            await this.o.store.delete(tagClaimKey(tag, c.backupId)).catch(() => undefined);
+            await this.store.delete(tagClaimKey(tag, c.backupId)).catch(() => undefined);
             return undefined;
           }
           return { backupId: c.backupId, hasManifest };
@@ -650,7 +658,7 @@ export class BackupManager {
   private async claimAbandoned(tag: string, backupId: string): Promise<boolean> {
     let c: { host?: unknown; pid?: unknown };
     try {
-      c = JSON.parse((await this.o.store.get(tagClaimKey(tag, backupId))).toString('utf8')) as { host?: unknown; pid?: unknown };
+      c = JSON.parse((await this.store.get(tagClaimKey(tag, backupId))).toString('utf8')) as { host?: unknown; pid?: unknown };
     } catch {
       return false;
     }
@@ -660,7 +668,11 @@ export class BackupManager {
   }
 
   private checkAborted(): void {
-    if (this.aborted) throw new BackupError('BACKUP_ABORTED', `the backup was stopped before it completed (${this.abortReason}); what it stored is removed`);
+    if (this.aborted) throw this.abortedError();
+  }
+
+  private abortedError(): BackupError {
+    return new BackupError('BACKUP_ABORTED', `the backup was stopped before it completed (${this.abortReason}); what it stored is removed`);
   }
 
   private track<T>(p: Promise<T>): Promise<T> {
@@ -719,15 +731,33 @@ export class BackupManager {
    * (no manifest) and is logged.
    */
   private async discard(id: string): Promise<void> {
-    try {
-      await this.o.store.delete(manifestKey(id));
-      for (const k of await this.o.store.list(backupPrefix(id))) await this.o.store.delete(k);
+    // The store as given (the manager's own refuses every call once stopped). Stopped by a
+    // shutdown, this gets DISCARD_AFTER_ABORT_MS: a store that does not answer held it for each
+    // request's timeout and retries; what is left is never listed, and a prune removes it.
+    const store = this.o.store;
+    const work = (async (): Promise<void> => {
+      await this.store.settled(); // a put let go of by the abort still writing (a local file) lands first, then goes
+      await store.delete(manifestKey(id));
+      for (const k of await store.list(backupPrefix(id))) await store.delete(k);
       // Its claims last: the tag is free, and the parent prunable, once nothing of the backup is left.
-      for (const [tag, holder] of this.tagsUnderWay) if (holder === id) await this.o.store.delete(tagClaimKey(tag, id));
+      for (const [tag, holder] of this.tagsUnderWay) if (holder === id) await store.delete(tagClaimKey(tag, id));
       const claim = this.parentClaimsUnderWay.get(id);
-      if (claim !== undefined) await this.o.store.delete(claim);
-    } catch (err) {
-      this.logger('warn', `could not remove the objects of the failed backup ${id}; they are never listed (no manifest)`, { error: String(err) });
+      if (claim !== undefined) await store.delete(claim);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      work.then(
+        () => 'done' as const,
+        (err: unknown) => err,
+      ),
+      ...(this.aborted ? [new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DISCARD_AFTER_ABORT_MS)))] : []),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'late') {
+      work.catch(() => undefined);
+      this.logger('warn', `the objects of the stopped backup ${id} were not all removed within ${DISCARD_AFTER_ABORT_MS} ms; they are never listed (no manifest), and a prune removes them`, {});
+    } else if (outcome !== 'done') {
+      this.logger('warn', `could not remove the objects of the failed backup ${id}; they are never listed (no manifest)`, { error: String(outcome) });
     }
   }
 
@@ -782,7 +812,7 @@ export class BackupManager {
         files.push({ key, kind: 'events', size: 0, raw_size: rawSize, sha256: '', first_seq: start, last_seq: end });
         const step = sealed.then(async ({ body, sha256 }) => {
           files[at] = { ...files[at]!, size: body.length, sha256 };
-          await this.o.store.put(key, body);
+          await this.store.put(key, body);
           uploaded += want;
           this.o.onProgress?.({ phase: 'events', done: uploaded, total: to - from + 1 });
         });
@@ -840,7 +870,7 @@ export class BackupManager {
                 const raw = await readAt(fh, offset, Math.min(part, size - offset));
                 const body = encodeObject(raw, this.o.compression, this.o.encryption);
                 const key = `${backupPrefix(id)}checkpoint/${r}${parts > 1 ? `.part-${String(n).padStart(5, '0')}` : ''}`;
-                await this.o.store.put(key, body);
+                await this.store.put(key, body);
                 files.push({ key, kind: 'checkpoint', size: body.length, raw_size: raw.length, sha256: sha256Hex(body), path: r, ...(parts > 1 ? { offset } : {}) });
               }
             } finally {

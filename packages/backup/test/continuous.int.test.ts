@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { EventLog, toHex } from '@kyrodb/log';
 import { BackupManager, CONTINUOUS_CURSOR, ContinuousBackup, LocalDirStore, decodeSegment, decodeObject, isBackupError, loadSegments, parseKey, restore, verifySegments, withPreviousKeys, type ObjectStore } from '@kyrodb/backup';
-import { created, FaultProxy, fill, hashDir, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
+import { created, FaultProxy, fill, filledLog, hashDir, openLog, quietLogger, S3Server, s3Store, tempDir, until } from './helpers.js';
 
 async function gauge(r: Registry, name: string): Promise<number> {
   const m = (await r.getMetricsAsJSON()).find((x) => x.name === name);
@@ -543,6 +543,35 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     store.destroy();
     await log.close();
   });
+
+  it('a backup against a store that stops answering: abort (a server shutting down) ends it with BACKUP_ABORTED and lets idle() resolve without waiting out the requests; a later backup is whole', async () => {
+    const { log, dir } = await filledLog(300);
+    const store = s3Store(proxy.endpoint, 'abort-hang', { requestTimeoutMs: 60_000, retry: { attempts: 5, baseDelayMs: 10, maxDelayMs: 20 } });
+    const lines: string[] = [];
+    const mgr = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 100, logger: quietLogger(lines) });
+    // Requests are held 60 s at the proxy (each would then retry): the backup waits on its first.
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 60_000 };
+    const requests = proxy.counts.requests;
+    const backup = mgr.createFull().then(
+      () => 'completed',
+      (e: unknown) => (isBackupError(e, 'BACKUP_ABORTED') ? 'BACKUP_ABORTED' : String(e)),
+    );
+    await until(() => proxy.counts.requests > requests, 10_000, 'a request in flight');
+    mgr.abort();
+    // (before: the backup, and idle() with it, waited for each request's 60 s, retries, then as long again to remove what it stored)
+    const ended = Promise.all([backup, mgr.idle()]).then(([b]) => b);
+    expect(await Promise.race([ended, new Promise((r) => setTimeout(() => r('still waiting after 15 s'), 15_000))])).toBe('BACKUP_ABORTED');
+    expect(lines.join('\n')).toMatch(/the objects of the stopped backup \S+ were not all removed within 2000 ms/);
+    await expect(mgr.createFull()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_ABORTED')); // stopped for good
+    proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+    // Nothing of the stopped one is listed; a new manager's backup is whole.
+    const next = new BackupManager({ log, dataDir: dir, store, eventsPerFile: 100, logger: quietLogger() });
+    expect(await next.list()).toEqual([]);
+    const full = await next.createFull();
+    expect((await next.verify(full.backup_id)).ok).toBe(true);
+    store.destroy();
+    await log.close();
+  }, 60_000);
 });
 
 describe('point-in-time restore over a chain with a gap', () => {
