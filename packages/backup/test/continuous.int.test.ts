@@ -187,6 +187,37 @@ describe('continuous backup of a backlog', () => {
   }, 120_000);
 });
 
+describe('continuous backup segment bounds', () => {
+  it('a backlog ships in segments as large as maxBatchBytes allows (one record past it at most), back to back, every event once', async () => {
+    const { log } = await openLog();
+    await log.append([created('c', 8)]);
+    await fill(log, 3000, { batch: 250 });
+    const store = new LocalDirStore(tempDir());
+    const cap = 32 * 1024;
+    const cb = new ContinuousBackup({ log, store, intervalMs: 60_000, maxBatchBytes: cap, logger: quietLogger() });
+    await cb.start();
+    // An interval of a minute: only full segments go out at once; the last (short) one waits for it.
+    await until(() => log.head().seq - cb.status().shippedSeq < 300, 10_000, 'the backlog but its last, partial segment');
+    await cb.stop();
+    const segs = await loadSegments(store);
+    for (const sg of segs) {
+      const seg = decodeSegment(decodeObject(await store.get(sg.key), undefined, sg.key), sg.key);
+      const bytes = seg.entries.reduce((n, e) => n + e.record.byteLength, 0);
+      const last = seg.entries.at(-1)!.record.byteLength;
+      if (sg !== segs.at(-1)) expect(bytes >= cap && bytes - last < cap, `${sg.key}: ${bytes} bytes`).toBe(true);
+    }
+    expect(segs.length).toBeGreaterThan(3);
+    // Everything but a last, partial segment went out without waiting for the minute.
+    expect(segs.at(-1)!.last_seq).toBeGreaterThan(log.head().seq - 300);
+    const rest = new ContinuousBackup({ log, store, intervalMs: 10, maxBatchBytes: cap, logger: quietLogger() });
+    await rest.start();
+    await rest.waitForShipped(log.head().seq);
+    await rest.stop();
+    await expectSegmentsEqualLog(store, log);
+    await log.close();
+  });
+});
+
 describe('continuous backup refuses a store whose history the log does not extend', () => {
   it('a shorter or different log on the same store → BACKUP_LOG_DIVERGED, nothing shipped', async () => {
     const { isBackupError } = await import('@kyrodb/backup');
