@@ -55,6 +55,8 @@ export const ApiErrorCodes = {
   API_BACKPRESSURE: 'the server is applying backpressure; retry after Retry-After seconds',
   /** The server is shutting down. */
   API_SHUTTING_DOWN: 'the server is shutting down',
+  /** `POST /v1/backups` while a backup (requested, or scheduled) is under way in this server: one at a time. Retry after `Retry-After` seconds. */
+  API_BACKUP_IN_PROGRESS: 'a backup is under way in this server; retry once it is done',
   /** A feature is not available in this build or configuration (e.g. backups without @kyrodb/backup). */
   API_NOT_AVAILABLE: 'the feature is not available in this build or configuration',
   /** The failpoints API is off (start the server with KYRODB_TEST_FAILPOINTS_API=1). */
@@ -117,6 +119,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   API_COLLECTION_EXISTS: 409,
   API_BACKPRESSURE: 429,
   API_SHUTTING_DOWN: 503,
+  API_BACKUP_IN_PROGRESS: 409,
   API_NOT_AVAILABLE: 501,
   API_FAILPOINTS_DISABLED: 404,
   API_CONFIG_INVALID: 400,
@@ -182,8 +185,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = Object.freeze({
   BACKUP_NO_SPACE: 507,
 });
 
-/** Codes whose 503 carries `Retry-After` (writes are blocked for a while). */
-export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['WAL_CIRCUIT_OPEN', 'WAL_DISK_FULL', 'WAL_QUOTA_EXCEEDED', 'WAL_IO_ERROR', 'WAL_PERMISSION_DENIED', 'API_BACKPRESSURE', 'PROJ_BACKPRESSURE', 'PROJ_NO_LAYER_AVAILABLE', 'API_SHUTTING_DOWN']);
+/** Codes whose answer carries `Retry-After`: the request can be repeated once the condition passes (writes blocked for a while, a backup under way). */
+export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['API_BACKUP_IN_PROGRESS', 'WAL_CIRCUIT_OPEN', 'WAL_DISK_FULL', 'WAL_QUOTA_EXCEEDED', 'WAL_IO_ERROR', 'WAL_PERMISSION_DENIED', 'API_BACKPRESSURE', 'PROJ_BACKPRESSURE', 'PROJ_NO_LAYER_AVAILABLE', 'API_SHUTTING_DOWN']);
 
 /** The HTTP status for an error code: the table, else by prefix (`*_NOT_FOUND` 404, `*_INVALID*` 400), else 500. */
 export function httpStatusFor(code: string): number {

@@ -437,6 +437,18 @@ describe('backups over HTTP, as-of instants, error codes of the audit routes, sh
     expect(metrics.json).not.toMatch(/backup_failure_total\{type="(full|incremental)"\} [1-9]/);
   });
 
+  it('POST /v1/backups: one at a time; a request while one is under way is 409 API_BACKUP_IN_PROGRESS with Retry-After, and stores nothing', async () => {
+    const before = (await req(node, 'GET', '/v1/backups')).json.backups.length as number;
+    const [a, b] = await Promise.all([req(node, 'POST', '/v1/backups', { type: 'full' }), req(node, 'POST', '/v1/backups', { type: 'full' })]);
+    expect([a.status, b.status].sort()).toEqual([201, 409]);
+    const refused = a.status === 409 ? a : b;
+    expect(refused.json.error.code).toBe('API_BACKUP_IN_PROGRESS');
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+    expect((await req(node, 'GET', '/v1/backups')).json.backups.length).toBe(before + 1);
+    // Once it is done, the next is taken.
+    expect((await req(node, 'POST', '/v1/backups', { type: 'incremental' })).status).toBe(201);
+  });
+
   it('asOf on the collection routes follows the as-of rule: integer µs too, a future instant refused (422), a collection absent at T is API_COLLECTION_NOT_FOUND', async () => {
     const head = node.log.head();
     const got = await req(node, 'GET', `/v1/collections/docs/vectors/a?asOf=${head.ts}`);

@@ -163,6 +163,7 @@ export class BackupManager {
   private readonly abortCtl = new AbortController();
   /** The options' store, every call of which ends with BACKUP_ABORTED once `abort` is called (see abortableStore). */
   private readonly store: AbortableStore;
+  private backupsRunning = 0;
   /** Backups and prunes under way (`idle` waits for them). */
   private readonly running = new Set<Promise<unknown>>();
   /** Tags of backups under way, and the id of each: two at once may not take the same one. */
@@ -696,7 +697,13 @@ export class BackupManager {
     return this.track(this.timedRun(type, fn));
   }
 
+  /** Full and incremental backups of this manager under way (a server answers a request for another with 409 while one runs). */
+  get backupsUnderWay(): number {
+    return this.backupsRunning;
+  }
+
   private async timedRun(type: 'full' | 'incremental', fn: (id: string) => Promise<BackupManifest>): Promise<BackupManifest> {
+    this.backupsRunning += 1; // before any await: a second request checked right after sees this one
     const t0 = performance.now();
     this.lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
     const id = newBackupId(this.now(), type);
@@ -718,6 +725,7 @@ export class BackupManager {
       await this.discard(id);
       throw err;
     } finally {
+      this.backupsRunning -= 1;
       for (const [tag, holder] of this.tagsUnderWay) if (holder === id) this.tagsUnderWay.delete(tag);
       this.parentClaimsUnderWay.delete(id);
       claimsInProcess.delete(id);
