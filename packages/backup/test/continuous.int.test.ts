@@ -537,6 +537,19 @@ describe('continuous backup through a faulty S3 (fault-injecting proxy in front 
     await log.close();
   }, 120_000);
 
+  it('a store that answers every request with 503: BACKUP_STORE_ERROR names the HTTP status, even for a HEAD (no body to name the error)', async () => {
+    const store = s3Store(proxy.endpoint, 'five-oh-three', { retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 10 } });
+    proxy.faults = { errorRate: 1, dropRate: 0, latencyMs: 0 };
+    try {
+      for (const op of [() => store.head('x'), () => store.list('backups/'), () => store.put('x', Buffer.from('y'))]) {
+        await expect(op()).rejects.toSatisfy((e) => isBackupError(e, 'BACKUP_STORE_ERROR') && /failed \(HTTP 50[03]\)/.test((e as Error).message));
+      }
+    } finally {
+      proxy.faults = { errorRate: 0, dropRate: 0, latencyMs: 0 };
+      store.destroy();
+    }
+  });
+
   it('a store that takes connections but never answers: a request ends at its timeout (BACKUP_STORE_ERROR), and stopping cancels an upload in flight', async () => {
     const { log } = await openLog();
     // Requests are held 60 s at the proxy, as by a stopped or black-holed server.

@@ -105,7 +105,10 @@ export class S3Store implements ObjectStore {
   private run<T>(op: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return withRetry(fn, (err) => signal?.aborted !== true && isRetryableS3Error(err), this.retry, (err, attempt) => this.o.onRetry?.(err, attempt, op)).catch((err: unknown) => {
       if (isBackupError(err)) throw err;
-      throw new BackupError('BACKUP_STORE_ERROR', `S3 ${op} failed: ${(err as Error).name ?? ''} ${(err as Error).message ?? String(err)}`, { op, url: this.url }, { cause: err });
+      // The HTTP status, when there was an answer: a HEAD's has no body, and the SDK named a 503 only `Unknown UnknownError`.
+      const status = (err as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
+      const http = typeof status === 'number' ? ` (HTTP ${status})` : '';
+      throw new BackupError('BACKUP_STORE_ERROR', `S3 ${op} failed${http}: ${(err as Error).name ?? ''} ${(err as Error).message ?? String(err)}`, { op, url: this.url, ...(typeof status === 'number' ? { httpStatus: status } : {}) }, { cause: err });
     });
   }
 
