@@ -7,7 +7,7 @@ import { EventLog, Failpoints, LogError, type LogSink } from '@kyrodb/log';
 import type { KyroConfig } from './config.js';
 import { backupStoreUrl, dataDirOf } from './config.js';
 import { LearnedPredictor, Projections, SemanticCache, TrainingSupervisor } from '@kyrodb/projections';
-import { BackupError, BackupManager, ContinuousBackup, loadKey, openObjectStore, recoverInterruptedRestore, withPreviousKeys } from '@kyrodb/backup';
+import { BackupError, BackupManager, ContinuousBackup, DISCARD_AFTER_ABORT_MS, loadKey, openObjectStore, recoverInterruptedRestore, withPreviousKeys } from '@kyrodb/backup';
 import type { EncryptionKey, ObjectStore } from '@kyrodb/backup';
 import { ensureSketchMetrics } from './metrics.js';
 import { ScheduledBackups } from './scheduledBackups.js';
@@ -112,8 +112,12 @@ const defaultLogger: NodeLogger = (level, msg, fields) => {
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, component: 'api', msg, ...fields }) + '\n');
 };
 
-/** After the shutdown timeout, how long answers to stopped backups get before the connections left are cut. */
-const CUT_GRACE_MS = 1000;
+/**
+ * After the shutdown timeout, how long answers to stopped backups get before the connections left
+ * are cut: a stopped backup first tries DISCARD_AFTER_ABORT_MS to remove what it stored (with 1 s,
+ * a POST /v1/backups waiting on a store that stopped answering was cut without an answer).
+ */
+const CUT_GRACE_MS = DISCARD_AFTER_ABORT_MS + 1000;
 /** The least time a shutdown gives its checkpoint. */
 const CHECKPOINT_MIN_MS = 1000;
 

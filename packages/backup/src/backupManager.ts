@@ -62,7 +62,7 @@ const WRITE_AHEAD_FILES = 3;
 /** How many times an incremental chooses its parent again when a prune deleted the one it chose. */
 const PARENT_ATTEMPTS = 3;
 /** How long a backup stopped by `abort` tries to remove what it stored before it lets the shutdown go on (see `discard`). */
-const DISCARD_AFTER_ABORT_MS = 2000;
+export const DISCARD_AFTER_ABORT_MS = 2000;
 
 /** Defaults of BackupManagerOptions. */
 export const defaultBackupManagerOptions: Readonly<{ compression: Compression; eventsPerFile: number; checkpointPartBytes: number }> = Object.freeze({ compression: 'zstd', eventsPerFile: 50_000, checkpointPartBytes: 256 * 2 ** 20 });
@@ -744,7 +744,9 @@ export class BackupManager {
     // request's timeout and retries; what is left is never listed, and a prune removes it.
     const store = this.o.store;
     const work = (async (): Promise<void> => {
-      await this.store.settled(); // a put let go of by the abort still writing (a local file) lands first, then goes
+      // Stopped: a put the abort let go of may still be writing (a local file); it lands first, then goes.
+      // (Not otherwise: a failed backup's own calls are done by now, and another backup's may go on for long.)
+      if (this.aborted) await this.store.settled();
       await store.delete(manifestKey(id));
       for (const k of await store.list(backupPrefix(id))) await store.delete(k);
       // Its claims last: the tag is free, and the parent prunable, once nothing of the backup is left.

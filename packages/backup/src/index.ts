@@ -15,7 +15,7 @@ export { BACKUP_FORMAT_VERSION, manifestKey, parseManifest } from './manifest.js
 export type { BackupFile, BackupManifest } from './manifest.js';
 export { loadManifests, loadSegments, segmentKey } from './pieces.js';
 export type { SegmentInfo } from './pieces.js';
-export { BackupManager, defaultBackupManagerOptions } from './backupManager.js';
+export { BackupManager, DISCARD_AFTER_ABORT_MS, defaultBackupManagerOptions } from './backupManager.js';
 export type { BackupManagerOptions, BackupVerifyReport, PruneResult } from './backupManager.js';
 export { LATEST, backupChain, describePlan, findBackup, latestBackup, planRestore, seqSpan } from './restorePlan.js';
 export type { PlanStep, RestorePlan, RestoreTarget } from './restorePlan.js';
