@@ -377,7 +377,7 @@ export function buildProgram(): Command {
         const enc = encryptionOf(cfg);
         const mgr = new BackupManager({ log, dataDir: dataDirOf(cfg), store, compression: cfg.backup.compression, ...(enc ? { encryption: enc } : {}), ...(bar.onProgress ? { onProgress: bar.onProgress } : {}) });
         const named = { ...(o.tag !== undefined ? { tag: o.tag } : {}), ...(o.description !== undefined ? { description: o.description } : {}) };
-        // Interrupted, it stops at its next file and removes what it stored (claims too).
+        // Interrupted, it stops at once (see BackupManager.abort) and removes what it stored (claims too).
         onInterrupt(async () => {
           mgr.abort('interrupted');
           await mgr.idle();

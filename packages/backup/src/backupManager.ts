@@ -157,7 +157,7 @@ export class BackupManager {
    * sealing and uploads, `checkpoint` copying the checkpoint, `total` all of it.
    */
   lastPhasesMs = { read: 0, seal: 0, wait: 0, checkpoint: 0, total: 0 };
-  /** Set by `abort`: running backups stop at their next file, new ones are refused (BACKUP_ABORTED). */
+  /** Set by `abort`: running backups stop at once, new ones are refused (BACKUP_ABORTED). */
   private aborted = false;
   private abortReason = '';
   private readonly abortCtl = new AbortController();
@@ -601,8 +601,9 @@ export class BackupManager {
   }
 
   /**
-   * Stops backups for good (a server shutting down): each running one ends at its next file with
-   * BACKUP_ABORTED and what it stored is removed; later ones are refused. See `idle`.
+   * Stops backups for good (a server shutting down, a CLI interrupted): each running one ends at
+   * once with BACKUP_ABORTED (its store calls end, see abortableStore) and what it stored is
+   * removed (within DISCARD_AFTER_ABORT_MS); later ones are refused. See `idle`.
    */
   abort(reason = 'the server is shutting down'): void {
     this.aborted = true;
