@@ -10,6 +10,7 @@ const BENCHES: Record<string, string> = {
   checkpointStall: 'searches and the event loop while a checkpoint is written, beside the same without one (issue 3)',
   manyCollections: 'a checkpoint of many small collections and an open from it, beside a plain copy of its files (issue 3)',
   backup: 'full, incremental and PITR backup/restore, continuous-backup lag (issue 4)',
+  incrementalHistory: 'an incremental backup over documents with long histories, beside one over documents written once (issue 4)',
   restoreCli: 'a full restore as `kyrodb restore` in a fresh process, beside a plain copy (issue 4)',
   restoreCodec: "the restore codec thread's work alone (checks, decompression, framing), beside its floor (issue 4)",
   api: 'HTTP writes and searches through a `kyrodb serve` child, beside the same calls in-process (issue 5)',
