@@ -1576,7 +1576,6 @@ export class EventLog {
    * documents; only a drop does.
    */
   docAsOf(collection: string, id: string, tsMicros?: number): (LogEvent & { type: 'vector.upserted' }) | undefined {
-    this.flushDocIndex();
     return this.docAtSeq(collection, id, tsMicros === undefined ? Number.MAX_SAFE_INTEGER - 1 : this.seqAtTime(tsMicros));
   }
 
